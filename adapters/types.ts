@@ -1,0 +1,46 @@
+/**
+ * The adapter subsystem's public surface, as the plugin sees it.
+ *
+ * `AdapterManager` (adapters/manager.ts) implements `AdapterProvider` for one base model.
+ */
+
+/** A known adapter: where it lives and what its PEFT config says. */
+export interface AdapterInfo {
+  /** Name clients use after `BASE:` (the folder name for scanned directories). */
+  name: string;
+  /** The base model name this adapter belongs to. */
+  base: string;
+  /** Folder holding adapter_config.json and adapter_model.safetensors. */
+  dir: string;
+  /** PEFT `r` (default rank; per-module ranks may differ through rank_pattern). */
+  rank: number;
+  /** PEFT `lora_alpha`. */
+  alpha: number;
+  /** Whether the adapter uses rsLoRA scaling (alpha / sqrt(r)). */
+  useRslora: boolean;
+  /** Module kinds the adapter targets, e.g. ["q_proj", "v_proj"]. */
+  targetModules: string[];
+  /** Unix seconds when the adapter became known. */
+  created: number;
+}
+
+/** A pinned, resident adapter: `slot` stays valid until `release()` is called (exactly once). */
+export interface AdapterLease {
+  name: string;
+  slot: number;
+  release(): void;
+}
+
+/** What the plugin needs from the adapter subsystem for one base model. */
+export interface AdapterProvider {
+  /** Every known adapter of this base. */
+  list(): AdapterInfo[];
+  /** The adapter, or undefined when unknown. */
+  get(name: string): AdapterInfo | undefined;
+  /**
+   * Make the adapter resident in a device slot (loading it just in time, one load for
+   * concurrent callers) and pin it. Throws ModelNotFoundError for unknown names and
+   * AdapterError (4xx, message naming the file/field) for invalid adapter files.
+   */
+  acquire(name: string): Promise<AdapterLease>;
+}

@@ -1,0 +1,164 @@
+/**
+ * The engine boundary: every type that crosses between TypeScript and the native addon.
+ *
+ * This file is the one typed seam (like node-llama-cpp's AddonTypes.ts). `native/binding.ts`
+ * loads the addon and casts it to `NativeAddon`; nothing else in the project touches the raw
+ * addon. Shapes and units are given on every field.
+ */
+
+/** Model hyper-parameters read from a Hugging Face `config.json`, as the engine understood them. */
+export interface ModelInfo {
+  /** `model_type` from config.json: "llama", "mistral" or "qwen2". */
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numKeyValueHeads: number;
+  headDim: number;
+  /** Maximum context length in tokens (max_position_embeddings). */
+  maxPositionEmbeddings: number;
+  /** Storage dtype of the weights on disk ("F32" | "F16" | "BF16"). */
+  dtype: string;
+  /** Compute backend actually in use: "cpu" (or "cuda" once issue 6 lands). */
+  backend: string;
+  /** Why `backend: "auto"` chose what it chose (e.g. "cuda: no device (code 35)"). */
+  backendReason: string;
+  /** Adapter slots the engine was created with. */
+  maxLoras: number;
+  /** Largest LoRA rank a slot can hold. */
+  maxLoraRank: number;
+}
+
+/** Options for `loadModel`. */
+export interface EngineOptions {
+  /** "cpu" | "cuda" | "auto" (default "auto": CUDA only when a device answers). */
+  backend?: string;
+  /** Compute threads for the CPU backend (default: hardware concurrency). */
+  threads?: number;
+  /** Number of adapter slots (default 16). */
+  maxLoras?: number;
+  /** Largest rank an adapter may have (default 64). */
+  maxLoraRank?: number;
+  /** Most sequences decoded in one step (default 64). */
+  maxNumSeqs?: number;
+}
+
+/** One LoRA pair to load: W' = W + scaling * B A applied unmerged. */
+export interface AdapterModuleSpec {
+  /** Decoder layer index, 0-based. */
+  layer: number;
+  /** One of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. */
+  module: string;
+  /** Tensor name of lora_A in the safetensors file; shape [r, in] ([in, r] if fanInFanOut). */
+  aName: string;
+  /** Tensor name of lora_B; shape [out, r] ([r, out] if fanInFanOut). */
+  bName: string;
+  /** lora_alpha / r, or lora_alpha / sqrt(r) for rsLoRA (already resolved per module). */
+  scaling: number;
+  /** PEFT fan_in_fan_out: tensors stored transposed (Conv1D style). */
+  fanInFanOut: boolean;
+}
+
+/** Request to load one adapter file into a free device slot. */
+export interface AdapterLoadSpec {
+  /** Path of adapter_model.safetensors. */
+  path: string;
+  modules: AdapterModuleSpec[];
+}
+
+/** One member of a sequence's adapter set: the slot and its weight w_i. */
+export interface AdapterRef {
+  slot: number;
+  weight: number;
+}
+
+/** Everything the engine needs to generate for one sequence. */
+export interface SequenceParams {
+  /** Prompt token ids (Int32 values in [0, vocabSize)). Must be non-empty. */
+  promptIds: number[];
+  /** Adapter set; empty for the base model. y = W x + sum_i w_i s_i B_i (A_i x). */
+  adapters: AdapterRef[];
+  /** Generate at most this many tokens (>= 1). */
+  maxTokens: number;
+  /** 0 = greedy. Otherwise logits / temperature. */
+  temperature: number;
+  /** Nucleus sampling mass in (0, 1]; 1 disables. */
+  topP: number;
+  /** Keep the k most likely tokens; 0 or -1 disables. */
+  topK: number;
+  /** OpenAI presence penalty in [-2, 2] (subtracted once per token already generated). */
+  presencePenalty: number;
+  /** OpenAI frequency penalty in [-2, 2] (subtracted per occurrence among generated tokens). */
+  frequencyPenalty: number;
+  /** Added to the logits of the given token ids before sampling: [[tokenId, bias], ...]. */
+  logitBias: Array<[number, number]>;
+  /** Generation ends (finish "stop") when one of these is sampled; it is reported. */
+  stopTokenIds: number[];
+  /** RNG seed; the same seed and inputs give the same tokens. */
+  seed: number;
+  /** Return this many top logprobs per token (0 = none, the chosen token's logprob only when >= 0; -1 = no logprobs at all). */
+  logprobs: number;
+}
+
+/** Log-probability of one token (natural log, from the model's raw distribution). */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+}
+
+/** One event for one sequence, delivered in per-step batches. */
+export interface SequenceEvent {
+  seqId: number;
+  /** The new token id, or -1 when the event only carries a finish (e.g. cancelled, error). */
+  token: number;
+  /** Logprob of `token` (present when the sequence asked for logprobs >= 0). */
+  logprob?: number;
+  /** Top-k alternatives, most likely first (present when logprobs > 0). */
+  topLogprobs?: TokenLogprob[];
+  /** Set on the last event of a sequence: "stop" | "length" | "cancelled" | "error". */
+  finishReason?: string;
+  /** Error text when finishReason is "error". */
+  error?: string;
+  /** Present with finishReason: token counts. */
+  promptTokens?: number;
+  completionTokens?: number;
+}
+
+/** Result of a one-shot forward pass (used by fidelity tests and ensembles). */
+export interface ForwardResult {
+  /** Logits for every position, row-major [numTokens, vocabSize], float32. */
+  logits: Float32Array;
+  numTokens: number;
+  vocabSize: number;
+}
+
+/** The native engine object returned by `loadModel`. */
+export interface NativeEngine {
+  info(): ModelInfo;
+  /** Load an adapter into a free slot; rejects with a message naming the tensor/field on bad input. Resolves to the slot id. */
+  loadAdapter(spec: AdapterLoadSpec): Promise<number>;
+  /** Free a slot. Throws if a live sequence still uses it. */
+  unloadAdapter(slot: number): void;
+  /** Queue a sequence; returns its id at once. Events arrive through the `onEvents` callback. */
+  addSequence(params: SequenceParams): number;
+  /** Cancel a sequence; it finishes with reason "cancelled" at the next step. Unknown ids are ignored. */
+  cancel(seqId: number): void;
+  /** Register the per-step event callback (called on the JS thread, one array per step). */
+  onEvents(cb: (events: SequenceEvent[]) => void): void;
+  /** All-position logits for a prompt with an adapter set, computed on the engine thread. */
+  forward(promptIds: number[], adapters: AdapterRef[]): Promise<ForwardResult>;
+  /** Engine counters: running/waiting sequences, live adapter slots. */
+  stats(): { running: number; waiting: number; slotsUsed: number; steps: number };
+  /** Stop the engine thread and free memory. Idempotent. Pending sequences finish "cancelled". */
+  dispose(): Promise<void>;
+}
+
+/** The raw addon's exports. */
+export interface NativeAddon {
+  /** Load a Hugging Face model folder (config.json + safetensors). Rejects with a message naming the file/field. */
+  loadModel(dir: string, options: EngineOptions): Promise<NativeEngine>;
+  /** Whether this build includes the CUDA backend, and how many devices answer now. */
+  cudaInfo(): { compiled: boolean; deviceCount: number; error: string };
+}
