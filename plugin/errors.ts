@@ -69,6 +69,13 @@ export class ServiceUnavailableError extends OpenLoraError {
   }
 }
 
+/** 500: the engine failed a sequence (its text is passed on: it names the cause, e.g. out of KV blocks). */
+export class EngineError extends OpenLoraError {
+  constructor(detail: string) {
+    super(500, `The engine failed while generating: ${detail}`, 'server_error', null, 'engine_error');
+  }
+}
+
 /** The JSON body and status that answer an error. */
 export interface OpenAIErrorResponse {
   status: number;

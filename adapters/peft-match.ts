@@ -1,0 +1,110 @@
+/**
+ * PEFT's module-name matching rules, ported to TypeScript for Llama-family bases.
+ *
+ * Module names are those of the Hugging Face base model's `named_modules()`, e.g.
+ * `model.layers.0.self_attn.q_proj`; PEFT matches `target_modules`, `exclude_modules`,
+ * `layers_to_transform`/`layers_pattern`, `rank_pattern` and `alpha_pattern` against them.
+ * Sources: peft/tuners/tuners_utils.py (`check_target_module_exists`, `_check_exclude_modules`,
+ * INCLUDE_LINEAR_LAYERS_SHORTHAND) and peft/utils/other.py (`get_pattern_key`).
+ */
+import type { ModelInfo } from '../native/types.ts';
+
+/** The seven decoder-layer projections an adapter may target, in spec order. */
+export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+/** One of LORA_MODULES. */
+export type LoraModule = (typeof LORA_MODULES)[number];
+
+/** Parent block of each projection in a Llama decoder layer. */
+export const MODULE_PARENT: Readonly<Record<LoraModule, 'self_attn' | 'mlp'>> = {
+  q_proj: 'self_attn', k_proj: 'self_attn', v_proj: 'self_attn', o_proj: 'self_attn',
+  gate_proj: 'mlp', up_proj: 'mlp', down_proj: 'mlp',
+};
+
+/** A linear module of the base that LoRA can adapt. */
+export interface BaseModule {
+  /** Full module name, e.g. `model.layers.3.mlp.down_proj`. */
+  name: string;
+  layer: number;
+  module: LoraModule;
+}
+
+/** Every adaptable module of the base: numHiddenLayers x LORA_MODULES, layer-major. */
+export function baseModules(info: ModelInfo): BaseModule[] {
+  const out: BaseModule[] = [];
+  for (let layer = 0; layer < info.numHiddenLayers; layer++) {
+    for (const module of LORA_MODULES) out.push({ name: `model.layers.${layer}.${MODULE_PARENT[module]}.${module}`, layer, module });
+  }
+  return out;
+}
+
+/**
+ * Input and output features of a projection (nn.Linear(in, out): weight [out, in]).
+ * q: hidden -> heads*headDim; k, v: hidden -> kvHeads*headDim; o: heads*headDim -> hidden;
+ * gate, up: hidden -> intermediate; down: intermediate -> hidden.
+ */
+export function moduleDims(info: ModelInfo, module: LoraModule): { in: number; out: number } {
+  const q = info.numAttentionHeads * info.headDim;
+  const kv = info.numKeyValueHeads * info.headDim;
+  const h = info.hiddenSize;
+  const i = info.intermediateSize;
+  switch (module) {
+    case 'q_proj': return { in: h, out: q };
+    case 'k_proj': case 'v_proj': return { in: h, out: kv };
+    case 'o_proj': return { in: q, out: h };
+    case 'gate_proj': case 'up_proj': return { in: h, out: i };
+    case 'down_proj': return { in: i, out: h };
+  }
+}
+
+/**
+ * Compile a Python `re` pattern as a JS RegExp anchored like `re.fullmatch`.
+ * Translates the Python-only spellings `(?P<n>`, `(?P=n)`, `\A`, `\Z`.
+ * @throws SyntaxError when the pattern is not a valid (JS) regex.
+ */
+export function pyFullmatch(pattern: string): RegExp {
+  const js = pattern
+    .replace(/\(\?P</g, '(?<')
+    .replace(/\(\?P=(\w+)\)/g, '\\k<$1>')
+    .replace(/\\A/g, '^')
+    .replace(/\\Z/g, '$');
+  return new RegExp(`^(?:${js})$`);
+}
+
+/** `target_modules` / `exclude_modules` as PEFT stores them: a list of suffixes or one regex string. */
+export type ModuleSelector = string | string[];
+
+/**
+ * PEFT's suffix-or-regex test (check_target_module_exists / _check_exclude_modules):
+ * a string is a regex that must `re.fullmatch` the full name; a list matches when the name
+ * equals an entry or ends with `.` + entry.
+ */
+export function selectorMatches(sel: ModuleSelector, name: string, compiled?: RegExp): boolean {
+  if (typeof sel === 'string') return (compiled ?? pyFullmatch(sel)).test(name);
+  return sel.some((e) => name === e || name.endsWith(`.${e}`));
+}
+
+/**
+ * PEFT's layer filter for list-form target_modules (check_target_module_exists): the layer
+ * index is taken with `re.match(r".*\.[^.]*\.(\d+)\.", name)`, or with
+ * `.*\.{pattern}\.(\d+)\.` for each layers_pattern; no index found means not targeted.
+ */
+export function layerSelected(name: string, layers: number | number[], pattern: string | string[] | null | undefined): boolean {
+  const pats = pattern == null || pattern.length === 0 ? ['[^.]*'] : typeof pattern === 'string' ? [pattern] : pattern;
+  for (const p of pats) {
+    const m = new RegExp(`^.*\\.(?:${p})\\.(\\d+)\\.`).exec(name);
+    if (m) {
+      const idx = Number(m[1]);
+      return typeof layers === 'number' ? idx === layers : layers.includes(idx);
+    }
+  }
+  return false;
+}
+
+/**
+ * PEFT `get_pattern_key`: the first key (in object order) such that
+ * `re.match(rf"(.*\.)?({key})$", name)`; undefined when none matches (PEFT then uses the
+ * default r / lora_alpha).
+ */
+export function patternKey(keys: string[], name: string): string | undefined {
+  return keys.find((k) => pyFullmatch(`(.*\\.)?(${k})`).test(name));
+}

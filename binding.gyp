@@ -1,0 +1,54 @@
+# openlora native addon. Built by native/build.mjs (npm's `install` script / `npm run build:native`).
+# When build.mjs found nvcc it has already compiled native/cuda/*.cu into build/cuda/libopenlora_cuda.a
+# and sets OPENLORA_CUDA_HOME for this run; otherwise the addon is CPU only.
+{
+  "variables": {
+    "openlora_cuda_home%": "<!(node -p \"process.env.OPENLORA_CUDA_HOME || ''\")"
+  },
+  "targets": [
+    {
+      "target_name": "openlora",
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "sources": [
+        "native/src/addon.cc",
+        "native/src/backend.cc",
+        "native/src/config.cc",
+        "native/src/dtype.cc",
+        "native/src/engine.cc",
+        "native/src/json.cc",
+        "native/src/lora.cc",
+        "native/src/model.cc",
+        "native/src/napi_convert.cc",
+        "native/src/napi_engine.cc",
+        "native/src/safetensors.cc",
+        "native/src/sampler.cc",
+        "native/cpu/gemm.cc",
+        "native/cpu/ops.cc",
+        "native/cpu/thread_pool.cc"
+      ],
+      "defines": ["NAPI_VERSION=8"],
+      # NOTE(why): no -march=native: the binary must run on any x86-64; the hot kernels use
+      # __attribute__((target("avx2,fma"))) with run-time dispatch instead.
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20", "-O2", "-O3"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags!": ["-O2"],
+      "ldflags": ["-pthread"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+        "GCC_OPTIMIZATION_LEVEL": "3"
+      },
+      "conditions": [
+        ["openlora_cuda_home!=''", {
+          "defines": ["OPENLORA_WITH_CUDA"],
+          # cudart is linked statically so require() cannot fail for a missing libcudart.so.
+          "libraries": [
+            "<(module_root_dir)/build/cuda/libopenlora_cuda.a",
+            "<(openlora_cuda_home)/lib64/libcudart_static.a",
+            "-ldl", "-lrt", "-lpthread"
+          ]
+        }]
+      ]
+    }
+  ]
+}

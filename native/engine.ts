@@ -1,0 +1,223 @@
+/**
+ * `Engine`: the typed TypeScript face of the native engine.
+ *
+ * It wraps one `NativeEngine` (native/types.ts), validates every request in TS before it
+ * crosses into C++ (throwing `InvalidRequestError` from plugin/errors.ts, naming the field), and
+ * fans the per-step event batches out to one listener per sequence.
+ *
+ * Usage:
+ * ```ts
+ * const engine = await Engine.load('examples/models/tiny-shakespeare', { threads: 2 });
+ * const { seqId, done } = engine.generate({ ...params }, (ev) => process.stdout.write(String(ev.token)));
+ * const result = await done;          // {tokens, finishReason, ...}; never rejects
+ * await engine.dispose();
+ * ```
+ */
+import { InvalidRequestError } from '../plugin/errors.ts';
+import { loadNativeAddon } from './binding.ts';
+import type {
+  AdapterLoadSpec,
+  AdapterRef,
+  EngineOptions,
+  ForwardResult,
+  ModelInfo,
+  NativeEngine,
+  SequenceEvent,
+  SequenceParams,
+  TokenLogprob,
+} from './types.ts';
+
+/** Everything one sequence produced, delivered when it finishes. */
+export interface GenerationResult {
+  seqId: number;
+  /** Generated token ids, in order (a sampled stop token is included, as the last one). */
+  tokens: number[];
+  /** Logprob of each token (when params.logprobs >= 0). */
+  logprobs: number[];
+  /** Top alternatives per token (when params.logprobs > 0). */
+  topLogprobs: TokenLogprob[][];
+  /** "stop" | "length" | "cancelled" | "error". */
+  finishReason: string;
+  /** Error text when finishReason is "error". */
+  error?: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** A running generation. */
+export interface GenerationHandle {
+  seqId: number;
+  /** Resolves when the sequence finishes, whatever the reason (it never rejects). */
+  done: Promise<GenerationResult>;
+  /** Cancel it; `done` then resolves with finishReason "cancelled". */
+  cancel(): void;
+}
+
+interface Listener {
+  result: GenerationResult;
+  onEvent?: (event: SequenceEvent) => void;
+  resolve: (r: GenerationResult) => void;
+}
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+export class Engine {
+  private readonly listeners = new Map<number, Listener>();
+  private readonly modelInfo: ModelInfo;
+  private disposed = false;
+
+  /** Load a Hugging Face model folder into a new engine. Rejects with the native message. */
+  static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
+    return new Engine(await loadNativeAddon().loadModel(dir, options));
+  }
+
+  constructor(private readonly native: NativeEngine) {
+    this.modelInfo = native.info();
+    native.onEvents((events) => this.dispatch(events));
+  }
+
+  /** Model and engine facts (shapes, backend and why). */
+  info(): ModelInfo {
+    return this.modelInfo;
+  }
+
+  /** Load an adapter into a free slot; resolves to the slot id. */
+  loadAdapter(spec: AdapterLoadSpec): Promise<number> {
+    return this.native.loadAdapter(spec);
+  }
+
+  /** Free a slot (throws if a live sequence still uses it). */
+  unloadAdapter(slot: number): void {
+    this.native.unloadAdapter(slot);
+  }
+
+  /** All-position logits [numTokens, vocab] for a prompt with an adapter set. */
+  forward(promptIds: number[], adapters: AdapterRef[] = []): Promise<ForwardResult> {
+    this.checkPrompt(promptIds, this.modelInfo.maxPositionEmbeddings + 1);
+    this.checkAdapters(adapters);
+    return this.native.forward(promptIds, adapters);
+  }
+
+  /**
+   * Start generating. `onEvent` (optional) sees every event of this sequence as it arrives
+   * (one per generated token; the last carries finishReason). Validates first:
+   * @throws InvalidRequestError naming the offending SequenceParams field.
+   */
+  generate(params: SequenceParams, onEvent?: (event: SequenceEvent) => void): GenerationHandle {
+    this.validate(params);
+    const seqId = this.native.addSequence(params);
+    let resolve!: (r: GenerationResult) => void;
+    const done = new Promise<GenerationResult>((r) => (resolve = r));
+    const result: GenerationResult = {
+      seqId,
+      tokens: [],
+      logprobs: [],
+      topLogprobs: [],
+      finishReason: '',
+      promptTokens: params.promptIds.length,
+      completionTokens: 0,
+    };
+    this.listeners.set(seqId, { result, onEvent, resolve });
+    return { seqId, done, cancel: () => this.native.cancel(seqId) };
+  }
+
+  /** Cancel a sequence by id (unknown ids are ignored). */
+  cancel(seqId: number): void {
+    this.native.cancel(seqId);
+  }
+
+  /** Running/waiting sequences, loaded slots, steps so far. */
+  stats(): { running: number; waiting: number; slotsUsed: number; steps: number } {
+    return this.native.stats();
+  }
+
+  /** Stop the engine; pending generations finish "cancelled". Idempotent. */
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    await this.native.dispose();
+  }
+
+  /** Route one step's events to their sequences; a throwing listener does not starve the others. */
+  private dispatch(events: SequenceEvent[]): void {
+    let firstError: unknown;
+    for (const ev of events) {
+      const l = this.listeners.get(ev.seqId);
+      if (!l) continue;
+      const r = l.result;
+      if (ev.token >= 0) {
+        r.tokens.push(ev.token);
+        if (ev.logprob !== undefined) r.logprobs.push(ev.logprob);
+        if (ev.topLogprobs) r.topLogprobs.push(ev.topLogprobs);
+      }
+      if (ev.finishReason) {
+        r.finishReason = ev.finishReason;
+        if (ev.error) r.error = ev.error;
+        r.promptTokens = ev.promptTokens ?? r.promptTokens;
+        r.completionTokens = ev.completionTokens ?? r.tokens.length;
+        this.listeners.delete(ev.seqId);
+      }
+      try {
+        l.onEvent?.(ev);
+      } catch (err) {
+        firstError ??= err;
+      }
+      if (ev.finishReason) l.resolve(r);
+    }
+    // Surfaces as an uncaught exception, like a throwing EventEmitter listener.
+    if (firstError !== undefined) throw firstError;
+  }
+
+  private checkPrompt(ids: unknown, maxLen: number): void {
+    const vocab = this.modelInfo.vocabSize;
+    if (!Array.isArray(ids) || ids.length === 0) throw new InvalidRequestError('promptIds must be a non-empty array of token ids', 'promptIds');
+    ids.forEach((t, i) => {
+      if (!isInt(t) || t < 0 || t >= vocab) {
+        throw new InvalidRequestError(`promptIds[${i}] = ${String(t)} is not a token id in [0, ${vocab})`, 'promptIds');
+      }
+    });
+    if (ids.length >= maxLen) {
+      throw new InvalidRequestError(
+        `The prompt has ${ids.length} tokens; the model's context is ${this.modelInfo.maxPositionEmbeddings} tokens, which leaves no room to generate`,
+        'promptIds',
+        'context_length_exceeded',
+      );
+    }
+  }
+
+  private checkAdapters(adapters: unknown): void {
+    if (!Array.isArray(adapters)) throw new InvalidRequestError('adapters must be an array of {slot, weight}', 'adapters');
+    adapters.forEach((a: AdapterRef, i) => {
+      if (!isInt(a?.slot) || a.slot < 0 || a.slot >= this.modelInfo.maxLoras) {
+        throw new InvalidRequestError(`adapters[${i}].slot must be an integer in [0, ${this.modelInfo.maxLoras})`, 'adapters');
+      }
+      if (!isFiniteNumber(a.weight)) throw new InvalidRequestError(`adapters[${i}].weight must be a finite number`, 'adapters');
+    });
+  }
+
+  private validate(p: SequenceParams): void {
+    if (this.disposed) throw new InvalidRequestError('The engine is disposed', null);
+    if (typeof p !== 'object' || p === null) throw new InvalidRequestError('SequenceParams must be an object');
+    const vocab = this.modelInfo.vocabSize;
+    this.checkPrompt(p.promptIds, this.modelInfo.maxPositionEmbeddings);
+    this.checkAdapters(p.adapters);
+    const range = (name: keyof SequenceParams, ok: boolean, expected: string) => {
+      if (!ok) throw new InvalidRequestError(`${name} must be ${expected}, got ${JSON.stringify(p[name])}`, name);
+    };
+    range('maxTokens', isInt(p.maxTokens) && p.maxTokens >= 1, 'an integer >= 1');
+    range('temperature', isFiniteNumber(p.temperature) && p.temperature >= 0, 'a number >= 0');
+    range('topP', isFiniteNumber(p.topP) && p.topP > 0 && p.topP <= 1, 'a number in (0, 1]');
+    range('topK', isInt(p.topK) && p.topK >= -1, 'an integer >= -1 (0 or -1 disable it)');
+    range('presencePenalty', isFiniteNumber(p.presencePenalty) && Math.abs(p.presencePenalty) <= 2, 'a number in [-2, 2]');
+    range('frequencyPenalty', isFiniteNumber(p.frequencyPenalty) && Math.abs(p.frequencyPenalty) <= 2, 'a number in [-2, 2]');
+    range('seed', isInt(p.seed), 'an integer');
+    range('logprobs', isInt(p.logprobs) && p.logprobs >= -1 && p.logprobs <= 20, 'an integer in [-1, 20]');
+    range('stopTokenIds', Array.isArray(p.stopTokenIds) && p.stopTokenIds.every((t) => isInt(t) && t >= 0 && t < vocab), `an array of token ids in [0, ${vocab})`);
+    range(
+      'logitBias',
+      Array.isArray(p.logitBias) &&
+        p.logitBias.every((e) => Array.isArray(e) && e.length === 2 && isInt(e[0]) && e[0] >= 0 && e[0] < vocab && isFiniteNumber(e[1])),
+      `an array of [tokenId in [0, ${vocab}), finite bias] pairs`,
+    );
+  }
+}

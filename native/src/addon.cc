@@ -1,0 +1,113 @@
+// The addon's one export list (NativeAddon of native/types.ts): loadModel, cudaInfo.
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "backend.h"
+#include "model.h"
+#include "napi_convert.h"
+#include "napi_engine.h"
+
+namespace openlora {
+
+namespace {
+
+/** Per-environment state (worker threads each get their own). */
+struct AddonData {
+  Napi::FunctionReference engineClass;
+};
+
+/** Loads config + weights off the JS thread, then constructs the NativeEngine on it. */
+class LoadModelWorker : public Napi::AsyncWorker {
+ public:
+  LoadModelWorker(Napi::Env env, std::string dir, EngineOptions options, std::string backend)
+      : Napi::AsyncWorker(env, "openlora.loadModel"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        dir_(std::move(dir)),
+        backendRequested_(std::move(backend)) {
+    init_.options = options;
+  }
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      BackendChoice choice = chooseBackend(backendRequested_);
+      init_.backend = choice.backend;
+      init_.backendReason = choice.reason;
+      init_.model = Model::load(dir_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown error while loading " + dir_);
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      AddonData* data = env.GetInstanceData<AddonData>();
+      Napi::Object engine = data->engineClass.New({Napi::External<EngineInit>::New(env, &init_)});
+      deferred_.Resolve(engine);
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string dir_;
+  std::string backendRequested_;
+  EngineInit init_;
+};
+
+/** loadModel(dir, options): Promise<NativeEngine>. */
+Napi::Value loadModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    if (!info[0].IsString()) throw std::runtime_error("Expected a model folder path (string) for loadModel(dir, options)");
+    std::string backend;
+    EngineOptions options = readEngineOptions(info[1], &backend);
+    auto* worker = new LoadModelWorker(env, info[0].As<Napi::String>().Utf8Value(), options, backend);
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  } catch (const std::exception& e) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(Napi::Error::New(env, e.what()).Value());
+    return d.Promise();
+  }
+}
+
+/** cudaInfo(): {compiled, deviceCount, error}. */
+Napi::Value cudaInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CudaInfo c = probeCuda();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("compiled", c.compiled);
+  o.Set("deviceCount", c.deviceCount);
+  o.Set("error", c.error);
+  return o;
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->engineClass = Napi::Persistent(EngineWrap::defineClass(env));
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("loadModel", Napi::Function::New(env, loadModel, "loadModel"));
+  exports.Set("cudaInfo", Napi::Function::New(env, cudaInfo, "cudaInfo"));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace openlora
+
+static Napi::Object InitOpenlora(Napi::Env env, Napi::Object exports) { return openlora::init(env, exports); }
+
+NODE_API_MODULE(openlora, InitOpenlora)

@@ -1,0 +1,159 @@
+// The engine: a native thread running the continuous-batching step loop over one Model.
+//
+// Threading: the public methods are called from the JS thread and only touch the command queue
+// (under mu_) and the thread-safe AdapterSlots. Everything else (the running/waiting lists, KV
+// caches, samplers, the thread pool, the workspace) belongs to the engine thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../cpu/thread_pool.h"
+#include "lora.h"
+#include "model.h"
+#include "sampler.h"
+
+namespace openlora {
+
+/** Engine sizing (EngineOptions of native/types.ts, resolved). */
+struct EngineOptions {
+  int threads = 1;        // compute threads (including the engine thread)
+  int maxLoras = 16;      // adapter slots
+  int maxLoraRank = 64;   // largest rank a slot may hold
+  int maxNumSeqs = 64;    // sequences decoded per step
+  int maxBatchTokens = 4096;  // prompt tokens admitted per step (a longer prompt runs alone)
+};
+
+/** One sequence to generate for (SequenceParams of native/types.ts). */
+struct SequenceRequest {
+  std::vector<int32_t> prompt;                   // [promptLen] token ids
+  std::vector<std::pair<int, float>> adapters;   // (slot, weight)
+  int maxTokens = 16;
+  SamplingParams sampling;
+  std::vector<int> stopTokenIds;
+  int logprobs = -1;  // -1 none; 0 the chosen token's; k > 0 also the top k (k <= 20)
+};
+
+/** One step's news about one sequence (SequenceEvent of native/types.ts). */
+struct SequenceEvent {
+  int64_t seqId = 0;
+  int token = -1;               // -1: finish-only event
+  bool hasLogprob = false;
+  float logprob = 0;
+  bool hasTop = false;
+  std::vector<TokenLogprob> top;
+  std::string finishReason;     // empty while running; "stop" | "length" | "cancelled" | "error"
+  std::string error;
+  int promptTokens = 0;
+  int completionTokens = 0;
+};
+
+/** Result of Engine::forward: logits of every position, or an error. */
+struct ForwardOutput {
+  std::vector<float> logits;  // [numTokens, vocab]
+  int numTokens = 0;
+  int vocab = 0;
+  std::string error;          // non-empty on failure
+};
+
+/** Engine counters. */
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int slotsUsed = 0;
+  int64_t steps = 0;
+};
+
+class Engine {
+ public:
+  /** Receives each step's events on the engine thread (the N-API layer forwards them to JS). */
+  using EventSink = std::function<void(std::vector<SequenceEvent>&&)>;
+
+  /** Starts the engine thread. */
+  Engine(std::shared_ptr<const Model> model, const EngineOptions& options, EventSink sink);
+  /** Stops the thread if still running (pending sequences finish "cancelled"). */
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const Model& model() const { return *model_; }
+  const EngineOptions& options() const { return options_; }
+  AdapterSlots& slots() { return slots_; }
+
+  /**
+   * Validate and queue a sequence; returns its id (>= 1) at once.
+   * @throws std::runtime_error naming the bad field (empty prompt, id out of range, unknown slot, ...).
+   */
+  int64_t addSequence(SequenceRequest req);
+  /** Finish a sequence "cancelled" at the next step and free its KV cache; unknown ids are ignored. */
+  void cancel(int64_t seqId);
+  /**
+   * All-position logits for `prompt` with an adapter set, run on the engine thread between steps.
+   * `done` is called on the engine thread. @throws synchronously for invalid ids / slots.
+   */
+  void forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
+               std::function<void(ForwardOutput&&)> done);
+  /**
+   * Ask the thread to stop: every pending sequence finishes "cancelled" (one last event batch),
+   * pending forwards fail, then `done` runs on the engine thread and the thread exits. Call join()
+   * afterwards. Further calls are ignored.
+   */
+  void shutdown(std::function<void()> done);
+  /** Wait for the engine thread to exit (after shutdown). */
+  void join();
+  EngineStats stats() const;
+
+ private:
+  struct Sequence;
+  struct ForwardJob;
+
+  void threadMain();
+  void validate(const SequenceRequest& req) const;
+  /** Apply cancels (and the stop) to the waiting/running lists, then run queued forwards. */
+  void processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::set<int64_t>& cancels, bool stopping,
+                       std::vector<SequenceEvent>* events);
+  /** Fail the unprocessed forwards and finish every waiting and running sequence with "error". */
+  void failAll(const std::string& error, std::deque<std::unique_ptr<ForwardJob>>* forwards, std::vector<SequenceEvent>* events);
+  void admit();
+  void step(std::vector<SequenceEvent>* events);
+  void runForward(ForwardJob& job);
+  SequenceEvent finish(Sequence& seq, const char* reason, const std::string& error = "");
+
+  std::shared_ptr<const Model> model_;
+  EngineOptions options_;
+  EventSink sink_;
+  AdapterSlots slots_;
+
+  // Shared with the JS thread, under mu_.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Sequence>> inbox_;
+  std::deque<std::unique_ptr<ForwardJob>> forwards_;
+  std::set<int64_t> cancels_;
+  bool stopping_ = false;
+  std::function<void()> onStopped_;
+  int64_t nextId_ = 1;
+
+  // Engine thread only.
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+  std::unique_ptr<cpu::ThreadPool> pool_;
+  Workspace ws_;
+  std::vector<float> logits_;  // [rows, vocab] of the last step
+
+  std::atomic<int> runningCount_{0};
+  std::atomic<int> waitingCount_{0};
+  std::atomic<int64_t> steps_{0};
+  std::thread thread_;
+};
+
+}  // namespace openlora

@@ -1,0 +1,191 @@
+// See lora.h. Tensor layout follows PEFT's LoraLayer: lora_A.weight [r, in], lora_B.weight [out, r].
+#include "lora.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "safetensors.h"
+
+namespace openlora {
+
+namespace {
+
+const char* const kModuleNames[kNumLoraModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+
+/** Read a 2-D tensor as float32 [rows, cols], transposing from [cols, rows] when `transposed`. */
+std::vector<float> readMatrix(const TensorView& t, bool transposed) {
+  std::vector<float> raw = t.toF32();
+  for (float v : raw) {
+    if (!std::isfinite(v)) fail(t.file + ": tensor " + t.name + " contains NaN or Inf");
+  }
+  if (!transposed) return raw;
+  const int64_t r = t.shape[0], c = t.shape[1];
+  std::vector<float> out(raw.size());
+  for (int64_t i = 0; i < r; i++)
+    for (int64_t j = 0; j < c; j++) out[size_t(j * r + i)] = raw[size_t(i * c + j)];
+  return out;
+}
+
+}  // namespace
+
+const char* loraModuleName(LoraModule m) { return kModuleNames[int(m)]; }
+
+bool parseLoraModule(const std::string& s, LoraModule* out) {
+  for (int i = 0; i < kNumLoraModules; i++) {
+    if (s == kModuleNames[i]) {
+      *out = LoraModule(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+int loraModuleIn(const ModelConfig& c, LoraModule m) {
+  switch (m) {
+    case LoraModule::O: return c.qDim();
+    case LoraModule::Down: return c.intermediateSize;
+    default: return c.hiddenSize;
+  }
+}
+
+int loraModuleOut(const ModelConfig& c, LoraModule m) {
+  switch (m) {
+    case LoraModule::Q: return c.qDim();
+    case LoraModule::K:
+    case LoraModule::V: return c.kvDim();
+    case LoraModule::O:
+    case LoraModule::Down: return c.hiddenSize;
+    default: return c.intermediateSize;
+  }
+}
+
+std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, const std::vector<LoraModuleSpec>& modules,
+                                                   const ModelConfig& config, int maxRank) {
+  if (modules.empty()) fail(path + ": the adapter spec lists no modules");
+  auto store = TensorStore::openFile(path);
+  auto adapter = std::make_shared<LoraAdapter>();
+  adapter->numLayers = config.numHiddenLayers;
+  adapter->pairs.resize(size_t(config.numHiddenLayers) * kNumLoraModules);
+
+  for (const LoraModuleSpec& spec : modules) {
+    const std::string where = path + ": layer " + std::to_string(spec.layer) + " " + loraModuleName(spec.module);
+    if (spec.layer < 0 || spec.layer >= config.numHiddenLayers) {
+      fail(where + ": layer index out of range (the base model has " + std::to_string(config.numHiddenLayers) + " layers)");
+    }
+    auto& slot = adapter->pairs[size_t(spec.layer) * kNumLoraModules + int(spec.module)];
+    if (slot) fail(where + ": given twice in the adapter spec");
+    if (!std::isfinite(spec.scaling)) fail(where + ": scaling must be finite");
+
+    const TensorView* a = store->find(spec.aName);
+    const TensorView* b = store->find(spec.bName);
+    if (!a) fail(path + ": tensor " + spec.aName + " not found (lora_A of layer " + std::to_string(spec.layer) + " " + loraModuleName(spec.module) + ")");
+    if (!b) fail(path + ": tensor " + spec.bName + " not found (lora_B of layer " + std::to_string(spec.layer) + " " + loraModuleName(spec.module) + ")");
+    if (a->shape.size() != 2) fail(path + ": tensor " + a->name + " must be 2-D, got shape " + a->shapeString());
+    if (b->shape.size() != 2) fail(path + ": tensor " + b->name + " must be 2-D, got shape " + b->shapeString());
+
+    const int64_t in = loraModuleIn(config, spec.module), out = loraModuleOut(config, spec.module);
+    // Logical shapes after undoing fan_in_fan_out: A [r, in], B [out, r].
+    const int64_t aRank = spec.fanInFanOut ? a->shape[1] : a->shape[0];
+    const int64_t aIn = spec.fanInFanOut ? a->shape[0] : a->shape[1];
+    const int64_t bOut = spec.fanInFanOut ? b->shape[1] : b->shape[0];
+    const int64_t bRank = spec.fanInFanOut ? b->shape[0] : b->shape[1];
+    const std::string layoutA = spec.fanInFanOut ? "[in, r]" : "[r, in]";
+    const std::string layoutB = spec.fanInFanOut ? "[r, out]" : "[out, r]";
+    if (aIn != in) {
+      fail(path + ": tensor " + a->name + " has shape " + a->shapeString() + ", expected " + layoutA + " with in = " +
+           std::to_string(in) + " for " + loraModuleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
+    }
+    if (bOut != out) {
+      fail(path + ": tensor " + b->name + " has shape " + b->shapeString() + ", expected " + layoutB + " with out = " +
+           std::to_string(out) + " for " + loraModuleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
+    }
+    if (aRank != bRank) {
+      fail(path + ": rank mismatch between " + a->name + " (r = " + std::to_string(aRank) + ") and " + b->name +
+           " (r = " + std::to_string(bRank) + ")");
+    }
+    if (aRank < 1) fail(path + ": tensor " + a->name + " has rank 0");
+    if (aRank > maxRank) {
+      fail(path + ": LoRA rank " + std::to_string(aRank) + " of tensor " + a->name + " is greater than maxLoraRank " +
+           std::to_string(maxRank));
+    }
+    auto pair = std::make_unique<LoraPair>();
+    pair->rank = int(aRank);
+    pair->scaling = spec.scaling;
+    pair->a = readMatrix(*a, spec.fanInFanOut);
+    pair->b = readMatrix(*b, spec.fanInFanOut);
+    slot = std::move(pair);
+  }
+  return adapter;
+}
+
+int AdapterSlots::reserve() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < slots_.size(); i++) {
+    if (slots_[i].state == State::Free) {
+      slots_[i].state = State::Loading;
+      return int(i);
+    }
+  }
+  fail("no free adapter slot: all " + std::to_string(slots_.size()) + " slots (maxLoras) are loaded or loading; unload one first");
+}
+
+void AdapterSlots::install(int slot, std::shared_ptr<const LoraAdapter> adapter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Slot& s = slots_.at(size_t(slot));
+  s.state = State::Loaded;
+  s.refs = 0;
+  s.adapter = std::move(adapter);
+}
+
+void AdapterSlots::abandon(int slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Slot& s = slots_.at(size_t(slot));
+  s = Slot();
+}
+
+void AdapterSlots::unload(int slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (slot < 0 || size_t(slot) >= slots_.size()) {
+    fail("adapter slot " + std::to_string(slot) + " is out of range [0, " + std::to_string(slots_.size()) + ")");
+  }
+  Slot& s = slots_[size_t(slot)];
+  if (s.state != State::Loaded) fail("adapter slot " + std::to_string(slot) + " is not loaded");
+  if (s.refs > 0) {
+    fail("adapter slot " + std::to_string(slot) + " is in use by " + std::to_string(s.refs) + " live sequence(s)");
+  }
+  s = Slot();
+}
+
+std::vector<ActiveLora> AdapterSlots::acquire(const std::vector<std::pair<int, float>>& refs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ActiveLora> out;
+  for (const auto& [slot, weight] : refs) {
+    if (slot < 0 || size_t(slot) >= slots_.size()) {
+      fail("adapter slot " + std::to_string(slot) + " is out of range [0, " + std::to_string(slots_.size()) + ")");
+    }
+    if (slots_[size_t(slot)].state != State::Loaded) fail("adapter slot " + std::to_string(slot) + " is not loaded");
+    if (!std::isfinite(weight)) fail("adapter weight for slot " + std::to_string(slot) + " must be finite");
+    out.push_back(ActiveLora{slot, weight, slots_[size_t(slot)].adapter});
+  }
+  for (const ActiveLora& a : out) slots_[size_t(a.slot)].refs++;
+  return out;
+}
+
+void AdapterSlots::release(const std::vector<ActiveLora>& active) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const ActiveLora& a : active) {
+    Slot& s = slots_[size_t(a.slot)];
+    if (s.refs > 0) s.refs--;
+  }
+}
+
+int AdapterSlots::used() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int n = 0;
+  for (const Slot& s : slots_) n += s.state != State::Free;
+  return n;
+}
+
+}  // namespace openlora

@@ -1,0 +1,108 @@
+// LoRA adapters applied unmerged (PEFT LoraLayer): y = W x + sum_i w_i * s_i * B_i (A_i x).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace openlora {
+
+/** The seven target linear layers of a Llama decoder layer. */
+enum class LoraModule { Q, K, V, O, Gate, Up, Down };
+constexpr int kNumLoraModules = 7;
+
+/** "q_proj", ..., "down_proj". */
+const char* loraModuleName(LoraModule m);
+/** Parse "q_proj" ... "down_proj"; false when unknown. */
+bool parseLoraModule(const std::string& s, LoraModule* out);
+/** Input / output features of a module's base linear layer for this config. */
+int loraModuleIn(const ModelConfig& c, LoraModule m);
+int loraModuleOut(const ModelConfig& c, LoraModule m);
+
+/** One adapted linear layer, float32. */
+struct LoraPair {
+  int rank = 0;
+  float scaling = 1.0f;  // lora_alpha / r, or / sqrt(r) for rsLoRA
+  std::vector<float> a;  // [rank, in]  (lora_A)
+  std::vector<float> b;  // [out, rank] (lora_B)
+};
+
+/** A loaded adapter: the pairs it targets; nullptr where it leaves the base layer alone. */
+struct LoraAdapter {
+  int numLayers = 0;
+  std::vector<std::unique_ptr<LoraPair>> pairs;  // [numLayers * kNumLoraModules]
+  const LoraPair* get(int layer, LoraModule m) const { return pairs[size_t(layer) * kNumLoraModules + int(m)].get(); }
+};
+
+/** What to read for one pair (AdapterModuleSpec of native/types.ts). */
+struct LoraModuleSpec {
+  int layer = 0;
+  LoraModule module = LoraModule::Q;
+  std::string aName;  // lora_A tensor: [r, in], or [in, r] when fanInFanOut
+  std::string bName;  // lora_B tensor: [out, r], or [r, out] when fanInFanOut
+  float scaling = 1.0f;
+  bool fanInFanOut = false;
+};
+
+/**
+ * Read an adapter safetensors file and build a LoraAdapter (all-or-nothing).
+ * Checks: every named tensor exists, has 2 dims that fit the base layer ([r, in] / [out, r],
+ * transposed when fanInFanOut), A and B agree on r, 1 <= r <= maxRank, the same (layer, module)
+ * is not given twice, and the values are finite.
+ * @throws std::runtime_error naming the file, tensor and both numbers of any mismatch.
+ */
+std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, const std::vector<LoraModuleSpec>& modules,
+                                                   const ModelConfig& config, int maxRank);
+
+/** A sequence's use of one slot: the adapter (kept alive while used) and its weight w_i. */
+struct ActiveLora {
+  int slot = -1;
+  float weight = 1.0f;
+  std::shared_ptr<const LoraAdapter> adapter;
+};
+
+/**
+ * The fixed table of adapter slots, shared by the JS thread (load/unload/addSequence) and the
+ * engine thread (release at finish). Thread-safe; every method takes the table's own mutex.
+ */
+class AdapterSlots {
+ public:
+  AdapterSlots(int maxLoras, int maxRank) : maxRank_(maxRank), slots_(size_t(maxLoras)) {}
+
+  int maxLoras() const { return int(slots_.size()); }
+  int maxRank() const { return maxRank_; }
+
+  /** Reserve a free slot for a load in progress. @throws when every slot is loaded or loading. */
+  int reserve();
+  /** Fill a reserved slot. */
+  void install(int slot, std::shared_ptr<const LoraAdapter> adapter);
+  /** Give back a reserved slot whose load failed. */
+  void abandon(int slot);
+  /** Free a loaded slot. @throws for a bad/empty slot or when live sequences still use it. */
+  void unload(int slot);
+  /**
+   * Pin the slots of an adapter set for a new sequence (refcount + 1 each).
+   * @throws when a slot is out of range or not loaded, or a weight is not finite.
+   */
+  std::vector<ActiveLora> acquire(const std::vector<std::pair<int, float>>& refs);
+  /** Unpin what acquire() returned. */
+  void release(const std::vector<ActiveLora>& active);
+  /** Slots loaded or loading. */
+  int used() const;
+
+ private:
+  enum class State { Free, Loading, Loaded };
+  struct Slot {
+    State state = State::Free;
+    int refs = 0;  // live sequences / forwards using it
+    std::shared_ptr<const LoraAdapter> adapter;
+  };
+  int maxRank_;
+  mutable std::mutex mu_;
+  std::vector<Slot> slots_;
+};
+
+}  // namespace openlora

@@ -1,0 +1,214 @@
+// See model.h. The forward pass follows HF modeling_llama.py (LlamaDecoderLayer) step by step.
+#include "model.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "../cpu/gemm.h"
+#include "../cpu/ops.h"
+#include "safetensors.h"
+
+namespace openlora {
+
+namespace {
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open (is this a Hugging Face model folder?)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/** Load a tensor that must have exactly `shape`, as float32. */
+std::vector<float> loadWeight(const TensorStore& store, const std::string& name, std::vector<int64_t> shape,
+                              const std::string& why) {
+  const TensorView& t = store.get(name);
+  if (t.shape != shape) {
+    TensorView expect;
+    expect.shape = shape;
+    throw std::runtime_error(t.file + ": tensor " + name + " has shape " + t.shapeString() + ", expected " +
+                             expect.shapeString() + " (" + why + ")");
+  }
+  return t.toF32();
+}
+
+/** A bias vector [n] when the config says the layer has one; empty otherwise (a stray bias tensor is ignored). */
+std::vector<float> loadBias(const TensorStore& store, const std::string& name, bool expected, int64_t n, const std::string& why) {
+  if (!expected) return {};
+  return loadWeight(store, name, {n}, why);
+}
+
+}  // namespace
+
+std::shared_ptr<Model> Model::load(const std::string& dir) {
+  auto model = std::make_shared<Model>();
+  const std::string cfgPath = dir + "/config.json";
+  model->config_ = parseModelConfig(readFile(cfgPath), cfgPath);
+  const ModelConfig& c = model->config_;
+  auto store = TensorStore::openDir(dir);
+  model->dtype_ = store->dominantDType();
+  model->invFreq_ = c.ropeInvFreq();
+
+  const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, Q = c.qDim(), KV = c.kvDim();
+  const std::string hs = "hidden_size " + std::to_string(H);
+  const std::string qs = "num_attention_heads * head_dim = " + std::to_string(Q);
+  const std::string kvs = "num_key_value_heads * head_dim = " + std::to_string(KV);
+  const std::string is = "intermediate_size " + std::to_string(I);
+  model->embed_ = loadWeight(*store, "model.embed_tokens.weight", {V, H}, "vocab_size " + std::to_string(V) + ", " + hs);
+  model->layers_.resize(size_t(c.numHiddenLayers));
+  for (int l = 0; l < c.numHiddenLayers; l++) {
+    LayerWeights& w = model->layers_[size_t(l)];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w.inputNorm = loadWeight(*store, p + "input_layernorm.weight", {H}, hs);
+    w.wq = loadWeight(*store, p + "self_attn.q_proj.weight", {Q, H}, qs + ", " + hs);
+    w.wk = loadWeight(*store, p + "self_attn.k_proj.weight", {KV, H}, kvs + ", " + hs);
+    w.wv = loadWeight(*store, p + "self_attn.v_proj.weight", {KV, H}, kvs + ", " + hs);
+    w.wo = loadWeight(*store, p + "self_attn.o_proj.weight", {H, Q}, hs + ", " + qs);
+    w.bq = loadBias(*store, p + "self_attn.q_proj.bias", c.qkvBias, Q, qs);
+    w.bk = loadBias(*store, p + "self_attn.k_proj.bias", c.qkvBias, KV, kvs);
+    w.bv = loadBias(*store, p + "self_attn.v_proj.bias", c.qkvBias, KV, kvs);
+    w.bo = loadBias(*store, p + "self_attn.o_proj.bias", c.oBias, H, hs);
+    w.postNorm = loadWeight(*store, p + "post_attention_layernorm.weight", {H}, hs);
+    w.wGate = loadWeight(*store, p + "mlp.gate_proj.weight", {I, H}, is + ", " + hs);
+    w.wUp = loadWeight(*store, p + "mlp.up_proj.weight", {I, H}, is + ", " + hs);
+    w.wDown = loadWeight(*store, p + "mlp.down_proj.weight", {H, I}, hs + ", " + is);
+    w.bGate = loadBias(*store, p + "mlp.gate_proj.bias", c.mlpBias, I, is);
+    w.bUp = loadBias(*store, p + "mlp.up_proj.bias", c.mlpBias, I, is);
+    w.bDown = loadBias(*store, p + "mlp.down_proj.bias", c.mlpBias, H, hs);
+  }
+  model->finalNorm_ = loadWeight(*store, "model.norm.weight", {H}, hs);
+  // HF ties lm_head to embed_tokens when tie_word_embeddings; some tied checkpoints omit it.
+  if (!c.tieWordEmbeddings && store->find("lm_head.weight")) {
+    model->lmHead_ = loadWeight(*store, "lm_head.weight", {V, H}, "vocab_size " + std::to_string(V) + ", " + hs);
+  }
+  return model;
+}
+
+void Model::applyLora(const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in, float* out,
+                      cpu::ThreadPool& pool, Workspace& ws) const {
+  const int64_t inDim = loraModuleIn(config_, m), outDim = loraModuleOut(config_, m);
+  int64_t row = 0;
+  for (const BatchEntry& e : batch) {
+    const int64_t n = e.numTokens;
+    if (e.loras) {
+      for (const ActiveLora& al : *e.loras) {
+        const LoraPair* p = al.adapter->get(layer, m);
+        if (!p) continue;  // this adapter does not target this module
+        ws.loraTmp.resize(size_t(n) * p->rank);
+        // shrink: tmp [n, r] = x [n, in] A^T;  expand: y [n, out] += (w s) tmp B^T  (PEFT: B(A(x)) * scaling)
+        cpu::gemmNT(pool, in + row * inDim, inDim, p->a.data(), ws.loraTmp.data(), p->rank, n, p->rank, inDim);
+        cpu::gemmNT(pool, ws.loraTmp.data(), p->rank, p->b.data(), out + row * outDim, outDim, n, outDim, p->rank,
+                    al.weight * p->scaling, /*accumulate=*/true);
+      }
+    }
+    row += n;
+  }
+}
+
+void Model::forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool, Workspace& ws, std::vector<float>* logits) const {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hiddenSize, I = c.intermediateSize, Q = c.qDim(), KV = c.kvDim(), V = c.vocabSize;
+  int64_t T = 0, R = 0;
+  for (const BatchEntry& e : batch) {
+    T += e.numTokens;
+    R += e.allLogits ? e.numTokens : 1;
+    e.kv->reserve(e.startPos + e.numTokens);
+  }
+  ws.x.resize(size_t(T * H));
+  ws.xn.resize(size_t(T * H));
+  ws.q.resize(size_t(T * Q));
+  ws.k.resize(size_t(T * KV));
+  ws.v.resize(size_t(T * KV));
+  ws.attn.resize(size_t(T * Q));
+  ws.proj.resize(size_t(T * H));
+  ws.gate.resize(size_t(T * I));
+  ws.up.resize(size_t(T * I));
+  ws.pos.resize(size_t(T));
+
+  // Embedding lookup and positions.
+  {
+    int64_t row = 0;
+    for (const BatchEntry& e : batch) {
+      for (int i = 0; i < e.numTokens; i++, row++) {
+        std::copy_n(embed_.data() + int64_t(e.tokens[i]) * H, H, ws.x.data() + row * H);
+        ws.pos[size_t(row)] = e.startPos + i;
+      }
+    }
+  }
+  std::vector<cpu::AttentionRow> rows(static_cast<size_t>(T));  // [T] per-row cache view
+
+  for (int l = 0; l < c.numHiddenLayers; l++) {
+    const LayerWeights& w = layers_[size_t(l)];
+    // --- self-attention block: h = h + o_proj(attn(input_layernorm(h)))
+    cpu::rmsNorm(ws.x.data(), w.inputNorm.data(), float(c.rmsNormEps), ws.xn.data(), T, H);
+    cpu::gemmNT(pool, ws.xn.data(), H, w.wq.data(), ws.q.data(), Q, T, Q, H);
+    cpu::gemmNT(pool, ws.xn.data(), H, w.wk.data(), ws.k.data(), KV, T, KV, H);
+    cpu::gemmNT(pool, ws.xn.data(), H, w.wv.data(), ws.v.data(), KV, T, KV, H);
+    if (!w.bq.empty()) {
+      cpu::addBias(ws.q.data(), Q, w.bq.data(), T, Q);
+      cpu::addBias(ws.k.data(), KV, w.bk.data(), T, KV);
+      cpu::addBias(ws.v.data(), KV, w.bv.data(), T, KV);
+    }
+    applyLora(batch, l, LoraModule::Q, ws.xn.data(), ws.q.data(), pool, ws);
+    applyLora(batch, l, LoraModule::K, ws.xn.data(), ws.k.data(), pool, ws);
+    applyLora(batch, l, LoraModule::V, ws.xn.data(), ws.v.data(), pool, ws);
+    cpu::applyRope(ws.q.data(), Q, ws.pos.data(), invFreq_.data(), T, c.numAttentionHeads, c.headDim);
+    cpu::applyRope(ws.k.data(), KV, ws.pos.data(), invFreq_.data(), T, c.numKeyValueHeads, c.headDim);
+    // Append this step's keys/values, then point every row at its own sequence's cache.
+    {
+      int64_t row = 0;
+      for (const BatchEntry& e : batch) {
+        for (int i = 0; i < e.numTokens; i++, row++) {
+          const int p = e.startPos + i;
+          std::copy_n(ws.k.data() + row * KV, KV, e.kv->keyRow(l, p));
+          std::copy_n(ws.v.data() + row * KV, KV, e.kv->valueRow(l, p));
+          rows[size_t(row)] = cpu::AttentionRow{e.kv->keys(l), e.kv->values(l), p + 1};
+        }
+      }
+    }
+    cpu::attention(pool, ws.q.data(), Q, rows.data(), ws.attn.data(), Q, T, c.numAttentionHeads, c.numKeyValueHeads, c.headDim);
+    cpu::gemmNT(pool, ws.attn.data(), Q, w.wo.data(), ws.proj.data(), H, T, H, Q);
+    if (!w.bo.empty()) cpu::addBias(ws.proj.data(), H, w.bo.data(), T, H);
+    applyLora(batch, l, LoraModule::O, ws.attn.data(), ws.proj.data(), pool, ws);
+    for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
+
+    // --- MLP block: h = h + down_proj(silu(gate_proj(x)) * up_proj(x)), x = post_attention_layernorm(h)
+    cpu::rmsNorm(ws.x.data(), w.postNorm.data(), float(c.rmsNormEps), ws.xn.data(), T, H);
+    cpu::gemmNT(pool, ws.xn.data(), H, w.wGate.data(), ws.gate.data(), I, T, I, H);
+    cpu::gemmNT(pool, ws.xn.data(), H, w.wUp.data(), ws.up.data(), I, T, I, H);
+    if (!w.bGate.empty()) {
+      cpu::addBias(ws.gate.data(), I, w.bGate.data(), T, I);
+      cpu::addBias(ws.up.data(), I, w.bUp.data(), T, I);
+    }
+    applyLora(batch, l, LoraModule::Gate, ws.xn.data(), ws.gate.data(), pool, ws);
+    applyLora(batch, l, LoraModule::Up, ws.xn.data(), ws.up.data(), pool, ws);
+    cpu::siluMul(ws.gate.data(), ws.up.data(), T * I);
+    cpu::gemmNT(pool, ws.gate.data(), I, w.wDown.data(), ws.proj.data(), H, T, H, I);
+    if (!w.bDown.empty()) cpu::addBias(ws.proj.data(), H, w.bDown.data(), T, H);
+    applyLora(batch, l, LoraModule::Down, ws.gate.data(), ws.proj.data(), pool, ws);
+    for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
+  }
+  for (const BatchEntry& e : batch) e.kv->setLength(e.startPos + e.numTokens);
+
+  // Final norm and lm_head only on the rows that need logits.
+  ws.sel.resize(size_t(R * H));
+  {
+    int64_t row = 0, out = 0;
+    for (const BatchEntry& e : batch) {
+      const int first = e.allLogits ? 0 : e.numTokens - 1;
+      for (int i = first; i < e.numTokens; i++, out++) {
+        std::copy_n(ws.x.data() + (row + i) * H, H, ws.sel.data() + out * H);
+      }
+      row += e.numTokens;
+    }
+  }
+  cpu::rmsNorm(ws.sel.data(), finalNorm_.data(), float(c.rmsNormEps), ws.sel.data(), R, H);
+  logits->resize(size_t(R * V));
+  const float* head = lmHead_.empty() ? embed_.data() : lmHead_.data();
+  cpu::gemmNT(pool, ws.sel.data(), H, head, logits->data(), V, R, V, H);
+}
+
+}  // namespace openlora

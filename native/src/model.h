@@ -1,0 +1,99 @@
+// The Llama-family decoder (HF modeling_llama.py), float32, with batched multi-sequence forward
+// and per-sequence unmerged LoRA.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../cpu/thread_pool.h"
+#include "config.h"
+#include "kv_cache.h"
+#include "lora.h"
+
+namespace openlora {
+
+/** Weights of one decoder layer, float32. Bias vectors are empty when the config has none. */
+struct LayerWeights {
+  std::vector<float> inputNorm;  // [hidden]
+  std::vector<float> wq;         // [qDim, hidden]
+  std::vector<float> bq;         // [qDim] or empty
+  std::vector<float> wk;         // [kvDim, hidden]
+  std::vector<float> bk;         // [kvDim] or empty
+  std::vector<float> wv;         // [kvDim, hidden]
+  std::vector<float> bv;         // [kvDim] or empty
+  std::vector<float> wo;         // [hidden, qDim]
+  std::vector<float> bo;         // [hidden] or empty
+  std::vector<float> postNorm;   // [hidden]
+  std::vector<float> wGate;      // [intermediate, hidden]
+  std::vector<float> bGate;      // [intermediate] or empty
+  std::vector<float> wUp;        // [intermediate, hidden]
+  std::vector<float> bUp;        // [intermediate] or empty
+  std::vector<float> wDown;      // [hidden, intermediate]
+  std::vector<float> bDown;      // [hidden] or empty
+};
+
+/** One sequence's slice of a batched forward step. Its rows are contiguous in the batch. */
+struct BatchEntry {
+  const int32_t* tokens = nullptr;  // [numTokens] ids to process (prefill: the prompt; decode: 1)
+  int numTokens = 0;
+  int startPos = 0;                 // position of tokens[0] (== kv->length())
+  SequenceKv* kv = nullptr;         // appended to by the step
+  const std::vector<ActiveLora>* loras = nullptr;  // adapter set; empty = base model
+  bool allLogits = false;           // logits for every row (forward()) or only the last one
+};
+
+/** Scratch buffers of the forward pass, reused across steps (engine thread only). */
+struct Workspace {
+  std::vector<float> x;       // [T, hidden] residual stream
+  std::vector<float> xn;      // [T, hidden] normed input of the current block
+  std::vector<float> q;       // [T, qDim]
+  std::vector<float> k;       // [T, kvDim]
+  std::vector<float> v;       // [T, kvDim]
+  std::vector<float> attn;    // [T, qDim]
+  std::vector<float> proj;    // [T, hidden] o_proj / down_proj output
+  std::vector<float> gate;    // [T, intermediate]
+  std::vector<float> up;      // [T, intermediate]
+  std::vector<float> loraTmp; // [T, maxRank] LoRA shrink output
+  std::vector<int32_t> pos;   // [T] absolute positions
+  std::vector<float> sel;     // [R, hidden] rows that need logits
+};
+
+/** A loaded model; immutable after load, so many threads may read it. */
+class Model {
+ public:
+  /**
+   * Load config.json and the safetensors weights of a Hugging Face model folder, converting
+   * every weight to float32 and checking its shape against the config.
+   * @throws std::runtime_error naming the file and field/tensor.
+   */
+  static std::shared_ptr<Model> load(const std::string& dir);
+
+  const ModelConfig& config() const { return config_; }
+  /** Storage dtype of most weights on disk ("BF16", ...). */
+  const std::string& storageDType() const { return dtype_; }
+
+  /**
+   * One batched forward step over every entry's tokens ([T, hidden] concatenated).
+   * Appends each entry's keys/values to its cache and advances kv->length().
+   * @param logits out: [R, vocab] where R = sum over entries of (allLogits ? numTokens : 1), in
+   *   entry order.
+   */
+  void forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool, Workspace& ws, std::vector<float>* logits) const;
+
+ private:
+  /** out[rows of each entry] += sum_i w_i s_i B_i (A_i in): grouped by sequence (SGMV). */
+  void applyLora(const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in, float* out,
+                 cpu::ThreadPool& pool, Workspace& ws) const;
+
+  ModelConfig config_;
+  std::string dtype_;
+  std::vector<float> invFreq_;     // [headDim / 2] RoPE inverse frequencies
+  std::vector<float> embed_;       // [vocab, hidden]
+  std::vector<LayerWeights> layers_;
+  std::vector<float> finalNorm_;   // [hidden]
+  std::vector<float> lmHead_;      // [vocab, hidden]; empty when tied to embed_
+};
+
+}  // namespace openlora

@@ -1,0 +1,186 @@
+// See napi_convert.h.
+#include "napi_convert.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <thread>
+
+namespace openlora {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& field, const std::string& expected, const Napi::Value& v) {
+  std::string got = v.IsUndefined() ? "undefined" : v.IsNull() ? "null" : v.IsString() ? "a string" : v.IsNumber() ? "a number"
+                  : v.IsBoolean() ? "a boolean" : v.IsArray() ? "an array" : v.IsObject() ? "an object" : "another type";
+  throw std::runtime_error("Expected " + expected + " for " + field + " but received " + got);
+}
+
+Napi::Object asObject(const Napi::Value& v, const std::string& field) {
+  if (!v.IsObject() || v.IsArray()) bad(field, "an object", v);
+  return v.As<Napi::Object>();
+}
+
+double number(const Napi::Object& o, const char* key, const std::string& owner, const double* def = nullptr) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() && def) return *def;
+  if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue())) bad(owner + "." + key, "a finite number", v);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int integer(const Napi::Object& o, const char* key, const std::string& owner, const int* def = nullptr) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() && def) return *def;
+  if (!v.IsNumber()) bad(owner + "." + key, "an integer", v);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (std::floor(d) != d || std::fabs(d) > 2147483647.0) bad(owner + "." + key, "an integer", v);
+  return int(d);
+}
+
+Napi::Array array(const Napi::Value& v, const std::string& field, bool optional) {
+  if (optional && v.IsUndefined()) return Napi::Array::New(v.Env(), 0);
+  if (!v.IsArray()) bad(field, "an array", v);
+  return v.As<Napi::Array>();
+}
+
+int intItem(const Napi::Value& v, const std::string& field) {
+  if (!v.IsNumber()) bad(field, "an integer", v);
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (std::floor(d) != d || std::fabs(d) > 2147483647.0) bad(field, "an integer", v);
+  return int(d);
+}
+
+}  // namespace
+
+EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
+  EngineOptions o;
+  *backend = "auto";
+  if (v.IsUndefined() || v.IsNull()) {
+    o.threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    return o;
+  }
+  Napi::Object obj = asObject(v, "EngineOptions");
+  Napi::Value b = obj.Get("backend");
+  if (!b.IsUndefined()) {
+    if (!b.IsString()) bad("EngineOptions.backend", "\"auto\", \"cpu\" or \"cuda\"", b);
+    *backend = b.As<Napi::String>().Utf8Value();
+  }
+  const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
+  o.threads = integer(obj, "threads", "EngineOptions", &hw);
+  o.maxLoras = integer(obj, "maxLoras", "EngineOptions", &o.maxLoras);
+  o.maxLoraRank = integer(obj, "maxLoraRank", "EngineOptions", &o.maxLoraRank);
+  o.maxNumSeqs = integer(obj, "maxNumSeqs", "EngineOptions", &o.maxNumSeqs);
+  if (o.threads < 1 || o.threads > 1024) throw std::runtime_error("EngineOptions.threads must be in [1, 1024], got " + std::to_string(o.threads));
+  if (o.maxLoras < 0 || o.maxLoras > 65536) throw std::runtime_error("EngineOptions.maxLoras must be in [0, 65536], got " + std::to_string(o.maxLoras));
+  if (o.maxLoraRank < 1 || o.maxLoraRank > 4096) throw std::runtime_error("EngineOptions.maxLoraRank must be in [1, 4096], got " + std::to_string(o.maxLoraRank));
+  if (o.maxNumSeqs < 1 || o.maxNumSeqs > 65536) throw std::runtime_error("EngineOptions.maxNumSeqs must be in [1, 65536], got " + std::to_string(o.maxNumSeqs));
+  return o;
+}
+
+std::vector<int32_t> readTokenIds(const Napi::Value& v, const std::string& field) {
+  Napi::Array a = array(v, field, false);
+  std::vector<int32_t> ids(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) ids[i] = intItem(a.Get(i), field + "[" + std::to_string(i) + "]");
+  return ids;
+}
+
+std::vector<std::pair<int, float>> readAdapterRefs(const Napi::Value& v, const std::string& field) {
+  Napi::Array a = array(v, field, true);
+  std::vector<std::pair<int, float>> refs;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const std::string f = field + "[" + std::to_string(i) + "]";
+    Napi::Object r = asObject(a.Get(i), f);
+    refs.emplace_back(integer(r, "slot", f), float(number(r, "weight", f)));
+  }
+  return refs;
+}
+
+SequenceRequest readSequenceParams(const Napi::Value& v) {
+  const std::string P = "SequenceParams";
+  Napi::Object o = asObject(v, P);
+  SequenceRequest r;
+  r.prompt = readTokenIds(o.Get("promptIds"), P + ".promptIds");
+  r.adapters = readAdapterRefs(o.Get("adapters"), P + ".adapters");
+  r.maxTokens = integer(o, "maxTokens", P);
+  const double one = 1.0, zero = 0.0;
+  const int zeroI = 0, minusOne = -1;
+  r.sampling.temperature = float(number(o, "temperature", P, &one));
+  r.sampling.topP = float(number(o, "topP", P, &one));
+  r.sampling.topK = integer(o, "topK", P, &zeroI);
+  r.sampling.presencePenalty = float(number(o, "presencePenalty", P, &zero));
+  r.sampling.frequencyPenalty = float(number(o, "frequencyPenalty", P, &zero));
+  r.sampling.seed = uint64_t(int64_t(number(o, "seed", P, &zero)));
+  r.logprobs = integer(o, "logprobs", P, &minusOne);
+  Napi::Array bias = array(o.Get("logitBias"), P + ".logitBias", true);
+  for (uint32_t i = 0; i < bias.Length(); i++) {
+    const std::string f = P + ".logitBias[" + std::to_string(i) + "]";
+    Napi::Value e = bias.Get(i);
+    if (!e.IsArray() || e.As<Napi::Array>().Length() != 2) bad(f, "a [tokenId, bias] pair", e);
+    Napi::Array pair = e.As<Napi::Array>();
+    Napi::Value b = pair.Get(1u);
+    if (!b.IsNumber()) bad(f + "[1]", "a number", b);
+    r.sampling.logitBias.emplace_back(intItem(pair.Get(0u), f + "[0]"), float(b.As<Napi::Number>().DoubleValue()));
+  }
+  Napi::Array stops = array(o.Get("stopTokenIds"), P + ".stopTokenIds", true);
+  for (uint32_t i = 0; i < stops.Length(); i++) r.stopTokenIds.push_back(intItem(stops.Get(i), P + ".stopTokenIds[" + std::to_string(i) + "]"));
+  return r;
+}
+
+void readAdapterLoadSpec(const Napi::Value& v, std::string* path, std::vector<LoraModuleSpec>* modules) {
+  const std::string P = "AdapterLoadSpec";
+  Napi::Object o = asObject(v, P);
+  Napi::Value p = o.Get("path");
+  if (!p.IsString()) bad(P + ".path", "a string", p);
+  *path = p.As<Napi::String>().Utf8Value();
+  Napi::Array mods = array(o.Get("modules"), P + ".modules", false);
+  for (uint32_t i = 0; i < mods.Length(); i++) {
+    const std::string f = P + ".modules[" + std::to_string(i) + "]";
+    Napi::Object m = asObject(mods.Get(i), f);
+    LoraModuleSpec s;
+    s.layer = integer(m, "layer", f);
+    Napi::Value name = m.Get("module");
+    if (!name.IsString() || !parseLoraModule(name.As<Napi::String>().Utf8Value(), &s.module)) {
+      bad(f + ".module", "one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj", name);
+    }
+    Napi::Value a = m.Get("aName"), b = m.Get("bName");
+    if (!a.IsString()) bad(f + ".aName", "a string", a);
+    if (!b.IsString()) bad(f + ".bName", "a string", b);
+    s.aName = a.As<Napi::String>().Utf8Value();
+    s.bName = b.As<Napi::String>().Utf8Value();
+    s.scaling = float(number(m, "scaling", f));
+    Napi::Value fi = m.Get("fanInFanOut");
+    if (!fi.IsUndefined() && !fi.IsBoolean()) bad(f + ".fanInFanOut", "a boolean", fi);
+    s.fanInFanOut = fi.IsBoolean() && fi.As<Napi::Boolean>().Value();
+    modules->push_back(std::move(s));
+  }
+}
+
+Napi::Array eventsToJs(Napi::Env env, const std::vector<SequenceEvent>& events) {
+  Napi::Array arr = Napi::Array::New(env, events.size());
+  for (size_t i = 0; i < events.size(); i++) {
+    const SequenceEvent& e = events[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("seqId", Napi::Number::New(env, double(e.seqId)));
+    o.Set("token", Napi::Number::New(env, e.token));
+    if (e.hasLogprob) o.Set("logprob", Napi::Number::New(env, e.logprob));
+    if (e.hasTop) {
+      Napi::Array top = Napi::Array::New(env, e.top.size());
+      for (size_t k = 0; k < e.top.size(); k++) {
+        Napi::Object t = Napi::Object::New(env);
+        t.Set("token", Napi::Number::New(env, e.top[k].token));
+        t.Set("logprob", Napi::Number::New(env, e.top[k].logprob));
+        top.Set(uint32_t(k), t);
+      }
+      o.Set("topLogprobs", top);
+    }
+    if (!e.finishReason.empty()) {
+      o.Set("finishReason", Napi::String::New(env, e.finishReason));
+      if (!e.error.empty()) o.Set("error", Napi::String::New(env, e.error));
+      o.Set("promptTokens", Napi::Number::New(env, e.promptTokens));
+      o.Set("completionTokens", Napi::Number::New(env, e.completionTokens));
+    }
+    arr.Set(uint32_t(i), o);
+  }
+  return arr;
+}
+
+}  // namespace openlora

@@ -1,0 +1,60 @@
+// The NativeEngine JS class (native/types.ts): an ObjectWrap around Engine.
+//
+// Lifetime and threading:
+//  - The engine thread never touches JS. It posts closures (JsTask) through one
+//    ThreadSafeFunction; they run on the JS thread with the shared Bridge.
+//  - The TSFN is Unref'd while the engine is idle, so a process that forgot dispose() can exit,
+//    and Ref'd (with the JS object) while work is in flight (sequences, forwards, dispose).
+//  - dispose(): the engine thread cancels everything, posts its last events and a final task;
+//    that task joins the thread, resolves the promises and releases the TSFN.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "engine.h"
+
+namespace openlora {
+
+/** What loadModel hands to the constructor (through a Napi::External). */
+struct EngineInit {
+  std::shared_ptr<const Model> model;
+  EngineOptions options;
+  std::string backend;        // "cpu"
+  std::string backendReason;  // ModelInfo.backendReason
+};
+
+struct Bridge;
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  /** Define the JS class; the constructor is internal (called by loadModel with an External). */
+  static Napi::Function defineClass(Napi::Env env);
+  explicit EngineWrap(const Napi::CallbackInfo& info);
+  ~EngineWrap() override;
+
+ private:
+  Napi::Value info(const Napi::CallbackInfo& info);
+  Napi::Value loadAdapter(const Napi::CallbackInfo& info);
+  Napi::Value unloadAdapter(const Napi::CallbackInfo& info);
+  Napi::Value addSequence(const Napi::CallbackInfo& info);
+  Napi::Value cancel(const Napi::CallbackInfo& info);
+  Napi::Value onEvents(const Napi::CallbackInfo& info);
+  Napi::Value forward(const Napi::CallbackInfo& info);
+  Napi::Value stats(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+
+  /** Stop the engine thread and drop the TSFN without going through JS (GC / env teardown). */
+  void stopNow();
+  /** napi env cleanup hook (process exit without dispose): stopNow(). */
+  static void cleanupHook(void* self);
+
+  std::shared_ptr<Bridge> bridge_;
+  std::string backend_;
+  std::string backendReason_;
+  bool cleanupHookAdded_ = false;
+};
+
+}  // namespace openlora

@@ -1,0 +1,100 @@
+// See sampler.h.
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace openlora {
+
+namespace {
+
+/** Higher probability first; equal ones by lower token id (deterministic ordering). */
+bool byProbThenId(const std::pair<float, int>& a, const std::pair<float, int>& b) {
+  return a.first != b.first ? a.first > b.first : a.second < b.second;
+}
+
+}  // namespace
+
+float computeLogprobs(const float* logits, int vocab, int chosen, int topN, std::vector<TokenLogprob>* top) {
+  float mx = -INFINITY;
+  for (int i = 0; i < vocab; i++) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < vocab; i++) sum += std::exp(double(logits[i]) - mx);
+  const double lse = double(mx) + std::log(sum);
+  if (top && topN > 0) {
+    std::vector<std::pair<float, int>> all(static_cast<size_t>(vocab));
+    for (int i = 0; i < vocab; i++) all[size_t(i)] = {logits[i], i};
+    const int n = std::min(topN, vocab);
+    std::partial_sort(all.begin(), all.begin() + n, all.end(), byProbThenId);
+    top->clear();
+    for (int i = 0; i < n; i++) top->push_back({all[size_t(i)].second, float(double(all[size_t(i)].first) - lse)});
+  }
+  return float(double(logits[chosen]) - lse);
+}
+
+Sampler::Sampler(SamplingParams params, int vocab) : p_(std::move(params)), vocab_(vocab), rng_(p_.seed) {}
+
+int Sampler::sample(const float* logits) {
+  work_.assign(logits, logits + vocab_);
+  for (const auto& [tok, bias] : p_.logitBias) work_[size_t(tok)] += bias;
+  if (p_.frequencyPenalty != 0.0f || p_.presencePenalty != 0.0f) {
+    for (const auto& [tok, n] : counts_) work_[size_t(tok)] -= p_.frequencyPenalty * float(n) + p_.presencePenalty;
+  }
+  if (p_.temperature <= 0.0f) {
+    int best = 0;  // strict > keeps the lowest id among ties
+    for (int i = 1; i < vocab_; i++) {
+      if (work_[size_t(i)] > work_[size_t(best)]) best = i;
+    }
+    return best;
+  }
+  // softmax(l / T) over all tokens (max-subtracted).
+  float mx = -INFINITY;
+  for (float v : work_) mx = std::max(mx, v);
+  cand_.resize(size_t(vocab_));
+  double sum = 0;
+  for (int i = 0; i < vocab_; i++) {
+    const float pr = std::exp((work_[size_t(i)] - mx) / p_.temperature);
+    cand_[size_t(i)] = {pr, i};
+    sum += pr;
+  }
+  size_t keep = cand_.size();
+  const bool useTopK = p_.topK > 0 && size_t(p_.topK) < cand_.size();
+  const bool useTopP = p_.topP < 1.0f;
+  if (useTopK) {
+    keep = size_t(p_.topK);
+    std::partial_sort(cand_.begin(), cand_.begin() + long(keep), cand_.end(), byProbThenId);
+  } else if (useTopP) {
+    std::sort(cand_.begin(), cand_.end(), byProbThenId);
+  }
+  if (useTopK || useTopP) {
+    double kept = 0;
+    for (size_t i = 0; i < keep; i++) kept += cand_[i].first;
+    if (useTopP) {
+      // Nucleus over the (top-k renormalised) distribution: smallest prefix reaching topP.
+      double cum = 0;
+      size_t n = 0;
+      while (n < keep) {
+        cum += cand_[n].first;
+        n++;
+        if (cum / kept >= double(p_.topP)) break;
+      }
+      keep = std::max<size_t>(1, n);
+      kept = cum;
+    }
+    sum = kept;
+  }
+  // One uniform draw in [0, sum) walked over the kept candidates (id order when unsorted).
+  const double u = double(rng_() >> 11) * (1.0 / 9007199254740992.0) * sum;
+  double acc = 0;
+  for (size_t i = 0; i < keep; i++) {
+    acc += cand_[i].first;
+    if (u < acc) return cand_[i].second;
+  }
+  // Rounding left u at the very top: the last kept candidate with non-zero mass.
+  for (size_t i = keep; i-- > 0;) {
+    if (cand_[i].first > 0) return cand_[i].second;
+  }
+  return cand_[0].second;
+}
+
+}  // namespace openlora

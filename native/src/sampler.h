@@ -1,0 +1,64 @@
+// Engine-side token sampling and logprobs for one sequence.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace openlora {
+
+/** Sampling parameters (SequenceParams of native/types.ts). */
+struct SamplingParams {
+  float temperature = 1.0f;      // 0 = greedy
+  float topP = 1.0f;             // (0, 1]; 1 disables
+  int topK = 0;                  // <= 0 disables
+  float presencePenalty = 0.0f;  // OpenAI, [-2, 2]
+  float frequencyPenalty = 0.0f; // OpenAI, [-2, 2]
+  std::vector<std::pair<int, float>> logitBias;  // (token, bias)
+  uint64_t seed = 0;
+};
+
+/** A token and its natural-log probability. */
+struct TokenLogprob {
+  int token;
+  float logprob;
+};
+
+/**
+ * log_softmax of raw logits at `chosen`, plus the `topN` most likely tokens (most likely first,
+ * ties to the lower id). Computed in double for the normaliser.
+ * @param logits [vocab] raw model logits.
+ */
+float computeLogprobs(const float* logits, int vocab, int chosen, int topN, std::vector<TokenLogprob>* top);
+
+/**
+ * Per-sequence sampler state: the RNG and the counts of generated tokens.
+ *
+ * Order of operations (OpenAI / vLLM semantics): logit_bias is added, then
+ * logit[t] -= frequency_penalty * count[t] + presence_penalty * (count[t] > 0) over generated
+ * tokens only, then greedy argmax (ties to the lowest id) when temperature == 0, else
+ * softmax(l / T), top_k, top_p (smallest prefix with mass >= p, at least one token), one draw.
+ * The RNG (std::mt19937_64 seeded with `seed`) is private to the sequence, so results do not
+ * depend on what else is in the batch.
+ */
+class Sampler {
+ public:
+  Sampler(SamplingParams params, int vocab);
+
+  /** Pick the next token from raw logits [vocab]. Does not record it (call observe). */
+  int sample(const float* logits);
+  /** Record a generated token for the penalties. */
+  void observe(int token) { counts_[token]++; }
+
+ private:
+  SamplingParams p_;
+  int vocab_;
+  std::mt19937_64 rng_;
+  std::unordered_map<int, int> counts_;       // generated token -> occurrences
+  std::vector<float> work_;                   // [vocab] adjusted logits
+  std::vector<std::pair<float, int>> cand_;   // (prob, token) candidates
+};
+
+}  // namespace openlora

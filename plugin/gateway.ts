@@ -1,0 +1,85 @@
+/**
+ * The server factory: from a validated `Config`, load every base model into its own native
+ * engine, register its adapters, and return the OpenAI router mounted on them.
+ *
+ * `openLora()` (plugin/index.ts) takes ready objects; this is the one place that builds them
+ * from configuration, so embedding apps and `examples/server.ts` share it.
+ */
+import { pino, type Logger } from 'pino';
+import { availableParallelism } from 'node:os';
+import type { Config, ModelEntry } from '../config/schema.ts';
+import { AdapterManager } from '../adapters/manager.ts';
+import { loadNativeAddon } from '../native/binding.ts';
+import type { NativeEngine } from '../native/types.ts';
+import { openLora, type OpenLoraModel, type OpenLoraRouter } from './index.ts';
+
+/** A running openlora: mount `router` in any Express app; `close()` stops it and frees the engines. */
+export interface OpenLora {
+  router: OpenLoraRouter;
+  /** The logger requests and loads are written to (pino). */
+  log: Logger;
+  /** Per base model: its engine and adapter manager (for tests and admin tools). */
+  models: Map<string, { engine: NativeEngine; adapters: AdapterManager }>;
+  /** Finish or cancel in-flight requests, then dispose every engine. Idempotent. */
+  close(): Promise<void>;
+}
+
+async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<{ model: OpenLoraModel; adapters: AdapterManager }> {
+  const addon = loadNativeAddon();
+  const e = config.engine;
+  const t0 = performance.now();
+  const engine = await addon.loadModel(entry.path, {
+    backend: e.backend,
+    threads: e.threads || availableParallelism(),
+    maxLoras: e.maxLoras,
+    maxLoraRank: e.maxLoraRank,
+    maxNumSeqs: e.maxNumSeqs,
+  });
+  const info = engine.info();
+  log.info(
+    { model: entry.name, backend: info.backend, reason: info.backendReason, ms: Math.round(performance.now() - t0) },
+    `loaded base model ${entry.name} (${info.numHiddenLayers} layers, hidden ${info.hiddenSize}, ${info.dtype})`,
+  );
+  try {
+    const adapters = new AdapterManager({ engine, baseName: entry.name, modelInfo: info, log: log.child({ model: entry.name }) });
+    for (const dir of entry.adapterDirs) {
+      const { registered, skipped } = await adapters.scanDirectory(dir);
+      log.info({ model: entry.name, dir, adapters: registered.map((a) => a.name), skipped: skipped.length }, 'scanned adapter directory');
+    }
+    for (const a of entry.adapters) await adapters.register(a.name, a.path);
+    return { model: { name: entry.name, engine, info, tokenizer: entry.path, adapters }, adapters };
+  } catch (err) {
+    await engine.dispose();
+    throw err;
+  }
+}
+
+/**
+ * Load every configured model and build the router.
+ * @param config A validated configuration (config/load.ts).
+ * @param log Optional pino logger (default: pino at `config.logLevel`).
+ * @throws Error naming the model folder, file or field when a model or adapter folder is invalid.
+ */
+export async function createOpenLora(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<OpenLora> {
+  const loaded: Array<{ model: OpenLoraModel; adapters: AdapterManager }> = [];
+  try {
+    for (const entry of config.models) loaded.push(await loadOne(entry, config, log));
+  } catch (err) {
+    await Promise.all(loaded.map((l) => (l.model.engine as NativeEngine).dispose()));
+    throw err;
+  }
+  const router = openLora({ models: loaded.map((l) => l.model), logger: log, bodyLimit: config.bodyLimit });
+  await router.ready;
+  const models = new Map(loaded.map((l) => [l.model.name, { engine: l.model.engine as NativeEngine, adapters: l.adapters }]));
+  let closing: Promise<void> | undefined;
+  return {
+    router,
+    log,
+    models,
+    close: () =>
+      (closing ??= (async () => {
+        await router.close();
+        await Promise.all([...models.values()].map((m) => m.engine.dispose()));
+      })()),
+  };
+}

@@ -1,0 +1,280 @@
+/**
+ * One request → engine sequences → a stream of text deltas per choice.
+ *
+ * `startGeneration` checks the context window and `logit_bias`, pins the adapter (one lease
+ * for all the request's sequences), queues `prompts.length * n` sequences and returns a
+ * `Generation`: an async iterator of `ChoiceDelta`s in arrival order, each labelled with its
+ * choice index. Every token goes through an incremental detokenizer and a stop string matcher.
+ *
+ * The response may end before the engine does (a stop string matched: the sequence is
+ * cancelled); the lease is released only when the engine has reported the final event of
+ * every sequence, so a slot is never freed under a live sequence.
+ */
+import { randomInt } from 'node:crypto';
+import type { AdapterLease } from '../adapters/types.ts';
+import type { SequenceEvent, SequenceParams, TokenLogprob } from '../native/types.ts';
+import { Channel } from './channel.ts';
+import { IncrementalDetokenizer } from './detokenizer.ts';
+import { EngineError, InvalidRequestError, ServiceUnavailableError } from './errors.ts';
+import { choiceSeed, completionBudget, logitBiasPairs } from './request-checks.ts';
+import type { ServedModel } from './registry.ts';
+import { StopMatcher } from './stop.ts';
+
+/** Why a choice ended, in OpenAI's words. */
+export type FinishReason = 'stop' | 'length';
+
+/** A request, already validated and tokenized. */
+export interface GenerateRequest {
+  model: ServedModel;
+  /** Adapter name (resolved by model-spec), or undefined for the base model. */
+  adapter?: string;
+  /** One or more tokenized prompts; each gets `n` choices (choice index = prompt * n + i). */
+  prompts: number[][];
+  /** Field named by context-length errors: `messages` or `prompt`. */
+  promptParam: 'messages' | 'prompt';
+  n: number;
+  /** Requested completion length; default and ceiling is the rest of the context window. */
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** Token id (decimal string) → bias. */
+  logitBias?: Record<string, number>;
+  seed?: number;
+  stop?: string[];
+  /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
+  logprobs?: number;
+}
+
+/** The logprob of one generated token and its top alternatives. */
+export interface TokenInfo {
+  id: number;
+  logprob: number;
+  top: TokenLogprob[];
+}
+
+/** New output of one choice. */
+export interface ChoiceDelta {
+  index: number;
+  /** New text (may be ''). */
+  text: string;
+  /** Logprobs of the tokens consumed since the previous delta of this choice (when requested). */
+  tokens: TokenInfo[];
+  /** Set on the last delta of the choice. */
+  finishReason: FinishReason | null;
+}
+
+/** OpenAI usage counts. */
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+interface ChoiceState {
+  index: number;
+  seqId: number;
+  maxTokens: number;
+  detok: IncrementalDetokenizer;
+  stop: StopMatcher;
+  finished: boolean;
+  engineDone: boolean;
+  completionTokens: number;
+  pending: TokenInfo[];
+  onEngineDone: () => void;
+}
+
+/** A running request: iterate it for deltas; `abort()` on client disconnect. */
+export class Generation implements AsyncIterable<ChoiceDelta> {
+  private readonly channel = new Channel<ChoiceDelta>();
+  private readonly choices: ChoiceState[] = [];
+  private readonly stopIds: ReadonlySet<number>;
+  private finishedCount = 0;
+  private aborted = false;
+  /** Resolves once every sequence reported its end and the adapter lease is released. */
+  settled: Promise<void> = Promise.resolve();
+
+  /** Prompt tokens of the request (counted once per prompt, not per choice). */
+  readonly promptTokens: number;
+
+  /** @internal Use `startGeneration`. */
+  constructor(
+    private readonly req: GenerateRequest,
+    private readonly wantLogprobs: boolean,
+  ) {
+    this.stopIds = new Set(req.model.tokenizer.stopTokenIds);
+    this.promptTokens = req.prompts.reduce((s, p) => s + p.length, 0);
+  }
+
+  /** Usage so far (final once iteration has ended). */
+  get usage(): Usage {
+    const completion = this.choices.reduce((s, c) => s + c.completionTokens, 0);
+    return { prompt_tokens: this.promptTokens, completion_tokens: completion, total_tokens: this.promptTokens + completion };
+  }
+
+  /** Number of choices. */
+  get size(): number {
+    return this.choices.length;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<ChoiceDelta> {
+    return this.channel[Symbol.asyncIterator]();
+  }
+
+  /**
+   * Cancel every unfinished sequence. Without `reason` the iteration ends quietly (the client
+   * went away); with one, the iterator throws it (e.g. 503 at shutdown).
+   */
+  abort(reason?: Error): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.cancelLive();
+    if (reason) this.channel.fail(reason);
+    else this.channel.close();
+  }
+
+  /** @internal Queue all sequences; on failure cancels what was queued and rethrows. */
+  launch(params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'>, seed: number, lease: AdapterLease | undefined): void {
+    const { model, prompts, n } = this.req;
+    const ends: Promise<void>[] = [];
+    try {
+      prompts.forEach((promptIds, p) => {
+        const maxTokens = completionBudget(promptIds.length, model.info.maxPositionEmbeddings, this.req.maxTokens, this.req.promptParam);
+        for (let i = 0; i < n; i++) {
+          const index = p * n + i;
+          let onEngineDone!: () => void;
+          const end = new Promise<void>((r) => (onEngineDone = r));
+          const c: ChoiceState = {
+            index,
+            seqId: -1,
+            maxTokens,
+            detok: new IncrementalDetokenizer(model.tokenizer, promptIds),
+            stop: new StopMatcher(this.req.stop),
+            finished: false,
+            engineDone: false,
+            completionTokens: 0,
+            pending: [],
+            onEngineDone,
+          };
+          const seqParams: SequenceParams = { ...params, promptIds, maxTokens, seed: choiceSeed(seed, index) };
+          c.seqId = model.hub.add(seqParams, (ev) => this.onEvent(c, ev));
+          ends.push(end);
+          this.choices.push(c);
+        }
+      });
+    } catch (err) {
+      // Release the slot only after the sequences already queued have ended.
+      this.cancelLive();
+      this.settled = Promise.all(ends).then(() => lease?.release());
+      throw err;
+    }
+    this.settled = (async () => {
+      try {
+        await Promise.all(ends);
+      } finally {
+        lease?.release();
+      }
+    })();
+  }
+
+  private cancelLive(): void {
+    for (const c of this.choices) if (!c.engineDone) this.req.model.hub.cancel(c.seqId);
+  }
+
+  private onEvent(c: ChoiceState, ev: SequenceEvent): void {
+    if (!c.finished && !this.aborted && ev.token >= 0) this.onToken(c, ev);
+    if (ev.finishReason === undefined) return;
+    c.engineDone = true;
+    c.onEngineDone();
+    if (c.finished || this.aborted) return;
+    if (ev.finishReason === 'stop' || ev.finishReason === 'length') this.finish(c, ev.finishReason);
+    else if (ev.finishReason === 'cancelled') this.fail(new ServiceUnavailableError('The engine stopped before the request finished.'));
+    else this.fail(new EngineError(ev.error ?? ev.finishReason));
+  }
+
+  private onToken(c: ChoiceState, ev: SequenceEvent): void {
+    c.completionTokens++;
+    if (this.stopIds.has(ev.token)) {
+      this.finish(c, 'stop');
+    } else {
+      if (this.wantLogprobs && ev.logprob !== undefined) {
+        c.pending.push({ id: ev.token, logprob: ev.logprob, top: ev.topLogprobs ?? [] });
+      }
+      const r = c.stop.push(c.detok.push(ev.token));
+      if (r.stopped) this.finish(c, 'stop', r.text);
+      else if (c.completionTokens >= c.maxTokens && ev.finishReason === undefined) this.finish(c, 'length', r.text);
+      else if (r.text || c.pending.length > 0) this.emit(c, r.text, null);
+    }
+    // The engine keeps going unless it reported the end itself: cancel it.
+    if (c.finished && ev.finishReason === undefined) this.req.model.hub.cancel(c.seqId);
+  }
+
+  /** End a choice: flush the held-back text (unless a stop string cut it) and emit the last delta. */
+  private finish(c: ChoiceState, reason: FinishReason, text = ''): void {
+    if (!c.stop.stopped) {
+      const r = c.stop.push(c.detok.flush());
+      text += r.text;
+      if (r.stopped) reason = 'stop';
+      else text += c.stop.flush();
+    }
+    c.finished = true;
+    this.emit(c, text, reason);
+    if (++this.finishedCount === this.req.prompts.length * this.req.n) this.channel.close();
+  }
+
+  private emit(c: ChoiceState, text: string, finishReason: FinishReason | null): void {
+    const tokens = c.pending;
+    c.pending = [];
+    this.channel.push({ index: c.index, text, tokens, finishReason });
+  }
+
+  private fail(err: Error): void {
+    this.aborted = true;
+    this.cancelLive();
+    this.channel.fail(err);
+  }
+}
+
+/**
+ * Validate, pin the adapter, queue the sequences. Throws (before anything is queued) the 400s
+ * for context length and logit_bias, and whatever `AdapterProvider.acquire` throws.
+ */
+export async function startGeneration(req: GenerateRequest): Promise<Generation> {
+  const { model } = req;
+  const context = model.info.maxPositionEmbeddings;
+  const vocab = Math.max(model.info.vocabSize, model.tokenizer.vocabSize);
+  for (const p of req.prompts) {
+    if (p.length === 0) throw new InvalidRequestError(`The ${req.promptParam} must not be empty.`, req.promptParam);
+    const bad = p.find((id) => id >= vocab);
+    if (bad !== undefined) {
+      throw new InvalidRequestError(
+        `Invalid '${req.promptParam}': token id ${bad} is out of range; this model's vocabulary has ids 0..${vocab - 1}.`,
+        req.promptParam,
+      );
+    }
+    completionBudget(p.length, context, req.maxTokens, req.promptParam);
+  }
+  const logitBias = logitBiasPairs(req.logitBias, vocab);
+
+  const temperature = req.temperature ?? 1;
+  const params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'> = {
+    adapters: [],
+    temperature,
+    topP: req.topP ?? 1,
+    topK: req.topK ?? -1,
+    presencePenalty: req.presencePenalty ?? 0,
+    frequencyPenalty: req.frequencyPenalty ?? 0,
+    logitBias,
+    stopTokenIds: [...model.tokenizer.stopTokenIds],
+    logprobs: req.logprobs ?? -1,
+  };
+  const seed = req.seed ?? randomInt(0, 2 ** 32 - 1);
+
+  const lease = req.adapter === undefined ? undefined : await model.adapters.acquire(req.adapter);
+  if (lease) params.adapters = [{ slot: lease.slot, weight: 1 }];
+  const gen = new Generation(req, req.logprobs !== undefined);
+  gen.launch(params, seed, lease);
+  return gen;
+}

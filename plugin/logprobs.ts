@@ -1,0 +1,69 @@
+/**
+ * Engine logprobs → the two OpenAI logprobs shapes.
+ *
+ * Chat: `{content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}`.
+ * Completions (legacy): `{tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}`.
+ * A token that is only part of a UTF-8 character is shown as `\xNN` escapes; `bytes` is exact.
+ */
+import type { TokenInfo } from './generate.ts';
+import { tokenDisplay } from './token-bytes.ts';
+import type { ModelTokenizer } from './tokenizer.ts';
+
+/** One entry of a chat `top_logprobs` list. */
+export interface ChatTopLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+}
+
+/** One entry of chat `logprobs.content`. */
+export interface ChatTokenLogprob extends ChatTopLogprob {
+  top_logprobs: ChatTopLogprob[];
+}
+
+/** Legacy completions logprobs. */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Array<Record<string, number>>;
+  text_offset: number[];
+}
+
+function entry(tok: ModelTokenizer, id: number, logprob: number): ChatTopLogprob {
+  const bytes = tok.tokenBytes(id);
+  return { token: tokenDisplay(bytes), logprob, bytes: [...bytes] };
+}
+
+/** Chat `logprobs` object for a run of tokens; `topN` alternatives are kept per token. */
+export function chatLogprobs(tok: ModelTokenizer, tokens: TokenInfo[], topN: number): { content: ChatTokenLogprob[] } {
+  return {
+    content: tokens.map((t) => ({
+      ...entry(tok, t.id, t.logprob),
+      top_logprobs: t.top.slice(0, topN).map((a) => entry(tok, a.token, a.logprob)),
+    })),
+  };
+}
+
+/**
+ * Legacy completions `logprobs` for a run of tokens. `offset` is the text offset of the first
+ * token in the choice's text; returns the offset after the last one too.
+ */
+export function completionLogprobs(
+  tok: ModelTokenizer,
+  tokens: TokenInfo[],
+  topN: number,
+  offset: number,
+): { logprobs: CompletionLogprobs; offset: number } {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  for (const t of tokens) {
+    const text = tokenDisplay(tok.tokenBytes(t.id));
+    out.tokens.push(text);
+    out.token_logprobs.push(t.logprob);
+    const top: Record<string, number> = {};
+    for (const a of t.top.slice(0, topN)) top[tokenDisplay(tok.tokenBytes(a.token))] = a.logprob;
+    out.top_logprobs.push(top);
+    out.text_offset.push(offset);
+    offset += text.length;
+  }
+  return { logprobs: out, offset };
+}

@@ -1,0 +1,46 @@
+/**
+ * Request checks and derivations that need the model: the context window (max_tokens),
+ * logit_bias ids, and per-choice seeds.
+ */
+import { ContextLengthError, InvalidRequestError } from './errors.ts';
+
+/** Seed of choice `i`: choice 0 gets the request's seed itself, the others a mix of it (uint32). */
+export function choiceSeed(seed: number, i: number): number {
+  const base = Number(BigInt.asUintN(32, BigInt(seed)));
+  if (i === 0) return base;
+  let h = (base ^ Math.imul(i, 0x9e3779b9)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Check `logit_bias` ids against the vocabulary (400 naming `logit_bias`); returns engine pairs. */
+export function logitBiasPairs(bias: Record<string, number> | undefined, vocabSize: number): Array<[number, number]> {
+  if (!bias) return [];
+  return Object.entries(bias).map(([k, v]) => {
+    const id = Number(k);
+    if (!Number.isSafeInteger(id) || id < 0 || id >= vocabSize) {
+      throw new InvalidRequestError(
+        `Invalid 'logit_bias': token id ${k} is out of range; this model's vocabulary has ids 0..${vocabSize - 1}.`,
+        'logit_bias',
+      );
+    }
+    return [id, v];
+  });
+}
+
+/**
+ * Completion budget for one prompt: too long a prompt is a 400 naming the prompt field;
+ * otherwise max_tokens defaults to, and is clamped to, the rest of the context (as vLLM).
+ */
+export function completionBudget(promptLength: number, context: number, requested: number | undefined, param: string): number {
+  if (promptLength >= context) {
+    throw new ContextLengthError(
+      `This model's maximum context length is ${context} tokens. However, your ${param} resulted in ${promptLength} tokens. ` +
+        `Please reduce the length of the ${param}.`,
+      param,
+    );
+  }
+  const remaining = context - promptLength;
+  return requested === undefined ? remaining : Math.min(requested, remaining);
+}

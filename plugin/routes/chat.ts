@@ -1,0 +1,94 @@
+/**
+ * `POST /v1/chat/completions`, streaming and not, shaped exactly as OpenAI's.
+ *
+ * Stream order per choice: `{delta: {role: "assistant", content: ""}}`, content deltas, then
+ * `{delta: {}, finish_reason}`; with `stream_options.include_usage` a last chunk has
+ * `choices: []` and `usage`, and every other chunk `usage: null`.
+ */
+import type { Request, Response } from 'express';
+import { startGeneration, type FinishReason, type TokenInfo } from '../generate.ts';
+import { chatLogprobs } from '../logprobs.ts';
+import { ChatCompletionRequestSchema, parseRequest } from '../schemas/index.ts';
+import { SseWriter } from '../sse.ts';
+import { newId, samplingFromBody, supervise, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+
+/** Handler factory for chat completions. */
+export function chatCompletions(ctx: RouteContext) {
+  return async function chatCompletionsHandler(req: Request, res: Response): Promise<void> {
+    const watch = watchDisconnect(res);
+    const registry = await ctx.registry();
+    const body = parseRequest(ChatCompletionRequestSchema, req.body);
+    const { model, adapter } = registry.resolve(body.model);
+    const sampling = samplingFromBody(body);
+    const promptIds = model.tokenizer.encodeChat(body.messages);
+    const topN = body.top_logprobs ?? 0;
+    const gen = await startGeneration({
+      ...sampling,
+      maxTokens: body.max_completion_tokens ?? sampling.maxTokens,
+      model,
+      adapter,
+      prompts: [promptIds],
+      promptParam: 'messages',
+      logprobs: body.logprobs ? topN : undefined,
+    });
+    const done = supervise(ctx, req, watch, gen);
+    const head = { id: newId('chatcmpl-'), created: unixNow(), model: body.model, system_fingerprint: model.fingerprint };
+    const logprobsOf = (tokens: TokenInfo[]) => (body.logprobs ? chatLogprobs(model.tokenizer, tokens, topN) : null);
+
+    try {
+      if (!body.stream) {
+        const text: string[] = Array.from({ length: gen.size }, () => '');
+        const tokens: TokenInfo[][] = Array.from({ length: gen.size }, () => []);
+        const finish: Array<FinishReason | null> = Array.from({ length: gen.size }, () => null);
+        for await (const d of gen) {
+          text[d.index] += d.text;
+          tokens[d.index]!.push(...d.tokens);
+          if (d.finishReason) finish[d.index] = d.finishReason;
+        }
+        if (watch.gone) return;
+        res.json({
+          ...head,
+          object: 'chat.completion',
+          choices: text.map((content, index) => ({
+            index,
+            message: { role: 'assistant', content, refusal: null },
+            logprobs: logprobsOf(tokens[index]!),
+            finish_reason: finish[index],
+          })),
+          usage: gen.usage,
+        });
+        return;
+      }
+
+      const includeUsage = body.stream_options?.include_usage === true;
+      const sse = new SseWriter(res);
+      const chunk = (choices: unknown[]) => ({
+        ...head,
+        object: 'chat.completion.chunk',
+        choices,
+        ...(includeUsage ? { usage: null } : {}),
+      });
+      try {
+        for (let index = 0; index < gen.size; index++) {
+          sse.send(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
+        }
+        for await (const d of gen) {
+          if (d.text || d.tokens.length > 0) {
+            sse.send(chunk([{ index: d.index, delta: { content: d.text }, logprobs: logprobsOf(d.tokens), finish_reason: null }]));
+          }
+          if (d.finishReason) {
+            sse.send(chunk([{ index: d.index, delta: {}, logprobs: null, finish_reason: d.finishReason }]));
+          }
+        }
+        if (watch.gone) return;
+        if (includeUsage) sse.send({ ...head, object: 'chat.completion.chunk', choices: [], usage: gen.usage });
+        sse.done();
+      } catch (err) {
+        ctx.logger.error({ err }, 'chat completion stream failed');
+        sse.error(err);
+      }
+    } finally {
+      done();
+    }
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * `GET /v1/models` and `GET /v1/models/{id}`.
+ *
+ * Base models are `{id, object: "model", created, owned_by: "openlora"}`; adapters have id
+ * `BASE:ADAPTER`, `parent: BASE` and `root` = the adapter folder (as vLLM lists LoRAs). Both
+ * carry an `openlora` extension object (context length, backend / rank, alpha, targets).
+ */
+import type { Request, Response } from 'express';
+import type { AdapterInfo } from '../../adapters/types.ts';
+import type { ServedModel } from '../registry.ts';
+import type { RouteContext } from './shared.ts';
+
+/** The OpenAI model object of a base model. */
+export function baseModelObject(m: ServedModel) {
+  return {
+    id: m.name,
+    object: 'model' as const,
+    created: m.created,
+    owned_by: 'openlora',
+    root: m.name,
+    parent: null,
+    max_model_len: m.info.maxPositionEmbeddings,
+    openlora: {
+      kind: 'base',
+      model_type: m.info.modelType,
+      max_model_len: m.info.maxPositionEmbeddings,
+      vocab_size: m.info.vocabSize,
+      dtype: m.info.dtype,
+      backend: m.info.backend,
+      max_loras: m.info.maxLoras,
+      max_lora_rank: m.info.maxLoraRank,
+    },
+  };
+}
+
+/** The OpenAI model object of an adapter of `m`. */
+export function adapterModelObject(m: ServedModel, a: AdapterInfo) {
+  return {
+    id: `${m.name}:${a.name}`,
+    object: 'model' as const,
+    created: a.created,
+    owned_by: 'openlora',
+    root: a.dir,
+    parent: m.name,
+    max_model_len: m.info.maxPositionEmbeddings,
+    openlora: {
+      kind: 'adapter',
+      base: m.name,
+      adapter: a.name,
+      rank: a.rank,
+      alpha: a.alpha,
+      use_rslora: a.useRslora,
+      target_modules: a.targetModules,
+    },
+  };
+}
+
+/** `GET /v1/models`. */
+export function listModels(ctx: RouteContext) {
+  return async function listModelsHandler(_req: Request, res: Response): Promise<void> {
+    const registry = await ctx.registry();
+    const data = registry.list().flatMap((m) => [baseModelObject(m), ...m.adapters.list().map((a) => adapterModelObject(m, a))]);
+    res.json({ object: 'list', data });
+  };
+}
+
+/** `GET /v1/models/{id}`: any accepted model string (alias included); 404 when unknown. */
+export function retrieveModel(ctx: RouteContext) {
+  return async function retrieveModelHandler(req: Request, res: Response): Promise<void> {
+    const registry = await ctx.registry();
+    const raw = (req.params as Record<string, string | string[]>).id ?? '';
+    const id = Array.isArray(raw) ? raw.join('/') : raw;
+    const { model, adapter } = registry.resolve(id);
+    if (adapter === undefined) {
+      res.json(baseModelObject(model));
+      return;
+    }
+    const info = model.adapters.get(adapter)!;
+    res.json(adapterModelObject(model, info));
+  };
+}

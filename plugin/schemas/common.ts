@@ -1,0 +1,46 @@
+/**
+ * Request fields shared by /v1/chat/completions and /v1/completions.
+ *
+ * Every optional field also accepts `null` (clients such as LangChain send explicit nulls), and
+ * unknown keys are stripped, never rejected: clients send newer OpenAI fields all the time.
+ * Fields this server cannot honour (tools, JSON mode, ...) are refused with a 400 naming them
+ * rather than silently ignored.
+ */
+import { z } from 'zod';
+
+/** OpenAI allows at most 4 stop sequences. */
+export const MAX_STOP = 4;
+
+/** `stop`: one string or up to 4. */
+export const StopSchema = z.union([z.string(), z.array(z.string()).max(MAX_STOP)]);
+
+/** Body extension: an explicit adapter set `[{name, weight}]` (validated; acting on it is a later issue). */
+export const AdapterSetSchema = z.array(z.object({ name: z.string().min(1), weight: z.number() })).min(1);
+
+/** Sampling and output fields common to both endpoints. */
+export const commonFields = {
+  model: z.string().min(1),
+  max_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  /** vLLM extension: keep the k most likely tokens (-1 or 0 disables). */
+  top_k: z.number().int().min(-1).nullish(),
+  n: z.number().int().min(1).max(16).nullish(),
+  stop: StopSchema.nullish(),
+  seed: z.number().int().nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  /** Token id (as a decimal string) → bias in [-100, 100]; ids are checked against the vocabulary at use. */
+  logit_bias: z.record(z.string().regex(/^\d+$/, { error: 'expected a token id (decimal integer string)' }), z.number().min(-100).max(100)).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  user: z.string().nullish(),
+  adapters: AdapterSetSchema.nullish(),
+  merge: z.record(z.string(), z.unknown()).nullish(),
+};
+
+/** The stop field as a list (empty when absent). */
+export function stopList(stop: string | string[] | null | undefined): string[] {
+  if (stop == null) return [];
+  return typeof stop === 'string' ? [stop] : stop;
+}

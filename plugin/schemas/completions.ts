@@ -1,0 +1,34 @@
+/**
+ * Zod schema of a `POST /v1/completions` body.
+ */
+import { z } from 'zod';
+import { commonFields } from './common.ts';
+
+const TokenIds = z.array(z.number().int().min(0)).min(1);
+
+/** `prompt`: a string, a list of strings, a list of token ids, or a list of token id lists. */
+export const PromptSchema = z.union([z.string(), z.array(z.string()).min(1), TokenIds, z.array(TokenIds).min(1)]);
+
+/** `POST /v1/completions`. */
+export const CompletionRequestSchema = z
+  .object({
+    ...commonFields,
+    prompt: PromptSchema,
+    /** Legacy logprobs: how many alternatives per token, 0..5. */
+    logprobs: z.number().int().min(0).max(5).nullish(),
+    echo: z.boolean().nullish(),
+    suffix: z.string().nullish(),
+    best_of: z.number().int().min(1).nullish(),
+  })
+  .superRefine((b, ctx) => {
+    if (b.suffix) ctx.addIssue({ code: 'custom', path: ['suffix'], message: 'insertion (suffix) is not supported.' });
+    if (b.best_of != null && b.best_of !== (b.n ?? 1)) {
+      ctx.addIssue({ code: 'custom', path: ['best_of'], message: 'best_of other than n is not supported.' });
+    }
+    if (b.echo && b.logprobs != null) {
+      ctx.addIssue({ code: 'custom', path: ['echo'], message: 'echo with logprobs (prompt logprobs) is not supported.' });
+    }
+  });
+
+/** A validated completions request. */
+export type CompletionRequest = z.output<typeof CompletionRequestSchema>;

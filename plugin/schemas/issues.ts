@@ -1,0 +1,114 @@
+/**
+ * Zod issues → OpenAI 400 bodies.
+ *
+ * Only the first issue is reported (as OpenAI does); its path becomes `param`
+ * (`messages[0].content`), and the message states what was expected and what was received.
+ */
+import type { z } from 'zod';
+import { InvalidRequestError } from '../errors.ts';
+
+type Issue = z.core.$ZodIssue;
+type Path = ReadonlyArray<PropertyKey>;
+
+/** `['messages', 0, 'content']` → `messages[0].content`. */
+export function formatParam(path: Path): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out ? `.${String(key)}` : String(key);
+  }
+  return out;
+}
+
+/** The JSON type of a value, in OpenAI's words ("a string", "an array", "null", ...). */
+export function describeType(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'nothing';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : 'a decimal';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'boolean') return 'a boolean';
+  return `a ${typeof v}`;
+}
+
+function valueAt(input: unknown, path: Path): unknown {
+  let v = input;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + '...' : s;
+}
+
+const EXPECTED: Record<string, string> = {
+  int: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'a boolean',
+  array: 'an array',
+  object: 'an object',
+};
+
+/** Descend into the union branch whose type matched the input (the one that got past the root). */
+function unwrapUnion(issue: Issue, path: Path): [Issue, Path] {
+  if (issue.code !== 'invalid_union') return [issue, path];
+  for (const branch of issue.errors) {
+    const first = branch[0];
+    if (first && !(first.code === 'invalid_type' && first.path.length === 0)) {
+      return unwrapUnion(first, [...path, ...first.path]);
+    }
+  }
+  return [issue, path];
+}
+
+/** Build the message for one issue. */
+function describeIssue(issue: Issue, param: string, received: unknown): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      if (received === undefined) return `Missing required parameter: '${param}'.`;
+      return `Invalid type for '${param}': expected ${EXPECTED[issue.expected] ?? issue.expected}, but got ${describeType(received)} instead.`;
+    case 'too_small':
+    case 'too_big': {
+      const bound = issue.code === 'too_small' ? issue.minimum : issue.maximum;
+      const op = issue.code === 'too_small' ? (issue.inclusive ? '>=' : '>') : issue.inclusive ? '<=' : '<';
+      if (issue.origin === 'array' || issue.origin === 'string') {
+        const unit = issue.origin === 'array' ? 'items' : 'characters';
+        const got = (received as { length?: number } | undefined)?.length;
+        return `Invalid '${param}': expected ${issue.code === 'too_small' ? 'at least' : 'at most'} ${String(bound)} ${unit}, but got ${got ?? show(received)} instead.`;
+      }
+      return `Invalid '${param}': expected a value ${op} ${String(bound)}, but got ${show(received)} instead.`;
+    }
+    case 'invalid_value':
+      return `Invalid value for '${param}': expected one of ${issue.values.map(show).join(', ')}, but got ${show(received)} instead.`;
+    case 'invalid_union':
+      return `Invalid type for '${param}': ${issue.message === 'Invalid input' ? 'it matches none of the accepted types' : issue.message}, but got ${describeType(received)} (${show(received)}) instead.`;
+    case 'invalid_format':
+      return `Invalid value for '${param}': expected ${issue.format === 'regex' ? 'the format ' + String((issue as { pattern?: string }).pattern) : issue.format}, but got ${show(received)} instead.`;
+    default:
+      return `Invalid value for '${param}': ${issue.message}`;
+  }
+}
+
+/** Turn a failed safeParse into the InvalidRequestError for its first issue. */
+export function issueToError(error: z.ZodError, input: unknown): InvalidRequestError {
+  const first = error.issues[0];
+  if (!first) return new InvalidRequestError('Invalid request body.');
+  const [issue, path] = unwrapUnion(first, first.path);
+  const param = formatParam(path);
+  if (path.length === 0) {
+    return new InvalidRequestError(`Invalid request body: expected a JSON object, but got ${describeType(input)} instead.`);
+  }
+  return new InvalidRequestError(describeIssue(issue, param, valueAt(input, path)), param);
+}
+
+/** Validate `input` against `schema`; throws InvalidRequestError (400) naming the first bad field. */
+export function parseRequest<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const r = schema.safeParse(input);
+  if (!r.success) throw issueToError(r.error, input);
+  return r.data;
+}

@@ -1,0 +1,57 @@
+/**
+ * Server-sent events in the shape openai-node's `Stream` reads: `data: <json>\n\n` per chunk,
+ * `data: [DONE]\n\n` last; an error after the headers went out is one
+ * `data: {"error": {...}}` event and then the end (no [DONE]: the client raises it).
+ */
+import type { Response } from 'express';
+import { toOpenAIError } from './errors.ts';
+
+/** Writes one SSE response. */
+export class SseWriter {
+  private started = false;
+  private ended = false;
+
+  constructor(private readonly res: Response) {}
+
+  /** Whether the client is gone or the stream ended. */
+  get closed(): boolean {
+    return this.ended || this.res.destroyed || this.res.writableEnded;
+  }
+
+  /** Send the headers (status 200) now, before the first chunk. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.res.status(200);
+    this.res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+    this.res.setHeader('cache-control', 'no-cache');
+    this.res.setHeader('connection', 'keep-alive');
+    this.res.setHeader('x-accel-buffering', 'no');
+    this.res.flushHeaders();
+  }
+
+  /** Send one JSON chunk. */
+  send(data: unknown): void {
+    if (this.closed) return;
+    this.start();
+    this.res.write(`data: ${JSON.stringify(data)}\n\n`);
+    // compression middleware adds flush(); without it each write goes out at once.
+    (this.res as unknown as { flush?: () => void }).flush?.();
+  }
+
+  /** Send `[DONE]` and end the response. */
+  done(): void {
+    if (this.closed) return;
+    this.start();
+    this.ended = true;
+    this.res.end('data: [DONE]\n\n');
+  }
+
+  /** Send an error event (OpenAI body) and end the response. */
+  error(err: unknown): void {
+    if (this.closed) return;
+    this.start();
+    this.ended = true;
+    this.res.end(`data: ${JSON.stringify(toOpenAIError(err).body)}\n\n`);
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * Tokenizer and chat template of one base model.
+ *
+ * Loads a Hugging Face model folder's `tokenizer.json` + `tokenizer_config.json` with
+ * `@huggingface/tokenizers`, renders `chat_template` with `@huggingface/jinja`, and works out
+ * the stop token ids from `config.json` / `generation_config.json`, as transformers does.
+ *
+ * NOTE: encoding follows HF. A rendered chat prompt already holds the BOS token (the template
+ * writes `bos_token`), so it is encoded WITHOUT special tokens; a raw completion prompt is
+ * encoded WITH them (the post-processor prepends BOS when `add_bos_token`).
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { Template } from '@huggingface/jinja';
+import { InvalidRequestError } from './errors.ts';
+import { buildTokenBytes } from './token-bytes.ts';
+
+/** One text part of a message's content array (other part types are refused by the schema). */
+export interface TextPart {
+  type: 'text';
+  text: string;
+}
+
+/** A chat message as the OpenAI API sends it (only the fields the template needs). */
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  content?: string | TextPart[] | null;
+  name?: string;
+  tool_call_id?: string;
+}
+
+/** What `loadTokenizer` reads; every file but tokenizer.json is optional. */
+export interface TokenizerFiles {
+  tokenizer: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
+  config?: Record<string, unknown>;
+  generationConfig?: Record<string, unknown>;
+}
+
+/** Special tokens passed to the chat template besides `messages` and `add_generation_prompt`. */
+const TEMPLATE_TOKENS = ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token'];
+
+/** A token string from tokenizer_config: either a plain string or a serialized AddedToken. */
+function tokenContent(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') {
+    return (v as { content: string }).content;
+  }
+  return undefined;
+}
+
+/** `eos_token_id` as written in a config: a number, an array of numbers, or absent. */
+function idList(v: unknown): number[] {
+  if (typeof v === 'number') return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number');
+  return [];
+}
+
+/** Pick the default template: `chat_template` may be a string or a list of `{name, template}`. */
+function pickTemplate(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    const named = v as Array<{ name?: string; template?: string }>;
+    return (named.find((t) => t.name === 'default') ?? named[0])?.template;
+  }
+  return undefined;
+}
+
+/** Flatten OpenAI message content (string, text parts or null) to one string; parts join with "\n" as vLLM does. */
+export function contentText(content: ChatMessage['content']): string {
+  if (content == null) return '';
+  if (typeof content === 'string') return content;
+  return content.map((p) => p.text).join('\n');
+}
+
+/** Encoder, decoder and chat template of one model. */
+export class ModelTokenizer {
+  /** Token ids that end generation: config eos_token_id ∪ generation_config eos_token_id. */
+  readonly stopTokenIds: number[];
+  /** Number of ids (model vocabulary plus added tokens). */
+  readonly vocabSize: number;
+  /** Ids of special (added, `special: true`) tokens; skipped in output text. */
+  readonly specialIds: ReadonlySet<number>;
+  /** Whether a chat template is present. */
+  readonly hasChatTemplate: boolean;
+
+  private readonly tok: Tokenizer;
+  private readonly template: Template | undefined;
+  private readonly templateVars: Record<string, string>;
+  private readonly cleanUp: boolean;
+  private readonly bytes: (id: number) => Uint8Array;
+
+  /** Build from parsed JSON files (see `loadTokenizer` to read them from a folder). */
+  constructor(files: TokenizerFiles) {
+    const cfg = files.tokenizerConfig;
+    this.tok = new Tokenizer(files.tokenizer, cfg);
+    this.cleanUp = cfg.clean_up_tokenization_spaces === true;
+    this.vocabSize = this.tok.get_vocab(true).size;
+
+    const added = (files.tokenizer.added_tokens ?? []) as Array<{ id: number; content: string; special?: boolean }>;
+    this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
+
+    this.templateVars = {};
+    for (const key of TEMPLATE_TOKENS) {
+      const s = tokenContent(cfg[key]);
+      if (s !== undefined) this.templateVars[key] = s;
+    }
+    const src = pickTemplate(cfg.chat_template);
+    this.template = src === undefined ? undefined : new Template(src);
+    this.hasChatTemplate = this.template !== undefined;
+
+    const stops = new Set([...idList(files.config?.eos_token_id), ...idList(files.generationConfig?.eos_token_id)]);
+    if (stops.size === 0) {
+      const eos = this.templateVars.eos_token === undefined ? undefined : this.tok.token_to_id(this.templateVars.eos_token);
+      if (eos !== undefined) stops.add(eos);
+    }
+    this.stopTokenIds = [...stops].sort((a, b) => a - b);
+
+    const decoderType = (files.tokenizer.decoder as { type?: string } | null | undefined)?.type;
+    this.bytes = buildTokenBytes(decoderType, (id) => this.tok.id_to_token(id), this.specialIds);
+  }
+
+  /** Encode text; `addSpecialTokens` runs the post-processor (BOS for Llama). */
+  encode(text: string, addSpecialTokens: boolean): number[] {
+    return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /** Decode ids to text; special tokens are skipped unless asked for. */
+  decode(ids: number[], skipSpecialTokens = true): string {
+    if (ids.length === 0) return '';
+    return this.tok.decode(ids, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: this.cleanUp });
+  }
+
+  /** The raw bytes a token stands for (a byte-level BPE piece may be part of a UTF-8 character). */
+  tokenBytes(id: number): Uint8Array {
+    return this.bytes(id);
+  }
+
+  /**
+   * Render the chat template for `messages` with `add_generation_prompt: true`.
+   * `developer` becomes `system`; content parts are joined. Template errors (e.g. a template's
+   * `raise_exception('Conversation roles must alternate')`) become 400 naming `messages`.
+   */
+  renderChat(messages: ChatMessage[]): string {
+    if (!this.template) {
+      throw new InvalidRequestError(
+        'This model has no chat template (tokenizer_config.json has no `chat_template`); use /v1/completions.',
+        'messages',
+      );
+    }
+    const msgs = messages.map((m) => {
+      const out: Record<string, unknown> = { role: m.role === 'developer' ? 'system' : m.role, content: contentText(m.content) };
+      if (m.name !== undefined) out.name = m.name;
+      if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
+      return out;
+    });
+    try {
+      return this.template.render({ ...this.templateVars, messages: msgs, add_generation_prompt: true });
+    } catch (err) {
+      throw new InvalidRequestError(`The chat template rejected the messages: ${(err as Error).message}`, 'messages');
+    }
+  }
+
+  /** Render and encode a chat prompt (without special tokens: the template wrote them). */
+  encodeChat(messages: ChatMessage[]): number[] {
+    return this.encode(this.renderChat(messages), false);
+  }
+}
+
+async function readJson(file: string, optional: boolean): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Load the tokenizer of a Hugging Face model folder: `tokenizer.json` (required),
+ * `tokenizer_config.json`, `config.json` and `generation_config.json` (optional).
+ * Rejects with a message naming the file at fault.
+ */
+export async function loadTokenizer(dir: string): Promise<ModelTokenizer> {
+  const [tokenizer, tokenizerConfig, config, generationConfig] = await Promise.all([
+    readJson(path.join(dir, 'tokenizer.json'), false),
+    readJson(path.join(dir, 'tokenizer_config.json'), true),
+    readJson(path.join(dir, 'config.json'), true),
+    readJson(path.join(dir, 'generation_config.json'), true),
+  ]);
+  return new ModelTokenizer({ tokenizer: tokenizer!, tokenizerConfig: tokenizerConfig ?? {}, config, generationConfig });
+}

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { InvalidRequestError } from '../../plugin/errors.ts';
+import { ChatCompletionRequestSchema, CompletionRequestSchema, parseRequest } from '../../plugin/schemas/index.ts';
+
+const chat = (extra: Record<string, unknown>) => ({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], ...extra });
+
+function refused(schema: typeof ChatCompletionRequestSchema | typeof CompletionRequestSchema, body: unknown): InvalidRequestError {
+  try {
+    parseRequest(schema, body);
+  } catch (e) {
+    assert.ok(e instanceof InvalidRequestError);
+    assert.equal(e.status, 400);
+    return e;
+  }
+  assert.fail(`accepted ${JSON.stringify(body)}`);
+}
+
+test('the first issue path becomes param and the message says expected vs received', () => {
+  let e = refused(ChatCompletionRequestSchema, chat({ n: 0 }));
+  assert.equal(e.param, 'n');
+  assert.match(e.message, />= 1, but got 0/);
+  e = refused(ChatCompletionRequestSchema, chat({ temperature: 'hot' }));
+  assert.equal(e.param, 'temperature');
+  assert.match(e.message, /expected a number, but got a string/);
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'user', content: 3 }] });
+  assert.equal(e.param, 'messages[0].content');
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'wizard', content: 'x' }] });
+  assert.equal(e.param, 'messages[0].role');
+  assert.match(e.message, /"wizard"/);
+  e = refused(ChatCompletionRequestSchema, { messages: [{ role: 'user', content: 'x' }] });
+  assert.equal(e.param, 'model');
+  assert.match(e.message, /Missing required parameter/);
+  e = refused(ChatCompletionRequestSchema, [1, 2]);
+  assert.equal(e.param, null);
+});
+
+test('range checks: max_tokens, top_p, penalties, top_logprobs, stop, logit_bias', () => {
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ max_tokens: -5 })).param, 'max_tokens');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ max_completion_tokens: 0 })).param, 'max_completion_tokens');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ top_p: 0 })).param, 'top_p');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ temperature: 2.5 })).param, 'temperature');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ presence_penalty: -3 })).param, 'presence_penalty');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ n: 17 })).param, 'n');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ seed: 1.5 })).param, 'seed');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ logprobs: true, top_logprobs: 21 })).param, 'top_logprobs');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ top_logprobs: 2 })).param, 'top_logprobs');
+  const stop = refused(ChatCompletionRequestSchema, chat({ stop: ['a', 'b', 'c', 'd', 'e'] }));
+  assert.equal(stop.param, 'stop');
+  assert.match(stop.message, /at most 4 items, but got 5/);
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ stop: [1] })).param, 'stop[0]');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ logit_bias: { '5': 101 } })).param, 'logit_bias.5');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ logit_bias: { abc: 1 } })).param, 'logit_bias.abc');
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', logprobs: 6 }).param, 'logprobs');
+});
+
+test('unsupported features are refused by name; unknown keys are accepted and stripped', () => {
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ tools: [{ type: 'function' }] })).param, 'tools');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ response_format: { type: 'json_object' } })).param, 'response_format.type');
+  const img = refused(ChatCompletionRequestSchema, {
+    model: 'tiny',
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }],
+  });
+  assert.equal(img.param, 'messages[0].content[0].type');
+  assert.match(img.message, /only "text" content parts/);
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', suffix: 'y' }).param, 'suffix');
+
+  const body = parseRequest(
+    ChatCompletionRequestSchema,
+    chat({
+      store: false,
+      metadata: { a: 'b' },
+      parallel_tool_calls: true,
+      service_tier: 'auto',
+      response_format: { type: 'text' },
+      tools: [],
+      top_k: 40,
+      stop: null,
+      temperature: null,
+      future_field: { x: 1 },
+    }),
+  );
+  assert.equal(body.top_k, 40);
+  assert.equal((body as Record<string, unknown>).future_field, undefined);
+});
+
+test('completions prompt forms and the adapters extension', () => {
+  for (const prompt of ['x', ['a', 'b'], [1, 2, 3], [[1], [2, 3]]]) {
+    assert.deepEqual(parseRequest(CompletionRequestSchema, { model: 'tiny', prompt }).prompt, prompt);
+  }
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: [] }).param, 'prompt');
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: [1, -2] }).param, 'prompt[1]');
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 5 }).param, 'prompt');
+  const b = parseRequest(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout', weight: 0.5 }] });
+  assert.deepEqual(b.adapters, [{ name: 'shout', weight: 0.5 }]);
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout' }] }).param, 'adapters[0].weight');
+});
