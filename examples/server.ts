@@ -17,6 +17,8 @@ import { createOpenLora, type OpenLora } from '../plugin/gateway.ts';
 export interface RunningServer {
   url: string;
   log: OpenLora['log'];
+  /** The mounted openlora instance (engines and adapter managers per model). */
+  openlora: OpenLora;
   server: Server;
   close(): Promise<void>;
 }
@@ -40,6 +42,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   return {
     url: `http://${host}:${port}/v1`,
     log: openlora.log,
+    openlora,
     server,
     close: () =>
       (closing ??= (async () => {

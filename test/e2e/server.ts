@@ -1,0 +1,29 @@
+/**
+ * Test helper: the real gateway (native engine, demo model, four adapters) listening on an
+ * ephemeral loopback port, as `npm start` runs it.
+ */
+import { defaultConfigInput, parseConfig } from '../../config/load.ts';
+import { startServer, type RunningServer } from '../../examples/server.ts';
+
+/** Start the demo gateway on 127.0.0.1:<random port> with logging off. */
+export async function startDemo(): Promise<RunningServer> {
+  const config = parseConfig({ ...defaultConfigInput(), port: 0, logLevel: 'silent', engine: { threads: 2 } });
+  return startServer(config);
+}
+
+/** POST JSON to `url + path`, returning status and parsed body. */
+export async function postJson(url: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(url + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* keep text */
+  }
+  return { status: res.status, body: parsed };
+}
