@@ -15,6 +15,7 @@
  */
 import { InvalidRequestError } from '../plugin/errors.ts';
 import { loadNativeAddon } from './binding.ts';
+import { SequenceDispatcher } from './dispatch.ts';
 import type {
   AdapterLoadSpec,
   AdapterRef,
@@ -53,17 +54,11 @@ export interface GenerationHandle {
   cancel(): void;
 }
 
-interface Listener {
-  result: GenerationResult;
-  onEvent?: (event: SequenceEvent) => void;
-  resolve: (r: GenerationResult) => void;
-}
-
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 export class Engine {
-  private readonly listeners = new Map<number, Listener>();
+  private readonly dispatcher: SequenceDispatcher;
   private readonly modelInfo: ModelInfo;
   private disposed = false;
 
@@ -74,7 +69,9 @@ export class Engine {
 
   constructor(private readonly native: NativeEngine) {
     this.modelInfo = native.info();
-    native.onEvents((events) => this.dispatch(events));
+    // NOTE: a throwing listener surfaces as an uncaught exception (like a throwing
+    // EventEmitter listener) after the other sequences of the step got their events.
+    this.dispatcher = new SequenceDispatcher(native, (err) => queueMicrotask(() => { throw err; }));
   }
 
   /** Model and engine facts (shapes, backend and why). */
@@ -106,11 +103,10 @@ export class Engine {
    */
   generate(params: SequenceParams, onEvent?: (event: SequenceEvent) => void): GenerationHandle {
     this.validate(params);
-    const seqId = this.native.addSequence(params);
     let resolve!: (r: GenerationResult) => void;
     const done = new Promise<GenerationResult>((r) => (resolve = r));
     const result: GenerationResult = {
-      seqId,
+      seqId: -1,
       tokens: [],
       logprobs: [],
       topLogprobs: [],
@@ -118,7 +114,25 @@ export class Engine {
       promptTokens: params.promptIds.length,
       completionTokens: 0,
     };
-    this.listeners.set(seqId, { result, onEvent, resolve });
+    const seqId = this.dispatcher.add(params, (ev) => {
+      if (ev.token >= 0) {
+        result.tokens.push(ev.token);
+        if (ev.logprob !== undefined) result.logprobs.push(ev.logprob);
+        if (ev.topLogprobs) result.topLogprobs.push(ev.topLogprobs);
+      }
+      if (ev.finishReason) {
+        result.finishReason = ev.finishReason;
+        if (ev.error) result.error = ev.error;
+        result.promptTokens = ev.promptTokens ?? result.promptTokens;
+        result.completionTokens = ev.completionTokens ?? result.tokens.length;
+      }
+      try {
+        onEvent?.(ev);
+      } finally {
+        if (ev.finishReason) resolve(result);
+      }
+    });
+    result.seqId = seqId;
     return { seqId, done, cancel: () => this.native.cancel(seqId) };
   }
 
@@ -136,36 +150,6 @@ export class Engine {
   async dispose(): Promise<void> {
     this.disposed = true;
     await this.native.dispose();
-  }
-
-  /** Route one step's events to their sequences; a throwing listener does not starve the others. */
-  private dispatch(events: SequenceEvent[]): void {
-    let firstError: unknown;
-    for (const ev of events) {
-      const l = this.listeners.get(ev.seqId);
-      if (!l) continue;
-      const r = l.result;
-      if (ev.token >= 0) {
-        r.tokens.push(ev.token);
-        if (ev.logprob !== undefined) r.logprobs.push(ev.logprob);
-        if (ev.topLogprobs) r.topLogprobs.push(ev.topLogprobs);
-      }
-      if (ev.finishReason) {
-        r.finishReason = ev.finishReason;
-        if (ev.error) r.error = ev.error;
-        r.promptTokens = ev.promptTokens ?? r.promptTokens;
-        r.completionTokens = ev.completionTokens ?? r.tokens.length;
-        this.listeners.delete(ev.seqId);
-      }
-      try {
-        l.onEvent?.(ev);
-      } catch (err) {
-        firstError ??= err;
-      }
-      if (ev.finishReason) l.resolve(r);
-    }
-    // Surfaces as an uncaught exception, like a throwing EventEmitter listener.
-    if (firstError !== undefined) throw firstError;
   }
 
   private checkPrompt(ids: unknown, maxLen: number): void {
