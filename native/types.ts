@@ -57,7 +57,11 @@ export interface AdapterModuleSpec {
   bName: string;
   /** lora_alpha / r, or lora_alpha / sqrt(r) for rsLoRA (already resolved per module). */
   scaling: number;
-  /** PEFT fan_in_fan_out: tensors stored transposed (Conv1D style). */
+  /**
+   * Tensors stored transposed (A as [in, r], B as [r, out]). PEFT always saves LoRA weights
+   * as [r, in] / [out, r] (it resets fan_in_fan_out for nn.Linear targets), so adapters/
+   * passes false for PEFT folders; the engine still accepts the transposed layout.
+   */
   fanInFanOut: boolean;
 }
 
@@ -100,6 +104,22 @@ export interface SequenceParams {
   seed: number;
   /** Return this many top logprobs per token (0 = none, the chosen token's logprob only when >= 0; -1 = no logprobs at all). */
   logprobs: number;
+  /**
+   * Ensemble generation (optional; when set, `adapters` must be empty). Each member runs as
+   * its own sequence (own KV cache, same batch as everything else); at each step the
+   * next-token distribution is the mixture p = sum_i w_i softmax(l_i / T) with l_i the member's
+   * logits after its logit processing (logit_bias, penalties) and T = temperature (T = 1 when
+   * temperature is 0, then the argmax of p is taken); top_k / top_p filter p; one token is
+   * sampled from p and appended to every member. Weights are normalised to sum to 1.
+   * Reported logprobs are log p (the mixture's, at T = 1 before filtering).
+   */
+  ensemble?: EnsembleMember[];
+}
+
+/** One member of an ensemble: its adapter set and mixture weight (> 0). */
+export interface EnsembleMember {
+  adapters: AdapterRef[];
+  weight: number;
 }
 
 /** Log-probability of one token (natural log, from the model's raw distribution). */
