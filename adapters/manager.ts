@@ -18,6 +18,9 @@ import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ModelInfo, NativeEngine } from '../native/types.ts';
 import { AdapterError, ModelNotFoundError, OpenLoraError, ServiceUnavailableError } from '../plugin/errors.ts';
+import { tmpdir } from 'node:os';
+import type { Composition } from './composition.ts';
+import { MergeCache } from './merge-cache.ts';
 import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from './peft.ts';
 import type { AdapterInfo, AdapterLease, AdapterProvider } from './types.ts';
 
@@ -39,6 +42,8 @@ export interface AdapterManagerOptions {
   log?: Logger;
   /** How long an acquire waits for a pinned slot to be released before a 503 (ms, default 10000). */
   slotWaitMs?: number;
+  /** Folder materialised merges are written to (default: `<os tmpdir>/openlora-merges/<base>`). */
+  mergeDir?: string;
 }
 
 /**
@@ -87,6 +92,23 @@ export class AdapterManager implements AdapterProvider {
     this.info = opts.modelInfo;
     this.log = opts.log ?? silent;
     this.slotWaitMs = opts.slotWaitMs ?? 10_000;
+    const mergeDir = opts.mergeDir ?? join(tmpdir(), 'openlora-merges', this.baseName.replace(/[^A-Za-z0-9._-]/g, '_'));
+    this.merges = new MergeCache(this, this.info, mergeDir);
+  }
+
+  /** Materialised merges of this base (adapters/merge-cache.ts). */
+  readonly merges: MergeCache;
+
+  /** Materialise (once) and acquire a merge of this base's adapters; see AdapterProvider. */
+  acquireMerged(composition: Composition): Promise<AdapterLease> {
+    return this.merges.acquire(composition);
+  }
+
+  /** Register a materialised merge: like `register`, but flagged synthetic (not listed in /v1/models). */
+  async registerSynthetic(name: string, dir: string): Promise<AdapterInfo> {
+    const info = await this.register(name, dir);
+    info.synthetic = true;
+    return info;
   }
 
   /**

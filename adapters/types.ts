@@ -3,6 +3,7 @@
  *
  * `AdapterManager` (adapters/manager.ts) implements `AdapterProvider` for one base model.
  */
+import type { Composition } from './composition.ts';
 
 /** A known adapter: where it lives and what its PEFT config says. */
 export interface AdapterInfo {
@@ -22,6 +23,8 @@ export interface AdapterInfo {
   targetModules: string[];
   /** Unix seconds when the adapter became known. */
   created: number;
+  /** True for a materialised merge (not listed in /v1/models; addressed by its composition). */
+  synthetic?: boolean;
 }
 
 /** A pinned, resident adapter: `slot` stays valid until `release()` is called (exactly once). */
@@ -43,4 +46,11 @@ export interface AdapterProvider {
    * AdapterError (4xx, message naming the file/field) for invalid adapter files.
    */
   acquire(name: string): Promise<AdapterLease>;
+  /**
+   * Materialise a merge of this base's adapters (linear, ties, dare_*, magnitude_prune, svd
+   * variants) once, cache it as a synthetic adapter keyed by the canonical spec, and acquire it
+   * like any adapter. Throws InvalidRequestError/AdapterError (400) naming the bad field
+   * (`merge.density`, rank mismatch, ...).
+   */
+  acquireMerged(composition: Composition): Promise<AdapterLease>;
 }

@@ -54,6 +54,12 @@ export function parseConfig(input: unknown, source = 'options', baseDir = proces
     m.adapterDirs = m.adapterDirs.map(abs);
     for (const a of m.adapters) a.path = abs(a.path);
   }
+  if (cfg.mergeDir) cfg.mergeDir = abs(cfg.mergeDir);
+  for (const [name, c] of Object.entries(cfg.compositions)) {
+    const base = cfg.models.find((m) => m.name === c.base);
+    if (!base) throw new ConfigError(`${source}: compositions.${name}.base: no model named "${c.base}"`);
+    if (cfg.models.some((m) => m.name === name)) throw new ConfigError(`${source}: compositions.${name}: the name of a model`);
+  }
   const names = new Set<string>();
   cfg.models.forEach((m, i) => {
     if (names.has(m.name)) throw new ConfigError(`${source}: models.${i}.name: duplicate model name "${m.name}"`);

@@ -5,6 +5,7 @@
  * `config/load.ts`. Relative paths in a config file are resolved against that file's folder.
  */
 import { z } from 'zod';
+import { CompositionConfigSchema } from '../adapters/composition.ts';
 
 /** An adapter named explicitly: `{name, path}` (path = folder with adapter_config.json). */
 export const AdapterEntrySchema = z.strictObject({
@@ -47,6 +48,10 @@ export const ConfigSchema = z.strictObject({
   bodyLimit: z.string().default('4mb'),
   models: z.array(ModelEntrySchema).min(1, 'at least one model is needed'),
   engine: EngineSchema.default(() => EngineSchema.parse({})),
+  /** Named compositions: `{NAME: {base, adapters: [{name, weight}], merge: {strategy, ...}}}`. */
+  compositions: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'composition names use letters, digits, ".", "_" and "-"'), CompositionConfigSchema).default({}),
+  /** Folder materialised merges are written to (default: the OS temp folder). */
+  mergeDir: z.string().min(1).optional(),
 });
 
 export type Config = z.output<typeof ConfigSchema>;

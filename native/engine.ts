@@ -20,6 +20,7 @@ import type {
   AdapterLoadSpec,
   AdapterRef,
   EngineOptions,
+  EnsembleMember,
   ForwardResult,
   ModelInfo,
   NativeEngine,
@@ -169,13 +170,33 @@ export class Engine {
     }
   }
 
-  private checkAdapters(adapters: unknown): void {
-    if (!Array.isArray(adapters)) throw new InvalidRequestError('adapters must be an array of {slot, weight}', 'adapters');
+  /** @param field where the adapter set sits ("adapters" or "ensemble[i].adapters"), for messages. */
+  private checkAdapters(adapters: unknown, field = 'adapters', param = 'adapters'): void {
+    if (!Array.isArray(adapters)) throw new InvalidRequestError(`${field} must be an array of {slot, weight}`, param);
     adapters.forEach((a: AdapterRef, i) => {
       if (!isInt(a?.slot) || a.slot < 0 || a.slot >= this.modelInfo.maxLoras) {
-        throw new InvalidRequestError(`adapters[${i}].slot must be an integer in [0, ${this.modelInfo.maxLoras})`, 'adapters');
+        throw new InvalidRequestError(`${field}[${i}].slot must be an integer in [0, ${this.modelInfo.maxLoras})`, param);
       }
-      if (!isFiniteNumber(a.weight)) throw new InvalidRequestError(`adapters[${i}].weight must be a finite number`, 'adapters');
+      if (!isFiniteNumber(a.weight)) throw new InvalidRequestError(`${field}[${i}].weight must be a finite number`, param);
+    });
+  }
+
+  /** SequenceParams.ensemble: 2..16 members, weights finite and > 0, valid adapter sets, no top-level adapters. */
+  private checkEnsemble(p: SequenceParams): void {
+    const members: unknown = p.ensemble;
+    if (members === undefined) return;
+    if (!Array.isArray(members) || members.length < 2 || members.length > 16) {
+      throw new InvalidRequestError('ensemble must be an array of 2 to 16 members {adapters, weight}', 'ensemble');
+    }
+    if (p.adapters.length > 0) {
+      throw new InvalidRequestError('adapters must be empty when ensemble is set (each ensemble member has its own adapters)', 'adapters');
+    }
+    members.forEach((m: EnsembleMember, i) => {
+      if (typeof m !== 'object' || m === null) throw new InvalidRequestError(`ensemble[${i}] must be an object {adapters, weight}`, 'ensemble');
+      if (!isFiniteNumber(m.weight) || m.weight <= 0) {
+        throw new InvalidRequestError(`ensemble[${i}].weight must be a finite number > 0, got ${JSON.stringify(m.weight)}`, 'ensemble');
+      }
+      this.checkAdapters(m.adapters, `ensemble[${i}].adapters`, 'ensemble');
     });
   }
 
@@ -185,6 +206,7 @@ export class Engine {
     const vocab = this.modelInfo.vocabSize;
     this.checkPrompt(p.promptIds, this.modelInfo.maxPositionEmbeddings);
     this.checkAdapters(p.adapters);
+    this.checkEnsemble(p);
     const range = (name: keyof SequenceParams, ok: boolean, expected: string) => {
       if (!ok) throw new InvalidRequestError(`${name} must be ${expected}, got ${JSON.stringify(p[name])}`, name);
     };

@@ -7,6 +7,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type { Config, ModelEntry } from '../config/schema.ts';
 import { AdapterManager } from '../adapters/manager.ts';
 import { loadNativeAddon } from '../native/binding.ts';
@@ -41,7 +42,13 @@ async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<
     `loaded base model ${entry.name} (${info.numHiddenLayers} layers, hidden ${info.hiddenSize}, ${info.dtype})`,
   );
   try {
-    const adapters = new AdapterManager({ engine, baseName: entry.name, modelInfo: info, log: log.child({ model: entry.name }) });
+    const adapters = new AdapterManager({
+      engine,
+      baseName: entry.name,
+      modelInfo: info,
+      log: log.child({ model: entry.name }),
+      mergeDir: config.mergeDir ? join(config.mergeDir, entry.name.replace(/[^A-Za-z0-9._-]/g, '_')) : undefined,
+    });
     for (const dir of entry.adapterDirs) {
       const { registered, skipped } = await adapters.scanDirectory(dir);
       log.info({ model: entry.name, dir, adapters: registered.map((a) => a.name), skipped: skipped.length }, 'scanned adapter directory');
@@ -68,8 +75,18 @@ export async function createOpenLora(config: Config, log: Logger = pino({ level:
     await Promise.all(loaded.map((l) => (l.model.engine as NativeEngine).dispose()));
     throw err;
   }
-  const router = openLora({ models: loaded.map((l) => l.model), logger: log, bodyLimit: config.bodyLimit });
-  await router.ready;
+  const router = openLora({
+    models: loaded.map((l) => l.model),
+    logger: log,
+    bodyLimit: config.bodyLimit,
+    compositions: config.compositions,
+  });
+  try {
+    await router.ready;
+  } catch (err) {
+    await Promise.all(loaded.map((l) => (l.model.engine as NativeEngine).dispose()));
+    throw err;
+  }
   const models = new Map(loaded.map((l) => [l.model.name, { engine: l.model.engine as NativeEngine, adapters: l.adapters }]));
   let closing: Promise<void> | undefined;
   return {

@@ -11,9 +11,10 @@
  * every sequence, so a slot is never freed under a live sequence.
  */
 import { randomInt } from 'node:crypto';
-import type { AdapterLease } from '../adapters/types.ts';
+import type { Composition } from '../adapters/composition.ts';
 import type { SequenceEvent, SequenceParams, TokenLogprob } from '../native/types.ts';
 import { Channel } from './channel.ts';
+import { pinComposition } from './compose.ts';
 import { IncrementalDetokenizer } from './detokenizer.ts';
 import { EngineError, InvalidRequestError, ServiceUnavailableError } from './errors.ts';
 import { choiceSeed, completionBudget, logitBiasPairs } from './request-checks.ts';
@@ -26,8 +27,8 @@ export type FinishReason = 'stop' | 'length';
 /** A request, already validated and tokenized. */
 export interface GenerateRequest {
   model: ServedModel;
-  /** Adapter name (resolved by model-spec), or undefined for the base model. */
-  adapter?: string;
+  /** The adapters and how they combine (compose.ts), or undefined for the base model. */
+  composition?: Composition;
   /** One or more tokenized prompts; each gets `n` choices (choice index = prompt * n + i). */
   prompts: number[][];
   /** Field named by context-length errors: `messages` or `prompt`. */
@@ -136,7 +137,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   }
 
   /** @internal Queue all sequences; on failure cancels what was queued and rethrows. */
-  launch(params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'>, seed: number, lease: AdapterLease | undefined): void {
+  launch(params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'>, seed: number, lease: { release(): void }): void {
     const { model, prompts, n } = this.req;
     const ends: Promise<void>[] = [];
     try {
@@ -167,14 +168,14 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
     } catch (err) {
       // Release the slot only after the sequences already queued have ended.
       this.cancelLive();
-      this.settled = Promise.all(ends).then(() => lease?.release());
+      this.settled = Promise.all(ends).then(() => lease.release());
       throw err;
     }
     this.settled = (async () => {
       try {
         await Promise.all(ends);
       } finally {
-        lease?.release();
+        lease.release();
       }
     })();
   }
@@ -272,9 +273,10 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   };
   const seed = req.seed ?? randomInt(0, 2 ** 32 - 1);
 
-  const lease = req.adapter === undefined ? undefined : await model.adapters.acquire(req.adapter);
-  if (lease) params.adapters = [{ slot: lease.slot, weight: 1 }];
+  const pinned = await pinComposition(model.adapters, req.composition);
+  params.adapters = pinned.adapters;
+  if (pinned.ensemble) params.ensemble = pinned.ensemble;
   const gen = new Generation(req, req.logprobs !== undefined);
-  gen.launch(params, seed, lease);
+  gen.launch(params, seed, pinned);
   return gen;
 }

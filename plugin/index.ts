@@ -13,6 +13,7 @@
  * @module
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import type { CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { OpenLoraError, ServiceUnavailableError, toOpenAIError } from './errors.ts';
@@ -47,6 +48,8 @@ export interface OpenLoraOptions {
   logger?: LoggerLike;
   /** `express.json` body limit (default "16mb": token-id prompts are large). */
   bodyLimit?: string | number;
+  /** Named compositions (config `compositions`): usable as `model` by any client, listed in /v1/models. */
+  compositions?: Record<string, CompositionConfig>;
 }
 
 /** The router plus its lifecycle. */
@@ -69,7 +72,7 @@ async function buildRegistry(options: OpenLoraOptions): Promise<ModelRegistry> {
       tokenizer: typeof m.tokenizer === 'string' ? await loadTokenizer(m.tokenizer) : m.tokenizer,
     })),
   );
-  return new ModelRegistry(inits, options.logger);
+  return new ModelRegistry(inits, options.logger, options.compositions);
 }
 
 /** Build the OpenAI-compatible router (`/v1/models`, `/v1/chat/completions`, `/v1/completions`). */

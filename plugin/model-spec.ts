@@ -5,9 +5,11 @@
  * - `BASE`: the base model alone;
  * - `BASE:ADAPTER`: one adapter of that base;
  * - `ADAPTER`: an alias, when exactly one base has an adapter of that name;
- * - `BASE:A@0.6+B@0.4`: a linear merge; parsed, then refused with 400 until merging lands.
+ * - `BASE:A@0.6+B@0.4`: the `cat` composition (exact weighted sum of the adapters' deltas);
+ * - a named composition from the config (`compositions`), by its name alone.
  * Base names may themselves contain `:` (the longest matching base wins).
  */
+import type { AdapterWeight, CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
 import { InvalidRequestError, ModelNotFoundError } from './errors.ts';
 
@@ -15,15 +17,16 @@ import { InvalidRequestError, ModelNotFoundError } from './errors.ts';
 export interface ModelSpec {
   /** Base model name. */
   base: string;
-  /** Adapter name, absent for the base model alone. */
+  /** Adapter name, absent for the base model alone or a composition. */
   adapter?: string;
+  /** `A@w+B@w` members (strategy cat), when the name is a composition. */
+  members?: AdapterWeight[];
+  /** The named composition the string refers to. */
+  composition?: { name: string; config: CompositionConfig };
 }
 
 /** One member of a `A@0.6+B@0.4` composition. */
-export interface MergeMember {
-  name: string;
-  weight: number;
-}
+export type MergeMember = AdapterWeight;
 
 /** Parse `A@0.6+B@0.4` (a bare `A` has weight 1); undefined when `s` is a plain adapter name. */
 export function parseMerge(s: string): MergeMember[] | undefined {
@@ -47,8 +50,14 @@ export function parseMerge(s: string): MergeMember[] | undefined {
  * Throws ModelNotFoundError (404, param `model`) for unknown names; for an unknown adapter of a
  * known base the message names the adapter. An alias found under several bases is a 400.
  */
-export function resolveModelSpec(model: string, bases: ReadonlyMap<string, AdapterProvider>): ModelSpec {
+export function resolveModelSpec(
+  model: string,
+  bases: ReadonlyMap<string, AdapterProvider>,
+  compositions: ReadonlyMap<string, CompositionConfig> = new Map(),
+): ModelSpec {
   if (bases.has(model)) return { base: model };
+  const named = compositions.get(model);
+  if (named) return { base: named.base, composition: { name: model, config: named } };
 
   // BASE:REST, longest base first (base names may contain ':').
   const candidates = [...bases.keys()].filter((b) => model.startsWith(b + ':')).sort((a, b) => b.length - a.length);
@@ -63,11 +72,7 @@ export function resolveModelSpec(model: string, bases: ReadonlyMap<string, Adapt
           throw new ModelNotFoundError(model, `Base model \`${base}\` has no adapter \`${m.name}\`.`);
         }
       }
-      throw new InvalidRequestError(
-        `Adapter merging (\`${rest}\`) is not supported yet; request one adapter as \`${base}:ADAPTER\`.`,
-        'model',
-        'merge_not_supported',
-      );
+      return { base, members };
     }
     if (!provider.get(rest)) {
       throw new ModelNotFoundError(model, `Base model \`${base}\` has no adapter \`${rest}\`.`);

@@ -2,7 +2,9 @@
  * The models this router serves: per base model its engine, tokenizer and adapter provider.
  */
 import { createHash } from 'node:crypto';
+import type { Composition, CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
+import { resolveComposition, type CompositionBody } from './compose.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { EngineHub, type EngineLike, type LoggerLike } from './engine-hub.ts';
 import { resolveModelSpec, type ModelSpec } from './model-spec.ts';
@@ -30,18 +32,22 @@ export interface ServedModelInit {
   adapters: AdapterProvider;
 }
 
-/** A resolved request target: the base model plus, optionally, one adapter name. */
+/** A resolved request target: the base model plus, optionally, the adapter composition. */
 export interface ResolvedModel {
   model: ServedModel;
-  adapter?: string;
+  /** Undefined for the base model alone; a single adapter is one member with weight 1. */
+  composition?: Composition;
 }
 
 /** Name → served model, and the `model` string resolver over them. */
 export class ModelRegistry {
   private readonly models = new Map<string, ServedModel>();
   private readonly providers = new Map<string, AdapterProvider>();
+  /** Named compositions from the config (name → base, adapters, merge). */
+  readonly compositions: ReadonlyMap<string, CompositionConfig>;
 
-  constructor(inits: ServedModelInit[], logger?: LoggerLike) {
+  constructor(inits: ServedModelInit[], logger?: LoggerLike, compositions: Record<string, CompositionConfig> = {}) {
+    this.compositions = new Map(Object.entries(compositions));
     const now = Math.floor(Date.now() / 1000);
     for (const m of inits) {
       if (this.models.has(m.name)) throw new Error(`duplicate model name "${m.name}"`);
@@ -57,6 +63,14 @@ export class ModelRegistry {
       });
       this.providers.set(m.name, m.adapters);
     }
+    for (const [name, c] of this.compositions) {
+      const provider = this.providers.get(c.base);
+      if (!provider) throw new Error(`composition "${name}": unknown base model "${c.base}"`);
+      if (this.models.has(name)) throw new Error(`composition "${name}" has the name of a base model`);
+      c.adapters.forEach((a, i) => {
+        if (!provider.get(a.name)) throw new Error(`composition "${name}": adapters.${i}: base "${c.base}" has no adapter "${a.name}"`);
+      });
+    }
   }
 
   /** Every served base model, in configuration order. */
@@ -64,9 +78,13 @@ export class ModelRegistry {
     return [...this.models.values()];
   }
 
-  /** Resolve a `model` string (see model-spec.ts); throws the 404/400 errors described there. */
-  resolve(model: string): ResolvedModel {
-    const spec: ModelSpec = resolveModelSpec(model, this.providers);
-    return { model: this.models.get(spec.base)!, adapter: spec.adapter };
+  /**
+   * Resolve a `model` string (see model-spec.ts) and the body extensions `adapters`/`merge`
+   * (see compose.ts); throws the 404/400 errors described there.
+   */
+  resolve(model: string, body: CompositionBody = {}): ResolvedModel {
+    const spec: ModelSpec = resolveModelSpec(model, this.providers, this.compositions);
+    const served = this.models.get(spec.base)!;
+    return { model: served, composition: resolveComposition(spec, body, served.adapters) };
   }
 }

@@ -7,12 +7,18 @@
 
 namespace openlora {
 
+/** One forward-pass row group of a sequence: a plain sequence has one, an ensemble 2..16. */
+struct Engine::Member {
+  std::vector<ActiveLora> loras;      // pinned adapter slots
+  std::unique_ptr<SequenceKv> kv;     // created at admission
+};
+
 /** A live sequence (engine thread, after leaving the inbox). */
 struct Engine::Sequence {
   int64_t id = 0;
   SequenceRequest req;
-  std::vector<ActiveLora> loras;      // pinned adapter slots
-  std::unique_ptr<SequenceKv> kv;     // created at admission
+  std::vector<Member> members;        // [members]; each is one BatchEntry of every step
+  std::vector<double> weights;        // [members] normalised mixture weights (ensembles)
   std::unique_ptr<Sampler> sampler;
   std::vector<int32_t> generated;     // [completionTokens]
   bool prefilled = false;
@@ -76,16 +82,63 @@ void Engine::validate(const SequenceRequest& r) const {
     if (tok < 0 || tok >= c.vocabSize) invalid("stopTokenIds entry " + std::to_string(tok) + " is out of range [0, " + std::to_string(c.vocabSize) + ")");
   }
   if (r.logprobs < -1 || r.logprobs > 20) invalid("logprobs must be in [-1, 20], got " + std::to_string(r.logprobs));
+  if (!r.hasEnsemble) return;
+  const int n = int(r.ensemble.size());
+  if (!r.adapters.empty()) invalid("adapters must be empty when ensemble is set (each ensemble member has its own adapters)");
+  if (n < 2 || n > 16) invalid("ensemble must have 2 to 16 members, got " + std::to_string(n));
+  if (n > options_.maxNumSeqs) {
+    invalid("ensemble has " + std::to_string(n) + " members but the engine decodes at most " + std::to_string(options_.maxNumSeqs) +
+            " sequences per step (maxNumSeqs)");
+  }
+  for (int i = 0; i < n; i++) {
+    const float w = r.ensemble[size_t(i)].weight;
+    if (!std::isfinite(w) || w <= 0) invalid("ensemble[" + std::to_string(i) + "].weight must be a finite number > 0, got " + std::to_string(w));
+  }
+}
+
+std::vector<Engine::Member> Engine::acquireMembers(const SequenceRequest& req) {
+  std::vector<Member> members;
+  if (!req.hasEnsemble) {
+    members.emplace_back();
+    members.back().loras = slots_.acquire(req.adapters);  // throws for unknown slots; pins the rest
+    return members;
+  }
+  for (size_t i = 0; i < req.ensemble.size(); i++) {
+    try {
+      Member m;
+      m.loras = slots_.acquire(req.ensemble[i].adapters);
+      members.push_back(std::move(m));
+    } catch (const std::exception& ex) {
+      releaseMembers(members);
+      invalid("ensemble[" + std::to_string(i) + "].adapters: " + ex.what());
+    }
+  }
+  return members;
+}
+
+void Engine::releaseMembers(std::vector<Member>& members) {
+  for (Member& m : members) {
+    slots_.release(m.loras);
+    m.loras.clear();
+    m.kv.reset();  // frees the KV cache now, not when the Sequence object goes
+  }
 }
 
 int64_t Engine::addSequence(SequenceRequest req) {
   validate(req);
   auto seq = std::make_unique<Sequence>();
-  seq->loras = slots_.acquire(req.adapters);  // throws for unknown slots; pins the rest
+  seq->members = acquireMembers(req);
+  if (req.hasEnsemble) {
+    double total = 0;
+    for (const auto& m : req.ensemble) total += double(m.weight);
+    for (const auto& m : req.ensemble) seq->weights.push_back(double(m.weight) / total);
+  } else {
+    seq->weights = {1.0};
+  }
   seq->req = std::move(req);
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
-    slots_.release(seq->loras);
+    releaseMembers(seq->members);
     invalid("the engine is disposed");
   }
   seq->id = nextId_++;
@@ -151,26 +204,31 @@ SequenceEvent Engine::finish(Sequence& seq, const char* reason, const std::strin
   ev.error = error;
   ev.promptTokens = int(seq.req.prompt.size());
   ev.completionTokens = int(seq.generated.size());
-  slots_.release(seq.loras);
-  seq.loras.clear();
-  seq.kv.reset();  // frees the KV cache now, not when the Sequence object goes
+  releaseMembers(seq.members);
   return ev;
 }
 
 void Engine::admit() {
-  int64_t tokens = int64_t(running_.size());  // one decode token each
+  int rows = 0;  // batch entries (ensemble members count one each)
+  for (const auto& s : running_) rows += int(s->members.size());
+  int64_t tokens = rows;  // one decode token each
   bool admittedAny = false;
-  while (!waiting_.empty() && int(running_.size()) < options_.maxNumSeqs) {
+  while (!waiting_.empty()) {
     Sequence& s = *waiting_.front();
-    const int64_t need = int64_t(s.req.prompt.size());
+    const int members = int(s.members.size());
+    // NOTE(why): all members of an ensemble are admitted together or not at all (validate()
+    // keeps an ensemble within maxNumSeqs, so it always fits once the batch drains).
+    if (rows + members > options_.maxNumSeqs) break;
+    const int64_t need = int64_t(s.req.prompt.size()) * members;
     // NOTE(why): a step's prompt tokens are bounded so one huge batch cannot stall decodes for
     // long; a single prompt larger than the budget still runs (alone with the decodes).
     if (admittedAny && tokens + need > options_.maxBatchTokens) break;
     const ModelConfig& c = model_->config();
-    s.kv = std::make_unique<SequenceKv>(c.numHiddenLayers, c.kvDim(), c.maxPositionEmbeddings);
+    for (Member& m : s.members) m.kv = std::make_unique<SequenceKv>(c.numHiddenLayers, c.kvDim(), c.maxPositionEmbeddings);
     s.sampler = std::make_unique<Sampler>(s.req.sampling, c.vocabSize);
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
+    rows += members;
     tokens += need;
     admittedAny = true;
   }
@@ -181,18 +239,20 @@ void Engine::step(std::vector<SequenceEvent>* events) {
   std::vector<BatchEntry> batch;
   batch.reserve(running_.size());
   for (auto& s : running_) {
-    BatchEntry e;
-    e.kv = s->kv.get();
-    e.loras = &s->loras;
-    e.startPos = s->kv->length();
-    if (!s->prefilled) {
-      e.tokens = s->req.prompt.data();
-      e.numTokens = int(s->req.prompt.size());
-    } else {
-      e.tokens = &s->generated.back();
-      e.numTokens = 1;
+    for (Member& m : s->members) {
+      BatchEntry e;
+      e.kv = m.kv.get();
+      e.loras = &m.loras;
+      e.startPos = m.kv->length();
+      if (!s->prefilled) {
+        e.tokens = s->req.prompt.data();
+        e.numTokens = int(s->req.prompt.size());
+      } else {
+        e.tokens = &s->generated.back();
+        e.numTokens = 1;
+      }
+      batch.push_back(e);
     }
-    batch.push_back(e);
   }
   try {
     model_->forward(batch, *pool_, ws_, &logits_);
@@ -204,10 +264,14 @@ void Engine::step(std::vector<SequenceEvent>* events) {
   steps_++;
   const int V = c.vocabSize;
   std::vector<std::unique_ptr<Sequence>> still;
+  std::vector<const float*> rows;  // [members] last-position logits [vocab] of one sequence
+  size_t nextRow = 0;
   for (size_t i = 0; i < running_.size(); i++) {
     Sequence& s = *running_[i];
-    const float* row = logits_.data() + i * size_t(V);
-    const int token = s.sampler->sample(row);
+    rows.clear();
+    for (size_t m = 0; m < s.members.size(); m++) rows.push_back(logits_.data() + (nextRow++) * size_t(V));
+    const bool mixed = s.members.size() > 1;
+    const int token = mixed ? s.sampler->sampleMixture(rows, s.weights) : s.sampler->sample(rows[0]);
     s.sampler->observe(token);
     s.generated.push_back(token);
     s.prefilled = true;
@@ -217,7 +281,9 @@ void Engine::step(std::vector<SequenceEvent>* events) {
     if (s.req.logprobs >= 0) {
       ev.hasLogprob = true;
       ev.hasTop = s.req.logprobs > 0;
-      ev.logprob = computeLogprobs(row, V, token, s.req.logprobs, ev.hasTop ? &ev.top : nullptr);
+      std::vector<TokenLogprob>* top = ev.hasTop ? &ev.top : nullptr;
+      ev.logprob = mixed ? mixtureLogprobs(rows, s.weights, V, token, s.req.logprobs, top)
+                         : computeLogprobs(rows[0], V, token, s.req.logprobs, top);
     }
     const char* reason = nullptr;
     const int total = int(s.req.prompt.size() + s.generated.size());

@@ -33,10 +33,18 @@ struct EngineOptions {
   int maxBatchTokens = 4096;  // prompt tokens admitted per step (a longer prompt runs alone)
 };
 
+/** One ensemble member (EnsembleMember of native/types.ts). */
+struct EnsembleMemberRequest {
+  std::vector<std::pair<int, float>> adapters;   // (slot, weight)
+  float weight = 1.0f;                           // mixture weight w_i (> 0; normalised at admission)
+};
+
 /** One sequence to generate for (SequenceParams of native/types.ts). */
 struct SequenceRequest {
   std::vector<int32_t> prompt;                   // [promptLen] token ids
   std::vector<std::pair<int, float>> adapters;   // (slot, weight)
+  bool hasEnsemble = false;                      // SequenceParams.ensemble was given
+  std::vector<EnsembleMemberRequest> ensemble;   // [members] (2..16) when hasEnsemble
   int maxTokens = 16;
   SamplingParams sampling;
   std::vector<int> stopTokenIds;
@@ -90,7 +98,9 @@ class Engine {
   AdapterSlots& slots() { return slots_; }
 
   /**
-   * Validate and queue a sequence; returns its id (>= 1) at once.
+   * Validate and queue a sequence; returns its id (>= 1) at once. An ensemble request becomes
+   * one Sequence with one member (own KV cache and adapter set, one batch entry each) per
+   * ensemble member; its members are admitted, stepped, cancelled and freed together.
    * @throws std::runtime_error naming the bad field (empty prompt, id out of range, unknown slot, ...).
    */
   int64_t addSequence(SequenceRequest req);
@@ -113,6 +123,7 @@ class Engine {
   EngineStats stats() const;
 
  private:
+  struct Member;
   struct Sequence;
   struct ForwardJob;
 
@@ -123,6 +134,9 @@ class Engine {
                        std::vector<SequenceEvent>* events);
   /** Fail the unprocessed forwards and finish every waiting and running sequence with "error". */
   void failAll(const std::string& error, std::deque<std::unique_ptr<ForwardJob>>* forwards, std::vector<SequenceEvent>* events);
+  /** Pin every member's adapter set; releases what it pinned before throwing (naming ensemble[i]). */
+  std::vector<Member> acquireMembers(const SequenceRequest& req);
+  void releaseMembers(std::vector<Member>& members);
   void admit();
   void step(std::vector<SequenceEvent>* events);
   void runForward(ForwardJob& job);

@@ -100,6 +100,19 @@ SequenceRequest readSequenceParams(const Napi::Value& v) {
   SequenceRequest r;
   r.prompt = readTokenIds(o.Get("promptIds"), P + ".promptIds");
   r.adapters = readAdapterRefs(o.Get("adapters"), P + ".adapters");
+  Napi::Value ens = o.Get("ensemble");
+  if (!ens.IsUndefined()) {
+    Napi::Array members = array(ens, P + ".ensemble", false);
+    r.hasEnsemble = true;
+    for (uint32_t i = 0; i < members.Length(); i++) {
+      const std::string f = P + ".ensemble[" + std::to_string(i) + "]";
+      Napi::Object m = asObject(members.Get(i), f);
+      EnsembleMemberRequest member;
+      member.adapters = readAdapterRefs(m.Get("adapters"), f + ".adapters");
+      member.weight = float(number(m, "weight", f));
+      r.ensemble.push_back(std::move(member));
+    }
+  }
   r.maxTokens = integer(o, "maxTokens", P);
   const double one = 1.0, zero = 0.0;
   const int zeroI = 0, minusOne = -1;

@@ -32,14 +32,47 @@ float computeLogprobs(const float* logits, int vocab, int chosen, int topN, std:
   return float(double(logits[chosen]) - lse);
 }
 
+float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<double>& weights, int vocab, int chosen,
+                      int topN, std::vector<TokenLogprob>* top) {
+  const size_t n = rows.size();
+  std::vector<double> shift(n);  // log w_i - lse_i: log of member i's probability is l_i + shift_i
+  for (size_t m = 0; m < n; m++) {
+    float mx = -INFINITY;
+    for (int i = 0; i < vocab; i++) mx = std::max(mx, rows[m][i]);
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += std::exp(double(rows[m][i]) - mx);
+    shift[m] = std::log(weights[m]) - (double(mx) + std::log(sum));
+  }
+  auto logp = [&](int tok) {
+    double mx = -INFINITY;
+    for (size_t m = 0; m < n; m++) mx = std::max(mx, double(rows[m][tok]) + shift[m]);
+    double s = 0;
+    for (size_t m = 0; m < n; m++) s += std::exp(double(rows[m][tok]) + shift[m] - mx);
+    return mx + std::log(s);
+  };
+  if (top && topN > 0) {
+    std::vector<std::pair<float, int>> all(static_cast<size_t>(vocab));  // (log p, token) for ranking
+    for (int i = 0; i < vocab; i++) all[size_t(i)] = {float(logp(i)), i};
+    const int k = std::min(topN, vocab);
+    std::partial_sort(all.begin(), all.begin() + k, all.end(), byProbThenId);
+    top->assign(static_cast<size_t>(k), TokenLogprob{0, 0});
+    for (int i = 0; i < k; i++) (*top)[size_t(i)] = {all[size_t(i)].second, all[size_t(i)].first};
+  }
+  return float(logp(chosen));
+}
+
 Sampler::Sampler(SamplingParams params, int vocab) : p_(std::move(params)), vocab_(vocab), rng_(p_.seed) {}
 
-int Sampler::sample(const float* logits) {
-  work_.assign(logits, logits + vocab_);
-  for (const auto& [tok, bias] : p_.logitBias) work_[size_t(tok)] += bias;
+void Sampler::adjust(const float* logits, std::vector<float>* out) const {
+  out->assign(logits, logits + vocab_);
+  for (const auto& [tok, bias] : p_.logitBias) (*out)[size_t(tok)] += bias;
   if (p_.frequencyPenalty != 0.0f || p_.presencePenalty != 0.0f) {
-    for (const auto& [tok, n] : counts_) work_[size_t(tok)] -= p_.frequencyPenalty * float(n) + p_.presencePenalty;
+    for (const auto& [tok, n] : counts_) (*out)[size_t(tok)] -= p_.frequencyPenalty * float(n) + p_.presencePenalty;
   }
+}
+
+int Sampler::sample(const float* logits) {
+  adjust(logits, &work_);
   if (p_.temperature <= 0.0f) {
     int best = 0;  // strict > keeps the lowest id among ties
     for (int i = 1; i < vocab_; i++) {
@@ -47,7 +80,7 @@ int Sampler::sample(const float* logits) {
     }
     return best;
   }
-  // softmax(l / T) over all tokens (max-subtracted).
+  // softmax(l / T) over all tokens (max-subtracted, unnormalised: draw() scales by the sum).
   float mx = -INFINITY;
   for (float v : work_) mx = std::max(mx, v);
   cand_.resize(size_t(vocab_));
@@ -57,6 +90,38 @@ int Sampler::sample(const float* logits) {
     cand_[size_t(i)] = {pr, i};
     sum += pr;
   }
+  return draw(sum);
+}
+
+int Sampler::sampleMixture(const std::vector<const float*>& rows, const std::vector<double>& weights) {
+  const double T = p_.temperature > 0.0f ? double(p_.temperature) : 1.0;
+  mix_.assign(size_t(vocab_), 0.0);
+  for (size_t m = 0; m < rows.size(); m++) {
+    adjust(rows[m], &work_);
+    float mx = -INFINITY;
+    for (float v : work_) mx = std::max(mx, v);
+    double z = 0;
+    for (int i = 0; i < vocab_; i++) z += std::exp((double(work_[size_t(i)]) - mx) / T);
+    const double scale = weights[m] / z;
+    for (int i = 0; i < vocab_; i++) mix_[size_t(i)] += scale * std::exp((double(work_[size_t(i)]) - mx) / T);
+  }
+  if (p_.temperature <= 0.0f) {
+    int best = 0;  // strict > keeps the lowest id among ties
+    for (int i = 1; i < vocab_; i++) {
+      if (mix_[size_t(i)] > mix_[size_t(best)]) best = i;
+    }
+    return best;
+  }
+  cand_.resize(size_t(vocab_));
+  double sum = 0;
+  for (int i = 0; i < vocab_; i++) {
+    cand_[size_t(i)] = {float(mix_[size_t(i)]), i};
+    sum += cand_[size_t(i)].first;
+  }
+  return draw(sum);
+}
+
+int Sampler::draw(double sum) {
   size_t keep = cand_.size();
   const bool useTopK = p_.topK > 0 && size_t(p_.topK) < cand_.size();
   const bool useTopP = p_.topP < 1.0f;

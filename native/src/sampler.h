@@ -34,6 +34,16 @@ struct TokenLogprob {
 float computeLogprobs(const float* logits, int vocab, int chosen, int topN, std::vector<TokenLogprob>* top);
 
 /**
+ * Ensemble logprobs: log p with p = sum_i w_i softmax(l_i) (T = 1, before logit processing and
+ * filtering, like computeLogprobs for one sequence) at `chosen`, plus the `topN` most likely
+ * tokens of p (most likely first, ties to the lower id). log p is taken in log space
+ * (logsumexp_i (log w_i + l_i - lse_i)), so it is finite even where p underflows.
+ * @param rows [members] pointers to raw logits [vocab]; @param weights [members], summing to 1.
+ */
+float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<double>& weights, int vocab, int chosen,
+                      int topN, std::vector<TokenLogprob>* top);
+
+/**
  * Per-sequence sampler state: the RNG and the counts of generated tokens.
  *
  * Order of operations (OpenAI / vLLM semantics): logit_bias is added, then
@@ -49,16 +59,32 @@ class Sampler {
 
   /** Pick the next token from raw logits [vocab]. Does not record it (call observe). */
   int sample(const float* logits);
+  /**
+   * Pick the next token of an ensemble from its members' raw logits (DESIGN.md "ensemble": a
+   * per-step mixture of the member adapters' next-token distributions, i.e. a mixture of
+   * experts at the distribution level; PEFT has no counterpart). Each member's logits get the
+   * same processing as in sample() (logit_bias, penalties over the shared generated tokens),
+   * then p = sum_i w_i softmax(l_i / T) with T = temperature (T = 1 and argmax p when greedy);
+   * top_k / top_p filter p (renormalised) and one draw of this sampler's RNG picks the token.
+   * @param rows [members] pointers to raw logits [vocab]; @param weights [members], summing to 1.
+   */
+  int sampleMixture(const std::vector<const float*>& rows, const std::vector<double>& weights);
   /** Record a generated token for the penalties. */
   void observe(int token) { counts_[token]++; }
 
  private:
+  /** out[vocab] = logits + logit_bias - penalties (the per-sequence logit processing). */
+  void adjust(const float* logits, std::vector<float>* out) const;
+  /** top_k / top_p over cand_ (probabilities with total `sum`, id order), then one RNG draw. */
+  int draw(double sum);
+
   SamplingParams p_;
   int vocab_;
   std::mt19937_64 rng_;
   std::unordered_map<int, int> counts_;       // generated token -> occurrences
   std::vector<float> work_;                   // [vocab] adjusted logits
-  std::vector<std::pair<float, int>> cand_;   // (prob, token) candidates
+  std::vector<std::pair<float, int>> cand_;   // [vocab] (prob, token) candidates
+  std::vector<double> mix_;                   // [vocab] ensemble mixture p
 };
 
 }  // namespace openlora

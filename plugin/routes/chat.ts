@@ -18,7 +18,7 @@ export function chatCompletions(ctx: RouteContext) {
     const watch = watchDisconnect(res);
     const registry = await ctx.registry();
     const body = parseRequest(ChatCompletionRequestSchema, req.body);
-    const { model, adapter } = registry.resolve(body.model);
+    const { model, composition } = registry.resolve(body.model, body);
     const sampling = samplingFromBody(body);
     const promptIds = model.tokenizer.encodeChat(body.messages);
     const topN = body.top_logprobs ?? 0;
@@ -26,7 +26,7 @@ export function chatCompletions(ctx: RouteContext) {
       ...sampling,
       maxTokens: body.max_completion_tokens ?? sampling.maxTokens,
       model,
-      adapter,
+      composition,
       prompts: [promptIds],
       promptParam: 'messages',
       logprobs: body.logprobs ? topN : undefined,

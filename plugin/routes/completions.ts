@@ -28,14 +28,14 @@ export function completions(ctx: RouteContext) {
     const watch = watchDisconnect(res);
     const registry = await ctx.registry();
     const body = parseRequest(CompletionRequestSchema, req.body);
-    const { model, adapter } = registry.resolve(body.model);
+    const { model, composition } = registry.resolve(body.model, body);
     const sampling = samplingFromBody(body);
     const prompts = tokenizePrompts(model.tokenizer, body.prompt);
     const topN = body.logprobs ?? 0;
     const gen = await startGeneration({
       ...sampling,
       model,
-      adapter,
+      composition,
       prompts: prompts.ids,
       promptParam: 'prompt',
       logprobs: body.logprobs ?? undefined,

@@ -6,6 +6,7 @@
  * carry an `openlora` extension object (context length, backend / rank, alpha, targets).
  */
 import type { Request, Response } from 'express';
+import type { CompositionConfig } from '../../adapters/composition.ts';
 import type { AdapterInfo } from '../../adapters/types.ts';
 import type { ServedModel } from '../registry.ts';
 import type { RouteContext } from './shared.ts';
@@ -55,11 +56,39 @@ export function adapterModelObject(m: ServedModel, a: AdapterInfo) {
   };
 }
 
+/** The OpenAI model object of a composition (named in the config, or `BASE:A@w+B@w`). */
+export function compositionModelObject(m: ServedModel, id: string, c: Pick<CompositionConfig, 'adapters' | 'merge'>) {
+  return {
+    id,
+    object: 'model' as const,
+    created: m.created,
+    owned_by: 'openlora',
+    root: id,
+    parent: m.name,
+    max_model_len: m.info.maxPositionEmbeddings,
+    openlora: {
+      kind: 'composition',
+      base: m.name,
+      adapters: c.adapters.map((a) => ({ name: a.name, weight: a.weight })),
+      merge: c.merge,
+    },
+  };
+}
+
 /** `GET /v1/models`. */
 export function listModels(ctx: RouteContext) {
   return async function listModelsHandler(_req: Request, res: Response): Promise<void> {
     const registry = await ctx.registry();
-    const data = registry.list().flatMap((m) => [baseModelObject(m), ...m.adapters.list().map((a) => adapterModelObject(m, a))]);
+    const data = registry.list().flatMap((m) => [
+      baseModelObject(m),
+      ...m.adapters
+        .list()
+        .filter((a) => !a.synthetic)
+        .map((a) => adapterModelObject(m, a)),
+      ...[...registry.compositions]
+        .filter(([, c]) => c.base === m.name)
+        .map(([name, c]) => compositionModelObject(m, name, c)),
+    ]);
     res.json({ object: 'list', data });
   };
 }
@@ -70,12 +99,13 @@ export function retrieveModel(ctx: RouteContext) {
     const registry = await ctx.registry();
     const raw = (req.params as Record<string, string | string[]>).id ?? '';
     const id = Array.isArray(raw) ? raw.join('/') : raw;
-    const { model, adapter } = registry.resolve(id);
-    if (adapter === undefined) {
+    const { model, composition } = registry.resolve(id);
+    if (composition === undefined) {
       res.json(baseModelObject(model));
       return;
     }
-    const info = model.adapters.get(adapter)!;
-    res.json(adapterModelObject(model, info));
+    const single = composition.members.length === 1 && composition.merge.strategy === 'cat' && !registry.compositions.has(id);
+    if (single) res.json(adapterModelObject(model, model.adapters.get(composition.members[0]!.name)!));
+    else res.json(compositionModelObject(model, id, { adapters: composition.members, merge: composition.merge }));
   };
 }

@@ -41,18 +41,10 @@ interface SamplingBody {
   logit_bias?: Record<string, number> | null;
   seed?: number | null;
   stop?: string | string[] | null;
-  adapters?: unknown[] | null;
-  merge?: unknown;
 }
 
 /** Body → the sampling part of a GenerateRequest (nulls become defaults). */
-export function samplingFromBody(body: SamplingBody): Omit<GenerateRequest, 'model' | 'adapter' | 'prompts' | 'promptParam'> {
-  // Body extensions that select adapters are parsed but not acted on yet: refuse them loudly
-  // rather than silently answering with the base model.
-  if (body.adapters != null) {
-    throw new InvalidRequestError('The `adapters` body extension is not supported yet; use `model: "BASE:ADAPTER"`.', 'adapters');
-  }
-  if (body.merge != null) throw new InvalidRequestError('The `merge` body extension is not supported yet.', 'merge');
+export function samplingFromBody(body: SamplingBody): Omit<GenerateRequest, 'model' | 'composition' | 'prompts' | 'promptParam'> {
   return {
     n: body.n ?? 1,
     maxTokens: body.max_tokens ?? undefined,

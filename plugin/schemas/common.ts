@@ -7,6 +7,7 @@
  * rather than silently ignored.
  */
 import { z } from 'zod';
+import { AdapterWeightSchema, MergeOptionsSchema } from '../../adapters/composition.ts';
 
 /** OpenAI allows at most 4 stop sequences. */
 export const MAX_STOP = 4;
@@ -14,8 +15,8 @@ export const MAX_STOP = 4;
 /** `stop`: one string or up to 4. */
 export const StopSchema = z.union([z.string(), z.array(z.string()).max(MAX_STOP)]);
 
-/** Body extension: an explicit adapter set `[{name, weight}]` (validated; acting on it is a later issue). */
-export const AdapterSetSchema = z.array(z.object({ name: z.string().min(1), weight: z.number() })).min(1);
+/** Body extension: an explicit adapter set `[{name, weight}]` (1 to 16 members, finite weights). */
+export const AdapterSetSchema = z.array(AdapterWeightSchema).min(1).max(16);
 
 /** Sampling and output fields common to both endpoints. */
 export const commonFields = {
@@ -36,7 +37,8 @@ export const commonFields = {
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   user: z.string().nullish(),
   adapters: AdapterSetSchema.nullish(),
-  merge: z.record(z.string(), z.unknown()).nullish(),
+  /** Body extension: how the adapters combine (adapters/composition.ts). */
+  merge: MergeOptionsSchema.partial().nullish(),
 };
 
 /** The stop field as a list (empty when absent). */

@@ -5,9 +5,9 @@
 import { defaultConfigInput, parseConfig } from '../../config/load.ts';
 import { startServer, type RunningServer } from '../../examples/server.ts';
 
-/** Start the demo gateway on 127.0.0.1:<random port> with logging off. */
-export async function startDemo(): Promise<RunningServer> {
-  const config = parseConfig({ ...defaultConfigInput(), port: 0, logLevel: 'silent', engine: { threads: 2 } });
+/** Start the demo gateway on 127.0.0.1:<random port> with logging off; `extra` adds config fields. */
+export async function startDemo(extra: Record<string, unknown> = {}): Promise<RunningServer> {
+  const config = parseConfig({ ...defaultConfigInput(), port: 0, logLevel: 'silent', engine: { threads: 2 }, ...extra });
   return startServer(config);
 }
 

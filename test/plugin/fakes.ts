@@ -6,6 +6,7 @@ import express from 'express';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterInfo, AdapterLease, AdapterProvider } from '../../adapters/types.ts';
+import type { Composition } from '../../adapters/composition.ts';
 import type { ModelInfo, SequenceEvent, SequenceParams } from '../../native/types.ts';
 import { ModelNotFoundError } from '../../plugin/errors.ts';
 import { loadTokenizer, openLora, type ModelTokenizer, type OpenLoraModel, type OpenLoraRouter } from '../../plugin/index.ts';
@@ -178,6 +179,26 @@ export class FakeAdapters implements AdapterProvider {
     return {
       name,
       slot: this.infos.indexOf(info),
+      release: () => {
+        if (done) throw new Error('lease released twice');
+        done = true;
+        this.released++;
+        for (const w of this.releaseWaiters.splice(0)) w();
+      },
+    };
+  }
+
+  /** Compositions asked of `acquireMerged`, in order. */
+  merged: Composition[] = [];
+
+  /** A materialised merge: recorded, then served from a synthetic slot 100. */
+  async acquireMerged(c: Composition): Promise<AdapterLease> {
+    this.merged.push(c);
+    this.acquired++;
+    let done = false;
+    return {
+      name: 'merged',
+      slot: 100,
       release: () => {
         if (done) throw new Error('lease released twice');
         done = true;

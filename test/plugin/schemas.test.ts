@@ -93,5 +93,8 @@ test('completions prompt forms and the adapters extension', () => {
   assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 5 }).param, 'prompt');
   const b = parseRequest(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout', weight: 0.5 }] });
   assert.deepEqual(b.adapters, [{ name: 'shout', weight: 0.5 }]);
-  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout' }] }).param, 'adapters[0].weight');
+  // A weight defaults to 1, as in the model-name syntax; a non-number is refused by name.
+  assert.deepEqual(parseRequest(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout' }] }).adapters, [{ name: 'shout', weight: 1 }]);
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout', weight: '1e999' }] }).param, 'adapters[0].weight');
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', merge: { strategy: 'ties', density: 1.5 } }).param, 'merge.density');
 });

@@ -1,0 +1,85 @@
+/**
+ * Materialised merges as synthetic adapters.
+ *
+ * A merge (linear, ties, dare_*, magnitude_prune, svd variants) is computed once per canonical
+ * spec, written as a PEFT folder under `dir/<name>` (atomically, by adapters/merge/), then
+ * registered in the base's AdapterManager as a synthetic adapter named `merge-<hash>` and
+ * acquired like any adapter: same slots, pins and LRU eviction. Concurrent requests for the
+ * same merge share one computation (single-flight).
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import type { ModelInfo } from '../native/types.ts';
+import type { Composition } from './composition.ts';
+import { canonicalMergeKey, materializeMerge, type MergeSpec } from './merge/materialize.ts';
+import type { AdapterInfo, AdapterLease } from './types.ts';
+
+/** What the cache needs from the manager it registers into. */
+export interface MergeHost {
+  get(name: string): AdapterInfo | undefined;
+  registerSynthetic(name: string, dir: string): Promise<AdapterInfo>;
+  acquire(name: string): Promise<AdapterLease>;
+}
+
+/** Single-flight materialisation of merges into synthetic adapters of one base. */
+export class MergeCache {
+  private readonly inFlight = new Map<string, Promise<void>>();
+  /** Merges computed (not cache hits), for tests and metrics. */
+  computed = 0;
+
+  /**
+   * @param host The base's AdapterManager.
+   * @param info The base model's shapes (merges are validated against them).
+   * @param dir Folder the merged adapters are written to (created when needed).
+   */
+  constructor(
+    private readonly host: MergeHost,
+    private readonly info: ModelInfo,
+    private readonly dir: string,
+  ) {}
+
+  /** The synthetic adapter name of a composition: `merge-` + 16 hex chars of sha256(canonical key). */
+  nameOf(c: Composition): string {
+    return 'merge-' + createHash('sha256').update(canonicalMergeKey(this.spec(c))).digest('hex').slice(0, 16);
+  }
+
+  /**
+   * Materialise (once) and acquire the merge.
+   * @throws InvalidRequestError / AdapterError (400) from the merge (bad density, rank mismatch, ...).
+   */
+  async acquire(c: Composition): Promise<AdapterLease> {
+    const name = this.nameOf(c);
+    if (!this.host.get(name)) {
+      let p = this.inFlight.get(name);
+      if (!p) {
+        p = this.build(name, c).finally(() => this.inFlight.delete(name));
+        this.inFlight.set(name, p);
+      }
+      await p;
+    }
+    return this.host.acquire(name);
+  }
+
+  private spec(c: Composition): MergeSpec {
+    if (c.merge.strategy === 'ensemble') throw new Error('an ensemble is not materialised');
+    return {
+      adapters: c.members.map((m) => {
+        const info = this.host.get(m.name);
+        if (!info) throw new Error(`merge member ${m.name} is not registered`);
+        return { dir: info.dir, name: m.name, weight: m.weight };
+      }),
+      strategy: c.merge.strategy,
+      density: c.merge.density,
+      majoritySignMethod: c.merge.majority_sign_method,
+      svdRank: c.merge.svd_rank,
+      seed: c.merge.seed,
+    };
+  }
+
+  private async build(name: string, c: Composition): Promise<void> {
+    const out = join(this.dir, name);
+    await materializeMerge(this.spec(c), this.info, out);
+    this.computed++;
+    await this.host.registerSynthetic(name, out);
+  }
+}

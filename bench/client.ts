@@ -1,0 +1,213 @@
+/**
+ * The load generator: streaming chat requests through Node's fetch (SSE parsed by hand, each
+ * chunk timestamped when read), a bounded pool of concurrent clients, and the per-scenario
+ * figures (tokens/s, requests/s, TTFT, ITL, event-loop lag, peak RSS).
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { BenchRequest, Scenario } from './scenarios.ts';
+
+/** What one request did. Times are milliseconds from performance.now(). */
+export interface RequestResult {
+  /** Request number within the scenario. */
+  index: number;
+  kind: string;
+  ok: boolean;
+  /** HTTP status, 0 for a network failure, -1 for an error event inside the stream. */
+  status: number;
+  /** `error.code` (or a short message) of a failed request. */
+  error?: string;
+  /** Aborted by the --max-seconds bound. */
+  aborted: boolean;
+  start: number;
+  end: number;
+  /** Time to the first non-empty content chunk, ms. */
+  ttft?: number;
+  /** Gaps between consecutive non-empty content chunks, ms. */
+  itl: number[];
+  /** usage.completion_tokens (or the content-chunk count if the server sent no usage). */
+  completionTokens: number;
+  usageMissing: boolean;
+}
+
+/** POST one streaming request and read its SSE stream to the end (never throws). */
+export async function streamRequest(url: string, req: BenchRequest, signal: AbortSignal, index = 0): Promise<RequestResult> {
+  const r: RequestResult = { index, kind: req.kind, ok: false, status: 0, aborted: false, start: performance.now(), end: 0, itl: [], completionTokens: 0, usageMissing: true };
+  let chunks = 0;
+  let last = 0;
+  try {
+    const res = await fetch(`${url}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify(req.body),
+      signal,
+    });
+    r.status = res.status;
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      try {
+        const e = JSON.parse(text).error;
+        r.error = `${e?.code ?? e?.type}: ${String(e?.message).slice(0, 50)}`;
+      } catch {
+        r.error = text.slice(0, 60);
+      }
+      return r;
+    }
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const bytes of res.body) {
+      const now = performance.now();
+      buf += decoder.decode(bytes, { stream: true });
+      let cut: number;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const event = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        for (const line of event.split('\n')) {
+          if (!line.startsWith('data:')) continue;
+          const data = line.slice(5).trim();
+          if (data === '[DONE]') continue;
+          const msg = JSON.parse(data);
+          if (msg.error) {
+            r.status = -1;
+            r.error = msg.error.code ?? msg.error.type ?? 'stream_error';
+            return r;
+          }
+          if (msg.usage) {
+            r.completionTokens = msg.usage.completion_tokens;
+            r.usageMissing = false;
+          }
+          const content = msg.choices?.[0]?.delta?.content;
+          if (typeof content === 'string' && content.length > 0) {
+            if (chunks === 0) r.ttft = now - r.start;
+            else r.itl.push(now - last);
+            last = now;
+            chunks++;
+          }
+        }
+      }
+    }
+    if (r.usageMissing) r.completionTokens = chunks;
+    r.ok = true;
+  } catch (e) {
+    if (signal.aborted) r.aborted = true;
+    else {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      r.error = (cause?.code ?? cause?.message ?? (e as Error).message).slice(0, 60);
+    }
+  } finally {
+    r.end = performance.now();
+  }
+  return r;
+}
+
+/** Nearest-rank percentile (p in 0..100) of `xs`; NaN when empty. */
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+/** Figures of one request kind inside a scenario. */
+export interface KindStats {
+  ok: number;
+  /** Failures by "status code" (e.g. "400 merge_not_supported"), with counts. */
+  errors: Record<string, number>;
+  completionTokens: number;
+  /** Mean over successful requests of completion_tokens / request duration. */
+  perStreamTokensPerSec: number;
+  /** This kind's per-stream tokens/s divided by the scenario's baseline kind's. */
+  vsBaselineKind?: number;
+}
+
+/** Figures of one scenario run. */
+export interface ScenarioStats {
+  scenario: string;
+  description: string;
+  concurrency: number;
+  requests: number;
+  ok: number;
+  failed: number;
+  aborted: number;
+  wallSeconds: number;
+  outputTokensPerSec: number;
+  requestsPerSec: number;
+  ttftMs: { p50: number; p99: number };
+  itlMs: { p50: number; p99: number };
+  eventLoopLagP99Ms: number;
+  peakRssMB: number;
+  /** outputTokensPerSec / baseline's, when the baseline ran in the same run. */
+  baseline?: string;
+  ratioToBaseline?: number;
+  usageMissing: number;
+  /** The kind `kinds[*].vsBaselineKind` divides by. */
+  baselineKind?: string;
+  kinds: Record<string, KindStats>;
+}
+
+/**
+ * Run `scenario`: `requests` requests, `concurrency` at a time, against `url`. No new
+ * request starts after `maxSeconds`; those still in flight then are aborted and counted.
+ */
+export async function runScenario(url: string, base: string, scenario: Scenario, requests: number, maxSeconds: number): Promise<ScenarioStats> {
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  let peakRss = process.memoryUsage.rss();
+  const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 50);
+  const abort = new AbortController();
+  const deadline = setTimeout(() => abort.abort(), maxSeconds * 1000);
+  const results: RequestResult[] = [];
+  let next = 0;
+  lag.enable();
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < requests && !abort.signal.aborted) {
+      const i = next++;
+      results.push(await streamRequest(url, scenario.request(i, base), abort.signal, i));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(scenario.concurrency, requests) }, worker));
+  const wall = (performance.now() - t0) / 1000;
+  lag.disable();
+  clearTimeout(deadline);
+  clearInterval(rssTimer);
+  peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  results.sort((a, b) => a.index - b.index); // kinds then list in request order
+
+  const ok = results.filter((r) => r.ok);
+  const tokens = ok.reduce((n, r) => n + r.completionTokens, 0);
+  const ttft = ok.flatMap((r) => (r.ttft === undefined ? [] : [r.ttft]));
+  const itl = ok.flatMap((r) => r.itl);
+  const kinds: Record<string, KindStats> = {};
+  for (const r of results) {
+    const k = (kinds[r.kind] ??= { ok: 0, errors: {}, completionTokens: 0, perStreamTokensPerSec: 0 });
+    if (r.ok) {
+      k.ok++;
+      k.completionTokens += r.completionTokens;
+      k.perStreamTokensPerSec += r.completionTokens / ((r.end - r.start) / 1000);
+    } else if (!r.aborted) {
+      const key = `${r.status} ${r.error ?? ''}`.trim();
+      k.errors[key] = (k.errors[key] ?? 0) + 1;
+    }
+  }
+  for (const k of Object.values(kinds)) k.perStreamTokensPerSec = k.ok ? k.perStreamTokensPerSec / k.ok : 0;
+  const bk = scenario.baselineKind ? kinds[scenario.baselineKind] : undefined;
+  if (bk && bk.perStreamTokensPerSec > 0)
+    for (const k of Object.values(kinds)) if (k.ok) k.vsBaselineKind = k.perStreamTokensPerSec / bk.perStreamTokensPerSec;
+  return {
+    scenario: scenario.name,
+    description: scenario.description,
+    concurrency: scenario.concurrency,
+    requests: results.length,
+    ok: ok.length,
+    failed: results.filter((r) => !r.ok && !r.aborted).length,
+    aborted: results.filter((r) => r.aborted).length,
+    wallSeconds: wall,
+    outputTokensPerSec: tokens / wall,
+    requestsPerSec: ok.length / wall,
+    ttftMs: { p50: percentile(ttft, 50), p99: percentile(ttft, 99) },
+    itlMs: { p50: percentile(itl, 50), p99: percentile(itl, 99) },
+    eventLoopLagP99Ms: lag.percentile(99) / 1e6,
+    peakRssMB: peakRss / 2 ** 20,
+    usageMissing: ok.filter((r) => r.usageMissing).length,
+    baselineKind: bk ? scenario.baselineKind : undefined,
+    kinds,
+  };
+}
