@@ -2,7 +2,7 @@
  * Materialised merges as synthetic adapters.
  *
  * A merge (linear, ties, dare_*, magnitude_prune, svd variants) is computed once per canonical
- * spec, written as a PEFT folder under `dir/<name>` (atomically, by adapters/merge/), then
+ * spec on a worker thread, written as a PEFT folder under `dir/<name>` (atomically, by adapters/merge/), then
  * registered in the base's AdapterManager as a synthetic adapter named `merge-<hash>` and
  * acquired like any adapter: same slots, pins and LRU eviction. Concurrent requests for the
  * same merge share one computation (single-flight).
@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { ModelInfo } from '../native/types.ts';
 import type { Composition } from './composition.ts';
-import { canonicalMergeKey, materializeMerge, type MergeSpec } from './merge/materialize.ts';
+import { canonicalMergeKey, type MergeSpec } from './merge/materialize.ts';
+import { materializeMergeOffThread } from './merge/off-thread.ts';
 import type { AdapterInfo, AdapterLease } from './types.ts';
 
 /** What the cache needs from the manager it registers into. */
@@ -78,7 +79,7 @@ export class MergeCache {
 
   private async build(name: string, c: Composition): Promise<void> {
     const out = join(this.dir, name);
-    await materializeMerge(this.spec(c), this.info, out);
+    await materializeMergeOffThread(this.spec(c), this.info, out);
     this.computed++;
     await this.host.registerSynthetic(name, out);
   }

@@ -39,6 +39,41 @@ export const EngineSchema = z.strictObject({
   maxNumSeqs: z.number().int().min(1).max(4096).default(64),
 });
 
+/** A model-name glob: `*` matches any run of characters (including `:` and `/`), `?` one character. */
+const GlobSchema = z.string().min(1).max(256);
+
+/** An upstream OpenAI-compatible server for models not served here (plugin/upstream.ts). */
+export const UpstreamSchema = z.strictObject({
+  /** Model names (glob) sent to this upstream, e.g. "gpt-*". The first matching upstream wins. */
+  pattern: GlobSchema,
+  /** Base URL as an OpenAI client takes it, e.g. "https://api.openai.com/v1" (the request path after /v1 is appended). */
+  url: z.url({ protocol: /^https?$/ }),
+  /** Sent as `Authorization: Bearer` upstream (replaces the client's header). */
+  apiKey: z.string().min(1).optional(),
+  /** Upstream idle timeout (ms) before a 504. */
+  timeoutMs: z.number().int().min(1).max(3_600_000).default(600_000),
+});
+
+/** An API key (plugin/auth.ts). Exactly one of `key` or `keyHash` (hex sha256 of the key). */
+export const KeySchema = z
+  .strictObject({
+    key: z.string().min(8).optional(),
+    keyHash: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected a hex sha256 digest (64 hex digits)').optional(),
+    /** Shown in logs and metrics instead of the key. */
+    name: z.string().min(1).max(128),
+    /** Base models, named compositions and upstream models (globs) the key may use alone. */
+    models: z.array(GlobSchema).default(['*']),
+    /** Adapters (globs over `BASE:ADAPTER`) the key may use, alone or in compositions. */
+    adapters: z.array(GlobSchema).default(['*']),
+    /** Requests per minute (any /v1 route); unset = unlimited. */
+    rpm: z.number().int().min(1).optional(),
+    /** Concurrent generation requests (streaming or not); unset = unlimited. */
+    maxConcurrentStreams: z.number().int().min(1).optional(),
+    /** May call the admin routes (adapter load/unload). */
+    admin: z.boolean().default(false),
+  })
+  .refine((k) => (k.key === undefined) !== (k.keyHash === undefined), { message: 'give exactly one of `key` or `keyHash`' });
+
 /** The whole configuration. */
 export const ConfigSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
@@ -52,8 +87,18 @@ export const ConfigSchema = z.strictObject({
   compositions: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'composition names use letters, digits, ".", "_" and "-"'), CompositionConfigSchema).default({}),
   /** Folder materialised merges are written to (default: the OS temp folder). */
   mergeDir: z.string().min(1).optional(),
+  /** Upstreams for models not served here, tried in order by `pattern`. */
+  upstreams: z.array(UpstreamSchema).default([]),
+  /** API keys; none = open (no Authorization needed). */
+  keys: z.array(KeySchema).default([]),
+  /** Requests waiting for an engine batch slot, per base model; past it 429 + Retry-After. */
+  maxQueuedRequests: z.number().int().min(0).max(1_000_000).default(256),
+  /** On SIGTERM/close: how long running requests may finish before they are cut (ms). */
+  shutdownGraceMs: z.number().int().min(0).max(3_600_000).default(10_000),
 });
 
 export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type ModelEntry = z.output<typeof ModelEntrySchema>;
+export type UpstreamConfig = z.output<typeof UpstreamSchema>;
+export type KeyConfig = z.output<typeof KeySchema>;

@@ -76,6 +76,34 @@ export class EngineError extends OpenLoraError {
   }
 }
 
+/** 429: a limit was hit (key rpm, concurrent streams, the model's request queue); retry after `retryAfterSeconds`. */
+export class RateLimitError extends OpenLoraError {
+  constructor(message: string, readonly retryAfterSeconds = 1, code = 'rate_limit_exceeded') {
+    super(429, message, 'requests', null, code);
+  }
+}
+
+/** 401: no API key, or an unknown one (the message never echoes the key). */
+export class AuthenticationError extends OpenLoraError {
+  constructor(message = 'Incorrect API key provided.', code = 'invalid_api_key') {
+    super(401, message, 'invalid_request_error', null, code);
+  }
+}
+
+/** 403: the key is valid but may not call this route (admin routes). */
+export class PermissionError extends OpenLoraError {
+  constructor(message: string) {
+    super(403, message, 'invalid_request_error', null, 'insufficient_permissions');
+  }
+}
+
+/** 502 (upstream unreachable or failed) / 504 (upstream timed out) for proxied models. */
+export class UpstreamError extends OpenLoraError {
+  constructor(status: 502 | 504, message: string) {
+    super(status, message, 'server_error', null, status === 504 ? 'upstream_timeout' : 'upstream_error');
+  }
+}
+
 /** The JSON body and status that answer an error. */
 export interface OpenAIErrorResponse {
   status: number;
@@ -90,7 +118,7 @@ export interface OpenAIErrorResponse {
 export function toOpenAIError(err: unknown): OpenAIErrorResponse {
   if (err instanceof OpenLoraError) {
     const headers: Record<string, string> = {};
-    if (err instanceof ServiceUnavailableError) headers['retry-after'] = String(err.retryAfterSeconds);
+    if (err instanceof ServiceUnavailableError || err instanceof RateLimitError) headers['retry-after'] = String(err.retryAfterSeconds);
     return {
       status: err.status,
       headers,

@@ -23,15 +23,18 @@
  * One input adapter always merges as `linear` (PEFT).
  *
  * NOTE(event loop): the math runs on the JS thread, chunked per module (an `await` between
- * modules). For the demo model a merge takes milliseconds (SVD variants: well under a second);
- * for 7B-class bases the SVD variants cost seconds per module and belong in a worker thread: that
- * is the next step if the event-loop lag bench shows it.
+ * modules). For the demo model the A/B strategies take ~0.1 s; the SVD variants use ml-matrix's
+ * dense SVD, ~0.65 s per 704x256 module (~18 s for shout+rs on all 28 modules), and each module
+ * blocks the loop for its SVD. Next steps, in order: (1) for plain `svd` use the low-rank form
+ * (QR of the stacked B's and A's, SVD of the small core: same result, milliseconds); (2) run merges
+ * in a worker thread, which the event-loop lag bench will demand for any real-size base.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { ModelInfo } from '../../native/types.ts';
+import { MERGE_STRATEGIES as ALL_STRATEGIES, type MergeStrategy as AnyStrategy } from '../composition.ts';
 import { InvalidRequestError } from '../../plugin/errors.ts';
 import { baseModules, LORA_MODULES, moduleDims, type LoraModule } from '../peft-match.ts';
 import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from '../peft.ts';
@@ -41,12 +44,9 @@ import {
 } from './strategies.ts';
 import { AdapterTensors, type LoraPair } from './tensors.ts';
 
-/** PEFT `combination_type` values we materialise. */
-export const MERGE_STRATEGIES = [
-  'linear', 'cat', 'ties', 'dare_linear', 'dare_ties', 'magnitude_prune',
-  'svd', 'ties_svd', 'dare_linear_svd', 'dare_ties_svd', 'magnitude_prune_svd',
-] as const;
-export type MergeStrategy = (typeof MERGE_STRATEGIES)[number];
+/** PEFT `combination_type` values we materialise: every strategy but the per-step `ensemble`. */
+export const MERGE_STRATEGIES = ALL_STRATEGIES.filter((s): s is Exclude<AnyStrategy, 'ensemble'> => s !== 'ensemble');
+export type MergeStrategy = Exclude<AnyStrategy, 'ensemble'>;
 
 const NEEDS_DENSITY = new Set<MergeStrategy>(['ties', 'dare_linear', 'dare_ties', 'magnitude_prune', 'ties_svd', 'dare_linear_svd', 'dare_ties_svd', 'magnitude_prune_svd']);
 const USES_SIGN = new Set<MergeStrategy>(['ties', 'dare_ties', 'ties_svd', 'dare_ties_svd']);

@@ -7,7 +7,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { materializeMerge } from '../../adapters/merge/materialize.ts';
 import OpenAI from 'openai';
 import { ChatOpenAI } from '@langchain/openai';
 import type { RunningServer } from '../../examples/server.ts';
@@ -114,4 +117,41 @@ test('named compositions are listed and work from the openai SDK and LangChain w
     const msg = await llm.invoke('ROMEO:\nSpeak again.');
     assert.equal(msg.content, text, `${model}: LangChain and the SDK agree (greedy)`);
   }
+});
+
+test('materialised merges over HTTP equal the same merge applied offline and loaded as a plain adapter', async (t) => {
+  const { engine, adapters } = srv.openlora.models.get(BASE)!;
+  const dirOf = (name: string) => adapters.get(name)!.dir;
+  const merges = [
+    { strategy: 'ties', density: 0.5, members: [['whisper', 0.5], ['romeo', 0.7]] },
+    { strategy: 'dare_linear', density: 0.7, seed: 3, members: [['whisper', 1.0], ['romeo', 0.5]] },
+    { strategy: 'magnitude_prune', density: 0.6, members: [['romeo', 1.0], ['whisper', 0.4]] },
+  ] as const;
+  const tmp = mkdtempSync(path.join(tmpdir(), 'openlora-merge-'));
+  for (const m of merges) {
+    const offline = `offline-${m.strategy}`;
+    await materializeMerge(
+      {
+        adapters: m.members.map(([name, weight]) => ({ dir: dirOf(name), name, weight })),
+        strategy: m.strategy,
+        density: m.density,
+        seed: 'seed' in m ? m.seed : undefined,
+      },
+      engine.info(),
+      path.join(tmp, offline),
+    );
+    await adapters.register(offline, path.join(tmp, offline));
+    const merge = { strategy: m.strategy, density: m.density, ...('seed' in m ? { seed: m.seed } : {}) };
+    for (const prompt of ref.prompts.slice(0, 3)) {
+      const online = await complete(prompt, { model: BASE, adapters: m.members.map(([name, weight]) => ({ name, weight })), merge }, 24);
+      const plain = await complete(prompt, { model: `${BASE}:${offline}` }, 24);
+      assert.equal(online.status, 200, JSON.stringify(online.body));
+      assert.equal(plain.status, 200, JSON.stringify(plain.body));
+      assert.equal(online.body.choices[0].text, plain.body.choices[0].text, `${m.strategy} ${prompt.id}`);
+      const base = await complete(prompt, { model: BASE }, 24);
+      t.diagnostic(`${m.strategy} ${prompt.id}: ${JSON.stringify(online.body.choices[0].text.slice(0, 40))} (base ${JSON.stringify(base.body.choices[0].text.slice(0, 20))})`);
+    }
+  }
+  // One merge computation per canonical spec, however many requests used it.
+  assert.equal(adapters.merges.computed, merges.length);
 });
