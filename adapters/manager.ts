@@ -112,3 +112,497 @@ interface Entry {
   loading: Promise<void> | null;
 }
 
+/** `AdapterProvider` for one base model: registry, JIT loads through the tiers, pinning, LRU eviction. */
+export class AdapterManager implements AdapterProvider {
+  private readonly engine: AdapterManagerOptions['engine'];
+  private readonly baseName: string;
+  private readonly info: ModelInfo;
+  private readonly log: Logger;
+  private readonly slotWaitMs: number;
+  private readonly maxCpuLoras: number;
+  private readonly maxCpuBytes: number;
+  private readonly adapterRoots: string[];
+  private readonly allowUrls: boolean;
+  /** URL / hub sources and the disk tier of downloaded folders. */
+  readonly sources: AdapterSources;
+  private readonly entries = new Map<string, Entry>();
+  private readonly resident = new Set<Entry>();
+  private readonly hostSet = new Set<Entry>();
+  private readonly draining = new Set<Entry>();
+  private readonly scanDirs = new Set<string>();
+  /** Resident adapters plus loads holding a reserved slot; never above info.maxLoras. */
+  private slotsUsed = 0;
+  private clock = 0;
+  private waiters = new Set<() => void>();
+  private readonly counters = { hits: 0, loads: 0, engineLoads: 0, loadFailures: 0, evictions: 0, slotWaits: 0, slotTimeouts: 0 };
+  private readonly hostCounters = { hits: 0, misses: 0, loads: 0, evictions: 0 };
+  private prefetchedWhileWaiting = 0;
+  private readonly m: { model: string };
+
+  /** @param opts see AdapterManagerOptions. */
+  constructor(opts: AdapterManagerOptions) {
+    this.engine = opts.engine;
+    this.baseName = opts.baseName;
+    this.info = opts.modelInfo;
+    this.log = opts.log ?? silent;
+    this.slotWaitMs = opts.slotWaitMs ?? 10_000;
+    this.maxCpuLoras = opts.maxCpuLoras ?? 64;
+    this.maxCpuBytes = opts.maxCpuBytes ?? 4 * 1024 ** 3;
+    this.adapterRoots = opts.adapterRoots ?? [];
+    this.allowUrls = opts.allowUrls ?? false;
+    const safe = this.baseName.replace(/[^A-Za-z0-9._-]/g, '_');
+    this.sources = opts.sources ?? new AdapterSources({ cacheDir: join(tmpdir(), 'openlora-adapter-cache', safe), log: this.log });
+    this.m = { model: this.baseName };
+    this.sources.onFill = (ok, seconds) => {
+      if (ok) {
+        adapterMetrics.loads.inc({ ...this.m, tier: 'disk' });
+        adapterMetrics.loadSeconds.observe({ ...this.m, tier: 'disk' }, seconds);
+      } else adapterMetrics.failures.inc({ ...this.m, tier: 'disk' });
+    };
+    this.sources.onEvict = () => adapterMetrics.evictions.inc({ ...this.m, tier: 'disk' });
+    const mergeDir = opts.mergeDir ?? join(tmpdir(), 'openlora-merges', safe);
+    this.merges = new MergeCache(this, this.info, mergeDir);
+  }
+
+  /** Materialised merges of this base (adapters/merge-cache.ts). */
+  readonly merges: MergeCache;
+
+  /** Materialise (once) and acquire a merge of this base's adapters; see AdapterProvider. */
+  acquireMerged(composition: Composition): Promise<AdapterLease> {
+    return this.merges.acquire(composition);
+  }
+
+  /** Register a materialised merge: like `register`, but flagged synthetic (not listed in /v1/models). */
+  async registerSynthetic(name: string, dir: string): Promise<AdapterInfo> {
+    const info = await this.register(name, dir);
+    info.synthetic = true;
+    return info;
+  }
+
+  /**
+   * Register every sub-folder of `dir` that holds an adapter_config.json, named after the
+   * folder (sorted by name, one at a time). Invalid names and invalid adapters are skipped with a
+   * warning; folders without adapter_config.json are ignored. The folder is remembered for `rescan`.
+   * @returns the adapters registered and those skipped with the reason.
+   * @throws AdapterError when `dir` itself cannot be read.
+   */
+  async scanDirectory(dir: string): Promise<{ registered: AdapterInfo[]; skipped: Array<{ name: string; reason: string }> }> {
+    let names: string[];
+    const abs = resolve(dir);
+    try {
+      names = (await readdir(abs)).sort();
+    } catch (err) {
+      throw new AdapterError(`${dir}: cannot read adapter directory (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    this.scanDirs.add(abs);
+    const registered: AdapterInfo[] = [];
+    const skipped: Array<{ name: string; reason: string }> = [];
+    for (const name of names) {
+      const sub = join(abs, name);
+      const hasConfig = await stat(join(sub, 'adapter_config.json')).then((s) => s.isFile(), () => false);
+      if (!hasConfig) continue;
+      try {
+        const info = await this.register(name, sub);
+        this.entries.get(name)!.scanDir ??= abs;
+        registered.push(info);
+      } catch (err) {
+        const reason = (err as Error).message;
+        skipped.push({ name, reason });
+        this.log.warn({ adapter: name, dir: sub, reason }, 'adapter skipped');
+      }
+    }
+    return { registered, skipped };
+  }
+
+  /**
+   * Rescan every directory scanned so far: new sub-folders are registered, adapters whose
+   * folder disappeared are unregistered (running requests finish first).
+   */
+  async rescan(): Promise<{ added: string[]; removed: string[]; skipped: Array<{ name: string; reason: string }> }> {
+    const before = new Set(this.entries.keys());
+    const added: string[] = [];
+    const removed: string[] = [];
+    const skipped: Array<{ name: string; reason: string }> = [];
+    for (const dir of this.scanDirs) {
+      const r = await this.scanDirectory(dir).catch(() => ({ registered: [], skipped: [] }));
+      for (const a of r.registered) if (!before.has(a.name)) added.push(a.name);
+      skipped.push(...r.skipped.filter((s) => !before.has(s.name)));
+    }
+    for (const e of [...this.entries.values()]) {
+      if (!e.scanDir) continue;
+      const still = await stat(join(e.info.dir, 'adapter_config.json')).then((s) => s.isFile(), () => false);
+      if (!still) {
+        this.unregister(e.info.name);
+        removed.push(e.info.name);
+      }
+    }
+    if (added.length || removed.length) this.log.info({ added, removed }, 'adapter directories rescanned');
+    return { added, removed, skipped };
+  }
+
+  /**
+   * Register one adapter folder under `name` (config parsed and validated now, tensors later).
+   * Registering the same name and folder again returns the existing info.
+   * @throws AdapterError for an invalid name (400), a name already taken by another folder
+   *   (409), or an invalid adapter config (400, naming the file and field).
+   */
+  register(name: string, dir: string): Promise<AdapterInfo> {
+    return this.registerSource(name, { kind: 'local', path: resolve(dir) });
+  }
+
+  /**
+   * Register an adapter from any source: a local folder, an http(s) folder URL or a hub id
+   * (downloaded now into the disk tier, so its config can be validated).
+   * @throws AdapterError as `register`, plus download errors naming the URL.
+   */
+  async registerSource(name: string, source: AdapterSource): Promise<AdapterInfo> {
+    if (!ADAPTER_NAME_RE.test(name)) {
+      throw new AdapterError(`invalid adapter name ${JSON.stringify(name)}: must match ${ADAPTER_NAME_RE.source}`);
+    }
+    const where = source.kind === 'local' ? source.path : source.kind === 'url' ? source.url : `${source.repo}@${source.revision}`;
+    const taken = () => {
+      const e = this.entries.get(name);
+      if (e && e.info.root !== where) throw new AdapterError(`adapter ${name} is already registered from ${e.info.root}`, 409, 'adapter_exists');
+      return e?.info;
+    };
+    const existing = taken();
+    if (existing) return existing;
+    const dir = await this.sources.ensureLocal(source);
+    const parsed = await parseAdapterDir(dir, this.info);
+    const again = taken(); // a concurrent register of the same name may have won
+    if (again) return again;
+    for (const w of parsed.warnings) this.log.warn({ adapter: name, dir }, w);
+    const cfg = parsed.config;
+    const info: AdapterInfo = {
+      name, base: this.baseName, dir, root: where, rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora),
+      targetModules: [...parsed.targetKinds], created: Math.floor(Date.now() / 1000), source: source.kind,
+    };
+    this.entries.set(name, {
+      info, parsed, source, slot: null, pins: 0, lastUsed: 0, loading: null,
+      spec: null, hostBytes: 0, hostLastUsed: 0, hostLoading: null, removed: false,
+    });
+    this.log.info({ adapter: name, dir, source: source.kind, rank: info.rank, targets: info.targetModules }, 'adapter registered');
+    return info;
+  }
+
+  /**
+   * The runtime API's load (`POST /v1/load_lora_adapter`): `location` is an absolute path
+   * inside an adapter root (realpath-checked: no `..`, no symlink escape), an http(s) URL
+   * (when `allowUrls`) or a hub id `org/name[@rev]` (when a hub endpoint is configured or the
+   * Hugging Face cache has it).
+   * @throws AdapterError 400 (bad path / name / adapter), 409 (name taken), download errors.
+   */
+  async loadRuntime(name: string, location: string): Promise<AdapterInfo> {
+    if (this.entries.has(name)) {
+      throw new AdapterError(`The lora adapter '${name}' has already been loaded.`, 400, 'adapter_exists');
+    }
+    let src = sourceOf(location);
+    if (!src) throw new AdapterError(`lora_path ${JSON.stringify(location)}: expected an absolute path, an http(s) URL or a hub id org/name[@revision]`, 400, 'invalid_lora_path');
+    if (src.kind === 'local') src = { kind: 'local', path: await confinePath(location, this.adapterRoots) };
+    if (src.kind === 'url' && !this.allowUrls) {
+      throw new AdapterError(`lora_path ${JSON.stringify(location)}: URL sources are disabled (adapterSources.allowUrls)`, 400, 'invalid_lora_path');
+    }
+    const info = await this.registerSource(name, src);
+    // Validate the tensors now (header, shapes, ranks) so a bad file is refused by the load call.
+    try {
+      await this.hostLoad(this.entries.get(name)!);
+    } catch (err) {
+      this.unregister(name);
+      throw err;
+    }
+    return info;
+  }
+
+  /**
+   * Forget an adapter: new requests get 404 at once; running requests keep their slot, which is
+   * freed when the last of them ends. Synthetic merges are not affected.
+   * @returns false when the name is not registered.
+   */
+  unregister(name: string): boolean {
+    const e = this.entries.get(name);
+    if (!e) return false;
+    this.entries.delete(name);
+    e.removed = true;
+    this.dropHost(e, false);
+    if (e.pins === 0 && e.slot !== null) this.unloadSlot(e, 'adapter unloaded');
+    else if (e.slot !== null || e.loading) this.draining.add(e);
+    this.log.info({ adapter: name, draining: e.pins }, 'adapter unregistered');
+    return true;
+  }
+
+  /** Every registered adapter, in registration order, with its current tier. */
+  list(): AdapterInfo[] {
+    return [...this.entries.values()].map((e) => this.withTier(e));
+  }
+
+  /** The adapter's info (with its current tier), or undefined when the name is not registered. */
+  get(name: string): AdapterInfo | undefined {
+    const e = this.entries.get(name);
+    return e && this.withTier(e);
+  }
+
+  /** Fill the disk and host tiers for `name` without taking a slot (errors are logged, not thrown). */
+  async prefetch(name: string): Promise<void> {
+    const e = this.entries.get(name);
+    if (!e || e.slot !== null) return;
+    await this.hostLoad(e).catch((err: Error) => this.log.warn({ adapter: name, err: err.message }, 'adapter prefetch failed'));
+  }
+
+  /**
+   * Make `name` resident (JIT, single-flight) and pin it until the lease is released.
+   * @throws ModelNotFoundError (404) for an unknown name; AdapterError (4xx) for invalid adapter
+   *   files or an engine refusal; ServiceUnavailableError (503) when every slot stays pinned for
+   *   `slotWaitMs`.
+   */
+  async acquire(name: string): Promise<AdapterLease> {
+    const e = this.entries.get(name);
+    if (!e) throw new ModelNotFoundError(`${this.baseName}:${name}`);
+    e.pins++; // pinned from here on, so a concurrent load can't evict it between load and lease
+    this.gauge();
+    try {
+      if (e.slot === null) {
+        if (!e.loading) {
+          adapterMetrics.misses.inc({ ...this.m, tier: 'device' });
+          e.loading = this.load(e).finally(() => void (e.loading = null));
+        }
+        await e.loading;
+      } else {
+        this.counters.hits++;
+        adapterMetrics.hits.inc({ ...this.m, tier: 'device' });
+      }
+      if (e.removed) throw new ModelNotFoundError(`${this.baseName}:${name}`, 'It was unloaded.');
+    } catch (err) {
+      this.unpin(e);
+      throw err;
+    }
+    e.lastUsed = ++this.clock;
+    if (e.source.kind !== 'local') this.sources.touch(e.source);
+    let released = false;
+    return {
+      name,
+      slot: e.slot!,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.unpin(e);
+      },
+    };
+  }
+
+  /** Counters and current occupancy (a snapshot). */
+  stats(): AdapterManagerStats {
+    let pinned = 0;
+    for (const e of this.entries.values()) if (e.pins > 0) pinned++;
+    for (const e of this.draining) if (e.pins > 0) pinned++;
+    let bytes = 0;
+    for (const e of this.hostSet) bytes += e.hostBytes;
+    return {
+      registered: this.entries.size, resident: this.resident.size, pinned, ...this.counters,
+      host: { entries: this.hostSet.size, bytes, ...this.hostCounters },
+      disk: this.sources.stats(),
+      prefetchedWhileWaiting: this.prefetchedWhileWaiting,
+      draining: this.draining.size,
+    };
+  }
+
+  /** Slots the manager counts as used (resident + loads holding a reservation). */
+  get slotsInUse(): number {
+    return this.slotsUsed;
+  }
+
+  private withTier(e: Entry): AdapterInfo {
+    const tier: Tier | 'remote' = e.slot !== null ? 'device' : e.spec ? 'host' : this.sources.isOnDisk(e.source) ? 'disk' : 'remote';
+    e.info.tier = tier;
+    return e.info;
+  }
+
+  private gauge(): void {
+    let pinned = 0;
+    for (const e of this.entries.values()) if (e.pins > 0) pinned++;
+    for (const e of this.draining) if (e.pins > 0) pinned++;
+    adapterMetrics.pinned.set(this.m, pinned);
+    adapterMetrics.resident.set({ ...this.m, tier: 'device' }, this.resident.size);
+    adapterMetrics.resident.set({ ...this.m, tier: 'host' }, this.hostSet.size);
+    adapterMetrics.resident.set({ ...this.m, tier: 'disk' }, this.sources.stats().entries);
+  }
+
+  private unpin(e: Entry): void {
+    e.pins--;
+    e.lastUsed = ++this.clock;
+    if (e.pins === 0) {
+      if (e.removed && e.slot !== null) this.unloadSlot(e, 'unloaded adapter drained');
+      if (e.removed && !e.loading) this.draining.delete(e);
+      this.wake();
+    }
+    this.gauge();
+  }
+
+  /** Disk tier (download when needed), then host tier: parse the header, validate, read the file once. */
+  private hostLoad(e: Entry): Promise<AdapterLoadSpec> {
+    if (e.spec) {
+      this.hostCounters.hits++;
+      adapterMetrics.hits.inc({ ...this.m, tier: 'host' });
+      e.hostLastUsed = ++this.clock;
+      return Promise.resolve(e.spec);
+    }
+    if (e.hostLoading) return e.hostLoading;
+    this.hostCounters.misses++;
+    adapterMetrics.misses.inc({ ...this.m, tier: 'host' });
+    const run = async (): Promise<AdapterLoadSpec> => {
+      if (e.source.kind !== 'local') {
+        const wasOnDisk = this.sources.isOnDisk(e.source);
+        adapterMetrics[wasOnDisk ? 'hits' : 'misses'].inc({ ...this.m, tier: 'disk' });
+        await this.sources.ensureLocal(e.source); // re-downloads into the same folder after a disk eviction
+      } else {
+        adapterMetrics.hits.inc({ ...this.m, tier: 'disk' });
+      }
+      const t0 = performance.now();
+      try {
+        const spec = await buildLoadSpec(e.parsed, this.info);
+        // NOTE: read once so the engine's upload finds the bytes in the OS page cache (see header).
+        const bytes = (await readFile(spec.path)).length;
+        this.hostCounters.loads++;
+        adapterMetrics.loads.inc({ ...this.m, tier: 'host' });
+        adapterMetrics.loadSeconds.observe({ ...this.m, tier: 'host' }, (performance.now() - t0) / 1000);
+        if (!e.removed) this.hostInsert(e, spec, bytes);
+        return spec;
+      } catch (err) {
+        adapterMetrics.failures.inc({ ...this.m, tier: 'host' });
+        throw err;
+      }
+    };
+    e.hostLoading = run().finally(() => void (e.hostLoading = null));
+    return e.hostLoading;
+  }
+
+  private hostInsert(e: Entry, spec: AdapterLoadSpec, bytes: number): void {
+    e.spec = spec;
+    e.hostBytes = bytes;
+    e.hostLastUsed = ++this.clock;
+    this.hostSet.add(e);
+    let total = 0;
+    for (const h of this.hostSet) total += h.hostBytes;
+    const lru = [...this.hostSet].filter((h) => h !== e).sort((a, b) => a.hostLastUsed - b.hostLastUsed);
+    for (const h of lru) {
+      if (this.hostSet.size <= this.maxCpuLoras && total <= this.maxCpuBytes) break;
+      total -= h.hostBytes;
+      this.dropHost(h, true);
+    }
+    this.gauge();
+  }
+
+  private dropHost(e: Entry, evicted: boolean): void {
+    if (!this.hostSet.delete(e)) return;
+    e.spec = null;
+    e.hostBytes = 0;
+    if (evicted) {
+      this.hostCounters.evictions++;
+      adapterMetrics.evictions.inc({ ...this.m, tier: 'host' });
+    }
+  }
+
+  /** Host tier, then a slot (evicting if needed), then the upload. Leaves nothing behind on failure. */
+  private async load(e: Entry): Promise<void> {
+    const name = e.info.name;
+    this.counters.loads++;
+    let reserved = false;
+    try {
+      const spec = await this.hostLoad(e);
+      const waited = await this.reserveSlot(name);
+      if (waited) this.prefetchedWhileWaiting++;
+      reserved = true;
+      if (e.removed) throw new ModelNotFoundError(`${this.baseName}:${name}`, 'It was unloaded.');
+      this.counters.engineLoads++;
+      adapterMetrics.loads.inc({ ...this.m, tier: 'device' });
+      const t0 = performance.now();
+      let slot: number;
+      try {
+        slot = await this.engine.loadAdapter(spec);
+      } catch (err) {
+        if (err instanceof OpenLoraError) throw err;
+        throw new AdapterError(`adapter ${name}: the engine refused ${spec.path}: ${(err as Error)?.message ?? String(err)}`);
+      }
+      e.slot = slot;
+      this.resident.add(e);
+      const ms = performance.now() - t0;
+      adapterMetrics.loadSeconds.observe({ ...this.m, tier: 'device' }, ms / 1000);
+      this.log.info({ adapter: name, slot, ms: Math.round(ms) }, 'adapter loaded');
+      this.gauge();
+    } catch (err) {
+      this.counters.loadFailures++;
+      adapterMetrics.failures.inc({ ...this.m, tier: 'device' });
+      if (reserved) {
+        this.slotsUsed--;
+        this.wake();
+      }
+      this.log.warn({ adapter: name, err: (err as Error).message }, 'adapter load failed');
+      throw err;
+    }
+  }
+
+  /** Count one slot as used: free, else evict the LRU unpinned adapter, else wait (bounded). @returns whether it waited. */
+  private async reserveSlot(name: string): Promise<boolean> {
+    const deadline = performance.now() + this.slotWaitMs;
+    let waited = false;
+    for (;;) {
+      if (this.slotsUsed < this.info.maxLoras || this.evictOne()) {
+        this.slotsUsed++;
+        return waited;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        this.counters.slotTimeouts++;
+        throw new ServiceUnavailableError(
+          `adapter ${name}: all ${this.info.maxLoras} adapter slots are in use by running requests (waited ${this.slotWaitMs} ms); retry later`,
+        );
+      }
+      if (!waited) this.counters.slotWaits++;
+      waited = true;
+      await new Promise<void>((res) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.waiters.delete(done);
+          res();
+        };
+        const timer = setTimeout(done, left);
+        this.waiters.add(done);
+      });
+    }
+  }
+
+  /** Unload the least recently used unpinned resident adapter; false when all are pinned. */
+  private evictOne(): boolean {
+    const candidates = [...this.resident].filter((e) => e.pins === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const e of candidates) {
+      if (this.unloadSlot(e, 'adapter evicted (LRU)')) {
+        this.counters.evictions++;
+        adapterMetrics.evictions.inc({ ...this.m, tier: 'device' });
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Free `e`'s slot in the engine; false (logged) when the engine refuses. */
+  private unloadSlot(e: Entry, why: string): boolean {
+    try {
+      this.engine.unloadAdapter(e.slot!);
+    } catch (err) {
+      this.log.error({ adapter: e.info.name, slot: e.slot, err: (err as Error).message }, 'adapter unload failed');
+      return false;
+    }
+    this.log.info({ adapter: e.info.name, slot: e.slot }, why);
+    this.resident.delete(e);
+    e.slot = null;
+    this.slotsUsed--;
+    if (e.removed) this.draining.delete(e);
+    this.gauge();
+    this.wake();
+    return true;
+  }
+
+  /** Wake every load waiting for a slot; each re-checks. */
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+}

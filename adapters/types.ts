@@ -25,6 +25,15 @@ export interface AdapterInfo {
   created: number;
   /** True for a materialised merge (not listed in /v1/models; addressed by its composition). */
   synthetic?: boolean;
+  /** Where it was registered from: the folder, URL or hub id `org/name@rev` (default: `dir`). */
+  root?: string;
+  /** The kind of source: a local folder, an http(s) URL or a hub id. */
+  source?: 'local' | 'url' | 'hub';
+  /**
+   * Its fastest tier when last listed: `device` (in an engine slot), `host` (spec parsed and
+   * validated, file read), `disk` (files on disk only), `remote` (a download evicted from disk).
+   */
+  tier?: 'disk' | 'host' | 'device' | 'remote';
 }
 
 /** A pinned, resident adapter: `slot` stays valid until `release()` is called (exactly once). */
@@ -53,4 +62,16 @@ export interface AdapterProvider {
    * (`merge.density`, rank mismatch, ...).
    */
   acquireMerged(composition: Composition): Promise<AdapterLease>;
+  /** Tier counters for the adapter listing (AdapterManager.stats). */
+  stats?(): object;
+}
+
+/** The runtime load/unload API's view of a provider (POST /v1/load_lora_adapter, /v1/unload_lora_adapter). */
+export interface RuntimeAdapterProvider extends AdapterProvider {
+  /** Register `name` from an absolute path inside the adapter roots, a URL or a hub id. Throws AdapterError (4xx). */
+  loadRuntime(name: string, location: string): Promise<AdapterInfo>;
+  /** Forget `name` (running requests finish first); false when unknown. */
+  unregister(name: string): boolean;
+  /** Rescan the scanned adapter directories. */
+  rescan(): Promise<{ added: string[]; removed: string[]; skipped: Array<{ name: string; reason: string }> }>;
 }

@@ -4,7 +4,7 @@
  * figures (tokens/s, requests/s, TTFT, ITL, event-loop lag, peak RSS).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { BenchRequest, Scenario } from './scenarios.ts';
+import type { BenchRequest, Scenario, ScenarioContext } from './scenarios.ts';
 
 /** What one request did. Times are milliseconds from performance.now(). */
 export interface RequestResult {
@@ -26,12 +26,14 @@ export interface RequestResult {
   itl: number[];
   /** usage.completion_tokens (or the content-chunk count if the server sent no usage). */
   completionTokens: number;
+  /** usage.prompt_tokens (0 if the server sent no usage). */
+  promptTokens: number;
   usageMissing: boolean;
 }
 
 /** POST one streaming request and read its SSE stream to the end (never throws). */
 export async function streamRequest(url: string, req: BenchRequest, signal: AbortSignal, index = 0): Promise<RequestResult> {
-  const r: RequestResult = { index, kind: req.kind, ok: false, status: 0, aborted: false, start: performance.now(), end: 0, itl: [], completionTokens: 0, usageMissing: true };
+  const r: RequestResult = { index, kind: req.kind, ok: false, status: 0, aborted: false, start: performance.now(), end: 0, itl: [], completionTokens: 0, promptTokens: 0, usageMissing: true };
   let chunks = 0;
   let last = 0;
   try {
@@ -73,6 +75,7 @@ export async function streamRequest(url: string, req: BenchRequest, signal: Abor
           }
           if (msg.usage) {
             r.completionTokens = msg.usage.completion_tokens;
+            r.promptTokens = msg.usage.prompt_tokens ?? 0;
             r.usageMissing = false;
           }
           const content = msg.choices?.[0]?.delta?.content;
@@ -138,6 +141,12 @@ export interface ScenarioStats {
   baseline?: string;
   ratioToBaseline?: number;
   usageMissing: number;
+  /** Prompt tokens per successful request (server's usage.prompt_tokens). */
+  promptTokens: { mean: number; min: number; max: number };
+  /** Distinct `model` strings among the requests sent. */
+  distinctModels: number;
+  /** 1-minute load average when the scenario started (above the CPU count: neighbours took CPU). */
+  loadAvg1m?: number;
   /** The kind `kinds[*].vsBaselineKind` divides by. */
   baselineKind?: string;
   kinds: Record<string, KindStats>;
@@ -147,20 +156,23 @@ export interface ScenarioStats {
  * Run `scenario`: `requests` requests, `concurrency` at a time, against `url`. No new
  * request starts after `maxSeconds`; those still in flight then are aborted and counted.
  */
-export async function runScenario(url: string, base: string, scenario: Scenario, requests: number, maxSeconds: number): Promise<ScenarioStats> {
+export async function runScenario(url: string, base: string, scenario: Scenario, requests: number, maxSeconds: number, ctx: ScenarioContext): Promise<ScenarioStats> {
   const lag = monitorEventLoopDelay({ resolution: 10 });
   let peakRss = process.memoryUsage.rss();
   const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 50);
   const abort = new AbortController();
   const deadline = setTimeout(() => abort.abort(), maxSeconds * 1000);
   const results: RequestResult[] = [];
+  const models = new Set<string>();
   let next = 0;
   lag.enable();
   const t0 = performance.now();
   const worker = async () => {
     while (next < requests && !abort.signal.aborted) {
       const i = next++;
-      results.push(await streamRequest(url, scenario.request(i, base), abort.signal, i));
+      const req = scenario.request(i, base, ctx);
+      models.add(String(req.body.model));
+      results.push(await streamRequest(url, req, abort.signal, i));
     }
   };
   await Promise.all(Array.from({ length: Math.min(scenario.concurrency, requests) }, worker));
@@ -207,6 +219,12 @@ export async function runScenario(url: string, base: string, scenario: Scenario,
     eventLoopLagP99Ms: lag.percentile(99) / 1e6,
     peakRssMB: peakRss / 2 ** 20,
     usageMissing: ok.filter((r) => r.usageMissing).length,
+    promptTokens: {
+      mean: ok.length ? ok.reduce((n, r) => n + r.promptTokens, 0) / ok.length : NaN,
+      min: ok.length ? Math.min(...ok.map((r) => r.promptTokens)) : NaN,
+      max: ok.length ? Math.max(...ok.map((r) => r.promptTokens)) : NaN,
+    },
+    distinctModels: models.size,
     baselineKind: bk ? scenario.baselineKind : undefined,
     kinds,
   };

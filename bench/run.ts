@@ -2,27 +2,46 @@
  * Benchmark harness: `npm run bench -- --scenario NAME [--json FILE] [options]`.
  *
  * Starts the real gateway in this process (startServer on 127.0.0.1:<ephemeral>, the embedded
- * tiny-shakespeare demo and its adapters) or drives an already running one (`--url`), runs the
- * chosen scenarios (bench/scenarios.ts) with concurrent streaming clients, prints a table and
- * optionally writes the figures plus machine facts as JSON. See bench/README.md.
+ * tiny-shakespeare demo, its adapters and up to 256 generated random adapters, all resident) or
+ * drives an already running one (`--url`), runs the chosen scenarios (bench/scenarios.ts) with
+ * concurrent streaming clients, optionally sets llama.cpp on the same weights beside the `vs-*`
+ * scenarios (bench/llamacpp.ts), prints tables and writes the figures plus machine facts as JSON
+ * and an SVG plot. See bench/README.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { RunningServer } from '../examples/server.ts';
+import { loadTokenizer } from '../plugin/tokenizer.ts';
+import { generateAdapters, type GeneratedAdapters } from './adapters-gen.ts';
 import { runScenario, streamRequest, type ScenarioStats } from './client.ts';
-import { SCENARIOS, selectScenarios, type Scenario } from './scenarios.ts';
+import { installLlamaCpp, llamaCppInstalled, runLlamaJob, type LlamaResult } from './llamacpp.ts';
+import { adapterSeries, renderSvg } from './plot.ts';
+import { GROUPS, LOGIT_BIAS, MAX_TOKENS, PROMPTS, SCENARIOS, selectScenarios, type Scenario, type ScenarioContext } from './scenarios.ts';
 
-const USAGE = `usage: npm run bench -- --scenario NAME [options]
-  --scenario NAME     all | ${SCENARIOS.map((s) => s.name).join(' | ')}  (a scenario's baseline runs first)
-  --json FILE         also write the results as JSON
-  --requests N        requests per scenario (default: the scenario's own, 16-96)
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const DEMO_MODEL_DIR = path.join(REPO, 'examples/models/tiny-shakespeare');
+
+const USAGE = `usage: npm run bench -- --scenario NAME[,NAME...] [options]
+  --scenario NAME     ${Object.keys(GROUPS).join(' | ')} | a scenario (a scenario's baseline runs first):
+                      ${SCENARIOS.map((s) => s.name).join(' ')}
+  --json FILE         also write the results as JSON (and the plot as FILE with .svg)
+  --svg FILE          write the tokens/s-vs-adapters plot here (default: next to --json)
+  --requests N        requests per scenario (default: the scenario's own, 16-128)
   --max-seconds S     time bound per scenario; in-flight requests are then aborted (default 120)
   --url URL           drive a running server (e.g. http://127.0.0.1:8000/v1) instead of starting one
   --model NAME        base model name (default tiny-shakespeare)
-  --threads N         engine compute threads of the in-process server (default 0 = every core)`;
+  --threads N         engine compute threads of the in-process server (default 0 = every core)
+  --engine JSON       extra engine options for the in-process server, e.g. '{"quantization":"int8"}'
+  --adapters-dir DIR  cache folder for the generated random adapters (default <tmpdir>/openlora-bench-adapters)
+  --seed N            seed of the generated adapters (default 1234)
+  --gguf-dir DIR      llama.cpp baseline weights (default ../shared/models/tiny-shakespeare-gguf from the repo)
+  --gguf-base FILE    base GGUF inside --gguf-dir (default base-f32.gguf)
+  --llamacpp-threads LIST  llama.cpp thread counts to try, best one counts (default "1,<cores>")
+  --no-llamacpp       run the vs-* scenarios without the llama.cpp side`;
 
 function fail(msg: string): never {
   console.error(`bench: ${msg}\n${USAGE}`);
@@ -46,6 +65,14 @@ const { values: opts } = (() => {
         url: { type: 'string' },
         model: { type: 'string', default: 'tiny-shakespeare' },
         threads: { type: 'string' },
+        svg: { type: 'string' },
+        engine: { type: 'string' },
+        'adapters-dir': { type: 'string' },
+        seed: { type: 'string' },
+        'gguf-dir': { type: 'string' },
+        'gguf-base': { type: 'string', default: 'base-f32.gguf' },
+        'llamacpp-threads': { type: 'string' },
+        'no-llamacpp': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -68,6 +95,20 @@ const requestsOverride = positiveInt(opts.requests, '--requests');
 const maxSeconds = positiveInt(opts['max-seconds'], '--max-seconds') ?? 120;
 const threads = positiveInt(opts.threads, '--threads') ?? 0;
 const base = opts.model!;
+const seed = positiveInt(opts.seed, '--seed') ?? 1234;
+let engineExtra: Record<string, unknown> = {};
+if (opts.engine) {
+  try {
+    engineExtra = JSON.parse(opts.engine);
+  } catch (e) {
+    fail(`--engine expects a JSON object: ${(e as Error).message}`);
+  }
+}
+const ggufDir = path.resolve(REPO, opts['gguf-dir'] ?? '../shared/models/tiny-shakespeare-gguf');
+const llamaThreads = (opts['llamacpp-threads'] ?? `1,${os.cpus().length}`)
+  .split(',')
+  .map((t) => positiveInt(t.trim(), '--llamacpp-threads')!)
+  .filter((t, i, a) => t > 0 && a.indexOf(t) === i);
 
 const LOAD_AT_START = os.loadavg()[0];
 
@@ -128,60 +169,277 @@ function printTable(stats: ScenarioStats[]): void {
   }
 }
 
+// ---- preparation: tokenizer (prompt ids for llama.cpp, long prompts), generated adapters ----
+const tokenizer = await loadTokenizer(DEMO_MODEL_DIR);
+const chatIds = (text: string) => tokenizer.encodeChat([{ role: 'user', content: text }]);
+
+/** Long user messages whose chat prompt is 200–400 tokens: passages of LONG_TEXT, sized by the tokenizer. */
+function longPrompts(count: number): string[] {
+  const words = longTextSource().split(/\s+/);
+  const out: string[] = [];
+  for (let k = 0; k < count; k++) {
+    const target = 200 + Math.round((200 * k) / Math.max(1, count - 1)); // 200 … 400 tokens
+    const start = (k * 37) % words.length;
+    let n = 20;
+    let text = '';
+    for (;;) {
+      text = Array.from({ length: n }, (_, j) => words[(start + j) % words.length]).join(' ');
+      if (chatIds(text).length >= target || n > 4000) break;
+      n += 4;
+    }
+    out.push(text);
+  }
+  return out;
+}
+
+const benchAdapterCount = Math.max(0, ...scenarios.map((s) => s.adapters ?? 0));
+let generated: GeneratedAdapters | undefined;
+if (benchAdapterCount > 0) {
+  generated = generateAdapters(DEMO_MODEL_DIR, benchAdapterCount, { seed, dir: opts['adapters-dir'] });
+  console.log(`bench: ${generated.names.length} random adapters (ranks ${Math.min(...generated.ranks)}-${Math.max(...generated.ranks)}) in ${generated.dir} (${generated.cached ? 'cached' : `generated in ${generated.seconds.toFixed(1)} s`})`);
+  if (opts.url) console.log('bench: --url: the external server must serve these adapters (add the folder above to its adapterDirs)');
+}
+const ctx: ScenarioContext = {
+  benchAdapters: generated?.names ?? [],
+  longPrompts: scenarios.some((s) => s.name === 'long-mix-16') ? longPrompts(16) : [],
+};
+
+// ---- llama.cpp baseline availability ----
+const wantsLlama = scenarios.some((s) => s.llamacpp) && !opts['no-llamacpp'];
+let llamaSkip: string | undefined;
+if (wantsLlama) {
+  if (!existsSync(path.join(ggufDir, opts['gguf-base']!))) llamaSkip = `no ${opts['gguf-base']} in ${ggufDir} (give --gguf-dir)`;
+  else if (!llamaCppInstalled()) {
+    console.log('bench: installing node-llama-cpp into bench/llamacpp/ for the llama.cpp baseline (npm run bench:install-llamacpp)');
+    llamaSkip = installLlamaCpp();
+  }
+  if (llamaSkip) console.log(`bench: llama.cpp baseline SKIPPED: ${llamaSkip}`);
+} else if (scenarios.some((s) => s.llamacpp)) llamaSkip = '--no-llamacpp';
+/** Per llama.cpp measurement: a thread count that makes its spinning pool crawl on a loaded machine is cut here. */
+const LLAMA_TIME_LIMIT_S = 15;
+const LLAMA_LORAS = ['shout', 'whisper', 'romeo', 'rs'];
+const LLAMA_SCALES = [1, 0.75, 0.5, 0.25];
+interface LlamaBlock {
+  mode: string;
+  best?: LlamaResult;
+  runs: LlamaResult[];
+  errors: string[];
+}
+const llamaBlocks: Record<string, LlamaBlock> = {};
+
+async function runLlama(mode: 'single' | 'base-16' | 'mixed-16', requests: number): Promise<LlamaBlock> {
+  const block: LlamaBlock = { mode, runs: [], errors: [] };
+  for (const threads of llamaThreads) {
+    try {
+      const r = await runLlamaJob(
+        {
+          mode,
+          modelPath: path.join(ggufDir, opts['gguf-base']!),
+          loraConfigs: Array.from({ length: 16 }, (_, c) => [{ filePath: path.join(ggufDir, `lora-${LLAMA_LORAS[c % 4]}.gguf`), scale: LLAMA_SCALES[c >> 2] }]),
+          prompts: PROMPTS.map((p) => chatIds(p)),
+          requests,
+          maxTokens: MAX_TOKENS,
+          bannedTokens: Object.keys(LOGIT_BIAS).map(Number),
+          threads,
+          concurrency: mode === 'single' ? 1 : 16,
+          timeLimitSeconds: Math.min(maxSeconds, LLAMA_TIME_LIMIT_S),
+        },
+        (Math.min(maxSeconds, LLAMA_TIME_LIMIT_S) + 60) * 1000,
+      );
+      block.runs.push(r);
+      console.log(`  llama.cpp ${mode} threads ${threads}: ${fmt(r.outputTokensPerSec)} tok/s in ${fmt(r.wallSeconds, 2)} s${r.truncated ? ` (cut at ${LLAMA_TIME_LIMIT_S} s: ${r.requests} requests)` : ''}`);
+    } catch (e) {
+      block.errors.push((e as Error).message);
+      console.log(`  ${(e as Error).message}`);
+    }
+  }
+  block.best = block.runs.reduce<LlamaResult | undefined>((b, r) => (!b || r.outputTokensPerSec > b.outputTokensPerSec ? r : b), undefined);
+  return block;
+}
+
+// ---- the server ----
 let server: RunningServer | undefined;
 let url = opts.url?.replace(/\/+$/, '');
+let engineSettings: Record<string, unknown> | undefined;
 if (!url) {
   // Imported only here, so `--url` runs need neither the native addon nor the model files.
   const { defaultConfigInput, parseConfig } = await import('../config/load.ts');
   const { startServer } = await import('../examples/server.ts');
-  const config = parseConfig({ ...defaultConfigInput(), host: '127.0.0.1', port: 0, logLevel: 'silent', engine: { threads } });
+  const input = defaultConfigInput();
+  if (generated) input.models[0].adapterDirs = [...(input.models[0].adapterDirs ?? []), generated.dir];
+  // Every adapter resident at once: the generated ones, the 4 demo ones and merges, with room.
+  engineSettings = { threads, maxLoras: Math.max(64, benchAdapterCount + 32), maxLoraRank: 32, maxNumSeqs: 64, ...engineExtra };
+  let config;
+  try {
+    config = parseConfig({ ...input, host: '127.0.0.1', port: 0, logLevel: 'silent', engine: engineSettings });
+  } catch (e) {
+    fail((e as Error).message);
+  }
   server = await startServer(config);
   url = server.url;
 }
 console.log(`bench: ${url} (${server ? 'in-process server' : 'external server'}), scenarios: ${scenarios.map((s) => s.name).join(', ')}`);
 
+/** Warm-up (not measured): one short request per distinct model/adapter set the scenario will send. */
+async function warmUp(sc: Scenario, requests: number): Promise<void> {
+  const todo = new Map<string, ReturnType<Scenario['request']>>();
+  for (let i = 0; i < requests; i++) {
+    const req = sc.request(i, base, ctx);
+    const key = JSON.stringify([req.body.model, req.body.adapters, req.body.merge, req.kind]);
+    if (!todo.has(key)) todo.set(key, req);
+  }
+  const list = [...todo.values()];
+  let next = 0;
+  const worker = async () => {
+    while (next < list.length) {
+      const req = list[next++];
+      await streamRequest(url!, { ...req, body: { ...req.body, max_tokens: 2 } }, new AbortController().signal);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(16, list.length) }, worker));
+}
+
 const results: ScenarioStats[] = [];
 try {
   for (const sc of scenarios) {
-    // Warm-up (not measured): one request per kind, so JIT adapter loads and first-touch costs stay out.
-    const seen = new Set<string>();
-    for (let i = 0; i < 6; i++) {
-      const req = sc.request(i, base);
-      if (seen.has(req.kind)) continue;
-      seen.add(req.kind);
-      await streamRequest(url, { ...req, body: { ...req.body, max_tokens: 4 } }, new AbortController().signal);
-    }
-    const stats = await runScenario(url, base, sc, requestsOverride ?? sc.defaultRequests, maxSeconds);
+    const requests = requestsOverride ?? sc.defaultRequests;
+    if (sc.llamacpp && !llamaSkip) llamaBlocks[sc.name] = await runLlama(sc.llamacpp, requests);
+    await warmUp(sc, requests);
+    const load = os.loadavg()[0];
+    const stats = await runScenario(url, base, sc, requests, maxSeconds, ctx);
+    stats.loadAvg1m = +load.toFixed(2);
     const bl = sc.baseline ? results.find((r) => r.scenario === sc.baseline) : undefined;
     if (bl && bl.outputTokensPerSec > 0) {
       stats.baseline = bl.scenario;
       stats.ratioToBaseline = stats.outputTokensPerSec / bl.outputTokensPerSec;
     }
+    const lb = llamaBlocks[sc.name]?.best;
+    if (lb) {
+      stats.baseline = `llama.cpp ${sc.llamacpp}`;
+      stats.ratioToBaseline = stats.outputTokensPerSec / lb.outputTokensPerSec;
+    }
     results.push(stats);
-    console.log(`  ${sc.name}: ${stats.ok}/${stats.requests} ok, ${fmt(stats.outputTokensPerSec)} tok/s in ${fmt(stats.wallSeconds, 2)} s`);
+    console.log(`  ${sc.name}: ${stats.ok}/${stats.requests} ok, ${fmt(stats.outputTokensPerSec)} tok/s in ${fmt(stats.wallSeconds, 2)} s (load ${fmt(load, 2)})`);
   }
 } finally {
   await server?.close();
 }
 
+const byName = (n: string) => results.find((r) => r.scenario === n && r.ok > 0);
+const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? +(a / b).toFixed(3) : null);
+
+// ---- the llama.cpp comparison ----
+const GOALS: Record<string, number> = { 'vs-single': 1.0, 'vs-base-16': 1.2, 'vs-lora16-16': 3.0 };
+const vsLlamacpp = scenarios
+  .filter((s) => s.llamacpp)
+  .map((s) => {
+    const ours = byName(s.name);
+    const l = llamaBlocks[s.name];
+    const r = ratio(ours?.outputTokensPerSec, l?.best?.outputTokensPerSec);
+    return {
+      scenario: s.name,
+      llamacppMode: s.llamacpp,
+      oursTokensPerSec: ours ? +ours.outputTokensPerSec.toFixed(1) : null,
+      llamacppTokensPerSec: l?.best ? +l.best.outputTokensPerSec.toFixed(1) : null,
+      llamacppThreads: l?.best?.threads ?? null,
+      llamacppAllRuns: l?.runs.map((x) => ({ threads: x.threads, requests: x.requests, truncated: x.truncated, tokensPerSec: +x.outputTokensPerSec.toFixed(1), ttftMs: x.ttftMs, itlMs: x.itlMs, peakRssMB: +x.peakRssMB.toFixed(0) })) ?? [],
+      llamacppErrors: l?.errors ?? [],
+      ratio: r,
+      goal: GOALS[s.name],
+      met: r === null ? null : r >= GOALS[s.name],
+      skipped: llamaSkip ?? null,
+    };
+  });
+if (vsLlamacpp.length) {
+  console.log('\nvs llama.cpp (same weights, greedy, 64 new tokens, same prompt ids; llama.cpp: best of threads ' + llamaThreads.join('/') + '):');
+  if (llamaSkip) console.log(`  llama.cpp side skipped: ${llamaSkip}`);
+  for (const v of vsLlamacpp)
+    console.log(
+      `  ${v.scenario.padEnd(13)} ours ${fmt(v.oursTokensPerSec ?? undefined).padStart(7)} tok/s   llama.cpp ${fmt(v.llamacppTokensPerSec ?? undefined).padStart(7)} tok/s` +
+        (v.llamacppThreads ? ` (${v.llamacppThreads} thr)` : '') +
+        `   ratio ${v.ratio === null ? '—' : `${v.ratio.toFixed(2)}x`} (goal ≥ ${v.goal}x${v.met === null ? '' : v.met ? ', met' : ', NOT met'})`,
+    );
+}
+
+// ---- acceptance figures of issue 4 that this run measured ----
+const fullLoad = results.filter((r) => r.concurrency >= 16);
+const acceptance = {
+  '1_lora64_uniform_c64_over_base64': ratio(byName('lora64-uniform-c64')?.outputTokensPerSec, byName('base-64')?.outputTokensPerSec),
+  '2_base16_over_sequential16': ratio(byName('base-16')?.outputTokensPerSec, byName('sequential-16')?.outputTokensPerSec),
+  '3_max_event_loop_lag_p99_ms_at_full_load': fullLoad.length ? +Math.max(...fullLoad.map((r) => r.eventLoopLagP99Ms)).toFixed(2) : null,
+  '7_vs_llamacpp': Object.fromEntries(vsLlamacpp.map((v) => [v.scenario, v.ratio])),
+};
+console.log(`\nacceptance (issue 4): ${JSON.stringify(acceptance)}`);
+
 printTable(results);
+const machine = machineFacts();
+const svgPath = opts.svg ?? (opts.json ? opts.json.replace(/\.json$/i, '') + '.svg' : undefined);
+const series = adapterSeries(results);
+if (svgPath && series.length) {
+  const svg = renderSvg(
+    series,
+    'openlora: output tokens/s vs distinct adapters (all resident)',
+    `${machine.cpuCount} × ${machine.cpuModel.slice(0, 40)}, load ${machine.loadAvg1m.start}→${machine.loadAvg1m.end}, ${machine.gitCommit.slice(0, 8)}${machine.gitDirty ? '+dirty' : ''}, ${machine.date.slice(0, 10)}`,
+  );
+  mkdirSync(path.dirname(path.resolve(svgPath)), { recursive: true });
+  writeFileSync(svgPath, svg);
+  console.log(`wrote ${svgPath}`);
+}
 if (opts.json) {
   const out = {
-    machine: machineFacts(),
-    settings: { url: opts.url ?? 'in-process', model: base, threads, maxSeconds, requestsOverride: requestsOverride ?? null },
+    machine,
+    settings: {
+      url: opts.url ?? 'in-process',
+      model: base,
+      threads,
+      engine: engineSettings ?? null,
+      maxSeconds,
+      requestsOverride: requestsOverride ?? null,
+      generatedAdapters: generated ? { count: generated.names.length, seed, dir: generated.dir, ranks: generated.ranks } : null,
+      llamacpp: wantsLlama ? { ggufDir, base: opts['gguf-base'], threadsTried: llamaThreads, skipped: llamaSkip ?? null } : null,
+    },
     notes: [
       server
         ? 'The server runs in this process: event-loop lag and peak RSS are those of the one loop/process that serves and also runs the clients.'
         : 'External server: event-loop lag and peak RSS are those of the client process only.',
-      'Absolute numbers depend on the machine and its neighbours; compare ratios measured in one run.',
+      'Absolute numbers depend on the machine and its neighbours (see loadAvg1m per scenario); compare ratios measured in one run.',
       'ITL is the gap between content chunks as read by fetch; chunks read together count a 0 ms gap.',
+      'vs-*: llama.cpp (node-llama-cpp, in a child process, no HTTP) on the GGUF of the same weights, same prompt token ids, greedy, 64 new tokens with the end tokens banned; best of the thread counts tried. Ours goes through HTTP + SSE.',
     ],
+    acceptance,
+    vsLlamacpp,
     peakRssProcessMB: +(process.resourceUsage().maxRSS / 1024).toFixed(1),
     scenarios: results,
   };
   mkdirSync(path.dirname(path.resolve(opts.json)), { recursive: true });
   writeFileSync(opts.json, JSON.stringify(out, null, 2) + '\n');
-  console.log(`\nwrote ${opts.json}`);
+  console.log(`wrote ${opts.json}`);
 }
 // Exit 1 only when a whole scenario produced nothing (per-kind failures are reported, not fatal).
 process.exit(results.some((r) => r.ok === 0) ? 1 : 0);
+
+/** Public-domain Shakespeare (Hamlet III.1, Julius Caesar III.2, As You Like It II.7), cut into long prompts. */
+function longTextSource(): string {
+  return `To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer
+The slings and arrows of outrageous fortune, Or to take arms against a sea of troubles And by
+opposing end them. To die: to sleep; No more; and by a sleep to say we end The heart-ache and the
+thousand natural shocks That flesh is heir to, 'tis a consummation Devoutly to be wish'd. To die,
+to sleep; To sleep: perchance to dream: ay, there's the rub; For in that sleep of death what dreams
+may come When we have shuffled off this mortal coil, Must give us pause: there's the respect That
+makes calamity of so long life; For who would bear the whips and scorns of time, The oppressor's
+wrong, the proud man's contumely, The pangs of despised love, the law's delay, The insolence of
+office and the spurns That patient merit of the unworthy takes, When he himself might his quietus
+make With a bare bodkin? Friends, Romans, countrymen, lend me your ears; I come to bury Caesar, not
+to praise him. The evil that men do lives after them; The good is oft interred with their bones; So
+let it be with Caesar. The noble Brutus Hath told you Caesar was ambitious: If it were so, it was a
+grievous fault, And grievously hath Caesar answer'd it. Here, under leave of Brutus and the rest,
+For Brutus is an honourable man; So are they all, all honourable men, Come I to speak in Caesar's
+funeral. He was my friend, faithful and just to me: But Brutus says he was ambitious; And Brutus is
+an honourable man. All the world's a stage, And all the men and women merely players; They have
+their exits and their entrances; And one man in his time plays many parts, His acts being seven
+ages. At first the infant, Mewling and puking in the nurse's arms; And then the whining school-boy,
+with his satchel And shining morning face, creeping like snail Unwillingly to school. And then the
+lover, Sighing like furnace, with a woeful ballad Made to his mistress' eyebrow. Then a soldier,
+Full of strange oaths and bearded like the pard, Jealous in honour, sudden and quick in quarrel,
+Seeking the bubble reputation Even in the cannon's mouth.`;
+}

@@ -52,9 +52,12 @@ export function parseConfig(input: unknown, source = 'options', baseDir = proces
   for (const m of cfg.models) {
     m.path = abs(m.path);
     m.adapterDirs = m.adapterDirs.map(abs);
-    for (const a of m.adapters) a.path = abs(a.path);
+    for (const a of m.adapters) if (!isRemoteAdapterPath(a.path)) a.path = abs(a.path);
   }
   if (cfg.mergeDir) cfg.mergeDir = abs(cfg.mergeDir);
+  cfg.adapterRoots = cfg.adapterRoots.map(abs);
+  if (cfg.adapterCache.dir) cfg.adapterCache.dir = abs(cfg.adapterCache.dir);
+  if (cfg.adapterSources.hfCacheDir) cfg.adapterSources.hfCacheDir = abs(cfg.adapterSources.hfCacheDir);
   for (const [name, c] of Object.entries(cfg.compositions)) {
     const base = cfg.models.find((m) => m.name === c.base);
     if (!base) throw new ConfigError(`${source}: compositions.${name}.base: no model named "${c.base}"`);
@@ -66,6 +69,33 @@ export function parseConfig(input: unknown, source = 'options', baseDir = proces
     names.add(m.name);
   });
   return cfg;
+}
+
+/** Adapter `path`s that are not local folders: http(s) URLs and `hub:org/name[@rev]`. */
+export function isRemoteAdapterPath(p: string): boolean {
+  return /^https?:\/\//i.test(p) || p.startsWith('hub:');
+}
+
+/** Adapter knobs from the environment (OPENLORA_MAX_LORAS, _MAX_CPU_LORAS, _MAX_LORA_RANK, _ADAPTER_DIRS, _ALLOW_RUNTIME_LORA_UPDATING). */
+function applyAdapterEnv(input: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+  const obj = (k: string) => (input[k] = { ...((input[k] as object | undefined) ?? {}) }) as Record<string, unknown>;
+  const maxLoras = envInt(env, ['OPENLORA_MAX_LORAS']);
+  if (maxLoras !== undefined) obj('engine').maxLoras = maxLoras;
+  const maxRank = envInt(env, ['OPENLORA_MAX_LORA_RANK']);
+  if (maxRank !== undefined) obj('engine').maxLoraRank = maxRank;
+  const maxCpu = envInt(env, ['OPENLORA_MAX_CPU_LORAS']);
+  if (maxCpu !== undefined) obj('adapterCache').maxCpuLoras = maxCpu;
+  const dirs = env.OPENLORA_ADAPTER_DIRS;
+  if (dirs) {
+    // Applies to the first (usually only) model; relative folders are taken from the working directory.
+    const models = input.models as Array<Record<string, unknown>>;
+    if (Array.isArray(models) && models[0]) models[0] = { ...models[0], adapterDirs: dirs.split(':').filter(Boolean).map((d) => path.resolve(d)) };
+  }
+  const allow = env.OPENLORA_ALLOW_RUNTIME_LORA_UPDATING;
+  if (allow !== undefined && allow !== '') {
+    if (!/^(1|0|true|false)$/i.test(allow)) throw new ConfigError(`environment: OPENLORA_ALLOW_RUNTIME_LORA_UPDATING: expected 1/0/true/false, received "${allow}"`);
+    input.allowRuntimeLoraUpdating = /^(1|true)$/i.test(allow);
+  }
 }
 
 function envInt(env: NodeJS.ProcessEnv, keys: string[]): number | undefined {
@@ -119,5 +149,6 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   const port = envInt(env, ['OPENLORA_PORT', 'PORT']);
   if (port !== undefined) input.port = port;
   if (env.OPENLORA_LOG_LEVEL) input.logLevel = env.OPENLORA_LOG_LEVEL;
+  applyAdapterEnv(input, env);
   return parseConfig(input, source, baseDir);
 }

@@ -10,7 +10,38 @@ import { CompositionConfigSchema } from '../adapters/composition.ts';
 /** An adapter named explicitly: `{name, path}` (path = folder with adapter_config.json). */
 export const AdapterEntrySchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'adapter names use letters, digits, ".", "_" and "-"'),
+  /** A local folder (relative to the config file), an http(s) folder URL, or `hub:org/name[@rev]`. */
   path: z.string().min(1),
+  /** Expected sha256 (hex) of adapter_model.safetensors for URL / hub sources. */
+  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'sha256 is 64 hex digits').optional(),
+});
+
+/** The adapter tiers (adapters/manager.ts, adapters/sources.ts). */
+export const AdapterCacheSchema = z.strictObject({
+  /** Host tier: adapters kept parsed and validated (env OPENLORA_MAX_CPU_LORAS). */
+  maxCpuLoras: z.number().int().min(1).max(1_000_000).default(64),
+  /** Host tier: bytes of their weights files. */
+  maxCpuBytes: z.number().int().min(1).default(4 * 1024 ** 3),
+  /** Disk tier: folder downloaded adapters are cached in (default: the OS temp folder). */
+  dir: z.string().min(1).optional(),
+  /** Disk tier: bytes of downloaded adapters kept (LRU). */
+  maxDiskBytes: z.number().int().min(1).default(2 * 1024 ** 3),
+  /** How long a request waits for a pinned adapter slot before 503 + Retry-After (ms). */
+  slotWaitMs: z.number().int().min(0).max(600_000).default(10_000),
+});
+
+/** Remote adapter sources: http(s) folder URLs and hub ids `org/name[@rev]`. */
+export const AdapterSourcesSchema = z.strictObject({
+  /** Hub endpoint with the Hugging Face `resolve` layout (e.g. https://huggingface.co); unset: hub ids only from the HF cache. */
+  hubEndpoint: z.url().optional(),
+  /** Hugging Face cache searched offline first (default $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
+  hfCacheDir: z.string().min(1).optional(),
+  /** Whether the runtime load API may fetch http(s) URLs (config-listed URLs are always allowed). */
+  allowUrls: z.boolean().default(false),
+  /** Largest file downloaded (bytes). */
+  maxDownloadBytes: z.number().int().min(1).default(512 * 1024 ** 2),
+  /** Time limit per downloaded file (ms). */
+  downloadTimeoutMs: z.number().int().min(1).default(60_000),
 });
 
 /** One served base model and where its adapters come from. */
@@ -37,6 +68,18 @@ export const EngineSchema = z.strictObject({
   maxLoraRank: z.number().int().min(1).max(1024).default(64),
   /** Most sequences in one engine step. */
   maxNumSeqs: z.number().int().min(1).max(4096).default(64),
+  /** Token budget of one engine step (decode tokens + prefill chunks); >= maxNumSeqs. Engine default 512. */
+  maxNumBatchedTokens: z.number().int().min(1).max(1 << 20).optional(),
+  /** Tokens per KV-cache block. Engine default 16. */
+  blockSize: z.number().int().min(1).max(1024).optional(),
+  /** KV-cache memory budget in bytes (engine default: enough for maxNumSeqs full contexts, capped at 256 MiB). */
+  kvCacheBytes: z.number().int().min(1).optional(),
+  /** KV-cache size in blocks (overrides kvCacheBytes). */
+  numKvBlocks: z.number().int().min(1).optional(),
+  /** Share full KV blocks between sequences with the same adapter set and prefix. */
+  enablePrefixCaching: z.boolean().default(true),
+  /** Base weights: "none" (as stored, computed in fp32) or "int8" (weight-only, per-channel scales). */
+  quantization: z.enum(['none', 'int8']).default('none'),
 });
 
 /** A model-name glob: `*` matches any run of characters (including `:` and `/`), `?` one character. */
@@ -87,6 +130,14 @@ export const ConfigSchema = z.strictObject({
   compositions: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'composition names use letters, digits, ".", "_" and "-"'), CompositionConfigSchema).default({}),
   /** Folder materialised merges are written to (default: the OS temp folder). */
   mergeDir: z.string().min(1).optional(),
+  /** Adapter tiers: host LRU, download disk cache, slot wait. */
+  adapterCache: AdapterCacheSchema.default(() => AdapterCacheSchema.parse({})),
+  /** URL and hub adapter sources. */
+  adapterSources: AdapterSourcesSchema.default(() => AdapterSourcesSchema.parse({})),
+  /** Enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter (env OPENLORA_ALLOW_RUNTIME_LORA_UPDATING=1). */
+  allowRuntimeLoraUpdating: z.boolean().default(false),
+  /** Folders runtime loads may read from (besides every model's adapterDirs); realpath-confined. */
+  adapterRoots: z.array(z.string().min(1)).default([]),
   /** Upstreams for models not served here, tried in order by `pattern`. */
   upstreams: z.array(UpstreamSchema).default([]),
   /** API keys; none = open (no Authorization needed). */

@@ -7,7 +7,7 @@
  */
 import express from 'express';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
@@ -20,7 +20,11 @@ export interface RunningServer {
   /** The mounted openlora instance (engines and adapter managers per model). */
   openlora: OpenLora;
   server: Server;
-  close(): Promise<void>;
+  /**
+   * Stop accepting connections, let running requests finish for up to `graceMs` (default 0: cut
+   * them at once), close the remaining connections, free the engines. Idempotent.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -32,10 +36,22 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const app = express();
   app.disable('x-powered-by');
   app.use(openlora.router);
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
-  });
+  // NOTE: express 5's app.listen passes a listen error to its callback, so use the http server's
+  // own events: a port in use must reject with EADDRINUSE, not "resolve" an unbound server.
+  const server = createServer(app);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await openlora.close();
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${e.code ?? ''} ${e.message}`.replace(/\s+/g, ' '));
+  }
   const { port } = server.address() as AddressInfo;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   let closing: Promise<void> | undefined;
@@ -44,10 +60,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
     log: openlora.log,
     openlora,
     server,
-    close: () =>
+    close: (graceMs = 0) =>
       (closing ??= (async () => {
+        const closed = new Promise<void>((r) => server.close(() => r())); // stop accepting
+        server.closeIdleConnections();
+        await openlora.router.close(graceMs); // finish or cut running requests
         server.closeAllConnections();
-        await new Promise<void>((r) => server.close(() => r()));
+        await closed;
         await openlora.close();
       })()),
   };
@@ -57,9 +76,20 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   try {
     const config = loadConfig();
     const running = await startServer(config);
-    running.log.info(`openlora listening on ${running.url} (models: ${config.models.map((m) => m.name).join(', ')})`);
-    const stop = () => {
-      running.close().then(() => process.exit(0), () => process.exit(1));
+    // One JSON line with `url` (pino): scripts and tests read the port from it (PORT=0).
+    running.log.info({ event: 'listening', url: running.url }, `openlora listening on ${running.url} (models: ${config.models.map((m) => m.name).join(', ')})`);
+    const stop = (signal: string) => {
+      running.log.info({ event: 'shutdown', signal, graceMs: config.shutdownGraceMs }, 'shutting down');
+      running.close(config.shutdownGraceMs).then(
+        () => {
+          running.log.info({ event: 'stopped' }, 'stopped');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          running.log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

@@ -20,6 +20,7 @@ import type {
   AdapterLoadSpec,
   AdapterRef,
   EngineOptions,
+  EngineStats,
   EnsembleMember,
   ForwardResult,
   ModelInfo,
@@ -142,8 +143,8 @@ export class Engine {
     this.native.cancel(seqId);
   }
 
-  /** Running/waiting sequences, loaded slots, steps so far. */
-  stats(): { running: number; waiting: number; slotsUsed: number; steps: number } {
+  /** Running/waiting sequences, loaded slots, steps so far, KV blocks, prefix hits, preemptions. */
+  stats(): EngineStats {
     return this.native.stats();
   }
 

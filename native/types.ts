@@ -29,6 +29,8 @@ export interface ModelInfo {
   maxLoras: number;
   /** Largest LoRA rank a slot can hold. */
   maxLoraRank: number;
+  /** Storage of the base model's decoder linear layers: "none" (float32) or "int8" (EngineOptions.quantization). */
+  quantization: string;
 }
 
 /** Options for `loadModel`. */
@@ -43,6 +45,63 @@ export interface EngineOptions {
   maxLoraRank?: number;
   /** Most sequences decoded in one step (default 64). */
   maxNumSeqs?: number;
+  /**
+   * Weight-only quantization of the base model (default "none": float32).
+   * "int8": the seven linear layers of every decoder layer (q/k/v/o/gate/up/down_proj) are stored
+   * as int8 with one symmetric float32 scale per output channel (scale = max|row| / 127);
+   * activations, accumulation, norms, embeddings, lm_head and LoRA adapters stay float32.
+   * About 4x less weight memory; logits move by ~1e-2 (see test/native/quant.test.ts).
+   */
+  quantization?: 'none' | 'int8';
+  /**
+   * Token budget of one engine step (default 512, and at least maxNumSeqs, which it must be
+   * >= when given): decode tokens of the running sequences come first, then prefill chunks fill
+   * what is left, so a long prompt is computed over several steps alongside the decodes
+   * (chunked prefill, vLLM `max_num_batched_tokens`).
+   */
+  maxNumBatchedTokens?: number;
+  /** Tokens per KV cache block (default 16; 1..1024). The paged KV cache (vLLM PagedAttention) is allocated in these units. */
+  blockSize?: number;
+  /**
+   * Memory budget of the KV cache in bytes (float32 K and V of every layer). Default (0 or
+   * absent): enough for maxNumSeqs sequences of max_position_embeddings tokens, capped at
+   * 256 MiB but never less than one full-length sequence. Ignored when numKvBlocks is given.
+   */
+  kvCacheBytes?: number;
+  /** Size of the KV cache in blocks, overriding kvCacheBytes (default: derived from kvCacheBytes). */
+  numKvBlocks?: number;
+  /**
+   * Share full KV blocks between sequences with the same adapter set (slots, their load
+   * generation and weights) and the same token prefix, so a hit skips recomputing them
+   * (vLLM automatic prefix caching). Default true.
+   */
+  enablePrefixCaching?: boolean;
+}
+
+/**
+ * Engine counters (NativeEngine.stats()). KV block accounting: every block is in use (held by
+ * a running sequence), free, or cached (no holder, keeps a prefix for later hits, evicted LRU
+ * when needed): with no running sequence, kvBlocksFree + kvBlocksCached === kvBlocksTotal.
+ */
+export interface EngineStats {
+  /** Sequences being computed (including ones mid-prefill). */
+  running: number;
+  /** Sequences queued, including preempted ones waiting to recompute. */
+  waiting: number;
+  /** Adapter slots loaded or loading. */
+  slotsUsed: number;
+  /** Forward steps run so far. */
+  steps: number;
+  /** Blocks in the KV cache. */
+  kvBlocksTotal: number;
+  /** Blocks with no holder and no cached prefix. */
+  kvBlocksFree: number;
+  /** Blocks with no holder that keep a cached prefix (reclaimed LRU when free blocks run out). */
+  kvBlocksCached: number;
+  /** Tokens whose KV came from the prefix cache instead of being computed (cumulative). */
+  prefixHitTokens: number;
+  /** Times a running sequence was preempted for lack of KV blocks and requeued to recompute (cumulative). */
+  preemptions: number;
 }
 
 /** One LoRA pair to load: W' = W + scaling * B A applied unmerged. */
@@ -169,8 +228,8 @@ export interface NativeEngine {
   onEvents(cb: (events: SequenceEvent[]) => void): void;
   /** All-position logits for a prompt with an adapter set, computed on the engine thread. */
   forward(promptIds: number[], adapters: AdapterRef[]): Promise<ForwardResult>;
-  /** Engine counters: running/waiting sequences, live adapter slots. */
-  stats(): { running: number; waiting: number; slotsUsed: number; steps: number };
+  /** Engine counters: sequences, adapter slots, steps, KV blocks, prefix hits, preemptions. */
+  stats(): EngineStats;
   /** Stop the engine thread and free memory. Idempotent. Pending sequences finish "cancelled". */
   dispose(): Promise<void>;
 }

@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Config, ModelEntry } from '../config/schema.ts';
 import { AdapterManager } from '../adapters/manager.ts';
+import { adapterTierOptions, configAdapterSource } from '../adapters/config.ts';
 import { loadNativeAddon } from '../native/binding.ts';
 import type { NativeEngine } from '../native/types.ts';
 import { openLora, type OpenLoraModel, type OpenLoraRouter } from './index.ts';
@@ -21,21 +22,16 @@ export interface OpenLora {
   log: Logger;
   /** Per base model: its engine and adapter manager (for tests and admin tools). */
   models: Map<string, { engine: NativeEngine; adapters: AdapterManager }>;
-  /** Finish or cancel in-flight requests, then dispose every engine. Idempotent. */
-  close(): Promise<void>;
+  /** Let in-flight requests finish for up to `graceMs` (default 0), cancel the rest, then dispose every engine. Idempotent. */
+  close(graceMs?: number): Promise<void>;
 }
 
 async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<{ model: OpenLoraModel; adapters: AdapterManager }> {
   const addon = loadNativeAddon();
   const e = config.engine;
   const t0 = performance.now();
-  const engine = await addon.loadModel(entry.path, {
-    backend: e.backend,
-    threads: e.threads || availableParallelism(),
-    maxLoras: e.maxLoras,
-    maxLoraRank: e.maxLoraRank,
-    maxNumSeqs: e.maxNumSeqs,
-  });
+  const { threads, ...rest } = e;
+  const engine = await addon.loadModel(entry.path, { ...rest, threads: threads || availableParallelism() });
   const info = engine.info();
   log.info(
     { model: entry.name, backend: info.backend, reason: info.backendReason, ms: Math.round(performance.now() - t0) },
@@ -48,13 +44,14 @@ async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<
       modelInfo: info,
       log: log.child({ model: entry.name }),
       mergeDir: config.mergeDir ? join(config.mergeDir, entry.name.replace(/[^A-Za-z0-9._-]/g, '_')) : undefined,
+      ...adapterTierOptions(entry, config, log),
     });
     for (const dir of entry.adapterDirs) {
       const { registered, skipped } = await adapters.scanDirectory(dir);
       log.info({ model: entry.name, dir, adapters: registered.map((a) => a.name), skipped: skipped.length }, 'scanned adapter directory');
     }
-    for (const a of entry.adapters) await adapters.register(a.name, a.path);
-    return { model: { name: entry.name, engine, info, tokenizer: entry.path, adapters }, adapters };
+    for (const a of entry.adapters) await adapters.registerSource(a.name, configAdapterSource(a.path, a.sha256));
+    return { model: { name: entry.name, engine, info, tokenizer: entry.path, adapters, maxRunningSequences: e.maxNumSeqs }, adapters };
   } catch (err) {
     await engine.dispose();
     throw err;
@@ -80,6 +77,10 @@ export async function createOpenLora(config: Config, log: Logger = pino({ level:
     logger: log,
     bodyLimit: config.bodyLimit,
     compositions: config.compositions,
+    allowRuntimeLoraUpdating: config.allowRuntimeLoraUpdating,
+    keys: config.keys,
+    upstreams: config.upstreams,
+    maxQueuedRequests: config.maxQueuedRequests,
   });
   try {
     await router.ready;
@@ -93,9 +94,9 @@ export async function createOpenLora(config: Config, log: Logger = pino({ level:
     router,
     log,
     models,
-    close: () =>
+    close: (graceMs = 0) =>
       (closing ??= (async () => {
-        await router.close();
+        await router.close(graceMs);
         await Promise.all([...models.values()].map((m) => m.engine.dispose()));
       })()),
   };

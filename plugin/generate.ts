@@ -47,6 +47,8 @@ export interface GenerateRequest {
   stop?: string[];
   /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
   logprobs?: number;
+  /** Called for every token the engine reports for a choice (metrics: TTFT, ITL). */
+  onToken?: (index: number) => void;
 }
 
 /** The logprob of one generated token and its top alternatives. */
@@ -197,6 +199,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
 
   private onToken(c: ChoiceState, ev: SequenceEvent): void {
     c.completionTokens++;
+    this.req.onToken?.(c.index);
     if (this.stopIds.has(ev.token)) {
       this.finish(c, 'stop');
     } else {

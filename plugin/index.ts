@@ -15,16 +15,23 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
+import type { KeyConfig, UpstreamConfig } from '../config/schema.ts';
 import type { ModelInfo } from '../native/types.ts';
-import { OpenLoraError, ServiceUnavailableError, toOpenAIError } from './errors.ts';
+import { Admission } from './admission.ts';
+import { accessOf, authenticate, KeyRing, mayUseModel, requireAdmin } from './auth.ts';
+import { ModelNotFoundError, OpenLoraError, ServiceUnavailableError, toOpenAIError } from './errors.ts';
 import { silentLogger, type EngineLike, type LoggerLike } from './engine-hub.ts';
 import type { Generation } from './generate.ts';
+import { addMetricsSource, scrape } from './metrics.ts';
 import { ModelRegistry } from './registry.ts';
+import { requestContext, requestId, requestLog, setMetricModel } from './request-context.ts';
 import { chatCompletions } from './routes/chat.ts';
 import { completions } from './routes/completions.ts';
 import { listModels, retrieveModel } from './routes/models.ts';
+import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes/admin.ts';
 import type { RouteContext } from './routes/shared.ts';
 import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
+import { buildUpstreams, forward, keepRawBody, pickUpstream } from './upstream.ts';
 
 /** One base model to serve. */
 export interface OpenLoraModel {
@@ -38,6 +45,8 @@ export interface OpenLoraModel {
   tokenizer: string | ModelTokenizer;
   /** The adapters of this base. */
   adapters: AdapterProvider;
+  /** Engine sequences admitted at once (the engine's maxNumSeqs); more requests queue (default: no limit). */
+  maxRunningSequences?: number;
 }
 
 /** Options of `openLora`. */
@@ -50,17 +59,30 @@ export interface OpenLoraOptions {
   bodyLimit?: string | number;
   /** Named compositions (config `compositions`): usable as `model` by any client, listed in /v1/models. */
   compositions?: Record<string, CompositionConfig>;
+  /** Mount the vLLM runtime adapter API (`/v1/load_lora_adapter`, `/v1/unload_lora_adapter`; plugin/routes/admin.ts). */
+  allowRuntimeLoraUpdating?: boolean;
+  /** API keys (config `keys`); none = open. Admin routes then need a key with `admin: true`. */
+  keys?: KeyConfig[];
+  /** Upstreams for models not served here (config `upstreams`). */
+  upstreams?: UpstreamConfig[];
+  /** Requests allowed to wait per base model before 429 (default 256). */
+  maxQueuedRequests?: number;
 }
 
 /** The router plus its lifecycle. */
 export interface OpenLoraRouter extends Router {
   /** Resolves when every tokenizer is loaded; rejects with the loading error. */
   ready: Promise<void>;
-  /** Stop taking requests (503), cancel in-flight ones and wait until their sequences ended and leases are released. Engines are not disposed. */
-  close(): Promise<void>;
+  /**
+   * Stop taking requests (503), let in-flight ones finish for up to `graceMs` (default 0), cancel
+   * the rest and wait until their sequences ended and leases are released. Engines are not disposed.
+   */
+  close(graceMs?: number): Promise<void>;
+  /** Requests generating now. */
+  readonly inFlight: number;
 }
 
-async function buildRegistry(options: OpenLoraOptions): Promise<ModelRegistry> {
+async function buildRegistry(options: OpenLoraOptions) {
   const models = await options.models;
   if (models.length === 0) throw new Error('openLora: no models configured');
   const inits = await Promise.all(
@@ -69,19 +91,69 @@ async function buildRegistry(options: OpenLoraOptions): Promise<ModelRegistry> {
       engine: m.engine,
       info: m.info,
       adapters: m.adapters,
+      maxRunningSequences: m.maxRunningSequences,
       tokenizer: typeof m.tokenizer === 'string' ? await loadTokenizer(m.tokenizer) : m.tokenizer,
     })),
   );
-  return new ModelRegistry(inits, options.logger, options.compositions);
+  return { registry: new ModelRegistry(inits, options.logger, options.compositions), inits };
 }
 
-/** Build the OpenAI-compatible router (`/v1/models`, `/v1/chat/completions`, `/v1/completions`). */
+/** Build the OpenAI-compatible router (`/v1/models`, `/v1/chat/completions`, `/v1/completions`, `/health`, `/ready`, `/metrics`). */
 export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   const logger = options.logger ?? silentLogger;
-  const loading = buildRegistry(options);
+  const built = buildRegistry(options);
+  const loading = built.then((b) => b.registry);
   loading.catch((err: unknown) => logger.error({ err }, 'openlora: loading models failed'));
   const inFlight = new Set<Generation>();
+  const ring = new KeyRing(options.keys ?? []);
+  const upstreams = buildUpstreams(options.upstreams ?? [], !ring.open, logger);
+  const maxQueued = options.maxQueuedRequests ?? 256;
+  const admissions = new Map<string, Admission>();
+  const unregister: Array<() => void> = [];
   let closed = false;
+  let loaded = false;
+
+  function admission(model: string, capacity?: number): Admission {
+    let a = admissions.get(model);
+    if (!a) {
+      a = new Admission(capacity ?? Infinity, maxQueued);
+      admissions.set(model, a);
+    }
+    return a;
+  }
+
+  // One metrics source per base model, once the models are known.
+  built.then(
+    ({ inits }) => {
+      loaded = true;
+      if (closed) return;
+      for (const m of inits) {
+        const adm = admission(m.name, m.maxRunningSequences);
+        const engine = m.engine as EngineLike & { stats?: () => Record<string, number | undefined> };
+        unregister.push(
+          addMetricsSource({
+            model: m.name,
+            snapshot: () => {
+              const st = typeof engine.stats === 'function' ? engine.stats() : undefined;
+              return {
+                waiting: adm.waiting,
+                runningRequests: adm.runningRequests,
+                runningSequences: st?.running ?? adm.running,
+                engineWaiting: st?.waiting ?? 0,
+                kvBlocksTotal: st?.kvBlocksTotal,
+                // Unreferenced prefix-cache blocks are evictable: free, as vLLM counts them.
+                kvBlocksFree: st?.kvBlocksFree === undefined ? undefined : st.kvBlocksFree + (st.kvBlocksCached ?? 0),
+                maxLoras: m.info.maxLoras,
+                runningAdapters: adm.runningAdapterIds(),
+                waitingAdapters: adm.waitingAdapterIds(),
+              };
+            },
+          }),
+        );
+      }
+    },
+    () => {},
+  );
 
   const ctx: RouteContext = {
     logger,
@@ -97,21 +169,60 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
       inFlight.add(gen);
       return () => inFlight.delete(gen);
     },
+    admission: (model) => admission(model),
   };
 
   const router = express.Router() as OpenLoraRouter;
-  const json = express.json({ limit: options.bodyLimit ?? '16mb' });
+  const json = express.json({ limit: options.bodyLimit ?? '16mb', verify: upstreams.length > 0 ? keepRawBody : undefined });
+
+  router.use(requestContext(logger));
+  router.get('/health', function health(_req: Request, res: Response) {
+    res.json({ status: 'ok' });
+  });
+  router.get('/ready', function ready(_req: Request, res: Response) {
+    const state = closed ? 'closing' : loaded ? 'ready' : 'loading';
+    res.status(state === 'ready' ? 200 : 503).json({ status: state });
+  });
+  router.get('/metrics', async function metrics(_req: Request, res: Response) {
+    const m = await scrape();
+    res.set('content-type', m.contentType).send(m.text);
+  });
+
+  router.use('/v1', authenticate(ring));
   router.get('/v1/models', listModels(ctx));
   router.get('/v1/models/*id', retrieveModel(ctx));
-  router.post('/v1/chat/completions', json, chatCompletions(ctx));
-  router.post('/v1/completions', json, completions(ctx));
+  if (options.allowRuntimeLoraUpdating) {
+    router.post('/v1/load_lora_adapter', requireAdmin, json, loadLoraAdapter(ctx));
+    router.post('/v1/unload_lora_adapter', requireAdmin, json, unloadLoraAdapter(ctx));
+    router.post('/v1/rescan_lora_adapters', requireAdmin, json, rescanLoraAdapters(ctx));
+  }
+  // Every other POST body is parsed here once; a model not served here goes to its upstream.
+  router.post('/v1/*rest', json, async function upstreamDispatch(req: Request, res: Response, next: NextFunction) {
+    const model = (req.body as { model?: unknown } | undefined)?.model;
+    if (upstreams.length === 0 || typeof model !== 'string') return next();
+    const registry = await ctx.registry();
+    try {
+      registry.resolve(model);
+      return next(); // served here (the route checks the key)
+    } catch (err) {
+      if (!(err instanceof ModelNotFoundError)) return next();
+    }
+    const u = pickUpstream(upstreams, model);
+    if (!u) return next();
+    if (!mayUseModel(accessOf(req), model)) throw new ModelNotFoundError(model);
+    setMetricModel(res, `upstream:${u.pattern}`);
+    forward(u, req, res, next);
+  });
+  router.post('/v1/chat/completions', chatCompletions(ctx));
+  router.post('/v1/completions', completions(ctx));
   router.all('/v1/*rest', function unknownRoute(req: Request) {
     throw new OpenLoraError(404, `Unknown request URL: ${req.method} ${req.originalUrl}.`, 'invalid_request_error', null, 'unknown_url');
   });
   router.use(function openAIErrors(err: unknown, req: Request, res: Response, _next: NextFunction) {
     const out = toOpenAIError(err);
-    if (out.status >= 500) logger.error({ err, url: req.originalUrl }, 'request failed');
-    else logger.debug({ url: req.originalUrl, error: out.body.error }, 'request refused');
+    const log = requestLog(res, logger);
+    if (out.status >= 500) log.error({ err, reqId: requestId(res), url: req.originalUrl }, 'request failed');
+    else log.debug({ reqId: requestId(res), url: req.originalUrl, error: out.body.error }, 'request refused');
     if (res.headersSent) {
       // A stream already started handles its own errors; anything else can only be cut off.
       if (!res.writableEnded) res.end();
@@ -122,14 +233,21 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
 
   router.ready = loading.then(() => undefined);
   router.ready.catch(() => {});
-  router.close = async () => {
+  Object.defineProperty(router, 'inFlight', { get: () => inFlight.size });
+  router.close = async (graceMs = 0) => {
     closed = true;
+    const shutting = new ServiceUnavailableError('The server is shutting down.');
+    for (const a of admissions.values()) a.close(shutting);
+    const until = Date.now() + graceMs;
+    while (inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     const gens = [...inFlight];
-    for (const g of gens) g.abort(new ServiceUnavailableError('The server is shutting down.'));
+    for (const g of gens) g.abort(shutting);
     await Promise.all(gens.map((g) => g.settled));
+    for (const u of unregister.splice(0)) u();
   };
   return router;
 }
 
 export { ModelTokenizer, loadTokenizer } from './tokenizer.ts';
 export type { EngineLike, LoggerLike } from './engine-hub.ts';
+export { requireAdmin } from './auth.ts';

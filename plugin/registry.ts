@@ -5,6 +5,10 @@ import { createHash } from 'node:crypto';
 import type { Composition, CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
 import { resolveComposition, type CompositionBody } from './compose.ts';
+import { InvalidRequestError } from './errors.ts';
+
+/** Largest |weight| of one adapter in a composition. */
+export const MAX_ADAPTER_WEIGHT = 1000;
 import type { ModelInfo } from '../native/types.ts';
 import { EngineHub, type EngineLike, type LoggerLike } from './engine-hub.ts';
 import { resolveModelSpec, type ModelSpec } from './model-spec.ts';
@@ -85,6 +89,16 @@ export class ModelRegistry {
   resolve(model: string, body: CompositionBody = {}): ResolvedModel {
     const spec: ModelSpec = resolveModelSpec(model, this.providers, this.compositions);
     const served = this.models.get(spec.base)!;
-    return { model: served, composition: resolveComposition(spec, body, served.adapters) };
+    const composition = resolveComposition(spec, body, served.adapters);
+    for (const m of composition?.members ?? []) {
+      // The engine needs w * scaling finite; no sensible composition weighs an adapter beyond this.
+      if (!(Math.abs(m.weight) <= MAX_ADAPTER_WEIGHT)) {
+        throw new InvalidRequestError(
+          `Adapter weight ${m.weight} for \`${m.name}\` is out of range; weights must be within ±${MAX_ADAPTER_WEIGHT}.`,
+          body.adapters != null ? 'adapters' : 'model',
+        );
+      }
+    }
+    return { model: served, composition };
   }
 }

@@ -44,3 +44,19 @@ export function completionBudget(promptLength: number, context: number, requeste
   const remaining = context - promptLength;
   return requested === undefined ? remaining : Math.min(requested, remaining);
 }
+
+/** Most engine sequences one request may start (prompts × n): one request must not monopolise the engine. */
+export const MAX_SEQUENCES_PER_REQUEST = 128;
+
+/**
+ * Refuse requests that would start more than MAX_SEQUENCES_PER_REQUEST sequences.
+ * @throws InvalidRequestError (400) naming `prompt` (or `n` when one prompt with a large n).
+ */
+export function checkSequenceCount(prompts: number, n: number): void {
+  if (prompts * n > MAX_SEQUENCES_PER_REQUEST) {
+    throw new InvalidRequestError(
+      `This request asks for ${prompts} prompt(s) × n=${n} = ${prompts * n} completions; at most ${MAX_SEQUENCES_PER_REQUEST} are served per request.`,
+      prompts > 1 ? 'prompt' : 'n',
+    );
+  }
+}

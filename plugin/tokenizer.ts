@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
-import { InvalidRequestError } from './errors.ts';
+import { ContextLengthError, InvalidRequestError } from './errors.ts';
 import { buildTokenBytes } from './token-bytes.ts';
 
 /** One text part of a message's content array (other part types are refused by the schema). */
@@ -119,10 +119,31 @@ export class ModelTokenizer {
 
     const decoderType = (files.tokenizer.decoder as { type?: string } | null | undefined)?.type;
     this.bytes = buildTokenBytes(decoderType, (id) => this.tok.id_to_token(id), this.specialIds);
+    let most = 1;
+    for (let id = 0; id < this.vocabSize; id++) most = Math.max(most, this.bytes(id).length);
+    for (const t of added) most = Math.max(most, Buffer.byteLength(t.content));
+    this.maxTokenBytes = most;
   }
 
-  /** Encode text; `addSpecialTokens` runs the post-processor (BOS for Llama). */
-  encode(text: string, addSpecialTokens: boolean): number[] {
+  /** The most UTF-8 bytes of text one token can stand for (longest piece or special token). */
+  readonly maxTokenBytes: number;
+
+  /**
+   * Encode text; `addSpecialTokens` runs the post-processor (BOS for Llama).
+   * @param limit When given, text that cannot fit in `limit.maxTokens` tokens (its UTF-8 length
+   *   over `maxTokenBytes` already exceeds it) is refused *before* tokenizing, so one huge prompt
+   *   never holds the event loop: ContextLengthError (400) naming `limit.param`.
+   */
+  encode(text: string, addSpecialTokens: boolean, limit?: { maxTokens: number; param: string }): number[] {
+    if (limit) {
+      const atLeast = Math.ceil(Buffer.byteLength(text) / this.maxTokenBytes);
+      if (atLeast > limit.maxTokens) {
+        throw new ContextLengthError(
+          `This model's maximum context length is ${limit.maxTokens} tokens, but the ${limit.param} is at least ${atLeast} tokens long.`,
+          limit.param,
+        );
+      }
+    }
     return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 
@@ -162,9 +183,9 @@ export class ModelTokenizer {
     }
   }
 
-  /** Render and encode a chat prompt (without special tokens: the template wrote them). */
-  encodeChat(messages: ChatMessage[]): number[] {
-    return this.encode(this.renderChat(messages), false);
+  /** Render and encode a chat prompt (without special tokens: the template wrote them); `maxTokens` as in `encode`. */
+  encodeChat(messages: ChatMessage[], maxTokens?: number): number[] {
+    return this.encode(this.renderChat(messages), false, maxTokens === undefined ? undefined : { maxTokens, param: 'messages' });
   }
 }
 

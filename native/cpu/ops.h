@@ -1,4 +1,4 @@
-// Element-wise and attention ops of the CPU backend (float32), HF modeling_llama.py semantics.
+// Element-wise ops of the CPU backend (attention: paged_attention.h) (float32), HF modeling_llama.py semantics.
 #pragma once
 
 #include <cstdint>
@@ -26,21 +26,5 @@ void siluMul(float* gate, const float* up, int64_t count);
 
 /** y[i] += b[i % n] for a [m, n] matrix with row stride ld (linear-layer bias). */
 void addBias(float* y, int64_t ld, const float* b, int64_t m, int64_t n);
-
-/** Where one query row finds its keys and values: the sequence's cache for this layer. */
-struct AttentionRow {
-  const float* keys;    // [nCtx, numKvHeads, headDim], position-major
-  const float* values;  // [nCtx, numKvHeads, headDim]
-  int nCtx;             // positions visible to this row (causal: its own position + 1)
-};
-
-/**
- * Causal GQA attention: out[t, h] = softmax(q[t,h] . K^T / sqrt(headDim)) V, where query head h
- * reads KV head h / (numHeads / numKvHeads) (HF repeat_kv). Parallel over (row, head).
- * @param q [m, numHeads, headDim] (row stride ldq); @param rows [m];
- * @param out [m, numHeads * headDim] (row stride ldo).
- */
-void attention(ThreadPool& pool, const float* q, int64_t ldq, const AttentionRow* rows, float* out, int64_t ldo,
-               int64_t m, int numHeads, int numKvHeads, int headDim);
 
 }  // namespace openlora::cpu

@@ -1,8 +1,39 @@
+// See thread_pool.h.
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define OPENLORA_PAUSE() _mm_pause()
+#else
+#define OPENLORA_PAUSE() std::this_thread::yield()
+#endif
 
 namespace openlora::cpu {
+
+namespace {
+
+constexpr uint64_t kClosed = uint64_t(1) << 31;
+constexpr uint64_t kCountMask = kClosed - 1;
+inline uint32_t generationOf(uint64_t s) { return uint32_t(s >> 32); }
+
+/** Spin until pred() or kSpinMicros pass; true when pred() became true. */
+template <typename Pred>
+bool spinFor(Pred pred) {
+  using clock = std::chrono::steady_clock;
+  const auto until = clock::now() + std::chrono::microseconds(ThreadPool::kSpinMicros);
+  for (;;) {
+    for (int i = 0; i < 64; i++) {
+      if (pred()) return true;
+      OPENLORA_PAUSE();
+    }
+    if (clock::now() >= until) return pred();
+  }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
   threads = std::max(1, threads);
@@ -12,7 +43,7 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -33,49 +64,63 @@ void ThreadPool::runChunks() {
 }
 
 void ThreadPool::workerLoop() {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    {
+    auto ready = [&] { return stop_.load(std::memory_order_relaxed) || generationOf(state_.load(std::memory_order_seq_cst)) != seen; };
+    if (!spinFor(ready)) {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+      sleepers_++;
+      wake_.wait(lock, ready);
+      sleepers_--;
     }
+    if (stop_.load()) return;
+    // Join the job unless the caller already closed it (then every chunk is taken: skip it).
+    uint64_t s = state_.load(std::memory_order_acquire);
+    seen = generationOf(s);
+    bool joined = false;
+    while (!(s & kClosed) && generationOf(s) == seen) {
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;
     runChunks();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--active_ == 0) done_.notify_one();
-    }
+    state_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
 void ThreadPool::parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  // NOTE(why): small jobs run inline; waking workers costs ~10-50 us, more than the work.
   if (workers_.empty() || n <= grain) {
     fn(0, n);
     return;
   }
   // About 4 chunks per thread balances load without much scheduling overhead.
-  int64_t chunk = std::max(grain, (n + 4 * size() - 1) / (4 * size()));
-  {
+  const int64_t chunk = std::max(grain, (n + 4 * size() - 1) / (4 * size()));
+  fn_ = &fn;
+  n_ = n;
+  chunk_ = chunk;
+  next_.store(0, std::memory_order_relaxed);
+  error_ = nullptr;
+  const uint32_t gen = generationOf(state_.load(std::memory_order_relaxed)) + 1;
+  state_.store(uint64_t(gen) << 32, std::memory_order_seq_cst);  // publishes the job; count 0, open
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {  // seq_cst: pairs with the sleeper's check
     std::lock_guard<std::mutex> lock(mu_);
-    fn_ = &fn;
-    n_ = n;
-    chunk_ = chunk;
-    next_.store(0);
-    error_ = nullptr;
-    active_ = int(workers_.size());
-    generation_++;
+    wake_.notify_all();
   }
-  wake_.notify_all();
   runChunks();
+  // Every chunk is claimed. Close the job and wait for the workers inside it (they are running).
+  state_.fetch_or(kClosed, std::memory_order_acq_rel);
+  for (int spins = 0; (state_.load(std::memory_order_acquire) & kCountMask) != 0; spins++) {
+    if (spins < 4096) OPENLORA_PAUSE();
+    else std::this_thread::yield();
+  }
+  fn_ = nullptr;
   std::exception_ptr err;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [&] { return active_ == 0; });
-    fn_ = nullptr;
+    std::lock_guard<std::mutex> lock(mu_);
     err = error_;
   }
   if (err) std::rethrow_exception(err);

@@ -1,9 +1,10 @@
-// A small fork-join thread pool for the CPU backend's GEMMs and attention.
+// A small fork-join thread pool for the CPU backend's GEMMs, LoRA ops and attention.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -16,6 +17,14 @@ namespace openlora::cpu {
  *
  * The calling thread takes part in the work, so `ThreadPool(1)` starts no thread at all.
  * Only one thread (the engine thread) may call parallel_for at a time.
+ *
+ * NOTE(why): spin-then-sleep, and the caller never waits for a worker that has not started.
+ * A decode step of the demo model issues ~35 parallel ops of a few microseconds each; waking a
+ * worker through a condition variable costs 10-50 us, more than the op, so idle workers spin
+ * (with pause) for up to `kSpinMicros` before they block. On a loaded machine a worker may not
+ * be running at all when a job is posted: chunks are claimed dynamically, the caller claims
+ * whatever is left, then closes the job and waits only for workers that joined it (are inside a
+ * chunk). A worker that arrives after the close skips the job.
  */
 class ThreadPool {
  public:
@@ -30,8 +39,12 @@ class ThreadPool {
   /**
    * Run fn(begin, end) over [0, n) split into chunks of at least `grain` items, handed out
    * dynamically. Returns when every chunk is done. Exceptions from fn are rethrown (the first).
+   * Runs inline (no hand-over at all) when n <= grain or the pool has one thread.
    */
   void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+  /** How long workers and the caller spin before blocking, in microseconds. */
+  static constexpr int kSpinMicros = 100;
 
  private:
   void workerLoop();
@@ -39,13 +52,13 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
-  std::condition_variable wake_;   // workers wait for a new generation
-  std::condition_variable done_;   // the caller waits for active_ == 0
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  int active_ = 0;                 // workers still inside the current job
+  std::condition_variable wake_;   // sleeping workers wait for a new generation
+  // Job state word: [generation:32][closed:1][joined workers:31].
+  std::atomic<uint64_t> state_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};   // workers blocked on wake_
 
-  // The current job (valid while a parallelFor is in flight).
+  // The current job (valid while a parallelFor is in flight; published by generation_).
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   int64_t chunk_ = 1;

@@ -36,7 +36,7 @@ class LoadModelWorker : public Napi::AsyncWorker {
       BackendChoice choice = chooseBackend(backendRequested_);
       init_.backend = choice.backend;
       init_.backendReason = choice.reason;
-      init_.model = Model::load(dir_);
+      init_.model = Model::load(dir_, init_.options.quantization);
     } catch (const std::exception& e) {
       SetError(e.what());
     } catch (...) {

@@ -5,24 +5,9 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "engine_sequence.h"
+
 namespace openlora {
-
-/** One forward-pass row group of a sequence: a plain sequence has one, an ensemble 2..16. */
-struct Engine::Member {
-  std::vector<ActiveLora> loras;      // pinned adapter slots
-  std::unique_ptr<SequenceKv> kv;     // created at admission
-};
-
-/** A live sequence (engine thread, after leaving the inbox). */
-struct Engine::Sequence {
-  int64_t id = 0;
-  SequenceRequest req;
-  std::vector<Member> members;        // [members]; each is one BatchEntry of every step
-  std::vector<double> weights;        // [members] normalised mixture weights (ensembles)
-  std::unique_ptr<Sampler> sampler;
-  std::vector<int32_t> generated;     // [completionTokens]
-  bool prefilled = false;
-};
 
 /** A pending Engine::forward call. */
 struct Engine::ForwardJob {
@@ -52,6 +37,36 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
       sink_(std::move(sink)),
       slots_(options.maxLoras, options.maxLoraRank),
       pool_(std::make_unique<cpu::ThreadPool>(options.threads)) {
+  const ModelConfig& c = model_->config();
+  EngineOptions& o = options_;
+  if (o.blockSize < 1 || o.blockSize > 1024) invalid("EngineOptions.blockSize must be in [1, 1024], got " + std::to_string(o.blockSize));
+  if (o.maxNumBatchedTokens < o.maxNumSeqs) {
+    invalid("EngineOptions.maxNumBatchedTokens (" + std::to_string(o.maxNumBatchedTokens) + ") must be >= maxNumSeqs (" +
+            std::to_string(o.maxNumSeqs) + ") so every running sequence can decode in each step");
+  }
+  const int64_t perBlock = KvCache::bytesPerBlock(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.blockSize);
+  const int64_t blocksPerSeq = (int64_t(c.maxPositionEmbeddings) + o.blockSize - 1) / o.blockSize;
+  int64_t blocks = o.numKvBlocks;
+  if (blocks <= 0) {
+    int64_t bytes = o.kvCacheBytes;
+    if (bytes <= 0) {
+      // NOTE(why): the default holds every allowed sequence at full context for small models, but
+      // is capped (256 MiB) so a big model does not reserve gigabytes; never below one sequence.
+      constexpr int64_t kDefaultCap = int64_t(256) << 20;
+      bytes = std::max(std::min(int64_t(o.maxNumSeqs) * blocksPerSeq * perBlock, kDefaultCap), blocksPerSeq * perBlock);
+    }
+    blocks = bytes / perBlock;
+    if (blocks < 1) {
+      invalid("EngineOptions.kvCacheBytes (" + std::to_string(bytes) + ") is smaller than one KV block (" + std::to_string(perBlock) +
+              " bytes: blockSize " + std::to_string(o.blockSize) + " x " + std::to_string(c.numHiddenLayers) + " layers x K,V x " +
+              std::to_string(c.kvDim()) + " floats)");
+    }
+  }
+  if (blocks > (int64_t(1) << 30)) invalid("the KV cache would have " + std::to_string(blocks) + " blocks; at most 2^30 are supported");
+  o.numKvBlocks = int(blocks);
+  o.kvCacheBytes = blocks * perBlock;
+  kv_ = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.numKvBlocks, o.blockSize, o.enablePrefixCaching);
+  publishStats();
   thread_ = std::thread([this] { threadMain(); });
 }
 
@@ -194,7 +209,17 @@ EngineStats Engine::stats() const {
   s.waiting = waitingCount_.load();
   s.slotsUsed = slots_.used();
   s.steps = steps_.load();
+  s.kvBlocksTotal = options_.numKvBlocks;
+  s.kvBlocksFree = kvFree_.load();
+  s.kvBlocksCached = kvCached_.load();
+  s.prefixHitTokens = prefixHitTokens_.load();
+  s.preemptions = preemptions_.load();
   return s;
+}
+
+void Engine::publishStats() {
+  kvFree_ = kv_->allocator().numFree();
+  kvCached_ = kv_->allocator().numCached();
 }
 
 SequenceEvent Engine::finish(Sequence& seq, const char* reason, const std::string& error) {
@@ -208,49 +233,26 @@ SequenceEvent Engine::finish(Sequence& seq, const char* reason, const std::strin
   return ev;
 }
 
-void Engine::admit() {
-  int rows = 0;  // batch entries (ensemble members count one each)
-  for (const auto& s : running_) rows += int(s->members.size());
-  int64_t tokens = rows;  // one decode token each
-  bool admittedAny = false;
-  while (!waiting_.empty()) {
-    Sequence& s = *waiting_.front();
-    const int members = int(s.members.size());
-    // NOTE(why): all members of an ensemble are admitted together or not at all (validate()
-    // keeps an ensemble within maxNumSeqs, so it always fits once the batch drains).
-    if (rows + members > options_.maxNumSeqs) break;
-    const int64_t need = int64_t(s.req.prompt.size()) * members;
-    // NOTE(why): a step's prompt tokens are bounded so one huge batch cannot stall decodes for
-    // long; a single prompt larger than the budget still runs (alone with the decodes).
-    if (admittedAny && tokens + need > options_.maxBatchTokens) break;
-    const ModelConfig& c = model_->config();
-    for (Member& m : s.members) m.kv = std::make_unique<SequenceKv>(c.numHiddenLayers, c.kvDim(), c.maxPositionEmbeddings);
-    s.sampler = std::make_unique<Sampler>(s.req.sampling, c.vocabSize);
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
-    rows += members;
-    tokens += need;
-    admittedAny = true;
-  }
-}
-
 void Engine::step(std::vector<SequenceEvent>* events) {
   const ModelConfig& c = model_->config();
+  std::vector<PlanItem> plan;
+  schedule(&plan, events);
+  if (plan.empty()) return;
   std::vector<BatchEntry> batch;
-  batch.reserve(running_.size());
-  for (auto& s : running_) {
-    for (Member& m : s->members) {
+  std::vector<std::vector<int>> rowOf(plan.size());  // [plan][members] logits row, -1 when not in the batch
+  for (size_t p = 0; p < plan.size(); p++) {
+    Sequence& s = *plan[p].seq;
+    rowOf[p].assign(s.members.size(), -1);
+    for (size_t m = 0; m < s.members.size(); m++) {
+      if (plan[p].chunk[m] == 0) continue;
+      SequenceKv* kv = s.members[m].kv.get();
       BatchEntry e;
-      e.kv = m.kv.get();
-      e.loras = &m.loras;
-      e.startPos = m.kv->length();
-      if (!s->prefilled) {
-        e.tokens = s->req.prompt.data();
-        e.numTokens = int(s->req.prompt.size());
-      } else {
-        e.tokens = &s->generated.back();
-        e.numTokens = 1;
-      }
+      e.kv = kv;
+      e.loras = &s.members[m].loras;
+      e.startPos = kv->length();
+      e.tokens = s.tokens.data() + kv->length();
+      e.numTokens = plan[p].chunk[m];
+      rowOf[p][m] = int(batch.size());
       batch.push_back(e);
     }
   }
@@ -262,19 +264,24 @@ void Engine::step(std::vector<SequenceEvent>* events) {
     return;
   }
   steps_++;
+  if (kv_->allocator().prefixCaching()) {
+    for (const PlanItem& item : plan) {
+      for (Member& m : item.seq->members) registerFullBlocks(*item.seq, m);
+    }
+  }
   const int V = c.vocabSize;
-  std::vector<std::unique_ptr<Sequence>> still;
+  std::set<const Sequence*> finished;
   std::vector<const float*> rows;  // [members] last-position logits [vocab] of one sequence
-  size_t nextRow = 0;
-  for (size_t i = 0; i < running_.size(); i++) {
-    Sequence& s = *running_[i];
+  for (size_t p = 0; p < plan.size(); p++) {
+    if (!plan[p].sample) continue;
+    Sequence& s = *plan[p].seq;
     rows.clear();
-    for (size_t m = 0; m < s.members.size(); m++) rows.push_back(logits_.data() + (nextRow++) * size_t(V));
+    for (size_t m = 0; m < s.members.size(); m++) rows.push_back(logits_.data() + size_t(rowOf[p][m]) * size_t(V));
     const bool mixed = s.members.size() > 1;
     const int token = mixed ? s.sampler->sampleMixture(rows, s.weights) : s.sampler->sample(rows[0]);
     s.sampler->observe(token);
     s.generated.push_back(token);
-    s.prefilled = true;
+    s.tokens.push_back(token);
     SequenceEvent ev;
     ev.seqId = s.id;
     ev.token = token;
@@ -286,7 +293,7 @@ void Engine::step(std::vector<SequenceEvent>* events) {
                          : computeLogprobs(rows[0], V, token, s.req.logprobs, top);
     }
     const char* reason = nullptr;
-    const int total = int(s.req.prompt.size() + s.generated.size());
+    const int total = int(s.tokens.size());
     if (std::find(s.req.stopTokenIds.begin(), s.req.stopTokenIds.end(), token) != s.req.stopTokenIds.end()) reason = "stop";
     else if (int(s.generated.size()) >= s.req.maxTokens) reason = "length";
     else if (total >= c.maxPositionEmbeddings) reason = "length";
@@ -295,19 +302,26 @@ void Engine::step(std::vector<SequenceEvent>* events) {
       ev.finishReason = fin.finishReason;
       ev.promptTokens = fin.promptTokens;
       ev.completionTokens = fin.completionTokens;
-    } else {
-      still.push_back(std::move(running_[i]));
+      finished.insert(&s);
     }
     events->push_back(std::move(ev));
   }
-  running_ = std::move(still);
+  if (!finished.empty()) {
+    running_.erase(std::remove_if(running_.begin(), running_.end(), [&](const std::unique_ptr<Sequence>& s) { return finished.count(s.get()) > 0; }),
+                   running_.end());
+  }
 }
 
 void Engine::runForward(ForwardJob& job) {
   ForwardOutput out;
   try {
     const ModelConfig& c = model_->config();
-    SequenceKv kv(c.numHiddenLayers, c.kvDim(), c.maxPositionEmbeddings);
+    // NOTE(why): a private pool sized for this prompt, so a one-shot forward never competes
+    // with (or preempts) the running sequences for blocks.
+    const int bs = options_.blockSize;
+    KvCache cache(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, int((job.prompt.size() + bs - 1) / bs), bs, false);
+    SequenceKv kv(&cache, c.maxPositionEmbeddings);
+    if (!kv.grow(int(job.prompt.size()))) throw std::logic_error("private KV pool too small");
     BatchEntry e;
     e.tokens = job.prompt.data();
     e.numTokens = int(job.prompt.size());
@@ -390,10 +404,7 @@ void Engine::threadMain() {
     std::vector<SequenceEvent> events;
     try {
       processCommands(forwards, cancels, stopping, &events);
-      if (!stopping) {
-        admit();
-        if (!running_.empty()) step(&events);
-      }
+      if (!stopping && (!running_.empty() || !waiting_.empty())) step(&events);
     } catch (const std::exception& ex) {
       // NOTE(why): an escaping exception would std::terminate the whole process; fail the
       // affected sequences instead and keep the loop alive.
@@ -402,6 +413,7 @@ void Engine::threadMain() {
       failAll("engine step failed: unknown error", &forwards, &events);
     }
     runningCount_ = int(running_.size());
+    publishStats();
     {
       std::lock_guard<std::mutex> lock(mu_);
       waitingCount_ = int(waiting_.size() + inbox_.size());

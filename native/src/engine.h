@@ -1,4 +1,6 @@
-// The engine: a native thread running the continuous-batching step loop over one Model.
+// The engine: a native thread running the continuous-batching step loop over one Model, with a
+// paged KV cache, prefix caching, chunked prefill and preemption by recompute (vLLM V1's
+// scheduler and KV cache manager; S-LoRA's many-adapter batching).
 //
 // Threading: the public methods are called from the JS thread and only touch the command queue
 // (under mu_) and the thread-safe AdapterSlots. Everything else (the running/waiting lists, KV
@@ -15,9 +17,11 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "../cpu/thread_pool.h"
+#include "kv_cache.h"
 #include "lora.h"
 #include "model.h"
 #include "sampler.h"
@@ -29,8 +33,13 @@ struct EngineOptions {
   int threads = 1;        // compute threads (including the engine thread)
   int maxLoras = 16;      // adapter slots
   int maxLoraRank = 64;   // largest rank a slot may hold
-  int maxNumSeqs = 64;    // sequences decoded per step
-  int maxBatchTokens = 4096;  // prompt tokens admitted per step (a longer prompt runs alone)
+  int maxNumSeqs = 64;    // batch entries (ensemble members count one each) running at once
+  int maxNumBatchedTokens = 512;  // tokens computed per step: decodes first, then prefill chunks (>= maxNumSeqs)
+  int blockSize = 16;             // tokens per KV block
+  int64_t kvCacheBytes = 0;       // KV pool budget; 0 = auto (see Engine::Engine); resolved there
+  int numKvBlocks = 0;            // KV pool size in blocks; 0 = from kvCacheBytes; resolved there
+  bool enablePrefixCaching = true;  // share full KV blocks between sequences with the same adapters and prefix
+  Quantization quantization = Quantization::None;  // base linear-layer storage (quant.h); applied by Model::load
 };
 
 /** One ensemble member (EnsembleMember of native/types.ts). */
@@ -79,6 +88,11 @@ struct EngineStats {
   int waiting = 0;
   int slotsUsed = 0;
   int64_t steps = 0;
+  int kvBlocksTotal = 0;       // blocks in the pool
+  int kvBlocksFree = 0;        // blocks with no reference and no cached prefix
+  int kvBlocksCached = 0;      // blocks with no reference holding a cached prefix (evictable)
+  int64_t prefixHitTokens = 0; // prompt/recompute tokens served from the prefix cache
+  int64_t preemptions = 0;     // times a running sequence was preempted (blocks freed, recomputed later)
 };
 
 class Engine {
@@ -86,7 +100,12 @@ class Engine {
   /** Receives each step's events on the engine thread (the N-API layer forwards them to JS). */
   using EventSink = std::function<void(std::vector<SequenceEvent>&&)>;
 
-  /** Starts the engine thread. */
+  /**
+   * Sizes the KV pool and starts the engine thread. Pool size: options.numKvBlocks when > 0,
+   * else options.kvCacheBytes / bytesPerBlock when > 0, else enough for maxNumSeqs sequences
+   * of max_position_embeddings tokens, capped at 256 MiB but never below one full-length
+   * sequence. @throws std::runtime_error for inconsistent options (named).
+   */
   Engine(std::shared_ptr<const Model> model, const EngineOptions& options, EventSink sink);
   /** Stops the thread if still running (pending sequences finish "cancelled"). */
   ~Engine();
@@ -126,6 +145,7 @@ class Engine {
   struct Member;
   struct Sequence;
   struct ForwardJob;
+  struct PlanItem;
 
   void threadMain();
   void validate(const SequenceRequest& req) const;
@@ -137,8 +157,24 @@ class Engine {
   /** Pin every member's adapter set; releases what it pinned before throwing (naming ensemble[i]). */
   std::vector<Member> acquireMembers(const SequenceRequest& req);
   void releaseMembers(std::vector<Member>& members);
-  void admit();
+  /**
+   * Decide this step's work (scheduler.cc): running decodes first, then running prefill chunks,
+   * then waiting sequences first come first served, within maxNumBatchedTokens and maxNumSeqs;
+   * grows block tables, preempting the newest running sequences when blocks run out.
+   */
+  void schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* events);
+  /** Free a running sequence's blocks and put it at the front of the waiting queue (recompute). */
+  void preempt(Sequence* seq, std::vector<PlanItem>* plan, int* budget);
+  /** Take prefix-cache hits for a member that holds no blocks; returns the tokens hit. */
+  int lookupPrefix(Sequence& seq, Member& m);
+  /** Register the member's newly filled blocks in the prefix cache. */
+  void registerFullBlocks(Sequence& seq, Member& m);
+  /** Prefix-cache chain seed of an adapter set: (slot, load generation, weight) of each adapter. */
+  uint64_t adapterKey(const std::vector<ActiveLora>& loras);
+  /** KV blocks a sequence needs at its current length (all members, no sharing assumed). */
+  int blocksNeeded(const Sequence& seq) const;
   void step(std::vector<SequenceEvent>* events);
+  void publishStats();
   void runForward(ForwardJob& job);
   SequenceEvent finish(Sequence& seq, const char* reason, const std::string& error = "");
 
@@ -158,15 +194,24 @@ class Engine {
   int64_t nextId_ = 1;
 
   // Engine thread only.
+  std::unique_ptr<KvCache> kv_;  // before the sequence lists: their block tables release into it
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
   std::unique_ptr<cpu::ThreadPool> pool_;
   Workspace ws_;
   std::vector<float> logits_;  // [rows, vocab] of the last step
+  // Adapter object -> load generation: every load (even into the same slot) is a new object,
+  // so a reloaded slot never matches KV cached for its previous adapter.
+  std::unordered_map<const LoraAdapter*, std::pair<std::weak_ptr<const LoraAdapter>, uint64_t>> adapterGen_;
+  uint64_t nextAdapterGen_ = 0;
 
   std::atomic<int> runningCount_{0};
   std::atomic<int> waitingCount_{0};
   std::atomic<int64_t> steps_{0};
+  std::atomic<int> kvFree_{0};
+  std::atomic<int> kvCached_{0};
+  std::atomic<int64_t> prefixHitTokens_{0};
+  std::atomic<int64_t> preemptions_{0};
   std::thread thread_;
 };
 

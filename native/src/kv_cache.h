@@ -1,61 +1,100 @@
-// Per-sequence KV cache: contiguous, position-major, grown by doubling.
+// Paged KV cache (vLLM's PagedAttention, Kwon et al. 2023; S-LoRA's unified paging): one pool
+// of fixed-size blocks per engine, and per-sequence block tables into it.
 //
-// NOTE(why): kept behind this small class so the paged cache (blocks + block tables) can replace
-// it later without touching the model: the forward pass only calls reserve/keyRow/valueRow/
-// keys/values/setLength.
+// KvCache owns the storage and the BlockAllocator. SequenceKv is one sequence's view: its block
+// table, how many positions are computed, and the chain hashes of its leading full blocks
+// (prefix caching). The forward pass (model.cc) only calls reserve / write / blockTable /
+// setLength and reads the pool through cpu::pagedAttention.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
+#include <memory>
 #include <vector>
+
+#include "block_allocator.h"
 
 namespace openlora {
 
-/** Keys and values of one sequence for every layer. */
-class SequenceKv {
+/** The block pool of one engine: storage for every layer's keys and values, plus its allocator. */
+class KvCache {
  public:
   /**
-   * @param numLayers decoder layers; @param kvDim numKeyValueHeads * headDim floats per position;
-   * @param maxPositions hard cap (max_position_embeddings).
+   * @param numBlocks blocks in the pool; @param blockSize tokens per block.
+   * Storage is allocated uninitialised (pages are touched only when blocks are first used).
    */
-  SequenceKv(int numLayers, int kvDim, int maxPositions)
-      : kvDim_(kvDim), maxPositions_(maxPositions), keys_(numLayers), values_(numLayers) {}
+  KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching);
 
-  /** Make room for positions [0, positions). Throws past maxPositions. Invalidates pointers. */
-  void reserve(int positions) {
-    if (positions > maxPositions_) {
-      throw std::runtime_error("sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
-                               std::to_string(maxPositions_) + ")");
-    }
-    if (positions <= capacity_) return;
-    int cap = std::max(positions, std::min(maxPositions_, std::max(64, capacity_ * 2)));
-    for (auto& k : keys_) k.resize(size_t(cap) * kvDim_);
-    for (auto& v : values_) v.resize(size_t(cap) * kvDim_);
-    capacity_ = cap;
+  /** Bytes of K and V storage one block takes over all layers (float32). */
+  static int64_t bytesPerBlock(int numLayers, int numKvHeads, int headDim, int blockSize) {
+    return int64_t(numLayers) * 2 * numKvHeads * headDim * blockSize * int64_t(sizeof(float));
   }
 
-  /** Row to write the key of `pos` into: [kvDim]. pos < capacity. */
-  float* keyRow(int layer, int pos) { return keys_[layer].data() + size_t(pos) * kvDim_; }
-  /** Row to write the value of `pos` into: [kvDim]. */
-  float* valueRow(int layer, int pos) { return values_[layer].data() + size_t(pos) * kvDim_; }
-  /** All keys of a layer: [capacity, kvDim]; positions < the caller's context are valid. */
-  const float* keys(int layer) const { return keys_[layer].data(); }
-  /** All values of a layer: [capacity, kvDim]. */
-  const float* values(int layer) const { return values_[layer].data(); }
+  int numLayers() const { return numLayers_; }
+  int numKvHeads() const { return numKvHeads_; }
+  int headDim() const { return headDim_; }
+  int blockSize() const { return alloc_.blockSize(); }
+  BlockAllocator& allocator() { return alloc_; }
+  const BlockAllocator& allocator() const { return alloc_; }
+
+  /** Keys of one layer: [num_blocks, num_kv_heads, block_size, head_dim]. */
+  float* keys(int layer) { return data_.get() + (int64_t(layer) * 2) * layerStride_; }
+  /** Values of one layer: [num_blocks, num_kv_heads, block_size, head_dim]. */
+  float* values(int layer) { return data_.get() + (int64_t(layer) * 2 + 1) * layerStride_; }
+
+ private:
+  int numLayers_, numKvHeads_, headDim_;
+  int64_t layerStride_;              // floats of one layer's K (or V): num_blocks * kvHeads * blockSize * headDim
+  std::unique_ptr<float[]> data_;    // [num_layers, 2 (K, V), num_blocks, num_kv_heads, block_size, head_dim]
+  BlockAllocator alloc_;
+};
+
+/**
+ * One sequence's keys and values for every layer: a block table into a KvCache.
+ * Releases its blocks when destroyed (or on releaseAll, used by preemption).
+ */
+class SequenceKv {
+ public:
+  /** @param maxPositions hard cap (max_position_embeddings). */
+  SequenceKv(KvCache* cache, int maxPositions) : cache_(cache), maxPositions_(maxPositions) {}
+  ~SequenceKv() { releaseAll(); }
+  SequenceKv(const SequenceKv&) = delete;
+  SequenceKv& operator=(const SequenceKv&) = delete;
+
+  KvCache& cache() { return *cache_; }
+  int blockSize() const { return cache_->blockSize(); }
+
+  /**
+   * Grow the block table to cover positions [0, positions), allocating blocks. Returns false
+   * when the pool ran out (blocks already taken are kept). Throws past maxPositions.
+   */
+  bool grow(int positions);
+  /** Check the block table covers [0, positions) (the engine grows it before each step). */
+  void reserve(int positions) const;
+  /** Append a block already holding a reference (a prefix-cache hit). */
+  void appendBlock(int block) { table_.push_back(block); }
+  /** Give every block back to the allocator and forget everything (length 0). */
+  void releaseAll();
+
+  /** Store the key and value of position `pos` of one layer. @param k, v [num_kv_heads * head_dim]. */
+  void write(int layer, int pos, const float* k, const float* v);
+
+  /** Block table: [numBlocks()] block ids; position p lives in block table[p / blockSize]. */
+  const int32_t* blockTable() const { return table_.data(); }
+  int numBlocks() const { return int(table_.size()); }
 
   /** Positions already computed (the next token goes at this position). */
   int length() const { return length_; }
   void setLength(int n) { length_ = n; }
 
+  /** Chain hashes of the leading full blocks already hashed (registered or looked up): [n]. */
+  std::vector<uint64_t>& blockHashes() { return hashes_; }
+
  private:
-  int kvDim_;
+  KvCache* cache_;
   int maxPositions_;
-  int capacity_ = 0;
   int length_ = 0;
-  std::vector<std::vector<float>> keys_;    // per layer: [capacity, kvDim]
-  std::vector<std::vector<float>> values_;  // per layer: [capacity, kvDim]
+  std::vector<int32_t> table_;    // [ceil(capacity / blockSize)] block ids
+  std::vector<uint64_t> hashes_;  // [full blocks hashed so far]
 };
 
 }  // namespace openlora

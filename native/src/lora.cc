@@ -114,7 +114,8 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
     pair->rank = int(aRank);
     pair->scaling = spec.scaling;
     pair->a = readMatrix(*a, spec.fanInFanOut);
-    pair->b = readMatrix(*b, spec.fanInFanOut);
+    // B is kept transposed, [r, out]: a fan_in_fan_out tensor is already in that layout.
+    pair->bT = readMatrix(*b, !spec.fanInFanOut);
     slot = std::move(pair);
   }
   return adapter;

@@ -25,9 +25,9 @@ int loraModuleOut(const ModelConfig& c, LoraModule m);
 /** One adapted linear layer, float32. */
 struct LoraPair {
   int rank = 0;
-  float scaling = 1.0f;  // lora_alpha / r, or / sqrt(r) for rsLoRA
-  std::vector<float> a;  // [rank, in]  (lora_A)
-  std::vector<float> b;  // [out, rank] (lora_B)
+  float scaling = 1.0f;   // lora_alpha / r, or / sqrt(r) for rsLoRA
+  std::vector<float> a;   // [rank, in]  (lora_A)
+  std::vector<float> bT;  // [rank, out] (lora_B transposed: the expand of cpu::sgmv reads rows of it)
 };
 
 /** A loaded adapter: the pairs it targets; nullptr where it leaves the base layer alone. */

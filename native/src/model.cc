@@ -8,6 +8,7 @@
 
 #include "../cpu/gemm.h"
 #include "../cpu/ops.h"
+#include "../cpu/paged_attention.h"
 #include "safetensors.h"
 
 namespace openlora {
@@ -43,7 +44,7 @@ std::vector<float> loadBias(const TensorStore& store, const std::string& name, b
 
 }  // namespace
 
-std::shared_ptr<Model> Model::load(const std::string& dir) {
+std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
   auto model = std::make_shared<Model>();
   const std::string cfgPath = dir + "/config.json";
   model->config_ = parseModelConfig(readFile(cfgPath), cfgPath);
@@ -51,6 +52,7 @@ std::shared_ptr<Model> Model::load(const std::string& dir) {
   auto store = TensorStore::openDir(dir);
   model->dtype_ = store->dominantDType();
   model->invFreq_ = c.ropeInvFreq();
+  model->quant_ = quant;
 
   const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, Q = c.qDim(), KV = c.kvDim();
   const std::string hs = "hidden_size " + std::to_string(H);
@@ -63,18 +65,18 @@ std::shared_ptr<Model> Model::load(const std::string& dir) {
     LayerWeights& w = model->layers_[size_t(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
     w.inputNorm = loadWeight(*store, p + "input_layernorm.weight", {H}, hs);
-    w.wq = loadWeight(*store, p + "self_attn.q_proj.weight", {Q, H}, qs + ", " + hs);
-    w.wk = loadWeight(*store, p + "self_attn.k_proj.weight", {KV, H}, kvs + ", " + hs);
-    w.wv = loadWeight(*store, p + "self_attn.v_proj.weight", {KV, H}, kvs + ", " + hs);
-    w.wo = loadWeight(*store, p + "self_attn.o_proj.weight", {H, Q}, hs + ", " + qs);
+    w.wq = makeLinear(loadWeight(*store, p + "self_attn.q_proj.weight", {Q, H}, qs + ", " + hs), Q, H, quant);
+    w.wk = makeLinear(loadWeight(*store, p + "self_attn.k_proj.weight", {KV, H}, kvs + ", " + hs), KV, H, quant);
+    w.wv = makeLinear(loadWeight(*store, p + "self_attn.v_proj.weight", {KV, H}, kvs + ", " + hs), KV, H, quant);
+    w.wo = makeLinear(loadWeight(*store, p + "self_attn.o_proj.weight", {H, Q}, hs + ", " + qs), H, Q, quant);
     w.bq = loadBias(*store, p + "self_attn.q_proj.bias", c.qkvBias, Q, qs);
     w.bk = loadBias(*store, p + "self_attn.k_proj.bias", c.qkvBias, KV, kvs);
     w.bv = loadBias(*store, p + "self_attn.v_proj.bias", c.qkvBias, KV, kvs);
     w.bo = loadBias(*store, p + "self_attn.o_proj.bias", c.oBias, H, hs);
     w.postNorm = loadWeight(*store, p + "post_attention_layernorm.weight", {H}, hs);
-    w.wGate = loadWeight(*store, p + "mlp.gate_proj.weight", {I, H}, is + ", " + hs);
-    w.wUp = loadWeight(*store, p + "mlp.up_proj.weight", {I, H}, is + ", " + hs);
-    w.wDown = loadWeight(*store, p + "mlp.down_proj.weight", {H, I}, hs + ", " + is);
+    w.wGate = makeLinear(loadWeight(*store, p + "mlp.gate_proj.weight", {I, H}, is + ", " + hs), I, H, quant);
+    w.wUp = makeLinear(loadWeight(*store, p + "mlp.up_proj.weight", {I, H}, is + ", " + hs), I, H, quant);
+    w.wDown = makeLinear(loadWeight(*store, p + "mlp.down_proj.weight", {H, I}, hs + ", " + is), H, I, quant);
     w.bGate = loadBias(*store, p + "mlp.gate_proj.bias", c.mlpBias, I, is);
     w.bUp = loadBias(*store, p + "mlp.up_proj.bias", c.mlpBias, I, is);
     w.bDown = loadBias(*store, p + "mlp.down_proj.bias", c.mlpBias, H, hs);
@@ -90,22 +92,23 @@ std::shared_ptr<Model> Model::load(const std::string& dir) {
 void Model::applyLora(const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in, float* out,
                       cpu::ThreadPool& pool, Workspace& ws) const {
   const int64_t inDim = loraModuleIn(config_, m), outDim = loraModuleOut(config_, m);
+  cpu::LoraBatch& lb = ws.loraBatch;
+  lb.clear();
   int64_t row = 0;
   for (const BatchEntry& e : batch) {
-    const int64_t n = e.numTokens;
     if (e.loras) {
       for (const ActiveLora& al : *e.loras) {
         const LoraPair* p = al.adapter->get(layer, m);
         if (!p) continue;  // this adapter does not target this module
-        ws.loraTmp.resize(size_t(n) * p->rank);
-        // shrink: tmp [n, r] = x [n, in] A^T;  expand: y [n, out] += (w s) tmp B^T  (PEFT: B(A(x)) * scaling)
-        cpu::gemmNT(pool, in + row * inDim, inDim, p->a.data(), ws.loraTmp.data(), p->rank, n, p->rank, inDim);
-        cpu::gemmNT(pool, ws.loraTmp.data(), p->rank, p->b.data(), out + row * outDim, outDim, n, outDim, p->rank,
-                    al.weight * p->scaling, /*accumulate=*/true);
+        // PEFT: y += B(A(x)) * scaling, times the adapter's weight in the set (cat semantics).
+        lb.add(p->a.data(), p->bT.data(), p->rank, row, row + e.numTokens, al.weight * p->scaling);
       }
     }
-    row += n;
+    row += e.numTokens;
   }
+  if (lb.empty()) return;  // a batch without adapters costs nothing here
+  lb.finalize();
+  cpu::sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);
 }
 
 void Model::forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool, Workspace& ws, std::vector<float>* logits) const {
@@ -138,15 +141,15 @@ void Model::forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool,
       }
     }
   }
-  std::vector<cpu::AttentionRow> rows(static_cast<size_t>(T));  // [T] per-row cache view
+  std::vector<cpu::PagedAttentionRow> rows(static_cast<size_t>(T));  // [T] per-row block-table view
 
   for (int l = 0; l < c.numHiddenLayers; l++) {
     const LayerWeights& w = layers_[size_t(l)];
     // --- self-attention block: h = h + o_proj(attn(input_layernorm(h)))
     cpu::rmsNorm(ws.x.data(), w.inputNorm.data(), float(c.rmsNormEps), ws.xn.data(), T, H);
-    cpu::gemmNT(pool, ws.xn.data(), H, w.wq.data(), ws.q.data(), Q, T, Q, H);
-    cpu::gemmNT(pool, ws.xn.data(), H, w.wk.data(), ws.k.data(), KV, T, KV, H);
-    cpu::gemmNT(pool, ws.xn.data(), H, w.wv.data(), ws.v.data(), KV, T, KV, H);
+    linear(pool, ws.xn.data(), H, w.wq, ws.q.data(), Q, T);
+    linear(pool, ws.xn.data(), H, w.wk, ws.k.data(), KV, T);
+    linear(pool, ws.xn.data(), H, w.wv, ws.v.data(), KV, T);
     if (!w.bq.empty()) {
       cpu::addBias(ws.q.data(), Q, w.bq.data(), T, Q);
       cpu::addBias(ws.k.data(), KV, w.bk.data(), T, KV);
@@ -157,28 +160,29 @@ void Model::forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool,
     applyLora(batch, l, LoraModule::V, ws.xn.data(), ws.v.data(), pool, ws);
     cpu::applyRope(ws.q.data(), Q, ws.pos.data(), invFreq_.data(), T, c.numAttentionHeads, c.headDim);
     cpu::applyRope(ws.k.data(), KV, ws.pos.data(), invFreq_.data(), T, c.numKeyValueHeads, c.headDim);
-    // Append this step's keys/values, then point every row at its own sequence's cache.
+    // Append this step's keys/values into each sequence's blocks, then point every row at its
+    // own block table (paged attention, prefill and decode alike).
     {
       int64_t row = 0;
       for (const BatchEntry& e : batch) {
+        KvCache& cache = e.kv->cache();
         for (int i = 0; i < e.numTokens; i++, row++) {
           const int p = e.startPos + i;
-          std::copy_n(ws.k.data() + row * KV, KV, e.kv->keyRow(l, p));
-          std::copy_n(ws.v.data() + row * KV, KV, e.kv->valueRow(l, p));
-          rows[size_t(row)] = cpu::AttentionRow{e.kv->keys(l), e.kv->values(l), p + 1};
+          e.kv->write(l, p, ws.k.data() + row * KV, ws.v.data() + row * KV);
+          rows[size_t(row)] = cpu::PagedAttentionRow{cache.keys(l), cache.values(l), e.kv->blockTable(), cache.blockSize(), p + 1};
         }
       }
     }
-    cpu::attention(pool, ws.q.data(), Q, rows.data(), ws.attn.data(), Q, T, c.numAttentionHeads, c.numKeyValueHeads, c.headDim);
-    cpu::gemmNT(pool, ws.attn.data(), Q, w.wo.data(), ws.proj.data(), H, T, H, Q);
+    cpu::pagedAttention(pool, ws.q.data(), Q, rows.data(), ws.attn.data(), Q, T, c.numAttentionHeads, c.numKeyValueHeads, c.headDim);
+    linear(pool, ws.attn.data(), Q, w.wo, ws.proj.data(), H, T);
     if (!w.bo.empty()) cpu::addBias(ws.proj.data(), H, w.bo.data(), T, H);
     applyLora(batch, l, LoraModule::O, ws.attn.data(), ws.proj.data(), pool, ws);
     for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
 
     // --- MLP block: h = h + down_proj(silu(gate_proj(x)) * up_proj(x)), x = post_attention_layernorm(h)
     cpu::rmsNorm(ws.x.data(), w.postNorm.data(), float(c.rmsNormEps), ws.xn.data(), T, H);
-    cpu::gemmNT(pool, ws.xn.data(), H, w.wGate.data(), ws.gate.data(), I, T, I, H);
-    cpu::gemmNT(pool, ws.xn.data(), H, w.wUp.data(), ws.up.data(), I, T, I, H);
+    linear(pool, ws.xn.data(), H, w.wGate, ws.gate.data(), I, T);
+    linear(pool, ws.xn.data(), H, w.wUp, ws.up.data(), I, T);
     if (!w.bGate.empty()) {
       cpu::addBias(ws.gate.data(), I, w.bGate.data(), T, I);
       cpu::addBias(ws.up.data(), I, w.bUp.data(), T, I);
@@ -186,7 +190,7 @@ void Model::forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool,
     applyLora(batch, l, LoraModule::Gate, ws.xn.data(), ws.gate.data(), pool, ws);
     applyLora(batch, l, LoraModule::Up, ws.xn.data(), ws.up.data(), pool, ws);
     cpu::siluMul(ws.gate.data(), ws.up.data(), T * I);
-    cpu::gemmNT(pool, ws.gate.data(), I, w.wDown.data(), ws.proj.data(), H, T, H, I);
+    linear(pool, ws.gate.data(), I, w.wDown, ws.proj.data(), H, T);
     if (!w.bDown.empty()) cpu::addBias(ws.proj.data(), H, w.bDown.data(), T, H);
     applyLora(batch, l, LoraModule::Down, ws.gate.data(), ws.proj.data(), pool, ws);
     for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];

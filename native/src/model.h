@@ -7,30 +7,35 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/sgmv.h"
 #include "../cpu/thread_pool.h"
 #include "config.h"
 #include "kv_cache.h"
 #include "lora.h"
+#include "quant.h"
 
 namespace openlora {
 
-/** Weights of one decoder layer, float32. Bias vectors are empty when the config has none. */
+/**
+ * Weights of one decoder layer. The seven linear layers are float32 or int8 (Linear, quant.h);
+ * norms and biases stay float32. Bias vectors are empty when the config has none.
+ */
 struct LayerWeights {
   std::vector<float> inputNorm;  // [hidden]
-  std::vector<float> wq;         // [qDim, hidden]
+  Linear wq;                     // [qDim, hidden]
   std::vector<float> bq;         // [qDim] or empty
-  std::vector<float> wk;         // [kvDim, hidden]
+  Linear wk;                     // [kvDim, hidden]
   std::vector<float> bk;         // [kvDim] or empty
-  std::vector<float> wv;         // [kvDim, hidden]
+  Linear wv;                     // [kvDim, hidden]
   std::vector<float> bv;         // [kvDim] or empty
-  std::vector<float> wo;         // [hidden, qDim]
+  Linear wo;                     // [hidden, qDim]
   std::vector<float> bo;         // [hidden] or empty
   std::vector<float> postNorm;   // [hidden]
-  std::vector<float> wGate;      // [intermediate, hidden]
+  Linear wGate;                  // [intermediate, hidden]
   std::vector<float> bGate;      // [intermediate] or empty
-  std::vector<float> wUp;        // [intermediate, hidden]
+  Linear wUp;                    // [intermediate, hidden]
   std::vector<float> bUp;        // [intermediate] or empty
-  std::vector<float> wDown;      // [hidden, intermediate]
+  Linear wDown;                  // [hidden, intermediate]
   std::vector<float> bDown;      // [hidden] or empty
 };
 
@@ -39,7 +44,7 @@ struct BatchEntry {
   const int32_t* tokens = nullptr;  // [numTokens] ids to process (prefill: the prompt; decode: 1)
   int numTokens = 0;
   int startPos = 0;                 // position of tokens[0] (== kv->length())
-  SequenceKv* kv = nullptr;         // appended to by the step
+  SequenceKv* kv = nullptr;         // block table; covers startPos + numTokens (grown by the scheduler)
   const std::vector<ActiveLora>* loras = nullptr;  // adapter set; empty = base model
   bool allLogits = false;           // logits for every row (forward()) or only the last one
 };
@@ -55,7 +60,8 @@ struct Workspace {
   std::vector<float> proj;    // [T, hidden] o_proj / down_proj output
   std::vector<float> gate;    // [T, intermediate]
   std::vector<float> up;      // [T, intermediate]
-  std::vector<float> loraTmp; // [T, maxRank] LoRA shrink output
+  std::vector<float> loraTmp; // [terms, maxRank] LoRA shrink output (cpu::sgmv)
+  cpu::LoraBatch loraBatch;   // one module's grouped LoRA terms of this step
   std::vector<int32_t> pos;   // [T] absolute positions
   std::vector<float> sel;     // [R, hidden] rows that need logits
 };
@@ -66,9 +72,14 @@ class Model {
   /**
    * Load config.json and the safetensors weights of a Hugging Face model folder, converting
    * every weight to float32 and checking its shape against the config.
+   * @param quant Int8: the seven linear layers of every decoder layer are stored int8 with
+   *   per-output-channel scales (quant.h); embeddings, norms, biases and lm_head stay float32.
    * @throws std::runtime_error naming the file and field/tensor.
    */
-  static std::shared_ptr<Model> load(const std::string& dir);
+  static std::shared_ptr<Model> load(const std::string& dir, Quantization quant = Quantization::None);
+
+  /** Storage of the decoder's linear layers. */
+  Quantization quantization() const { return quant_; }
 
   const ModelConfig& config() const { return config_; }
   /** Storage dtype of most weights on disk ("BF16", ...). */
@@ -83,12 +94,16 @@ class Model {
   void forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool, Workspace& ws, std::vector<float>* logits) const;
 
  private:
-  /** out[rows of each entry] += sum_i w_i s_i B_i (A_i in): grouped by sequence (SGMV). */
+  /**
+   * out[rows of each entry] += sum_i w_i s_i B_i (A_i in) for the whole batch in one call:
+   * terms grouped by adapter pair, prefill rows as segments, decode rows gathered (cpu::sgmv).
+   */
   void applyLora(const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in, float* out,
                  cpu::ThreadPool& pool, Workspace& ws) const;
 
   ModelConfig config_;
   std::string dtype_;
+  Quantization quant_ = Quantization::None;
   std::vector<float> invFreq_;     // [headDim / 2] RoPE inverse frequencies
   std::vector<float> embed_;       // [vocab, hidden]
   std::vector<LayerWeights> layers_;

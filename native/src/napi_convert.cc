@@ -1,6 +1,7 @@
 // See napi_convert.h.
 #include "napi_convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <thread>
@@ -73,6 +74,27 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
   if (o.maxLoras < 0 || o.maxLoras > 65536) throw std::runtime_error("EngineOptions.maxLoras must be in [0, 65536], got " + std::to_string(o.maxLoras));
   if (o.maxLoraRank < 1 || o.maxLoraRank > 4096) throw std::runtime_error("EngineOptions.maxLoraRank must be in [1, 4096], got " + std::to_string(o.maxLoraRank));
   if (o.maxNumSeqs < 1 || o.maxNumSeqs > 65536) throw std::runtime_error("EngineOptions.maxNumSeqs must be in [1, 65536], got " + std::to_string(o.maxNumSeqs));
+  // Paged KV cache and scheduler (engine.h EngineOptions; resolved against the model in Engine::Engine).
+  const int budgetDefault = std::max(o.maxNumBatchedTokens, o.maxNumSeqs);
+  o.maxNumBatchedTokens = integer(obj, "maxNumBatchedTokens", "EngineOptions", &budgetDefault);
+  o.blockSize = integer(obj, "blockSize", "EngineOptions", &o.blockSize);
+  o.numKvBlocks = integer(obj, "numKvBlocks", "EngineOptions", &o.numKvBlocks);
+  const double noBytes = 0;
+  const double bytes = number(obj, "kvCacheBytes", "EngineOptions", &noBytes);
+  Napi::Value qz = obj.Get("quantization");
+  if (!qz.IsUndefined() && !qz.IsString()) bad("EngineOptions.quantization", "\"none\" or \"int8\"", qz);
+  if (qz.IsString()) o.quantization = parseQuantization(qz.As<Napi::String>().Utf8Value());
+  Napi::Value pc = obj.Get("enablePrefixCaching");
+  if (!pc.IsUndefined() && !pc.IsBoolean()) bad("EngineOptions.enablePrefixCaching", "a boolean", pc);
+  if (pc.IsBoolean()) o.enablePrefixCaching = pc.As<Napi::Boolean>().Value();
+  if (o.blockSize < 1 || o.blockSize > 1024) throw std::runtime_error("EngineOptions.blockSize must be in [1, 1024], got " + std::to_string(o.blockSize));
+  if (o.numKvBlocks < 0) throw std::runtime_error("EngineOptions.numKvBlocks must be >= 1 (or 0 / absent: from kvCacheBytes), got " + std::to_string(o.numKvBlocks));
+  if (bytes < 0 || bytes > 9.0e15 || std::floor(bytes) != bytes) throw std::runtime_error("EngineOptions.kvCacheBytes must be an integer number of bytes >= 0 (0: automatic), got " + std::to_string(bytes));
+  o.kvCacheBytes = int64_t(bytes);
+  if (o.maxNumBatchedTokens < o.maxNumSeqs) {
+    throw std::runtime_error("EngineOptions.maxNumBatchedTokens (" + std::to_string(o.maxNumBatchedTokens) + ") must be >= maxNumSeqs (" +
+                             std::to_string(o.maxNumSeqs) + ") so every running sequence can decode in each step");
+  }
   return o;
 }
 

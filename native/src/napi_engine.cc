@@ -180,6 +180,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("backend", backend_);
     o.Set("backendReason", backendReason_);
     o.Set("maxLoras", e.options().maxLoras);
+    o.Set("quantization", quantizationName(e.model().quantization()));
     o.Set("maxLoraRank", e.options().maxLoraRank);
     return o;
   });
@@ -330,6 +331,11 @@ Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {
     o.Set("waiting", s.waiting);
     o.Set("slotsUsed", s.slotsUsed);
     o.Set("steps", double(s.steps));
+    o.Set("kvBlocksTotal", s.kvBlocksTotal);
+    o.Set("kvBlocksFree", s.kvBlocksFree);
+    o.Set("kvBlocksCached", s.kvBlocksCached);
+    o.Set("prefixHitTokens", double(s.prefixHitTokens));
+    o.Set("preemptions", double(s.preemptions));
     return o;
   });
 }

@@ -6,11 +6,11 @@
  * `choices: []` and `usage`, and every other chunk `usage: null`.
  */
 import type { Request, Response } from 'express';
-import { startGeneration, type FinishReason, type TokenInfo } from '../generate.ts';
+import type { FinishReason, TokenInfo } from '../generate.ts';
 import { chatLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, parseRequest } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
-import { newId, samplingFromBody, supervise, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+import { newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
 
 /** Handler factory for chat completions. */
 export function chatCompletions(ctx: RouteContext) {
@@ -18,11 +18,11 @@ export function chatCompletions(ctx: RouteContext) {
     const watch = watchDisconnect(res);
     const registry = await ctx.registry();
     const body = parseRequest(ChatCompletionRequestSchema, req.body);
-    const { model, composition } = registry.resolve(body.model, body);
+    const { model, composition } = resolveFor(req, res, registry, body.model, body);
     const sampling = samplingFromBody(body);
-    const promptIds = model.tokenizer.encodeChat(body.messages);
+    const promptIds = model.tokenizer.encodeChat(body.messages, model.info.maxPositionEmbeddings);
     const topN = body.top_logprobs ?? 0;
-    const gen = await startGeneration({
+    const { gen, done } = await runGeneration(ctx, req, watch, {
       ...sampling,
       maxTokens: body.max_completion_tokens ?? sampling.maxTokens,
       model,
@@ -31,7 +31,6 @@ export function chatCompletions(ctx: RouteContext) {
       promptParam: 'messages',
       logprobs: body.logprobs ? topN : undefined,
     });
-    const done = supervise(ctx, req, watch, gen);
     const head = { id: newId('chatcmpl-'), created: unixNow(), model: body.model, system_fingerprint: model.fingerprint };
     const logprobsOf = (tokens: TokenInfo[]) => (body.logprobs ? chatLogprobs(model.tokenizer, tokens, topN) : null);
 

@@ -6,18 +6,20 @@
  * special tokens (BOS), as HF does.
  */
 import type { Request, Response } from 'express';
-import { startGeneration, type FinishReason, type TokenInfo } from '../generate.ts';
+import type { FinishReason, TokenInfo } from '../generate.ts';
 import { completionLogprobs, type CompletionLogprobs } from '../logprobs.ts';
+import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
 import { CompletionRequestSchema, parseRequest, type CompletionRequest } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
-import { newId, samplingFromBody, supervise, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+import { newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
 
-/** Prompts → token id lists and their texts (for `echo`). */
-function tokenizePrompts(tok: ModelTokenizer, prompt: CompletionRequest['prompt']): { ids: number[][]; texts: string[] } {
+/** Prompts → token id lists and their texts (for `echo`); refuses too many prompts before any work. */
+function tokenizePrompts(tok: ModelTokenizer, prompt: CompletionRequest['prompt'], context: number, n: number): { ids: number[][]; texts: string[] } {
   const list: Array<string | number[]> =
     typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
-  const ids = list.map((p) => (typeof p === 'string' ? tok.encode(p, true) : p));
+  checkSequenceCount(list.length, n);
+  const ids = list.map((p) => (typeof p === 'string' ? tok.encode(p, true, { maxTokens: context, param: 'prompt' }) : p));
   const texts = list.map((p) => (typeof p === 'string' ? p : tok.decode(p)));
   return { ids, texts };
 }
@@ -28,11 +30,11 @@ export function completions(ctx: RouteContext) {
     const watch = watchDisconnect(res);
     const registry = await ctx.registry();
     const body = parseRequest(CompletionRequestSchema, req.body);
-    const { model, composition } = registry.resolve(body.model, body);
+    const { model, composition } = resolveFor(req, res, registry, body.model, body);
     const sampling = samplingFromBody(body);
-    const prompts = tokenizePrompts(model.tokenizer, body.prompt);
+    const prompts = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxPositionEmbeddings, body.n ?? 1);
     const topN = body.logprobs ?? 0;
-    const gen = await startGeneration({
+    const { gen, done } = await runGeneration(ctx, req, watch, {
       ...sampling,
       model,
       composition,
@@ -40,7 +42,6 @@ export function completions(ctx: RouteContext) {
       promptParam: 'prompt',
       logprobs: body.logprobs ?? undefined,
     });
-    const done = supervise(ctx, req, watch, gen);
     const head = { id: newId('cmpl-'), object: 'text_completion', created: unixNow(), model: body.model, system_fingerprint: model.fingerprint };
     const n = sampling.n;
     const echo = (index: number) => (body.echo ? prompts.texts[Math.floor(index / n)]! : '');

@@ -9,7 +9,8 @@ import type { Request, Response } from 'express';
 import type { CompositionConfig } from '../../adapters/composition.ts';
 import type { AdapterInfo } from '../../adapters/types.ts';
 import type { ServedModel } from '../registry.ts';
-import type { RouteContext } from './shared.ts';
+import { accessOf, mayUseAdapter, mayUseModel } from '../auth.ts';
+import { resolveFor, type RouteContext } from './shared.ts';
 
 /** The OpenAI model object of a base model. */
 export function baseModelObject(m: ServedModel) {
@@ -30,6 +31,7 @@ export function baseModelObject(m: ServedModel) {
       backend: m.info.backend,
       max_loras: m.info.maxLoras,
       max_lora_rank: m.info.maxLoraRank,
+      adapter_stats: m.adapters.stats?.(),
     },
   };
 }
@@ -41,7 +43,7 @@ export function adapterModelObject(m: ServedModel, a: AdapterInfo) {
     object: 'model' as const,
     created: a.created,
     owned_by: 'openlora',
-    root: a.dir,
+    root: a.root ?? a.dir,
     parent: m.name,
     max_model_len: m.info.maxPositionEmbeddings,
     openlora: {
@@ -52,6 +54,8 @@ export function adapterModelObject(m: ServedModel, a: AdapterInfo) {
       alpha: a.alpha,
       use_rslora: a.useRslora,
       target_modules: a.targetModules,
+      source: a.source ?? 'local',
+      tier: a.tier ?? 'disk',
     },
   };
 }
@@ -77,16 +81,17 @@ export function compositionModelObject(m: ServedModel, id: string, c: Pick<Compo
 
 /** `GET /v1/models`. */
 export function listModels(ctx: RouteContext) {
-  return async function listModelsHandler(_req: Request, res: Response): Promise<void> {
+  return async function listModelsHandler(req: Request, res: Response): Promise<void> {
     const registry = await ctx.registry();
+    const access = accessOf(req);
     const data = registry.list().flatMap((m) => [
-      baseModelObject(m),
+      ...(mayUseModel(access, m.name) ? [baseModelObject(m)] : []),
       ...m.adapters
         .list()
-        .filter((a) => !a.synthetic)
+        .filter((a) => !a.synthetic && mayUseAdapter(access, m.name, a.name))
         .map((a) => adapterModelObject(m, a)),
       ...[...registry.compositions]
-        .filter(([, c]) => c.base === m.name)
+        .filter(([, c]) => c.base === m.name && c.adapters.every((a) => mayUseAdapter(access, m.name, a.name)))
         .map(([name, c]) => compositionModelObject(m, name, c)),
     ]);
     res.json({ object: 'list', data });
@@ -99,7 +104,7 @@ export function retrieveModel(ctx: RouteContext) {
     const registry = await ctx.registry();
     const raw = (req.params as Record<string, string | string[]>).id ?? '';
     const id = Array.isArray(raw) ? raw.join('/') : raw;
-    const { model, composition } = registry.resolve(id);
+    const { model, composition } = resolveFor(req, res, registry, id);
     if (composition === undefined) {
       res.json(baseModelObject(model));
       return;

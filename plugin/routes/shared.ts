@@ -4,10 +4,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Request, Response } from 'express';
-import { InvalidRequestError } from '../errors.ts';
+import type { Admission } from '../admission.ts';
+import { accessOf, holdStream, mayUseAdapter, mayUseModel } from '../auth.ts';
+import type { CompositionBody } from '../compose.ts';
+import { InvalidRequestError, ModelNotFoundError } from '../errors.ts';
 import type { LoggerLike } from '../engine-hub.ts';
-import type { GenerateRequest, Generation } from '../generate.ts';
-import type { ModelRegistry } from '../registry.ts';
+import { startGeneration, type GenerateRequest, type Generation } from '../generate.ts';
+import { generationTokensTotal, itlSeconds, promptTokensTotal, ttftSeconds } from '../metrics.ts';
+import type { ModelRegistry, ResolvedModel } from '../registry.ts';
+import { setMetricModel } from '../request-context.ts';
 import { stopList } from '../schemas/index.ts';
 
 /** Services the routes need from the router. */
@@ -16,7 +21,84 @@ export interface RouteContext {
   registry(): Promise<ModelRegistry>;
   /** Register an in-flight generation (aborted by `close()`); call the result when done. */
   track(gen: Generation): () => void;
+  /** The admission queue of a base model. */
+  admission(model: string): Admission;
   logger: LoggerLike;
+}
+
+/**
+ * Resolve the request's model for its key: anything the key may not use answers exactly as an
+ * unknown model would (404, no detail), so its existence is not leaked.
+ */
+export function resolveFor(req: Request, res: Response, registry: ModelRegistry, model: string, body: CompositionBody = {}): ResolvedModel {
+  const access = accessOf(req);
+  if (access.key === undefined) {
+    const r = registry.resolve(model, body);
+    setMetricModel(res, r.model.name);
+    return r;
+  }
+  let r: ResolvedModel;
+  try {
+    r = registry.resolve(model, body);
+  } catch (err) {
+    if (err instanceof ModelNotFoundError) throw new ModelNotFoundError(model);
+    throw err;
+  }
+  const base = r.model.name;
+  const members = r.composition?.members ?? [];
+  const ok = members.length === 0 ? mayUseModel(access, base) : members.every((m) => mayUseAdapter(access, base, m.name));
+  if (!ok) throw new ModelNotFoundError(model);
+  setMetricModel(res, base);
+  return r;
+}
+
+/** A started generation and the cleanup to call when the response is done. */
+export interface Started {
+  gen: Generation;
+  done: () => void;
+}
+
+/**
+ * Start a generation under the limits: the key's concurrent-request limit, the base model's
+ * admission queue (waits, or 429), then `startGeneration`; the generation is tracked, aborted
+ * when the client leaves, and its places released once its sequences have ended.
+ */
+export async function runGeneration(ctx: RouteContext, req: Request, watch: DisconnectWatch, r: GenerateRequest): Promise<Started> {
+  const name = r.model.name;
+  const releaseStream = holdStream(accessOf(req));
+  const adapters = (r.composition?.members ?? []).map((m) => `${name}:${m.name}`);
+  let ticket: { release(): void } | undefined;
+  const t0 = performance.now();
+  const last = new Map<number, number>();
+  let first = true;
+  try {
+    ticket = await ctx.admission(name).admit(r.prompts.length * r.n, adapters, watch);
+    const gen = await startGeneration({
+      ...r,
+      onToken(index) {
+        const now = performance.now();
+        if (first) {
+          first = false;
+          ttftSeconds.observe({ model: name }, (now - t0) / 1000);
+        }
+        const prev = last.get(index);
+        if (prev !== undefined) itlSeconds.observe({ model: name }, (now - prev) / 1000);
+        last.set(index, now);
+      },
+    });
+    promptTokensTotal.inc({ model: name }, gen.promptTokens);
+    const t = ticket;
+    void gen.settled.finally(() => {
+      t.release();
+      releaseStream();
+      generationTokensTotal.inc({ model: name }, gen.usage.completion_tokens);
+    });
+    return { gen, done: supervise(ctx, req, watch, gen) };
+  } catch (err) {
+    ticket?.release();
+    releaseStream();
+    throw err;
+  }
 }
 
 /** An OpenAI-style object id: prefix + 24 hex chars. */

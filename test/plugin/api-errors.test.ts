@@ -69,9 +69,9 @@ test('4xx requests get OpenAI error bodies and the server keeps serving', async 
 
 test('GET on a POST route and unknown /v1 routes are 404 JSON; other paths fall through', async () => {
   const { app } = await makeApp(() => [1023]);
-  app.get('/health', (_req, res) => void res.send('ok'));
+  app.get('/elsewhere', (_req, res) => void res.send('ok'));
   assertOpenAIError((await request(app).get(CHAT)).body, 404, await request(app).get(CHAT));
-  assert.equal((await request(app).get('/health')).text, 'ok');
+  assert.equal((await request(app).get('/elsewhere')).text, 'ok');
 });
 
 test('requests wait for models that are still loading; a failed load answers 503', async () => {

@@ -35,6 +35,7 @@ export const TINY_INFO: ModelInfo = {
   backendReason: 'fake',
   maxLoras: 4,
   maxLoraRank: 64,
+  quantization: 'none',
 };
 
 /** Tokens a sequence emits, given its params and its order of arrival (0, 1, ...). */

@@ -1,0 +1,160 @@
+/**
+ * Random LoRA adapters for the benchmark: valid PEFT folders (adapter_config.json +
+ * adapter_model.safetensors, F32, keys `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`
+ * etc.) shaped for a given base model's config.json, ranks 8–16, all seven projections.
+ *
+ * Deterministic: the same seed, count and base shapes give byte-identical files. Generated once
+ * into a cache folder (default: `<os tmpdir>/openlora-bench-adapters/<key>/`) and reused while its
+ * `.complete` marker is there. The weights are random (not trained): they change the output a
+ * little and cost exactly what a trained adapter of the same rank costs.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** Bump when the file layout or the random draw changes (cache key). */
+const GENERATOR_VERSION = 1;
+
+export const ATTN_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
+export const MLP_MODULES = ['gate_proj', 'up_proj', 'down_proj'] as const;
+
+/** Deterministic 32-bit PRNG (mulberry32) returning floats in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface BaseShapes {
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  qOut: number;
+  kvOut: number;
+}
+
+function readShapes(modelDir: string): BaseShapes {
+  const c = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
+  const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
+  return {
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    numLayers: c.num_hidden_layers,
+    qOut: c.num_attention_heads * headDim,
+    kvOut: (c.num_key_value_heads ?? c.num_attention_heads) * headDim,
+  };
+}
+
+/** [in, out] of each target projection. */
+function moduleDims(s: BaseShapes): Record<string, [number, number]> {
+  return {
+    q_proj: [s.hiddenSize, s.qOut],
+    k_proj: [s.hiddenSize, s.kvOut],
+    v_proj: [s.hiddenSize, s.kvOut],
+    o_proj: [s.qOut, s.hiddenSize],
+    gate_proj: [s.hiddenSize, s.intermediateSize],
+    up_proj: [s.hiddenSize, s.intermediateSize],
+    down_proj: [s.intermediateSize, s.hiddenSize],
+  };
+}
+
+/** Serialise F32 tensors as safetensors (header padded to 8 bytes, tensors in name order). */
+function safetensors(tensors: Array<{ name: string; shape: number[]; data: Float32Array }>): Buffer {
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
+  let off = 0;
+  for (const t of tensors) {
+    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
+    off += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const hlen = Buffer.byteLength(json);
+  const out = Buffer.alloc(8 + hlen + off);
+  out.writeBigUInt64LE(BigInt(hlen), 0);
+  out.write(json, 8, 'utf8');
+  let p = 8 + hlen;
+  for (const t of tensors) {
+    Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).copy(out, p);
+    p += t.data.byteLength;
+  }
+  return out;
+}
+
+/** Name of the i-th generated adapter (sorts in index order). */
+export const benchAdapterName = (i: number) => `bench-${String(i).padStart(3, '0')}`;
+
+export interface GeneratedAdapters {
+  /** Folder holding one sub-folder per adapter (give it to the server as an adapterDir). */
+  dir: string;
+  names: string[];
+  ranks: number[];
+  /** True when the folder was reused from an earlier run. */
+  cached: boolean;
+  seconds: number;
+}
+
+/**
+ * Make (or reuse) `count` random adapters for the model in `modelDir`.
+ * @param opts.seed PRNG seed (default 1234); @param opts.dir cache root (default os tmpdir).
+ */
+export function generateAdapters(modelDir: string, count: number, opts: { seed?: number; dir?: string } = {}): GeneratedAdapters {
+  const t0 = performance.now();
+  const seed = opts.seed ?? 1234;
+  const shapes = readShapes(modelDir);
+  const key = `v${GENERATOR_VERSION}-seed${seed}-n${count}-h${shapes.hiddenSize}-i${shapes.intermediateSize}-l${shapes.numLayers}-q${shapes.qOut}-kv${shapes.kvOut}`;
+  const dir = path.join(opts.dir ?? path.join(os.tmpdir(), 'openlora-bench-adapters'), key);
+  const names = Array.from({ length: count }, (_, i) => benchAdapterName(i));
+  const rand = rng(seed);
+  const ranks = names.map(() => 8 + Math.floor(rand() * 9)); // 8..16
+  const marker = path.join(dir, '.complete');
+  if (existsSync(marker)) return { dir, names, ranks, cached: true, seconds: (performance.now() - t0) / 1000 };
+
+  rmSync(dir, { recursive: true, force: true });
+  const dims = moduleDims(shapes);
+  names.forEach((name, i) => {
+    const r = ranks[i];
+    const g = rng((seed * 7919 + i * 104729) >>> 0);
+    const alpha = r * (1 + Math.floor(g() * 2)); // alpha = r or 2r
+    const tensors: Array<{ name: string; shape: number[]; data: Float32Array }> = [];
+    for (let layer = 0; layer < shapes.numLayers; layer++) {
+      for (const mod of [...ATTN_MODULES, ...MLP_MODULES]) {
+        const [inF, outF] = dims[mod];
+        const part = (ATTN_MODULES as readonly string[]).includes(mod) ? 'self_attn' : 'mlp';
+        const prefix = `base_model.model.model.layers.${layer}.${part}.${mod}`;
+        const a = new Float32Array(r * inF);
+        const ab = 1 / Math.sqrt(inF); // kaiming-uniform-like range
+        for (let k = 0; k < a.length; k++) a[k] = (g() * 2 - 1) * ab;
+        const b = new Float32Array(outF * r);
+        for (let k = 0; k < b.length; k++) b[k] = (g() * 2 - 1) * 0.02; // trained B is small, non-zero
+        tensors.push({ name: `${prefix}.lora_A.weight`, shape: [r, inF], data: a });
+        tensors.push({ name: `${prefix}.lora_B.weight`, shape: [outF, r], data: b });
+      }
+    }
+    tensors.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    const sub = path.join(dir, name);
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(path.join(sub, 'adapter_model.safetensors'), safetensors(tensors));
+    const config = {
+      base_model_name_or_path: 'openlora-tiny-shakespeare',
+      bias: 'none',
+      fan_in_fan_out: false,
+      inference_mode: true,
+      lora_alpha: alpha,
+      lora_dropout: 0,
+      peft_type: 'LORA',
+      r,
+      target_modules: [...ATTN_MODULES, ...MLP_MODULES],
+      task_type: 'CAUSAL_LM',
+      use_dora: false,
+      use_rslora: false,
+    };
+    writeFileSync(path.join(sub, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+  });
+  writeFileSync(marker, `${key}\n`);
+  return { dir, names, ranks, cached: false, seconds: (performance.now() - t0) / 1000 };
+}

@@ -1,0 +1,41 @@
+// Engine-internal state of one live sequence, shared by engine.cc (step loop, sampling) and
+// scheduler.cc (admission, chunked prefill, preemption). Engine thread only.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine.h"
+
+namespace openlora {
+
+/** One forward-pass row group of a sequence: a plain sequence has one, an ensemble 2..16. */
+struct Engine::Member {
+  std::vector<ActiveLora> loras;      // pinned adapter slots
+  uint64_t adapterKey = 0;            // prefix-cache chain seed (set at first admission)
+  std::unique_ptr<SequenceKv> kv;     // block table; created at first admission, emptied by preemption
+};
+
+/**
+ * A live sequence (engine thread, after leaving the inbox). Every member computes the same
+ * token stream `tokens`; member m has computed tokens [0, members[m].kv->length()). The
+ * sequence samples in the step where every member reaches tokens.size().
+ */
+struct Engine::Sequence {
+  int64_t id = 0;
+  SequenceRequest req;
+  std::vector<Member> members;        // [members]; each is one BatchEntry of a step
+  std::vector<double> weights;        // [members] normalised mixture weights (ensembles)
+  std::unique_ptr<Sampler> sampler;   // created at first admission; kept across preemption (RNG state)
+  std::vector<int32_t> generated;     // [completionTokens]
+  std::vector<int32_t> tokens;        // [prompt + generated] the stream to compute
+};
+
+/** What one step computes for one sequence. */
+struct Engine::PlanItem {
+  Sequence* seq = nullptr;
+  std::vector<int> chunk;             // [members] tokens computed this step (0 allowed while catching up)
+  bool sample = false;                // every member completes its stream: sample the next token
+};
+
+}  // namespace openlora

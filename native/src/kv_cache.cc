@@ -1,0 +1,68 @@
+// See kv_cache.h.
+#include "kv_cache.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace openlora {
+
+KvCache::KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching)
+    : numLayers_(numLayers),
+      numKvHeads_(numKvHeads),
+      headDim_(headDim),
+      layerStride_(int64_t(numBlocks) * numKvHeads * blockSize * headDim),
+      alloc_(numBlocks, blockSize, prefixCaching) {
+  // NOTE(why): new float[] (no value-initialisation): the OS maps pages on first touch, so a
+  // generous budget costs RSS only as far as sequences actually use it.
+  data_.reset(new float[size_t(int64_t(numLayers) * 2 * layerStride_)]);
+}
+
+bool SequenceKv::grow(int positions) {
+  if (positions > maxPositions_) {
+    throw std::runtime_error("sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
+                             std::to_string(maxPositions_) + ")");
+  }
+  const int bs = blockSize();
+  const int need = (positions + bs - 1) / bs;
+  while (int(table_.size()) < need) {
+    const int b = cache_->allocator().allocate();
+    if (b < 0) return false;
+    table_.push_back(b);
+  }
+  return true;
+}
+
+void SequenceKv::reserve(int positions) const {
+  if (positions > maxPositions_) {
+    throw std::runtime_error("sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
+                             std::to_string(maxPositions_) + ")");
+  }
+  if (int64_t(table_.size()) * blockSize() < positions) {
+    throw std::logic_error("KV block table covers " + std::to_string(table_.size() * size_t(blockSize())) + " positions, the step needs " +
+                           std::to_string(positions) + " (the scheduler must grow it first)");
+  }
+}
+
+void SequenceKv::releaseAll() {
+  // NOTE(why): tail first, so the LRU evicts a sequence's last blocks before its shared prefix
+  // (vLLM frees blocks in reverse order for the same reason).
+  for (auto it = table_.rbegin(); it != table_.rend(); ++it) cache_->allocator().release(*it);
+  table_.clear();
+  hashes_.clear();
+  length_ = 0;
+}
+
+void SequenceKv::write(int layer, int pos, const float* k, const float* v) {
+  const int bs = blockSize(), hd = cache_->headDim(), kvh = cache_->numKvHeads();
+  const int64_t block = table_[size_t(pos / bs)], slot = pos % bs;
+  float* kc = cache_->keys(layer);    // [num_blocks, num_kv_heads, block_size, head_dim]
+  float* vc = cache_->values(layer);  // [num_blocks, num_kv_heads, block_size, head_dim]
+  for (int h = 0; h < kvh; h++) {
+    const int64_t off = ((block * kvh + h) * bs + slot) * hd;
+    std::copy_n(k + int64_t(h) * hd, hd, kc + off);
+    std::copy_n(v + int64_t(h) * hd, hd, vc + off);
+  }
+}
+
+}  // namespace openlora

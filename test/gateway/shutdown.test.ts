@@ -1,0 +1,70 @@
+/**
+ * Graceful shutdown of `node --import tsx examples/server.ts` (PORT=0): it prints a JSON log
+ * line with its URL; on SIGTERM it stops accepting, lets a short stream finish, cuts a long
+ * one after `shutdownGraceMs`, frees the engine and exits 0.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { REPO_ROOT } from '../../config/load.ts';
+
+async function readAll(res: Response): Promise<string> {
+  return await res.text().catch((e: Error) => `(cut: ${e.message})`);
+}
+
+test('SIGTERM: stop accepting, finish or cut streams within shutdownGraceMs, exit 0', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'openlora-shutdown-'));
+  const cfg = join(dir, 'config.json');
+  writeFileSync(cfg, JSON.stringify({ shutdownGraceMs: 600, engine: { threads: 2 }, logLevel: 'info' }));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/server.ts', '--config', cfg], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const lines: string[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    rl.on('line', (l) => {
+      lines.push(l);
+      try {
+        const j = JSON.parse(l) as { event?: string; url?: string };
+        if (j.event === 'listening' && j.url) resolve(j.url);
+      } catch {
+        /* not JSON */
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited ${code} before listening`)));
+    setTimeout(() => reject(new Error('server did not start')), 60_000).unref();
+  });
+  const stream = (maxTokens: number, n = 1) =>
+    fetch(`${url}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: 'tiny-shakespeare:shout',
+        messages: [{ role: 'user', content: 'Tell a long tale.' }],
+        max_tokens: maxTokens,
+        n,
+        logit_bias: { '1020': -100, '1023': -100 },
+        stream: true,
+      }),
+    });
+  const [short, long] = await Promise.all([stream(6), stream(100_000, 4)]);
+  const t0 = Date.now();
+  child.kill('SIGTERM');
+  const [shortText, longText] = await Promise.all([readAll(short), readAll(long)]);
+  const code = await exited;
+  const took = Date.now() - t0;
+  assert.equal(code, 0, lines.join('\n'));
+  assert.match(shortText, /data: \[DONE\]/, 'the short stream finished');
+  assert.doesNotMatch(longText, /\[DONE\]/, 'the long stream was cut');
+  assert.match(longText, /shutting down|cut/);
+  assert.ok(took < 15_000, `shutdown took ${took} ms`);
+  await assert.rejects(fetch(`${url}/models`), 'no longer accepting');
+  assert.ok(lines.some((l) => l.includes('"event":"stopped"')));
+});

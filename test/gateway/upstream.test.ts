@@ -1,0 +1,131 @@
+/**
+ * Upstream passthrough against a fake OpenAI-compatible upstream on loopback: bodies go
+ * unchanged, the key is replaced, SSE streams through unbuffered, failures are 502/504
+ * OpenAI error bodies, local models stay local.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import express from 'express';
+import { fakeServer, get, listen, post } from './helpers.ts';
+
+type Srv = Awaited<ReturnType<typeof fakeServer>>;
+let upstream: Awaited<ReturnType<typeof listen>>;
+let srv: Srv;
+const seen: Array<{ path: string; auth?: string; body: string }> = [];
+let releaseSecondChunk!: () => void;
+
+before(async () => {
+  const app = express();
+  app.use(express.text({ type: '*/*' }));
+  app.post('/v1/chat/completions', (req, res) => {
+    seen.push({ path: req.path, auth: req.headers.authorization, body: req.body as string });
+    const body = JSON.parse(req.body as string);
+    if (body.model === 'gpt-slow') return; // never answers: the gateway times out
+    if (!body.stream) {
+      res.json({ id: 'up-1', object: 'chat.completion', model: body.model, choices: [{ index: 0, message: { role: 'assistant', content: 'from upstream' }, finish_reason: 'stop' }] });
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'one' } }] })}\n\n`);
+    // The second chunk waits for the test to see the first: proves no buffering.
+    new Promise<void>((r) => (releaseSecondChunk = r)).then(() => {
+      res.write(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'two' } }] })}\n\n`);
+      res.end('data: [DONE]\n\n');
+    });
+  });
+  app.post('/v1/embeddings', (req, res) => {
+    seen.push({ path: req.path, auth: req.headers.authorization, body: req.body as string });
+    res.json({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5] }] });
+  });
+  upstream = await listen(app);
+  srv = await fakeServer(() => [65, 66, 1023], {
+    upstreams: [
+      { pattern: 'gpt-slow', url: `${upstream.url}/v1`, timeoutMs: 300 },
+      { pattern: 'gpt-*', url: `${upstream.url}/v1`, apiKey: 'upstream-secret', timeoutMs: 10_000 },
+      { pattern: 'text-embedding-*', url: `${upstream.url}/v1`, timeoutMs: 10_000 },
+      { pattern: 'dead-*', url: 'http://127.0.0.1:1/v1', timeoutMs: 10_000 },
+    ],
+    keys: [
+      { key: 'sk-all-0123456789', name: 'all', models: ['*'], adapters: ['*'], admin: false },
+      { key: 'sk-gpt4o-0123456789', name: 'gpt4o-only', models: ['gpt-4o'], adapters: [], admin: false },
+    ],
+  });
+});
+after(async () => {
+  await srv?.close();
+  await upstream?.close();
+});
+
+const CHAT = '/v1/chat/completions';
+
+test('a non-local model is proxied with its body unchanged and the upstream key', async () => {
+  const raw = '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],  "tools":[{"type":"function"}], "x_unknown": 1}';
+  const r = await post(srv.url + CHAT, raw, 'sk-all-0123456789');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.body.choices[0].message.content, 'from upstream');
+  const s = seen.at(-1)!;
+  assert.equal(s.path, '/v1/chat/completions');
+  assert.equal(s.body, raw, 'body bytes unchanged');
+  assert.equal(s.auth, 'Bearer upstream-secret');
+  assert.ok(r.headers.get('x-request-id'));
+});
+
+test('without an upstream apiKey the openlora key is not forwarded', async () => {
+  const r = await post(srv.url + '/v1/embeddings', { model: 'text-embedding-3-small', input: 'x' }, 'sk-all-0123456789');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(seen.at(-1)!.auth, undefined);
+});
+
+test('SSE from the upstream streams through unbuffered', async () => {
+  const res = await fetch(srv.url + CHAT, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+  });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /event-stream/);
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  const first = dec.decode((await reader.read()).value);
+  assert.match(first, /"one"/); // arrived while the upstream still holds back the rest
+  releaseSecondChunk();
+  let rest = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    rest += dec.decode(value);
+  }
+  assert.match(rest, /"two"/);
+  assert.match(rest, /\[DONE\]/);
+});
+
+test('an unreachable upstream is a 502 OpenAI error, a silent one a 504', async () => {
+  const dead = await post(srv.url + CHAT, { model: 'dead-model', messages: [] }, 'sk-all-0123456789');
+  assert.equal(dead.status, 502, dead.text);
+  assert.equal(dead.body.error.type, 'server_error');
+  assert.equal(dead.body.error.code, 'upstream_error');
+  const slow = await post(srv.url + CHAT, { model: 'gpt-slow', messages: [] }, 'sk-all-0123456789');
+  assert.equal(slow.status, 504, slow.text);
+  assert.equal(slow.body.error.code, 'upstream_timeout');
+});
+
+test('local models stay local; unknown models that match no upstream are 404', async () => {
+  const local = await post(srv.url + CHAT, { model: 'tiny:shout', messages: [{ role: 'user', content: 'x' }] }, 'sk-all-0123456789');
+  assert.equal(local.status, 200, local.text);
+  assert.equal(local.body.model, 'tiny:shout');
+  assert.equal(srv.engine.added.length > 0, true);
+  const none = await post(srv.url + CHAT, { model: 'llama-9', messages: [{ role: 'user', content: 'x' }] }, 'sk-all-0123456789');
+  assert.equal(none.status, 404);
+  assert.equal(none.body.error.code, 'model_not_found');
+});
+
+test('keys apply to upstream models too', async () => {
+  const ok = await post(srv.url + CHAT, { model: 'gpt-4o', messages: [] }, 'sk-gpt4o-0123456789');
+  assert.equal(ok.status, 200);
+  const no = await post(srv.url + CHAT, { model: 'gpt-4o-mini', messages: [] }, 'sk-gpt4o-0123456789');
+  assert.equal(no.status, 404);
+  const anon = await post(srv.url + CHAT, { model: 'gpt-4o', messages: [] });
+  assert.equal(anon.status, 401);
+  const models = await get(srv.url + '/v1/models', 'sk-gpt4o-0123456789');
+  assert.deepEqual(models.body.data, []);
+});

@@ -1,0 +1,162 @@
+// Checks cpu::sgmv (SGMV segments + BGMV gathered rows, cat of several weighted adapters, rows
+// without adapters) and the fp32 / int8 GEMMs against naive per-row loops on random inputs.
+// Built and run by test/native/sgmv.test.ts (with OPENLORA_GEMM=portable too). Prints one JSON
+// line {"cases": n, "maxRelErr": e} and exits 1 when a case exceeds its tolerance.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "../../../native/cpu/gemm.h"
+#include "../../../native/cpu/sgmv.h"
+
+using namespace openlora::cpu;
+
+namespace {
+
+std::mt19937 rng(1234);
+std::vector<float> randn(size_t n) {
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+
+struct Adapter {
+  int rank;
+  std::vector<float> a;   // [rank, in]
+  std::vector<float> b;   // [out, rank]  (PEFT layout, for the naive reference)
+  std::vector<float> bT;  // [rank, out]
+};
+
+double maxRel = 0;
+int cases = 0, failures = 0;
+
+void compare(const std::vector<float>& got, const std::vector<float>& want, double tol, const char* what) {
+  double scale = 1e-6, err = 0;
+  for (float w : want) scale = std::max(scale, double(std::fabs(w)));
+  for (size_t i = 0; i < got.size(); i++) err = std::max(err, double(std::fabs(got[i] - want[i])));
+  const double rel = err / scale;
+  maxRel = std::max(maxRel, rel);
+  cases++;
+  if (!(rel <= tol)) {
+    failures++;
+    std::fprintf(stderr, "FAIL %s: max abs err %g (scale %g, rel %g)\n", what, err, scale, rel);
+  }
+}
+
+/** Demo shapes: (in, out) of q/k/v/o/gate/up/down of the tiny model, plus odd sizes for tails. */
+const int kShapes[][2] = {{256, 256}, {256, 128}, {256, 704}, {704, 256}, {37, 29}, {100, 9}};
+
+void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
+  for (const auto& shape : kShapes) {
+    const int in = shape[0], out = shape[1];
+    std::vector<Adapter> ads(static_cast<size_t>(numAdapters));
+    const int ranks[] = {1, 2, 4, 8, 16, 32, 64, 3, 7};
+    for (int i = 0; i < numAdapters; i++) {
+      Adapter& ad = ads[size_t(i)];
+      ad.rank = ranks[i % 9];
+      ad.a = randn(size_t(ad.rank) * in);
+      ad.b = randn(size_t(out) * ad.rank);
+      ad.bT.resize(ad.b.size());
+      for (int o = 0; o < out; o++)
+        for (int r = 0; r < ad.rank; r++) ad.bT[size_t(r) * out + o] = ad.b[size_t(o) * ad.rank + r];
+    }
+    // Sequences: decode (1 row) or prefill (1..40 rows); 0..3 adapters each (0 = base).
+    struct Seq { int rows; std::vector<std::pair<int, float>> set; };
+    std::vector<Seq> seqs;
+    int T = 0;
+    for (int s = 0; s < numSeqs; s++) {
+      Seq q;
+      q.rows = decode ? 1 : randint(1, 40);
+      const int n = randint(0, 3);
+      for (int j = 0; j < n; j++) q.set.push_back({randint(0, numAdapters - 1), std::uniform_real_distribution<float>(-1.5f, 1.5f)(rng)});
+      T += q.rows;
+      seqs.push_back(q);
+    }
+    const std::vector<float> x = randn(size_t(T) * in);
+    std::vector<float> y = randn(size_t(T) * out);
+    std::vector<float> want = y;
+    LoraBatch lb;
+    int row = 0;
+    for (const Seq& q : seqs) {
+      for (const auto& [ai, w] : q.set) {
+        const Adapter& ad = ads[size_t(ai)];
+        const float scale = w * 0.5f;
+        lb.add(ad.a.data(), ad.bT.data(), ad.rank, row, row + q.rows, scale);
+        // Naive reference: one matrix-vector pair per row and adapter, in double.
+        for (int t = row; t < row + q.rows; t++) {
+          std::vector<double> h(size_t(ad.rank), 0.0);
+          for (int r = 0; r < ad.rank; r++)
+            for (int i = 0; i < in; i++) h[size_t(r)] += double(x[size_t(t) * in + i]) * ad.a[size_t(r) * in + i];
+          for (int o = 0; o < out; o++) {
+            double acc = 0;
+            for (int r = 0; r < ad.rank; r++) acc += double(ad.b[size_t(o) * ad.rank + r]) * h[size_t(r)];
+            want[size_t(t) * out + o] += float(scale * acc);
+          }
+        }
+      }
+      row += q.rows;
+    }
+    if (!lb.empty()) {
+      lb.finalize();
+      std::vector<float> tmp;
+      sgmv(pool, x.data(), in, in, y.data(), out, out, lb, tmp);
+    }
+    char what[128];
+    std::snprintf(what, sizeof what, "sgmv %s seqs=%d adapters=%d in=%d out=%d", decode ? "decode" : "prefill", numSeqs, numAdapters, in, out);
+    compare(y, want, 1e-4, what);
+  }
+}
+
+void checkGemm(ThreadPool& pool) {
+  const int ms[] = {1, 2, 3, 4, 5, 16, 17, 64};
+  for (const auto& shape : kShapes) {
+    for (int m : ms) {
+      const int k = shape[0], n = shape[1];
+      const std::vector<float> x = randn(size_t(m) * k), w = randn(size_t(n) * k);
+      std::vector<int8_t> q(size_t(n) * k);
+      std::vector<float> sc(static_cast<size_t>(n), 0.0f);
+      for (int j = 0; j < n; j++) {
+        sc[size_t(j)] = 0.01f * float(j + 1);
+        for (int i = 0; i < k; i++) q[size_t(j) * k + i] = int8_t(randint(-127, 127));
+      }
+      std::vector<float> y(size_t(m) * n), yq(size_t(m) * n), want(size_t(m) * n), wantq(size_t(m) * n);
+      for (int t = 0; t < m; t++)
+        for (int j = 0; j < n; j++) {
+          double a = 0, b = 0;
+          for (int i = 0; i < k; i++) {
+            a += double(x[size_t(t) * k + i]) * w[size_t(j) * k + i];
+            b += double(x[size_t(t) * k + i]) * q[size_t(j) * k + i];
+          }
+          want[size_t(t) * n + j] = float(a);
+          wantq[size_t(t) * n + j] = float(b * sc[size_t(j)]);
+        }
+      gemmNT(pool, x.data(), k, w.data(), y.data(), n, m, n, k);
+      gemmNTQ8(pool, x.data(), k, q.data(), sc.data(), yq.data(), n, m, n, k);
+      char what[96];
+      std::snprintf(what, sizeof what, "gemm m=%d n=%d k=%d", m, n, k);
+      compare(y, want, 1e-5, what);
+      std::snprintf(what, sizeof what, "gemm int8 m=%d n=%d k=%d", m, n, k);
+      compare(yq, wantq, 1e-5, what);
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    checkGemm(pool);
+    for (int seqs : {1, 4, 16, 64}) {
+      for (int adapters : {1, 4, 16, 64}) {
+        checkSgmv(pool, seqs, adapters, true);
+        checkSgmv(pool, seqs, adapters, false);
+      }
+    }
+  }
+  std::printf("{\"cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"kernel\": \"%s\"}\n", cases, failures, maxRel, gemmKernelName());
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,35 @@
+/**
+ * Batched multi-LoRA (cpu::sgmv: SGMV prefill segments and BGMV gathered decode rows, several
+ * weighted adapters per row, rows without adapters) and the fp32 / int8 GEMM kernels, against
+ * naive per-row loops on random inputs: demo shapes (256/128/704) plus odd tails, ranks 1-64,
+ * 1-64 adapters, 1-64 sequences, 1-3 threads; AVX2/FMA and the portable fallback.
+ * The checks are a small C++ driver (test/native/cpp/sgmv_check.cc) compiled here with g++.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, test } from 'node:test';
+
+import { repoRoot } from './helpers.ts';
+
+const exe = join(mkdtempSync(join(tmpdir(), 'openlora-sgmv-')), 'sgmv_check');
+
+before(() => {
+  const src = ['test/native/cpp/sgmv_check.cc', 'native/cpu/sgmv.cc', 'native/cpu/gemm.cc', 'native/cpu/thread_pool.cc'];
+  const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
+});
+
+for (const kernel of ['dispatched', 'portable']) {
+  test(`sgmv / bgmv and gemm match the naive reference (${kernel} kernels)`, (t) => {
+    const env = { ...process.env, OPENLORA_GEMM: kernel === 'portable' ? 'portable' : '' };
+    const r = spawnSync(exe, [], { env, encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { cases: number; failures: number; maxRelErr: number; kernel: string };
+    t.diagnostic(`${out.cases} cases on ${out.kernel}, max relative error ${out.maxRelErr.toExponential(2)}`);
+    assert.equal(out.failures, 0);
+    assert.ok(out.cases > 500);
+  });
+}
