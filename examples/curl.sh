@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ask the demo model, through its `shout` adapter, for a streamed chat completion.
+# Ask the demo model, through its `shout` adapter, for a chat completion (not streamed).
 # Usage: examples/curl.sh [BASE_URL]   (default http://127.0.0.1:8000/v1)
 set -euo pipefail
 BASE_URL="${1:-${OPENLORA_BASE_URL:-http://127.0.0.1:8000/v1}}"

@@ -8,17 +8,8 @@ import { join } from 'node:path';
 import type { ModelInfo } from '../../native/types.ts';
 import { LORA_MODULES, MODULE_PARENT, moduleDims, type LoraModule } from '../../adapters/peft-match.ts';
 
-/** mulberry32: deterministic floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../../adapters/merge/strategies.ts';
+import { mulberry32 as rng } from '../../adapters/merge/strategies.ts';
 
 /** Options of one generated adapter. */
 export interface GenOptions {

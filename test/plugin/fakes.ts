@@ -2,6 +2,7 @@
  * Test doubles for the protocol layer: a scripted engine, an in-memory adapter provider, and
  * an app factory using the real demo tokenizer.
  */
+import { tinyInfo } from '../adapters/helpers.ts';
 import express from 'express';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,23 +21,7 @@ export function demoTokenizer(): Promise<ModelTokenizer> {
 }
 
 /** The demo model's engine info. */
-export const TINY_INFO: ModelInfo = {
-  modelType: 'llama',
-  vocabSize: 1024,
-  hiddenSize: 256,
-  intermediateSize: 704,
-  numHiddenLayers: 4,
-  numAttentionHeads: 8,
-  numKeyValueHeads: 4,
-  headDim: 32,
-  maxPositionEmbeddings: 512,
-  dtype: 'BF16',
-  backend: 'cpu',
-  backendReason: 'fake',
-  maxLoras: 4,
-  maxLoraRank: 64,
-  quantization: 'none',
-};
+export const TINY_INFO: ModelInfo = tinyInfo({ backendReason: 'fake' });
 
 /** Tokens a sequence emits, given its params and its order of arrival (0, 1, ...). */
 export type Script = (params: SequenceParams, seqIndex: number) => number[];

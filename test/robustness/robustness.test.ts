@@ -20,7 +20,7 @@ let dir: string;
 let names: string[];
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'openlora-robust-'));
-  names = writeRandomAdapters(dir, 24, 3);
+  names = await writeRandomAdapters(dir, 24, 3);
   const models = defaultConfigInput().models!;
   models[0]!.adapterDirs = [...(models[0]!.adapterDirs ?? []), dir];
   srv = await startDemo({ models, maxQueuedRequests: 1000 });

@@ -109,7 +109,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'openlora-soak-'));
 
 // --- HTTP phases on one server with 200 generated adapters ----------------------------------
 const adir = join(tmp, 'adapters');
-const names = writeRandomAdapters(adir, 200, 17);
+const names = await writeRandomAdapters(adir, 200, 17);
 const models = defaultConfigInput().models!;
 models[0]!.adapterDirs = [...(models[0]!.adapterDirs ?? []), adir];
 const srv = await startDemo({ models, maxQueuedRequests: 64, engine: { threads: 2, maxLoras: 16 } });
