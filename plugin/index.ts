@@ -31,7 +31,8 @@ import { listModels, retrieveModel } from './routes/models.ts';
 import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes/admin.ts';
 import type { RouteContext } from './routes/shared.ts';
 import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
-import { buildUpstreams, forward, keepRawBody, pickUpstream } from './upstream.ts';
+import { verifyJsonBody } from './body.ts';
+import { buildUpstreams, forward, pickUpstream } from './upstream.ts';
 
 /** One base model to serve. */
 export interface OpenLoraModel {
@@ -173,7 +174,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   };
 
   const router = express.Router() as OpenLoraRouter;
-  const json = express.json({ limit: options.bodyLimit ?? '16mb', verify: upstreams.length > 0 ? keepRawBody : undefined });
+  const json = express.json({ limit: options.bodyLimit ?? '16mb', verify: verifyJsonBody(upstreams.length > 0) });
 
   router.use(requestContext(logger));
   router.get('/health', function health(_req: Request, res: Response) {
