@@ -102,6 +102,9 @@ export async function streamRequest(url: string, req: BenchRequest, signal: Abor
   return r;
 }
 
+const LAG_RESOLUTION_MS = 10;
+const lateness = (ns: number) => Math.max(0, ns / 1e6 - LAG_RESOLUTION_MS);
+
 /** Nearest-rank percentile (p in 0..100) of `xs`; NaN when empty. */
 export function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return NaN;
@@ -121,6 +124,24 @@ export interface KindStats {
   vsBaselineKind?: number;
 }
 
+/** The server's own figures over a scenario, when it runs in another process (bench/server.ts). */
+export interface ServerMeasure {
+  /** Event-loop lag: the delay timer's lateness (recorded interval minus the 10 ms resolution). */
+  lagP99Ms: number;
+  lagMaxMs: number;
+  /** The raw histogram p99 (interval between timer ticks, floor 10 ms), as reported before. */
+  intervalP99Ms: number;
+  peakRssMB: number;
+  /** CPU time of the whole server process (JS thread + engine threads), ms. */
+  cpuMs: number;
+}
+
+/** Start/stop of the server-side measurement around a scenario. */
+export interface ServerProbe {
+  start(): Promise<void>;
+  stop(): Promise<ServerMeasure>;
+}
+
 /** Figures of one scenario run. */
 export interface ScenarioStats {
   scenario: string;
@@ -135,8 +156,25 @@ export interface ScenarioStats {
   requestsPerSec: number;
   ttftMs: { p50: number; p99: number };
   itlMs: { p50: number; p99: number };
+  /**
+   * Event-loop lag p99 of the server (its own process; in-process: the one shared loop's): how late
+   * a 10 ms timer fires (the histogram's interval minus 10 ms; before 2026-11-29 the interval itself).
+   */
   eventLoopLagP99Ms: number;
+  /** The raw histogram p99 (interval between 10 ms timer ticks), comparable with older results. */
+  eventLoopIntervalP99Ms: number;
+  /** Peak RSS of the server process (in-process: of the one process). */
   peakRssMB: number;
+  /** Where lag and RSS were measured: `server process`, `shared process` (in-process) or `client process` (--url). */
+  measuredIn: 'server process' | 'shared process' | 'client process';
+  /** The bench (client) process's own event-loop delay p99 and peak RSS. */
+  clientLagP99Ms: number;
+  clientPeakRssMB: number;
+  /** Server process: its max event-loop delay and CPU ms (all threads) per output token. */
+  serverLagMaxMs?: number;
+  serverCpuMsPerToken?: number;
+  /** The bench client process's CPU ms per output token (it shares the machine's CPUs with the server). */
+  clientCpuMsPerToken?: number;
   /** outputTokensPerSec / baseline's, when the baseline ran in the same run. */
   baseline?: string;
   ratioToBaseline?: number;
@@ -156,8 +194,17 @@ export interface ScenarioStats {
  * Run `scenario`: `requests` requests, `concurrency` at a time, against `url`. No new
  * request starts after `maxSeconds`; those still in flight then are aborted and counted.
  */
-export async function runScenario(url: string, base: string, scenario: Scenario, requests: number, maxSeconds: number, ctx: ScenarioContext): Promise<ScenarioStats> {
-  const lag = monitorEventLoopDelay({ resolution: 10 });
+export async function runScenario(
+  url: string,
+  base: string,
+  scenario: Scenario,
+  requests: number,
+  maxSeconds: number,
+  ctx: ScenarioContext,
+  where: { inProcess: boolean; probe?: ServerProbe } = { inProcess: false },
+): Promise<ScenarioStats> {
+  // The histogram records intervals between 10 ms ticks: lag = interval - 10 ms (see bench/server.ts).
+  const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
   let peakRss = process.memoryUsage.rss();
   const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage.rss())), 50);
   const abort = new AbortController();
@@ -165,6 +212,8 @@ export async function runScenario(url: string, base: string, scenario: Scenario,
   const results: RequestResult[] = [];
   const models = new Set<string>();
   let next = 0;
+  await where.probe?.start();
+  const cpu0 = process.cpuUsage();
   lag.enable();
   const t0 = performance.now();
   const worker = async () => {
@@ -181,6 +230,8 @@ export async function runScenario(url: string, base: string, scenario: Scenario,
   clearTimeout(deadline);
   clearInterval(rssTimer);
   peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  const cpu = process.cpuUsage(cpu0);
+  const server = await where.probe?.stop();
   results.sort((a, b) => a.index - b.index); // kinds then list in request order
 
   const ok = results.filter((r) => r.ok);
@@ -216,8 +267,15 @@ export async function runScenario(url: string, base: string, scenario: Scenario,
     requestsPerSec: ok.length / wall,
     ttftMs: { p50: percentile(ttft, 50), p99: percentile(ttft, 99) },
     itlMs: { p50: percentile(itl, 50), p99: percentile(itl, 99) },
-    eventLoopLagP99Ms: lag.percentile(99) / 1e6,
-    peakRssMB: peakRss / 2 ** 20,
+    eventLoopLagP99Ms: server ? server.lagP99Ms : lateness(lag.percentile(99)),
+    eventLoopIntervalP99Ms: server ? server.intervalP99Ms : lag.percentile(99) / 1e6,
+    peakRssMB: server ? server.peakRssMB : peakRss / 2 ** 20,
+    measuredIn: server ? 'server process' : where.inProcess ? 'shared process' : 'client process',
+    clientLagP99Ms: lateness(lag.percentile(99)),
+    clientPeakRssMB: peakRss / 2 ** 20,
+    serverLagMaxMs: server?.lagMaxMs,
+    serverCpuMsPerToken: server && tokens > 0 ? server.cpuMs / tokens : undefined,
+    clientCpuMsPerToken: tokens > 0 ? (cpu.user + cpu.system) / 1000 / tokens : undefined,
     usageMissing: ok.filter((r) => r.usageMissing).length,
     promptTokens: {
       mean: ok.length ? ok.reduce((n, r) => n + r.promptTokens, 0) / ok.length : NaN,

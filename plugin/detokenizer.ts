@@ -6,12 +6,22 @@
  * decodes a short window `ids[prefixOffset:]` and compares it with the already emitted window
  * `ids[prefixOffset:readOffset]`; the difference is emitted only when the text does not end in
  * U+FFFD (an incomplete character), and then both offsets move forward.
+ *
+ * Fast path: when the tokenizer's decode is plain byte concatenation (byte-level BPE, no
+ * clean-up; `Decoder.streamBytes`), each token's bytes go through one streaming UTF-8 decoder
+ * instead: O(1) per token, no window re-decoding. Same text: a character split over tokens is
+ * held back until complete, an incomplete one at the end becomes U+FFFD.
  */
 
-/** The two calls the detokenizer needs from a tokenizer. */
+/** What the detokenizer needs from a tokenizer. */
 export interface Decoder {
   /** Decode ids with special tokens skipped. */
   decode(ids: number[]): string;
+  /**
+   * When set, `decode(ids)` equals the lossy UTF-8 decoding of the concatenated
+   * `streamBytes(id)` (empty for skipped special tokens): the O(1) streaming path is used.
+   */
+  readonly streamBytes?: (id: number) => Uint8Array;
 }
 
 /** Prompt tokens kept as left context for the first decode (vLLM's INITIAL_INCREMENTAL_DETOKENIZATION_OFFSET). */
@@ -22,6 +32,9 @@ export class IncrementalDetokenizer {
   private ids: number[];
   private prefixOffset: number;
   private readOffset: number;
+  /** Byte-level fast path: the token → bytes map and a streaming UTF-8 decoder. */
+  private readonly bytesOf: ((id: number) => Uint8Array) | undefined;
+  private readonly utf8: TextDecoder | undefined;
 
   /**
    * @param decoder The model's tokenizer (special tokens skipped).
@@ -31,13 +44,19 @@ export class IncrementalDetokenizer {
     private readonly decoder: Decoder,
     promptIds: readonly number[] = [],
   ) {
-    this.ids = promptIds.slice(-PROMPT_CONTEXT);
+    this.bytesOf = decoder.streamBytes;
+    this.utf8 = this.bytesOf ? new TextDecoder('utf-8', { ignoreBOM: true }) : undefined;
+    this.ids = this.bytesOf ? [] : promptIds.slice(-PROMPT_CONTEXT);
     this.prefixOffset = 0;
     this.readOffset = this.ids.length;
   }
 
   /** Add one token; returns the new text that is now complete ('' while a character is split). */
   push(id: number): string {
+    if (this.utf8) {
+      const bytes = this.bytesOf!(id);
+      return bytes.length === 0 ? '' : this.utf8.decode(bytes, { stream: true });
+    }
     this.ids.push(id);
     const prefix = this.decoder.decode(this.ids.slice(this.prefixOffset, this.readOffset));
     const full = this.decoder.decode(this.ids.slice(this.prefixOffset));
@@ -53,6 +72,7 @@ export class IncrementalDetokenizer {
 
   /** At the end of the sequence: whatever is still held back (an incomplete character becomes U+FFFD). */
   flush(): string {
+    if (this.utf8) return this.utf8.decode();
     if (this.readOffset >= this.ids.length) return '';
     const prefix = this.decoder.decode(this.ids.slice(this.prefixOffset, this.readOffset));
     const full = this.decoder.decode(this.ids.slice(this.prefixOffset));

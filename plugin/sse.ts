@@ -32,9 +32,14 @@ export class SseWriter {
 
   /** Send one JSON chunk. */
   send(data: unknown): void {
+    this.sendJson(JSON.stringify(data));
+  }
+
+  /** Send one chunk already serialized as JSON (the per-token hot path builds it by hand). */
+  sendJson(json: string): void {
     if (this.closed) return;
     this.start();
-    this.res.write(`data: ${JSON.stringify(data)}\n\n`);
+    this.res.write(`data: ${json}\n\n`);
     // compression middleware adds flush(); without it each write goes out at once.
     (this.res as unknown as { flush?: () => void }).flush?.();
   }

@@ -123,10 +123,25 @@ export class ModelTokenizer {
     for (let id = 0; id < this.vocabSize; id++) most = Math.max(most, this.bytes(id).length);
     for (const t of added) most = Math.max(most, Buffer.byteLength(t.content));
     this.maxTokenBytes = most;
+
+    if (decoderType === 'ByteLevel' && !this.cleanUp && added.every((t) => t.special)) {
+      const none = new Uint8Array(0);
+      const table = Array.from({ length: this.vocabSize }, (_, id) => (this.specialIds.has(id) ? none : this.bytes(id)));
+      this.streamBytes = (id) => table[id] ?? none;
+    } else {
+      this.streamBytes = undefined;
+    }
   }
 
   /** The most UTF-8 bytes of text one token can stand for (longest piece or special token). */
   readonly maxTokenBytes: number;
+
+  /**
+   * Set when `decode(ids)` is exactly the lossy UTF-8 decoding of the tokens' bytes, special
+   * tokens skipped: a ByteLevel decoder, no clean-up, every added token special. The incremental
+   * detokenizer then decodes in O(1) per token (detokenizer.ts).
+   */
+  readonly streamBytes: ((id: number) => Uint8Array) | undefined;
 
   /**
    * Encode text; `addSpecialTokens` runs the post-processor (BOS for Llama).

@@ -1,5 +1,7 @@
-// Launcher for the CUDA RMSNorm kernel (rms_norm.cu). Plain C ABI, no CUDA headers needed.
+// Launchers for RMSNorm and fused residual-add + RMSNorm (rms_norm.cu).
 #pragma once
+
+#include "common.cuh"
 
 #ifdef __cplusplus
 extern "C" {
@@ -17,3 +19,29 @@ int openlora_cuda_rms_norm_f32(const float* x, const float* w, float* y, int row
 #ifdef __cplusplus
 }
 #endif
+
+namespace openlora::cuda {
+
+/**
+ * HF LlamaRMSNorm in the activation dtype: v = x * rsqrt(mean(x^2) + eps) in fp32, rounded to
+ * dtype, then y = w * v rounded to dtype (exactly HF's `weight * hidden.to(input_dtype)`).
+ * @param x [rows, hidden] dtype, row stride ld_x; @param w [hidden] dtype;
+ * @param y [rows, hidden] dtype, row stride ld_y (may equal x: in place is safe).
+ * Dtypes: f32, f16, bf16 (all three tensors share it).
+ */
+cudaError_t launch_rms_norm(const void* x, int64_t ld_x, const void* w, void* y, int64_t ld_y, int rows, int hidden,
+                            float eps, DType dtype, cudaStream_t stream);
+
+/**
+ * Fused residual add + RMSNorm (vLLM fused_add_rms_norm): per row
+ *   residual = residual + delta   (fp32 sum, rounded to dtype; written back in place)
+ *   y        = rms_norm(residual) * w   (as launch_rms_norm)
+ * @param delta    [rows, hidden] dtype, row stride ld_delta (the attention / MLP output)
+ * @param residual [rows, hidden] dtype, contiguous; in/out (the residual stream)
+ * @param w [hidden]; @param y [rows, hidden] dtype, row stride ld_y (may equal delta, not residual)
+ * Dtypes: f32, f16, bf16.
+ */
+cudaError_t launch_fused_add_rms_norm(const void* delta, int64_t ld_delta, void* residual, const void* w, void* y,
+                                      int64_t ld_y, int rows, int hidden, float eps, DType dtype, cudaStream_t stream);
+
+}  // namespace openlora::cuda

@@ -33,10 +33,11 @@ class LoadModelWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      BackendChoice choice = chooseBackend(backendRequested_);
-      init_.backend = choice.backend;
-      init_.backendReason = choice.reason;
+      chooseBackend(backendRequested_);  // fail fast, before reading the weights
       init_.model = Model::load(dir_, init_.options.quantization);
+      init_.forward = makeForwardBackend(backendRequested_, init_.model, init_.options.threads, &init_.backendReason);
+      init_.backend = init_.forward->name();
+      init_.forward->uploadWeights();  // off the JS thread (CUDA: gigabytes for a big model)
     } catch (const std::exception& e) {
       SetError(e.what());
     } catch (...) {

@@ -1,10 +1,15 @@
 // See backend.h.
 #include "backend.h"
 
+#include <cstdlib>
 #include <stdexcept>
+
+#include "../cpu/thread_pool.h"
+#include "model.h"
 
 #ifdef OPENLORA_WITH_CUDA
 #include "../cuda/device.h"
+#include "../cuda/forward.cuh"
 #endif
 
 namespace openlora {
@@ -23,25 +28,85 @@ CudaInfo probeCuda() {
   return info;
 }
 
+// NOTE(why): CudaForward (native/cuda/forward.cu) runs every op of Model::forward on the device,
+// but no GPU has verified it yet. Until a GPU run has (then this returns true outright),
+// "auto" picks it only when OPENLORA_CUDA_FORWARD=1, so a GPU session can test it without a
+// rebuild and nobody else gets an unverified backend by default.
+bool cudaForwardComplete() {
+  const char* v = std::getenv("OPENLORA_CUDA_FORWARD");
+  return v != nullptr && std::string(v) == "1";
+}
+
 namespace {
 
-std::string cudaStatus() {
+/** "" when a CUDA device answers in a CUDA build, else why not ("cuda: ..."). */
+std::string cudaDeviceStatus() {
   CudaInfo info = probeCuda();
   if (!info.compiled) return "cuda: not compiled into this build";
   if (!info.error.empty()) return "cuda: no device (" + info.error + ")";
   if (info.deviceCount == 0) return "cuda: no device";
-  return "cuda: " + std::to_string(info.deviceCount) + " device(s) answer, but the CUDA backend is not complete yet";
+  return "";
 }
+
+/** ForwardBackend over today's CPU Model::forward. */
+class CpuForward final : public ForwardBackend {
+ public:
+  CpuForward(std::shared_ptr<const Model> model, int threads)
+      : model_(std::move(model)), pool_(std::make_unique<cpu::ThreadPool>(threads < 1 ? 1 : threads)) {}
+
+  const char* name() const override { return "cpu"; }
+  bool complete() const override { return true; }
+  void uploadWeights() override {}
+  int64_t weightBytes() const override { return model_->weightBytes(); }
+  void attachKv(KvCache&) override {}
+  void uploadAdapter(int, const LoraAdapter&) override {}
+  void waitAdapters() override {}
+  void forward(const std::vector<BatchEntry>& batch, std::vector<float>* logits) override {
+    model_->forward(batch, *pool_, ws_, logits);
+  }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<cpu::ThreadPool> pool_;
+  Workspace ws_;
+};
 
 }  // namespace
 
 BackendChoice chooseBackend(const std::string& requested) {
   if (requested == "cpu") return {"cpu", "cpu: requested"};
-  if (requested == "auto" || requested.empty()) return {"cpu", "auto: " + cudaStatus() + "; using cpu"};
+  if (requested == "auto" || requested.empty()) {
+    const std::string s = cudaDeviceStatus();
+    if (!s.empty()) return {"cpu", "auto: " + s + "; using cpu"};
+    if (!cudaForwardComplete()) {
+      return {"cpu", "auto: cuda: " + std::to_string(probeCuda().deviceCount) +
+                         " device(s) answer, but the CUDA forward is not verified on a GPU yet (set OPENLORA_CUDA_FORWARD=1 "
+                         "to let auto pick it, or ask for backend \"cuda\"); using cpu"};
+    }
+    return {"cuda", "auto: cuda: a device answers and the CUDA forward is enabled (OPENLORA_CUDA_FORWARD=1)"};
+  }
   if (requested == "cuda") {
-    throw std::runtime_error("backend \"cuda\" is not available: " + cudaStatus() + " (use \"auto\" or \"cpu\")");
+    const std::string s = cudaDeviceStatus();
+    if (!s.empty()) throw std::runtime_error("backend \"cuda\" is not available: " + s + " (use \"auto\" or \"cpu\")");
+    return {"cuda", cudaForwardComplete() ? "cuda: requested" : "cuda: requested (the CUDA forward is not verified on a GPU yet)"};
   }
   throw std::runtime_error("backend must be \"auto\", \"cpu\" or \"cuda\", got \"" + requested + "\"");
+}
+
+std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads) {
+  return std::make_unique<CpuForward>(std::move(model), threads);
+}
+
+std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,
+                                                   int threads, std::string* reason) {
+  BackendChoice choice = chooseBackend(requested);
+  if (reason) *reason = choice.reason;
+  if (choice.backend == "cpu") return makeCpuForward(std::move(model), threads);
+#ifdef OPENLORA_WITH_CUDA
+  if (choice.backend == "cuda") return makeCudaForward(std::move(model));
+#endif
+  // Unreachable: chooseBackend answers "cuda" only in a CUDA build.
+  throw std::runtime_error("backend \"" + choice.backend + "\" has no forward in this build");
 }
 
 }  // namespace openlora

@@ -31,12 +31,13 @@ void checkTokens(const std::vector<int32_t>& ids, int vocab, const char* field) 
 
 }  // namespace
 
-Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options, EventSink sink)
+Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options, EventSink sink,
+               std::unique_ptr<ForwardBackend> backend)
     : model_(std::move(model)),
       options_(options),
       sink_(std::move(sink)),
       slots_(options.maxLoras, options.maxLoraRank),
-      pool_(std::make_unique<cpu::ThreadPool>(options.threads)) {
+      backend_(backend ? std::move(backend) : makeCpuForward(model_, options.threads)) {
   const ModelConfig& c = model_->config();
   EngineOptions& o = options_;
   if (o.blockSize < 1 || o.blockSize > 1024) invalid("EngineOptions.blockSize must be in [1, 1024], got " + std::to_string(o.blockSize));
@@ -66,6 +67,8 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
   o.numKvBlocks = int(blocks);
   o.kvCacheBytes = blocks * perBlock;
   kv_ = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.numKvBlocks, o.blockSize, o.enablePrefixCaching);
+  backend_->reserveAdapters(o.maxLoras, o.maxLoraRank);
+  backend_->attachKv(*kv_);
   publishStats();
   thread_ = std::thread([this] { threadMain(); });
 }
@@ -257,7 +260,7 @@ void Engine::step(std::vector<SequenceEvent>* events) {
     }
   }
   try {
-    model_->forward(batch, *pool_, ws_, &logits_);
+    backend_->forward(batch, &logits_);
   } catch (const std::exception& ex) {
     for (auto& s : running_) events->push_back(finish(*s, "error", std::string("forward failed: ") + ex.what()));
     running_.clear();
@@ -320,6 +323,12 @@ void Engine::runForward(ForwardJob& job) {
     // with (or preempts) the running sequences for blocks.
     const int bs = options_.blockSize;
     KvCache cache(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, int((job.prompt.size() + bs - 1) / bs), bs, false);
+    backend_->attachKv(cache);
+    struct Detach {  // the backend's storage for this pool goes with it, even on a throw
+      ForwardBackend& b;
+      KvCache& c;
+      ~Detach() { b.detachKv(c); }
+    } detach{*backend_, cache};
     SequenceKv kv(&cache, c.maxPositionEmbeddings);
     if (!kv.grow(int(job.prompt.size()))) throw std::logic_error("private KV pool too small");
     BatchEntry e;
@@ -328,7 +337,7 @@ void Engine::runForward(ForwardJob& job) {
     e.kv = &kv;
     e.loras = &job.loras;
     e.allLogits = true;
-    model_->forward({e}, *pool_, ws_, &out.logits);
+    backend_->forward({e}, &out.logits);
     out.numTokens = e.numTokens;
     out.vocab = c.vocabSize;
   } catch (const std::exception& ex) {

@@ -20,7 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../cpu/thread_pool.h"
+#include "backend.h"
 #include "kv_cache.h"
 #include "lora.h"
 #include "model.h"
@@ -105,8 +105,11 @@ class Engine {
    * else options.kvCacheBytes / bytesPerBlock when > 0, else enough for maxNumSeqs sequences
    * of max_position_embeddings tokens, capped at 256 MiB but never below one full-length
    * sequence. @throws std::runtime_error for inconsistent options (named).
+   * @param backend the compute backend (weights already uploaded); nullptr = the CPU forward on
+   *   options.threads threads. The engine sizes its adapter pools and attaches its KV pool.
    */
-  Engine(std::shared_ptr<const Model> model, const EngineOptions& options, EventSink sink);
+  Engine(std::shared_ptr<const Model> model, const EngineOptions& options, EventSink sink,
+         std::unique_ptr<ForwardBackend> backend = nullptr);
   /** Stops the thread if still running (pending sequences finish "cancelled"). */
   ~Engine();
   Engine(const Engine&) = delete;
@@ -115,6 +118,13 @@ class Engine {
   const Model& model() const { return *model_; }
   const EngineOptions& options() const { return options_; }
   AdapterSlots& slots() { return slots_; }
+  /** The compute backend ("cpu" | "cuda"). */
+  const char* backendName() const { return backend_->name(); }
+  /**
+   * Copy a loaded adapter into the backend's slot (call after slots().reserve(), before
+   * install(); any thread). CPU: nothing to do. @throws std::runtime_error on a device error.
+   */
+  void uploadAdapter(int slot, const LoraAdapter& adapter) { backend_->uploadAdapter(slot, adapter); }
 
   /**
    * Validate and queue a sequence; returns its id (>= 1) at once. An ensemble request becomes
@@ -193,12 +203,11 @@ class Engine {
   std::function<void()> onStopped_;
   int64_t nextId_ = 1;
 
-  // Engine thread only.
+  // Engine thread only (uploadAdapter excepted, see there).
+  std::unique_ptr<ForwardBackend> backend_;  // before kv_: the pool detaches from it
   std::unique_ptr<KvCache> kv_;  // before the sequence lists: their block tables release into it
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
-  std::unique_ptr<cpu::ThreadPool> pool_;
-  Workspace ws_;
   std::vector<float> logits_;  // [rows, vocab] of the last step
   // Adapter object -> load generation: every load (even into the same slot) is a new object,
   // so a reloaded slot never matches KV cached for its previous adapter.

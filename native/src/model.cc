@@ -89,6 +89,61 @@ std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
   return model;
 }
 
+std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const WeightFiller& fill, Quantization quant,
+                                          const std::string& dtype) {
+  auto model = std::make_shared<Model>();
+  model->config_ = config;
+  const ModelConfig& c = model->config_;
+  model->dtype_ = dtype;
+  model->invFreq_ = c.ropeInvFreq();
+  model->quant_ = quant;
+  auto get = [&](const std::string& name, int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    fill(name, v.data(), n);
+    return v;
+  };
+  const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, Q = c.qDim(), KV = c.kvDim();
+  model->embed_ = get("model.embed_tokens.weight", V * H);
+  model->layers_.resize(size_t(c.numHiddenLayers));
+  for (int l = 0; l < c.numHiddenLayers; l++) {
+    LayerWeights& w = model->layers_[size_t(l)];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w.inputNorm = get(p + "input_layernorm.weight", H);
+    w.wq = makeLinear(get(p + "self_attn.q_proj.weight", Q * H), Q, H, quant);
+    w.wk = makeLinear(get(p + "self_attn.k_proj.weight", KV * H), KV, H, quant);
+    w.wv = makeLinear(get(p + "self_attn.v_proj.weight", KV * H), KV, H, quant);
+    w.wo = makeLinear(get(p + "self_attn.o_proj.weight", H * Q), H, Q, quant);
+    if (c.qkvBias) {
+      w.bq = get(p + "self_attn.q_proj.bias", Q);
+      w.bk = get(p + "self_attn.k_proj.bias", KV);
+      w.bv = get(p + "self_attn.v_proj.bias", KV);
+    }
+    if (c.oBias) w.bo = get(p + "self_attn.o_proj.bias", H);
+    w.postNorm = get(p + "post_attention_layernorm.weight", H);
+    w.wGate = makeLinear(get(p + "mlp.gate_proj.weight", I * H), I, H, quant);
+    w.wUp = makeLinear(get(p + "mlp.up_proj.weight", I * H), I, H, quant);
+    w.wDown = makeLinear(get(p + "mlp.down_proj.weight", H * I), H, I, quant);
+    if (c.mlpBias) {
+      w.bGate = get(p + "mlp.gate_proj.bias", I);
+      w.bUp = get(p + "mlp.up_proj.bias", I);
+      w.bDown = get(p + "mlp.down_proj.bias", H);
+    }
+  }
+  model->finalNorm_ = get("model.norm.weight", H);
+  if (!c.tieWordEmbeddings) model->lmHead_ = get("lm_head.weight", V * H);
+  return model;
+}
+
+int64_t Model::weightBytes() const {
+  auto f = [](const std::vector<float>& v) { return int64_t(v.size() * sizeof(float)); };
+  int64_t b = f(finalNorm_) + f(lmHead());
+  for (const LayerWeights& w : layers_) {
+    b += f(w.inputNorm) + f(w.postNorm) + f(w.bq) + f(w.bk) + f(w.bv) + f(w.bo) + f(w.bGate) + f(w.bUp) + f(w.bDown);
+    b += w.wq.bytes() + w.wk.bytes() + w.wv.bytes() + w.wo.bytes() + w.wGate.bytes() + w.wUp.bytes() + w.wDown.bytes();
+  }
+  return b;
+}
+
 void Model::applyLora(const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in, float* out,
                       cpu::ThreadPool& pool, Workspace& ws) const {
   const int64_t inDim = loraModuleIn(config_, m), outDim = loraModuleOut(config_, m);

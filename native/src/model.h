@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,19 @@ class Model {
    */
   static std::shared_ptr<Model> load(const std::string& dir, Quantization quant = Quantization::None);
 
+  /**
+   * Fills `n` float32 values of the tensor with Hugging Face name `name` (e.g.
+   * "model.layers.3.self_attn.q_proj.weight"), row-major in HF's shape.
+   */
+  using WeightFiller = std::function<void(const std::string& name, float* dst, int64_t n)>;
+  /**
+   * Build a model from a config and a filler instead of files (random-weight models of a given
+   * shape for checks and benchmarks: openlora-cli bench --random-*). Same tensors as load();
+   * lm_head is filled unless tieWordEmbeddings; biases only where the config has them.
+   */
+  static std::shared_ptr<Model> fromWeights(const ModelConfig& config, const WeightFiller& fill,
+                                            Quantization quant = Quantization::None, const std::string& dtype = "F32");
+
   /** Storage of the decoder's linear layers. */
   Quantization quantization() const { return quant_; }
 
@@ -92,6 +106,16 @@ class Model {
    *   entry order.
    */
   void forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool, Workspace& ws, std::vector<float>* logits) const;
+
+  // Read-only weight access for other backends' uploadWeights() (backend.h).
+  const std::vector<float>& embed() const { return embed_; }                 // [vocab, hidden]
+  const LayerWeights& layer(int l) const { return layers_[size_t(l)]; }
+  const std::vector<float>& finalNorm() const { return finalNorm_; }         // [hidden]
+  /** lm_head [vocab, hidden] (embed() when tied). */
+  const std::vector<float>& lmHead() const { return lmHead_.empty() ? embed_ : lmHead_; }
+  const std::vector<float>& ropeInvFreq() const { return invFreq_; }         // [headDim / 2]
+  /** Bytes of weights one forward step reads as stored here (embedding rows excluded). */
+  int64_t weightBytes() const;
 
  private:
   /**

@@ -128,7 +128,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
     });
   };
   try {
-    bridge_->engine = std::make_shared<Engine>(init->model, init->options, sink);
+    bridge_->engine = std::make_shared<Engine>(init->model, init->options, sink, std::move(init->forward));
   } catch (const std::exception& e) {
     bridge_->released = true;
     bridge_->tsfn.Release();
@@ -204,6 +204,7 @@ class LoadAdapterWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       auto adapter = loadLoraAdapter(path_, modules_, engine_->model().config(), engine_->slots().maxRank());
+      engine_->uploadAdapter(slot_, *adapter);  // CPU: no-op; CUDA: queued on the upload stream
       engine_->slots().install(slot_, std::move(adapter));
     } catch (const std::exception& e) {
       engine_->slots().abandon(slot_);  // all or nothing: the slot is free again

@@ -22,8 +22,9 @@ namespace openlora {
 struct EngineInit {
   std::shared_ptr<const Model> model;
   EngineOptions options;
-  std::string backend;        // "cpu"
+  std::string backend;        // "cpu" | "cuda"
   std::string backendReason;  // ModelInfo.backendReason
+  std::unique_ptr<ForwardBackend> forward;  // weights uploaded; moved into the Engine
 };
 
 struct Bridge;

@@ -10,17 +10,20 @@ import type { FinishReason, TokenInfo } from '../generate.ts';
 import { chatLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, parseRequest } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
-import { newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+import { inTurn, newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
 
 /** Handler factory for chat completions. */
 export function chatCompletions(ctx: RouteContext) {
   return async function chatCompletionsHandler(req: Request, res: Response): Promise<void> {
     const watch = watchDisconnect(res);
     const registry = await ctx.registry();
-    const body = parseRequest(ChatCompletionRequestSchema, req.body);
-    const { model, composition } = resolveFor(req, res, registry, body.model, body);
-    const sampling = samplingFromBody(body);
-    const promptIds = model.tokenizer.encodeChat(body.messages, model.info.maxPositionEmbeddings);
+    const { body, model, composition, sampling, promptIds } = await inTurn(() => {
+      const body = parseRequest(ChatCompletionRequestSchema, req.body);
+      const { model, composition } = resolveFor(req, res, registry, body.model, body);
+      const sampling = samplingFromBody(body);
+      const promptIds = model.tokenizer.encodeChat(body.messages, model.info.maxPositionEmbeddings);
+      return { body, model, composition, sampling, promptIds };
+    });
     const topN = body.top_logprobs ?? 0;
     const { gen, done } = await runGeneration(ctx, req, watch, {
       ...sampling,
@@ -67,16 +70,29 @@ export function chatCompletions(ctx: RouteContext) {
         choices,
         ...(includeUsage ? { usage: null } : {}),
       });
+      // Per-token hot path: the chunk's fixed JSON around `choices` is serialized once, exactly as
+      // JSON.stringify(chunk([choice])) writes it (same keys, same order). `"choices":[0]` cannot
+      // occur inside a JSON string (its quotes would be escaped), so the cut is unambiguous.
+      const template = JSON.stringify(chunk([0]));
+      const cut = template.indexOf('"choices":[0]') + '"choices":'.length;
+      const pre = template.slice(0, cut);
+      const post = template.slice(cut + '[0]'.length);
+      const choiceJson = (choice: unknown) => `${pre}[${JSON.stringify(choice)}]${post}`;
       try {
         for (let index = 0; index < gen.size; index++) {
           sse.send(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
         }
         for await (const d of gen) {
           if (d.text || d.tokens.length > 0) {
-            sse.send(chunk([{ index: d.index, delta: { content: d.text }, logprobs: logprobsOf(d.tokens), finish_reason: null }]));
+            const lp = logprobsOf(d.tokens);
+            sse.sendJson(
+              lp === null
+                ? `${pre}[{"index":${d.index},"delta":{"content":${JSON.stringify(d.text)}},"logprobs":null,"finish_reason":null}]${post}`
+                : choiceJson({ index: d.index, delta: { content: d.text }, logprobs: lp, finish_reason: null }),
+            );
           }
           if (d.finishReason) {
-            sse.send(chunk([{ index: d.index, delta: {}, logprobs: null, finish_reason: d.finishReason }]));
+            sse.sendJson(`${pre}[{"index":${d.index},"delta":{},"logprobs":null,"finish_reason":${JSON.stringify(d.finishReason)}}]${post}`);
           }
         }
         if (watch.gone) return;

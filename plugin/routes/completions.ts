@@ -12,7 +12,7 @@ import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
 import { CompletionRequestSchema, parseRequest, type CompletionRequest } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
-import { newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+import { inTurn, newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
 
 /** Prompts → token id lists and their texts (for `echo`); refuses too many prompts before any work. */
 function tokenizePrompts(tok: ModelTokenizer, prompt: CompletionRequest['prompt'], context: number, n: number): { ids: number[][]; texts: string[] } {
@@ -29,10 +29,13 @@ export function completions(ctx: RouteContext) {
   return async function completionsHandler(req: Request, res: Response): Promise<void> {
     const watch = watchDisconnect(res);
     const registry = await ctx.registry();
-    const body = parseRequest(CompletionRequestSchema, req.body);
-    const { model, composition } = resolveFor(req, res, registry, body.model, body);
-    const sampling = samplingFromBody(body);
-    const prompts = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxPositionEmbeddings, body.n ?? 1);
+    const { body, model, composition, sampling, prompts } = await inTurn(() => {
+      const body = parseRequest(CompletionRequestSchema, req.body);
+      const { model, composition } = resolveFor(req, res, registry, body.model, body);
+      const sampling = samplingFromBody(body);
+      const prompts = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxPositionEmbeddings, body.n ?? 1);
+      return { body, model, composition, sampling, prompts };
+    });
     const topN = body.logprobs ?? 0;
     const { gen, done } = await runGeneration(ctx, req, watch, {
       ...sampling,

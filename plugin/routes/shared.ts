@@ -2,7 +2,7 @@
  * What the route handlers share: access to the registry, in-flight tracking, disconnect
  * handling, ids, and the mapping from request fields to a GenerateRequest.
  */
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { Admission } from '../admission.ts';
 import { accessOf, holdStream, mayUseAdapter, mayUseModel } from '../auth.ts';
@@ -14,6 +14,7 @@ import { generationTokensTotal, itlSeconds, promptTokensTotal, ttftSeconds } fro
 import type { ModelRegistry, ResolvedModel } from '../registry.ts';
 import { setMetricModel } from '../request-context.ts';
 import { stopList } from '../schemas/index.ts';
+import { enterTurn } from '../turn-gate.ts';
 
 /** Services the routes need from the router. */
 export interface RouteContext {
@@ -69,7 +70,10 @@ export async function runGeneration(ctx: RouteContext, req: Request, watch: Disc
   const adapters = (r.composition?.members ?? []).map((m) => `${name}:${m.name}`);
   let ticket: { release(): void } | undefined;
   const t0 = performance.now();
-  const last = new Map<number, number>();
+  // Per-token hot path: label lookups done once per request; last token time per choice index.
+  const ttft = ttftSeconds.labels({ model: name });
+  const itl = itlSeconds.labels({ model: name });
+  const last: number[] = [];
   let first = true;
   try {
     ticket = await ctx.admission(name).admit(r.prompts.length * r.n, adapters, watch);
@@ -79,11 +83,11 @@ export async function runGeneration(ctx: RouteContext, req: Request, watch: Disc
         const now = performance.now();
         if (first) {
           first = false;
-          ttftSeconds.observe({ model: name }, (now - t0) / 1000);
+          ttft.observe((now - t0) / 1000);
         }
-        const prev = last.get(index);
-        if (prev !== undefined) itlSeconds.observe({ model: name }, (now - prev) / 1000);
-        last.set(index, now);
+        const prev = last[index];
+        if (prev !== undefined) itl.observe((now - prev) / 1000);
+        last[index] = now;
       },
     });
     promptTokensTotal.inc({ model: name }, gen.promptTokens);
@@ -101,9 +105,23 @@ export async function runGeneration(ctx: RouteContext, req: Request, watch: Disc
   }
 }
 
-/** An OpenAI-style object id: prefix + 24 hex chars. */
+/** An OpenAI-style object id: prefix + 24 hex chars (from randomUUID: Node batches its entropy). */
 export function newId(prefix: string): string {
-  return prefix + randomBytes(12).toString('hex');
+  const u = randomUUID();
+  return prefix + u.slice(0, 8) + u.slice(9, 13) + u.slice(15, 18) + u.slice(20, 23) + u.slice(24, 30);
+}
+
+/**
+ * Run a request's synchronous preparation (schema check, template, tokenization) in its turn
+ * (turn-gate.ts): a burst of requests is spread over loop turns instead of blocking running streams.
+ */
+export async function inTurn<T>(prepare: () => T): Promise<T> {
+  const leave = await enterTurn();
+  try {
+    return prepare();
+  } finally {
+    leave();
+  }
 }
 
 /** Unix seconds now. */

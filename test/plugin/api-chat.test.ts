@@ -279,3 +279,29 @@ function tokenizer0(text: string): number[] {
 }
 import { demoTokenizer } from './fakes.ts';
 tokCache = await demoTokenizer();
+
+test('stream chunks are byte-identical to JSON.stringify of the documented shape (hand-serialized hot path)', async () => {
+  const { app } = await makeApp(() => [...tokenizer0('But "soft" \\ what'), 1023]);
+  for (const includeUsage of [true, false]) {
+    const res = await request(app)
+      .post(CHAT)
+      .send({ model: 'tiny', messages, stream: true, ...(includeUsage ? { stream_options: { include_usage: true } } : {}) });
+    const lines = res.text.split('\n\n').filter((l) => l.startsWith('data: {'));
+    assert.ok(lines.length >= 4);
+    for (const line of lines) {
+      const json = line.slice('data: '.length);
+      const c = JSON.parse(json) as Chunk;
+      // Rebuild with the key order the route documents; must match byte for byte.
+      const expected = {
+        id: c.id,
+        created: c.created,
+        model: c.model,
+        system_fingerprint: c.system_fingerprint,
+        object: 'chat.completion.chunk',
+        choices: c.choices.map((ch) => ({ index: ch.index, delta: ch.delta, logprobs: ch.logprobs, finish_reason: ch.finish_reason })),
+        ...(includeUsage ? { usage: c.usage } : {}),
+      };
+      assert.equal(json, JSON.stringify(expected));
+    }
+  }
+});

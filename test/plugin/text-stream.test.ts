@@ -67,3 +67,28 @@ test('stop matcher cuts at the earliest of several matches in one piece', () => 
   assert.deepEqual(overlap.push('a'), { text: 'a', stopped: false });
   assert.deepEqual(overlap.push('b!'), { text: '', stopped: true });
 });
+
+test('byte-level fast path: streamed text equals the windowed path and a full decode', async () => {
+  const tok = await demoTokenizer();
+  assert.ok(tok.streamBytes, 'the demo tokenizer is byte-level: the O(1) path is used');
+  const windowed = { decode: (ids: number[]) => tok.decode(ids) }; // no streamBytes: the generic path
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  for (let trial = 0; trial < 300; trial++) {
+    // Half raw byte tokens (0..255: split characters, invalid sequences), half any id (specials too).
+    const ids = Array.from({ length: 1 + Math.floor(rnd() * 40) }, () => Math.floor(rnd() * (rnd() < 0.5 ? 256 : tok.vocabSize)));
+    const fast = new IncrementalDetokenizer(tok, [1019, 84]);
+    let out = '';
+    for (const id of ids) out += fast.push(id);
+    out += fast.flush();
+    assert.equal(out, tok.decode(ids), JSON.stringify(ids));
+  }
+  // Valid text: both paths give the same pieces, token by token.
+  const ids = tok.encode('Now is the winter 😀 of our “discontent” ñ\n', false);
+  const a = new IncrementalDetokenizer(tok);
+  const b = new IncrementalDetokenizer(windowed);
+  assert.deepEqual([...ids.map((id) => a.push(id)), a.flush()], [...ids.map((id) => b.push(id)), b.flush()]);
+  // A byte-order mark in the output is text, not stripped.
+  const bom = new IncrementalDetokenizer(tok);
+  assert.equal([0xef, 0xbb, 0xbf, 104].map((id) => bom.push(id)).join('') + bom.flush(), '\uFEFFh');
+});
