@@ -464,7 +464,7 @@ if (opts.json) {
       maxSeconds,
       requestsOverride: requestsOverride ?? null,
       generatedAdapters: generated ? { count: generated.names.length, seed, dir: generated.dir, ranks: generated.ranks } : null,
-      llamacpp: wantsLlama ? { ggufDir, base: opts['gguf-base'], threadsTried: llamaThreads, skipped: llamaSkip ?? null } : null,
+      llamacpp: wantsLlama ? { ggufDir: path.relative(REPO, ggufDir), base: opts['gguf-base'], threadsTried: llamaThreads, skipped: llamaSkip ?? null } : null,
     },
     notes: [
       server

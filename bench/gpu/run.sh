@@ -109,3 +109,5 @@ fi
 
 log "done in $(( $(date +%s) - T0 )) s; summary:"
 cat "$SUMMARY" | tee -a "$LOG"
+# Results are committed: keep them free of this machine's absolute paths.
+sed -i "s#$ROOT/##g" "$OUT"/*.json "$LOG" 2>/dev/null || true
