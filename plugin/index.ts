@@ -19,7 +19,7 @@ import type { KeyConfig, UpstreamConfig } from '../config/schema.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { Admission } from './admission.ts';
 import { accessOf, authenticate, KeyRing, mayUseModel, requireAdmin } from './auth.ts';
-import { ModelNotFoundError, OpenLoraError, ServiceUnavailableError, toOpenAIError } from './errors.ts';
+import { InvalidRequestError, ModelNotFoundError, OpenLoraError, ServiceUnavailableError, toOpenAIError } from './errors.ts';
 import { silentLogger, type EngineLike, type LoggerLike } from './engine-hub.ts';
 import type { Generation } from './generate.ts';
 import { addMetricsSource, scrape } from './metrics.ts';
@@ -106,6 +106,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   const loading = built.then((b) => b.registry);
   loading.catch((err: unknown) => logger.error({ err }, 'openlora: loading models failed'));
   const inFlight = new Set<Generation>();
+  /** Responses being proxied to an upstream (waited for, then cut, by `close`). */
+  const proxied = new Set<Response>();
   const ring = new KeyRing(options.keys ?? []);
   const upstreams = buildUpstreams(options.upstreams ?? [], !ring.open, logger);
   const maxQueued = options.maxQueuedRequests ?? 256;
@@ -211,7 +213,12 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     const u = pickUpstream(upstreams, model);
     if (!u) return next();
     if (!mayUseModel(accessOf(req), model)) throw new ModelNotFoundError(model);
+    // Never forward dot segments: `/v1/../x` would reach upstream routes outside /v1 with our key.
+    if (/(^|\/)\.\.?(\/|$)/.test(req.path)) throw new InvalidRequestError('The request path must not contain "." or ".." segments.', null);
+    if (closed) throw new ServiceUnavailableError('The server is shutting down.');
     setMetricModel(res, `upstream:${u.pattern}`);
+    proxied.add(res);
+    res.once('close', () => proxied.delete(res));
     forward(u, req, res, next);
   });
   router.post('/v1/chat/completions', chatCompletions(ctx));
@@ -240,7 +247,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     const shutting = new ServiceUnavailableError('The server is shutting down.');
     for (const a of admissions.values()) a.close(shutting);
     const until = Date.now() + graceMs;
-    while (inFlight.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    while (inFlight.size + proxied.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    for (const r of proxied) r.destroy();
     const gens = [...inFlight];
     for (const g of gens) g.abort(shutting);
     await Promise.all(gens.map((g) => g.settled));

@@ -150,8 +150,11 @@ gauge('openlora_kv_blocks', 'KV cache blocks by state', ['model', 'state'], (g, 
 gauge('vllm:num_requests_waiting', 'Requests waiting to be processed (Gateway API Inference Extension)', ['model_name'], (g, ms) => {
   for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.waiting + s.engineWaiting));
 });
+// NOTE: like vLLM's scheduler, running and waiting count engine sequences (a preempted sequence
+// is waiting, not running), plus requests still in the admission queue as waiting: no request
+// is counted twice.
 gauge('vllm:num_requests_running', 'Requests running', ['model_name'], (g, ms) => {
-  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.runningRequests));
+  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.runningSequences));
 });
 gauge('vllm:gpu_cache_usage_perc', 'KV cache usage, 0..1 (1 = full)', ['model_name'], (g, ms) => {
   for (const [model, xs] of ms) {

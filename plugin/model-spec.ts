@@ -34,7 +34,9 @@ export function parseMerge(s: string): MergeMember[] | undefined {
   return s.split('+').map((part) => {
     const at = part.lastIndexOf('@');
     const name = at < 0 ? part : part.slice(0, at);
-    const w = at < 0 ? 1 : Number(part.slice(at + 1));
+    // Decimal numbers only (Number() would also take "0x10", "0b1", " 1 ").
+    const text = at < 0 ? '1' : part.slice(at + 1);
+    const w = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : NaN;
     if (!name || !Number.isFinite(w) || (at >= 0 && part.slice(at + 1).trim() === '')) {
       throw new InvalidRequestError(
         `Invalid model composition \`${s}\`: expected ADAPTER@WEIGHT terms joined by "+", e.g. "shout@0.6+whisper@0.4".`,

@@ -38,16 +38,18 @@ export function requestContext(logger: LoggerLike) {
     const log = typeof child === 'function' ? child.call(logger, { reqId: id }) : logger;
     res.locals.log = log;
     const t0 = performance.now();
+    // NOTE: the upstream proxy rewrites req.url (dropping `/v1`), so keep the path as received.
+    const path = req.path;
     let logged = false;
     const done = () => {
       if (logged) return;
       logged = true;
       const model = (res.locals.openloraModel as string | undefined) ?? 'none';
       const status = res.writableFinished ? res.statusCode : 499; // 499: client closed first (nginx's code)
-      if (req.path.startsWith('/v1/')) requestsTotal.inc({ model, status: String(status) });
+      if (path.startsWith('/v1/')) requestsTotal.inc({ model, status: String(status) });
       const key = accessOf(req).key?.name;
       log.info(
-        { reqId: id, method: req.method, path: req.path, status, ms: Math.round(performance.now() - t0), model, ...(key ? { key } : {}) },
+        { ...(log === logger ? { reqId: id } : {}), method: req.method, path, status, ms: Math.round(performance.now() - t0), model, ...(key ? { key } : {}) },
         'request',
       );
     };

@@ -22,12 +22,10 @@
  * union of the inputs' modules; a module an input lacks gets no contribution from it (PEFT skips it).
  * One input adapter always merges as `linear` (PEFT).
  *
- * NOTE(event loop): the math runs on the JS thread, chunked per module (an `await` between
- * modules). For the demo model the A/B strategies take ~0.1 s; the SVD variants use ml-matrix's
- * dense SVD, ~0.65 s per 704x256 module (~18 s for shout+rs on all 28 modules), and each module
- * blocks the loop for its SVD. Next steps, in order: (1) for plain `svd` use the low-rank form
- * (QR of the stacked B's and A's, SVD of the small core: same result, milliseconds); (2) run merges
- * in a worker thread, which the event-loop lag bench will demand for any real-size base.
+ * NOTE(event loop): the server runs this on a worker thread (./off-thread.ts), so the event loop
+ * only waits for a message. The A/B strategies take ~0.1 s for the demo model; the SVD variants use
+ * ml-matrix's dense SVD, ~0.65 s per 704x256 module (~18 s for shout+rs on all 28 modules). Next
+ * step: for plain `svd`, the low-rank form (QR of the stacked B's and A's, SVD of the small core).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';

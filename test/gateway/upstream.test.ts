@@ -129,3 +129,52 @@ test('keys apply to upstream models too', async () => {
   const models = await get(srv.url + '/v1/models', 'sk-gpt4o-0123456789');
   assert.deepEqual(models.body.data, []);
 });
+
+test('dot segments are never forwarded upstream (400), and proxied requests are counted in /metrics', async () => {
+  const before = seen.length;
+  const res = await fetch(srv.url + '/v1/../admin', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' },
+    body: JSON.stringify({ model: 'gpt-4o', messages: [] }),
+  });
+  // fetch normalises the URL, so send the raw path with node:http instead when it did.
+  if (res.status !== 400) {
+    const { request } = await import('node:http');
+    const u = new URL(srv.url);
+    const status = await new Promise<number>((resolve, reject) => {
+      const r = request({ host: u.hostname, port: u.port, method: 'POST', path: '/v1/../admin', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' } }, (m) => {
+        m.resume();
+        resolve(m.statusCode ?? 0);
+      });
+      r.on('error', reject);
+      r.end(JSON.stringify({ model: 'gpt-4o', messages: [] }));
+    });
+    assert.equal(status, 400);
+  }
+  assert.equal(seen.length, before, 'nothing reached the upstream');
+  await post(srv.url + CHAT, { model: 'gpt-4o', messages: [] }, 'sk-all-0123456789');
+  const metrics = await (await fetch(srv.url + '/metrics')).text();
+  assert.match(metrics, /^openlora_requests_total\{model="upstream:gpt-\*",status="200"\} [1-9]\d*/m);
+});
+
+test('close(grace) lets a proxied stream finish', async () => {
+  const res = await fetch(srv.url + CHAT, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' },
+    body: JSON.stringify({ model: 'gpt-4o', messages: [], stream: true }),
+  });
+  const reader = res.body!.getReader();
+  await reader.read(); // the first chunk is through
+  // As examples/server.ts shuts down: router.close(grace), then every connection is cut.
+  const closing = srv.router.close(5_000).then(() => srv.server.closeAllConnections());
+  setTimeout(() => releaseSecondChunk(), 100);
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  await closing;
+  assert.match(text, /two/);
+  assert.match(text, /\[DONE\]/);
+});
