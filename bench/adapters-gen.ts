@@ -11,24 +11,13 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { rng, safetensorsBytes } from '../test/adapters/gen.ts';
 
 /** Bump when the file layout or the random draw changes (cache key). */
 const GENERATOR_VERSION = 1;
 
 export const ATTN_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
 export const MLP_MODULES = ['gate_proj', 'up_proj', 'down_proj'] as const;
-
-/** Deterministic 32-bit PRNG (mulberry32) returning floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface BaseShapes {
   hiddenSize: number;
@@ -61,28 +50,6 @@ function moduleDims(s: BaseShapes): Record<string, [number, number]> {
     up_proj: [s.hiddenSize, s.intermediateSize],
     down_proj: [s.intermediateSize, s.hiddenSize],
   };
-}
-
-/** Serialise F32 tensors as safetensors (header padded to 8 bytes, tensors in name order). */
-function safetensors(tensors: Array<{ name: string; shape: number[]; data: Float32Array }>): Buffer {
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let off = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
-    off += t.data.byteLength;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const hlen = Buffer.byteLength(json);
-  const out = Buffer.alloc(8 + hlen + off);
-  out.writeBigUInt64LE(BigInt(hlen), 0);
-  out.write(json, 8, 'utf8');
-  let p = 8 + hlen;
-  for (const t of tensors) {
-    Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).copy(out, p);
-    p += t.data.byteLength;
-  }
-  return out;
 }
 
 /** Name of the i-th generated adapter (sorts in index order). */
@@ -138,7 +105,7 @@ export function generateAdapters(modelDir: string, count: number, opts: { seed?:
     tensors.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     const sub = path.join(dir, name);
     mkdirSync(sub, { recursive: true });
-    writeFileSync(path.join(sub, 'adapter_model.safetensors'), safetensors(tensors));
+    writeFileSync(path.join(sub, 'adapter_model.safetensors'), safetensorsBytes(tensors.map((t) => [t.name, t.shape, t.data]), 'F32'));
     const config = {
       base_model_name_or_path: 'openlora-tiny-shakespeare',
       bias: 'none',

@@ -283,3 +283,26 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   gen.launch(params, seed, pinned);
   return gen;
 }
+
+/** A whole (non-streaming) generation: per choice its text, token infos and finish reason. */
+export interface CollectedChoices {
+  text: string[];
+  tokens: TokenInfo[][];
+  finish: Array<FinishReason | null>;
+}
+
+/**
+ * Drain a generation into per-choice results (for non-streaming responses).
+ * @param prefix Text each choice starts with (completions' `echo`), by choice index.
+ */
+export async function collectChoices(gen: Generation, prefix: (index: number) => string = () => ''): Promise<CollectedChoices> {
+  const text = Array.from({ length: gen.size }, (_, i) => prefix(i));
+  const tokens: TokenInfo[][] = Array.from({ length: gen.size }, () => []);
+  const finish: Array<FinishReason | null> = Array.from({ length: gen.size }, () => null);
+  for await (const d of gen) {
+    text[d.index] += d.text;
+    tokens[d.index]!.push(...d.tokens);
+    if (d.finishReason) finish[d.index] = d.finishReason;
+  }
+  return { text, tokens, finish };
+}

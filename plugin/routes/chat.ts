@@ -6,7 +6,7 @@
  * `choices: []` and `usage`, and every other chunk `usage: null`.
  */
 import type { Request, Response } from 'express';
-import type { FinishReason, TokenInfo } from '../generate.ts';
+import { collectChoices, type TokenInfo } from '../generate.ts';
 import { chatLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, parseRequest } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
@@ -39,14 +39,7 @@ export function chatCompletions(ctx: RouteContext) {
 
     try {
       if (!body.stream) {
-        const text: string[] = Array.from({ length: gen.size }, () => '');
-        const tokens: TokenInfo[][] = Array.from({ length: gen.size }, () => []);
-        const finish: Array<FinishReason | null> = Array.from({ length: gen.size }, () => null);
-        for await (const d of gen) {
-          text[d.index] += d.text;
-          tokens[d.index]!.push(...d.tokens);
-          if (d.finishReason) finish[d.index] = d.finishReason;
-        }
+        const { text, tokens, finish } = await collectChoices(gen);
         if (watch.gone) return;
         res.json({
           ...head,

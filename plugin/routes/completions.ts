@@ -6,7 +6,7 @@
  * special tokens (BOS), as HF does.
  */
 import type { Request, Response } from 'express';
-import type { FinishReason, TokenInfo } from '../generate.ts';
+import { collectChoices, type TokenInfo } from '../generate.ts';
 import { completionLogprobs, type CompletionLogprobs } from '../logprobs.ts';
 import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
@@ -58,14 +58,7 @@ export function completions(ctx: RouteContext) {
 
     try {
       if (!body.stream) {
-        const text = Array.from({ length: gen.size }, (_, i) => echo(i));
-        const tokens: TokenInfo[][] = Array.from({ length: gen.size }, () => []);
-        const finish: Array<FinishReason | null> = Array.from({ length: gen.size }, () => null);
-        for await (const d of gen) {
-          text[d.index] += d.text;
-          tokens[d.index]!.push(...d.tokens);
-          if (d.finishReason) finish[d.index] = d.finishReason;
-        }
+        const { text, tokens, finish } = await collectChoices(gen, echo);
         if (watch.gone) return;
         res.json({
           ...head,
