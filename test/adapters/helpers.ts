@@ -1,12 +1,14 @@
 /**
  * Test helpers: the tiny-shakespeare ModelInfo, a safetensors writer and a PEFT folder generator.
  */
+import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterLoadSpec, ModelInfo, NativeEngine } from '../../native/types.ts';
 import { DTYPE_BYTES } from '../../adapters/safetensors-header.ts';
+import { AdapterError } from '../../plugin/errors.ts';
 import { moduleDims, MODULE_PARENT, type LoraModule } from '../../adapters/peft-match.ts';
 
 export const EXAMPLES = fileURLToPath(new URL('../../examples/adapters/', import.meta.url));
@@ -111,4 +113,14 @@ export class FakeEngine implements Pick<NativeEngine, 'loadAdapter' | 'unloadAda
     if (!this.live.delete(slot)) throw new Error(`slot ${slot} is not loaded`);
     this.unloads.push(slot);
   }
+}
+
+/** Assert `p` rejects with a 400 AdapterError whose message matches every regex. */
+export async function refuses(p: Promise<unknown>, ...res: RegExp[]): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof AdapterError, `expected AdapterError, got ${String(err)}`);
+    assert.equal(err.status, 400);
+    for (const re of res) assert.match(err.message, re);
+    return true;
+  });
 }

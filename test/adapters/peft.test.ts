@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildLoadSpec, parseAdapterDir, resolveConfig } from '../../adapters/peft.ts';
 import { patternKey, selectorMatches } from '../../adapters/peft-match.ts';
-import { AdapterError } from '../../plugin/errors.ts';
-import { EXAMPLES, loraConfig, loraTensors, tinyInfo, tmpAdapters, type FakeTensor } from './helpers.ts';
+import { EXAMPLES, loraConfig, loraTensors, refuses, tinyInfo, tmpAdapters, type FakeTensor } from './helpers.ts';
 
 const info = tinyInfo();
 let t: Awaited<ReturnType<typeof tmpAdapters>>;
@@ -20,15 +19,6 @@ async function load(dir: string, i = info) {
   return { parsed, spec: await buildLoadSpec(parsed, i) };
 }
 
-/** Assert `p` rejects with a 400 AdapterError whose message matches every regex. */
-async function refuses(p: Promise<unknown>, ...res: RegExp[]): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof AdapterError, `expected AdapterError, got ${String(err)}`);
-    assert.equal(err.status, 400);
-    for (const re of res) assert.match(err.message, re);
-    return true;
-  });
-}
 
 describe('demo adapters', () => {
   test('romeo: q/v over 4 layers, F16, scaling 1.0', async () => {

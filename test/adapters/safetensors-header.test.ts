@@ -3,8 +3,7 @@ import { open, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readSafetensorsHeader } from '../../adapters/safetensors-header.ts';
-import { AdapterError } from '../../plugin/errors.ts';
-import { EXAMPLES, tmpAdapters, writeSafetensors } from './helpers.ts';
+import { EXAMPLES, refuses, tmpAdapters, writeSafetensors } from './helpers.ts';
 
 let t: Awaited<ReturnType<typeof tmpAdapters>>;
 before(async () => {
@@ -12,15 +11,6 @@ before(async () => {
 });
 after(() => t.cleanup());
 
-/** Assert `p` rejects with an AdapterError whose message matches every regex. */
-async function refuses(p: Promise<unknown>, ...res: RegExp[]): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof AdapterError, `expected AdapterError, got ${String(err)}`);
-    assert.equal(err.status, 400);
-    for (const re of res) assert.match(err.message, re);
-    return true;
-  });
-}
 
 const two = { a: { dtype: 'F32', shape: [2, 3] }, b: { dtype: 'BF16', shape: [4] } };
 

@@ -4,6 +4,7 @@
  */
 import { defaultConfigInput, parseConfig } from '../../config/load.ts';
 import { startServer, type RunningServer } from '../../examples/server.ts';
+import { post } from '../gateway/helpers.ts';
 
 /** Start the demo gateway on 127.0.0.1:<random port> with logging off; `extra` adds config fields. */
 export async function startDemo(extra: Record<string, unknown> = {}): Promise<RunningServer> {
@@ -13,17 +14,5 @@ export async function startDemo(extra: Record<string, unknown> = {}): Promise<Ru
 
 /** POST JSON to `url + path`, returning status and parsed body. */
 export async function postJson(url: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(url + path, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    /* keep text */
-  }
-  return { status: res.status, body: parsed };
+  return post(url + path, body);
 }

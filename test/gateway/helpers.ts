@@ -67,13 +67,8 @@ export async function fakeServer(
   };
 }
 
-/** POST JSON with optional bearer key; returns status, headers and parsed body. */
-export async function post(url: string, body: unknown, key?: string, headers: Record<string, string> = {}) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
+/** Status, headers, raw text and the body parsed as JSON (the text when it is not JSON). */
+export async function readResponse(res: Response): Promise<{ status: number; headers: Headers; body: any; text: string }> {
   const text = await res.text();
   let parsed: any = text;
   try {
@@ -84,17 +79,20 @@ export async function post(url: string, body: unknown, key?: string, headers: Re
   return { status: res.status, headers: res.headers, body: parsed, text };
 }
 
+/** POST JSON with optional bearer key; returns status, headers and parsed body. */
+export async function post(url: string, body: unknown, key?: string, headers: Record<string, string> = {}) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return readResponse(res);
+}
+
 /** GET with optional bearer key. */
 export async function get(url: string, key?: string) {
   const res = await fetch(url, { headers: key ? { authorization: `Bearer ${key}` } : {} });
-  const text = await res.text();
-  let parsed: any = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    /* keep text */
-  }
-  return { status: res.status, headers: res.headers, body: parsed, text };
+  return readResponse(res);
 }
 
 /** Poll `cond` every 10 ms until true (throws after `ms`). */
