@@ -27,6 +27,7 @@
         "native/src/sampler.cc",
         "native/src/scheduler.cc",
         "native/cpu/gemm.cc",
+        "native/cpu/gemm_packed.cc",
         "native/cpu/ops.cc",
         "native/cpu/paged_attention.cc",
         "native/cpu/sgmv.cc",

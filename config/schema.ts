@@ -62,6 +62,8 @@ export const EngineSchema = z.strictObject({
   backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   /** CPU compute threads; 0 = every core. */
   threads: z.number().int().min(0).max(1024).default(0),
+  /** Nice increment of the engine's compute threads (Linux), so the event loop preempts them. */
+  threadNice: z.number().int().min(0).max(19).default(5),
   /** Adapter slots resident in the engine at once. */
   maxLoras: z.number().int().min(1).max(4096).default(8),
   /** Largest LoRA rank a slot can hold. */

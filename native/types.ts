@@ -29,7 +29,7 @@ export interface ModelInfo {
   maxLoras: number;
   /** Largest LoRA rank a slot can hold. */
   maxLoraRank: number;
-  /** Storage of the base model's decoder linear layers: "none" (float32) or "int8" (EngineOptions.quantization). */
+  /** Storage of the base model's decoder linear layers: "none" (checkpoint precision) or "int8" (EngineOptions.quantization). */
   quantization: string;
 }
 
@@ -39,6 +39,12 @@ export interface EngineOptions {
   backend?: string;
   /** Compute threads for the CPU backend (default: hardware concurrency). */
   threads?: number;
+  /**
+   * Nice increment (0..19, default 0) of the engine thread and its CPU compute workers (Linux; per
+   * thread, no privilege needed). A positive value lets the JS thread that shares the process
+   * preempt engine compute as soon as it has work, which bounds event-loop lag under full load.
+   */
+  threadNice?: number;
   /** Number of adapter slots (default 16). */
   maxLoras?: number;
   /** Largest rank an adapter may have (default 64). */
@@ -46,7 +52,8 @@ export interface EngineOptions {
   /** Most sequences decoded in one step (default 64). */
   maxNumSeqs?: number;
   /**
-   * Weight-only quantization of the base model (default "none": float32).
+   * Weight-only quantization of the base model (default "none": the checkpoint's precision, i.e.
+   * BF16 weights stay bfloat16 in memory, exact and half the bytes; F32/F16 become float32).
    * "int8": the seven linear layers of every decoder layer (q/k/v/o/gate/up/down_proj) are stored
    * as int8 with one symmetric float32 scale per output channel (scale = max|row| / 127);
    * activations, accumulation, norms, embeddings, lm_head and LoRA adapters stay float32.

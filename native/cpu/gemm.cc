@@ -150,17 +150,20 @@ bool cpuHasAvx2Fma() {
 
 constexpr int kMaxMT = 3;            // rows of x per micro-tile
 constexpr int64_t kRowBlock = 32;    // rows of w kept hot in L1/L2 while all of x streams past
+}  // namespace
+
 // NOTE(why): a parallel op must carry at least this many multiply-adds per task; below it the
 // hand-over (even spinning, ~1 us) and the lost cache locality cost more than the split gains.
-// The two vCPUs of the target machine share one core's FMA units, so splitting small ops buys
-// little. OPENLORA_GEMM_GRAIN overrides it (for measurements).
-int64_t minTaskMacs() {
+// OPENLORA_GEMM_GRAIN overrides it (for measurements).
+int64_t gemmMinTaskMacs() {
   static const int64_t v = [] {
     const char* s = std::getenv("OPENLORA_GEMM_GRAIN");
     return s ? std::max<int64_t>(1, std::atoll(s)) : int64_t(96 * 1024);
   }();
   return v;
 }
+
+namespace {
 
 /** y[t, j] = alpha * (x_t . w_j) * scale_j (+ y) over rows [n0, n1) of w, all m rows of x. */
 template <typename W>
@@ -205,7 +208,7 @@ void gemmAny(ThreadPool& pool, const float* x, int64_t ldx, W w, const float* sc
     xrows = heapRows.get();
   }
   for (int64_t t = 0; t < m; t++) xrows[t] = x + t * ldx;
-  const int64_t grain = ((std::max<int64_t>(8, minTaskMacs() / std::max<int64_t>(1, m * k)) + 7) / 8) * 8;
+  const int64_t grain = ((std::max<int64_t>(8, gemmMinTaskMacs() / std::max<int64_t>(1, m * k)) + 7) / 8) * 8;
   pool.parallelFor((n + 7) / 8, grain / 8, [&](int64_t c0, int64_t c1) {
     gemmBlock(xrows, m, w, scale, y, ldy, c0 * 8, std::min(n, c1 * 8), k, alpha, accumulate, avx2);
   });

@@ -37,6 +37,12 @@ void gemmNTQ8(ThreadPool& pool, const float* x, int64_t ldx, const int8_t* wq, c
  */
 void gemmNTRows(const float* const* xs, int64_t m, const float* w, int64_t ldw, int64_t n, int64_t k, float* y, int64_t ldy);
 
+/**
+ * Fewest multiply-adds a parallel GEMM task must carry (96 Ki; OPENLORA_GEMM_GRAIN overrides):
+ * below it the hand-over (~1 us spinning) and the lost locality cost more than the split gains.
+ */
+int64_t gemmMinTaskMacs();
+
 /** Name of the kernel family in use: "avx2+fma" or "portable". */
 const char* gemmKernelName();
 

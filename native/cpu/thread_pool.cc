@@ -3,6 +3,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -35,9 +42,26 @@ bool spinFor(Pred pred) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
+void lowerThreadPriority(int increment) {
+#if defined(__linux__)
+  if (increment <= 0) return;
+  const pid_t tid = pid_t(syscall(SYS_gettid));
+  errno = 0;
+  const int now = getpriority(PRIO_PROCESS, id_t(tid));
+  if (errno == 0) (void)setpriority(PRIO_PROCESS, id_t(tid), std::min(19, now + increment));
+#else
+  (void)increment;
+#endif
+}
+
+ThreadPool::ThreadPool(int threads, int niceIncrement) {
   threads = std::max(1, threads);
-  for (int i = 1; i < threads; i++) workers_.emplace_back([this] { workerLoop(); });
+  for (int i = 1; i < threads; i++) {
+    workers_.emplace_back([this, niceIncrement] {
+      lowerThreadPriority(niceIncrement);
+      workerLoop();
+    });
+  }
 }
 
 ThreadPool::~ThreadPool() {

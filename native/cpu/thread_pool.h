@@ -13,6 +13,17 @@
 namespace openlora::cpu {
 
 /**
+ * Raise the calling thread's nice value by `increment` (Linux: nice is per thread; lower priority
+ * needs no privilege). 0 does nothing; failures are ignored (the thread keeps its priority).
+ *
+ * NOTE(why): the engine lives in the Node process. Its compute threads run flat out during a
+ * step while the JS thread parses requests and writes SSE chunks; on a machine with few cores a
+ * CPU-bound thread delays the event loop by whole scheduler slices. At a higher nice value the
+ * scheduler hands the CPU to the JS thread as soon as it has work (EngineOptions.threadNice).
+ */
+void lowerThreadPriority(int increment);
+
+/**
  * Fixed set of worker threads running one parallel_for at a time.
  *
  * The calling thread takes part in the work, so `ThreadPool(1)` starts no thread at all.
@@ -28,8 +39,11 @@ namespace openlora::cpu {
  */
 class ThreadPool {
  public:
-  /** @param threads total threads including the caller (>= 1). */
-  explicit ThreadPool(int threads);
+  /**
+   * @param threads total threads including the caller (>= 1).
+   * @param niceIncrement each worker runs lowerThreadPriority(niceIncrement) when it starts.
+   */
+  explicit ThreadPool(int threads, int niceIncrement = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

@@ -268,8 +268,13 @@ class CudaForward final : public ForwardBackend {
       if (d.bDown) weightBytes_ += 2 * H;
     }
     finalNorm_ = uploadBf16({&m.finalNorm()}, "model.norm");
-    // lm_head: the embedding when tied (Model::lmHead() returns embed() then).
-    lmHead_ = (&m.lmHead() == &m.embed()) ? embed_ : uploadBf16({&m.lmHead()}, "lm_head");
+    // lm_head: the embedding when tied.
+    if (m.tiedHead()) {
+      lmHead_ = embed_;
+    } else {
+      const std::vector<float> head = m.head().rowMajor();
+      lmHead_ = uploadBf16({&head}, "lm_head");
+    }
     weightBytes_ += 2 * H + 2 * V * H;
     const std::vector<float>& inv = m.ropeInvFreq();
     invFreq_ = static_cast<float*>(alloc(inv.size() * sizeof(float), "rope inv_freq"));
@@ -425,15 +430,11 @@ class CudaForward final : public ForwardBackend {
       d.out += int(p->out);
     }
     if (!d.q8) {
-      std::vector<const std::vector<float>*> ws;
-      for (const Linear* p : parts) ws.push_back(&p->w);
-      size_t n = 0;
-      for (const auto* v : ws) n += v->size();
-      std::vector<uint16_t> h(n);
-      size_t o = 0;
-      for (const auto* v : ws) {
-        for (float f : *v) h[o++] = toBf16(f);
+      std::vector<uint16_t> h;
+      for (const Linear* p : parts) {
+        for (float f : p->rowMajor()) h.push_back(toBf16(f));
       }
+      const size_t n = h.size();
       d.w = alloc(n * 2, what);
       ck(cudaMemcpy(d.w, h.data(), n * 2, cudaMemcpyHostToDevice), what);
       return d;
@@ -441,7 +442,7 @@ class CudaForward final : public ForwardBackend {
     std::vector<int8_t> q;
     std::vector<float> s;
     for (const Linear* p : parts) {
-      q.insert(q.end(), p->q.begin(), p->q.end());
+      for (float v : p->rowMajor()) q.push_back(int8_t(v));  // quantized: the raw int8 values
       s.insert(s.end(), p->scale.begin(), p->scale.end());
     }
     d.w = alloc(q.size(), what);

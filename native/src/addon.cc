@@ -35,7 +35,8 @@ class LoadModelWorker : public Napi::AsyncWorker {
     try {
       chooseBackend(backendRequested_);  // fail fast, before reading the weights
       init_.model = Model::load(dir_, init_.options.quantization);
-      init_.forward = makeForwardBackend(backendRequested_, init_.model, init_.options.threads, &init_.backendReason);
+      init_.forward = makeForwardBackend(backendRequested_, init_.model, init_.options.threads, &init_.backendReason,
+                                        init_.options.threadNice);
       init_.backend = init_.forward->name();
       init_.forward->uploadWeights();  // off the JS thread (CUDA: gigabytes for a big model)
     } catch (const std::exception& e) {

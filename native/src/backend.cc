@@ -51,8 +51,8 @@ std::string cudaDeviceStatus() {
 /** ForwardBackend over today's CPU Model::forward. */
 class CpuForward final : public ForwardBackend {
  public:
-  CpuForward(std::shared_ptr<const Model> model, int threads)
-      : model_(std::move(model)), pool_(std::make_unique<cpu::ThreadPool>(threads < 1 ? 1 : threads)) {}
+  CpuForward(std::shared_ptr<const Model> model, int threads, int threadNice)
+      : model_(std::move(model)), pool_(std::make_unique<cpu::ThreadPool>(threads < 1 ? 1 : threads, threadNice)) {}
 
   const char* name() const override { return "cpu"; }
   bool complete() const override { return true; }
@@ -93,15 +93,15 @@ BackendChoice chooseBackend(const std::string& requested) {
   throw std::runtime_error("backend must be \"auto\", \"cpu\" or \"cuda\", got \"" + requested + "\"");
 }
 
-std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads) {
-  return std::make_unique<CpuForward>(std::move(model), threads);
+std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice) {
+  return std::make_unique<CpuForward>(std::move(model), threads, threadNice);
 }
 
 std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,
-                                                   int threads, std::string* reason) {
+                                                   int threads, std::string* reason, int threadNice) {
   BackendChoice choice = chooseBackend(requested);
   if (reason) *reason = choice.reason;
-  if (choice.backend == "cpu") return makeCpuForward(std::move(model), threads);
+  if (choice.backend == "cpu") return makeCpuForward(std::move(model), threads, threadNice);
 #ifdef OPENLORA_WITH_CUDA
   if (choice.backend == "cuda") return makeCudaForward(std::move(model));
 #endif

@@ -100,13 +100,13 @@ class ForwardBackend {
 };
 
 /** The CPU backend: today's Model::forward on a ThreadPool of `threads` threads. */
-std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads);
+std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice = 0);
 
 /**
  * "cpu" | "cuda" | "auto" (chooseBackend's rule). @throws std::runtime_error when the backend
  * is not available in this build / on this machine (the message says why).
  */
 std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,
-                                                   int threads, std::string* reason = nullptr);
+                                                   int threads, std::string* reason = nullptr, int threadNice = 0);
 
 }  // namespace openlora

@@ -393,6 +393,7 @@ void Engine::failAll(const std::string& error, std::deque<std::unique_ptr<Forwar
 }
 
 void Engine::threadMain() {
+  cpu::lowerThreadPriority(options_.threadNice);
   for (;;) {
     std::deque<std::unique_ptr<ForwardJob>> forwards;
     std::set<int64_t> cancels;

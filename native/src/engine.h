@@ -40,6 +40,7 @@ struct EngineOptions {
   int numKvBlocks = 0;            // KV pool size in blocks; 0 = from kvCacheBytes; resolved there
   bool enablePrefixCaching = true;  // share full KV blocks between sequences with the same adapters and prefix
   Quantization quantization = Quantization::None;  // base linear-layer storage (quant.h); applied by Model::load
+  int threadNice = 0;  // nice increment of the engine thread and its compute workers (Linux; 0 keeps the caller's)
 };
 
 /** One ensemble member (EnsembleMember of native/types.ts). */

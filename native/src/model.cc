@@ -6,7 +6,6 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "../cpu/gemm.h"
 #include "../cpu/ops.h"
 #include "../cpu/paged_attention.h"
 #include "safetensors.h"
@@ -34,6 +33,12 @@ std::vector<float> loadWeight(const TensorStore& store, const std::string& name,
                              expect.shapeString() + " (" + why + ")");
   }
   return t.toF32();
+}
+
+/** Load a linear weight [out, in] into its packed storage (quant.h makeLinear: BF16 stays bf16). */
+Linear loadLinear(const TensorStore& store, const std::string& name, int64_t out, int64_t in, const std::string& why,
+                  Quantization quant) {
+  return makeLinear(loadWeight(store, name, {out, in}, why), out, in, quant, store.get(name).dtype);
 }
 
 /** A bias vector [n] when the config says the layer has one; empty otherwise (a stray bias tensor is ignored). */
@@ -65,26 +70,29 @@ std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
     LayerWeights& w = model->layers_[size_t(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
     w.inputNorm = loadWeight(*store, p + "input_layernorm.weight", {H}, hs);
-    w.wq = makeLinear(loadWeight(*store, p + "self_attn.q_proj.weight", {Q, H}, qs + ", " + hs), Q, H, quant);
-    w.wk = makeLinear(loadWeight(*store, p + "self_attn.k_proj.weight", {KV, H}, kvs + ", " + hs), KV, H, quant);
-    w.wv = makeLinear(loadWeight(*store, p + "self_attn.v_proj.weight", {KV, H}, kvs + ", " + hs), KV, H, quant);
-    w.wo = makeLinear(loadWeight(*store, p + "self_attn.o_proj.weight", {H, Q}, hs + ", " + qs), H, Q, quant);
+    w.wq = loadLinear(*store, p + "self_attn.q_proj.weight", Q, H, qs + ", " + hs, quant);
+    w.wk = loadLinear(*store, p + "self_attn.k_proj.weight", KV, H, kvs + ", " + hs, quant);
+    w.wv = loadLinear(*store, p + "self_attn.v_proj.weight", KV, H, kvs + ", " + hs, quant);
+    w.wo = loadLinear(*store, p + "self_attn.o_proj.weight", H, Q, hs + ", " + qs, quant);
     w.bq = loadBias(*store, p + "self_attn.q_proj.bias", c.qkvBias, Q, qs);
     w.bk = loadBias(*store, p + "self_attn.k_proj.bias", c.qkvBias, KV, kvs);
     w.bv = loadBias(*store, p + "self_attn.v_proj.bias", c.qkvBias, KV, kvs);
     w.bo = loadBias(*store, p + "self_attn.o_proj.bias", c.oBias, H, hs);
     w.postNorm = loadWeight(*store, p + "post_attention_layernorm.weight", {H}, hs);
-    w.wGate = makeLinear(loadWeight(*store, p + "mlp.gate_proj.weight", {I, H}, is + ", " + hs), I, H, quant);
-    w.wUp = makeLinear(loadWeight(*store, p + "mlp.up_proj.weight", {I, H}, is + ", " + hs), I, H, quant);
-    w.wDown = makeLinear(loadWeight(*store, p + "mlp.down_proj.weight", {H, I}, hs + ", " + is), H, I, quant);
+    w.wGate = loadLinear(*store, p + "mlp.gate_proj.weight", I, H, is + ", " + hs, quant);
+    w.wUp = loadLinear(*store, p + "mlp.up_proj.weight", I, H, is + ", " + hs, quant);
+    w.wDown = loadLinear(*store, p + "mlp.down_proj.weight", H, I, hs + ", " + is, quant);
     w.bGate = loadBias(*store, p + "mlp.gate_proj.bias", c.mlpBias, I, is);
     w.bUp = loadBias(*store, p + "mlp.up_proj.bias", c.mlpBias, I, is);
     w.bDown = loadBias(*store, p + "mlp.down_proj.bias", c.mlpBias, H, hs);
   }
   model->finalNorm_ = loadWeight(*store, "model.norm.weight", {H}, hs);
   // HF ties lm_head to embed_tokens when tie_word_embeddings; some tied checkpoints omit it.
-  if (!c.tieWordEmbeddings && store->find("lm_head.weight")) {
-    model->lmHead_ = loadWeight(*store, "lm_head.weight", {V, H}, "vocab_size " + std::to_string(V) + ", " + hs);
+  model->tiedHead_ = c.tieWordEmbeddings || !store->find("lm_head.weight");
+  if (model->tiedHead_) {
+    model->head_ = makeLinear(model->embed_, V, H, Quantization::None, store->get("model.embed_tokens.weight").dtype);
+  } else {
+    model->head_ = loadLinear(*store, "lm_head.weight", V, H, "vocab_size " + std::to_string(V) + ", " + hs, Quantization::None);
   }
   return model;
 }
@@ -103,16 +111,19 @@ std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const Weigh
     return v;
   };
   const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, Q = c.qDim(), KV = c.kvDim();
+  DType source = DType::F32;
+  if (!parseDType(dtype, &source)) throw std::runtime_error("Model::fromWeights: unsupported dtype \"" + dtype + "\"");
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) { return makeLinear(get(name, out * in), out, in, quant, source); };
   model->embed_ = get("model.embed_tokens.weight", V * H);
   model->layers_.resize(size_t(c.numHiddenLayers));
   for (int l = 0; l < c.numHiddenLayers; l++) {
     LayerWeights& w = model->layers_[size_t(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
     w.inputNorm = get(p + "input_layernorm.weight", H);
-    w.wq = makeLinear(get(p + "self_attn.q_proj.weight", Q * H), Q, H, quant);
-    w.wk = makeLinear(get(p + "self_attn.k_proj.weight", KV * H), KV, H, quant);
-    w.wv = makeLinear(get(p + "self_attn.v_proj.weight", KV * H), KV, H, quant);
-    w.wo = makeLinear(get(p + "self_attn.o_proj.weight", H * Q), H, Q, quant);
+    w.wq = lin(p + "self_attn.q_proj.weight", Q, H);
+    w.wk = lin(p + "self_attn.k_proj.weight", KV, H);
+    w.wv = lin(p + "self_attn.v_proj.weight", KV, H);
+    w.wo = lin(p + "self_attn.o_proj.weight", H, Q);
     if (c.qkvBias) {
       w.bq = get(p + "self_attn.q_proj.bias", Q);
       w.bk = get(p + "self_attn.k_proj.bias", KV);
@@ -120,9 +131,9 @@ std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const Weigh
     }
     if (c.oBias) w.bo = get(p + "self_attn.o_proj.bias", H);
     w.postNorm = get(p + "post_attention_layernorm.weight", H);
-    w.wGate = makeLinear(get(p + "mlp.gate_proj.weight", I * H), I, H, quant);
-    w.wUp = makeLinear(get(p + "mlp.up_proj.weight", I * H), I, H, quant);
-    w.wDown = makeLinear(get(p + "mlp.down_proj.weight", H * I), H, I, quant);
+    w.wGate = lin(p + "mlp.gate_proj.weight", I, H);
+    w.wUp = lin(p + "mlp.up_proj.weight", I, H);
+    w.wDown = lin(p + "mlp.down_proj.weight", H, I);
     if (c.mlpBias) {
       w.bGate = get(p + "mlp.gate_proj.bias", I);
       w.bUp = get(p + "mlp.up_proj.bias", I);
@@ -130,13 +141,15 @@ std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const Weigh
     }
   }
   model->finalNorm_ = get("model.norm.weight", H);
-  if (!c.tieWordEmbeddings) model->lmHead_ = get("lm_head.weight", V * H);
+  model->tiedHead_ = c.tieWordEmbeddings;
+  model->head_ = c.tieWordEmbeddings ? makeLinear(model->embed_, V, H, Quantization::None, source)
+                                     : makeLinear(get("lm_head.weight", V * H), V, H, Quantization::None, source);
   return model;
 }
 
 int64_t Model::weightBytes() const {
   auto f = [](const std::vector<float>& v) { return int64_t(v.size() * sizeof(float)); };
-  int64_t b = f(finalNorm_) + f(lmHead());
+  int64_t b = f(finalNorm_) + head_.bytes();
   for (const LayerWeights& w : layers_) {
     b += f(w.inputNorm) + f(w.postNorm) + f(w.bq) + f(w.bk) + f(w.bv) + f(w.bo) + f(w.bGate) + f(w.bUp) + f(w.bDown);
     b += w.wq.bytes() + w.wk.bytes() + w.wv.bytes() + w.wo.bytes() + w.wGate.bytes() + w.wUp.bytes() + w.wDown.bytes();
@@ -266,8 +279,7 @@ void Model::forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool,
   }
   cpu::rmsNorm(ws.sel.data(), finalNorm_.data(), float(c.rmsNormEps), ws.sel.data(), R, H);
   logits->resize(size_t(R * V));
-  const float* head = lmHead_.empty() ? embed_.data() : lmHead_.data();
-  cpu::gemmNT(pool, ws.sel.data(), H, head, logits->data(), V, R, V, H);
+  linear(pool, ws.sel.data(), H, head_, logits->data(), V, R);
 }
 
 }  // namespace openlora

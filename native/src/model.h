@@ -71,10 +71,11 @@ struct Workspace {
 class Model {
  public:
   /**
-   * Load config.json and the safetensors weights of a Hugging Face model folder, converting
-   * every weight to float32 and checking its shape against the config.
+   * Load config.json and the safetensors weights of a Hugging Face model folder, checking every
+   * shape against the config. Linear layers and lm_head keep BF16 checkpoints' precision as
+   * bfloat16 (exact), anything else becomes float32 (quant.h makeLinear).
    * @param quant Int8: the seven linear layers of every decoder layer are stored int8 with
-   *   per-output-channel scales (quant.h); embeddings, norms, biases and lm_head stay float32.
+   *   per-output-channel scales (quant.h); embeddings, norms, biases and lm_head are not quantized.
    * @throws std::runtime_error naming the file and field/tensor.
    */
   static std::shared_ptr<Model> load(const std::string& dir, Quantization quant = Quantization::None);
@@ -111,8 +112,10 @@ class Model {
   const std::vector<float>& embed() const { return embed_; }                 // [vocab, hidden]
   const LayerWeights& layer(int l) const { return layers_[size_t(l)]; }
   const std::vector<float>& finalNorm() const { return finalNorm_; }         // [hidden]
-  /** lm_head [vocab, hidden] (embed() when tied). */
-  const std::vector<float>& lmHead() const { return lmHead_.empty() ? embed_ : lmHead_; }
+  /** lm_head [vocab, hidden], packed (a copy of embed() when tied). */
+  const Linear& head() const { return head_; }
+  /** Whether lm_head is embed_tokens (tie_word_embeddings, or a tied checkpoint without lm_head). */
+  bool tiedHead() const { return tiedHead_; }
   const std::vector<float>& ropeInvFreq() const { return invFreq_; }         // [headDim / 2]
   /** Bytes of weights one forward step reads as stored here (embedding rows excluded). */
   int64_t weightBytes() const;
@@ -132,7 +135,8 @@ class Model {
   std::vector<float> embed_;       // [vocab, hidden]
   std::vector<LayerWeights> layers_;
   std::vector<float> finalNorm_;   // [hidden]
-  std::vector<float> lmHead_;      // [vocab, hidden]; empty when tied to embed_
+  Linear head_;                    // lm_head [vocab, hidden], packed (quant.h)
+  bool tiedHead_ = false;
 };
 
 }  // namespace openlora

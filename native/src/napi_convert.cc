@@ -70,6 +70,8 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
   o.maxLoras = integer(obj, "maxLoras", "EngineOptions", &o.maxLoras);
   o.maxLoraRank = integer(obj, "maxLoraRank", "EngineOptions", &o.maxLoraRank);
   o.maxNumSeqs = integer(obj, "maxNumSeqs", "EngineOptions", &o.maxNumSeqs);
+  o.threadNice = integer(obj, "threadNice", "EngineOptions", &o.threadNice);
+  if (o.threadNice < 0 || o.threadNice > 19) throw std::runtime_error("EngineOptions.threadNice must be in [0, 19], got " + std::to_string(o.threadNice));
   if (o.threads < 1 || o.threads > 1024) throw std::runtime_error("EngineOptions.threads must be in [1, 1024], got " + std::to_string(o.threads));
   if (o.maxLoras < 0 || o.maxLoras > 65536) throw std::runtime_error("EngineOptions.maxLoras must be in [0, 65536], got " + std::to_string(o.maxLoras));
   if (o.maxLoraRank < 1 || o.maxLoraRank > 4096) throw std::runtime_error("EngineOptions.maxLoraRank must be in [1, 4096], got " + std::to_string(o.maxLoraRank));

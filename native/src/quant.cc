@@ -7,7 +7,6 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "../cpu/gemm.h"
 
 namespace openlora {
 
@@ -19,15 +18,16 @@ Quantization parseQuantization(const std::string& s) {
 
 const char* quantizationName(Quantization q) { return q == Quantization::Int8 ? "int8" : "none"; }
 
-Linear makeLinear(std::vector<float> w, int64_t out, int64_t in, Quantization quant) {
+Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source) {
   Linear l;
   l.out = out;
   l.in = in;
   if (quant == Quantization::None) {
-    l.w = std::move(w);
+    const auto storage = source == DType::BF16 ? cpu::PackedMatrix::Type::BF16 : cpu::PackedMatrix::Type::F32;
+    l.w = cpu::PackedMatrix::fromF32(w.data(), out, in, storage);
     return l;
   }
-  l.q.resize(size_t(out * in));
+  std::vector<int8_t> q(size_t(out * in));
   l.scale.resize(size_t(out));
   for (int64_t o = 0; o < out; o++) {
     const float* row = w.data() + o * in;
@@ -35,21 +35,18 @@ Linear makeLinear(std::vector<float> w, int64_t out, int64_t in, Quantization qu
     for (int64_t j = 0; j < in; j++) amax = std::max(amax, std::fabs(row[j]));
     const float scale = amax > 0 ? amax / 127.0f : 1.0f;
     l.scale[size_t(o)] = scale;
-    int8_t* qrow = l.q.data() + o * in;
+    int8_t* qrow = q.data() + o * in;
     for (int64_t j = 0; j < in; j++) {
       const float v = std::nearbyint(row[j] / scale);
       qrow[j] = int8_t(std::max(-127.0f, std::min(127.0f, v)));
     }
   }
+  l.w = cpu::PackedMatrix::fromI8(q.data(), out, in);
   return l;
 }
 
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m, bool accumulate) {
-  if (w.quantized()) {
-    cpu::gemmNTQ8(pool, x, ldx, w.q.data(), w.scale.data(), y, ldy, m, w.out, w.in, 1.0f, accumulate);
-  } else {
-    cpu::gemmNT(pool, x, ldx, w.w.data(), y, ldy, m, w.out, w.in, 1.0f, accumulate);
-  }
+  cpu::gemmPacked(pool, x, ldx, w.w, w.quantized() ? w.scale.data() : nullptr, y, ldy, m, 1.0f, accumulate);
 }
 
 }  // namespace openlora

@@ -1,12 +1,14 @@
-// Weights of one linear layer: float32, or int8 weight-only quantized (per-output-channel
-// symmetric scales), and the matching product y = x W^T.
+// Weights of one linear layer: float32 or bfloat16 (the checkpoint's own precision), or int8
+// weight-only quantized (per-output-channel symmetric scales), and the matching product y = x W^T.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "../cpu/gemm_packed.h"
 #include "../cpu/thread_pool.h"
+#include "dtype.h"
 
 namespace openlora {
 
@@ -17,20 +19,29 @@ enum class Quantization { None, Int8 };
 Quantization parseQuantization(const std::string& s);
 const char* quantizationName(Quantization q);
 
-/** The weight of one nn.Linear, [out, in], in one of the two storages. */
+/**
+ * The weight of one nn.Linear, [out, in], packed for the CPU kernels (cpu::PackedMatrix).
+ * Storage: int8 when quantized; else bfloat16 when the checkpoint tensor was BF16 (widening back
+ * to float32 is exact, so results equal a float32 copy's and the weights take half the bytes);
+ * else float32 (F32 and F16 checkpoints).
+ */
 struct Linear {
   int64_t out = 0, in = 0;
-  std::vector<float> w;       // [out, in] float32; empty when quantized
-  std::vector<int8_t> q;      // [out, in] int8 round(w / scale), in [-127, 127]; empty for float32
-  std::vector<float> scale;   // [out] max_j |w[o, j]| / 127 (1 for an all-zero row)
+  cpu::PackedMatrix w;        // [out, in] packed; type F32, BF16 or I8
+  std::vector<float> scale;   // [out] int8 only: max_j |W[o, j]| / 127 (1 for an all-zero row)
 
-  bool quantized() const { return !q.empty(); }
-  /** Bytes of weight storage. */
-  int64_t bytes() const { return int64_t(w.size() * 4 + q.size() + scale.size() * 4); }
+  bool quantized() const { return w.type() == cpu::PackedMatrix::Type::I8; }
+  /** Bytes of weight storage (packing pads out to a multiple of 16 rows). */
+  int64_t bytes() const { return w.bytes() + int64_t(scale.size() * 4); }
+  /** [out, in] row-major float32: the weights (float32/bf16), or the raw int8 values (quantized; see scale). */
+  std::vector<float> rowMajor() const { return w.unpack(); }
 };
 
-/** Take a float32 [out, in] weight; quantize it to int8 (and drop the float copy) when asked. */
-Linear makeLinear(std::vector<float> w, int64_t out, int64_t in, Quantization quant);
+/**
+ * Take a float32 [out, in] weight read from a tensor of dtype `source`: quantize it to int8 when
+ * asked, else keep it as bfloat16 when source is BF16 (exact), else float32.
+ */
+Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source = DType::F32);
 
 /**
  * y = x W^T (+ y when accumulate). @param x [m, in] (row stride ldx); @param y [m, out] (row stride ldy).

@@ -1,0 +1,78 @@
+// Dense products against weights packed once at load: the base model's linear layers and
+// lm_head on the CPU backend. Weights stay in their storage type (float32, bfloat16 or int8);
+// activations and accumulation are float32.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "thread_pool.h"
+
+namespace openlora::cpu {
+
+/**
+ * A weight W [n, k] (nn.Linear layout: output features x input features) in column panels:
+ * panel p holds rows [16p, 16p + 16) of W, stored k-major as [k][16], so one 16-wide vector load
+ * reads the weights of 16 output features for one input feature. The last panel is zero-padded.
+ * This is the "packed B" layout of the BLIS / GotoBLAS micro-kernel (Goto & van de Geijn, "Anatomy
+ * of High-Performance Matrix Multiplication", TOMS 2008), with the panel width of one AVX-512
+ * vector.
+ *
+ * Element types: F32 (4 bytes), BF16 (2 bytes; the top half of a float32, so widening is exact),
+ * I8 (1 byte, per-output-channel scales kept by the caller).
+ */
+class PackedMatrix {
+ public:
+  enum class Type { F32, BF16, I8 };
+  static constexpr int kPanel = 16;  // output features per panel
+
+  PackedMatrix() = default;
+  /**
+   * Pack a row-major float32 W [n, k]. With Type::BF16 each value is rounded to bfloat16 (round to
+   * nearest even): exact when W came from a BF16 file. @throws std::invalid_argument for I8.
+   */
+  static PackedMatrix fromF32(const float* w, int64_t n, int64_t k, Type storage);
+  /** Pack a row-major int8 W [n, k]. */
+  static PackedMatrix fromI8(const int8_t* w, int64_t n, int64_t k);
+
+  Type type() const { return type_; }
+  int64_t rows() const { return n_; }
+  int64_t cols() const { return k_; }
+  int64_t panels() const { return (n_ + kPanel - 1) / kPanel; }
+  bool empty() const { return n_ == 0; }
+  /** Bytes of packed storage (padding included). */
+  int64_t bytes() const { return int64_t(data_.size()); }
+  /** Start of panel p: [k][16] elements of type(). */
+  const uint8_t* panel(int64_t p) const { return data_.data() + p * k_ * kPanel * elemSize(); }
+  /** W[row, col] widened to float32 (int8: the raw integer value). */
+  float at(int64_t row, int64_t col) const;
+  /** The whole of W [n, k] row-major, widened to float32 (int8: raw integer values). */
+  std::vector<float> unpack() const;
+  int elemSize() const { return type_ == Type::F32 ? 4 : type_ == Type::BF16 ? 2 : 1; }
+
+ private:
+  Type type_ = Type::F32;
+  int64_t n_ = 0, k_ = 0;
+  std::vector<uint8_t> data_;  // [panels][k][16] elements
+};
+
+/**
+ * y = alpha * (x W^T) * scale (+ y when accumulate), W packed (see PackedMatrix).
+ *
+ * @param x [m, k] float32 row-major, row stride ldx (>= k).
+ * @param scale [n] per-output-feature factors (int8 weights), or nullptr for 1.
+ * @param y [m, n] float32 row-major, row stride ldy (>= n).
+ * Every output is one fused multiply-add chain over k in ascending order, whatever m, the tile it
+ * falls in, the thread that computes it or the instruction set (AVX-512 and AVX2 kernels give
+ * the same bits; the portable fallback rounds each product separately). So a row's result does not
+ * depend on the other rows of the batch (batch invariance). Register tiles of up to 8 rows of x by
+ * 2-4 panels; parallel over panel groups when the op is large enough to pay for the hand-over.
+ * OPENLORA_GEMM=portable forces the portable kernel, OPENLORA_GEMM=avx2 caps it at AVX2.
+ */
+void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
+                int64_t m, float alpha = 1.0f, bool accumulate = false);
+
+/** Kernel family gemmPacked uses here: "avx512", "avx2+fma" or "portable". */
+const char* gemmPackedKernelName();
+
+}  // namespace openlora::cpu
