@@ -154,6 +154,41 @@ __attribute__((target("avx2,fma"))) inline float hmax(__m256 v) {
   return _mm_cvtss_f32(lo);
 }
 
+/** Columns [d, d + 8 DB) of o[g] = corr[g] o[g] + sum_i p[g][i] vp[i] (i in order), GC x DB chains. */
+template <int GC, int DB>
+__attribute__((target("avx2,fma"))) inline void pvBlockAvx2(const float (*p)[kTile], const float* corr, const float* const* vp,
+                                                            int n, int hd, int d, float* o) {
+  __m256 acc[GC][DB];
+  for (int g = 0; g < GC; g++) {
+    const __m256 c = _mm256_set1_ps(corr[g]);
+    for (int k = 0; k < DB; k++) acc[g][k] = _mm256_mul_ps(_mm256_loadu_ps(o + int64_t(g) * hd + d + 8 * k), c);
+  }
+  for (int i = 0; i < n; i++) {
+    __m256 v[DB];
+    for (int k = 0; k < DB; k++) v[k] = _mm256_loadu_ps(vp[i] + d + 8 * k);
+    for (int g = 0; g < GC; g++) {
+      const __m256 pg = _mm256_broadcast_ss(&p[g][i]);
+      for (int k = 0; k < DB; k++) acc[g][k] = _mm256_fmadd_ps(pg, v[k], acc[g][k]);
+    }
+  }
+  for (int g = 0; g < GC; g++)
+    for (int k = 0; k < DB; k++) _mm256_storeu_ps(o + int64_t(g) * hd + d + 8 * k, acc[g][k]);
+}
+
+/**
+ * The P.V update of one tile over all hd columns. NOTE(why): about 8 independent FMA chains
+ * (GC heads x DB column octets) hide the FMA latency; one chain per head stalls on it.
+ * Each column's sum runs over positions in order, so the blocking changes no bit.
+ */
+template <int GC>
+__attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], const float* corr, const float* const* vp, int n,
+                                                       int hd, float* o) {
+  constexpr int DB = GC == 1 ? 8 : GC == 2 ? 4 : GC <= 4 ? 2 : 1;
+  int d = 0;
+  for (; d + 8 * DB <= hd; d += 8 * DB) pvBlockAvx2<GC, DB>(p, corr, vp, n, hd, d, o);
+  for (; d < hd; d += 8) pvBlockAvx2<GC, 1>(p, corr, vp, n, hd, d, o);
+}
+
 /** As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0. */
 template <int GC>
 __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd,
@@ -164,15 +199,30 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
     lRun[g] = 0.0f;
   }
   std::fill(o, o + int64_t(GC) * hd, 0.0f);
-  const float* kp[kTile];
-  const float* vp[kTile];
-  alignas(32) float s[GC][kTile];  // scores, then exp(score - running max)
+  const float* rowPtrs[2][2][kTile];  // [this tile, next tile][K, V][position]
+  alignas(32) float s[GC][kTile];      // scores, then exp(score - running max)
   const __m256 vscale = _mm256_set1_ps(scale);
-  for (int j0 = 0; j0 < row.nCtx; j0 += kTile) {
+  tileRows(row, numKvHeads, kvh, hd, 0, std::min(kTile, row.nCtx), rowPtrs[0][0], rowPtrs[0][1]);
+  for (int j0 = 0, cur = 0; j0 < row.nCtx; j0 += kTile, cur ^= 1) {
     const int n = std::min(kTile, row.nCtx - j0);
     const int n8 = (n + 7) & ~7;
-    tileRows(row, numKvHeads, kvh, hd, j0, n, kp, vp);
+    const float** kp = rowPtrs[cur][0];
+    const float** vp = rowPtrs[cur][1];
     for (int i = n; i < n8; i++) kp[i] = kp[n - 1];  // pad the last octet (its scores are dropped)
+    // NOTE(why): blocks sit anywhere in the pool, so the hardware prefetcher loses the stream at
+    // every block edge; fetching the next tile's rows while this one computes hides that.
+    if (j0 + kTile < row.nCtx) {
+      const int nn = std::min(kTile, row.nCtx - j0 - kTile);
+      const float** nk = rowPtrs[cur ^ 1][0];
+      const float** nv = rowPtrs[cur ^ 1][1];
+      tileRows(row, numKvHeads, kvh, hd, j0 + kTile, nn, nk, nv);
+      for (int i = 0; i < nn; i++) {
+        for (int d = 0; d < hd; d += 16) {
+          _mm_prefetch(reinterpret_cast<const char*>(nk[i] + d), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(nv[i] + d), _MM_HINT_T0);
+        }
+      }
+    }
 
     // Scores: 8 positions at a time, each K row loaded once per query head from L1.
     for (int i0 = 0; i0 < n8; i0 += 8) {
@@ -214,15 +264,7 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
     }
 
     // acc = c acc + sum_j p_j v_j: each V row loaded once for the GC query heads.
-    for (int d = 0; d < hd; d += 8) {
-      __m256 acc[GC];
-      for (int g = 0; g < GC; g++) acc[g] = _mm256_mul_ps(_mm256_loadu_ps(o + int64_t(g) * hd + d), _mm256_set1_ps(corr[g]));
-      for (int i = 0; i < n; i++) {
-        const __m256 v = _mm256_loadu_ps(vp[i] + d);
-        for (int g = 0; g < GC; g++) acc[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[g][i]), v, acc[g]);
-      }
-      for (int g = 0; g < GC; g++) _mm256_storeu_ps(o + int64_t(g) * hd + d, acc[g]);
-    }
+    pvAvx2<GC>(s, corr, vp, n, hd, o);
   }
   for (int g = 0; g < GC; g++) {
     const __m256 inv = _mm256_set1_ps(1.0f / lRun[g]);
