@@ -42,10 +42,13 @@ constexpr int kAttentionTile = 32;
  * logical positions, never block boundaries, and each score is reduced on its own; so the block
  * size, the block ids, the other rows of the batch and the thread count change no bit.
  *
- * Kernels: AVX2/FMA (8-wide over head_dim, a vectorised exp, Cephes expf polynomial, within
- * 2 ulp of std::exp on [-87, 0], exact 1 at 0, 0 below -87.3) when useAvx2() (gemm.h: CPU has
- * AVX2+FMA and OPENLORA_GEMM != portable) and headDim % 8 == 0; otherwise portable C++ with
- * std::exp, same tiles and update order. The two agree to float rounding, not bitwise.
+ * Kernels: AVX2/FMA when useAvx2() (gemm.h: CPU has AVX2+FMA and OPENLORA_GEMM != portable)
+ * and headDim % 8 == 0: 8-wide over head_dim; q.k for 8 positions at a time (one hadd
+ * reduction), a vectorised exp (Cephes expf polynomial, within 2 ulp of std::exp on [-87, 0],
+ * exactly 1 at 0, 0 below -87.3), P.V with each V row broadcast into the group's accumulators
+ * (about 8 independent FMA chains), the next tile's K/V rows prefetched. Otherwise portable C++
+ * with std::exp, same tiles and update order. The two agree to float rounding, not bitwise.
+ * Decode at batch 16-64 is bound by reading the KV cache from memory, not by arithmetic.
  *
  * @param q [m, numHeads, headDim] (row stride ldq floats); @param rows [m];
  * @param out [m, numHeads * headDim] (row stride ldo floats; must not alias q or the caches).
