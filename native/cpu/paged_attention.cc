@@ -1,17 +1,45 @@
 // See paged_attention.h.
 #include "paged_attention.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
-#include <vector>
+#include <stdexcept>
+#include <string>
+
+#include "gemm.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
 
 namespace openlora::cpu {
 
 namespace {
 
-// NOTE(why): the same 8-accumulator dot as ops.cc's contiguous attention, so results are
-// bit-identical to it whatever the block size.
-inline float dot(const float* a, const float* b, int n) {
+constexpr int kTile = kAttentionTile;
+constexpr int kMaxGroup = 8;  // query heads per task (one KV head's group, in chunks of 8)
+
+/** K and V row pointers of positions [j0, j0 + n) of KV head kvh, through the block table. */
+inline void tileRows(const PagedAttentionRow& row, int numKvHeads, int kvh, int headDim, int j0, int n, const float** kp,
+                     const float** vp) {
+  const int bs = row.blockSize;
+  int b = j0 / bs;
+  int s = j0 - b * bs;
+  for (int i = 0; i < n; i++) {
+    // Block b, head kvh, slot s: ((block * numKvHeads + kvh) * bs + s) * headDim.
+    const int64_t off = ((int64_t(row.blockTable[b]) * numKvHeads + kvh) * bs + s) * headDim;
+    kp[i] = row.keyCache + off;
+    vp[i] = row.valueCache + off;
+    if (++s == bs) {
+      s = 0;
+      b++;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable kernel.
+
+/** 8 interleaved partial sums, then a fixed tree: the order never depends on the caller. */
+inline float dotPortable(const float* a, const float* b, int n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -22,56 +50,297 @@ inline float dot(const float* a, const float* b, int n) {
   return s;
 }
 
+/** One task: query heads q[0..gc) (rows of hd) of KV head kvh; o [gc, hd] is the accumulator. */
+void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd, float scale, const float* q, float* o,
+                    int gc) {
+  float mRun[kMaxGroup], lRun[kMaxGroup];
+  for (int g = 0; g < gc; g++) {
+    mRun[g] = -INFINITY;
+    lRun[g] = 0.0f;
+  }
+  std::fill(o, o + int64_t(gc) * hd, 0.0f);
+  const float* kp[kTile];
+  const float* vp[kTile];
+  float s[kTile];
+  for (int j0 = 0; j0 < row.nCtx; j0 += kTile) {
+    const int n = std::min(kTile, row.nCtx - j0);
+    tileRows(row, numKvHeads, kvh, hd, j0, n, kp, vp);
+    for (int g = 0; g < gc; g++) {
+      const float* qh = q + int64_t(g) * hd;
+      float tmax = -INFINITY;
+      for (int i = 0; i < n; i++) {
+        s[i] = dotPortable(qh, kp[i], hd) * scale;
+        tmax = std::max(tmax, s[i]);
+      }
+      const float mNew = std::max(mRun[g], tmax);
+      const float corr = std::exp(mRun[g] - mNew);  // 0 on the first tile (m = -inf)
+      float sum = 0.0f;
+      for (int i = 0; i < n; i++) {
+        s[i] = std::exp(s[i] - mNew);
+        sum += s[i];
+      }
+      lRun[g] = lRun[g] * corr + sum;
+      mRun[g] = mNew;
+      float* oh = o + int64_t(g) * hd;
+      if (corr != 1.0f) {
+        for (int d = 0; d < hd; d++) oh[d] *= corr;
+      }
+      for (int i = 0; i < n; i++) {
+        const float p = s[i];
+        const float* vj = vp[i];
+        for (int d = 0; d < hd; d++) oh[d] += p * vj[d];
+      }
+    }
+  }
+  for (int g = 0; g < gc; g++) {
+    const float inv = 1.0f / lRun[g];
+    float* oh = o + int64_t(g) * hd;
+    for (int d = 0; d < hd; d++) oh[d] *= inv;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX2/FMA kernel.
+
+/**
+ * exp(x) for x <= 0, 8 lanes: Cephes expf. x = n ln2 + r with n = round(x log2 e), r by a
+ * two-constant (Cody-Waite) reduction, exp(r) by a degree-7 polynomial (1 + r + r^2 P(r)),
+ * times 2^n built in the exponent bits. exp(0) = 1 exactly; lanes below ln(2^-126) give 0
+ * (no denormals); NaN stays NaN.
+ */
+__attribute__((target("avx2,fma"))) inline __m256 expAvx2(__m256 x) {
+  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654475f), _CMP_LT_OQ);
+  // max/min(c, x) return x when x is NaN, so NaN reaches the polynomial and propagates.
+  x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), _mm256_max_ps(_mm256_set1_ps(-88.0f), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r);
+  y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+}
+
+/** [sum(a0), sum(a1), ..., sum(a7)]: each lane's sum is a fixed tree of its own vector. */
+__attribute__((target("avx2,fma"))) inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
+                                                          __m256 a6, __m256 a7) {
+  const __m256 t0 = _mm256_hadd_ps(a0, a1);  // [a0 01, a0 23, a1 01, a1 23 | a0 45, a0 67, a1 45, a1 67]
+  const __m256 t1 = _mm256_hadd_ps(a2, a3);
+  const __m256 t2 = _mm256_hadd_ps(a4, a5);
+  const __m256 t3 = _mm256_hadd_ps(a6, a7);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1);  // [a0 0-3, a1 0-3, a2 0-3, a3 0-3 | a0 4-7, ..., a3 4-7]
+  const __m256 u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx2,fma"))) inline float hmax(__m256 v) {
+  __m128 lo = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  lo = _mm_max_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_max_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+/** Columns [d, d + 8 DB) of o[g] = corr[g] o[g] + sum_i p[g][i] vp[i] (i in order), GC x DB chains. */
+template <int GC, int DB>
+__attribute__((target("avx2,fma"))) inline void pvBlockAvx2(const float (*p)[kTile], const float* corr, const float* const* vp,
+                                                            int n, int hd, int d, float* o) {
+  __m256 acc[GC][DB];
+  for (int g = 0; g < GC; g++) {
+    const __m256 c = _mm256_set1_ps(corr[g]);
+    for (int k = 0; k < DB; k++) acc[g][k] = _mm256_mul_ps(_mm256_loadu_ps(o + int64_t(g) * hd + d + 8 * k), c);
+  }
+  for (int i = 0; i < n; i++) {
+    __m256 v[DB];
+    for (int k = 0; k < DB; k++) v[k] = _mm256_loadu_ps(vp[i] + d + 8 * k);
+    for (int g = 0; g < GC; g++) {
+      const __m256 pg = _mm256_broadcast_ss(&p[g][i]);
+      for (int k = 0; k < DB; k++) acc[g][k] = _mm256_fmadd_ps(pg, v[k], acc[g][k]);
+    }
+  }
+  for (int g = 0; g < GC; g++)
+    for (int k = 0; k < DB; k++) _mm256_storeu_ps(o + int64_t(g) * hd + d + 8 * k, acc[g][k]);
+}
+
+/**
+ * The P.V update of one tile over all hd columns. NOTE(why): about 8 independent FMA chains
+ * (GC heads x DB column octets) hide the FMA latency; one chain per head stalls on it.
+ * Each column's sum runs over positions in order, so the blocking changes no bit.
+ */
+template <int GC>
+__attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], const float* corr, const float* const* vp, int n,
+                                                       int hd, float* o) {
+  constexpr int DB = GC == 1 ? 8 : GC == 2 ? 4 : GC <= 4 ? 2 : 1;
+  int d = 0;
+  for (; d + 8 * DB <= hd; d += 8 * DB) pvBlockAvx2<GC, DB>(p, corr, vp, n, hd, d, o);
+  for (; d < hd; d += 8) pvBlockAvx2<GC, 1>(p, corr, vp, n, hd, d, o);
+}
+
+/** As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0. */
+template <int GC>
+__attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd,
+                                                    float scale, const float* q, float* o) {
+  float mRun[GC], lRun[GC], corr[GC];
+  for (int g = 0; g < GC; g++) {
+    mRun[g] = -INFINITY;
+    lRun[g] = 0.0f;
+  }
+  std::fill(o, o + int64_t(GC) * hd, 0.0f);
+  const float* rowPtrs[2][2][kTile];  // [this tile, next tile][K, V][position]
+  alignas(32) float s[GC][kTile];      // scores, then exp(score - running max)
+  const __m256 vscale = _mm256_set1_ps(scale);
+  tileRows(row, numKvHeads, kvh, hd, 0, std::min(kTile, row.nCtx), rowPtrs[0][0], rowPtrs[0][1]);
+  for (int j0 = 0, cur = 0; j0 < row.nCtx; j0 += kTile, cur ^= 1) {
+    const int n = std::min(kTile, row.nCtx - j0);
+    const int n8 = (n + 7) & ~7;
+    const float** kp = rowPtrs[cur][0];
+    const float** vp = rowPtrs[cur][1];
+    for (int i = n; i < n8; i++) kp[i] = kp[n - 1];  // pad the last octet (its scores are dropped)
+    // NOTE(why): blocks sit anywhere in the pool, so the hardware prefetcher loses the stream at
+    // every block edge; fetching the next tile's rows while this one computes hides that.
+    if (j0 + kTile < row.nCtx) {
+      const int nn = std::min(kTile, row.nCtx - j0 - kTile);
+      const float** nk = rowPtrs[cur ^ 1][0];
+      const float** nv = rowPtrs[cur ^ 1][1];
+      tileRows(row, numKvHeads, kvh, hd, j0 + kTile, nn, nk, nv);
+      for (int i = 0; i < nn; i++) {
+        for (int d = 0; d < hd; d += 16) {
+          _mm_prefetch(reinterpret_cast<const char*>(nk[i] + d), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(nv[i] + d), _MM_HINT_T0);
+        }
+      }
+    }
+
+    // Scores: 8 positions at a time, each K row loaded once per query head from L1.
+    for (int i0 = 0; i0 < n8; i0 += 8) {
+      const float* const* k8 = kp + i0;
+      for (int g = 0; g < GC; g++) {
+        const float* qh = q + int64_t(g) * hd;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int d = 0; d < hd; d += 8) {
+          const __m256 qv = _mm256_loadu_ps(qh + d);
+          a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[0] + d), qv, a0);
+          a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[1] + d), qv, a1);
+          a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[2] + d), qv, a2);
+          a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[3] + d), qv, a3);
+          a4 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[4] + d), qv, a4);
+          a5 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[5] + d), qv, a5);
+          a6 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[6] + d), qv, a6);
+          a7 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[7] + d), qv, a7);
+        }
+        _mm256_store_ps(&s[g][i0], _mm256_mul_ps(reduce8(a0, a1, a2, a3, a4, a5, a6, a7), vscale));
+      }
+    }
+
+    // Online softmax update (FlashAttention-2): running max m, running sum l, rescale c.
+    for (int g = 0; g < GC; g++) {
+      for (int i = n; i < n8; i++) s[g][i] = -INFINITY;
+      __m256 mx = _mm256_load_ps(&s[g][0]);
+      for (int i0 = 8; i0 < n8; i0 += 8) mx = _mm256_max_ps(mx, _mm256_load_ps(&s[g][i0]));
+      const float mNew = std::max(mRun[g], hmax(mx));
+      corr[g] = std::exp(mRun[g] - mNew);  // 0 on the first tile (m = -inf)
+      const __m256 vm = _mm256_set1_ps(mNew);
+      __m256 sum = _mm256_setzero_ps();
+      for (int i0 = 0; i0 < n8; i0 += 8) {
+        const __m256 e = expAvx2(_mm256_sub_ps(_mm256_load_ps(&s[g][i0]), vm));  // padded lanes: exp(-inf) = 0
+        _mm256_store_ps(&s[g][i0], e);
+        sum = _mm256_add_ps(sum, e);
+      }
+      lRun[g] = lRun[g] * corr[g] + hsum(sum);
+      mRun[g] = mNew;
+    }
+
+    // acc = c acc + sum_j p_j v_j: each V row loaded once for the GC query heads.
+    pvAvx2<GC>(s, corr, vp, n, hd, o);
+  }
+  for (int g = 0; g < GC; g++) {
+    const __m256 inv = _mm256_set1_ps(1.0f / lRun[g]);
+    float* oh = o + int64_t(g) * hd;
+    for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(oh + d, _mm256_mul_ps(_mm256_loadu_ps(oh + d), inv));
+  }
+}
+
+using AttendFn = void (*)(const PagedAttentionRow&, int, int, int, float, const float*, float*);
+constexpr AttendFn kAttendAvx2[kMaxGroup + 1] = {nullptr,          attendAvx2<1>, attendAvx2<2>, attendAvx2<3>, attendAvx2<4>,
+                                                 attendAvx2<5>,    attendAvx2<6>, attendAvx2<7>, attendAvx2<8>};
+
+bool avx2For(int headDim) { return useAvx2() && headDim % 8 == 0; }
+
+__attribute__((target("avx2,fma"))) void expAvx2Array(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, expAvx2(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::copy(x + i, x + n, buf);
+    _mm256_store_ps(buf, expAvx2(_mm256_load_ps(buf)));
+    std::copy(buf, buf + (n - i), y + i);
+  }
+}
+
+// NOTE(why): a task hand-over costs about a microsecond; chunks carry at least this many
+// multiply-adds (q.k plus p.v) so that short decode contexts are not split finer than that.
+constexpr int64_t kMinChunkMacs = 16 * 1024;
+
 }  // namespace
 
 void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAttentionRow* rows, float* out, int64_t ldo,
                     int64_t m, int numHeads, int numKvHeads, int headDim) {
+  if (numKvHeads < 1 || numHeads < numKvHeads || numHeads % numKvHeads != 0)
+    throw std::invalid_argument("pagedAttention: numHeads (" + std::to_string(numHeads) + ") must be a positive multiple of numKvHeads (" +
+                                std::to_string(numKvHeads) + ")");
+  if (headDim < 1) throw std::invalid_argument("pagedAttention: headDim must be >= 1, got " + std::to_string(headDim));
+  int64_t totalCtx = 0;
+  for (int64_t t = 0; t < m; t++) {
+    if (rows[t].nCtx < 1 || rows[t].blockSize < 1)
+      throw std::invalid_argument("pagedAttention: row " + std::to_string(t) + " has nCtx " + std::to_string(rows[t].nCtx) +
+                                  " and blockSize " + std::to_string(rows[t].blockSize) + " (both must be >= 1)");
+    totalCtx += rows[t].nCtx;
+  }
+  if (m <= 0) return;
   const int group = numHeads / numKvHeads;
+  const int chunksPerKv = (group + kMaxGroup - 1) / kMaxGroup;
+  const int64_t jobsPerRow = int64_t(numKvHeads) * chunksPerKv;
   const float scale = 1.0f / std::sqrt(float(headDim));
-  int maxCtx = 0;
-  for (int64_t t = 0; t < m; t++) maxCtx = std::max(maxCtx, rows[t].nCtx);
-  pool.parallelFor(m * numHeads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(std::max(1, maxCtx)));  // [nCtx] per-thread
+  const bool avx2 = avx2For(headDim);
+  const int64_t jobs = m * jobsPerRow;
+  const int64_t macsPerJob = std::max<int64_t>(1, 2 * totalCtx * numHeads * int64_t(headDim) / jobs);
+  pool.parallelFor(jobs, std::max<int64_t>(1, kMinChunkMacs / macsPerJob), [&](int64_t begin, int64_t end) {
     for (int64_t job = begin; job < end; job++) {
-      const int64_t t = job / numHeads;
-      const int h = int(job % numHeads);
-      const PagedAttentionRow& row = rows[t];
-      const int bs = row.blockSize;
-      const int kvh = h / group;
-      const float* qh = q + t * ldq + int64_t(h) * headDim;
-      // Start of KV head kvh inside block b: ((b * numKvHeads + kvh) * bs) * headDim.
-      auto headBase = [&](const float* cache, int j) {
-        return cache + ((int64_t(row.blockTable[j / bs]) * numKvHeads + kvh) * bs) * headDim;
-      };
-      float mx = -INFINITY;
-      for (int j0 = 0; j0 < row.nCtx; j0 += bs) {
-        const float* kb = headBase(row.keyCache, j0);  // [block_size, head_dim]
-        const int n = std::min(bs, row.nCtx - j0);
-        for (int s = 0; s < n; s++) {
-          const float sc = dot(qh, kb + int64_t(s) * headDim, headDim) * scale;
-          scores[size_t(j0 + s)] = sc;
-          mx = std::max(mx, sc);
-        }
-      }
-      float sum = 0;
-      for (int j = 0; j < row.nCtx; j++) {
-        scores[size_t(j)] = std::exp(scores[size_t(j)] - mx);
-        sum += scores[size_t(j)];
-      }
-      const float inv = 1.0f / sum;
-      float* oh = out + t * ldo + int64_t(h) * headDim;
-      std::fill(oh, oh + headDim, 0.0f);
-      for (int j0 = 0; j0 < row.nCtx; j0 += bs) {
-        const float* vb = headBase(row.valueCache, j0);  // [block_size, head_dim]
-        const int n = std::min(bs, row.nCtx - j0);
-        for (int s = 0; s < n; s++) {
-          const float p = scores[size_t(j0 + s)] * inv;
-          const float* vj = vb + int64_t(s) * headDim;
-          for (int d = 0; d < headDim; d++) oh[d] += p * vj[d];
-        }
-      }
+      const int64_t t = job / jobsPerRow;
+      const int rest = int(job % jobsPerRow);
+      const int kvh = rest / chunksPerKv;
+      const int g0 = (rest % chunksPerKv) * kMaxGroup;
+      const int gc = std::min(kMaxGroup, group - g0);
+      const int h0 = kvh * group + g0;
+      const float* qh = q + t * ldq + int64_t(h0) * headDim;
+      float* oh = out + t * ldo + int64_t(h0) * headDim;
+      if (avx2) kAttendAvx2[gc](rows[t], numKvHeads, kvh, headDim, scale, qh, oh);
+      else attendPortable(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);
     }
   });
+}
+
+const char* attentionKernelName(int headDim) { return avx2For(headDim) ? "avx2+fma" : "portable"; }
+
+void attentionExpForTest(const float* x, float* y, int64_t n) {
+  if (useAvx2()) {
+    expAvx2Array(x, y, n);
+  } else {
+    for (int64_t i = 0; i < n; i++) y[i] = std::exp(x[i]);
+  }
 }
 
 }  // namespace openlora::cpu

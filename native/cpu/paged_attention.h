@@ -1,6 +1,10 @@
 // Paged attention of the CPU backend (prefill and decode): causal GQA attention whose keys and
 // values are read through each row's block table (vLLM csrc/attention/attention_kernels.cuh,
-// PagedAttention; here one float32 loop per (row, head)).
+// PagedAttention), with the FlashAttention-2 online softmax (running max and sum per query head,
+// Dao 2023, Algorithm 1) over fixed tiles of logical positions, all query heads of one KV head
+// group together (FlashDecoding / vLLM GQA: each K/V row is loaded once for the group).
+// There is no contiguous-cache attention elsewhere in the CPU backend: prefill and decode both
+// come here.
 #pragma once
 
 #include <cstdint>
@@ -11,21 +15,57 @@ namespace openlora::cpu {
 
 /** Where one query row finds its keys and values: its sequence's block table in a KV pool. */
 struct PagedAttentionRow {
-  const float* keyCache;     // one layer's keys:   [num_blocks, num_kv_heads, block_size, head_dim]
-  const float* valueCache;   // one layer's values: [num_blocks, num_kv_heads, block_size, head_dim]
+  const float* keyCache;     // one layer's keys:   [num_blocks, num_kv_heads, block_size, head_dim] float32
+  const float* valueCache;   // one layer's values: [num_blocks, num_kv_heads, block_size, head_dim] float32
   const int32_t* blockTable; // [ceil(nCtx / blockSize)] block ids; position j is in blockTable[j / blockSize]
-  int blockSize;             // tokens per block
-  int nCtx;                  // positions visible to this row (causal: its own position + 1)
+  int blockSize;             // tokens per block (>= 1)
+  int nCtx;                  // positions visible to this row (causal: its own position + 1; >= 1)
 };
+
+/** Logical positions per online-softmax tile: fixed, independent of blockSize (see below). */
+constexpr int kAttentionTile = 32;
 
 /**
  * out[t, h] = softmax(q[t, h] . K^T / sqrt(headDim)) V over positions [0, rows[t].nCtx), where
- * query head h reads KV head h / (numHeads / numKvHeads) (HF repeat_kv). Parallel over
- * (row, head). Same summation order as a contiguous cache, so paging changes no bit.
- * @param q [m, numHeads, headDim] (row stride ldq); @param rows [m];
- * @param out [m, numHeads * headDim] (row stride ldo).
+ * query head h reads KV head h / (numHeads / numKvHeads) (HF repeat_kv). All float32.
+ *
+ * Algorithm: one task per (row, KV head, up to 8 of its query heads). Positions are visited in
+ * tiles of kAttentionTile logical positions [32i, 32i + 32); per tile the scores s = q.k * scale
+ * are computed, then the FlashAttention-2 update for each query head:
+ *   m' = max(m, max_j s_j),  c = exp(m - m'),  l' = c l + sum_j exp(s_j - m'),
+ *   acc' = c acc + sum_j exp(s_j - m') v_j        (positions j in order),
+ * and finally out = acc / l. The accumulator lives in `out` itself: no scratch buffer, no
+ * allocation.
+ *
+ * Determinism (relied on by test/native paging, batch and prefix-cache tests): the arithmetic for
+ * one output row depends only on that row's q, keys, values and nCtx. Tile boundaries are
+ * logical positions, never block boundaries, and each score is reduced on its own; so the block
+ * size, the block ids, the other rows of the batch and the thread count change no bit.
+ *
+ * Kernels: AVX2/FMA when useAvx2() (gemm.h: CPU has AVX2+FMA and OPENLORA_GEMM != portable)
+ * and headDim % 8 == 0: 8-wide over head_dim; q.k for 8 positions at a time (one hadd
+ * reduction), a vectorised exp (Cephes expf polynomial, within 2 ulp of std::exp on [-87, 0],
+ * exactly 1 at 0, 0 below -87.3), P.V with each V row broadcast into the group's accumulators
+ * (about 8 independent FMA chains), the next tile's K/V rows prefetched. Otherwise portable C++
+ * with std::exp, same tiles and update order. The two agree to float rounding, not bitwise.
+ * Decode at batch 16-64 is bound by reading the KV cache from memory, not by arithmetic.
+ *
+ * @param q [m, numHeads, headDim] (row stride ldq floats); @param rows [m];
+ * @param out [m, numHeads * headDim] (row stride ldo floats; must not alias q or the caches).
+ * @throws std::invalid_argument when numKvHeads < 1, numHeads is not a multiple of numKvHeads,
+ *   headDim < 1, or a row has nCtx < 1 or blockSize < 1 (checked before any work).
  */
 void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAttentionRow* rows, float* out, int64_t ldo,
                     int64_t m, int numHeads, int numKvHeads, int headDim);
+
+/** Name of the attention kernel pagedAttention uses for this headDim: "avx2+fma" or "portable". */
+const char* attentionKernelName(int headDim);
+
+/**
+ * Test hook: y[i] = exp(x[i]) with the vectorised exp of the AVX2 kernel (std::exp where the
+ * portable kernel is in use). Meant for inputs in (-inf, 0] (score minus running max).
+ * @param x [n]; @param y [n].
+ */
+void attentionExpForTest(const float* x, float* y, int64_t n);
 
 }  // namespace openlora::cpu
