@@ -252,12 +252,43 @@ OPENLORA_AVX2 inline float hsum(__m256 v) {
 }
 
 /**
+ * Software prefetch of the next group's A and B^T into L2, paced by the current group's
+ * consumption: advance(bytes) issues one prefetch per 64 bytes the kernel has just read, so the
+ * next group is in L2 when its task starts (a decode step reads every adapter once, from
+ * DRAM: without this, each group's first accesses wait on memory latency and the hardware
+ * prefetcher tracks too few streams to keep the bus busy).
+ */
+struct Pf {
+  const char* p = nullptr;
+  const char* end = nullptr;
+  const char* p2 = nullptr;
+  const char* end2 = nullptr;
+  int64_t credit = 0;
+  inline void advance(int64_t bytes) {
+    credit += bytes;
+    while (credit >= 64) {
+      credit -= 64;
+      if (p < end) {
+        _mm_prefetch(p, _MM_HINT_T1);
+        p += 64;
+      } else if (p2 < end2) {
+        _mm_prefetch(p2, _MM_HINT_T1);
+        p2 += 64;
+      } else {
+        credit = 0;
+        return;
+      }
+    }
+  }
+};
+
+/**
  * h[i * ld + r0 + q] = x_i . A[r0 + q] for R rows and C rows of A. Each dot product: one 8-lane
  * FMA accumulator over k (ascending), hsum, then the k tail with scalar fma: the same order for
  * every R and C, so a row's result does not depend on how rows were tiled.
  */
 template <class L, int R, int C>
-OPENLORA_AVX2 void shrinkTile(const float* const* xs, const void* a, int64_t in, int r0, float* h, int64_t ld) {
+OPENLORA_AVX2 void shrinkTile(const float* const* xs, const void* a, int64_t in, int r0, float* h, int64_t ld, Pf& pf, int64_t esz) {
   __m256 acc[R][C];
   for (int i = 0; i < R; i++)
     for (int q = 0; q < C; q++) acc[i][q] = _mm256_setzero_ps();
@@ -269,6 +300,7 @@ OPENLORA_AVX2 void shrinkTile(const float* const* xs, const void* a, int64_t in,
       const __m256 av = L::v8(a, (r0 + q) * in + k);
       for (int i = 0; i < R; i++) acc[i][q] = _mm256_fmadd_ps(xv[i], av, acc[i][q]);
     }
+    pf.advance(C * 8 * esz);
   }
   for (int i = 0; i < R; i++) {
     for (int q = 0; q < C; q++) {
@@ -280,24 +312,25 @@ OPENLORA_AVX2 void shrinkTile(const float* const* xs, const void* a, int64_t in,
 }
 
 template <class L, int R>
-OPENLORA_AVX2 void shrinkRowsR(const float* const* xs, const void* a, int64_t in, int rank, float* h, int64_t ld) {
+OPENLORA_AVX2 void shrinkRowsR(const float* const* xs, const void* a, int64_t in, int rank, float* h, int64_t ld, Pf& pf, int64_t esz) {
   int r0 = 0;
-  for (; r0 + 4 <= rank; r0 += 4) shrinkTile<L, R, 4>(xs, a, in, r0, h, ld);
+  for (; r0 + 4 <= rank; r0 += 4) shrinkTile<L, R, 4>(xs, a, in, r0, h, ld, pf, esz);
   switch (rank - r0) {
-    case 3: shrinkTile<L, R, 3>(xs, a, in, r0, h, ld); break;
-    case 2: shrinkTile<L, R, 2>(xs, a, in, r0, h, ld); break;
-    case 1: shrinkTile<L, R, 1>(xs, a, in, r0, h, ld); break;
+    case 3: shrinkTile<L, R, 3>(xs, a, in, r0, h, ld, pf, esz); break;
+    case 2: shrinkTile<L, R, 2>(xs, a, in, r0, h, ld, pf, esz); break;
+    case 1: shrinkTile<L, R, 1>(xs, a, in, r0, h, ld, pf, esz); break;
     default: break;
   }
 }
 
 /** h[j, :rank] = x_j A^T for n rows, 3 rows at a time (12 accumulators). */
 template <class L>
-OPENLORA_AVX2 void shrinkAvx2(const float* const* xs, int64_t n, const void* a, int64_t in, int rank, float* h, int64_t ld) {
+OPENLORA_AVX2 void shrinkAvx2(const float* const* xs, int64_t n, const void* a, int64_t in, int rank, float* h, int64_t ld, Pf& pf,
+                              int64_t esz) {
   int64_t i = 0;
-  for (; i + 3 <= n; i += 3) shrinkRowsR<L, 3>(xs + i, a, in, rank, h + i * ld, ld);
-  if (n - i == 2) shrinkRowsR<L, 2>(xs + i, a, in, rank, h + i * ld, ld);
-  if (n - i == 1) shrinkRowsR<L, 1>(xs + i, a, in, rank, h + i * ld, ld);
+  for (; i + 3 <= n; i += 3) shrinkRowsR<L, 3>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
+  if (n - i == 2) shrinkRowsR<L, 2>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
+  if (n - i == 1) shrinkRowsR<L, 1>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
 }
 
 /**
@@ -307,7 +340,7 @@ OPENLORA_AVX2 void shrinkAvx2(const float* const* xs, int64_t n, const void* a, 
  */
 template <class L>
 OPENLORA_AVX2 void expandAvx2(const float* coef, int64_t ld, int64_t n, float* const* dst, const bool* zero, const void* bT,
-                              int rank, int64_t out) {
+                              int rank, int64_t out, Pf& pf, int64_t esz) {
   if (n == 1) {
     float* d = dst[0];
     if (zero[0]) std::fill(d, d + out, 0.0f);
@@ -321,6 +354,7 @@ OPENLORA_AVX2 void expandAvx2(const float* coef, int64_t ld, int64_t n, float* c
         _mm256_storeu_ps(d + q + 8, _mm256_fmadd_ps(cv, b1, _mm256_loadu_ps(d + q + 8)));
         _mm256_storeu_ps(d + q + 16, _mm256_fmadd_ps(cv, b2, _mm256_loadu_ps(d + q + 16)));
         _mm256_storeu_ps(d + q + 24, _mm256_fmadd_ps(cv, b3, _mm256_loadu_ps(d + q + 24)));
+        pf.advance(32 * esz);
       }
       for (; q + 8 <= out; q += 8) _mm256_storeu_ps(d + q, _mm256_fmadd_ps(cv, L::v8(bT, o + q), _mm256_loadu_ps(d + q)));
       for (; q < out; q++) d[q] = std::fma(coef[r], L::s1(bT, o + q), d[q]);
@@ -329,6 +363,7 @@ OPENLORA_AVX2 void expandAvx2(const float* coef, int64_t ld, int64_t n, float* c
   }
   int64_t q = 0;
   for (; q + 32 <= out; q += 32) {
+    pf.advance(32 * esz * rank);
     for (int64_t j = 0; j < n; j++) {
       float* d = dst[j] + q;
       const float* cj = coef + j * ld;
@@ -378,7 +413,7 @@ bool cpuHasF16c() {
   return v;
 }
 
-OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t) {
+OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
   const LoraBatch::Group& g = c.batch->groups()[size_t(t.g)];
   const int64_t n = t.t1 - t.t0;
   const float* xs[kRowsPerTask];
@@ -387,30 +422,36 @@ OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t) {
   taskRows(c, t, xs, dst, zero);
   float* h = c.h + t.t0 * c.ld;
   switch (g.a.dtype) {
-    case LoraDType::BF16: shrinkAvx2<Bf16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld); break;
-    case LoraDType::F16: shrinkAvx2<F16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld); break;
-    default: shrinkAvx2<F32L>(xs, n, g.a.data, c.in, g.rank, h, c.ld); break;
+    case LoraDType::BF16: shrinkAvx2<Bf16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
+    case LoraDType::F16: shrinkAvx2<F16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
+    default: shrinkAvx2<F32L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
   }
   for (int64_t j = 0; j < n; j++) {
     const float s = c.batch->scales()[size_t(t.t0 + j)];
     for (int r = 0; r < g.rank; r++) h[j * c.ld + r] *= s;
   }
   switch (g.bT.dtype) {
-    case LoraDType::BF16: expandAvx2<Bf16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out); break;
-    case LoraDType::F16: expandAvx2<F16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out); break;
-    default: expandAvx2<F32L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out); break;
+    case LoraDType::BF16: expandAvx2<Bf16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
+    case LoraDType::F16: expandAvx2<F16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
+    default: expandAvx2<F32L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
   }
 }
 
-/** Touch the first cache lines of a group's A and B^T (the hardware prefetcher takes over). */
-void prefetchGroup(const LoraBatch::Group& g, int64_t in, int64_t out) {
+/** A prefetch cursor over group g's A then B^T, less the first kPrefetchLines of each (already asked for). */
+Pf prefetcherFor(const LoraBatch::Group& g, int64_t in, int64_t out) {
   const char* a = static_cast<const char*>(g.a.data);
   const char* b = static_cast<const char*>(g.bT.data);
   const int64_t aBytes = int64_t(g.rank) * in * loraDTypeSize(g.a.dtype), bBytes = int64_t(g.rank) * out * loraDTypeSize(g.bT.dtype);
-  for (int64_t i = 0; i < kPrefetchLines; i++) {
-    if (i * 64 < aBytes) _mm_prefetch(a + i * 64, _MM_HINT_T0);
-    if (i * 64 < bBytes) _mm_prefetch(b + i * 64, _MM_HINT_T0);
+  Pf pf;
+  pf.p = a + std::min(aBytes, kPrefetchLines * 64);
+  pf.end = a + aBytes;
+  pf.p2 = b + std::min(bBytes, kPrefetchLines * 64);
+  pf.end2 = b + bBytes;
+  for (int64_t i = 0; i < kPrefetchLines; i++) {  // the first lines right away: their latency is the shortest to hide
+    if (i * 64 < aBytes) _mm_prefetch(a + i * 64, _MM_HINT_T1);
+    if (i * 64 < bBytes) _mm_prefetch(b + i * 64, _MM_HINT_T1);
   }
+  return pf;
 }
 
 }  // namespace
@@ -445,10 +486,11 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
   pool.parallelFor(nt, grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i++) {
       const Task& t = tasks[size_t(i)];
-      if (i + 1 < i1 && tasks[size_t(i + 1)].g != t.g) prefetchGroup(groups[size_t(tasks[size_t(i + 1)].g)], in, out);
+      Pf pf;  // empty: prefetches nothing
+      if (i + 1 < i1 && tasks[size_t(i + 1)].g != t.g) pf = prefetcherFor(groups[size_t(tasks[size_t(i + 1)].g)], in, out);
       const auto& g = groups[size_t(t.g)];
       const bool vec = avx2 && (f16c || (g.a.dtype != LoraDType::F16 && g.bT.dtype != LoraDType::F16));
-      if (vec) taskAvx2(c, t);
+      if (vec) taskAvx2(c, t, pf);
       else taskPortable(c, t);
     }
   });
