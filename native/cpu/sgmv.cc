@@ -116,7 +116,8 @@ void LoraBatch::finalize() {
 namespace {
 
 constexpr int64_t kRowsPerTask = 16;   // rows of one group per task (prefill segments are split)
-constexpr int64_t kPrefetchLines = 16;  // cache lines of the next group's A and B^T to prefetch
+constexpr int64_t kPrefetchLines = 16;   // first cache lines of the next group's A and B^T, asked for at once
+constexpr int64_t kPartsPerThread = 2;  // runs of tasks per pool thread (see sgmv())
 
 inline float bf16ToF32(uint16_t b) {
   const uint32_t u = uint32_t(b) << 16;
@@ -466,24 +467,46 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
   tmp.resize(size_t(terms * ld + sharedTerms * out));
   const Ctx c{&batch, x, ldx, in, y, ldy, out, tmp.data(), ld, tmp.data() + terms * ld};
 
-  // Tasks: (group, <= kRowsPerTask of its terms), in group order.
-  // NOTE(why): a reference, not the thread_local itself: pool workers must see the caller's list.
+  // Tasks: (group, <= kRowsPerTask of its terms), in group order, with a cost estimate each:
+  // bytes of A and B^T streamed plus the multiply-adds (a byte ~ 2 FMAs at memory speed).
+  // NOTE(why): references, not the thread_locals themselves: pool workers must see the caller's.
   thread_local std::vector<Task> taskStore;
+  thread_local std::vector<int64_t> costStore;
   std::vector<Task>& tasks = taskStore;
+  std::vector<int64_t>& cost = costStore;  // prefix sums, [tasks + 1]
   tasks.clear();
+  cost.assign(1, 0);
   int64_t macs = 0;
   for (size_t g = 0; g < groups.size(); g++) {
     const auto& gr = groups[g];
-    for (int64_t t0 = gr.termBegin; t0 < gr.termEnd; t0 += kRowsPerTask) tasks.push_back(Task{int(g), t0, std::min(gr.termEnd, t0 + kRowsPerTask)});
+    const int64_t bytes = int64_t(gr.rank) * (in * loraDTypeSize(gr.a.dtype) + out * loraDTypeSize(gr.bT.dtype));
+    for (int64_t t0 = gr.termBegin; t0 < gr.termEnd; t0 += kRowsPerTask) {
+      const int64_t t1 = std::min(gr.termEnd, t0 + kRowsPerTask);
+      tasks.push_back(Task{int(g), t0, t1});
+      cost.push_back(cost.back() + bytes + (t1 - t0) * gr.rank * (in + out) / 2);
+    }
     macs += (gr.termEnd - gr.termBegin + 4) * gr.rank * (in + out);  // + 4: streaming A and B costs too
   }
   const int64_t nt = int64_t(tasks.size());
   const bool avx2 = useAvx2();
   const bool f16c = avx2 && cpuHasF16c();
-  // NOTE(why): runs of consecutive tasks (4 per thread on average) rather than single tasks: a
-  // thread knows which group comes next and prefetches it; dynamic hand-out still balances.
-  const int64_t grain = macs >= 96 * 1024 ? std::max<int64_t>(1, nt / (4 * pool.size())) : nt;
-  pool.parallelFor(nt, grain, [&](int64_t i0, int64_t i1) {
+  // Parts: contiguous runs of tasks of about equal cost, kPartsPerThread per thread, handed out
+  // dynamically (a thread that is not running leaves its parts to the others).
+  // NOTE(why): long runs, not single tasks: within a run a thread knows the next group and
+  // streams it into L2 while it computes the current one (Pf); only a run's first group starts
+  // cold. Runs of equal cost keep the tail (one thread waiting for the other) short.
+  const int64_t parts = macs >= 96 * 1024 ? std::min<int64_t>(nt, kPartsPerThread * pool.size()) : 1;
+  thread_local std::vector<int64_t> boundStore;
+  std::vector<int64_t>& bound = boundStore;  // [parts + 1] task index where each part starts
+  bound.assign(size_t(parts + 1), nt);
+  bound[0] = 0;
+  for (int64_t p = 1, i = 0; p < parts; p++) {
+    const int64_t target = cost.back() * p / parts;
+    while (i < nt && cost[size_t(i)] < target) i++;
+    bound[size_t(p)] = std::max(bound[size_t(p - 1)], i);
+  }
+  pool.parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
+    const int64_t i0 = bound[size_t(p0)], i1 = bound[size_t(p1)];
     for (int64_t i = i0; i < i1; i++) {
       const Task& t = tasks[size_t(i)];
       Pf pf;  // empty: prefetches nothing

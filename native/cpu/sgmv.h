@@ -17,8 +17,10 @@
 // away, so each adapter's weights are streamed from memory once, contiguously, by one thread:
 //   shrink:  h[j, :rank] = x[row_j] A^T               (A rows streamed; x rows stay in L1)
 //   expand:  y[row_j, :] += (w s)_j h[j] B^T          (B stored transposed [rank, out])
-// Tasks are handed out dynamically (ThreadPool::parallelFor), in runs of consecutive groups so a
-// thread can prefetch the next group's first cache lines while it finishes the current one.
+// The tasks are cut into 2 runs per thread of about equal cost (bytes streamed + multiply-adds),
+// handed out dynamically (ThreadPool::parallelFor). Within a run, while a task streams its group,
+// a paced software prefetch brings the next group's A and B^T into L2 (one line per 64 bytes
+// consumed), so only a run's first group waits on DRAM latency.
 // Decode steps are bound by memory bandwidth (every active adapter is read once per step), so
 // A / B stay in their file dtype when it is 16-bit (BF16 / F16, converted exactly to F32 in
 // registers: half the bytes of F32).
