@@ -259,12 +259,14 @@ std::shared_ptr<const LoraAdapter> randomAdapter(const ModelConfig& c, int rank,
       auto p = std::make_unique<LoraPair>();
       p->rank = rank;
       p->scaling = 2.0f;
-      p->a.resize(size_t(rank * in));
-      p->bT.resize(size_t(rank * out));
       const uint64_t s = streamOf("lora." + std::to_string(l) + "." + loraModuleName(mod));
       const float sa = 1.7320508f / std::sqrt(float(in)), sb = 0.02f * 1.7320508f;
-      for (size_t i = 0; i < p->a.size(); i++) p->a[i] = bf16BitsToFloat(randomBf16(seed, s, i, sa, 0));
-      for (size_t i = 0; i < p->bT.size(); i++) p->bT[i] = bf16BitsToFloat(randomBf16(seed, s + 1, i, sb, 0));
+      // Kept BF16 (the dtype of most PEFT adapter files; the loader keeps 16-bit files as they are).
+      std::vector<uint16_t> av(size_t(rank * in)), bv(size_t(rank * out));
+      for (size_t i = 0; i < av.size(); i++) av[i] = randomBf16(seed, s, i, sa, 0);
+      for (size_t i = 0; i < bv.size(); i++) bv[i] = randomBf16(seed, s + 1, i, sb, 0);
+      p->a.assign16(std::move(av), LoraMatrix::DType::BF16);
+      p->bT.assign16(std::move(bv), LoraMatrix::DType::BF16);
       ad->pairs[size_t(l) * kNumLoraModules + size_t(m)] = std::move(p);
     }
   }
@@ -282,7 +284,7 @@ int maxRankOf(const LoraAdapter& ad) {
 int64_t adapterBytes(const LoraAdapter& ad) {
   int64_t b = 0;
   for (const auto& p : ad.pairs) {
-    if (p) b += int64_t((p->a.size() + p->bT.size()) * sizeof(float));
+    if (p) b += int64_t(p->a.bytes() + p->bT.bytes());
   }
   return b;
 }

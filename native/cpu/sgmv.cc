@@ -4,36 +4,70 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
-#include "gemm.h"
+#include "gemm.h"  // useAvx2()
 
 namespace openlora::cpu {
+
+// --- LoraBatch ------------------------------------------------------------------------------
+
+namespace {
+
+size_t hashPtr(const void* p, size_t mask) {
+  return size_t((uint64_t(reinterpret_cast<uintptr_t>(p)) >> 4) * 0x9E3779B97F4A7C15ull >> 32) & mask;
+}
+
+}  // namespace
 
 void LoraBatch::clear() {
   groups_.clear();
   pending_.clear();
   rows_.clear();
   scales_.clear();
+  shared_.clear();
+  sharedRows_.clear();
+  sharedRowBegin_.clear();
+  std::fill(index_.begin(), index_.end(), std::pair<const void*, int>{nullptr, -1});
+  maxRow_ = -1;
   maxRank_ = 0;
 }
 
-void LoraBatch::add(const float* a, const float* bT, int rank, int64_t rowBegin, int64_t rowEnd, float scale) {
-  if (rowEnd <= rowBegin || rank <= 0) return;
-  // NOTE(why): linear search; a step has at most a few dozen distinct pairs per module and the
-  // most recent one is the likeliest match (consecutive decode rows of one adapter).
-  int g = -1;
-  for (int i = int(groups_.size()) - 1; i >= 0; i--) {
-    if (groups_[size_t(i)].a == a) {
-      g = i;
-      break;
-    }
+int LoraBatch::findGroup(const void* a) const {
+  if (index_.empty()) return -1;
+  const size_t mask = index_.size() - 1;
+  for (size_t h = hashPtr(a, mask);; h = (h + 1) & mask) {
+    if (index_[h].first == a) return index_[h].second;
+    if (index_[h].second < 0) return -1;
   }
+}
+
+void LoraBatch::indexInsert(const void* a, int group) {
+  const size_t mask = index_.size() - 1;
+  size_t h = hashPtr(a, mask);
+  while (index_[h].second >= 0) h = (h + 1) & mask;
+  index_[h] = {a, group};
+}
+
+void LoraBatch::add(LoraWeights a, LoraWeights bT, int rank, int64_t rowBegin, int64_t rowEnd, float scale) {
+  if (rowEnd <= rowBegin || rank <= 0) return;
+  // NOTE(why): a hash on A's address, not a scan: 64 adapters x 7 modules x layers would make a
+  // linear search quadratic in the number of distinct adapters of a step.
+  int g = findGroup(a.data);
   if (g < 0) {
     g = int(groups_.size());
     groups_.push_back(Group{a, bT, rank, 0, 0});
     maxRank_ = std::max(maxRank_, rank);
+    if (groups_.size() * 2 > index_.size()) {  // keep the load factor <= 1/2
+      index_.assign(std::max<size_t>(64, index_.size() * 2), {nullptr, -1});
+      for (size_t i = 0; i < groups_.size(); i++) indexInsert(groups_[i].a.data, int(i));
+    } else {
+      indexInsert(a.data, g);
+    }
   }
   pending_.push_back(Pending{g, rowBegin, rowEnd, scale});
+  maxRow_ = std::max(maxRow_, rowEnd - 1);
 }
 
 void LoraBatch::finalize() {
@@ -44,57 +78,381 @@ void LoraBatch::finalize() {
     groups_[g].termBegin = counts_[g];
     groups_[g].termEnd = counts_[g + 1];
   }
-  rows_.resize(size_t(counts_.back()));
-  scales_.resize(size_t(counts_.back()));
+  const size_t terms = size_t(counts_.back());
+  rows_.resize(terms);
+  scales_.resize(terms);
+  shared_.assign(terms, -1);
+  rowTerms_.assign(size_t(maxRow_ + 1), 0);
+  bool anyShared = false;
+  for (const Pending& p : pending_) {
+    for (int64_t r = p.rowBegin; r < p.rowEnd; r++) anyShared |= ++rowTerms_[size_t(r)] > 1;
+  }
+  sharedScratch_.clear();
   for (const Pending& p : pending_) {
     int64_t& at = counts_[size_t(p.group)];
     for (int64_t r = p.rowBegin; r < p.rowEnd; r++, at++) {
       rows_[size_t(at)] = r;
       scales_[size_t(at)] = p.scale;
+      if (anyShared && rowTerms_[size_t(r)] > 1) sharedScratch_.push_back({r, int32_t(at)});
     }
   }
+  sharedRows_.clear();
+  sharedRowBegin_.clear();
+  if (!anyShared) return;
+  // Stable by row: a row's terms keep their add() order.
+  std::stable_sort(sharedScratch_.begin(), sharedScratch_.end(), [](const auto& l, const auto& r) { return l.first < r.first; });
+  for (size_t i = 0; i < sharedScratch_.size(); i++) {
+    if (i == 0 || sharedScratch_[i].first != sharedScratch_[i - 1].first) {
+      sharedRows_.push_back(sharedScratch_[i].first);
+      sharedRowBegin_.push_back(int32_t(i));
+    }
+    shared_[size_t(sharedScratch_[i].second)] = int32_t(i);
+  }
+  sharedRowBegin_.push_back(int32_t(sharedScratch_.size()));
 }
+
+// --- kernels --------------------------------------------------------------------------------
 
 namespace {
 
-constexpr int64_t kTermsPerShrinkTask = 16;
-constexpr int64_t kExpandCols = 32;  // output columns per expand register tile (4 x 8 lanes)
+constexpr int64_t kRowsPerTask = 16;   // rows of one group per task (prefill segments are split)
+constexpr int64_t kPrefetchLines = 16;   // first cache lines of the next group's A and B^T, asked for at once
+constexpr int64_t kPartsPerThread = 2;  // runs of tasks per pool thread (see sgmv())
 
-/** y[c0:c1] += sum_r coef[r] * bT[r, c0:c1], portable. */
-void expandRowPortable(const float* coef, int rank, const float* bT, int64_t ldb, float* y, int64_t c0, int64_t c1) {
-  for (int r = 0; r < rank; r++) {
-    const float c = coef[r];
-    const float* b = bT + r * ldb;
-    for (int64_t j = c0; j < c1; j++) y[j] += c * b[j];
+inline float bf16ToF32(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/** IEEE binary16 -> float32, exact (subnormals, Inf, NaN). */
+inline float f16ToF32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, u;
+  if (exp == 0x1F) {
+    u = sign | 0x7F800000u | (man << 13);
+  } else if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do {
+        man <<= 1;
+        e++;
+      } while (!(man & 0x400));
+      u = sign | (uint32_t(127 - 15 - e) << 23) | ((man & 0x3FF) << 13);
+    }
+  } else {
+    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/** Element i of a weight matrix of dtype t, as float32 (exact). */
+inline float loadAny(LoraDType t, const void* p, int64_t i) {
+  switch (t) {
+    case LoraDType::BF16: return bf16ToF32(static_cast<const uint16_t*>(p)[i]);
+    case LoraDType::F16: return f16ToF32(static_cast<const uint16_t*>(p)[i]);
+    default: return static_cast<const float*>(p)[i];
   }
 }
 
-/** Same contract, AVX2/FMA: 32 columns held in 4 registers across the whole rank loop. */
-__attribute__((target("avx2,fma"))) void expandRowAvx2(const float* coef, int rank, const float* bT, int64_t ldb, float* y,
-                                                        int64_t c0, int64_t c1) {
-  int64_t j = c0;
-  for (; j + kExpandCols <= c1; j += kExpandCols) {
-    __m256 a0 = _mm256_loadu_ps(y + j), a1 = _mm256_loadu_ps(y + j + 8), a2 = _mm256_loadu_ps(y + j + 16),
-           a3 = _mm256_loadu_ps(y + j + 24);
-    for (int r = 0; r < rank; r++) {
-      const __m256 c = _mm256_broadcast_ss(coef + r);
-      const float* b = bT + r * ldb + j;
-      a0 = _mm256_fmadd_ps(c, _mm256_loadu_ps(b), a0);
-      a1 = _mm256_fmadd_ps(c, _mm256_loadu_ps(b + 8), a1);
-      a2 = _mm256_fmadd_ps(c, _mm256_loadu_ps(b + 16), a2);
-      a3 = _mm256_fmadd_ps(c, _mm256_loadu_ps(b + 24), a3);
+/** What one task needs: a group (or a <= kRowsPerTask chunk of its rows). */
+struct Ctx {
+  const LoraBatch* batch;
+  const float* x;
+  int64_t ldx, in;
+  float* y;
+  int64_t ldy, out;
+  float* h;      // [terms, ld]: coef = scale * (x A^T) per term
+  int64_t ld;
+  float* delta;  // [shared terms, out]
+};
+
+struct Task {
+  int g;
+  int64_t t0, t1;
+};
+
+/** Gather the task's input rows and output targets (y row, or the term's own delta buffer). */
+void taskRows(const Ctx& c, const Task& t, const float** xs, float** dst, bool* zero) {
+  const auto& rows = c.batch->rows();
+  const auto& shared = c.batch->sharedSlot();
+  for (int64_t j = t.t0; j < t.t1; j++) {
+    const int64_t row = rows[size_t(j)];
+    const int32_t s = shared[size_t(j)];
+    xs[j - t.t0] = c.x + row * c.ldx;
+    dst[j - t.t0] = s < 0 ? c.y + row * c.ldy : c.delta + int64_t(s) * c.out;
+    zero[j - t.t0] = s >= 0;
+  }
+}
+
+// Portable: per (row, r) a k-ordered dot product; per output element an r-ordered accumulation
+// starting from y (or 0 for a shared term).
+void taskPortable(const Ctx& c, const Task& t) {
+  const LoraBatch::Group& g = c.batch->groups()[size_t(t.g)];
+  const int64_t n = t.t1 - t.t0;
+  const float* xs[kRowsPerTask];
+  float* dst[kRowsPerTask];
+  bool zero[kRowsPerTask];
+  taskRows(c, t, xs, dst, zero);
+  for (int64_t j = 0; j < n; j++) {
+    float* hj = c.h + (t.t0 + j) * c.ld;
+    const float s = c.batch->scales()[size_t(t.t0 + j)];
+    for (int r = 0; r < g.rank; r++) {
+      float acc = 0;
+      for (int64_t k = 0; k < c.in; k++) acc += xs[j][k] * loadAny(g.a.dtype, g.a.data, r * c.in + k);
+      hj[r] = s * acc;
     }
-    _mm256_storeu_ps(y + j, a0);
-    _mm256_storeu_ps(y + j + 8, a1);
-    _mm256_storeu_ps(y + j + 16, a2);
-    _mm256_storeu_ps(y + j + 24, a3);
+    if (zero[j]) std::fill(dst[j], dst[j] + c.out, 0.0f);
+    for (int r = 0; r < g.rank; r++) {
+      const float cr = hj[r];
+      const int64_t o = r * c.out;
+      switch (g.bT.dtype) {
+        case LoraDType::F32: {
+          const float* b = static_cast<const float*>(g.bT.data) + o;
+          for (int64_t q = 0; q < c.out; q++) dst[j][q] += cr * b[q];
+          break;
+        }
+        default:
+          for (int64_t q = 0; q < c.out; q++) dst[j][q] += cr * loadAny(g.bT.dtype, g.bT.data, o + q);
+      }
+    }
   }
-  for (; j + 8 <= c1; j += 8) {
-    __m256 a = _mm256_loadu_ps(y + j);
-    for (int r = 0; r < rank; r++) a = _mm256_fmadd_ps(_mm256_broadcast_ss(coef + r), _mm256_loadu_ps(bT + r * ldb + j), a);
-    _mm256_storeu_ps(y + j, a);
+}
+
+#define OPENLORA_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// Loaders: 8 consecutive elements at index i as __m256, or one as float (exact conversions).
+struct F32L {
+  OPENLORA_AVX2 static inline __m256 v8(const void* p, int64_t i) { return _mm256_loadu_ps(static_cast<const float*>(p) + i); }
+  static inline float s1(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
+};
+struct Bf16L {
+  OPENLORA_AVX2 static inline __m256 v8(const void* p, int64_t i) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-  if (j < c1) expandRowPortable(coef, rank, bT, ldb, y, j, c1);
+  static inline float s1(const void* p, int64_t i) { return bf16ToF32(static_cast<const uint16_t*>(p)[i]); }
+};
+struct F16L {
+  OPENLORA_AVX2 static inline __m256 v8(const void* p, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+  }
+  static inline float s1(const void* p, int64_t i) { return f16ToF32(static_cast<const uint16_t*>(p)[i]); }
+};
+
+/** Fixed-order horizontal sum of 8 lanes. */
+OPENLORA_AVX2 inline float hsum(__m256 v) {
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+/**
+ * Software prefetch of the next group's A and B^T into L2, paced by the current group's
+ * consumption: advance(bytes) issues one prefetch per 64 bytes the kernel has just read, so the
+ * next group is in L2 when its task starts (a decode step reads every adapter once, from
+ * DRAM: without this, each group's first accesses wait on memory latency and the hardware
+ * prefetcher tracks too few streams to keep the bus busy).
+ */
+struct Pf {
+  const char* p = nullptr;
+  const char* end = nullptr;
+  const char* p2 = nullptr;
+  const char* end2 = nullptr;
+  int64_t credit = 0;
+  inline void advance(int64_t bytes) {
+    credit += bytes;
+    while (credit >= 64) {
+      credit -= 64;
+      if (p < end) {
+        _mm_prefetch(p, _MM_HINT_T1);
+        p += 64;
+      } else if (p2 < end2) {
+        _mm_prefetch(p2, _MM_HINT_T1);
+        p2 += 64;
+      } else {
+        credit = 0;
+        return;
+      }
+    }
+  }
+};
+
+/**
+ * h[i * ld + r0 + q] = x_i . A[r0 + q] for R rows and C rows of A. Each dot product: one 8-lane
+ * FMA accumulator over k (ascending), hsum, then the k tail with scalar fma: the same order for
+ * every R and C, so a row's result does not depend on how rows were tiled.
+ */
+template <class L, int R, int C>
+OPENLORA_AVX2 void shrinkTile(const float* const* xs, const void* a, int64_t in, int r0, float* h, int64_t ld, Pf& pf, int64_t esz) {
+  __m256 acc[R][C];
+  for (int i = 0; i < R; i++)
+    for (int q = 0; q < C; q++) acc[i][q] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= in; k += 8) {
+    __m256 xv[R];
+    for (int i = 0; i < R; i++) xv[i] = _mm256_loadu_ps(xs[i] + k);
+    for (int q = 0; q < C; q++) {
+      const __m256 av = L::v8(a, (r0 + q) * in + k);
+      for (int i = 0; i < R; i++) acc[i][q] = _mm256_fmadd_ps(xv[i], av, acc[i][q]);
+    }
+    pf.advance(C * 8 * esz);
+  }
+  for (int i = 0; i < R; i++) {
+    for (int q = 0; q < C; q++) {
+      float s = hsum(acc[i][q]);
+      for (int64_t kk = k; kk < in; kk++) s = std::fma(xs[i][kk], L::s1(a, (r0 + q) * in + kk), s);
+      h[i * ld + r0 + q] = s;
+    }
+  }
+}
+
+template <class L, int R>
+OPENLORA_AVX2 void shrinkRowsR(const float* const* xs, const void* a, int64_t in, int rank, float* h, int64_t ld, Pf& pf, int64_t esz) {
+  int r0 = 0;
+  for (; r0 + 4 <= rank; r0 += 4) shrinkTile<L, R, 4>(xs, a, in, r0, h, ld, pf, esz);
+  switch (rank - r0) {
+    case 3: shrinkTile<L, R, 3>(xs, a, in, r0, h, ld, pf, esz); break;
+    case 2: shrinkTile<L, R, 2>(xs, a, in, r0, h, ld, pf, esz); break;
+    case 1: shrinkTile<L, R, 1>(xs, a, in, r0, h, ld, pf, esz); break;
+    default: break;
+  }
+}
+
+/** h[j, :rank] = x_j A^T for n rows, 3 rows at a time (12 accumulators). */
+template <class L>
+OPENLORA_AVX2 void shrinkAvx2(const float* const* xs, int64_t n, const void* a, int64_t in, int rank, float* h, int64_t ld, Pf& pf,
+                              int64_t esz) {
+  int64_t i = 0;
+  for (; i + 3 <= n; i += 3) shrinkRowsR<L, 3>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
+  if (n - i == 2) shrinkRowsR<L, 2>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
+  if (n - i == 1) shrinkRowsR<L, 1>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
+}
+
+/**
+ * dst_j[:out] (= 0 first when zero[j]) += sum_r coef_j[r] bT[r, :], every element accumulated
+ * with FMA over r ascending, whatever n. One row: B^T streamed row by row (contiguous); several
+ * rows: 32-column blocks of B^T (rank x 128 B, L1-resident) reused by every row.
+ */
+template <class L>
+OPENLORA_AVX2 void expandAvx2(const float* coef, int64_t ld, int64_t n, float* const* dst, const bool* zero, const void* bT,
+                              int rank, int64_t out, Pf& pf, int64_t esz) {
+  if (n == 1) {
+    float* d = dst[0];
+    if (zero[0]) std::fill(d, d + out, 0.0f);
+    for (int r = 0; r < rank; r++) {
+      const __m256 cv = _mm256_broadcast_ss(coef + r);
+      const int64_t o = r * out;
+      int64_t q = 0;
+      for (; q + 32 <= out; q += 32) {
+        const __m256 b0 = L::v8(bT, o + q), b1 = L::v8(bT, o + q + 8), b2 = L::v8(bT, o + q + 16), b3 = L::v8(bT, o + q + 24);
+        _mm256_storeu_ps(d + q, _mm256_fmadd_ps(cv, b0, _mm256_loadu_ps(d + q)));
+        _mm256_storeu_ps(d + q + 8, _mm256_fmadd_ps(cv, b1, _mm256_loadu_ps(d + q + 8)));
+        _mm256_storeu_ps(d + q + 16, _mm256_fmadd_ps(cv, b2, _mm256_loadu_ps(d + q + 16)));
+        _mm256_storeu_ps(d + q + 24, _mm256_fmadd_ps(cv, b3, _mm256_loadu_ps(d + q + 24)));
+        pf.advance(32 * esz);
+      }
+      for (; q + 8 <= out; q += 8) _mm256_storeu_ps(d + q, _mm256_fmadd_ps(cv, L::v8(bT, o + q), _mm256_loadu_ps(d + q)));
+      for (; q < out; q++) d[q] = std::fma(coef[r], L::s1(bT, o + q), d[q]);
+    }
+    return;
+  }
+  int64_t q = 0;
+  for (; q + 32 <= out; q += 32) {
+    pf.advance(32 * esz * rank);
+    for (int64_t j = 0; j < n; j++) {
+      float* d = dst[j] + q;
+      const float* cj = coef + j * ld;
+      __m256 a0, a1, a2, a3;
+      if (zero[j]) {
+        a0 = a1 = a2 = a3 = _mm256_setzero_ps();
+      } else {
+        a0 = _mm256_loadu_ps(d), a1 = _mm256_loadu_ps(d + 8), a2 = _mm256_loadu_ps(d + 16), a3 = _mm256_loadu_ps(d + 24);
+      }
+      for (int r = 0; r < rank; r++) {
+        const __m256 cv = _mm256_broadcast_ss(cj + r);
+        const int64_t o = r * out + q;
+        a0 = _mm256_fmadd_ps(cv, L::v8(bT, o), a0);
+        a1 = _mm256_fmadd_ps(cv, L::v8(bT, o + 8), a1);
+        a2 = _mm256_fmadd_ps(cv, L::v8(bT, o + 16), a2);
+        a3 = _mm256_fmadd_ps(cv, L::v8(bT, o + 24), a3);
+      }
+      _mm256_storeu_ps(d, a0);
+      _mm256_storeu_ps(d + 8, a1);
+      _mm256_storeu_ps(d + 16, a2);
+      _mm256_storeu_ps(d + 24, a3);
+    }
+  }
+  for (; q + 8 <= out; q += 8) {
+    for (int64_t j = 0; j < n; j++) {
+      const float* cj = coef + j * ld;
+      __m256 acc = zero[j] ? _mm256_setzero_ps() : _mm256_loadu_ps(dst[j] + q);
+      for (int r = 0; r < rank; r++) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(cj + r), L::v8(bT, r * out + q), acc);
+      _mm256_storeu_ps(dst[j] + q, acc);
+    }
+  }
+  for (; q < out; q++) {
+    for (int64_t j = 0; j < n; j++) {
+      const float* cj = coef + j * ld;
+      float acc = zero[j] ? 0.0f : dst[j][q];
+      for (int r = 0; r < rank; r++) acc = std::fma(cj[r], L::s1(bT, r * out + q), acc);
+      dst[j][q] = acc;
+    }
+  }
+}
+
+bool cpuHasF16c() {
+  static const bool v = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("f16c") != 0;
+  }();
+  return v;
+}
+
+OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
+  const LoraBatch::Group& g = c.batch->groups()[size_t(t.g)];
+  const int64_t n = t.t1 - t.t0;
+  const float* xs[kRowsPerTask];
+  float* dst[kRowsPerTask];
+  bool zero[kRowsPerTask];
+  taskRows(c, t, xs, dst, zero);
+  float* h = c.h + t.t0 * c.ld;
+  switch (g.a.dtype) {
+    case LoraDType::BF16: shrinkAvx2<Bf16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
+    case LoraDType::F16: shrinkAvx2<F16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
+    default: shrinkAvx2<F32L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
+  }
+  for (int64_t j = 0; j < n; j++) {
+    const float s = c.batch->scales()[size_t(t.t0 + j)];
+    for (int r = 0; r < g.rank; r++) h[j * c.ld + r] *= s;
+  }
+  switch (g.bT.dtype) {
+    case LoraDType::BF16: expandAvx2<Bf16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
+    case LoraDType::F16: expandAvx2<F16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
+    default: expandAvx2<F32L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
+  }
+}
+
+/** A prefetch cursor over group g's A then B^T, less the first kPrefetchLines of each (already asked for). */
+Pf prefetcherFor(const LoraBatch::Group& g, int64_t in, int64_t out) {
+  const char* a = static_cast<const char*>(g.a.data);
+  const char* b = static_cast<const char*>(g.bT.data);
+  const int64_t aBytes = int64_t(g.rank) * in * loraDTypeSize(g.a.dtype), bBytes = int64_t(g.rank) * out * loraDTypeSize(g.bT.dtype);
+  Pf pf;
+  pf.p = a + std::min(aBytes, kPrefetchLines * 64);
+  pf.end = a + aBytes;
+  pf.p2 = b + std::min(bBytes, kPrefetchLines * 64);
+  pf.end2 = b + bBytes;
+  for (int64_t i = 0; i < kPrefetchLines; i++) {  // the first lines right away: their latency is the shortest to hide
+    if (i * 64 < aBytes) _mm_prefetch(a + i * 64, _MM_HINT_T1);
+    if (i * 64 < bBytes) _mm_prefetch(b + i * 64, _MM_HINT_T1);
+  }
+  return pf;
 }
 
 }  // namespace
@@ -102,49 +460,75 @@ __attribute__((target("avx2,fma"))) void expandRowAvx2(const float* coef, int ra
 void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, int64_t ldy, int64_t out, const LoraBatch& batch,
           std::vector<float>& tmp) {
   const auto& groups = batch.groups();
-  const auto& rows = batch.rows();
-  const auto& scales = batch.scales();
-  const int64_t terms = int64_t(rows.size());
+  const int64_t terms = int64_t(batch.rows().size());
   if (terms == 0) return;
-  const int64_t ld = batch.maxRank();  // row stride of tmp
-  tmp.resize(size_t(terms * ld));
+  const int64_t ld = batch.maxRank();
+  const int64_t sharedTerms = batch.sharedRowBegin().empty() ? 0 : int64_t(batch.sharedRowBegin().back());
+  tmp.resize(size_t(terms * ld + sharedTerms * out));
+  const Ctx c{&batch, x, ldx, in, y, ldy, out, tmp.data(), ld, tmp.data() + terms * ld};
 
-  // Shrink tasks: (group, terms [t0, t1)) with at most kTermsPerShrinkTask terms each.
-  struct Task {
-    const LoraBatch::Group* g;
-    int64_t t0, t1;
-  };
-  std::vector<Task> tasks;  // NOTE: a handful per call; small next to the math
+  // Tasks: (group, <= kRowsPerTask of its terms), in group order, with a cost estimate each:
+  // bytes of A and B^T streamed plus the multiply-adds (a byte ~ 2 FMAs at memory speed).
+  // NOTE(why): references, not the thread_locals themselves: pool workers must see the caller's.
+  thread_local std::vector<Task> taskStore;
+  thread_local std::vector<int64_t> costStore;
+  std::vector<Task>& tasks = taskStore;
+  std::vector<int64_t>& cost = costStore;  // prefix sums, [tasks + 1]
+  tasks.clear();
+  cost.assign(1, 0);
   int64_t macs = 0;
-  for (const auto& g : groups) {
-    for (int64_t t0 = g.termBegin; t0 < g.termEnd; t0 += kTermsPerShrinkTask) tasks.push_back(Task{&g, t0, std::min(g.termEnd, t0 + kTermsPerShrinkTask)});
-    macs += (g.termEnd - g.termBegin) * g.rank * (in + out);
+  for (size_t g = 0; g < groups.size(); g++) {
+    const auto& gr = groups[g];
+    const int64_t bytes = int64_t(gr.rank) * (in * loraDTypeSize(gr.a.dtype) + out * loraDTypeSize(gr.bT.dtype));
+    for (int64_t t0 = gr.termBegin; t0 < gr.termEnd; t0 += kRowsPerTask) {
+      const int64_t t1 = std::min(gr.termEnd, t0 + kRowsPerTask);
+      tasks.push_back(Task{int(g), t0, t1});
+      cost.push_back(cost.back() + bytes + (t1 - t0) * gr.rank * (in + out) / 2);
+    }
+    macs += (gr.termEnd - gr.termBegin + 4) * gr.rank * (in + out);  // + 4: streaming A and B costs too
   }
-  const bool parallel = macs >= 96 * 1024;
-  pool.parallelFor(int64_t(tasks.size()), parallel ? 1 : int64_t(tasks.size()), [&](int64_t i0, int64_t i1) {
-    const float* xs[kTermsPerShrinkTask];
+  const int64_t nt = int64_t(tasks.size());
+  const bool avx2 = useAvx2();
+  const bool f16c = avx2 && cpuHasF16c();
+  // Parts: contiguous runs of tasks of about equal cost, kPartsPerThread per thread, handed out
+  // dynamically (a thread that is not running leaves its parts to the others).
+  // NOTE(why): long runs, not single tasks: within a run a thread knows the next group and
+  // streams it into L2 while it computes the current one (Pf); only a run's first group starts
+  // cold. Runs of equal cost keep the tail (one thread waiting for the other) short.
+  const int64_t parts = macs >= 96 * 1024 ? std::min<int64_t>(nt, kPartsPerThread * pool.size()) : 1;
+  thread_local std::vector<int64_t> boundStore;
+  std::vector<int64_t>& bound = boundStore;  // [parts + 1] task index where each part starts
+  bound.assign(size_t(parts + 1), nt);
+  bound[0] = 0;
+  for (int64_t p = 1, i = 0; p < parts; p++) {
+    const int64_t target = cost.back() * p / parts;
+    while (i < nt && cost[size_t(i)] < target) i++;
+    bound[size_t(p)] = std::max(bound[size_t(p - 1)], i);
+  }
+  pool.parallelFor(parts, 1, [&](int64_t p0, int64_t p1) {
+    const int64_t i0 = bound[size_t(p0)], i1 = bound[size_t(p1)];
     for (int64_t i = i0; i < i1; i++) {
       const Task& t = tasks[size_t(i)];
-      for (int64_t j = t.t0; j < t.t1; j++) xs[j - t.t0] = x + rows[size_t(j)] * ldx;
-      gemmNTRows(xs, t.t1 - t.t0, t.g->a, in, t.g->rank, in, tmp.data() + t.t0 * ld, ld);
+      Pf pf;  // empty: prefetches nothing
+      if (i + 1 < i1 && tasks[size_t(i + 1)].g != t.g) pf = prefetcherFor(groups[size_t(tasks[size_t(i + 1)].g)], in, out);
+      const auto& g = groups[size_t(t.g)];
+      const bool vec = avx2 && (f16c || (g.a.dtype != LoraDType::F16 && g.bT.dtype != LoraDType::F16));
+      if (vec) taskAvx2(c, t, pf);
+      else taskPortable(c, t);
     }
   });
 
-  // Expand: blocks of output columns; within a block every group's B slice stays in L1 while
-  // all of the group's rows stream past.
-  const bool avx2 = useAvx2();
-  const int64_t colBlocks = (out + kExpandCols - 1) / kExpandCols;
-  pool.parallelFor(colBlocks, parallel ? std::max<int64_t>(1, colBlocks / (4 * pool.size())) : colBlocks, [&](int64_t b0, int64_t b1) {
-    const int64_t c0 = b0 * kExpandCols, c1 = std::min(out, b1 * kExpandCols);
-    float coef[4096];  // [rank] w s tmp[j]; ranks are bounded by maxLoraRank (<= 4096)
-    for (const auto& g : groups) {
-      for (int64_t j = g.termBegin; j < g.termEnd; j++) {
-        const float s = scales[size_t(j)];
-        const float* tj = tmp.data() + j * ld;
-        for (int r = 0; r < g.rank; r++) coef[r] = s * tj[r];
-        float* yr = y + rows[size_t(j)] * ldy;
-        if (avx2) expandRowAvx2(coef, g.rank, g.bT, out, yr, c0, c1);
-        else expandRowPortable(coef, g.rank, g.bT, out, yr, c0, c1);
+  // Rows with several terms: add each term's delta in add() order.
+  const auto& sharedRows = batch.sharedRows();
+  if (sharedRows.empty()) return;
+  const auto& begin = batch.sharedRowBegin();
+  const int64_t nr = int64_t(sharedRows.size());
+  pool.parallelFor(nr, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, out)), [&](int64_t r0, int64_t r1) {
+    for (int64_t k = r0; k < r1; k++) {
+      float* yr = y + sharedRows[size_t(k)] * ldy;
+      for (int32_t s = begin[size_t(k)]; s < begin[size_t(k) + 1]; s++) {
+        const float* d = c.delta + int64_t(s) * out;
+        for (int64_t q = 0; q < out; q++) yr[q] += d[q];
       }
     }
   });

@@ -11,10 +11,25 @@
 // gathered into one group (BGMV), so each A and B is streamed once per step and module, not once
 // per token. A row with several weighted adapters (PEFT `cat`) appears in several groups; a row
 // without adapters appears in none and costs nothing.
-//   shrink:  tmp[j, :rank] = x[row_j] A^T            (per group; gathered rows, A streamed once)
-//   expand:  y[row_j, :]  += (w s)_j tmp[j] B^T      (B stored transposed [rank, out]: axpy rows)
-// Parallel over chunks of terms (shrink) and blocks of output columns (expand: no two tasks
-// ever write the same element, even when one row is in several groups).
+//
+// Fused per group: one task takes a group (or a chunk of <= 16 of its rows, for long prefill
+// segments), shrinks its rows against A [rank, in] and expands against B^T [rank, out] right
+// away, so each adapter's weights are streamed from memory once, contiguously, by one thread:
+//   shrink:  h[j, :rank] = x[row_j] A^T               (A rows streamed; x rows stay in L1)
+//   expand:  y[row_j, :] += (w s)_j h[j] B^T          (B stored transposed [rank, out])
+// The tasks are cut into 2 runs per thread of about equal cost (bytes streamed + multiply-adds),
+// handed out dynamically (ThreadPool::parallelFor). Within a run, while a task streams its group,
+// a paced software prefetch brings the next group's A and B^T into L2 (one line per 64 bytes
+// consumed), so only a run's first group waits on DRAM latency.
+// Decode steps are bound by memory bandwidth (every active adapter is read once per step), so
+// A / B stay in their file dtype when it is 16-bit (BF16 / F16, converted exactly to F32 in
+// registers: half the bytes of F32).
+//
+// Determinism: the arithmetic for one row never depends on the other rows of the step. Each dot
+// product and each output element is accumulated in a fixed order (whatever the row's group size
+// or task split). A row with one term is expanded straight into y; a row with several terms has
+// each term expanded into its own zero-initialised buffer, then added to y in the order the terms
+// were add()ed (not in group order, which depends on the other rows).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +39,24 @@
 
 namespace openlora::cpu {
 
+/** Element type of a LoRA weight matrix as kept in memory (the adapter file's dtype). */
+enum class LoraDType : uint8_t { F32, BF16, F16 };
+
+/** Bytes per element of `t` (4 or 2). */
+inline int loraDTypeSize(LoraDType t) { return t == LoraDType::F32 ? 4 : 2; }
+
+/**
+ * A read-only view of one LoRA weight matrix: `data` holds row-major elements of `dtype`
+ * (little-endian; F16 = IEEE binary16, BF16 = top half of an F32). Implicit from `const float*`.
+ */
+struct LoraWeights {
+  const void* data = nullptr;
+  LoraDType dtype = LoraDType::F32;
+  LoraWeights() = default;
+  LoraWeights(const float* p) : data(p), dtype(LoraDType::F32) {}  // NOLINT: implicit on purpose
+  LoraWeights(const void* p, LoraDType t) : data(p), dtype(t) {}
+};
+
 /**
  * The LoRA work of one (layer, module) in one step. Build with add(), then finalize(), then
  * apply with sgmv(). Reusable across calls (clear() keeps capacity).
@@ -32,15 +65,19 @@ class LoraBatch {
  public:
   /** One adapter pair and the contiguous run [termBegin, termEnd) of its terms. */
   struct Group {
-    const float* a = nullptr;   // [rank, in]   lora_A
-    const float* bT = nullptr;  // [rank, out]  lora_B transposed
+    LoraWeights a;   // [rank, in]   lora_A
+    LoraWeights bT;  // [rank, out]  lora_B transposed (same dtype as a not required)
     int rank = 0;
     int64_t termBegin = 0, termEnd = 0;
   };
 
+  /** Forget every term (keeps capacity). */
   void clear();
-  /** Rows [rowBegin, rowEnd) use the pair (a, bT, rank) with factor scale = w_i * s_i. */
-  void add(const float* a, const float* bT, int rank, int64_t rowBegin, int64_t rowEnd, float scale);
+  /**
+   * Rows [rowBegin, rowEnd) use the pair (a, bT, rank) with factor scale = w_i * s_i. Pairs are
+   * told apart by a.data. Empty ranges and rank <= 0 are ignored. Rows must be >= 0.
+   */
+  void add(LoraWeights a, LoraWeights bT, int rank, int64_t rowBegin, int64_t rowEnd, float scale);
   /** Group the added terms by pair (stable: rows keep their order within a group). */
   void finalize();
 
@@ -49,6 +86,14 @@ class LoraBatch {
   const std::vector<int64_t>& rows() const { return rows_; }      // [terms]
   const std::vector<float>& scales() const { return scales_; }    // [terms]
   int maxRank() const { return maxRank_; }
+  /** Per term: -1 when the term is its row's only term, else its index among shared terms. */
+  const std::vector<int32_t>& sharedSlot() const { return shared_; }
+  /**
+   * Rows with several terms, ascending. The shared slots of sharedRows()[k] are
+   * [sharedRowBegin()[k], sharedRowBegin()[k + 1]), in the order their terms were add()ed.
+   */
+  const std::vector<int64_t>& sharedRows() const { return sharedRows_; }
+  const std::vector<int32_t>& sharedRowBegin() const { return sharedRowBegin_; }  // [sharedRows + 1]
 
  private:
   struct Pending {
@@ -56,19 +101,30 @@ class LoraBatch {
     int64_t rowBegin, rowEnd;
     float scale;
   };
+  int findGroup(const void* a) const;
+  void indexInsert(const void* a, int group);
   std::vector<Group> groups_;
   std::vector<Pending> pending_;
   std::vector<int64_t> rows_;
   std::vector<float> scales_;
   std::vector<int64_t> counts_;
+  std::vector<int32_t> rowTerms_;  // [max row + 1] terms per row (finalize scratch)
+  std::vector<int32_t> shared_;
+  std::vector<int64_t> sharedRows_;
+  std::vector<int32_t> sharedRowBegin_;
+  std::vector<std::pair<int64_t, int32_t>> sharedScratch_;  // (row, term) in add() order
+  std::vector<std::pair<const void*, int>> index_;  // open addressing: a.data -> group
+  int64_t maxRow_ = -1;
   int maxRank_ = 0;
 };
 
 /**
  * y[row] += scale * B (A x[row]) for every term of `batch` (finalized).
- * @param x [rows, in] (row stride ldx); @param y [rows, out] (row stride ldy), accumulated.
- * @param tmp scratch, resized to [terms, batch.maxRank()].
- * AVX2/FMA when useAvx2(), else portable C++ (same results up to float rounding).
+ * @param x [rows, in] float32 (row stride ldx); @param y [rows, out] float32 (row stride ldy),
+ *   accumulated. Rows absent from the batch are left untouched.
+ * @param tmp scratch, resized to [terms, maxRank] + [shared terms, out] floats.
+ * AVX2/FMA (+F16C for F16 weights) when useAvx2(), else portable C++ (same results up to float
+ * rounding). Throws only what the pool rethrows (std::bad_alloc).
  */
 void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, int64_t ldy, int64_t out, const LoraBatch& batch,
           std::vector<float>& tmp);

@@ -375,9 +375,13 @@ class CudaForward final : public ForwardBackend {
         if (!p) continue;
         off = (off + 15) & ~size_t(15);
         for (int which = 0; which < 2; which++) {
-          const std::vector<float>& src = which == 0 ? p->a : p->bT;
+          const LoraMatrix& src = which == 0 ? p->a : p->bT;
           uint16_t* h = reinterpret_cast<uint16_t*>(host + off);
-          for (size_t i = 0; i < src.size(); i++) h[i] = toBf16(src[i]);
+          if (src.dtype() == LoraMatrix::DType::BF16) {
+            std::memcpy(h, src.bits16().data(), src.size() * 2);  // already the device dtype
+          } else {
+            for (size_t i = 0; i < src.size(); i++) h[i] = toBf16(src.get(i));
+          }
           // Slot s of a pool [slots, maxRank, n] starts at s * maxRank * n; its first rank rows.
           void* dst = which == 0 ? at(d.a, int64_t(slot) * loraRank_ * d.in) : at(d.bt, int64_t(slot) * loraRank_ * d.out);
           ck(cudaMemcpyAsync(dst, h, src.size() * 2, cudaMemcpyHostToDevice, upStream_), "adapter upload (A / B^T)");

@@ -2,8 +2,10 @@
 #include "lora.h"
 
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
+#include "dtype.h"
 #include "safetensors.h"
 
 namespace openlora {
@@ -14,21 +16,93 @@ const char* const kModuleNames[kNumLoraModules] = {"q_proj", "k_proj", "v_proj",
 
 [[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
 
-/** Read a 2-D tensor as float32 [rows, cols], transposing from [cols, rows] when `transposed`. */
-std::vector<float> readMatrix(const TensorView& t, bool transposed) {
-  std::vector<float> raw = t.toF32();
-  for (float v : raw) {
-    if (!std::isfinite(v)) fail(t.file + ": tensor " + t.name + " contains NaN or Inf");
-  }
-  if (!transposed) return raw;
-  const int64_t r = t.shape[0], c = t.shape[1];
-  std::vector<float> out(raw.size());
+/** Transpose a [r, c] row-major matrix into [c, r]. */
+template <class T>
+std::vector<T> transposed2d(const std::vector<T>& in, int64_t r, int64_t c) {
+  std::vector<T> out(in.size());
   for (int64_t i = 0; i < r; i++)
-    for (int64_t j = 0; j < c; j++) out[size_t(j * r + i)] = raw[size_t(i * c + j)];
+    for (int64_t j = 0; j < c; j++) out[size_t(j * r + i)] = in[size_t(i * c + j)];
   return out;
 }
 
+/**
+ * Read a 2-D tensor [rows, cols] into `m` in its file dtype (F32, or BF16 / F16 kept 16-bit),
+ * transposing from [cols, rows] when `transposed`.
+ * @throws std::runtime_error when a value is NaN or Inf.
+ */
+void readMatrix(const TensorView& t, bool transposed, LoraMatrix& m) {
+  const int64_t r = t.shape[0], c = t.shape[1];
+  if (t.dtype == DType::F32) {
+    std::vector<float> raw = t.toF32();
+    for (float v : raw) {
+      if (!std::isfinite(v)) fail(t.file + ": tensor " + t.name + " contains NaN or Inf");
+    }
+    m.assignF32(transposed ? transposed2d(raw, r, c) : std::move(raw));
+    return;
+  }
+  std::vector<uint16_t> bits(size_t(t.numel()));
+  std::memcpy(bits.data(), t.data, bits.size() * 2);  // little-endian host (x86-64, aarch64)
+  const uint16_t expMask = t.dtype == DType::BF16 ? 0x7F80 : 0x7C00;  // all-ones exponent: Inf / NaN
+  for (uint16_t b : bits) {
+    if ((b & expMask) == expMask) fail(t.file + ": tensor " + t.name + " contains NaN or Inf");
+  }
+  m.assign16(transposed ? transposed2d(bits, r, c) : std::move(bits), t.dtype == DType::BF16 ? LoraMatrix::DType::BF16 : LoraMatrix::DType::F16);
+}
+
 }  // namespace
+
+void LoraMatrix::resize(size_t n) {
+  dtype_ = DType::F32;
+  n_ = n;
+  f32_.assign(n, 0.0f);
+  h16_.clear();
+  h16_.shrink_to_fit();
+}
+
+float& LoraMatrix::operator[](size_t i) {
+  if (dtype_ != DType::F32) throw std::logic_error("LoraMatrix: operator[] on a 16-bit matrix (use get())");
+  return f32_[i];
+}
+
+float LoraMatrix::get(size_t i) const {
+  switch (dtype_) {
+    case DType::F32: return f32_[i];
+    case DType::BF16: {
+      float f;
+      convertToF32(openlora::DType::BF16, &h16_[i], 1, &f);
+      return f;
+    }
+    default: {
+      float f;
+      convertToF32(openlora::DType::F16, &h16_[i], 1, &f);
+      return f;
+    }
+  }
+}
+
+void LoraMatrix::assignF32(std::vector<float> v) {
+  dtype_ = DType::F32;
+  n_ = v.size();
+  f32_ = std::move(v);
+  h16_.clear();
+  h16_.shrink_to_fit();
+}
+
+void LoraMatrix::assign16(std::vector<uint16_t> bits, DType t) {
+  if (t == DType::F32) throw std::logic_error("LoraMatrix::assign16: dtype must be BF16 or F16");
+  dtype_ = t;
+  n_ = bits.size();
+  h16_ = std::move(bits);
+  f32_.clear();
+  f32_.shrink_to_fit();
+}
+
+std::vector<float> LoraMatrix::toF32() const {
+  if (dtype_ == DType::F32) return f32_;
+  std::vector<float> out(n_);
+  convertToF32(dtype_ == DType::BF16 ? openlora::DType::BF16 : openlora::DType::F16, h16_.data(), n_, out.data());
+  return out;
+}
 
 const char* loraModuleName(LoraModule m) { return kModuleNames[int(m)]; }
 
@@ -113,9 +187,9 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
     auto pair = std::make_unique<LoraPair>();
     pair->rank = int(aRank);
     pair->scaling = spec.scaling;
-    pair->a = readMatrix(*a, spec.fanInFanOut);
+    readMatrix(*a, spec.fanInFanOut, pair->a);
     // B is kept transposed, [r, out]: a fan_in_fan_out tensor is already in that layout.
-    pair->bT = readMatrix(*b, !spec.fanInFanOut);
+    readMatrix(*b, !spec.fanInFanOut, pair->bT);
     slot = std::move(pair);
   }
   return adapter;

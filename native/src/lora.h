@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/sgmv.h"
 #include "config.h"
 
 namespace openlora {
@@ -22,12 +23,53 @@ bool parseLoraModule(const std::string& s, LoraModule* out);
 int loraModuleIn(const ModelConfig& c, LoraModule m);
 int loraModuleOut(const ModelConfig& c, LoraModule m);
 
-/** One adapted linear layer, float32. */
+/**
+ * One LoRA weight matrix in host memory, row-major, in the adapter file's dtype: F32 stays F32;
+ * BF16 and F16 stay 16-bit (converted exactly to float32 inside cpu::sgmv, half the bytes to
+ * stream per decode step). Built empty; filled by assignF32 / assign16, or as F32 by
+ * resize + operator[] (generated adapters).
+ */
+class LoraMatrix {
+ public:
+  using DType = cpu::LoraDType;
+
+  DType dtype() const { return dtype_; }
+  /** Elements. */
+  size_t size() const { return n_; }
+  /** Bytes in memory (size() * 4 or * 2). */
+  size_t bytes() const { return n_ * size_t(cpu::loraDTypeSize(dtype_)); }
+  /** Become F32 with n zeros. */
+  void resize(size_t n);
+  /** F32 element i (mutable). @throws std::logic_error when the matrix is not F32. */
+  float& operator[](size_t i);
+  /** Element i as float32 (exact for every dtype). No bounds check. */
+  float get(size_t i) const;
+  /** Take float32 values. */
+  void assignF32(std::vector<float> v);
+  /** Take 16-bit values (t = BF16 or F16, raw little-endian bits). @throws std::logic_error for F32. */
+  void assign16(std::vector<uint16_t> bits, DType t);
+  /** Raw 16-bit storage (empty unless dtype() is BF16 / F16). */
+  const std::vector<uint16_t>& bits16() const { return h16_; }
+  /** All elements as float32. */
+  std::vector<float> toF32() const;
+  /** The view cpu::LoraBatch::add takes. */
+  cpu::LoraWeights data() const {
+    return dtype_ == DType::F32 ? cpu::LoraWeights(f32_.data()) : cpu::LoraWeights(h16_.data(), dtype_);
+  }
+
+ private:
+  DType dtype_ = DType::F32;
+  size_t n_ = 0;
+  std::vector<float> f32_;
+  std::vector<uint16_t> h16_;
+};
+
+/** One adapted linear layer: A [rank, in] and B^T [rank, out], each F32, BF16 or F16. */
 struct LoraPair {
   int rank = 0;
-  float scaling = 1.0f;   // lora_alpha / r, or / sqrt(r) for rsLoRA
-  std::vector<float> a;   // [rank, in]  (lora_A)
-  std::vector<float> bT;  // [rank, out] (lora_B transposed: the expand of cpu::sgmv reads rows of it)
+  float scaling = 1.0f;  // lora_alpha / r, or / sqrt(r) for rsLoRA
+  LoraMatrix a;          // [rank, in]  (lora_A)
+  LoraMatrix bT;         // [rank, out] (lora_B transposed: the expand of cpu::sgmv reads rows of it)
 };
 
 /** A loaded adapter: the pairs it targets; nullptr where it leaves the base layer alone. */
@@ -48,7 +90,9 @@ struct LoraModuleSpec {
 };
 
 /**
- * Read an adapter safetensors file and build a LoraAdapter (all-or-nothing).
+ * Read an adapter safetensors file and build a LoraAdapter (all-or-nothing). A and B keep the
+ * file's dtype: F32 as F32, BF16 / F16 as 16-bit (lossless; see LoraMatrix); a pair whose A and
+ * B differ in dtype keeps each as it is.
  * Checks: every named tensor exists, has 2 dims that fit the base layer ([r, in] / [out, r],
  * transposed when fanInFanOut), A and B agree on r, 1 <= r <= maxRank, the same (layer, module)
  * is not given twice, and the values are finite.

@@ -1,7 +1,8 @@
 /**
  * Batched multi-LoRA (cpu::sgmv: SGMV prefill segments and BGMV gathered decode rows, several
  * weighted adapters per row, rows without adapters) and the fp32 / int8 GEMM kernels, against
- * naive per-row loops on random inputs: demo shapes (256/128/704) plus odd tails, ranks 1-64,
+ * naive per-row loops on random inputs (adapters stored F32, BF16 and F16), and that a sequence
+ * alone gives bit-identical rows to the same sequence inside the batch: demo shapes (256/128/704) plus odd tails, ranks 1-64,
  * 1-64 adapters, 1-64 sequences, 1-3 threads; AVX2/FMA and the portable fallback.
  * The checks are a small C++ driver (test/native/cpp/sgmv_check.cc) compiled here with g++.
  */

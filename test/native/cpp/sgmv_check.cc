@@ -1,9 +1,13 @@
 // Checks cpu::sgmv (SGMV segments + BGMV gathered rows, cat of several weighted adapters, rows
-// without adapters) and the fp32 / int8 GEMMs against naive per-row loops on random inputs.
+// without adapters, adapters stored F32 / BF16 / F16) and the fp32 / int8 GEMMs against naive
+// per-row loops on random inputs; and that a sequence's rows come out bit-identical when it is
+// run alone instead of inside the batch (results must not depend on batch composition).
 // Built and run by test/native/sgmv.test.ts (with OPENLORA_GEMM=portable too). Prints one JSON
 // line {"cases": n, "maxRelErr": e} and exits 1 when a case exceeds its tolerance.
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -25,10 +29,62 @@ int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(
 
 struct Adapter {
   int rank;
-  std::vector<float> a;   // [rank, in]
+  LoraDType dtype = LoraDType::F32;
+  std::vector<float> a;   // [rank, in]   (values representable in dtype)
   std::vector<float> b;   // [out, rank]  (PEFT layout, for the naive reference)
   std::vector<float> bT;  // [rank, out]
+  std::vector<uint16_t> a16, bT16;  // the same values as 16-bit bits when dtype != F32
+  LoraWeights viewA() const { return dtype == LoraDType::F32 ? LoraWeights(a.data()) : LoraWeights(a16.data(), dtype); }
+  LoraWeights viewB() const { return dtype == LoraDType::F32 ? LoraWeights(bT.data()) : LoraWeights(bT16.data(), dtype); }
 };
+
+uint32_t bitsOf(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u;
+}
+float fromBits(uint32_t u) {
+  float v;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+/** Round to BF16 (nearest even); returns the bits, `v` becomes the rounded value. */
+uint16_t toBf16(float& v) {
+  const uint32_t u = bitsOf(v);
+  const uint16_t h = uint16_t((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+  v = fromBits(uint32_t(h) << 16);
+  return h;
+}
+/** Round to IEEE binary16 (nearest even, subnormals included; |v| < 65504); returns the bits, `v` becomes the rounded value. */
+uint16_t toF16(float& v) {
+  const float a = std::fabs(v);
+  int e = 0;
+  std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  e = std::max(e - 1, -14);
+  const double q = std::nearbyint(double(a) * std::ldexp(1.0, 10 - e));  // 11-bit significand (ties to even)
+  double r = q * std::ldexp(1.0, e - 10);
+  uint16_t h;
+  if (q >= 2048) {
+    e++;
+    h = uint16_t(((e + 15) << 10) | 0);
+  } else if (q < 1024) {
+    h = uint16_t(q);  // subnormal (e == -14)
+  } else {
+    h = uint16_t(((e + 15) << 10) | (uint32_t(q) - 1024));
+  }
+  if (v < 0) h |= 0x8000;
+  v = float(v < 0 ? -r : r);
+  return h;
+}
+
+void storeAs(Adapter& ad, LoraDType t) {
+  ad.dtype = t;
+  if (t == LoraDType::F32) return;
+  ad.a16.resize(ad.a.size());
+  ad.bT16.resize(ad.bT.size());
+  for (size_t i = 0; i < ad.a.size(); i++) ad.a16[i] = t == LoraDType::BF16 ? toBf16(ad.a[i]) : toF16(ad.a[i]);
+  for (size_t i = 0; i < ad.bT.size(); i++) ad.bT16[i] = t == LoraDType::BF16 ? toBf16(ad.bT[i]) : toF16(ad.bT[i]);
+}
 
 double maxRel = 0;
 int cases = 0, failures = 0;
@@ -62,6 +118,9 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
       ad.bT.resize(ad.b.size());
       for (int o = 0; o < out; o++)
         for (int r = 0; r < ad.rank; r++) ad.bT[size_t(r) * out + o] = ad.b[size_t(o) * ad.rank + r];
+      storeAs(ad, LoraDType(i % 3));  // F32, BF16, F16 (values rounded to the dtype)
+      for (int o = 0; o < out; o++)
+        for (int r = 0; r < ad.rank; r++) ad.b[size_t(o) * ad.rank + r] = ad.bT[size_t(r) * out + o];
     }
     // Sequences: decode (1 row) or prefill (1..40 rows); 0..3 adapters each (0 = base).
     struct Seq { int rows; std::vector<std::pair<int, float>> set; };
@@ -77,6 +136,7 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
     }
     const std::vector<float> x = randn(size_t(T) * in);
     std::vector<float> y = randn(size_t(T) * out);
+    const std::vector<float> y0 = y;
     std::vector<float> want = y;
     LoraBatch lb;
     int row = 0;
@@ -84,7 +144,7 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
       for (const auto& [ai, w] : q.set) {
         const Adapter& ad = ads[size_t(ai)];
         const float scale = w * 0.5f;
-        lb.add(ad.a.data(), ad.bT.data(), ad.rank, row, row + q.rows, scale);
+        lb.add(ad.viewA(), ad.viewB(), ad.rank, row, row + q.rows, scale);
         // Naive reference: one matrix-vector pair per row and adapter, in double.
         for (int t = row; t < row + q.rows; t++) {
           std::vector<double> h(size_t(ad.rank), 0.0);
@@ -107,6 +167,28 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
     char what[128];
     std::snprintf(what, sizeof what, "sgmv %s seqs=%d adapters=%d in=%d out=%d", decode ? "decode" : "prefill", numSeqs, numAdapters, in, out);
     compare(y, want, 1e-4, what);
+
+    // Batch independence: two sequences run alone give bit-identical rows.
+    row = 0;
+    for (size_t s = 0; s < seqs.size(); s++) {
+      const Seq& q = seqs[s];
+      if (s == 0 || s == seqs.size() / 2) {
+        LoraBatch alone;
+        for (const auto& [ai, w] : q.set) alone.add(ads[size_t(ai)].viewA(), ads[size_t(ai)].viewB(), ads[size_t(ai)].rank, 0, q.rows, w * 0.5f);
+        std::vector<float> ya(y0.begin() + int64_t(row) * out, y0.begin() + int64_t(row + q.rows) * out);
+        if (!alone.empty()) {
+          alone.finalize();
+          std::vector<float> tmp;
+          sgmv(pool, x.data() + int64_t(row) * in, in, in, ya.data(), out, out, alone, tmp);
+        }
+        cases++;
+        if (std::memcmp(ya.data(), y.data() + int64_t(row) * out, ya.size() * sizeof(float)) != 0) {
+          failures++;
+          std::fprintf(stderr, "FAIL %s: sequence %zu alone differs from its rows in the batch\n", what, s);
+        }
+      }
+      row += q.rows;
+    }
   }
 }
 
