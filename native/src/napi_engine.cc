@@ -4,6 +4,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "delivery_gate.h"
 #include "napi_convert.h"
 
 namespace openlora {
@@ -66,10 +67,12 @@ struct Bridge {
       if (wrap) wrap->Unref();
     }
   }
-  /** Post a closure to the JS thread (any thread). Dropped when the TSFN is closing. */
-  static void post(Tsfn tsfn, std::function<void(Napi::Env, Bridge&)> fn) {
+  /** Post a closure to the JS thread (any thread). Dropped (false) when the TSFN is closing. */
+  static bool post(Tsfn tsfn, std::function<void(Napi::Env, Bridge&)> fn) {
     auto* task = new JsTask{std::move(fn)};
-    if (tsfn.NonBlockingCall(task) != napi_ok) delete task;
+    if (tsfn.NonBlockingCall(task) == napi_ok) return true;
+    delete task;
+    return false;
   }
 };
 
@@ -115,9 +118,16 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
                             [](Napi::Env, void*, std::shared_ptr<Bridge>* c) { delete c; });
   bridge_->tsfn.Unref(env);  // idle until work arrives
   Tsfn tsfn = bridge_->tsfn;
-  auto sink = [tsfn](std::vector<SequenceEvent>&& events) {
+  gate_ = std::make_shared<DeliveryGate>(kMaxDeliveriesInFlight);
+  auto gate = gate_;
+  auto sink = [tsfn, gate](std::vector<SequenceEvent>&& events) {
     auto shared = std::make_shared<std::vector<SequenceEvent>>(std::move(events));
-    Bridge::post(tsfn, [shared](Napi::Env env, Bridge& b) {
+    gate->acquire();  // at most kMaxDeliveriesInFlight step batches wait for the JS thread
+    const bool posted = Bridge::post(tsfn, [shared, gate](Napi::Env env, Bridge& b) {
+      struct Done {  // released even when a listener throws
+        DeliveryGate& g;
+        ~Done() { g.release(); }
+      } done{*gate};
       int finished = 0;
       for (const SequenceEvent& e : *shared) finished += !e.finishReason.empty();
       Napi::Array arr = eventsToJs(env, *shared);
@@ -126,6 +136,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
       for (int i = 0; i < finished; i++) b.endWork(env);
       if (!b.onEvents.IsEmpty()) b.onEvents.Call({arr});
     });
+    if (!posted) gate->release();
   };
   try {
     bridge_->engine = std::make_shared<Engine>(init->model, init->options, sink, std::move(init->forward));
@@ -143,6 +154,7 @@ void EngineWrap::cleanupHook(void* self) { static_cast<EngineWrap*>(self)->stopN
 
 void EngineWrap::stopNow() {
   if (!bridge_) return;
+  if (gate_) gate_->close();  // the engine thread must not wait for this (JS) thread while we join it
   if (bridge_->engine) {
     bridge_->engine->shutdown(nullptr);
     bridge_->engine->join();

@@ -28,6 +28,10 @@ struct EngineInit {
 };
 
 struct Bridge;
+class DeliveryGate;
+
+/** Step batches the engine thread may have posted that the JS thread has not run yet (DeliveryGate). */
+constexpr int kMaxDeliveriesInFlight = 2;
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
@@ -53,6 +57,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static void cleanupHook(void* self);
 
   std::shared_ptr<Bridge> bridge_;
+  std::shared_ptr<DeliveryGate> gate_;  // step batches posted and not yet run on the JS thread
   std::string backend_;
   std::string backendReason_;
   bool cleanupHookAdded_ = false;
