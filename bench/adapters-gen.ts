@@ -1,6 +1,6 @@
 /**
  * Random LoRA adapters for the benchmark: valid PEFT folders (adapter_config.json +
- * adapter_model.safetensors, F32, keys `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`
+ * adapter_model.safetensors, F32 by default or BF16, keys `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`
  * etc.) shaped for a given base model's config.json, ranks 8–16, all seven projections.
  *
  * Deterministic: the same seed, count and base shapes give byte-identical files. Generated once
@@ -68,12 +68,19 @@ export interface GeneratedAdapters {
 /**
  * Make (or reuse) `count` random adapters for the model in `modelDir`.
  * @param opts.seed PRNG seed (default 1234); @param opts.dir cache root (default os tmpdir).
+ * @param opts.dtype storage of A and B: "F32" (default; what PEFT saves with its default
+ *   autocast_adapter_dtype) or "BF16" (the same draws rounded to bfloat16).
  */
-export function generateAdapters(modelDir: string, count: number, opts: { seed?: number; dir?: string } = {}): GeneratedAdapters {
+export function generateAdapters(
+  modelDir: string,
+  count: number,
+  opts: { seed?: number; dir?: string; dtype?: 'F32' | 'BF16' } = {},
+): GeneratedAdapters {
   const t0 = performance.now();
   const seed = opts.seed ?? 1234;
   const shapes = readShapes(modelDir);
-  const key = `v${GENERATOR_VERSION}-seed${seed}-n${count}-h${shapes.hiddenSize}-i${shapes.intermediateSize}-l${shapes.numLayers}-q${shapes.qOut}-kv${shapes.kvOut}`;
+  const dtype = opts.dtype ?? 'F32';
+  const key = `v${GENERATOR_VERSION}-seed${seed}-n${count}${dtype === 'F32' ? '' : '-' + dtype.toLowerCase()}-h${shapes.hiddenSize}-i${shapes.intermediateSize}-l${shapes.numLayers}-q${shapes.qOut}-kv${shapes.kvOut}`;
   const dir = path.join(opts.dir ?? path.join(os.tmpdir(), 'openlora-bench-adapters'), key);
   const names = Array.from({ length: count }, (_, i) => benchAdapterName(i));
   const rand = rng(seed);
@@ -105,7 +112,7 @@ export function generateAdapters(modelDir: string, count: number, opts: { seed?:
     tensors.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     const sub = path.join(dir, name);
     mkdirSync(sub, { recursive: true });
-    writeFileSync(path.join(sub, 'adapter_model.safetensors'), safetensorsBytes(tensors.map((t) => [t.name, t.shape, t.data]), 'F32'));
+    writeFileSync(path.join(sub, 'adapter_model.safetensors'), safetensorsBytes(tensors.map((t) => [t.name, t.shape, t.data]), dtype));
     const config = {
       base_model_name_or_path: 'openlora-tiny-shakespeare',
       bias: 'none',

@@ -41,6 +41,7 @@ const USAGE = `usage: npm run bench -- --scenario NAME[,NAME...] [options]
   --engine JSON       extra engine options for the in-process server, e.g. '{"quantization":"int8"}'
   --adapters-dir DIR  cache folder for the generated random adapters (default <tmpdir>/openlora-bench-adapters)
   --seed N            seed of the generated adapters (default 1234)
+  --adapter-dtype T   F32 (default) or BF16: storage of the generated adapters' A and B
   --gguf-dir DIR      llama.cpp baseline weights (default ../shared/models/tiny-shakespeare-gguf from the repo)
   --gguf-base FILE    base GGUF inside --gguf-dir (default base-f32.gguf)
   --llamacpp-threads LIST  llama.cpp thread counts to try, best one counts (default "1,<cores>")
@@ -74,6 +75,7 @@ const { values: opts } = (() => {
         engine: { type: 'string' },
         'adapters-dir': { type: 'string' },
         seed: { type: 'string' },
+        'adapter-dtype': { type: 'string', default: 'F32' },
         'gguf-dir': { type: 'string' },
         'gguf-base': { type: 'string', default: 'base-f32.gguf' },
         'llamacpp-threads': { type: 'string' },
@@ -101,6 +103,8 @@ const maxSeconds = positiveInt(opts['max-seconds'], '--max-seconds') ?? 120;
 const threads = positiveInt(opts.threads, '--threads') ?? 0;
 const base = opts.model!;
 const seed = positiveInt(opts.seed, '--seed') ?? 1234;
+const adapterDtype = opts['adapter-dtype']!.toUpperCase();
+if (adapterDtype !== 'F32' && adapterDtype !== 'BF16') fail(`--adapter-dtype must be F32 or BF16, got ${opts['adapter-dtype']}`);
 let engineExtra: Record<string, unknown> = {};
 if (opts.engine) {
   try {
@@ -203,7 +207,7 @@ function longPrompts(count: number): string[] {
 const benchAdapterCount = Math.max(0, ...scenarios.map((s) => s.adapters ?? 0));
 let generated: GeneratedAdapters | undefined;
 if (benchAdapterCount > 0) {
-  generated = generateAdapters(DEMO_MODEL_DIR, benchAdapterCount, { seed, dir: opts['adapters-dir'] });
+  generated = generateAdapters(DEMO_MODEL_DIR, benchAdapterCount, { seed, dir: opts['adapters-dir'], dtype: adapterDtype });
   console.log(`bench: ${generated.names.length} random adapters (ranks ${Math.min(...generated.ranks)}-${Math.max(...generated.ranks)}) in ${generated.dir} (${generated.cached ? 'cached' : `generated in ${generated.seconds.toFixed(1)} s`})`);
   if (opts.url) console.log('bench: --url: the external server must serve these adapters (add the folder above to its adapterDirs)');
 }
@@ -463,7 +467,9 @@ if (opts.json) {
       engine: engineSettings ?? null,
       maxSeconds,
       requestsOverride: requestsOverride ?? null,
-      generatedAdapters: generated ? { count: generated.names.length, seed, dir: generated.dir, ranks: generated.ranks } : null,
+      generatedAdapters: generated
+        ? { count: generated.names.length, seed, dtype: adapterDtype, dir: generated.dir.replace(os.tmpdir(), '<tmpdir>'), ranks: generated.ranks }
+        : null,
       llamacpp: wantsLlama ? { ggufDir: path.relative(REPO, ggufDir), base: opts['gguf-base'], threadsTried: llamaThreads, skipped: llamaSkip ?? null } : null,
     },
     notes: [

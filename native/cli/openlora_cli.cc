@@ -71,7 +71,7 @@ const char* kUsage =
     "usage: openlora-cli <logits|check|crosscheck|bench|roofline> [options]\n"
     "  model:    --model DIR | --random-llama3-8b | --random-shape hidden,layers,heads,kvheads,inter\n"
     "            [--vocab V] [--layers N (override)] [--seed S]\n"
-    "  common:   --backend cpu|cuda|auto (cpu)  --threads N (all cores)  --out FILE.json\n"
+    "  common:   --backend cpu|cuda|auto (cpu)  --threads N (all cores)  --quantization none|int8  --out FILE.json\n"
     "  logits:   --prompt-ids 1,2,3 [--adapter DIR:WEIGHT ...]\n"
     "  check:    --reference reference.json [--adapters DIR] [--tol T (1e-3 fp32, 0.2 bf16)]\n"
     "  crosscheck: [--tokens 8] [--tol 2e-2 relative]\n"
@@ -215,7 +215,7 @@ ModelSource loadSource(const Args& a) {
   ModelSource src;
   if (a.has("model")) {
     src.label = a.get("model");
-    src.model = Model::load(src.label);
+    src.model = Model::load(src.label, parseQuantization(a.get("quantization", "none")));
     src.config = src.model->config();
     return src;
   }
