@@ -185,6 +185,8 @@ export interface ScenarioStats {
   distinctModels: number;
   /** 1-minute load average when the scenario started (above the CPU count: neighbours took CPU). */
   loadAvg1m?: number;
+  /** With --repeat N: every run's output tokens/s, in run order (these stats are the median run's). */
+  repeatTokensPerSec?: number[];
   /** The kind `kinds[*].vsBaselineKind` divides by. */
   baselineKind?: string;
   kinds: Record<string, KindStats>;
