@@ -229,7 +229,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   router.use(function openAIErrors(err: unknown, req: Request, res: Response, _next: NextFunction) {
     const out = toOpenAIError(err);
     const log = requestLog(res, logger);
-    if (out.status >= 500) log.error({ err, reqId: requestId(res), url: req.originalUrl }, 'request failed');
+    if (out.status === 503) log.warn({ reqId: requestId(res), url: req.originalUrl, error: out.body.error }, 'request refused: unavailable');
+    else if (out.status >= 500) log.error({ err, reqId: requestId(res), url: req.originalUrl }, 'request failed');
     else log.debug({ reqId: requestId(res), url: req.originalUrl, error: out.body.error }, 'request refused');
     if (res.headersSent) {
       // A stream already started handles its own errors; anything else can only be cut off.

@@ -10,7 +10,7 @@ import { collectChoices, type TokenInfo } from '../generate.ts';
 import { chatLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, parseRequest } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
-import { inTurn, newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+import { inTurn, logStreamFailure, newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
 
 /** Handler factory for chat completions. */
 export function chatCompletions(ctx: RouteContext) {
@@ -92,7 +92,7 @@ export function chatCompletions(ctx: RouteContext) {
         if (includeUsage) sse.send({ ...head, object: 'chat.completion.chunk', choices: [], usage: gen.usage });
         sse.done();
       } catch (err) {
-        ctx.logger.error({ err }, 'chat completion stream failed');
+        logStreamFailure(ctx.logger, err, 'chat completion stream');
         sse.error(err);
       }
     } finally {

@@ -12,7 +12,7 @@ import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
 import { CompletionRequestSchema, parseRequest, type CompletionRequest } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
-import { inTurn, newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+import { inTurn, logStreamFailure, newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
 
 /** Prompts → token id lists and their texts (for `echo`); refuses too many prompts before any work. */
 function tokenizePrompts(tok: ModelTokenizer, prompt: CompletionRequest['prompt'], context: number, n: number): { ids: number[][]; texts: string[] } {
@@ -87,7 +87,7 @@ export function completions(ctx: RouteContext) {
         if (includeUsage) sse.send({ ...head, choices: [], usage: gen.usage });
         sse.done();
       } catch (err) {
-        ctx.logger.error({ err }, 'completion stream failed');
+        logStreamFailure(ctx.logger, err, 'completion stream');
         sse.error(err);
       }
     } finally {

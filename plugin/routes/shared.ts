@@ -7,7 +7,7 @@ import type { Request, Response } from 'express';
 import type { Admission } from '../admission.ts';
 import { accessOf, holdStream, mayUseAdapter, mayUseModel } from '../auth.ts';
 import type { CompositionBody } from '../compose.ts';
-import { InvalidRequestError, ModelNotFoundError } from '../errors.ts';
+import { InvalidRequestError, ModelNotFoundError, toOpenAIError } from '../errors.ts';
 import type { LoggerLike } from '../engine-hub.ts';
 import { startGeneration, type GenerateRequest, type Generation } from '../generate.ts';
 import { generationTokensTotal, itlSeconds, promptTokensTotal, ttftSeconds } from '../metrics.ts';
@@ -106,6 +106,16 @@ export async function runGeneration(ctx: RouteContext, req: Request, watch: Disc
 }
 
 /** An OpenAI-style object id: prefix + 24 hex chars (from randomUUID: Node batches its entropy). */
+/**
+ * Log a stream that failed after its headers went out: a 503 (shutdown cut it, the model went
+ * away) is expected and logged as a warning without a stack; anything else is an error.
+ */
+export function logStreamFailure(logger: LoggerLike, err: unknown, what: string): void {
+  const out = toOpenAIError(err);
+  if (out.status === 503) logger.warn({ error: out.body.error }, `${what} cut: ${out.body.error.message}`);
+  else logger.error({ err }, `${what} failed`);
+}
+
 export function newId(prefix: string): string {
   const u = randomUUID();
   return prefix + u.slice(0, 8) + u.slice(9, 13) + u.slice(15, 18) + u.slice(20, 23) + u.slice(24, 30);

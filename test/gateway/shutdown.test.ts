@@ -19,7 +19,7 @@ async function readAll(res: Response): Promise<string> {
 test('SIGTERM: stop accepting, finish or cut streams within shutdownGraceMs, exit 0', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'openlora-shutdown-'));
   const cfg = join(dir, 'config.json');
-  writeFileSync(cfg, JSON.stringify({ shutdownGraceMs: 600, engine: { threads: 2 }, logLevel: 'info' }));
+  writeFileSync(cfg, JSON.stringify({ shutdownGraceMs: 600, engine: { threads: 1 }, logLevel: 'info' }));
   const child = spawn(process.execPath, ['--import', 'tsx', 'examples/server.ts', '--config', cfg], {
     cwd: REPO_ROOT,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1' },
@@ -54,15 +54,18 @@ test('SIGTERM: stop accepting, finish or cut streams within shutdownGraceMs, exi
         stream: true,
       }),
     });
-  const [short, long] = await Promise.all([stream(6), stream(100_000, 4)]);
+  // NOTE(why): the long streams must outlast the 600 ms grace on any CPU: 2 x 16 choices of up to
+  // 508 tokens (the context caps max_tokens) are ~16k tokens, several seconds on one thread.
+  const [short, long, long2] = await Promise.all([stream(6), stream(100_000, 16), stream(100_000, 16)]);
   const t0 = Date.now();
   child.kill('SIGTERM');
-  const [shortText, longText] = await Promise.all([readAll(short), readAll(long)]);
+  const [shortText, longText, longText2] = await Promise.all([readAll(short), readAll(long), readAll(long2)]);
   const code = await exited;
   const took = Date.now() - t0;
   assert.equal(code, 0, lines.join('\n'));
   assert.match(shortText, /data: \[DONE\]/, 'the short stream finished');
   assert.doesNotMatch(longText, /\[DONE\]/, 'the long stream was cut');
+  assert.doesNotMatch(longText2, /\[DONE\]/, 'the second long stream was cut');
   assert.match(longText, /shutting down|cut/);
   assert.ok(took < 15_000, `shutdown took ${took} ms`);
   await assert.rejects(fetch(`${url}/models`), 'no longer accepting');
