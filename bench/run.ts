@@ -37,7 +37,7 @@ const USAGE = `usage: npm run bench -- --scenario NAME[,NAME...] [options]
   --in-process        run the server in the bench process (old mode: clients and server share one loop)
   --server-cpu-prof DIR  run the server child with --cpu-prof, profile written to DIR at the end
   --model NAME        base model name (default tiny-shakespeare)
-  --threads N         engine compute threads of the in-process server (default 0 = every core)
+  --threads N         engine compute threads of the in-process server (default 0 = every core but one)
   --engine JSON       extra engine options for the in-process server, e.g. '{"quantization":"int8"}'
   --adapters-dir DIR  cache folder for the generated random adapters (default <tmpdir>/openlora-bench-adapters)
   --seed N            seed of the generated adapters (default 1234)

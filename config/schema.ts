@@ -60,7 +60,7 @@ export const ModelEntrySchema = z.strictObject({
 export const EngineSchema = z.strictObject({
   /** "auto" picks CUDA only when a device answers; else CPU, with a log line saying why. */
   backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
-  /** CPU compute threads; 0 = every core. */
+  /** CPU compute threads; 0 = every core but one (left to the event loop; at least 1). */
   threads: z.number().int().min(0).max(1024).default(0),
   /** Nice increment of the engine's compute threads (Linux), so the event loop preempts them. */
   threadNice: z.number().int().min(0).max(19).default(5),
