@@ -20,9 +20,10 @@ import { openLora, type OpenLoraModel, type OpenLoraRouter } from './index.ts';
  *
  * NOTE(why): the engine shares the process with the event loop, which parses requests and
  * writes one SSE chunk per token (~0.1 ms of CPU per token with its syscalls). With every core
- * computing, the event loop waits for a core and throughput falls: on the 2-vCPU bench machine
- * one engine thread gave 1.2-1.6x the tokens/s of two in every HTTP scenario (2026-11-30). vLLM's
- * CPU backend likewise leaves cores to its API server.
+ * computing, the event loop waits for a core: on the 2-vCPU bench machine one engine thread
+ * instead of two gave sequential 1.6x, base-16 1.2x, base-64 1.1x the tokens/s (medians of 3,
+ * 2026-11-30; greedy vs-base-16 came out 0.87x). vLLM's CPU backend likewise leaves cores to its
+ * API server.
  */
 export function defaultEngineThreads(cores = availableParallelism()): number {
   return Math.max(1, cores - 1);
