@@ -10,6 +10,12 @@ import { toOpenAIError } from './errors.ts';
 export class SseWriter {
   private started = false;
   private ended = false;
+  private corked = false;
+  private readonly uncork = (): void => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.res.uncork();
+  };
 
   constructor(private readonly res: Response) {}
 
@@ -39,6 +45,15 @@ export class SseWriter {
   sendJson(json: string): void {
     if (this.closed) return;
     this.start();
+    // NOTE(why): chunks written in one turn of the event loop leave in one socket write. The
+    // engine's step batches that queued up while the loop was busy are delivered back to back,
+    // so under load a stream gets several tokens per write instead of one syscall per token;
+    // when the loop keeps up, setImmediate runs right after this turn's I/O callbacks.
+    if (!this.corked) {
+      this.corked = true;
+      this.res.cork();
+      setImmediate(this.uncork);
+    }
     this.res.write(`data: ${json}\n\n`);
     // compression middleware adds flush(); without it each write goes out at once.
     (this.res as unknown as { flush?: () => void }).flush?.();
@@ -50,6 +65,7 @@ export class SseWriter {
     this.start();
     this.ended = true;
     this.res.end('data: [DONE]\n\n');
+    this.uncork(); // before the response lets go of a kept-alive socket
   }
 
   /** Send an error event (OpenAI body) and end the response. */
@@ -58,5 +74,6 @@ export class SseWriter {
     this.start();
     this.ended = true;
     this.res.end(`data: ${JSON.stringify(toOpenAIError(err).body)}\n\n`);
+    this.uncork();
   }
 }

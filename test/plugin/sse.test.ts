@@ -1,0 +1,102 @@
+/**
+ * SseWriter (plugin/sse.ts) on a real socket: chunks written by several callbacks of one
+ * event-loop turn leave in one socket write, each event stays intact and in order, and a kept-alive connection serves the next
+ * request normally after a stream ended (the writer never leaves the socket corked).
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import express from 'express';
+
+import { SseWriter } from '../../plugin/sse.ts';
+
+let server: http.Server;
+let base: string;
+let burstWrites = -1; // socket writes (_write/_writev calls) the last /burst response made
+
+before(async () => {
+  const app = express();
+  app.get('/burst', (_req, res) => {
+    // Count the socket's writes for this response (net.Socket's stream methods).
+    const sock = res.socket as unknown as Record<'_write' | '_writev', (...a: unknown[]) => unknown>;
+    const orig = { _write: sock._write, _writev: sock._writev };
+    let writes = 0;
+    for (const k of ['_write', '_writev'] as const) {
+      sock[k] = function (this: unknown, ...a: unknown[]) {
+        writes++;
+        return orig[k].apply(this, a);
+      };
+    }
+    res.on('finish', () => {
+      burstWrites = writes;
+      Object.assign(sock, orig);
+    });
+    const sse = new SseWriter(res);
+    // Three callbacks of one loop turn (as the engine's queued step batches are delivered), then
+    // a later turn that also ends the stream.
+    setImmediate(() => {
+      sse.send({ i: 0 });
+      sse.send({ i: 1 });
+    });
+    setImmediate(() => sse.send({ i: 2 }));
+    setImmediate(() => sse.send({ i: 3 }));
+    setTimeout(() => {
+      sse.send({ i: 4 });
+      sse.send({ i: 5 });
+      sse.done();
+    }, 20);
+  });
+  app.get('/fail', (_req, res) => {
+    const sse = new SseWriter(res);
+    sse.send({ i: 0 });
+    sse.error(new Error('boom'));
+  });
+  app.get('/plain', (_req, res) => {
+    res.json({ ok: true });
+  });
+  server = http.createServer(app);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+after(() => server.close());
+
+/** GET path on `agent`; resolves with the body chunks as they arrived. */
+function get(path: string, agent: http.Agent): Promise<{ chunks: string[]; socket: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(base + path, { agent }, (res) => {
+      const chunks: string[] = [];
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => chunks.push(c));
+      res.on('end', () => resolve({ chunks, socket: req.socket }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+test('events of one turn share a socket write; order and framing are kept; the kept-alive socket serves the next request', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const first = await get('/burst', agent);
+    const body = first.chunks.join('');
+    const events = body.split('\n\n').filter(Boolean);
+    assert.deepEqual(events, [0, 1, 2, 3, 4, 5].map((i) => `data: {"i":${i}}`).concat('data: [DONE]'));
+    // Headers, then one write per loop turn (the second carries the end): 3 writes. Node alone
+    // flushes after every callback: headers + 3 + 1.
+    assert.equal(burstWrites, 3);
+    const failed = await get('/fail', agent);
+    assert.match(failed.chunks.join(''), /^data: \{"i":0\}\n\ndata: \{"error":\{"message":/);
+    const plain = await Promise.race([
+      get('/plain', agent),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('kept-alive socket stalled')), 5000).unref()),
+    ]);
+    assert.equal(plain.chunks.join(''), '{"ok":true}');
+    assert.equal(plain.socket, first.socket, 'the same kept-alive connection');
+  } finally {
+    agent.destroy();
+  }
+});
