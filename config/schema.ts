@@ -82,6 +82,8 @@ export const EngineSchema = z.strictObject({
   enablePrefixCaching: z.boolean().default(true),
   /** Base weights: "none" (as stored, computed in fp32) or "int8" (weight-only, per-channel scales). */
   quantization: z.enum(['none', 'int8']).default('none'),
+  /** KV-cache element type (vLLM --kv-cache-dtype): "bfloat16" halves KV memory and decode's KV reads. Engine default "float32". */
+  kvCacheDtype: z.enum(['float32', 'bfloat16']).optional(),
 });
 
 /** A model-name glob: `*` matches any run of characters (including `:` and `/`), `?` one character. */

@@ -31,6 +31,12 @@ export interface ModelInfo {
   maxLoraRank: number;
   /** Storage of the base model's decoder linear layers: "none" (checkpoint precision) or "int8" (EngineOptions.quantization). */
   quantization: string;
+  /** Element type of the KV cache: "float32" or "bfloat16" (EngineOptions.kvCacheDtype). */
+  kvCacheDtype: string;
+  /** Bytes of the KV pool as resolved (numKvBlocks x bytes per block, for kvCacheDtype's element size). */
+  kvCacheBytes: number;
+  /** Blocks in the KV pool as resolved (EngineStats.kvBlocksTotal). */
+  numKvBlocks: number;
 }
 
 /** Options for `loadModel`. */
@@ -60,6 +66,16 @@ export interface EngineOptions {
    * About 4x less weight memory; logits move by ~1e-2 (see test/native/quant.test.ts).
    */
   quantization?: 'none' | 'int8';
+  /**
+   * Element type of the paged KV cache (vLLM `--kv-cache-dtype`; default "float32"). "bfloat16":
+   * keys and values are rounded to bfloat16 (round to nearest even) when written and widened
+   * exactly to float32 when attention reads them; half the bytes per block, so the same
+   * kvCacheBytes holds twice the blocks, and decode (bound by reading the KV cache at batch
+   * 16-64) streams half the bytes. On the demo model logits move by up to ~2e-2 (test/native/kv_dtype.test.ts).
+   * Anything else is refused with an error naming EngineOptions.kvCacheDtype. The CUDA backend
+   * keeps its device KV in bf16 either way; there the option only sizes the pool.
+   */
+  kvCacheDtype?: 'float32' | 'bfloat16';
   /**
    * Token budget of one engine step (default 512, and at least maxNumSeqs, which it must be
    * >= when given): decode tokens of the running sequences come first, then prefill chunks fill

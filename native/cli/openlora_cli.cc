@@ -7,6 +7,7 @@
 //   openlora-cli crosscheck --random-llama3-8b | --random-shape ... [--layers N] [--backend B] [--tol T]
 //   openlora-cli bench    --model DIR | --random-llama3-8b | --random-shape ... [--backend B]
 //                         [--batch 1,16,64,128] [--adapters 0,16,128] [--rank 16] [--steps N]
+//                         [--kv-cache-dtype float32|bfloat16]
 //                         [--prompt-len P] [--out F.json]
 //   openlora-cli roofline [--model DIR | --random-*] [--backend B] [--out F.json]
 //
@@ -75,7 +76,8 @@ const char* kUsage =
     "  logits:   --prompt-ids 1,2,3 [--adapter DIR:WEIGHT ...]\n"
     "  check:    --reference reference.json [--adapters DIR] [--tol T (1e-3 fp32, 0.2 bf16)]\n"
     "  crosscheck: [--tokens 8] [--tol 2e-2 relative]\n"
-    "  bench:    [--batch 1,16,64,128] [--adapters 0,16,128] [--rank 16] [--steps 16] [--prompt-len 16]\n";
+    "  bench:    [--batch 1,16,64,128] [--adapters 0,16,128] [--rank 16] [--steps 16] [--prompt-len 16]\n"
+    "            [--kv-cache-dtype float32|bfloat16]\n";
 
 Args parseArgs(int argc, char** argv) {
   if (argc < 2) throw UsageError("no subcommand");
@@ -604,6 +606,10 @@ int cmdBench(const Args& a) {
   const int rank = std::stoi(a.get("rank", "16"));
   const int steps = std::stoi(a.get("steps", "16"));
   const int P = std::stoi(a.get("prompt-len", "16"));
+  cpu::KvDtype kvDtype = cpu::KvDtype::F32;
+  const std::string kvDtypeName = a.get("kv-cache-dtype", "float32");
+  if (!parseKvCacheDtype(kvDtypeName, &kvDtype))
+    throw std::runtime_error("--kv-cache-dtype must be float32 or bfloat16, got \"" + kvDtypeName + "\"");
   const int maxAd = adapterCounts.empty() ? 0 : *std::max_element(adapterCounts.begin(), adapterCounts.end());
 
   // Adapters: generated on the host (the host cache's role), then uploaded to slots.
@@ -624,6 +630,7 @@ int cmdBench(const Args& a) {
   const int64_t wBytes = be->weightBytes();
   std::printf("model %s\nbackend %s (%s), threads %d, gemm %s\n", src.label.c_str(), be->name(), reason.c_str(), threadsOf(a),
               cpu::gemmKernelName());
+  std::printf("kv cache %s\n", kvDtypeName.c_str());
   std::printf("weights %.1f MB; copy bandwidth %.1f GB/s (%s)\n", wBytes / 1e6, roof.copyGBps, roof.what.c_str());
   if (maxAd) {
     std::printf("adapters: %d x rank %d (%.2f MB each): host build %.2f ms each, upload %.3f ms each (%s)\n", maxAd, rank,
@@ -644,7 +651,7 @@ int cmdBench(const Args& a) {
     const int B = cells[cell].first, A = cells[cell].second;
     {
       const int blocksPerSeq = (P + steps + 2 + bs - 1) / bs;
-      KvCache cache(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, B * blocksPerSeq, bs, false);
+      KvCache cache(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, B * blocksPerSeq, bs, false, kvDtype);
       be->attachKv(cache);
       struct Detach {  // the backend's storage for this pool goes with it
         ForwardBackend& b;
@@ -694,7 +701,7 @@ int cmdBench(const Args& a) {
   }
   writeOut(a, "{\"model\": " + JsonOut::str(src.label) + ", \"backend\": " + JsonOut::str(be->name()) + ", \"reason\": " +
                   JsonOut::str(reason) + ", \"threads\": " + std::to_string(threadsOf(a)) + ", \"rank\": " + std::to_string(rank) +
-                  ", \"steps\": " + std::to_string(steps) + ", \"prompt_len\": " + std::to_string(P) +
+                  ", \"steps\": " + std::to_string(steps) + ", \"kv_cache_dtype\": " + JsonOut::str(kvDtypeName) + ", \"prompt_len\": " + std::to_string(P) +
                   ", \"weight_bytes\": " + JsonOut::num(double(wBytes)) + ", \"adapter_bytes\": " + JsonOut::num(double(adBytes)) +
                   ", \"adapter_build_ms\": " + JsonOut::num(maxAd ? genS * 1e3 / maxAd : 0) +
                   ", \"adapter_upload_ms\": " + JsonOut::num(maxAd ? upS * 1e3 / maxAd : 0) +

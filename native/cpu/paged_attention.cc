@@ -17,17 +17,22 @@ namespace {
 constexpr int kTile = kAttentionTile;
 constexpr int kMaxGroup = 8;  // query heads per task (one KV head's group, in chunks of 8)
 
+/** KV element storage types: float32, or bfloat16 bits (uint16_t). */
+inline float widen(float x) { return x; }
+inline float widen(uint16_t x) { return bf16ToFloat(x); }
+
 /** K and V row pointers of positions [j0, j0 + n) of KV head kvh, through the block table. */
-inline void tileRows(const PagedAttentionRow& row, int numKvHeads, int kvh, int headDim, int j0, int n, const float** kp,
-                     const float** vp) {
+template <typename T>
+inline void tileRows(const PagedAttentionRow& row, int numKvHeads, int kvh, int headDim, int j0, int n, const T** kp,
+                     const T** vp) {
   const int bs = row.blockSize;
   int b = j0 / bs;
   int s = j0 - b * bs;
   for (int i = 0; i < n; i++) {
     // Block b, head kvh, slot s: ((block * numKvHeads + kvh) * bs + s) * headDim.
     const int64_t off = ((int64_t(row.blockTable[b]) * numKvHeads + kvh) * bs + s) * headDim;
-    kp[i] = row.keyCache + off;
-    vp[i] = row.valueCache + off;
+    kp[i] = static_cast<const T*>(row.keyCache) + off;
+    vp[i] = static_cast<const T*>(row.valueCache) + off;
     if (++s == bs) {
       s = 0;
       b++;
@@ -39,18 +44,20 @@ inline void tileRows(const PagedAttentionRow& row, int numKvHeads, int kvh, int 
 // Portable kernel.
 
 /** 8 interleaved partial sums, then a fixed tree: the order never depends on the caller. */
-inline float dotPortable(const float* a, const float* b, int n) {
+template <typename T>
+inline float dotPortable(const float* a, const T* b, int n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int i = 0;
   for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    for (int j = 0; j < 8; j++) acc[j] += a[i + j] * widen(b[i + j]);
   }
   float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-  for (; i < n; i++) s += a[i] * b[i];
+  for (; i < n; i++) s += a[i] * widen(b[i]);
   return s;
 }
 
 /** One task: query heads q[0..gc) (rows of hd) of KV head kvh; o [gc, hd] is the accumulator. */
+template <typename T>
 void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd, float scale, const float* q, float* o,
                     int gc) {
   float mRun[kMaxGroup], lRun[kMaxGroup];
@@ -59,8 +66,8 @@ void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int h
     lRun[g] = 0.0f;
   }
   std::fill(o, o + int64_t(gc) * hd, 0.0f);
-  const float* kp[kTile];
-  const float* vp[kTile];
+  const T* kp[kTile];
+  const T* vp[kTile];
   float s[kTile];
   for (int j0 = 0; j0 < row.nCtx; j0 += kTile) {
     const int n = std::min(kTile, row.nCtx - j0);
@@ -87,8 +94,8 @@ void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int h
       }
       for (int i = 0; i < n; i++) {
         const float p = s[i];
-        const float* vj = vp[i];
-        for (int d = 0; d < hd; d++) oh[d] += p * vj[d];
+        const T* vj = vp[i];
+        for (int d = 0; d < hd; d++) oh[d] += p * widen(vj[d]);
       }
     }
   }
@@ -128,6 +135,13 @@ __attribute__((target("avx2,fma"))) inline __m256 expAvx2(__m256 x) {
   return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
 }
 
+/** 8 KV elements from p (any alignment) as float32: a plain load, or bf16 widened exactly. */
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) {
+  const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+
 /** [sum(a0), sum(a1), ..., sum(a7)]: each lane's sum is a fixed tree of its own vector. */
 __attribute__((target("avx2,fma"))) inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
                                                           __m256 a6, __m256 a7) {
@@ -155,8 +169,8 @@ __attribute__((target("avx2,fma"))) inline float hmax(__m256 v) {
 }
 
 /** Columns [d, d + 8 DB) of o[g] = corr[g] o[g] + sum_i p[g][i] vp[i] (i in order), GC x DB chains. */
-template <int GC, int DB>
-__attribute__((target("avx2,fma"))) inline void pvBlockAvx2(const float (*p)[kTile], const float* corr, const float* const* vp,
+template <int GC, int DB, typename T>
+__attribute__((target("avx2,fma"))) inline void pvBlockAvx2(const float (*p)[kTile], const float* corr, const T* const* vp,
                                                             int n, int hd, int d, float* o) {
   __m256 acc[GC][DB];
   for (int g = 0; g < GC; g++) {
@@ -165,7 +179,7 @@ __attribute__((target("avx2,fma"))) inline void pvBlockAvx2(const float (*p)[kTi
   }
   for (int i = 0; i < n; i++) {
     __m256 v[DB];
-    for (int k = 0; k < DB; k++) v[k] = _mm256_loadu_ps(vp[i] + d + 8 * k);
+    for (int k = 0; k < DB; k++) v[k] = load8(vp[i] + d + 8 * k);
     for (int g = 0; g < GC; g++) {
       const __m256 pg = _mm256_broadcast_ss(&p[g][i]);
       for (int k = 0; k < DB; k++) acc[g][k] = _mm256_fmadd_ps(pg, v[k], acc[g][k]);
@@ -180,17 +194,17 @@ __attribute__((target("avx2,fma"))) inline void pvBlockAvx2(const float (*p)[kTi
  * (GC heads x DB column octets) hide the FMA latency; one chain per head stalls on it.
  * Each column's sum runs over positions in order, so the blocking changes no bit.
  */
-template <int GC>
-__attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], const float* corr, const float* const* vp, int n,
+template <int GC, typename T>
+__attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], const float* corr, const T* const* vp, int n,
                                                        int hd, float* o) {
   constexpr int DB = GC == 1 ? 8 : GC == 2 ? 4 : GC <= 4 ? 2 : 1;
   int d = 0;
-  for (; d + 8 * DB <= hd; d += 8 * DB) pvBlockAvx2<GC, DB>(p, corr, vp, n, hd, d, o);
-  for (; d < hd; d += 8) pvBlockAvx2<GC, 1>(p, corr, vp, n, hd, d, o);
+  for (; d + 8 * DB <= hd; d += 8 * DB) pvBlockAvx2<GC, DB, T>(p, corr, vp, n, hd, d, o);
+  for (; d < hd; d += 8) pvBlockAvx2<GC, 1, T>(p, corr, vp, n, hd, d, o);
 }
 
-/** As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0. */
-template <int GC>
+/** As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0; T: KV element type. */
+template <int GC, typename T>
 __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd,
                                                     float scale, const float* q, float* o) {
   float mRun[GC], lRun[GC], corr[GC];
@@ -199,25 +213,25 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
     lRun[g] = 0.0f;
   }
   std::fill(o, o + int64_t(GC) * hd, 0.0f);
-  const float* rowPtrs[2][2][kTile];  // [this tile, next tile][K, V][position]
+  const T* rowPtrs[2][2][kTile];      // [this tile, next tile][K, V][position]
   alignas(32) float s[GC][kTile];      // scores, then exp(score - running max)
   const __m256 vscale = _mm256_set1_ps(scale);
   tileRows(row, numKvHeads, kvh, hd, 0, std::min(kTile, row.nCtx), rowPtrs[0][0], rowPtrs[0][1]);
   for (int j0 = 0, cur = 0; j0 < row.nCtx; j0 += kTile, cur ^= 1) {
     const int n = std::min(kTile, row.nCtx - j0);
     const int n8 = (n + 7) & ~7;
-    const float** kp = rowPtrs[cur][0];
-    const float** vp = rowPtrs[cur][1];
+    const T** kp = rowPtrs[cur][0];
+    const T** vp = rowPtrs[cur][1];
     for (int i = n; i < n8; i++) kp[i] = kp[n - 1];  // pad the last octet (its scores are dropped)
     // NOTE(why): blocks sit anywhere in the pool, so the hardware prefetcher loses the stream at
     // every block edge; fetching the next tile's rows while this one computes hides that.
     if (j0 + kTile < row.nCtx) {
       const int nn = std::min(kTile, row.nCtx - j0 - kTile);
-      const float** nk = rowPtrs[cur ^ 1][0];
-      const float** nv = rowPtrs[cur ^ 1][1];
+      const T** nk = rowPtrs[cur ^ 1][0];
+      const T** nv = rowPtrs[cur ^ 1][1];
       tileRows(row, numKvHeads, kvh, hd, j0 + kTile, nn, nk, nv);
       for (int i = 0; i < nn; i++) {
-        for (int d = 0; d < hd; d += 16) {
+        for (int d = 0; d < hd; d += 64 / int(sizeof(T))) {  // one prefetch per 64-byte line
           _mm_prefetch(reinterpret_cast<const char*>(nk[i] + d), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(nv[i] + d), _MM_HINT_T0);
         }
@@ -226,20 +240,20 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
 
     // Scores: 8 positions at a time, each K row loaded once per query head from L1.
     for (int i0 = 0; i0 < n8; i0 += 8) {
-      const float* const* k8 = kp + i0;
+      const T* const* k8 = kp + i0;
       for (int g = 0; g < GC; g++) {
         const float* qh = q + int64_t(g) * hd;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int d = 0; d < hd; d += 8) {
           const __m256 qv = _mm256_loadu_ps(qh + d);
-          a0 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[0] + d), qv, a0);
-          a1 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[1] + d), qv, a1);
-          a2 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[2] + d), qv, a2);
-          a3 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[3] + d), qv, a3);
-          a4 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[4] + d), qv, a4);
-          a5 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[5] + d), qv, a5);
-          a6 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[6] + d), qv, a6);
-          a7 = _mm256_fmadd_ps(_mm256_loadu_ps(k8[7] + d), qv, a7);
+          a0 = _mm256_fmadd_ps(load8(k8[0] + d), qv, a0);
+          a1 = _mm256_fmadd_ps(load8(k8[1] + d), qv, a1);
+          a2 = _mm256_fmadd_ps(load8(k8[2] + d), qv, a2);
+          a3 = _mm256_fmadd_ps(load8(k8[3] + d), qv, a3);
+          a4 = _mm256_fmadd_ps(load8(k8[4] + d), qv, a4);
+          a5 = _mm256_fmadd_ps(load8(k8[5] + d), qv, a5);
+          a6 = _mm256_fmadd_ps(load8(k8[6] + d), qv, a6);
+          a7 = _mm256_fmadd_ps(load8(k8[7] + d), qv, a7);
         }
         _mm256_store_ps(&s[g][i0], _mm256_mul_ps(reduce8(a0, a1, a2, a3, a4, a5, a6, a7), vscale));
       }
@@ -264,7 +278,7 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
     }
 
     // acc = c acc + sum_j p_j v_j: each V row loaded once for the GC query heads.
-    pvAvx2<GC>(s, corr, vp, n, hd, o);
+    pvAvx2<GC, T>(s, corr, vp, n, hd, o);
   }
   for (int g = 0; g < GC; g++) {
     const __m256 inv = _mm256_set1_ps(1.0f / lRun[g]);
@@ -274,8 +288,10 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
 }
 
 using AttendFn = void (*)(const PagedAttentionRow&, int, int, int, float, const float*, float*);
-constexpr AttendFn kAttendAvx2[kMaxGroup + 1] = {nullptr,          attendAvx2<1>, attendAvx2<2>, attendAvx2<3>, attendAvx2<4>,
-                                                 attendAvx2<5>,    attendAvx2<6>, attendAvx2<7>, attendAvx2<8>};
+template <typename T>
+constexpr AttendFn kAttendAvx2[kMaxGroup + 1] = {nullptr,          attendAvx2<1, T>, attendAvx2<2, T>, attendAvx2<3, T>,
+                                                 attendAvx2<4, T>, attendAvx2<5, T>, attendAvx2<6, T>, attendAvx2<7, T>,
+                                                 attendAvx2<8, T>};
 
 bool avx2For(int headDim) { return useAvx2() && headDim % 8 == 0; }
 
@@ -304,6 +320,8 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
   if (headDim < 1) throw std::invalid_argument("pagedAttention: headDim must be >= 1, got " + std::to_string(headDim));
   int64_t totalCtx = 0;
   for (int64_t t = 0; t < m; t++) {
+    if (rows[t].kvDtype != KvDtype::F32 && rows[t].kvDtype != KvDtype::BF16)
+      throw std::invalid_argument("pagedAttention: row " + std::to_string(t) + " has an unknown kvDtype");
     if (rows[t].nCtx < 1 || rows[t].blockSize < 1)
       throw std::invalid_argument("pagedAttention: row " + std::to_string(t) + " has nCtx " + std::to_string(rows[t].nCtx) +
                                   " and blockSize " + std::to_string(rows[t].blockSize) + " (both must be >= 1)");
@@ -327,8 +345,10 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
       const int h0 = kvh * group + g0;
       const float* qh = q + t * ldq + int64_t(h0) * headDim;
       float* oh = out + t * ldo + int64_t(h0) * headDim;
-      if (avx2) kAttendAvx2[gc](rows[t], numKvHeads, kvh, headDim, scale, qh, oh);
-      else attendPortable(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);
+      const bool bf16 = rows[t].kvDtype == KvDtype::BF16;
+      if (avx2) (bf16 ? kAttendAvx2<uint16_t> : kAttendAvx2<float>)[gc](rows[t], numKvHeads, kvh, headDim, scale, qh, oh);
+      else if (bf16) attendPortable<uint16_t>(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);
+      else attendPortable<float>(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);
     }
   });
 }

@@ -8,18 +8,49 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "thread_pool.h"
 
 namespace openlora::cpu {
 
+/**
+ * Element type of a KV pool (vLLM's kv_cache_dtype, EngineOptions.kvCacheDtype): F32 (4 bytes)
+ * or BF16 (2 bytes: K and V rounded to bfloat16 when written, widened exactly when read).
+ */
+enum class KvDtype : uint8_t { F32, BF16 };
+
+/** Bytes of one KV element: 4 (F32) or 2 (BF16). */
+inline int kvDtypeSize(KvDtype t) { return t == KvDtype::BF16 ? 2 : 4; }
+
+/**
+ * float32 -> bfloat16 bits, round to nearest even (as torch's .to(torch.bfloat16)); infinities
+ * stay infinite, NaN stays a (quiet) NaN, values past the bf16 range round to infinity.
+ */
+inline uint16_t floatToBf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);  // NaN: keep it quiet
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+/** bfloat16 bits -> float32 (exact: the top 16 bits). */
+inline float bf16ToFloat(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
 /** Where one query row finds its keys and values: its sequence's block table in a KV pool. */
 struct PagedAttentionRow {
-  const float* keyCache;     // one layer's keys:   [num_blocks, num_kv_heads, block_size, head_dim] float32
-  const float* valueCache;   // one layer's values: [num_blocks, num_kv_heads, block_size, head_dim] float32
+  const void* keyCache;      // one layer's keys:   [num_blocks, num_kv_heads, block_size, head_dim] of kvDtype
+  const void* valueCache;    // one layer's values: [num_blocks, num_kv_heads, block_size, head_dim] of kvDtype
   const int32_t* blockTable; // [ceil(nCtx / blockSize)] block ids; position j is in blockTable[j / blockSize]
   int blockSize;             // tokens per block (>= 1)
   int nCtx;                  // positions visible to this row (causal: its own position + 1; >= 1)
+  KvDtype kvDtype = KvDtype::F32;  // element type of keyCache / valueCache (float32 or bfloat16 bits)
 };
 
 /** Logical positions per online-softmax tile: fixed, independent of blockSize (see below). */
@@ -27,7 +58,11 @@ constexpr int kAttentionTile = 32;
 
 /**
  * out[t, h] = softmax(q[t, h] . K^T / sqrt(headDim)) V over positions [0, rows[t].nCtx), where
- * query head h reads KV head h / (numHeads / numKvHeads) (HF repeat_kv). All float32.
+ * query head h reads KV head h / (numHeads / numKvHeads) (HF repeat_kv). q, out and the
+ * arithmetic are float32; K/V are float32 or bfloat16 per row (PagedAttentionRow::kvDtype,
+ * vLLM kv_cache_dtype): bf16 elements are widened exactly to float32 as they are loaded (AVX2:
+ * zero-extend 8 x u16 to u32, shift left 16), so a bf16 row computes exactly what the float32
+ * kernel computes on the bf16-rounded K/V, at half the bytes read. The float32 path is unchanged.
  *
  * Algorithm: one task per (row, KV head, up to 8 of its query heads). Positions are visited in
  * tiles of kAttentionTile logical positions [32i, 32i + 32); per tile the scores s = q.k * scale

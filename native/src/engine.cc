@@ -45,7 +45,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
     invalid("EngineOptions.maxNumBatchedTokens (" + std::to_string(o.maxNumBatchedTokens) + ") must be >= maxNumSeqs (" +
             std::to_string(o.maxNumSeqs) + ") so every running sequence can decode in each step");
   }
-  const int64_t perBlock = KvCache::bytesPerBlock(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.blockSize);
+  const int64_t perBlock = KvCache::bytesPerBlock(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.blockSize, o.kvCacheDtype);
   const int64_t blocksPerSeq = (int64_t(c.maxPositionEmbeddings) + o.blockSize - 1) / o.blockSize;
   int64_t blocks = o.numKvBlocks;
   if (blocks <= 0) {
@@ -60,13 +60,14 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
     if (blocks < 1) {
       invalid("EngineOptions.kvCacheBytes (" + std::to_string(bytes) + ") is smaller than one KV block (" + std::to_string(perBlock) +
               " bytes: blockSize " + std::to_string(o.blockSize) + " x " + std::to_string(c.numHiddenLayers) + " layers x K,V x " +
-              std::to_string(c.kvDim()) + " floats)");
+              std::to_string(c.kvDim()) + (o.kvCacheDtype == cpu::KvDtype::BF16 ? " bfloat16 values)" : " floats)"));
     }
   }
   if (blocks > (int64_t(1) << 30)) invalid("the KV cache would have " + std::to_string(blocks) + " blocks; at most 2^30 are supported");
   o.numKvBlocks = int(blocks);
   o.kvCacheBytes = blocks * perBlock;
-  kv_ = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.numKvBlocks, o.blockSize, o.enablePrefixCaching);
+  kv_ = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.numKvBlocks, o.blockSize, o.enablePrefixCaching,
+                                  o.kvCacheDtype);
   backend_->reserveAdapters(o.maxLoras, o.maxLoraRank);
   backend_->attachKv(*kv_);
   publishStats();
@@ -322,7 +323,8 @@ void Engine::runForward(ForwardJob& job) {
     // NOTE(why): a private pool sized for this prompt, so a one-shot forward never competes
     // with (or preempts) the running sequences for blocks.
     const int bs = options_.blockSize;
-    KvCache cache(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, int((job.prompt.size() + bs - 1) / bs), bs, false);
+    KvCache cache(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, int((job.prompt.size() + bs - 1) / bs), bs, false,
+                  options_.kvCacheDtype);
     backend_->attachKv(cache);
     struct Detach {  // the backend's storage for this pool goes with it, even on a throw
       ForwardBackend& b;

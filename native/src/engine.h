@@ -41,6 +41,10 @@ struct EngineOptions {
   bool enablePrefixCaching = true;  // share full KV blocks between sequences with the same adapters and prefix
   Quantization quantization = Quantization::None;  // base linear-layer storage (quant.h); applied by Model::load
   int threadNice = 0;  // nice increment of the engine thread and its compute workers (Linux; 0 keeps the caller's)
+  // KV pool element type (vLLM --kv-cache-dtype): F32, or BF16 (half the bytes per block; K/V
+  // rounded to nearest even on write, widened exactly by attention). The CUDA backend keeps its
+  // device KV in bf16 whatever this says; the value there only sizes the pool.
+  cpu::KvDtype kvCacheDtype = cpu::KvDtype::F32;
 };
 
 /** One ensemble member (EnsembleMember of native/types.ts). */

@@ -7,15 +7,26 @@
 
 namespace openlora {
 
-KvCache::KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching)
+bool parseKvCacheDtype(const std::string& s, cpu::KvDtype* out) {
+  if (s == "float32") *out = cpu::KvDtype::F32;
+  else if (s == "bfloat16") *out = cpu::KvDtype::BF16;
+  else return false;
+  return true;
+}
+
+const char* kvCacheDtypeName(cpu::KvDtype t) { return t == cpu::KvDtype::BF16 ? "bfloat16" : "float32"; }
+
+KvCache::KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching, cpu::KvDtype dtype)
     : numLayers_(numLayers),
       numKvHeads_(numKvHeads),
       headDim_(headDim),
-      layerStride_(int64_t(numBlocks) * numKvHeads * blockSize * headDim),
+      dtype_(dtype),
+      layerBytes_(int64_t(numBlocks) * numKvHeads * blockSize * headDim * cpu::kvDtypeSize(dtype)),
       alloc_(numBlocks, blockSize, prefixCaching) {
-  // NOTE(why): new float[] (no value-initialisation): the OS maps pages on first touch, so a
-  // generous budget costs RSS only as far as sequences actually use it.
-  data_.reset(new float[size_t(int64_t(numLayers) * 2 * layerStride_)]);
+  // NOTE(why): new char[] (no value-initialisation): the OS maps pages on first touch, so a
+  // generous budget costs RSS only as far as sequences actually use it. operator new aligns to
+  // 16 bytes, enough for every element type; the kernels use unaligned loads anyway.
+  data_.reset(new char[size_t(int64_t(numLayers) * 2 * layerBytes_)]);
 }
 
 bool SequenceKv::grow(int positions) {
@@ -56,8 +67,22 @@ void SequenceKv::releaseAll() {
 void SequenceKv::write(int layer, int pos, const float* k, const float* v) {
   const int bs = blockSize(), hd = cache_->headDim(), kvh = cache_->numKvHeads();
   const int64_t block = table_[size_t(pos / bs)], slot = pos % bs;
-  float* kc = cache_->keys(layer);    // [num_blocks, num_kv_heads, block_size, head_dim]
-  float* vc = cache_->values(layer);  // [num_blocks, num_kv_heads, block_size, head_dim]
+  if (cache_->dtype() == cpu::KvDtype::BF16) {
+    uint16_t* kc = static_cast<uint16_t*>(cache_->keys(layer));    // [num_blocks, num_kv_heads, block_size, head_dim] bf16
+    uint16_t* vc = static_cast<uint16_t*>(cache_->values(layer));  // [num_blocks, num_kv_heads, block_size, head_dim] bf16
+    for (int h = 0; h < kvh; h++) {
+      const int64_t off = ((block * kvh + h) * bs + slot) * hd;
+      const float* kh = k + int64_t(h) * hd;
+      const float* vh = v + int64_t(h) * hd;
+      for (int d = 0; d < hd; d++) {
+        kc[off + d] = cpu::floatToBf16(kh[d]);
+        vc[off + d] = cpu::floatToBf16(vh[d]);
+      }
+    }
+    return;
+  }
+  float* kc = static_cast<float*>(cache_->keys(layer));    // [num_blocks, num_kv_heads, block_size, head_dim]
+  float* vc = static_cast<float*>(cache_->values(layer));  // [num_blocks, num_kv_heads, block_size, head_dim]
   for (int h = 0; h < kvh; h++) {
     const int64_t off = ((block * kvh + h) * bs + slot) * hd;
     std::copy_n(k + int64_t(h) * hd, hd, kc + off);

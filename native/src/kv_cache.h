@@ -9,42 +9,58 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "../cpu/paged_attention.h"  // cpu::KvDtype, floatToBf16
 #include "block_allocator.h"
 
 namespace openlora {
+
+/**
+ * Parse EngineOptions.kvCacheDtype (vLLM kv_cache_dtype): "float32" -> F32, "bfloat16" -> BF16.
+ * Returns false for anything else (e.g. "fp8"), leaving `out` untouched.
+ */
+bool parseKvCacheDtype(const std::string& s, cpu::KvDtype* out);
+
+/** The EngineOptions.kvCacheDtype spelling of a KV element type: "float32" or "bfloat16". */
+const char* kvCacheDtypeName(cpu::KvDtype t);
 
 /** The block pool of one engine: storage for every layer's keys and values, plus its allocator. */
 class KvCache {
  public:
   /**
-   * @param numBlocks blocks in the pool; @param blockSize tokens per block.
+   * @param numBlocks blocks in the pool; @param blockSize tokens per block; @param dtype element
+   * type of the stored K/V (vLLM kv_cache_dtype): F32, or BF16 (rounded to nearest even on write).
    * Storage is allocated uninitialised (pages are touched only when blocks are first used).
    */
-  KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching);
+  KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching,
+          cpu::KvDtype dtype = cpu::KvDtype::F32);
 
-  /** Bytes of K and V storage one block takes over all layers (float32). */
-  static int64_t bytesPerBlock(int numLayers, int numKvHeads, int headDim, int blockSize) {
-    return int64_t(numLayers) * 2 * numKvHeads * headDim * blockSize * int64_t(sizeof(float));
+  /** Bytes of K and V storage one block takes over all layers: 4 bytes per element (F32) or 2 (BF16). */
+  static int64_t bytesPerBlock(int numLayers, int numKvHeads, int headDim, int blockSize, cpu::KvDtype dtype = cpu::KvDtype::F32) {
+    return int64_t(numLayers) * 2 * numKvHeads * headDim * blockSize * int64_t(cpu::kvDtypeSize(dtype));
   }
 
   int numLayers() const { return numLayers_; }
   int numKvHeads() const { return numKvHeads_; }
   int headDim() const { return headDim_; }
   int blockSize() const { return alloc_.blockSize(); }
+  /** Element type of the stored keys and values. */
+  cpu::KvDtype dtype() const { return dtype_; }
   BlockAllocator& allocator() { return alloc_; }
   const BlockAllocator& allocator() const { return alloc_; }
 
-  /** Keys of one layer: [num_blocks, num_kv_heads, block_size, head_dim]. */
-  float* keys(int layer) { return data_.get() + (int64_t(layer) * 2) * layerStride_; }
-  /** Values of one layer: [num_blocks, num_kv_heads, block_size, head_dim]. */
-  float* values(int layer) { return data_.get() + (int64_t(layer) * 2 + 1) * layerStride_; }
+  /** Keys of one layer: [num_blocks, num_kv_heads, block_size, head_dim] of dtype() (float or bf16 bits). */
+  void* keys(int layer) { return data_.get() + (int64_t(layer) * 2) * layerBytes_; }
+  /** Values of one layer: [num_blocks, num_kv_heads, block_size, head_dim] of dtype() (float or bf16 bits). */
+  void* values(int layer) { return data_.get() + (int64_t(layer) * 2 + 1) * layerBytes_; }
 
  private:
   int numLayers_, numKvHeads_, headDim_;
-  int64_t layerStride_;              // floats of one layer's K (or V): num_blocks * kvHeads * blockSize * headDim
-  std::unique_ptr<float[]> data_;    // [num_layers, 2 (K, V), num_blocks, num_kv_heads, block_size, head_dim]
+  cpu::KvDtype dtype_;
+  int64_t layerBytes_;               // bytes of one layer's K (or V): num_blocks * kvHeads * blockSize * headDim * element size
+  std::unique_ptr<char[]> data_;     // [num_layers, 2 (K, V), num_blocks, num_kv_heads, block_size, head_dim] of dtype_
   BlockAllocator alloc_;
 };
 
@@ -75,7 +91,10 @@ class SequenceKv {
   /** Give every block back to the allocator and forget everything (length 0). */
   void releaseAll();
 
-  /** Store the key and value of position `pos` of one layer. @param k, v [num_kv_heads * head_dim]. */
+  /**
+   * Store the key and value of position `pos` of one layer. @param k, v [num_kv_heads * head_dim]
+   * float32; a BF16 pool stores them rounded to nearest even (cpu::floatToBf16).
+   */
   void write(int layer, int pos, const float* k, const float* v);
 
   /** Block table: [numBlocks()] block ids; position p lives in block table[p / blockSize]. */

@@ -237,7 +237,8 @@ void Model::forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool,
         for (int i = 0; i < e.numTokens; i++, row++) {
           const int p = e.startPos + i;
           e.kv->write(l, p, ws.k.data() + row * KV, ws.v.data() + row * KV);
-          rows[size_t(row)] = cpu::PagedAttentionRow{cache.keys(l), cache.values(l), e.kv->blockTable(), cache.blockSize(), p + 1};
+          rows[size_t(row)] =
+              cpu::PagedAttentionRow{cache.keys(l), cache.values(l), e.kv->blockTable(), cache.blockSize(), p + 1, cache.dtype()};
         }
       }
     }

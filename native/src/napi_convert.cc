@@ -86,6 +86,14 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
   Napi::Value qz = obj.Get("quantization");
   if (!qz.IsUndefined() && !qz.IsString()) bad("EngineOptions.quantization", "\"none\" or \"int8\"", qz);
   if (qz.IsString()) o.quantization = parseQuantization(qz.As<Napi::String>().Utf8Value());
+  // KV pool element type (vLLM --kv-cache-dtype): "float32" (default) or "bfloat16".
+  Napi::Value kd = obj.Get("kvCacheDtype");
+  if (!kd.IsUndefined()) {
+    if (!kd.IsString()) bad("EngineOptions.kvCacheDtype", "\"float32\" or \"bfloat16\"", kd);
+    const std::string name = kd.As<Napi::String>().Utf8Value();
+    if (!parseKvCacheDtype(name, &o.kvCacheDtype))
+      throw std::runtime_error("EngineOptions.kvCacheDtype must be \"float32\" or \"bfloat16\", got \"" + name + "\"");
+  }
   Napi::Value pc = obj.Get("enablePrefixCaching");
   if (!pc.IsUndefined() && !pc.IsBoolean()) bad("EngineOptions.enablePrefixCaching", "a boolean", pc);
   if (pc.IsBoolean()) o.enablePrefixCaching = pc.As<Napi::Boolean>().Value();

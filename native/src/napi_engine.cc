@@ -194,6 +194,9 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("maxLoras", e.options().maxLoras);
     o.Set("quantization", quantizationName(e.model().quantization()));
     o.Set("maxLoraRank", e.options().maxLoraRank);
+    o.Set("kvCacheDtype", kvCacheDtypeName(e.options().kvCacheDtype));
+    o.Set("kvCacheBytes", double(e.options().kvCacheBytes));
+    o.Set("numKvBlocks", e.options().numKvBlocks);
     return o;
   });
 }

@@ -2,7 +2,9 @@
 // random inputs: head_dim 32/64/128 plus odd sizes (portable path), GQA groups 1-16, block
 // sizes 1-64, contexts 1-300 (tile tails). Also checks that paging, the batch around a row and
 // the thread count change no bit of its output, the vectorised exp against float64 exp, and the
-// argument errors. Built and run by test/native/attention.test.ts (with OPENLORA_GEMM=portable
+// argument errors. bfloat16 K/V (PagedAttentionRow::kvDtype, EngineOptions.kvCacheDtype): against
+// the float64 reference computed on the bf16-rounded K/V, bit-identical to the float32 kernel on
+// those rounded values, and bit-stable under paging, batching and threads too. Built and run by test/native/attention.test.ts (with OPENLORA_GEMM=portable
 // too). Prints one JSON line and exits 1 on any failure.
 #include <cmath>
 #include <cstdio>
@@ -28,8 +30,8 @@ std::vector<float> randn(size_t n, float sd = 1.0f) {
   return v;
 }
 
-double maxRel = 0;
-int cases = 0, failures = 0, bitCases = 0;
+double maxRel = 0, maxRelBf16 = 0;
+int cases = 0, failures = 0, bitCases = 0, bf16Cases = 0;
 
 void fail(const std::string& what) {
   failures++;
@@ -52,7 +54,28 @@ struct Pool {
   int blockSize;
   std::vector<float> keys, values;               // [numBlocks, kvHeads, bs, hd]
   std::vector<std::vector<int32_t>> tables;      // per sequence
+  bool bf16 = false;                             // read keys16/values16 (bf16 bits) instead
+  std::vector<uint16_t> keys16, values16;        // [numBlocks, kvHeads, bs, hd] bf16, when bf16
 };
+
+/** The same pool stored as bfloat16 (round to nearest even). */
+Pool toBf16(Pool p) {
+  p.bf16 = true;
+  for (float x : p.keys) p.keys16.push_back(floatToBf16(x));
+  for (float x : p.values) p.values16.push_back(floatToBf16(x));
+  p.keys.clear();
+  p.values.clear();
+  return p;
+}
+
+/** The sequences with K and V rounded to bfloat16 (what a bf16 pool holds), as float32. */
+std::vector<Seq> roundedBf16(std::vector<Seq> seqs) {
+  for (Seq& s : seqs) {
+    for (float& x : s.k) x = bf16ToFloat(floatToBf16(x));
+    for (float& x : s.v) x = bf16ToFloat(floatToBf16(x));
+  }
+  return seqs;
+}
 
 Pool page(const std::vector<Seq>& seqs, const Shape& sh, int bs) {
   Pool p;
@@ -92,7 +115,10 @@ std::vector<float> run(ThreadPool& tp, const std::vector<Seq>& seqs, const std::
   for (int64_t t = 0; t < m; t++) {
     const Seq& s = seqs[size_t(which[size_t(t)])];
     std::copy(s.q.begin(), s.q.end(), q.begin() + t * ld);
-    rows.push_back(PagedAttentionRow{p.keys.data(), p.values.data(), p.tables[size_t(which[size_t(t)])].data(), p.blockSize, s.nCtx});
+    const void* kc = p.bf16 ? static_cast<const void*>(p.keys16.data()) : p.keys.data();
+    const void* vc = p.bf16 ? static_cast<const void*>(p.values16.data()) : p.values.data();
+    rows.push_back(PagedAttentionRow{kc, vc, p.tables[size_t(which[size_t(t)])].data(), p.blockSize, s.nCtx,
+                                     p.bf16 ? KvDtype::BF16 : KvDtype::F32});
   }
   pagedAttention(tp, q.data(), ld, rows.data(), out.data(), ld, m, sh.heads, sh.kvHeads, sh.headDim);
   return out;
@@ -118,6 +144,54 @@ std::vector<double> reference(const Seq& s, const Shape& sh) {
       for (int i = 0; i < hd; i++) out[size_t(h) * hd + i] += sc[size_t(j)] / sum * s.v[(size_t(j) * sh.kvHeads + kh) * hd + i];
   }
   return out;
+}
+
+/**
+ * bfloat16 K/V: each sequence alone (block size 1) against the float64 reference on the rounded
+ * K/V and bitwise against the float32 kernel on the rounded values; then block sizes, shuffled
+ * batches and 1-3 threads change no bit.
+ */
+void checkBf16(ThreadPool* pools[3], const Shape& sh, const std::vector<Seq>& seqs) {
+  const int hd = sh.headDim;
+  const size_t rowFloats = size_t(sh.heads) * hd;
+  const std::vector<Seq> rounded = roundedBf16(seqs);
+  const Pool base32 = page(rounded, sh, 1);
+  const Pool base16 = toBf16(base32);
+  std::vector<std::vector<float>> alone;
+  for (size_t i = 0; i < seqs.size(); i++) {
+    alone.push_back(run(*pools[0], rounded, {int(i)}, base16, sh));
+    const std::vector<double> want = reference(rounded[i], sh);
+    double scale = 1e-6, err = 0;
+    for (double w : want) scale = std::max(scale, std::fabs(w));
+    for (size_t j = 0; j < want.size(); j++) err = std::max(err, std::fabs(double(alone[i][j]) - want[j]));
+    const double rel = err / scale;
+    maxRelBf16 = std::max(maxRelBf16, rel);
+    cases++;
+    bf16Cases++;
+    const std::string where = "bf16 heads " + std::to_string(sh.heads) + "/" + std::to_string(sh.kvHeads) + " hd " + std::to_string(hd) +
+                              " nCtx " + std::to_string(seqs[i].nCtx);
+    if (!(rel <= 2e-5)) fail(where + ": rel err " + std::to_string(rel));
+    const std::vector<float> f32 = run(*pools[0], rounded, {int(i)}, base32, sh);
+    bitCases++;
+    if (std::memcmp(f32.data(), alone[i].data(), sizeof(float) * rowFloats) != 0) fail(where + ": differs from float32 K/V holding the same values");
+  }
+  std::vector<int> all(seqs.size());
+  std::iota(all.begin(), all.end(), 0);
+  for (int bs : {1, 3, 16, 33}) {
+    const Pool p = toBf16(page(rounded, sh, bs));
+    for (int th = 0; th < 3; th++) {
+      std::vector<int> order = all;
+      std::shuffle(order.begin(), order.end(), rng);
+      const std::vector<float> got = run(*pools[th], rounded, order, p, sh);
+      for (size_t t = 0; t < order.size(); t++) {
+        bitCases++;
+        if (std::memcmp(&got[t * rowFloats], alone[size_t(order[t])].data(), sizeof(float) * rowFloats) != 0)
+          fail("bf16 bits differ: heads " + std::to_string(sh.heads) + "/" + std::to_string(sh.kvHeads) + " hd " + std::to_string(hd) +
+               " nCtx " + std::to_string(seqs[size_t(order[t])].nCtx) + " blockSize " + std::to_string(bs) + " threads " +
+               std::to_string(th + 1));
+      }
+    }
+  }
 }
 
 void checkShape(ThreadPool* pools[3], const Shape& sh) {
@@ -170,6 +244,7 @@ void checkShape(ThreadPool* pools[3], const Shape& sh) {
       }
     }
   }
+  checkBf16(pools, sh, seqs);
 }
 
 double ulpDiff(float got, double want) {
@@ -233,7 +308,16 @@ int main() {
   for (const Shape& sh : shapes) checkShape(pools, sh);
   const double expUlp = checkExp();
   checkErrors(p2);
-  std::printf("{\"cases\": %d, \"bitCases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"expMaxUlp\": %g, \"kernel\": \"%s\"}\n", cases,
-              bitCases, failures, maxRel, expUlp, attentionKernelName(32));
+  // Rounding: nearest even, ties, infinities, NaN, overflow to infinity; widening is exact.
+  cases++;
+  const struct { float x; uint16_t want; } rnd[] = {{1.0f, 0x3f80}, {-2.0f, 0xc000}, {1.00390625f, 0x3f80} /* tie: even */,
+                                                    {1.01171875f, 0x3f82} /* tie: even */, {1.0078125f, 0x3f81}, {INFINITY, 0x7f80},
+                                                    {-INFINITY, 0xff80}, {3.4e38f, 0x7f80}, {0.0f, 0x0000}, {-0.0f, 0x8000}};
+  for (const auto& r : rnd)
+    if (floatToBf16(r.x) != r.want) fail("floatToBf16(" + std::to_string(r.x) + ") = " + std::to_string(floatToBf16(r.x)));
+  if (!std::isnan(bf16ToFloat(floatToBf16(NAN))) || bf16ToFloat(0x3f81) != 1.0078125f) fail("bf16 NaN / widening");
+  std::printf("{\"cases\": %d, \"bitCases\": %d, \"bf16Cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"maxRelErrBf16\": %g, "
+              "\"expMaxUlp\": %g, \"kernel\": \"%s\"}\n",
+              cases, bitCases, bf16Cases, failures, maxRel, maxRelBf16, expUlp, attentionKernelName(32));
   return failures == 0 ? 0 : 1;
 }
