@@ -229,9 +229,11 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   router.use(function openAIErrors(err: unknown, req: Request, res: Response, _next: NextFunction) {
     const out = toOpenAIError(err);
     const log = requestLog(res, logger);
-    if (out.status === 503) log.warn({ reqId: requestId(res), url: req.originalUrl, error: out.body.error }, 'request refused: unavailable');
-    else if (out.status >= 500) log.error({ err, reqId: requestId(res), url: req.originalUrl }, 'request failed');
-    else log.debug({ reqId: requestId(res), url: req.originalUrl, error: out.body.error }, 'request refused');
+    // The request's bound logger already carries reqId; the fallback logger does not.
+    const at = res.locals.log ? { url: req.originalUrl } : { reqId: requestId(res), url: req.originalUrl };
+    if (out.status === 503) log.warn({ ...at, error: out.body.error }, 'request refused: unavailable');
+    else if (out.status >= 500) log.error({ err, ...at }, 'request failed');
+    else log.debug({ ...at, error: out.body.error }, 'request refused');
     if (res.headersSent) {
       // A stream already started handles its own errors; anything else can only be cut off.
       if (!res.writableEnded) res.end();
