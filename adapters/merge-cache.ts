@@ -5,11 +5,14 @@
  * spec on a worker thread, written as a PEFT folder under `dir/<name>` (atomically, by adapters/merge/), then
  * registered in the base's AdapterManager as a synthetic adapter named `merge-<hash>` and
  * acquired like any adapter: same slots, pins and LRU eviction. Concurrent requests for the
- * same merge share one computation (single-flight).
+ * same merge share one computation (single-flight). A merge refused as the client's error (4xx:
+ * rank mismatch, bad density, ...) is remembered for FAILURE_TTL_MS, so repeating the same bad
+ * request does not cost another computation.
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { ModelInfo } from '../native/types.ts';
+import { OpenLoraError } from '../plugin/errors.ts';
 import type { Composition } from './composition.ts';
 import { canonicalMergeKey, type MergeSpec } from './merge/materialize.ts';
 import { materializeMergeOffThread } from './merge/off-thread.ts';
@@ -22,11 +25,19 @@ export interface MergeHost {
   acquire(name: string): Promise<AdapterLease>;
 }
 
+/** How long a merge refused with a 4xx is answered from memory (its members may change on disk). */
+export const FAILURE_TTL_MS = 60_000;
+/** Most refused merges remembered (oldest forgotten first). */
+const MAX_FAILURES = 256;
+
 /** Single-flight materialisation of merges into synthetic adapters of one base. */
 export class MergeCache {
   private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly failures = new Map<string, { err: unknown; until: number }>();
   /** Merges computed (not cache hits), for tests and metrics. */
   computed = 0;
+  /** Requests answered from a remembered refusal (no computation), for tests and metrics. */
+  refusedFromMemory = 0;
 
   /**
    * @param host The base's AdapterManager.
@@ -51,14 +62,31 @@ export class MergeCache {
   async acquire(c: Composition): Promise<AdapterLease> {
     const name = this.nameOf(c);
     if (!this.host.get(name)) {
+      const failed = this.failures.get(name);
+      if (failed && failed.until > Date.now()) {
+        this.refusedFromMemory++;
+        throw failed.err;
+      }
+      this.failures.delete(name);
       let p = this.inFlight.get(name);
       if (!p) {
-        p = this.build(name, c).finally(() => this.inFlight.delete(name));
+        p = this.build(name, c)
+          .catch((err: unknown) => {
+            if (err instanceof OpenLoraError && err.status >= 400 && err.status < 500) this.rememberFailure(name, err);
+            throw err;
+          })
+          .finally(() => this.inFlight.delete(name));
         this.inFlight.set(name, p);
       }
       await p;
     }
     return this.host.acquire(name);
+  }
+
+  private rememberFailure(name: string, err: unknown): void {
+    this.failures.delete(name);
+    if (this.failures.size >= MAX_FAILURES) this.failures.delete(this.failures.keys().next().value!);
+    this.failures.set(name, { err, until: Date.now() + FAILURE_TTL_MS });
   }
 
   private spec(c: Composition): MergeSpec {

@@ -155,3 +155,17 @@ test('materialised merges over HTTP equal the same merge applied offline and loa
   // One merge computation per canonical spec, however many requests used it.
   assert.equal(adapters.merges.computed, merges.length);
 });
+
+test('a merge refused as a client error (unequal ranks) is remembered: the repeat gets the same 400 without a new computation', async () => {
+  const { adapters } = srv.openlora.models.get(BASE)!;
+  const body = { model: BASE, adapters: [{ name: 'shout', weight: 0.5 }, { name: 'whisper', weight: 0.5 }], merge: { strategy: 'ties', density: 0.3 } };
+  const prompt = ref.prompts[0]!;
+  const before = adapters.merges.refusedFromMemory;
+  const first = await complete(prompt, body, 4);
+  const again = await complete(prompt, body, 4);
+  assert.equal(first.status, 400, JSON.stringify(first.body));
+  assert.match(first.body.error.message, /adapters\[1\] \(whisper\) has rank 8 but adapters\[0\] \(shout\) has rank 16/);
+  assert.equal(again.status, 400);
+  assert.equal(again.body.error.message, first.body.error.message);
+  assert.equal(adapters.merges.refusedFromMemory, before + 1);
+});
