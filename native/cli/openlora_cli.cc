@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "../cpu/gemm.h"
+#include "../cpu/gemm_packed.h"
 #include "backend.h"
 #include "json.h"
 #include "kv_cache.h"
@@ -629,7 +629,7 @@ int cmdBench(const Args& a) {
   Roofline roof = measureCopy(be->name());
   const int64_t wBytes = be->weightBytes();
   std::printf("model %s\nbackend %s (%s), threads %d, gemm %s\n", src.label.c_str(), be->name(), reason.c_str(), threadsOf(a),
-              cpu::gemmKernelName());
+              cpu::gemmPackedKernelName());
   std::printf("kv cache %s\n", kvDtypeName.c_str());
   std::printf("weights %.1f MB; copy bandwidth %.1f GB/s (%s)\n", wBytes / 1e6, roof.copyGBps, roof.what.c_str());
   if (maxAd) {

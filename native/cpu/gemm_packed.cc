@@ -2,13 +2,15 @@
 // broadcast of x[r, i] per row and one 16-wide load per panel feed MR x NP vector accumulators
 // (acc[r][p] += x[r, i] * W[panel p][i][0..16)). No horizontal sums, no packing of x.
 //
-// NOTE(why): the row-major "dot-product" kernel of gemm.cc reaches ~40% of FMA peak on Zen 4 at
-// batch 16 (7 loads per 12 FMAs, horizontal reductions); here 8 rows x 2 panels issue 2 vector
-// loads + 8 broadcasts per 16 FMAs (AVX-512) and 6 rows x 1 panel 2 loads + 6 broadcasts per 12
-// FMAs (AVX2), the classic BLIS shapes. Each output stays one FMA chain over k in ascending
-// order in every tile shape and both instruction sets, which keeps results batch-invariant.
+// NOTE(why): the row-major "dot-product" kernel this replaced (until 2026-11-30) reached ~40% of
+// FMA peak on Zen 4 at batch 16 (7 loads per 12 FMAs, horizontal reductions); here 8 rows x 2
+// panels issue 2 vector loads + 8 broadcasts per 16 FMAs (AVX-512) and 6 rows x 1 panel 2 loads +
+// 6 broadcasts per 12 FMAs (AVX2), the classic BLIS shapes. Each output stays one FMA chain over k
+// in ascending order in every tile shape and both instruction sets, which keeps results
+// batch-invariant.
 #include "gemm_packed.h"
 
+#include "bf16.h"
 #include "gemm.h"
 
 // NOTE(why): GCC 12's AVX-512 headers build _mm512_cvtepu16_epi32 / _mm512_slli_epi32 on
@@ -28,26 +30,11 @@ namespace {
 
 constexpr int kP = PackedMatrix::kPanel;
 
-inline uint16_t toBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // NaN stays NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                                          // round to nearest even
-  return uint16_t(u >> 16);
-}
-
-inline float fromBf16(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Element loads per instruction set. T is float (F32), uint16_t (BF16) or int8_t (I8).
 
 inline float scalarAt(const float* p) { return *p; }
-inline float scalarAt(const uint16_t* p) { return fromBf16(*p); }
+inline float scalarAt(const uint16_t* p) { return bf16ToFloat(*p); }
 inline float scalarAt(const int8_t* p) { return float(*p); }
 
 __attribute__((target("avx512f"))) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
@@ -233,7 +220,7 @@ PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, Type st
       const float v = w[row * k + i];
       if (storage == Type::F32) std::memcpy(pm.data_.data() + e * 4, &v, 4);
       else {
-        const uint16_t h = toBf16(v);
+        const uint16_t h = floatToBf16(v);
         std::memcpy(pm.data_.data() + e * 2, &h, 2);
       }
     }
@@ -265,7 +252,7 @@ float PackedMatrix::at(int64_t row, int64_t col) const {
     case Type::BF16: {
       uint16_t h;
       std::memcpy(&h, data_.data() + e * 2, 2);
-      return fromBf16(h);
+      return bf16ToFloat(h);
     }
     default:
       return float(int8_t(data_[e]));

@@ -7,7 +7,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "gemm.h"  // useAvx2()
+#include "bf16.h"
+#include "gemm.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
 
 namespace openlora::cpu {
 
@@ -119,13 +120,6 @@ constexpr int64_t kRowsPerTask = 16;   // rows of one group per task (prefill se
 constexpr int64_t kPrefetchLines = 16;   // first cache lines of the next group's A and B^T, asked for at once
 constexpr int64_t kPartsPerThread = 2;  // runs of tasks per pool thread (see sgmv())
 
-inline float bf16ToF32(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 /** IEEE binary16 -> float32, exact (subnormals, Inf, NaN). */
 inline float f16ToF32(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000) << 16;
@@ -154,7 +148,7 @@ inline float f16ToF32(uint16_t h) {
 /** Element i of a weight matrix of dtype t, as float32 (exact). */
 inline float loadAny(LoraDType t, const void* p, int64_t i) {
   switch (t) {
-    case LoraDType::BF16: return bf16ToF32(static_cast<const uint16_t*>(p)[i]);
+    case LoraDType::BF16: return bf16ToFloat(static_cast<const uint16_t*>(p)[i]);
     case LoraDType::F16: return f16ToF32(static_cast<const uint16_t*>(p)[i]);
     default: return static_cast<const float*>(p)[i];
   }
@@ -236,7 +230,7 @@ struct Bf16L {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-  static inline float s1(const void* p, int64_t i) { return bf16ToF32(static_cast<const uint16_t*>(p)[i]); }
+  static inline float s1(const void* p, int64_t i) { return bf16ToFloat(static_cast<const uint16_t*>(p)[i]); }
 };
 struct F16L {
   OPENLORA_AVX2 static inline __m256 v8(const void* p, int64_t i) {

@@ -1,6 +1,6 @@
 // Checks cpu::sgmv (SGMV segments + BGMV gathered rows, cat of several weighted adapters, rows
-// without adapters, adapters stored F32 / BF16 / F16) and the fp32 / int8 GEMMs against naive
-// per-row loops on random inputs; and that a sequence's rows come out bit-identical when it is
+// without adapters, adapters stored F32 / BF16 / F16) against naive per-row loops on random
+// inputs; and that a sequence's rows come out bit-identical when it is
 // run alone instead of inside the batch (results must not depend on batch composition).
 // Built and run by test/native/sgmv.test.ts (with OPENLORA_GEMM=portable too). Prints one JSON
 // line {"cases": n, "maxRelErr": e} and exits 1 when a case exceeds its tolerance.
@@ -192,46 +192,11 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
   }
 }
 
-void checkGemm(ThreadPool& pool) {
-  const int ms[] = {1, 2, 3, 4, 5, 16, 17, 64};
-  for (const auto& shape : kShapes) {
-    for (int m : ms) {
-      const int k = shape[0], n = shape[1];
-      const std::vector<float> x = randn(size_t(m) * k), w = randn(size_t(n) * k);
-      std::vector<int8_t> q(size_t(n) * k);
-      std::vector<float> sc(static_cast<size_t>(n), 0.0f);
-      for (int j = 0; j < n; j++) {
-        sc[size_t(j)] = 0.01f * float(j + 1);
-        for (int i = 0; i < k; i++) q[size_t(j) * k + i] = int8_t(randint(-127, 127));
-      }
-      std::vector<float> y(size_t(m) * n), yq(size_t(m) * n), want(size_t(m) * n), wantq(size_t(m) * n);
-      for (int t = 0; t < m; t++)
-        for (int j = 0; j < n; j++) {
-          double a = 0, b = 0;
-          for (int i = 0; i < k; i++) {
-            a += double(x[size_t(t) * k + i]) * w[size_t(j) * k + i];
-            b += double(x[size_t(t) * k + i]) * q[size_t(j) * k + i];
-          }
-          want[size_t(t) * n + j] = float(a);
-          wantq[size_t(t) * n + j] = float(b * sc[size_t(j)]);
-        }
-      gemmNT(pool, x.data(), k, w.data(), y.data(), n, m, n, k);
-      gemmNTQ8(pool, x.data(), k, q.data(), sc.data(), yq.data(), n, m, n, k);
-      char what[96];
-      std::snprintf(what, sizeof what, "gemm m=%d n=%d k=%d", m, n, k);
-      compare(y, want, 1e-5, what);
-      std::snprintf(what, sizeof what, "gemm int8 m=%d n=%d k=%d", m, n, k);
-      compare(yq, wantq, 1e-5, what);
-    }
-  }
-}
-
 }  // namespace
 
 int main() {
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
-    checkGemm(pool);
     for (int seqs : {1, 4, 16, 64}) {
       for (int adapters : {1, 4, 16, 64}) {
         checkSgmv(pool, seqs, adapters, true);
