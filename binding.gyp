@@ -16,12 +16,14 @@
         "native/src/config.cc",
         "native/src/dtype.cc",
         "native/src/engine.cc",
+        "native/src/engine_options.cc",
         "native/src/json.cc",
         "native/src/kv_cache.cc",
         "native/src/lora.cc",
         "native/src/model.cc",
         "native/src/napi_convert.cc",
         "native/src/napi_engine.cc",
+        "native/src/napi_errors.cc",
         "native/src/quant.cc",
         "native/src/safetensors.cc",
         "native/src/sampler.cc",
@@ -36,12 +38,14 @@
       "defines": ["NAPI_VERSION=8"],
       # NOTE(why): no -march=native: the binary must run on any x86-64; the hot kernels use
       # __attribute__((target("avx2,fma"))) with run-time dispatch instead.
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20", "-O2", "-O3"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      # RTTI: errors.h classifies exceptions with dynamic_cast (errorCodeOf).
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20", "-O2", "-O3"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-frtti", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags!": ["-O2"],
       "ldflags": ["-pthread"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "GCC_ENABLE_CPP_RTTI": "YES",
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
         "GCC_OPTIMIZATION_LEVEL": "3"
       },

@@ -34,6 +34,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../src/engine_options.h"
+#include "../src/errors.h"
 #include "../src/model.h"
 #include "bgmv.cuh"
 #include "common.cuh"
@@ -55,15 +57,17 @@ namespace {
 
 using cuda::DType;
 constexpr DType kBf16 = DType::BF16;
+static_assert(cuda::kLoraMaxRank == engine_defaults::kCudaMaxLoraRank, "engineDefaults().cudaMaxLoraRank must match the kernels");
 
 // ---------------------------------------------------------------------------------------------
-// Errors: every status becomes a std::runtime_error (STYLE.md: never abort).
+// Errors: every status becomes an Error (errors.h: out_of_memory or device_error; STYLE.md: never abort).
 
 /** A CUDA runtime call (cudaMalloc, cudaMemcpyAsync, ...). */
 void ck(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
   (void)cudaGetLastError();  // clear a non-sticky error so later calls are not blamed for it
-  throw std::runtime_error(std::string("CUDA forward: ") + what + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+  raise(e == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory : ErrorCode::DeviceError,
+        std::string("CUDA forward: ") + what + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
 }
 
 /** A launcher of native/cuda/*.cuh: its own message (last_error_message) when it set one. */
@@ -71,8 +75,8 @@ void lk(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
   (void)cudaGetLastError();
   const char* msg = cuda::last_error_message();
-  throw std::runtime_error(std::string("CUDA forward: ") + what + ": " +
-                           (msg && *msg ? std::string(msg) : std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e)));
+  raise(e == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory : ErrorCode::DeviceError,
+        std::string("CUDA forward: ") + what + ": " + (msg && *msg ? std::string(msg) : std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,7 +316,7 @@ class CudaForward final : public ForwardBackend {
                                std::to_string(loraRank_));
     }
     if (maxSlots < 1 || maxRank < 1 || maxRank > cuda::kLoraMaxRank) {
-      throw std::runtime_error("CUDA forward: reserveAdapters: need slots >= 1 and 1 <= rank <= " +
+      invalidArgument("EngineOptions.maxLoraRank", "CUDA forward: reserveAdapters: need slots >= 1 and 1 <= rank <= " +
                                std::to_string(cuda::kLoraMaxRank) + ", got " + std::to_string(maxSlots) + ", " +
                                std::to_string(maxRank));
     }

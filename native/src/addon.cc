@@ -1,13 +1,16 @@
-// The addon's one export list (NativeAddon of native/types.ts): loadModel, cudaInfo.
+// The addon's one export list (NativeAddon of native/types.ts): loadModel, cudaInfo, engineDefaults.
 #include <napi.h>
 
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "backend.h"
+#include "engine_options.h"
 #include "model.h"
 #include "napi_convert.h"
 #include "napi_engine.h"
+#include "napi_errors.h"
 
 namespace openlora {
 
@@ -40,6 +43,7 @@ class LoadModelWorker : public Napi::AsyncWorker {
       init_.backend = init_.forward->name();
       init_.forward->uploadWeights();  // off the JS thread (CUDA: gigabytes for a big model)
     } catch (const std::exception& e) {
+      caught_.keep(e);
       SetError(e.what());
     } catch (...) {
       SetError("unknown error while loading " + dir_);
@@ -55,24 +59,25 @@ class LoadModelWorker : public Napi::AsyncWorker {
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     } catch (const std::exception& e) {
-      deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+      deferred_.Reject(jsError(env, e).Value());
     }
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(caught_.toJs(e).Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::string dir_;
   std::string backendRequested_;
   EngineInit init_;
+  CaughtError caught_;
 };
 
 /** loadModel(dir, options): Promise<NativeEngine>. */
 Napi::Value loadModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
-    if (!info[0].IsString()) throw std::runtime_error("Expected a model folder path (string) for loadModel(dir, options)");
+    if (!info[0].IsString()) invalidArgument("dir", "Expected a model folder path (string) for loadModel(dir, options)");
     std::string backend;
     EngineOptions options = readEngineOptions(info[1], &backend);
     auto* worker = new LoadModelWorker(env, info[0].As<Napi::String>().Utf8Value(), options, backend);
@@ -80,9 +85,7 @@ Napi::Value loadModel(const Napi::CallbackInfo& info) {
     worker->Queue();
     return p;
   } catch (const std::exception& e) {
-    auto d = Napi::Promise::Deferred::New(env);
-    d.Reject(Napi::Error::New(env, e.what()).Value());
-    return d.Promise();
+    return rejectedPromise(env, e);
   }
 }
 
@@ -97,12 +100,51 @@ Napi::Value cudaInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+/**
+ * engineDefaults(): the engine's defaults and bounds (engine_options.h), for config/schema.ts to
+ * be checked against. Shape: { options: { <EngineOptions field>: {default, min, max} } for every
+ * integer option (threads' default is this machine's hardware concurrency), enablePrefixCaching,
+ * kvCacheDtype, quantization, backend (string/boolean defaults), autoKvCacheCapBytes,
+ * maxLogprobs, minEnsembleMembers, maxEnsembleMembers, defaultMaxTokens,
+ * cudaMaxLoraRank (the CUDA kernels' rank limit), errorCodes: string[] }.
+ */
+Napi::Value engineDefaults(const Napi::CallbackInfo& info) {
+  namespace d = engine_defaults;
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Object options = Napi::Object::New(env);
+  for (const IntOption& opt : d::kIntOptions) {
+    Napi::Object o = Napi::Object::New(env);
+    const bool isThreads = std::string(opt.name) == "threads";
+    o.Set("default", double(isThreads ? int64_t(std::max(1u, std::thread::hardware_concurrency())) : opt.def));
+    o.Set("min", double(opt.min));
+    o.Set("max", double(opt.max));
+    options.Set(opt.name, o);
+  }
+  out.Set("options", options);
+  out.Set("enablePrefixCaching", d::kEnablePrefixCaching);
+  out.Set("kvCacheDtype", "float32");
+  out.Set("quantization", "none");
+  out.Set("backend", "auto");
+  out.Set("autoKvCacheCapBytes", double(d::kAutoKvCacheCapBytes));
+  out.Set("maxLogprobs", d::kMaxLogprobs);
+  out.Set("minEnsembleMembers", d::kMinEnsembleMembers);
+  out.Set("maxEnsembleMembers", d::kMaxEnsembleMembers);
+  out.Set("defaultMaxTokens", d::kDefaultMaxTokens);
+  out.Set("cudaMaxLoraRank", d::kCudaMaxLoraRank);
+  Napi::Array codes = Napi::Array::New(env);
+  for (int c = 0; c <= int(ErrorCode::Internal); c++) codes.Set(uint32_t(c), errorCodeName(ErrorCode(c)));
+  out.Set("errorCodes", codes);
+  return out;
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->engineClass = Napi::Persistent(EngineWrap::defineClass(env));
   env.SetInstanceData<AddonData>(data);
   exports.Set("loadModel", Napi::Function::New(env, loadModel, "loadModel"));
   exports.Set("cudaInfo", Napi::Function::New(env, cudaInfo, "cudaInfo"));
+  exports.Set("engineDefaults", Napi::Function::New(env, engineDefaults, "engineDefaults"));
   return exports;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "errors.h"
 #include "../cpu/thread_pool.h"
 #include "model.h"
 
@@ -87,10 +88,10 @@ BackendChoice chooseBackend(const std::string& requested) {
   }
   if (requested == "cuda") {
     const std::string s = cudaDeviceStatus();
-    if (!s.empty()) throw std::runtime_error("backend \"cuda\" is not available: " + s + " (use \"auto\" or \"cpu\")");
+    if (!s.empty()) raise(ErrorCode::DeviceError, "backend \"cuda\" is not available: " + s + " (use \"auto\" or \"cpu\")");
     return {"cuda", cudaForwardComplete() ? "cuda: requested" : "cuda: requested (the CUDA forward is not verified on a GPU yet)"};
   }
-  throw std::runtime_error("backend must be \"auto\", \"cpu\" or \"cuda\", got \"" + requested + "\"");
+  invalidArgument("EngineOptions.backend", "backend must be \"auto\", \"cpu\" or \"cuda\", got \"" + requested + "\"");
 }
 
 std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice) {
@@ -106,7 +107,7 @@ std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested,
   if (choice.backend == "cuda") return makeCudaForward(std::move(model));
 #endif
   // Unreachable: chooseBackend answers "cuda" only in a CUDA build.
-  throw std::runtime_error("backend \"" + choice.backend + "\" has no forward in this build");
+  raise(ErrorCode::DeviceError, "backend \"" + choice.backend + "\" has no forward in this build");
 }
 
 }  // namespace openlora

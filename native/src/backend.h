@@ -43,7 +43,7 @@ struct BackendChoice {
  * Resolve EngineOptions.backend ("auto" | "cpu" | "cuda"). "auto" picks cuda only when a device
  * answers AND cudaForwardComplete(); the reason says which of the two failed. "cuda" needs a
  * CUDA build and a device that answers.
- * @throws std::runtime_error for "cuda" while it is not available (the message says what the
+ * @throws Error (errors.h) for "cuda" while it is not available (the message says what the
  *   probe found) and for unknown names.
  */
 BackendChoice chooseBackend(const std::string& requested);
@@ -103,7 +103,7 @@ class ForwardBackend {
 std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice = 0);
 
 /**
- * "cpu" | "cuda" | "auto" (chooseBackend's rule). @throws std::runtime_error when the backend
+ * "cpu" | "cuda" | "auto" (chooseBackend's rule). @throws Error (errors.h) when the backend
  * is not available in this build / on this machine (the message says why).
  */
 std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,

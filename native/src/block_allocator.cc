@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "errors.h"
+
 namespace openlora {
 
 namespace {
@@ -27,7 +29,7 @@ uint64_t hashKvBlock(uint64_t parent, const int32_t* tokens, int n) {
 BlockAllocator::BlockAllocator(int numBlocks, int blockSize, bool prefixCaching)
     : blockSize_(blockSize), prefixCaching_(prefixCaching), meta_(size_t(numBlocks)) {
   if (numBlocks < 1 || blockSize < 1) {
-    throw std::runtime_error("KV cache needs at least one block of at least one token (got " + std::to_string(numBlocks) +
+    invalidArgument("EngineOptions.numKvBlocks", "KV cache needs at least one block of at least one token (got " + std::to_string(numBlocks) +
                              " blocks of " + std::to_string(blockSize) + ")");
   }
   free_.reserve(size_t(numBlocks));

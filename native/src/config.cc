@@ -4,15 +4,18 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "errors.h"
 #include "json.h"
 
 namespace openlora {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& path, const std::string& msg) {
-  throw std::runtime_error(path + ": " + msg);
-}
+/** A bad_file Error about config.json. */
+[[noreturn]] void fail(const std::string& path, const std::string& msg) { raise(ErrorCode::BadFile, path + ": " + msg); }
+
+/** An unsupported_model Error: a valid config this engine cannot run. */
+[[noreturn]] void unsupported(const std::string& path, const std::string& msg) { raise(ErrorCode::UnsupportedModel, path + ": " + msg); }
 
 int requireInt(const JsonValue& cfg, const char* key, const std::string& path, int minValue = 1) {
   const JsonValue* v = cfg.find(key);
@@ -68,7 +71,7 @@ RopeScaling parseRopeScaling(const JsonValue& cfg, const std::string& path) {
       fail(path, "field rope_scaling.high_freq_factor must be greater than low_freq_factor");
     }
   } else {
-    fail(path, "field rope_scaling.rope_type \"" + t + "\" is not supported (supported: default, linear, llama3)");
+    unsupported(path, "field rope_scaling.rope_type \"" + t + "\" is not supported (supported: default, linear, llama3)");
   }
   if (!(rs.factor > 0)) fail(path, "field rope_scaling.factor must be > 0");
   return rs;
@@ -122,12 +125,12 @@ ModelConfig parseModelConfig(const std::string& text, const std::string& path) {
     else if (archName == "Qwen2ForCausalLM") c.modelType = "qwen2";
   }
   if (c.modelType != "llama" && c.modelType != "mistral" && c.modelType != "qwen2") {
-    fail(path, "field model_type \"" + c.modelType + "\" (architectures[0] \"" + archName +
+    unsupported(path, "field model_type \"" + c.modelType + "\" (architectures[0] \"" + archName +
                    "\") is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
   }
   const JsonValue* act = cfg.find("hidden_act");
   if (act && !(act->isString() && act->asString() == "silu")) {
-    fail(path, "field hidden_act must be \"silu\", got " + (act->isString() ? "\"" + act->asString() + "\"" : std::string(act->typeName())));
+    unsupported(path, "field hidden_act must be \"silu\", got " + (act->isString() ? "\"" + act->asString() + "\"" : std::string(act->typeName())));
   }
 
   c.vocabSize = requireInt(cfg, "vocab_size", path);
@@ -147,7 +150,7 @@ ModelConfig parseModelConfig(const std::string& text, const std::string& path) {
     c.qkvBias = true;  // Qwen2Attention: q/k/v have bias=True, o_proj bias=False
     c.oBias = false;
     if (optionalBool(cfg, "use_sliding_window", false, path)) {
-      fail(path, "field use_sliding_window = true is not supported (sliding-window attention)");
+      unsupported(path, "field use_sliding_window = true is not supported (sliding-window attention)");
     }
   } else {
     bool ab = optionalBool(cfg, "attention_bias", false, path);
@@ -156,7 +159,7 @@ ModelConfig parseModelConfig(const std::string& text, const std::string& path) {
   if (c.modelType == "mistral") {
     int sw = optionalInt(cfg, "sliding_window", 0, path);
     if (sw > 0 && sw < c.maxPositionEmbeddings) {
-      fail(path, "field sliding_window = " + std::to_string(sw) + " < max_position_embeddings is not supported (sliding-window attention)");
+      unsupported(path, "field sliding_window = " + std::to_string(sw) + " < max_position_embeddings is not supported (sliding-window attention)");
     }
   }
 

@@ -49,7 +49,7 @@ struct ModelConfig {
 /**
  * Parse and validate config.json text.
  * @param path used in messages.
- * @throws std::runtime_error "<path>: <field> ..." for a missing/invalid field, an unsupported
+ * @throws Error (errors.h) "<path>: <field> ..." for a missing/invalid field, an unsupported
  *   architecture, hidden_act other than silu, or an unsupported rope_scaling type.
  */
 ModelConfig parseModelConfig(const std::string& text, const std::string& path);

@@ -18,13 +18,14 @@ struct Engine::ForwardJob {
 
 namespace {
 
-[[noreturn]] void invalid(const std::string& msg) { throw std::runtime_error(msg); }
+/** An invalid_argument Error about SequenceParams.<field>. */
+[[noreturn]] void invalid(const std::string& field, const std::string& msg) { invalidArgument("SequenceParams." + field, msg); }
 
 void checkTokens(const std::vector<int32_t>& ids, int vocab, const char* field) {
   for (size_t i = 0; i < ids.size(); i++) {
     if (ids[i] < 0 || ids[i] >= vocab) {
-      invalid(std::string(field) + "[" + std::to_string(i) + "] = " + std::to_string(ids[i]) + " is out of range [0, " +
-              std::to_string(vocab) + ")");
+      const std::string f = std::string(field) + "[" + std::to_string(i) + "]";
+      invalid(f, f + " = " + std::to_string(ids[i]) + " is out of range [0, " + std::to_string(vocab) + ")");
     }
   }
 }
@@ -40,11 +41,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
       backend_(backend ? std::move(backend) : makeCpuForward(model_, options.threads)) {
   const ModelConfig& c = model_->config();
   EngineOptions& o = options_;
-  if (o.blockSize < 1 || o.blockSize > 1024) invalid("EngineOptions.blockSize must be in [1, 1024], got " + std::to_string(o.blockSize));
-  if (o.maxNumBatchedTokens < o.maxNumSeqs) {
-    invalid("EngineOptions.maxNumBatchedTokens (" + std::to_string(o.maxNumBatchedTokens) + ") must be >= maxNumSeqs (" +
-            std::to_string(o.maxNumSeqs) + ") so every running sequence can decode in each step");
-  }
+  checkEngineOptions(o);
   const int64_t perBlock = KvCache::bytesPerBlock(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.blockSize, o.kvCacheDtype);
   const int64_t blocksPerSeq = (int64_t(c.maxPositionEmbeddings) + o.blockSize - 1) / o.blockSize;
   int64_t blocks = o.numKvBlocks;
@@ -53,17 +50,17 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
     if (bytes <= 0) {
       // NOTE(why): the default holds every allowed sequence at full context for small models, but
       // is capped (256 MiB) so a big model does not reserve gigabytes; never below one sequence.
-      constexpr int64_t kDefaultCap = int64_t(256) << 20;
-      bytes = std::max(std::min(int64_t(o.maxNumSeqs) * blocksPerSeq * perBlock, kDefaultCap), blocksPerSeq * perBlock);
+      bytes = std::max(std::min(int64_t(o.maxNumSeqs) * blocksPerSeq * perBlock, engine_defaults::kAutoKvCacheCapBytes),
+                       blocksPerSeq * perBlock);
     }
     blocks = bytes / perBlock;
     if (blocks < 1) {
-      invalid("EngineOptions.kvCacheBytes (" + std::to_string(bytes) + ") is smaller than one KV block (" + std::to_string(perBlock) +
+      invalidArgument("EngineOptions.kvCacheBytes", "EngineOptions.kvCacheBytes (" + std::to_string(bytes) + ") is smaller than one KV block (" + std::to_string(perBlock) +
               " bytes: blockSize " + std::to_string(o.blockSize) + " x " + std::to_string(c.numHiddenLayers) + " layers x K,V x " +
               std::to_string(c.kvDim()) + (o.kvCacheDtype == cpu::KvDtype::BF16 ? " bfloat16 values)" : " floats)"));
     }
   }
-  if (blocks > (int64_t(1) << 30)) invalid("the KV cache would have " + std::to_string(blocks) + " blocks; at most 2^30 are supported");
+  if (blocks > engine_defaults::kNumKvBlocks.max) invalidArgument("EngineOptions.kvCacheBytes", "the KV cache would have " + std::to_string(blocks) + " blocks; at most 2^30 are supported");
   o.numKvBlocks = int(blocks);
   o.kvCacheBytes = blocks * perBlock;
   kv_ = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.numKvBlocks, o.blockSize, o.enablePrefixCaching,
@@ -81,37 +78,42 @@ Engine::~Engine() {
 
 void Engine::validate(const SequenceRequest& r) const {
   const ModelConfig& c = model_->config();
-  if (r.prompt.empty()) invalid("promptIds must not be empty");
+  if (r.prompt.empty()) invalid("promptIds", "promptIds must not be empty");
   checkTokens(r.prompt, c.vocabSize, "promptIds");
   if (int64_t(r.prompt.size()) >= c.maxPositionEmbeddings) {
-    invalid("the prompt has " + std::to_string(r.prompt.size()) + " tokens; the model's context (max_position_embeddings) is " +
+    invalid("promptIds", "the prompt has " + std::to_string(r.prompt.size()) + " tokens; the model's context (max_position_embeddings) is " +
             std::to_string(c.maxPositionEmbeddings) + ", which leaves no room to generate");
   }
-  if (r.maxTokens < 1) invalid("maxTokens must be >= 1, got " + std::to_string(r.maxTokens));
+  if (r.maxTokens < 1) invalid("maxTokens", "maxTokens must be >= 1, got " + std::to_string(r.maxTokens));
   const SamplingParams& s = r.sampling;
-  if (!std::isfinite(s.temperature) || s.temperature < 0) invalid("temperature must be a finite number >= 0");
-  if (!(s.topP > 0 && s.topP <= 1)) invalid("topP must be in (0, 1]");
-  if (s.topK < -1) invalid("topK must be >= -1 (0 or -1 disable it)");
-  if (!std::isfinite(s.presencePenalty) || !std::isfinite(s.frequencyPenalty)) invalid("penalties must be finite");
+  if (!std::isfinite(s.temperature) || s.temperature < 0) invalid("temperature", "temperature must be a finite number >= 0");
+  if (!(s.topP > 0 && s.topP <= 1)) invalid("topP", "topP must be in (0, 1]");
+  if (s.topK < -1) invalid("topK", "topK must be >= -1 (0 or -1 disable it)");
+  if (!std::isfinite(s.presencePenalty) || !std::isfinite(s.frequencyPenalty)) invalid(std::isfinite(s.presencePenalty) ? "frequencyPenalty" : "presencePenalty", "penalties must be finite");
   for (const auto& [tok, bias] : s.logitBias) {
-    if (tok < 0 || tok >= c.vocabSize) invalid("logitBias token " + std::to_string(tok) + " is out of range [0, " + std::to_string(c.vocabSize) + ")");
-    if (!std::isfinite(bias)) invalid("logitBias for token " + std::to_string(tok) + " must be finite");
+    if (tok < 0 || tok >= c.vocabSize) invalid("logitBias", "logitBias token " + std::to_string(tok) + " is out of range [0, " + std::to_string(c.vocabSize) + ")");
+    if (!std::isfinite(bias)) invalid("logitBias", "logitBias for token " + std::to_string(tok) + " must be finite");
   }
   for (int tok : r.stopTokenIds) {
-    if (tok < 0 || tok >= c.vocabSize) invalid("stopTokenIds entry " + std::to_string(tok) + " is out of range [0, " + std::to_string(c.vocabSize) + ")");
+    if (tok < 0 || tok >= c.vocabSize) invalid("stopTokenIds", "stopTokenIds entry " + std::to_string(tok) + " is out of range [0, " + std::to_string(c.vocabSize) + ")");
   }
-  if (r.logprobs < -1 || r.logprobs > 20) invalid("logprobs must be in [-1, 20], got " + std::to_string(r.logprobs));
+  if (r.logprobs < -1 || r.logprobs > engine_defaults::kMaxLogprobs) {
+    invalid("logprobs", "logprobs must be in [-1, " + std::to_string(engine_defaults::kMaxLogprobs) + "], got " + std::to_string(r.logprobs));
+  }
   if (!r.hasEnsemble) return;
   const int n = int(r.ensemble.size());
-  if (!r.adapters.empty()) invalid("adapters must be empty when ensemble is set (each ensemble member has its own adapters)");
-  if (n < 2 || n > 16) invalid("ensemble must have 2 to 16 members, got " + std::to_string(n));
+  if (!r.adapters.empty()) invalid("adapters", "adapters must be empty when ensemble is set (each ensemble member has its own adapters)");
+  if (n < engine_defaults::kMinEnsembleMembers || n > engine_defaults::kMaxEnsembleMembers) {
+    invalid("ensemble", "ensemble must have " + std::to_string(engine_defaults::kMinEnsembleMembers) + " to " +
+                            std::to_string(engine_defaults::kMaxEnsembleMembers) + " members, got " + std::to_string(n));
+  }
   if (n > options_.maxNumSeqs) {
-    invalid("ensemble has " + std::to_string(n) + " members but the engine decodes at most " + std::to_string(options_.maxNumSeqs) +
+    invalid("ensemble", "ensemble has " + std::to_string(n) + " members but the engine decodes at most " + std::to_string(options_.maxNumSeqs) +
             " sequences per step (maxNumSeqs)");
   }
   for (int i = 0; i < n; i++) {
     const float w = r.ensemble[size_t(i)].weight;
-    if (!std::isfinite(w) || w <= 0) invalid("ensemble[" + std::to_string(i) + "].weight must be a finite number > 0, got " + std::to_string(w));
+    if (!std::isfinite(w) || w <= 0) invalid("ensemble[" + std::to_string(i) + "].weight", "ensemble[" + std::to_string(i) + "].weight must be a finite number > 0, got " + std::to_string(w));
   }
 }
 
@@ -129,7 +131,7 @@ std::vector<Engine::Member> Engine::acquireMembers(const SequenceRequest& req) {
       members.push_back(std::move(m));
     } catch (const std::exception& ex) {
       releaseMembers(members);
-      invalid("ensemble[" + std::to_string(i) + "].adapters: " + ex.what());
+      raise(errorCodeOf(ex), "ensemble[" + std::to_string(i) + "].adapters: " + ex.what(), "SequenceParams.ensemble[" + std::to_string(i) + "].adapters");
     }
   }
   return members;
@@ -158,7 +160,7 @@ int64_t Engine::addSequence(SequenceRequest req) {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
     releaseMembers(seq->members);
-    invalid("the engine is disposed");
+    raise(ErrorCode::Disposed, "the engine is disposed");
   }
   seq->id = nextId_++;
   const int64_t id = seq->id;
@@ -177,10 +179,10 @@ void Engine::cancel(int64_t seqId) {
 void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
                      std::function<void(ForwardOutput&&)> done) {
   const ModelConfig& c = model_->config();
-  if (prompt.empty()) invalid("promptIds must not be empty");
+  if (prompt.empty()) invalid("promptIds", "promptIds must not be empty");
   checkTokens(prompt, c.vocabSize, "promptIds");
   if (int64_t(prompt.size()) > c.maxPositionEmbeddings) {
-    invalid("the prompt has " + std::to_string(prompt.size()) + " tokens; max_position_embeddings is " + std::to_string(c.maxPositionEmbeddings));
+    invalid("promptIds", "the prompt has " + std::to_string(prompt.size()) + " tokens; max_position_embeddings is " + std::to_string(c.maxPositionEmbeddings));
   }
   auto job = std::make_unique<ForwardJob>();
   job->loras = slots_.acquire(adapters);
@@ -189,7 +191,7 @@ void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<in
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
     slots_.release(job->loras);
-    invalid("the engine is disposed");
+    raise(ErrorCode::Disposed, "the engine is disposed");
   }
   forwards_.push_back(std::move(job));
   cv_.notify_one();
@@ -345,6 +347,7 @@ void Engine::runForward(ForwardJob& job) {
   } catch (const std::exception& ex) {
     out = ForwardOutput();
     out.error = std::string("forward failed: ") + ex.what();
+    out.errorCode = errorCodeOf(ex);
   }
   slots_.release(job.loras);
   job.done(std::move(out));
@@ -372,6 +375,7 @@ void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, 
       slots_.release(job->loras);
       ForwardOutput out;
       out.error = "the engine was disposed before the forward pass ran";
+      out.errorCode = ErrorCode::Disposed;
       job->done(std::move(out));
     } else {
       runForward(*job);

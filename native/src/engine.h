@@ -21,31 +21,14 @@
 #include <vector>
 
 #include "backend.h"
+#include "engine_options.h"
+#include "errors.h"
 #include "kv_cache.h"
 #include "lora.h"
 #include "model.h"
 #include "sampler.h"
 
 namespace openlora {
-
-/** Engine sizing (EngineOptions of native/types.ts, resolved). */
-struct EngineOptions {
-  int threads = 1;        // compute threads (including the engine thread)
-  int maxLoras = 16;      // adapter slots
-  int maxLoraRank = 64;   // largest rank a slot may hold
-  int maxNumSeqs = 64;    // batch entries (ensemble members count one each) running at once
-  int maxNumBatchedTokens = 512;  // tokens computed per step: decodes first, then prefill chunks (>= maxNumSeqs)
-  int blockSize = 16;             // tokens per KV block
-  int64_t kvCacheBytes = 0;       // KV pool budget; 0 = auto (see Engine::Engine); resolved there
-  int numKvBlocks = 0;            // KV pool size in blocks; 0 = from kvCacheBytes; resolved there
-  bool enablePrefixCaching = true;  // share full KV blocks between sequences with the same adapters and prefix
-  Quantization quantization = Quantization::None;  // base linear-layer storage (quant.h); applied by Model::load
-  int threadNice = 0;  // nice increment of the engine thread and its compute workers (Linux; 0 keeps the caller's)
-  // KV pool element type (vLLM --kv-cache-dtype): F32, or BF16 (half the bytes per block; K/V
-  // rounded to nearest even on write, widened exactly by attention). The CUDA backend keeps its
-  // device KV in bf16 whatever this says; the value there only sizes the pool.
-  cpu::KvDtype kvCacheDtype = cpu::KvDtype::F32;
-};
 
 /** One ensemble member (EnsembleMember of native/types.ts). */
 struct EnsembleMemberRequest {
@@ -59,7 +42,7 @@ struct SequenceRequest {
   std::vector<std::pair<int, float>> adapters;   // (slot, weight)
   bool hasEnsemble = false;                      // SequenceParams.ensemble was given
   std::vector<EnsembleMemberRequest> ensemble;   // [members] (2..16) when hasEnsemble
-  int maxTokens = 16;
+  int maxTokens = engine_defaults::kDefaultMaxTokens;
   SamplingParams sampling;
   std::vector<int> stopTokenIds;
   int logprobs = -1;  // -1 none; 0 the chosen token's; k > 0 also the top k (k <= 20)
@@ -85,6 +68,7 @@ struct ForwardOutput {
   int numTokens = 0;
   int vocab = 0;
   std::string error;          // non-empty on failure
+  ErrorCode errorCode = ErrorCode::Internal;  // why, when error is set
 };
 
 /** Engine counters. */
@@ -109,7 +93,7 @@ class Engine {
    * Sizes the KV pool and starts the engine thread. Pool size: options.numKvBlocks when > 0,
    * else options.kvCacheBytes / bytesPerBlock when > 0, else enough for maxNumSeqs sequences
    * of max_position_embeddings tokens, capped at 256 MiB but never below one full-length
-   * sequence. @throws std::runtime_error for inconsistent options (named).
+   * sequence. @throws Error (errors.h) for inconsistent options (named).
    * @param backend the compute backend (weights already uploaded); nullptr = the CPU forward on
    *   options.threads threads. The engine sizes its adapter pools and attaches its KV pool.
    */
@@ -127,7 +111,7 @@ class Engine {
   const char* backendName() const { return backend_->name(); }
   /**
    * Copy a loaded adapter into the backend's slot (call after slots().reserve(), before
-   * install(); any thread). CPU: nothing to do. @throws std::runtime_error on a device error.
+   * install(); any thread). CPU: nothing to do. @throws Error (errors.h) on a device error.
    */
   void uploadAdapter(int slot, const LoraAdapter& adapter) { backend_->uploadAdapter(slot, adapter); }
 
@@ -135,7 +119,7 @@ class Engine {
    * Validate and queue a sequence; returns its id (>= 1) at once. An ensemble request becomes
    * one Sequence with one member (own KV cache and adapter set, one batch entry each) per
    * ensemble member; its members are admitted, stepped, cancelled and freed together.
-   * @throws std::runtime_error naming the bad field (empty prompt, id out of range, unknown slot, ...).
+   * @throws Error (errors.h) naming the bad field (empty prompt, id out of range, unknown slot, ...).
    */
   int64_t addSequence(SequenceRequest req);
   /** Finish a sequence "cancelled" at the next step and free its KV cache; unknown ids are ignored. */

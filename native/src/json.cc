@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "errors.h"
+
 namespace openlora {
 
 JsonValue JsonValue::makeBool(bool b) {
@@ -74,7 +76,7 @@ class Parser {
 
  private:
   [[noreturn]] void fail(const std::string& reason) const {
-    throw std::runtime_error(what_ + ": invalid JSON at byte " + std::to_string(pos_) + ": " + reason);
+    raise(ErrorCode::BadFile, what_ + ": invalid JSON at byte " + std::to_string(pos_) + ": " + reason);
   }
 
   void skipSpace() {

@@ -58,7 +58,7 @@ class JsonValue {
  * Parse a complete JSON document.
  * @param text the document (UTF-8).
  * @param what a name for error messages, e.g. the file path.
- * @throws std::runtime_error "<what>: invalid JSON at byte N: <reason>".
+ * @throws Error (errors.h) "<what>: invalid JSON at byte N: <reason>".
  */
 JsonValue parseJson(const std::string& text, const std::string& what);
 

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "errors.h"
+
 namespace openlora {
 
 bool parseKvCacheDtype(const std::string& s, cpu::KvDtype* out) {
@@ -31,7 +33,7 @@ KvCache::KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int 
 
 bool SequenceKv::grow(int positions) {
   if (positions > maxPositions_) {
-    throw std::runtime_error("sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
+    invalidArgument("SequenceParams.maxTokens", "sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
                              std::to_string(maxPositions_) + ")");
   }
   const int bs = blockSize();
@@ -46,7 +48,7 @@ bool SequenceKv::grow(int positions) {
 
 void SequenceKv::reserve(int positions) const {
   if (positions > maxPositions_) {
-    throw std::runtime_error("sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
+    invalidArgument("SequenceParams.maxTokens", "sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
                              std::to_string(maxPositions_) + ")");
   }
   if (int64_t(table_.size()) * blockSize() < positions) {

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "dtype.h"
+#include "errors.h"
 #include "safetensors.h"
 
 namespace openlora {
@@ -14,7 +15,8 @@ namespace {
 
 const char* const kModuleNames[kNumLoraModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
-[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+/** A bad_file Error: the adapter file does not match its spec or the base model. */
+[[noreturn]] void fail(const std::string& msg) { raise(ErrorCode::BadFile, msg); }
 
 /** Transpose a [r, c] row-major matrix into [c, r]. */
 template <class T>
@@ -137,7 +139,7 @@ int loraModuleOut(const ModelConfig& c, LoraModule m) {
 
 std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, const std::vector<LoraModuleSpec>& modules,
                                                    const ModelConfig& config, int maxRank) {
-  if (modules.empty()) fail(path + ": the adapter spec lists no modules");
+  if (modules.empty()) invalidArgument("AdapterLoadSpec.modules", path + ": the adapter spec lists no modules");
   auto store = TensorStore::openFile(path);
   auto adapter = std::make_shared<LoraAdapter>();
   adapter->numLayers = config.numHiddenLayers;
@@ -146,11 +148,11 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
   for (const LoraModuleSpec& spec : modules) {
     const std::string where = path + ": layer " + std::to_string(spec.layer) + " " + loraModuleName(spec.module);
     if (spec.layer < 0 || spec.layer >= config.numHiddenLayers) {
-      fail(where + ": layer index out of range (the base model has " + std::to_string(config.numHiddenLayers) + " layers)");
+      invalidArgument("AdapterLoadSpec.modules", where + ": layer index out of range (the base model has " + std::to_string(config.numHiddenLayers) + " layers)");
     }
     auto& slot = adapter->pairs[size_t(spec.layer) * kNumLoraModules + int(spec.module)];
-    if (slot) fail(where + ": given twice in the adapter spec");
-    if (!std::isfinite(spec.scaling)) fail(where + ": scaling must be finite");
+    if (slot) invalidArgument("AdapterLoadSpec.modules", where + ": given twice in the adapter spec");
+    if (!std::isfinite(spec.scaling)) invalidArgument("AdapterLoadSpec.modules", where + ": scaling must be finite");
 
     const TensorView* a = store->find(spec.aName);
     const TensorView* b = store->find(spec.bName);
@@ -181,7 +183,7 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
     }
     if (aRank < 1) fail(path + ": tensor " + a->name + " has rank 0");
     if (aRank > maxRank) {
-      fail(path + ": LoRA rank " + std::to_string(aRank) + " of tensor " + a->name + " is greater than maxLoraRank " +
+      invalidArgument("maxLoraRank", path + ": LoRA rank " + std::to_string(aRank) + " of tensor " + a->name + " is greater than maxLoraRank " +
            std::to_string(maxRank));
     }
     auto pair = std::make_unique<LoraPair>();
@@ -203,7 +205,7 @@ int AdapterSlots::reserve() {
       return int(i);
     }
   }
-  fail("no free adapter slot: all " + std::to_string(slots_.size()) + " slots (maxLoras) are loaded or loading; unload one first");
+  raise(ErrorCode::NoFreeSlot, "no free adapter slot: all " + std::to_string(slots_.size()) + " slots (maxLoras) are loaded or loading; unload one first");
 }
 
 void AdapterSlots::install(int slot, std::shared_ptr<const LoraAdapter> adapter) {
@@ -223,12 +225,12 @@ void AdapterSlots::abandon(int slot) {
 void AdapterSlots::unload(int slot) {
   std::lock_guard<std::mutex> lock(mu_);
   if (slot < 0 || size_t(slot) >= slots_.size()) {
-    fail("adapter slot " + std::to_string(slot) + " is out of range [0, " + std::to_string(slots_.size()) + ")");
+    invalidArgument("slot", "adapter slot " + std::to_string(slot) + " is out of range [0, " + std::to_string(slots_.size()) + ")");
   }
   Slot& s = slots_[size_t(slot)];
-  if (s.state != State::Loaded) fail("adapter slot " + std::to_string(slot) + " is not loaded");
+  if (s.state != State::Loaded) raise(ErrorCode::NotFound, "adapter slot " + std::to_string(slot) + " is not loaded", "slot");
   if (s.refs > 0) {
-    fail("adapter slot " + std::to_string(slot) + " is in use by " + std::to_string(s.refs) + " live sequence(s)");
+    raise(ErrorCode::Busy, "adapter slot " + std::to_string(slot) + " is in use by " + std::to_string(s.refs) + " live sequence(s)");
   }
   s = Slot();
 }
@@ -238,10 +240,10 @@ std::vector<ActiveLora> AdapterSlots::acquire(const std::vector<std::pair<int, f
   std::vector<ActiveLora> out;
   for (const auto& [slot, weight] : refs) {
     if (slot < 0 || size_t(slot) >= slots_.size()) {
-      fail("adapter slot " + std::to_string(slot) + " is out of range [0, " + std::to_string(slots_.size()) + ")");
+      invalidArgument("slot", "adapter slot " + std::to_string(slot) + " is out of range [0, " + std::to_string(slots_.size()) + ")");
     }
-    if (slots_[size_t(slot)].state != State::Loaded) fail("adapter slot " + std::to_string(slot) + " is not loaded");
-    if (!std::isfinite(weight)) fail("adapter weight for slot " + std::to_string(slot) + " must be finite");
+    if (slots_[size_t(slot)].state != State::Loaded) raise(ErrorCode::NotFound, "adapter slot " + std::to_string(slot) + " is not loaded", "slot");
+    if (!std::isfinite(weight)) invalidArgument("weight", "adapter weight for slot " + std::to_string(slot) + " must be finite");
     out.push_back(ActiveLora{slot, weight, slots_[size_t(slot)].adapter});
   }
   for (const ActiveLora& a : out) slots_[size_t(a.slot)].refs++;

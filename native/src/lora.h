@@ -96,7 +96,7 @@ struct LoraModuleSpec {
  * Checks: every named tensor exists, has 2 dims that fit the base layer ([r, in] / [out, r],
  * transposed when fanInFanOut), A and B agree on r, 1 <= r <= maxRank, the same (layer, module)
  * is not given twice, and the values are finite.
- * @throws std::runtime_error naming the file, tensor and both numbers of any mismatch.
+ * @throws Error (errors.h) naming the file, tensor and both numbers of any mismatch.
  */
 std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, const std::vector<LoraModuleSpec>& modules,
                                                    const ModelConfig& config, int maxRank);

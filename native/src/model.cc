@@ -6,6 +6,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "errors.h"
 #include "../cpu/ops.h"
 #include "../cpu/paged_attention.h"
 #include "safetensors.h"
@@ -16,7 +17,7 @@ namespace {
 
 std::string readFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open (is this a Hugging Face model folder?)");
+  if (!in) raise(ErrorCode::NotFound, path + ": cannot open (is this a Hugging Face model folder?)");
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -29,8 +30,8 @@ std::vector<float> loadWeight(const TensorStore& store, const std::string& name,
   if (t.shape != shape) {
     TensorView expect;
     expect.shape = shape;
-    throw std::runtime_error(t.file + ": tensor " + name + " has shape " + t.shapeString() + ", expected " +
-                             expect.shapeString() + " (" + why + ")");
+    raise(ErrorCode::BadFile, t.file + ": tensor " + name + " has shape " + t.shapeString() + ", expected " +
+              expect.shapeString() + " (" + why + ")");
   }
   return t.toF32();
 }
@@ -112,7 +113,7 @@ std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const Weigh
   };
   const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, Q = c.qDim(), KV = c.kvDim();
   DType source = DType::F32;
-  if (!parseDType(dtype, &source)) throw std::runtime_error("Model::fromWeights: unsupported dtype \"" + dtype + "\"");
+  if (!parseDType(dtype, &source)) invalidArgument("dtype", "Model::fromWeights: unsupported dtype \"" + dtype + "\"");
   auto lin = [&](const std::string& name, int64_t out, int64_t in) { return makeLinear(get(name, out * in), out, in, quant, source); };
   model->embed_ = get("model.embed_tokens.weight", V * H);
   model->layers_.resize(size_t(c.numHiddenLayers));

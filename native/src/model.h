@@ -76,7 +76,7 @@ class Model {
    * bfloat16 (exact), anything else becomes float32 (quant.h makeLinear).
    * @param quant Int8: the seven linear layers of every decoder layer are stored int8 with
    *   per-output-channel scales (quant.h); embeddings, norms, biases and lm_head are not quantized.
-   * @throws std::runtime_error naming the file and field/tensor.
+   * @throws Error (errors.h) naming the file and field/tensor.
    */
   static std::shared_ptr<Model> load(const std::string& dir, Quantization quant = Quantization::None);
 

@@ -1,6 +1,8 @@
 // See napi_convert.h.
 #include "napi_convert.h"
 
+#include "errors.h"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -13,7 +15,7 @@ namespace {
 [[noreturn]] void bad(const std::string& field, const std::string& expected, const Napi::Value& v) {
   std::string got = v.IsUndefined() ? "undefined" : v.IsNull() ? "null" : v.IsString() ? "a string" : v.IsNumber() ? "a number"
                   : v.IsBoolean() ? "a boolean" : v.IsArray() ? "an array" : v.IsObject() ? "an object" : "another type";
-  throw std::runtime_error("Expected " + expected + " for " + field + " but received " + got);
+  invalidArgument(field, "Expected " + expected + " for " + field + " but received " + got);
 }
 
 Napi::Object asObject(const Napi::Value& v, const std::string& field) {
@@ -71,11 +73,6 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
   o.maxLoraRank = integer(obj, "maxLoraRank", "EngineOptions", &o.maxLoraRank);
   o.maxNumSeqs = integer(obj, "maxNumSeqs", "EngineOptions", &o.maxNumSeqs);
   o.threadNice = integer(obj, "threadNice", "EngineOptions", &o.threadNice);
-  if (o.threadNice < 0 || o.threadNice > 19) throw std::runtime_error("EngineOptions.threadNice must be in [0, 19], got " + std::to_string(o.threadNice));
-  if (o.threads < 1 || o.threads > 1024) throw std::runtime_error("EngineOptions.threads must be in [1, 1024], got " + std::to_string(o.threads));
-  if (o.maxLoras < 0 || o.maxLoras > 65536) throw std::runtime_error("EngineOptions.maxLoras must be in [0, 65536], got " + std::to_string(o.maxLoras));
-  if (o.maxLoraRank < 1 || o.maxLoraRank > 4096) throw std::runtime_error("EngineOptions.maxLoraRank must be in [1, 4096], got " + std::to_string(o.maxLoraRank));
-  if (o.maxNumSeqs < 1 || o.maxNumSeqs > 65536) throw std::runtime_error("EngineOptions.maxNumSeqs must be in [1, 65536], got " + std::to_string(o.maxNumSeqs));
   // Paged KV cache and scheduler (engine.h EngineOptions; resolved against the model in Engine::Engine).
   const int budgetDefault = std::max(o.maxNumBatchedTokens, o.maxNumSeqs);
   o.maxNumBatchedTokens = integer(obj, "maxNumBatchedTokens", "EngineOptions", &budgetDefault);
@@ -92,19 +89,16 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
     if (!kd.IsString()) bad("EngineOptions.kvCacheDtype", "\"float32\" or \"bfloat16\"", kd);
     const std::string name = kd.As<Napi::String>().Utf8Value();
     if (!parseKvCacheDtype(name, &o.kvCacheDtype))
-      throw std::runtime_error("EngineOptions.kvCacheDtype must be \"float32\" or \"bfloat16\", got \"" + name + "\"");
+      invalidArgument("EngineOptions.kvCacheDtype", "EngineOptions.kvCacheDtype must be \"float32\" or \"bfloat16\", got \"" + name + "\"");
   }
   Napi::Value pc = obj.Get("enablePrefixCaching");
   if (!pc.IsUndefined() && !pc.IsBoolean()) bad("EngineOptions.enablePrefixCaching", "a boolean", pc);
   if (pc.IsBoolean()) o.enablePrefixCaching = pc.As<Napi::Boolean>().Value();
-  if (o.blockSize < 1 || o.blockSize > 1024) throw std::runtime_error("EngineOptions.blockSize must be in [1, 1024], got " + std::to_string(o.blockSize));
-  if (o.numKvBlocks < 0) throw std::runtime_error("EngineOptions.numKvBlocks must be >= 1 (or 0 / absent: from kvCacheBytes), got " + std::to_string(o.numKvBlocks));
-  if (bytes < 0 || bytes > 9.0e15 || std::floor(bytes) != bytes) throw std::runtime_error("EngineOptions.kvCacheBytes must be an integer number of bytes >= 0 (0: automatic), got " + std::to_string(bytes));
-  o.kvCacheBytes = int64_t(bytes);
-  if (o.maxNumBatchedTokens < o.maxNumSeqs) {
-    throw std::runtime_error("EngineOptions.maxNumBatchedTokens (" + std::to_string(o.maxNumBatchedTokens) + ") must be >= maxNumSeqs (" +
-                             std::to_string(o.maxNumSeqs) + ") so every running sequence can decode in each step");
+  if (bytes < 0 || bytes > 9.0e15 || std::floor(bytes) != bytes) {
+    invalidArgument("EngineOptions.kvCacheBytes", "EngineOptions.kvCacheBytes must be an integer number of bytes >= 0 (0: automatic), got " + std::to_string(bytes));
   }
+  o.kvCacheBytes = int64_t(bytes);
+  checkEngineOptions(o);
   return o;
 }
 

@@ -1,5 +1,5 @@
 // Conversions between JS values and the engine's C++ structs (types of native/types.ts).
-// Every reader throws std::runtime_error naming the field ("SequenceParams.maxTokens ...");
+// Every reader throws Error(invalid_argument) (errors.h) naming the field ("SequenceParams.maxTokens ...");
 // callers convert to JS errors at the N-API edge.
 #pragma once
 

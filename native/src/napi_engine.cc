@@ -6,6 +6,7 @@
 
 #include "delivery_gate.h"
 #include "napi_convert.h"
+#include "napi_errors.h"
 
 namespace openlora {
 
@@ -28,16 +29,10 @@ Napi::Value guarded(Napi::Env env, Fn&& fn) {
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+    throw jsError(env, e);
   } catch (...) {
-    throw Napi::Error::New(env, "unknown native error");
+    throw jsError(env, ErrorCode::Internal, "unknown native error");
   }
-}
-
-Napi::Promise rejected(Napi::Env env, const std::string& msg) {
-  auto d = Napi::Promise::Deferred::New(env);
-  d.Reject(Napi::Error::New(env, msg).Value());
-  return d.Promise();
 }
 
 }  // namespace
@@ -88,7 +83,7 @@ void callJs(Napi::Env env, Napi::Function, std::shared_ptr<Bridge>* ctx, JsTask*
     // An exception thrown by a JS callback: surface it as uncaught, like any event handler.
     e.ThrowAsJavaScriptException();
   } catch (const std::exception& e) {
-    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+    jsError(env, e).ThrowAsJavaScriptException();
   }
 }
 
@@ -143,7 +138,7 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   } catch (const std::exception& e) {
     bridge_->released = true;
     bridge_->tsfn.Release();
-    throw Napi::Error::New(env, std::string("cannot start the engine: ") + e.what());
+    throw jsError(env, errorCodeOf(e), std::string("cannot start the engine: ") + e.what(), errorFieldOf(e));
   }
   // Registered after the TSFN, so it runs before the TSFN's own teardown (hooks run LIFO).
   napi_add_env_cleanup_hook(env, &EngineWrap::cleanupHook, this);
@@ -223,6 +218,7 @@ class LoadAdapterWorker : public Napi::AsyncWorker {
       engine_->slots().install(slot_, std::move(adapter));
     } catch (const std::exception& e) {
       engine_->slots().abandon(slot_);  // all or nothing: the slot is free again
+      caught_.keep(e);
       SetError(e.what());
     } catch (...) {
       engine_->slots().abandon(slot_);
@@ -230,7 +226,7 @@ class LoadAdapterWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), slot_)); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(caught_.toJs(e).Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -238,13 +234,14 @@ class LoadAdapterWorker : public Napi::AsyncWorker {
   int slot_;
   std::string path_;
   std::vector<LoraModuleSpec> modules_;
+  CaughtError caught_;
 };
 
 }  // namespace
 
 Napi::Value EngineWrap::loadAdapter(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (bridge_->disposing) return rejected(env, "the engine is disposed");
+  if (bridge_->disposing) return rejectedPromise(env, ErrorCode::Disposed, "the engine is disposed");
   std::string path;
   std::vector<LoraModuleSpec> modules;
   int slot = -1;
@@ -252,9 +249,9 @@ Napi::Value EngineWrap::loadAdapter(const Napi::CallbackInfo& info) {
     readAdapterLoadSpec(info[0], &path, &modules);
     slot = bridge_->engine->slots().reserve();
   } catch (const std::exception& e) {
-    return rejected(env, e.what());
+    return rejectedPromise(env, e);
   } catch (...) {
-    return rejected(env, "unknown native error in loadAdapter");
+    return rejectedPromise(env, ErrorCode::Internal, "unknown native error in loadAdapter");
   }
   auto* worker = new LoadAdapterWorker(env, bridge_->engine, slot, std::move(path), std::move(modules));
   Napi::Promise p = worker->promise();
@@ -265,7 +262,7 @@ Napi::Value EngineWrap::loadAdapter(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::unloadAdapter(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (!info[0].IsNumber()) throw std::runtime_error("Expected an integer slot for unloadAdapter(slot)");
+    if (!info[0].IsNumber()) invalidArgument("slot", "Expected an integer slot for unloadAdapter(slot)");
     bridge_->engine->slots().unload(info[0].As<Napi::Number>().Int32Value());
     return env.Undefined();
   });
@@ -274,7 +271,7 @@ Napi::Value EngineWrap::unloadAdapter(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::addSequence(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (bridge_->disposing) throw std::runtime_error("the engine is disposed");
+    if (bridge_->disposing) raise(ErrorCode::Disposed, "the engine is disposed");
     int64_t id = bridge_->engine->addSequence(readSequenceParams(info[0]));
     bridge_->beginWork(env);
     return Napi::Number::New(env, double(id));
@@ -284,7 +281,7 @@ Napi::Value EngineWrap::addSequence(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::cancel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (!info[0].IsNumber()) throw std::runtime_error("Expected a sequence id for cancel(seqId)");
+    if (!info[0].IsNumber()) invalidArgument("seqId", "Expected a sequence id for cancel(seqId)");
     bridge_->engine->cancel(info[0].As<Napi::Number>().Int64Value());
     return env.Undefined();
   });
@@ -293,7 +290,7 @@ Napi::Value EngineWrap::cancel(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::onEvents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (!info[0].IsFunction()) throw std::runtime_error("Expected a function for onEvents(cb)");
+    if (!info[0].IsFunction()) invalidArgument("cb", "Expected a function for onEvents(cb)");
     bridge_->onEvents = Napi::Persistent(info[0].As<Napi::Function>());
     return env.Undefined();
   });
@@ -301,7 +298,7 @@ Napi::Value EngineWrap::onEvents(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (bridge_->disposing) return rejected(env, "the engine is disposed");
+  if (bridge_->disposing) return rejectedPromise(env, ErrorCode::Disposed, "the engine is disposed");
   auto deferred = Napi::Promise::Deferred::New(env);
   try {
     std::vector<int32_t> ids = readTokenIds(info[0], "promptIds");
@@ -314,7 +311,7 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
         Bridge::post(tsfn, [shared, deferred](Napi::Env env, Bridge& b) {
           b.endWork(env);
           if (!shared->error.empty()) {
-            deferred.Reject(Napi::Error::New(env, shared->error).Value());
+            deferred.Reject(jsError(env, shared->errorCode, shared->error).Value());
             return;
           }
           Napi::Float32Array logits = Napi::Float32Array::New(env, shared->logits.size());
@@ -331,9 +328,9 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
       throw;
     }
   } catch (const std::exception& e) {
-    deferred.Reject(Napi::Error::New(env, e.what()).Value());
+    deferred.Reject(jsError(env, e).Value());
   } catch (...) {
-    deferred.Reject(Napi::Error::New(env, "unknown native error in forward").Value());
+    deferred.Reject(jsError(env, ErrorCode::Internal, "unknown native error in forward").Value());
   }
   return deferred.Promise();
 }

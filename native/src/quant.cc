@@ -7,13 +7,15 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "errors.h"
+
 
 namespace openlora {
 
 Quantization parseQuantization(const std::string& s) {
   if (s == "none" || s.empty()) return Quantization::None;
   if (s == "int8") return Quantization::Int8;
-  throw std::runtime_error("EngineOptions.quantization must be \"none\" or \"int8\", got \"" + s + "\"");
+  invalidArgument("EngineOptions.quantization", "EngineOptions.quantization must be \"none\" or \"int8\", got \"" + s + "\"");
 }
 
 const char* quantizationName(Quantization q) { return q == Quantization::Int8 ? "int8" : "none"; }

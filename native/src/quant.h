@@ -15,7 +15,7 @@ namespace openlora {
 /** Base-weight storage chosen at load (EngineOptions.quantization). */
 enum class Quantization { None, Int8 };
 
-/** "none" | "int8" → Quantization. @throws std::runtime_error naming the option for anything else. */
+/** "none" | "int8" → Quantization. @throws Error (errors.h) naming the option for anything else. */
 Quantization parseQuantization(const std::string& s);
 const char* quantizationName(Quantization q);
 

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "errors.h"
 #include "json.h"
 
 namespace openlora {
@@ -22,8 +23,12 @@ namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull * 1024 * 1024;
 
-[[noreturn]] void fail(const std::string& path, const std::string& msg) {
-  throw std::runtime_error(path + ": " + msg);
+/** A bad_file Error about `path`. */
+[[noreturn]] void fail(const std::string& path, const std::string& msg) { raise(ErrorCode::BadFile, path + ": " + msg); }
+
+/** The error for a file that cannot be opened: not_found when it does not exist, else bad_file. */
+[[noreturn]] void failOpen(const std::string& path, int err) {
+  raise(err == ENOENT ? ErrorCode::NotFound : ErrorCode::BadFile, path + ": cannot open: " + std::strerror(err));
 }
 
 /** A JSON number that must be a non-negative integer below 2^53. */
@@ -43,7 +48,7 @@ bool fileExists(const std::string& p) {
 
 std::string readText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!in) failOpen(path, errno);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -71,7 +76,7 @@ std::vector<float> TensorView::toF32() const {
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0) failOpen(path, errno);
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
@@ -184,7 +189,7 @@ std::unique_ptr<TensorStore> TensorStore::openDir(const std::string& dir) {
     return store;
   }
   if (!fileExists(indexPath)) {
-    fail(dir, "no model.safetensors or model.safetensors.index.json in the model folder");
+    raise(ErrorCode::NotFound, dir + ": no model.safetensors or model.safetensors.index.json in the model folder");
   }
   JsonValue index = parseJson(readText(indexPath), indexPath);
   const JsonValue* wm = index.find("weight_map");

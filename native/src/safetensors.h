@@ -36,7 +36,7 @@ struct TensorView {
  * JSON object, each tensor has a supported dtype, a non-negative integer shape, offsets
  * [begin, end] inside the data region with shape product * dtype size == end - begin, and no
  * two tensors overlap.
- * @throws std::runtime_error naming the file and, where it applies, the tensor.
+ * @throws Error (errors.h) naming the file and, where it applies, the tensor.
  */
 class SafetensorsFile {
  public:
