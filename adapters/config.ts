@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Config, ModelEntry } from '../config/schema.ts';
 import type { AdapterManagerOptions, Logger } from './manager.ts';
 import { AdapterSources, parseHubId, type AdapterSource } from './sources.ts';
-import { AdapterError } from '../plugin/errors.ts';
+import { AdapterError } from './errors.ts';
 
 /** The tier and source options of one base model's AdapterManager. */
 export function adapterTierOptions(entry: ModelEntry, config: Config, log: Logger): Partial<AdapterManagerOptions> {

@@ -27,16 +27,30 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { NativeError, wrapNativeError } from '../native/errors.ts';
 import type { ModelInfo, NativeEngine } from '../native/types.ts';
-import { AdapterError, ModelNotFoundError, OpenLoraError, ServiceUnavailableError } from '../plugin/errors.ts';
 import { tmpdir } from 'node:os';
 import type { Composition } from './composition.ts';
+import { AdapterError, unknownAdapter } from './errors.ts';
 import { MergeCache } from './merge-cache.ts';
 import { adapterMetrics, type Tier } from './metrics.ts';
 import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from './peft.ts';
 import { AdapterSources, confinePath, sourceOf, type AdapterSource } from './sources.ts';
 import type { AdapterLoadSpec } from '../native/types.ts';
 import type { AdapterInfo, AdapterLease, AdapterProvider } from './types.ts';
+
+/**
+ * What an engine refusal of `loadAdapter` becomes: a bad file, a missing tensor or a rank above
+ * maxLoraRank stays the client's fault (`invalid_adapter`, 400), "no free slot" stays a retryable `no_free_slot` (503), and anything
+ * else (device failure, engine bug) keeps its NativeError code (500), prefixed with the adapter.
+ */
+function engineRefusal(name: string, path: string, err: unknown): Error {
+  const n = wrapNativeError(err);
+  const message = `adapter ${name}: the engine refused ${path}: ${n.message}`;
+  if (n.code === 'bad_file' || n.code === 'not_found' || n.code === 'invalid_argument') return new AdapterError(message, 'invalid_adapter', { cause: n });
+  if (n.code === 'no_free_slot') return new AdapterError(message, 'no_free_slot', { param: null, cause: n });
+  return new NativeError(message, n.code, null, { cause: n });
+}
 
 /** Adapter names: no `:`, `@`, `+` or `/`, which the model-name syntax `BASE:A@0.6+B@0.4` uses. */
 export const ADAPTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -243,8 +257,8 @@ export class AdapterManager implements AdapterProvider {
   /**
    * Register one adapter folder under `name` (config parsed and validated now, tensors later).
    * Registering the same name and folder again returns the existing info.
-   * @throws AdapterError for an invalid name (400), a name already taken by another folder
-   *   (409), or an invalid adapter config (400, naming the file and field).
+   * @throws AdapterError `invalid_adapter` for an invalid name or adapter config (naming the
+   *   file and field), `adapter_name_conflict` for a name already taken by another folder.
    */
   register(name: string, dir: string): Promise<AdapterInfo> {
     return this.registerSource(name, { kind: 'local', path: resolve(dir) });
@@ -262,7 +276,7 @@ export class AdapterManager implements AdapterProvider {
     const where = source.kind === 'local' ? source.path : source.kind === 'url' ? source.url : `${source.repo}@${source.revision}`;
     const taken = () => {
       const e = this.entries.get(name);
-      if (e && e.info.root !== where) throw new AdapterError(`adapter ${name} is already registered from ${e.info.root}`, 409, 'adapter_exists');
+      if (e && e.info.root !== where) throw new AdapterError(`adapter ${name} is already registered from ${e.info.root}`, 'adapter_name_conflict');
       return e?.info;
     };
     const existing = taken();
@@ -290,17 +304,17 @@ export class AdapterManager implements AdapterProvider {
    * inside an adapter root (realpath-checked: no `..`, no symlink escape), an http(s) URL
    * (when `allowUrls`) or a hub id `org/name[@rev]` (when a hub endpoint is configured or the
    * Hugging Face cache has it).
-   * @throws AdapterError 400 (bad path / name / adapter), 409 (name taken), download errors.
+   * @throws AdapterError `adapter_exists` (name taken), `invalid_lora_path`, `invalid_adapter`, download codes.
    */
   async loadRuntime(name: string, location: string): Promise<AdapterInfo> {
     if (this.entries.has(name)) {
-      throw new AdapterError(`The lora adapter '${name}' has already been loaded.`, 400, 'adapter_exists');
+      throw new AdapterError(`The lora adapter '${name}' has already been loaded.`, 'adapter_exists', { param: 'lora_name' });
     }
     let src = sourceOf(location);
-    if (!src) throw new AdapterError(`lora_path ${JSON.stringify(location)}: expected an absolute path, an http(s) URL or a hub id org/name[@revision]`, 400, 'invalid_lora_path');
+    if (!src) throw new AdapterError(`lora_path ${JSON.stringify(location)}: expected an absolute path, an http(s) URL or a hub id org/name[@revision]`, 'invalid_lora_path', { param: 'lora_path' });
     if (src.kind === 'local') src = { kind: 'local', path: await confinePath(location, this.adapterRoots) };
     if (src.kind === 'url' && !this.allowUrls) {
-      throw new AdapterError(`lora_path ${JSON.stringify(location)}: URL sources are disabled (adapterSources.allowUrls)`, 400, 'invalid_lora_path');
+      throw new AdapterError(`lora_path ${JSON.stringify(location)}: URL sources are disabled (adapterSources.allowUrls)`, 'invalid_lora_path', { param: 'lora_path' });
     }
     const info = await this.registerSource(name, src);
     // Validate the tensors now (header, shapes, ranks) so a bad file is refused by the load call.
@@ -350,13 +364,13 @@ export class AdapterManager implements AdapterProvider {
 
   /**
    * Make `name` resident (JIT, single-flight) and pin it until the lease is released.
-   * @throws ModelNotFoundError (404) for an unknown name; AdapterError (4xx) for invalid adapter
-   *   files or an engine refusal; ServiceUnavailableError (503) when every slot stays pinned for
-   *   `slotWaitMs`.
+   * @throws AdapterError `model_not_found` for an unknown name, `invalid_adapter` for invalid
+   *   adapter files or an engine refusal of them, `no_free_slot` when every slot stays pinned for
+   *   `slotWaitMs`; NativeError (`device_error`, ...) when the engine fails the upload.
    */
   async acquire(name: string): Promise<AdapterLease> {
     const e = this.entries.get(name);
-    if (!e) throw new ModelNotFoundError(`${this.baseName}:${name}`);
+    if (!e) throw unknownAdapter(`${this.baseName}:${name}`);
     e.pins++; // pinned from here on, so a concurrent load can't evict it between load and lease
     this.gauge();
     try {
@@ -370,7 +384,7 @@ export class AdapterManager implements AdapterProvider {
         this.counters.hits++;
         adapterMetrics.hits.inc({ ...this.m, tier: 'device' });
       }
-      if (e.removed) throw new ModelNotFoundError(`${this.baseName}:${name}`, 'It was unloaded.');
+      if (e.removed) throw unknownAdapter(`${this.baseName}:${name}`, 'It was unloaded.');
     } catch (err) {
       this.unpin(e);
       throw err;
@@ -511,7 +525,7 @@ export class AdapterManager implements AdapterProvider {
       const waited = await this.reserveSlot(name);
       if (waited) this.prefetchedWhileWaiting++;
       reserved = true;
-      if (e.removed) throw new ModelNotFoundError(`${this.baseName}:${name}`, 'It was unloaded.');
+      if (e.removed) throw unknownAdapter(`${this.baseName}:${name}`, 'It was unloaded.');
       this.counters.engineLoads++;
       adapterMetrics.loads.inc({ ...this.m, tier: 'device' });
       const t0 = performance.now();
@@ -519,8 +533,7 @@ export class AdapterManager implements AdapterProvider {
       try {
         slot = await this.engine.loadAdapter(spec);
       } catch (err) {
-        if (err instanceof OpenLoraError) throw err;
-        throw new AdapterError(`adapter ${name}: the engine refused ${spec.path}: ${(err as Error)?.message ?? String(err)}`);
+        throw engineRefusal(name, spec.path, err);
       }
       e.slot = slot;
       this.resident.add(e);
@@ -552,8 +565,10 @@ export class AdapterManager implements AdapterProvider {
       const left = deadline - performance.now();
       if (left <= 0) {
         this.counters.slotTimeouts++;
-        throw new ServiceUnavailableError(
+        throw new AdapterError(
           `adapter ${name}: all ${this.info.maxLoras} adapter slots are in use by running requests (waited ${this.slotWaitMs} ms); retry later`,
+          'no_free_slot',
+          { param: null },
         );
       }
       if (!waited) this.counters.slotWaits++;

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { ModelInfo } from '../native/types.ts';
-import { OpenLoraError } from '../plugin/errors.ts';
+import { AdapterError } from './errors.ts';
 import type { Composition } from './composition.ts';
 import { canonicalMergeKey, type MergeSpec } from './merge/materialize.ts';
 import { materializeMergeOffThread } from './merge/off-thread.ts';
@@ -57,7 +57,7 @@ export class MergeCache {
 
   /**
    * Materialise (once) and acquire the merge.
-   * @throws InvalidRequestError / AdapterError (400) from the merge (bad density, rank mismatch, ...).
+   * @throws AdapterError `invalid_merge` / `invalid_adapter` from the merge (bad density, rank mismatch, ...).
    */
   async acquire(c: Composition): Promise<AdapterLease> {
     const name = this.nameOf(c);
@@ -72,7 +72,8 @@ export class MergeCache {
       if (!p) {
         p = this.build(name, c)
           .catch((err: unknown) => {
-            if (err instanceof OpenLoraError && err.status >= 400 && err.status < 500) this.rememberFailure(name, err);
+            // Only refusals of the input repeat identically; a busy slot or a failed worker may not.
+            if (err instanceof AdapterError && (err.code === 'invalid_merge' || err.code === 'invalid_adapter')) this.rememberFailure(name, err);
             throw err;
           })
           .finally(() => this.inFlight.delete(name));

@@ -16,7 +16,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
-import { AdapterError } from '../plugin/errors.ts';
+import { AdapterError } from './errors.ts';
 import {
   baseModules, layerSelected, LORA_MODULES, MODULE_PARENT, moduleDims, patternKey, pyFullmatch, selectorMatches,
   type LoraModule, type ModuleSelector,

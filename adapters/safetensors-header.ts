@@ -11,7 +11,7 @@
  * Only the 8-byte prefix and the header are read; tensor data is left for the engine.
  */
 import { open } from 'node:fs/promises';
-import { AdapterError } from '../plugin/errors.ts';
+import { AdapterError } from './errors.ts';
 
 /** Bytes per element of every dtype the safetensors format defines. */
 export const DTYPE_BYTES: Readonly<Record<string, number>> = {

@@ -20,7 +20,9 @@ import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AdapterError } from '../plugin/errors.ts';
+import { AdapterError, type AdapterErrorCode } from './errors.ts';
+
+const LORA_PATH = { param: 'lora_path' };
 import type { Logger } from './manager.ts';
 
 /** Where one adapter comes from. */
@@ -72,14 +74,14 @@ export function parseHubId(id: string): { repo: string; revision: string } | und
  * @throws AdapterError 400 naming the path: relative, `..` segments, outside every root, absent.
  */
 export async function confinePath(p: string, roots: string[]): Promise<string> {
-  if (!isAbsolute(p)) throw new AdapterError(`lora_path ${JSON.stringify(p)}: must be an absolute path`, 400, 'invalid_lora_path');
-  if (p.split(/[\\/]/).includes('..')) throw new AdapterError(`lora_path ${JSON.stringify(p)}: ".." segments are not allowed`, 400, 'invalid_lora_path');
-  if (roots.length === 0) throw new AdapterError('no adapter roots are configured (adapterRoots): runtime loads from paths are disabled', 400, 'invalid_lora_path');
+  if (!isAbsolute(p)) throw new AdapterError(`lora_path ${JSON.stringify(p)}: must be an absolute path`, 'invalid_lora_path', LORA_PATH);
+  if (p.split(/[\\/]/).includes('..')) throw new AdapterError(`lora_path ${JSON.stringify(p)}: ".." segments are not allowed`, 'invalid_lora_path', LORA_PATH);
+  if (roots.length === 0) throw new AdapterError('no adapter roots are configured (adapterRoots): runtime loads from paths are disabled', 'invalid_lora_path', LORA_PATH);
   let real: string;
   try {
     real = await realpath(p);
   } catch (err) {
-    throw new AdapterError(`lora_path ${JSON.stringify(p)}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 400, 'invalid_lora_path');
+    throw new AdapterError(`lora_path ${JSON.stringify(p)}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 'invalid_lora_path', LORA_PATH);
   }
   for (const root of roots) {
     const r = await realpath(root).catch(() => undefined);
@@ -87,7 +89,7 @@ export async function confinePath(p: string, roots: string[]): Promise<string> {
     const rel = relative(r, real);
     if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel) && !rel.split(sep).includes('..'))) return real;
   }
-  throw new AdapterError(`lora_path ${JSON.stringify(p)}: resolves to ${real}, outside the adapter roots (${roots.join(', ')})`, 400, 'invalid_lora_path');
+  throw new AdapterError(`lora_path ${JSON.stringify(p)}: resolves to ${real}, outside the adapter roots (${roots.join(', ')})`, 'invalid_lora_path', LORA_PATH);
 }
 
 interface DiskEntry {
@@ -160,7 +162,7 @@ export class AdapterSources {
       const offline = await this.findInHfCache(src.repo, src.revision);
       if (offline) return offline;
       if (!this.hubEnabled) {
-        throw new AdapterError(`hub adapter ${src.repo}@${src.revision}: not in the Hugging Face cache ${this.opts.hfCacheDir} and no hub endpoint is configured (adapterSources.hubEndpoint)`, 404, 'adapter_not_found');
+        throw new AdapterError(`hub adapter ${src.repo}@${src.revision}: not in the Hugging Face cache ${this.opts.hfCacheDir} and no hub endpoint is configured (adapterSources.hubEndpoint)`, 'adapter_not_found');
       }
     }
     let p = this.inFlight.get(key);
@@ -257,20 +259,20 @@ export class AdapterSources {
   private async fetchFile(url: string, dest: string, sha256?: string): Promise<number> {
     const limit = this.opts.maxDownloadBytes;
     const ms = this.opts.downloadTimeoutMs;
-    const fail = (msg: string, status = 400, code = 'adapter_download_failed'): never => {
-      throw new AdapterError(`${url}: ${msg}`, status, code);
+    const fail = (msg: string, code: AdapterErrorCode = 'adapter_download_failed'): never => {
+      throw new AdapterError(`${url}: ${msg}`, code);
     };
     const signal = AbortSignal.timeout(ms);
     let res: Response;
     try {
       res = await fetch(url, { signal, redirect: 'follow' });
     } catch (err) {
-      return fail(signal.aborted ? `timed out after ${ms} ms` : `cannot fetch (${(err as Error).cause ?? (err as Error).message})`, signal.aborted ? 504 : 502);
+      return fail(signal.aborted ? `timed out after ${ms} ms` : `cannot fetch (${(err as Error).cause ?? (err as Error).message})`, signal.aborted ? 'adapter_download_timeout' : 'adapter_download_failed');
     }
-    if (res.status === 404) fail('not found (HTTP 404)', 404, 'adapter_not_found');
-    if (!res.ok || !res.body) fail(`HTTP ${res.status} ${res.statusText}`, 502);
+    if (res.status === 404) fail('not found (HTTP 404)', 'adapter_not_found');
+    if (!res.ok || !res.body) fail(`HTTP ${res.status} ${res.statusText}`);
     const declared = Number(res.headers.get('content-length') ?? NaN);
-    if (declared > limit) fail(`${declared} bytes exceeds the download limit of ${limit} bytes (adapterSources.maxDownloadBytes)`, 413, 'adapter_too_large');
+    if (declared > limit) fail(`${declared} bytes exceeds the download limit of ${limit} bytes (adapterSources.maxDownloadBytes)`, 'adapter_too_large');
     const hash = createHash('sha256');
     let got = 0;
     let lastLog = performance.now();
@@ -278,7 +280,7 @@ export class AdapterSources {
     const meter = async function* (body: AsyncIterable<Uint8Array>) {
       for await (const chunk of body) {
         got += chunk.length;
-        if (got > limit) fail(`more than ${limit} bytes: exceeds the download limit (adapterSources.maxDownloadBytes)`, 413, 'adapter_too_large');
+        if (got > limit) fail(`more than ${limit} bytes: exceeds the download limit (adapterSources.maxDownloadBytes)`, 'adapter_too_large');
         hash.update(chunk);
         if (performance.now() - lastLog > 2000) {
           lastLog = performance.now();
@@ -292,10 +294,10 @@ export class AdapterSources {
       await pipeline(Readable.fromWeb(res.body as never), meter, createWriteStream(dest));
     } catch (err) {
       if (err instanceof AdapterError) throw err;
-      fail(signal.aborted ? `timed out after ${ms} ms (${got} bytes received)` : `download failed after ${got} bytes (${(err as Error).message})`, signal.aborted ? 504 : 502);
+      fail(signal.aborted ? `timed out after ${ms} ms (${got} bytes received)` : `download failed after ${got} bytes (${(err as Error).message})`, signal.aborted ? 'adapter_download_timeout' : 'adapter_download_failed');
     }
-    if (Number.isFinite(declared) && got !== declared) fail(`truncated download: ${got} of ${declared} bytes`, 502);
-    if (sha256 && hash.digest('hex') !== sha256.toLowerCase()) fail(`sha256 mismatch (expected ${sha256})`, 400, 'adapter_checksum_mismatch');
+    if (Number.isFinite(declared) && got !== declared) fail(`truncated download: ${got} of ${declared} bytes`);
+    if (sha256 && hash.digest('hex') !== sha256.toLowerCase()) fail(`sha256 mismatch (expected ${sha256})`, 'adapter_checksum_mismatch');
     return got;
   }
 

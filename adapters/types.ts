@@ -51,14 +51,15 @@ export interface AdapterProvider {
   get(name: string): AdapterInfo | undefined;
   /**
    * Make the adapter resident in a device slot (loading it just in time, one load for
-   * concurrent callers) and pin it. Throws ModelNotFoundError for unknown names and
-   * AdapterError (4xx, message naming the file/field) for invalid adapter files.
+   * concurrent callers) and pin it. Throws AdapterError `model_not_found` for unknown names,
+   * `invalid_adapter` (message naming the file/field) for invalid adapter files, `no_free_slot`
+   * when every slot stays pinned (adapters/errors.ts).
    */
   acquire(name: string): Promise<AdapterLease>;
   /**
    * Materialise a merge of this base's adapters (linear, ties, dare_*, magnitude_prune, svd
    * variants) once, cache it as a synthetic adapter keyed by the canonical spec, and acquire it
-   * like any adapter. Throws InvalidRequestError/AdapterError (400) naming the bad field
+   * like any adapter. Throws AdapterError (`invalid_merge`, `invalid_adapter`) naming the bad field
    * (`merge.density`, rank mismatch, ...).
    */
   acquireMerged(composition: Composition): Promise<AdapterLease>;
@@ -68,7 +69,7 @@ export interface AdapterProvider {
 
 /** The runtime load/unload API's view of a provider (POST /v1/load_lora_adapter, /v1/unload_lora_adapter). */
 export interface RuntimeAdapterProvider extends AdapterProvider {
-  /** Register `name` from an absolute path inside the adapter roots, a URL or a hub id. Throws AdapterError (4xx). */
+  /** Register `name` from an absolute path inside the adapter roots, a URL or a hub id. Throws AdapterError (adapters/errors.ts). */
   loadRuntime(name: string, location: string): Promise<AdapterInfo>;
   /** Forget `name` (running requests finish first); false when unknown. */
   unregister(name: string): boolean;

@@ -2,7 +2,7 @@
  * `Engine`: the typed TypeScript face of the native engine.
  *
  * It wraps one `NativeEngine` (native/types.ts), validates every request in TS before it
- * crosses into C++ (throwing `InvalidRequestError` from plugin/errors.ts, naming the field), and
+ * crosses into C++ (throwing `NativeError` `invalid_argument` from native/errors.ts, naming the field), and
  * fans the per-step event batches out to one listener per sequence.
  *
  * Usage:
@@ -13,9 +13,9 @@
  * await engine.dispose();
  * ```
  */
-import { InvalidRequestError } from '../plugin/errors.ts';
 import { loadNativeAddon } from './binding.ts';
 import { SequenceDispatcher } from './dispatch.ts';
+import { NativeError } from './errors.ts';
 import type {
   AdapterLoadSpec,
   AdapterRef,
@@ -56,6 +56,8 @@ export interface GenerationHandle {
   cancel(): void;
 }
 
+/** A refused argument: `NativeError` with code `invalid_argument`; `param` is the field. */
+const invalid = (message: string, param: string | null = null): NativeError => new NativeError(message, 'invalid_argument', param);
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
@@ -101,7 +103,7 @@ export class Engine {
   /**
    * Start generating. `onEvent` (optional) sees every event of this sequence as it arrives
    * (one per generated token; the last carries finishReason). Validates first:
-   * @throws InvalidRequestError naming the offending SequenceParams field.
+   * @throws NativeError `invalid_argument` naming the offending SequenceParams field.
    */
   generate(params: SequenceParams, onEvent?: (event: SequenceEvent) => void): GenerationHandle {
     this.validate(params);
@@ -156,29 +158,28 @@ export class Engine {
 
   private checkPrompt(ids: unknown, maxLen: number): void {
     const vocab = this.modelInfo.vocabSize;
-    if (!Array.isArray(ids) || ids.length === 0) throw new InvalidRequestError('promptIds must be a non-empty array of token ids', 'promptIds');
+    if (!Array.isArray(ids) || ids.length === 0) throw invalid('promptIds must be a non-empty array of token ids', 'promptIds');
     ids.forEach((t, i) => {
       if (!isInt(t) || t < 0 || t >= vocab) {
-        throw new InvalidRequestError(`promptIds[${i}] = ${String(t)} is not a token id in [0, ${vocab})`, 'promptIds');
+        throw invalid(`promptIds[${i}] = ${String(t)} is not a token id in [0, ${vocab})`, 'promptIds');
       }
     });
     if (ids.length >= maxLen) {
-      throw new InvalidRequestError(
+      throw invalid(
         `The prompt has ${ids.length} tokens; the model's context is ${this.modelInfo.maxPositionEmbeddings} tokens, which leaves no room to generate`,
         'promptIds',
-        'context_length_exceeded',
       );
     }
   }
 
   /** @param field where the adapter set sits ("adapters" or "ensemble[i].adapters"), for messages. */
   private checkAdapters(adapters: unknown, field = 'adapters', param = 'adapters'): void {
-    if (!Array.isArray(adapters)) throw new InvalidRequestError(`${field} must be an array of {slot, weight}`, param);
+    if (!Array.isArray(adapters)) throw invalid(`${field} must be an array of {slot, weight}`, param);
     adapters.forEach((a: AdapterRef, i) => {
       if (!isInt(a?.slot) || a.slot < 0 || a.slot >= this.modelInfo.maxLoras) {
-        throw new InvalidRequestError(`${field}[${i}].slot must be an integer in [0, ${this.modelInfo.maxLoras})`, param);
+        throw invalid(`${field}[${i}].slot must be an integer in [0, ${this.modelInfo.maxLoras})`, param);
       }
-      if (!isFiniteNumber(a.weight)) throw new InvalidRequestError(`${field}[${i}].weight must be a finite number`, param);
+      if (!isFiniteNumber(a.weight)) throw invalid(`${field}[${i}].weight must be a finite number`, param);
     });
   }
 
@@ -187,29 +188,29 @@ export class Engine {
     const members: unknown = p.ensemble;
     if (members === undefined) return;
     if (!Array.isArray(members) || members.length < 2 || members.length > 16) {
-      throw new InvalidRequestError('ensemble must be an array of 2 to 16 members {adapters, weight}', 'ensemble');
+      throw invalid('ensemble must be an array of 2 to 16 members {adapters, weight}', 'ensemble');
     }
     if (p.adapters.length > 0) {
-      throw new InvalidRequestError('adapters must be empty when ensemble is set (each ensemble member has its own adapters)', 'adapters');
+      throw invalid('adapters must be empty when ensemble is set (each ensemble member has its own adapters)', 'adapters');
     }
     members.forEach((m: EnsembleMember, i) => {
-      if (typeof m !== 'object' || m === null) throw new InvalidRequestError(`ensemble[${i}] must be an object {adapters, weight}`, 'ensemble');
+      if (typeof m !== 'object' || m === null) throw invalid(`ensemble[${i}] must be an object {adapters, weight}`, 'ensemble');
       if (!isFiniteNumber(m.weight) || m.weight <= 0) {
-        throw new InvalidRequestError(`ensemble[${i}].weight must be a finite number > 0, got ${JSON.stringify(m.weight)}`, 'ensemble');
+        throw invalid(`ensemble[${i}].weight must be a finite number > 0, got ${JSON.stringify(m.weight)}`, 'ensemble');
       }
       this.checkAdapters(m.adapters, `ensemble[${i}].adapters`, 'ensemble');
     });
   }
 
   private validate(p: SequenceParams): void {
-    if (this.disposed) throw new InvalidRequestError('The engine is disposed', null);
-    if (typeof p !== 'object' || p === null) throw new InvalidRequestError('SequenceParams must be an object');
+    if (this.disposed) throw new NativeError('the engine is disposed', 'disposed');
+    if (typeof p !== 'object' || p === null) throw invalid('SequenceParams must be an object');
     const vocab = this.modelInfo.vocabSize;
     this.checkPrompt(p.promptIds, this.modelInfo.maxPositionEmbeddings);
     this.checkAdapters(p.adapters);
     this.checkEnsemble(p);
     const range = (name: keyof SequenceParams, ok: boolean, expected: string) => {
-      if (!ok) throw new InvalidRequestError(`${name} must be ${expected}, got ${JSON.stringify(p[name])}`, name);
+      if (!ok) throw invalid(`${name} must be ${expected}, got ${JSON.stringify(p[name])}`, name);
     };
     range('maxTokens', isInt(p.maxTokens) && p.maxTokens >= 1, 'an integer >= 1');
     range('temperature', isFiniteNumber(p.temperature) && p.temperature >= 0, 'a number >= 0');

@@ -263,4 +263,35 @@ export interface NativeAddon {
   loadModel(dir: string, options: EngineOptions): Promise<NativeEngine>;
   /** Whether this build includes the CUDA backend, and how many devices answer now. */
   cudaInfo(): { compiled: boolean; deviceCount: number; error: string };
+  /** The engine's defaults and bounds (native/src/engine_options.h) and its error codes (errors.h). */
+  engineDefaults(): EngineDefaults;
+}
+
+/** An integer EngineOptions field's default and inclusive bounds. */
+export interface IntOptionBounds {
+  default: number;
+  min: number;
+  max: number;
+}
+
+/** `NativeAddon.engineDefaults()`: the one C++ table of engine defaults, as the addon exports it. */
+export interface EngineDefaults {
+  /** Every integer EngineOptions field (threads' default is this machine's hardware concurrency; 0 = automatic for kvCacheBytes / numKvBlocks). */
+  options: Record<'threads' | 'threadNice' | 'maxLoras' | 'maxLoraRank' | 'maxNumSeqs' | 'maxNumBatchedTokens' | 'blockSize' | 'kvCacheBytes' | 'numKvBlocks', IntOptionBounds>;
+  enablePrefixCaching: boolean;
+  kvCacheDtype: string;
+  quantization: string;
+  backend: string;
+  /** The automatic KV budget's cap (bytes). */
+  autoKvCacheCapBytes: number;
+  /** Largest SequenceParams.logprobs. */
+  maxLogprobs: number;
+  minEnsembleMembers: number;
+  maxEnsembleMembers: number;
+  /** SequenceParams.maxTokens when absent. */
+  defaultMaxTokens: number;
+  /** The CUDA LoRA kernels' largest rank (the CUDA backend refuses maxLoraRank above it). */
+  cudaMaxLoraRank: number;
+  /** Every `err.code` the addon may set, in errors.h order. */
+  errorCodes: string[];
 }

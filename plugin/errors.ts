@@ -1,10 +1,19 @@
 /**
- * Typed errors and their one mapping to OpenAI error bodies.
+ * HTTP errors, and the one mapping of every error to an OpenAI error body.
  *
- * Every layer (config, adapters, native wrapper, routes) throws these classes; only the
- * Express error middleware calls `toOpenAIError`, so there is exactly one error shape on the
- * wire: `{error: {message, type, param, code}}` (openai-node `APIError.generate` in reverse).
+ * Two kinds of errors reach the Express error middleware:
+ * - `OpenLoraError` subclasses, thrown by the plugin itself (schemas, model resolution, auth,
+ *   limits): they carry their status and OpenAI `type`.
+ * - Domain errors of the layers below, which know nothing of HTTP: `AdapterError`
+ *   (adapters/errors.ts) and `NativeError` (native/errors.ts), each with a stable `code`.
+ *   `ERROR_TABLE` below maps every such code to a status and `type`: the only place that does.
+ *
+ * Only the Express error middleware (and the SSE error event) call `toOpenAIError`, so there is
+ * exactly one error shape on the wire: `{error: {message, type, param, code}}` (openai-node
+ * `APIError.generate` in reverse; llama.cpp server's `format_error_response`).
  */
+import { ADAPTER_ERROR_CODES, AdapterError, type AdapterErrorCode } from '../adapters/errors.ts';
+import { NATIVE_ERROR_CODES, NativeError, type NativeErrorCode } from '../native/errors.ts';
 
 /** Base class: an error that knows its HTTP status and OpenAI `type`/`param`/`code`. */
 export class OpenLoraError extends Error {
@@ -55,13 +64,6 @@ export class ContextLengthError extends OpenLoraError {
   }
 }
 
-/** 4xx: an adapter's files are invalid (bad config field, bad tensor, wrong shape, unsupported feature). */
-export class AdapterError extends OpenLoraError {
-  constructor(message: string, status = 400, code = 'invalid_adapter') {
-    super(status, message, 'invalid_request_error', 'model', code);
-  }
-}
-
 /** 503: the service cannot take the request now (model loading, no free adapter slot). */
 export class ServiceUnavailableError extends OpenLoraError {
   constructor(message: string, readonly retryAfterSeconds = 1) {
@@ -104,6 +106,62 @@ export class UpstreamError extends OpenLoraError {
   }
 }
 
+/** How one domain error code answers: HTTP status, OpenAI `type`, and whether to send Retry-After. */
+export interface ErrorRow {
+  status: number;
+  type: 'invalid_request_error' | 'server_error';
+  /** Send `retry-after: <err.retryAfterSeconds ?? 1>` (the condition is expected to clear). */
+  retry?: boolean;
+  /**
+   * The message is shown to the client (true for client faults and for engine failures whose
+   * text names the cause); false: a generic message, the detail goes to the log only.
+   */
+  expose: boolean;
+}
+
+/** A domain error code of a lower layer. */
+export type DomainErrorCode = AdapterErrorCode | NativeErrorCode;
+
+const client = (status: number): ErrorRow => ({ status, type: 'invalid_request_error', expose: true });
+
+/**
+ * THE table: every `AdapterError` / `NativeError` code → its HTTP answer. A code shared by both
+ * layers (`no_free_slot`) means the same thing in both and has one row.
+ * NOTE(why): "no free slot" is 503 + Retry-After, not 400: the request is fine and succeeds
+ * once a running request releases its adapter (vLLM and llama.cpp answer a full server with 503).
+ */
+export const ERROR_TABLE: Record<DomainErrorCode, ErrorRow> = {
+  // adapters/errors.ts
+  invalid_adapter: client(400),
+  invalid_merge: client(400),
+  adapter_exists: client(400), // vLLM's answer to loading a name twice
+  adapter_name_conflict: client(409),
+  invalid_lora_path: client(400),
+  adapter_not_found: client(404),
+  model_not_found: client(404),
+  adapter_download_failed: { status: 502, type: 'server_error', expose: true },
+  adapter_download_timeout: { status: 504, type: 'server_error', expose: true },
+  adapter_too_large: client(413),
+  adapter_checksum_mismatch: client(400),
+  no_free_slot: { status: 503, type: 'server_error', retry: true, expose: true },
+  // native/errors.ts. NOTE(why): at the HTTP edge a native error comes from serving a request,
+  // so the values and files it names came from that request (loadModel's refusals happen at
+  // start, never here): bad values / files are the client's (400); capacity is 503; the device,
+  // memory and engine bugs are ours (500).
+  invalid_argument: client(400),
+  not_found: client(400),
+  bad_file: client(400),
+  busy: client(409),
+  out_of_memory: { status: 500, type: 'server_error', expose: true },
+  device_error: { status: 500, type: 'server_error', expose: true },
+  unsupported_model: { status: 500, type: 'server_error', expose: true },
+  disposed: { status: 503, type: 'server_error', retry: true, expose: true },
+  internal: { status: 500, type: 'server_error', expose: false },
+};
+
+/** Every domain code, for the test that checks each has a row. */
+export const DOMAIN_ERROR_CODES: readonly DomainErrorCode[] = [...new Set<DomainErrorCode>([...ADAPTER_ERROR_CODES, ...NATIVE_ERROR_CODES])];
+
 /** The JSON body and status that answer an error. */
 export interface OpenAIErrorResponse {
   status: number;
@@ -111,11 +169,21 @@ export interface OpenAIErrorResponse {
   body: { error: { message: string; type: string; param: string | null; code: string | null } };
 }
 
+const GENERIC_MESSAGE = 'The server had an error while processing your request.';
+
 /**
- * Map any thrown value to an OpenAI error response. Unknown errors become 500
+ * Map any thrown value to an OpenAI error response: OpenLoraError as it says, domain errors
+ * through ERROR_TABLE, body-parser's 4xx as they are. Unknown errors become 500
  * `server_error` with a generic message (the detail goes to the log, not the client).
  */
 export function toOpenAIError(err: unknown): OpenAIErrorResponse {
+  if (err instanceof AdapterError || err instanceof NativeError) {
+    const row = ERROR_TABLE[err.code] ?? ERROR_TABLE.internal; // a code from a newer addon: 500
+    const headers: Record<string, string> = {};
+    if (row.retry) headers['retry-after'] = String(err instanceof AdapterError ? err.retryAfterSeconds : 1);
+    const message = row.expose ? err.message : GENERIC_MESSAGE;
+    return { status: row.status, headers, body: { error: { message, type: row.type, param: err.param, code: err.code } } };
+  }
   if (err instanceof OpenLoraError) {
     const headers: Record<string, string> = {};
     if (err instanceof ServiceUnavailableError || err instanceof RateLimitError) headers['retry-after'] = String(err.retryAfterSeconds);
@@ -146,7 +214,7 @@ export function toOpenAIError(err: unknown): OpenAIErrorResponse {
     headers: {},
     body: {
       error: {
-        message: 'The server had an error while processing your request.',
+        message: GENERIC_MESSAGE,
         type: 'server_error',
         param: null,
         code: null,

@@ -33,7 +33,7 @@ import { basename, join, resolve } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { ModelInfo } from '../../native/types.ts';
 import { MERGE_STRATEGIES as ALL_STRATEGIES, type MergeStrategy as AnyStrategy } from '../composition.ts';
-import { InvalidRequestError } from '../../plugin/errors.ts';
+import { AdapterError } from '../errors.ts';
 import { baseModules, LORA_MODULES, moduleDims, type LoraModule } from '../peft-match.ts';
 import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from '../peft.ts';
 import { SafetensorsWriter, type TensorDecl } from './safetensors-writer.ts';
@@ -92,11 +92,11 @@ export interface MergeResult {
 }
 
 const bad = (msg: string, param: string): never => {
-  throw new InvalidRequestError(msg, param);
+  throw new AdapterError(msg, 'invalid_merge', { param });
 };
 const labelOf = (a: MergeInput, i: number) => a.name ?? (a.dir ? basename(resolve(a.dir)) : a.parsed ? basename(a.parsed.dir) : `#${i}`);
 
-/** Validate the numeric/enum fields (no I/O). @throws InvalidRequestError naming the field. */
+/** Validate the numeric/enum fields (no I/O). @throws AdapterError `invalid_merge` naming the field. */
 export function validateMergeSpec(spec: MergeSpec, info: ModelInfo): MergeStrategy {
   if (!Array.isArray(spec.adapters) || spec.adapters.length === 0) bad('adapters: at least one adapter is required to merge', 'adapters');
   spec.adapters.forEach((a, i) => {
@@ -160,7 +160,7 @@ const maxRank = (p: ParsedAdapter) => Math.max(p.config.r, ...Object.values(p.co
  * Merge `spec.adapters` and write the result as a PEFT folder in `outDir` (created if needed).
  * Files are written under temporary names in `outDir` and renamed into place, weights first, so
  * a reader never sees a partial adapter (adapter_config.json appears last).
- * @throws InvalidRequestError (400, naming `adapters[i]` / `merge.*`) for bad specs, unequal ranks
+ * @throws AdapterError `invalid_merge` (naming `adapters[i]` / `merge.*`) for bad specs, unequal ranks
  *   where the strategy needs equal ranks, mixed target_modules kinds, ranks above the engine's
  *   limit; AdapterError for invalid input adapter folders.
  */

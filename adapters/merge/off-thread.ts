@@ -2,18 +2,18 @@
  * `materializeMerge` on a worker thread: the event loop only waits for a message.
  *
  * One short-lived worker per merge (merges are computed once per canonical spec and cached, so
- * they are rare); 4xx errors from the merge come back as `OpenLoraError` with the same status,
+ * they are rare); AdapterErrors from the merge come back as `AdapterError` with the same code,
  * message and `param`.
  */
 import { Worker } from 'node:worker_threads';
 import type { ModelInfo } from '../../native/types.ts';
-import { OpenLoraError } from '../../plugin/errors.ts';
+import { AdapterError, type AdapterErrorCode } from '../errors.ts';
 import type { MergeResult, MergeSpec } from './materialize.ts';
 
 /**
  * Run `materializeMerge(spec, info, outDir)` in a worker thread.
  * @param spec Adapters must be given by `dir` (parsed objects do not cross threads).
- * @throws OpenLoraError (4xx) for invalid merges; Error for worker failures.
+ * @throws AdapterError (`invalid_merge`, `invalid_adapter`) for invalid merges; Error for worker failures.
  */
 export function materializeMergeOffThread(spec: MergeSpec, info: ModelInfo, outDir: string): Promise<MergeResult> {
   return new Promise((resolve, reject) => {
@@ -21,10 +21,10 @@ export function materializeMergeOffThread(spec: MergeSpec, info: ModelInfo, outD
     // not inherit the parent's `--import tsx` hooks), then runs worker.ts.
     const worker = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: { spec, info, outDir } });
     let settled = false;
-    worker.once('message', (m: { ok?: MergeResult; err?: { message: string; status: number; param: string | null; code: string | null; type: string } }) => {
+    worker.once('message', (m: { ok?: MergeResult; err?: { message: string; code: AdapterErrorCode | null; param: string | null } }) => {
       settled = true;
       if (m.ok) resolve(m.ok);
-      else if (m.err && m.err.status < 500) reject(new OpenLoraError(m.err.status, m.err.message, m.err.type, m.err.param, m.err.code));
+      else if (m.err?.code) reject(new AdapterError(m.err.message, m.err.code, { param: m.err.param }));
       else reject(new Error(`merge failed: ${m.err?.message ?? 'unknown error'}`));
     });
     worker.once('error', (e) => {

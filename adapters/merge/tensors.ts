@@ -9,7 +9,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type { AdapterLoadSpec } from '../../native/types.ts';
-import { AdapterError } from '../../plugin/errors.ts';
+import { AdapterError } from '../errors.ts';
 import { LORA_DTYPES, type ParsedAdapter, type TargetModule } from '../peft.ts';
 import { readSafetensorsHeader, type SafetensorsHeader, type TensorEntry } from '../safetensors-header.ts';
 

@@ -1,10 +1,11 @@
 /**
  * Worker-thread entry for `materializeMerge` (./materialize.ts), so merges (seconds of SVD for
  * real shapes) never run on the event loop. Spawned by ./off-thread.ts with
- * `workerData = {spec, info, outDir}`; posts `{ok: MergeResult}` or `{err: {...}}`.
+ * `workerData = {spec, info, outDir}`; posts `{ok: MergeResult}` or
+ * `{err: {message, code, param}}` (code and param of an AdapterError, else null).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { OpenLoraError } from '../../plugin/errors.ts';
+import { AdapterError } from '../errors.ts';
 import { materializeMerge } from './materialize.ts';
 
 const { spec, info, outDir } = workerData;
@@ -12,14 +13,8 @@ try {
   parentPort!.postMessage({ ok: await materializeMerge(spec, info, outDir) });
 } catch (e) {
   const err = e as Error;
-  const known = err instanceof OpenLoraError;
+  const known = err instanceof AdapterError;
   parentPort!.postMessage({
-    err: {
-      message: err?.message ?? String(e),
-      status: known ? err.status : 500,
-      param: known ? err.param : null,
-      code: known ? err.code : null,
-      type: known ? err.type : 'server_error',
-    },
+    err: { message: err?.message ?? String(e), code: known ? err.code : null, param: known ? err.param : null },
   });
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterLoadSpec, ModelInfo, NativeEngine } from '../../native/types.ts';
 import { DTYPE_BYTES } from '../../adapters/safetensors-header.ts';
-import { AdapterError } from '../../plugin/errors.ts';
+import { AdapterError } from '../../adapters/errors.ts';
 import { moduleDims, MODULE_PARENT, type LoraModule } from '../../adapters/peft-match.ts';
 
 export const EXAMPLES = fileURLToPath(new URL('../../examples/adapters/', import.meta.url));
@@ -89,8 +89,10 @@ export class FakeEngine implements Pick<NativeEngine, 'loadAdapter' | 'unloadAda
   loads: AdapterLoadSpec[] = [];
   unloads: number[] = [];
   live = new Set<number>();
-  /** Reject the next N loads with this message. */
+  /** Reject the next N loads (with `failCode` on the error, as the addon sets `err.code`). */
   failNext = 0;
+  /** `err.code` of the simulated failure, as the addon sets it (undefined: an Error without a code, i.e. an engine bug). */
+  failCode: string | undefined = 'bad_file';
   constructor(readonly slots = 4, readonly delayMs = 5) {}
 
   async loadAdapter(spec: AdapterLoadSpec): Promise<number> {
@@ -98,7 +100,7 @@ export class FakeEngine implements Pick<NativeEngine, 'loadAdapter' | 'unloadAda
     await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.failNext > 0) {
       this.failNext--;
-      throw new Error('lora_A of layer 0 q_proj: simulated engine failure');
+      throw Object.assign(new Error('lora_A of layer 0 q_proj: simulated engine failure'), this.failCode ? { code: this.failCode } : {});
     }
     for (let s = 0; s < this.slots; s++) {
       if (!this.live.has(s)) {
@@ -115,11 +117,11 @@ export class FakeEngine implements Pick<NativeEngine, 'loadAdapter' | 'unloadAda
   }
 }
 
-/** Assert `p` rejects with a 400 AdapterError whose message matches every regex. */
+/** Assert `p` rejects with an `invalid_adapter` AdapterError whose message matches every regex. */
 export async function refuses(p: Promise<unknown>, ...res: RegExp[]): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
     assert.ok(err instanceof AdapterError, `expected AdapterError, got ${String(err)}`);
-    assert.equal(err.status, 400);
+    assert.equal(err.code, 'invalid_adapter');
     for (const re of res) assert.match(err.message, re);
     return true;
   });

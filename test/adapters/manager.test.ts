@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { AdapterManager, type Logger } from '../../adapters/manager.ts';
-import { AdapterError, ModelNotFoundError, ServiceUnavailableError } from '../../plugin/errors.ts';
+import { AdapterError } from '../../adapters/errors.ts';
+import { NativeError } from '../../native/errors.ts';
 import { EXAMPLES, FakeEngine, loraConfig, tinyInfo, tmpAdapters } from './helpers.ts';
 
 let t: Awaited<ReturnType<typeof tmpAdapters>>;
@@ -69,15 +70,15 @@ describe('registry', () => {
 
   test('register: invalid name 400, same name from another folder 409, same folder is idempotent', async () => {
     const { m } = setup();
-    await assert.rejects(m.register('x+y', join(t.root, 'a')), (e: unknown) => e instanceof AdapterError && e.status === 400);
+    await assert.rejects(m.register('x+y', join(t.root, 'a')), (e: unknown) => e instanceof AdapterError && e.code === 'invalid_adapter');
     const a = await m.register('a', join(t.root, 'a'));
     assert.equal(await m.register('a', join(t.root, 'a')), a);
-    await assert.rejects(m.register('a', join(t.root, 'b')), (e: unknown) => e instanceof AdapterError && e.status === 409 && /already registered/.test(e.message));
+    await assert.rejects(m.register('a', join(t.root, 'b')), (e: unknown) => e instanceof AdapterError && e.code === 'adapter_name_conflict' && /already registered/.test(e.message));
   });
 
-  test('acquire of an unknown name is a 404 ModelNotFoundError', async () => {
+  test('acquire of an unknown name is an AdapterError model_not_found', async () => {
     const { m } = setup();
-    await assert.rejects(m.acquire('ghost'), (e: unknown) => e instanceof ModelNotFoundError && e.status === 404 && /tiny:ghost/.test(e.message));
+    await assert.rejects(m.acquire('ghost'), (e: unknown) => e instanceof AdapterError && e.code === 'model_not_found' && /tiny:ghost/.test(e.message));
   });
 });
 
@@ -149,13 +150,13 @@ describe('residency', () => {
     lb.release();
   });
 
-  test('every slot pinned past slotWaitMs: 503, nothing leaked', async () => {
+  test('every slot pinned past slotWaitMs: no_free_slot (503), nothing leaked', async () => {
     const { m, engine } = setup(1, { slotWaitMs: 60 });
     await m.register('a', join(t.root, 'a'));
     await m.register('b', join(t.root, 'b'));
     const la = await m.acquire('a');
     const t0 = performance.now();
-    await assert.rejects(m.acquire('b'), (e: unknown) => e instanceof ServiceUnavailableError && e.status === 503 && /all 1 adapter slots are in use/.test(e.message));
+    await assert.rejects(m.acquire('b'), (e: unknown) => e instanceof AdapterError && e.code === 'no_free_slot' && /all 1 adapter slots are in use/.test(e.message));
     assert.ok(performance.now() - t0 >= 50);
     assert.equal(engine.loads.length, 1);
     assert.equal(m.stats().slotTimeouts, 1);
@@ -171,13 +172,31 @@ describe('residency', () => {
     await m.register('b', join(t.root, 'b'));
     engine.failNext = 1;
     const all = await Promise.allSettled(Array.from({ length: 10 }, () => m.acquire('a')));
-    assert.ok(all.every((r) => r.status === 'rejected' && r.reason instanceof AdapterError && /adapter a: the engine refused .*simulated engine failure/.test(r.reason.message)));
+    assert.ok(all.every((r) => r.status === 'rejected' && r.reason instanceof AdapterError && r.reason.code === 'invalid_adapter' && /adapter a: the engine refused .*simulated engine failure/.test(r.reason.message)));
     assert.equal(engine.loads.length, 1, 'one load for 10 concurrent acquires');
     assert.deepEqual({ resident: m.stats().resident, pinned: m.stats().pinned, loadFailures: m.stats().loadFailures }, { resident: 0, pinned: 0, loadFailures: 1 });
     (await m.acquire('b')).release(); // the only slot is free: no eviction needed
     assert.deepEqual(engine.unloads, []);
     (await m.acquire('a')).release(); // retried
     assert.equal(engine.loads.length, 3);
+  });
+
+  test("engine refusals keep their kind by err.code: no free slot is retryable, a device failure is the engine's", async () => {
+    const { m, engine } = setup(1);
+    await m.register('a', join(t.root, 'a'));
+    const cases: Array<[string, (e: unknown) => boolean]> = [
+      ['no_free_slot', (e) => e instanceof AdapterError && e.code === 'no_free_slot'],
+      ['device_error', (e) => e instanceof NativeError && e.code === 'device_error' && /adapter a: the engine refused/.test(e.message)],
+      ['bad_file', (e) => e instanceof AdapterError && e.code === 'invalid_adapter'],
+      ['not_found', (e) => e instanceof AdapterError && e.code === 'invalid_adapter'],
+    ];
+    for (const [code, ok] of cases) {
+      engine.failNext = 1;
+      engine.failCode = code;
+      await assert.rejects(m.acquire('a'), ok, code);
+      assert.equal(m.stats().pinned, 0, code);
+    }
+    (await m.acquire('a')).release();
   });
 
   test('a broken file fails the same way every time, never reaching the engine', async () => {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AdapterManager } from '../../adapters/manager.ts';
 import { AdapterSources, confinePath, parseHubId } from '../../adapters/sources.ts';
-import { AdapterError } from '../../plugin/errors.ts';
+import { AdapterError } from '../../adapters/errors.ts';
 import { writeRandomAdapter } from './gen.ts';
 import { FakeEngine, tinyInfo } from './helpers.ts';
 
@@ -74,15 +74,15 @@ describe('sources', () => {
   });
 
   test('sha256 mismatch, 404, size limit and time-out are refused naming the URL; nothing is left in the cache', async () => {
-    const cases: Array<[ReturnType<typeof manager>, string, string | undefined, RegExp, number]> = [
-      [manager(), `${hub}/plain/`, '0'.repeat(64), /sha256 mismatch/, 400],
-      [manager(), `${hub}/absent/`, undefined, /not found \(HTTP 404\)/, 404],
-      [manager({ maxDownloadBytes: 1000 }), `${hub}/plain/`, undefined, /exceeds the download limit of 1000 bytes/, 413],
-      [manager({ downloadTimeoutMs: 100 }), `${hub}/slow/`, undefined, /timed out after 100 ms/, 504],
+    const cases: Array<[ReturnType<typeof manager>, string, string | undefined, RegExp, string]> = [
+      [manager(), `${hub}/plain/`, '0'.repeat(64), /sha256 mismatch/, 'adapter_checksum_mismatch'],
+      [manager(), `${hub}/absent/`, undefined, /not found \(HTTP 404\)/, 'adapter_not_found'],
+      [manager({ maxDownloadBytes: 1000 }), `${hub}/plain/`, undefined, /exceeds the download limit of 1000 bytes/, 'adapter_too_large'],
+      [manager({ downloadTimeoutMs: 100 }), `${hub}/slow/`, undefined, /timed out after 100 ms/, 'adapter_download_timeout'],
     ];
     slowMs = 400;
-    for (const [{ m, sources }, url, sum, re, status] of cases) {
-      await assert.rejects(m.registerSource('x', { kind: 'url', url, sha256: sum }), (e: unknown) => e instanceof AdapterError && re.test(e.message) && e.message.includes(url.replace(/\/$/, '')) && e.status === status);
+    for (const [{ m, sources }, url, sum, re, code] of cases) {
+      await assert.rejects(m.registerSource('x', { kind: 'url', url, sha256: sum }), (e: unknown) => e instanceof AdapterError && re.test(e.message) && e.message.includes(url.replace(/\/$/, '')) && e.code === code);
       assert.deepEqual(await readdir(sources.cacheDir), [], `${url}: no file (not even a temp) is left`);
       assert.equal(m.get('x'), undefined);
     }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { canonicalMergeKey, materializeMerge } from '../../adapters/merge/materialize.ts';
 import { readAdapterTensors } from '../../adapters/merge/tensors.ts';
 import { buildLoadSpec, parseAdapterDir } from '../../adapters/peft.ts';
-import { InvalidRequestError } from '../../plugin/errors.ts';
+import { AdapterError } from '../../adapters/errors.ts';
 import { EXAMPLES, tinyInfo } from '../adapters/helpers.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,8 +29,8 @@ after(async () => rm(tmp, { recursive: true, force: true }));
 
 const refuses = async (p: Promise<unknown>, param: string, re: RegExp) => {
   await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof InvalidRequestError, String(err));
-    assert.equal(err.status, 400);
+    assert.ok(err instanceof AdapterError, String(err));
+    assert.equal(err.code, 'invalid_merge');
     assert.equal(err.param, param);
     assert.match(err.message, re);
     return true;

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { loadNativeAddon } from '../../native/binding.ts';
 import { Engine, type GenerationResult } from '../../native/engine.ts';
+import { NativeError } from '../../native/errors.ts';
 import type { EnsembleMember, NativeEngine, SequenceParams } from '../../native/types.ts';
 import { adapterSpec, loadReference, modelDir, params, testThreads } from './helpers.ts';
 
@@ -161,7 +162,7 @@ describe('ensemble generation', () => {
     engine.unloadAdapter(s);  // every member's pin was released
   });
 
-  test('invalid ensembles are refused in TS with InvalidRequestError naming the field', () => {
+  test('invalid ensembles are refused in TS with NativeError invalid_argument naming the field', () => {
     const p = ref.prompts[0].input_ids;
     const two = () => [member('shout', 1), member('whisper', 1)];
     const bad: Array<[Partial<SequenceParams>, RegExp]> = [
@@ -173,7 +174,7 @@ describe('ensemble generation', () => {
       [{ ensemble: two(), adapters: [{ slot: slot.shout, weight: 1 }] }, /adapters must be empty when ensemble is set/],
     ];
     for (const [over, re] of bad) {
-      assert.throws(() => engine.generate(params(p, over)), (e: Error) => e.name === 'InvalidRequestError' && re.test(e.message), re.source);
+      assert.throws(() => engine.generate(params(p, over)), (e: unknown) => e instanceof NativeError && e.code === 'invalid_argument' && re.test(e.message), re.source);
     }
   });
 

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { Engine } from '../../native/engine.ts';
+import { NativeError } from '../../native/errors.ts';
 import { adapterSpec, loadReference, modelDir, params, testThreads } from './helpers.ts';
 
 const ref = loadReference();
@@ -111,7 +112,7 @@ describe('sampling', () => {
     assert.deepEqual((await run({ maxTokens: 4 })).tokens, greedyRef.slice(0, 4));
   });
 
-  test('invalid parameters are refused in TS with InvalidRequestError naming the field', () => {
+  test('invalid parameters are refused in TS with NativeError invalid_argument naming the field', () => {
     const bad: Array<[Parameters<typeof params>[1], RegExp]> = [
       [{ promptIds: [] }, /promptIds/],
       [{ promptIds: [1, 5000] }, /promptIds\[1\]/],
@@ -122,7 +123,7 @@ describe('sampling', () => {
       [{ logitBias: [[2000, 1]] }, /logitBias/],
     ];
     for (const [over, re] of bad) {
-      assert.throws(() => engine.generate(params(prompt, over)), (e: Error) => e.name === 'InvalidRequestError' && re.test(e.message));
+      assert.throws(() => engine.generate(params(prompt, over)), (e: unknown) => e instanceof NativeError && e.code === 'invalid_argument' && re.test(e.message));
     }
   });
 

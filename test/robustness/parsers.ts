@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSafetensorsHeader } from '../../adapters/safetensors-header.ts';
 import { resolveConfig } from '../../adapters/peft.ts';
-import { AdapterError } from '../../plugin/errors.ts';
+import { AdapterError } from '../../adapters/errors.ts';
 import { tinyInfo } from '../adapters/helpers.ts';
 import { rng } from './gen-adapters.ts';
 
