@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
-import { createOpenLora, type OpenLora } from '../plugin/gateway.ts';
+import { createOpenLora, type OpenLora } from '../plugin/server.ts';
 
 /** A listening gateway: its base URL (`http://host:port/v1`) and a `close()` that frees the engine. */
 export interface RunningServer {

@@ -14,7 +14,7 @@ import { randomInt } from 'node:crypto';
 import type { Composition } from '../adapters/composition.ts';
 import type { SequenceEvent, SequenceParams, TokenLogprob } from '../native/types.ts';
 import { Channel } from './channel.ts';
-import { pinComposition } from './compose.ts';
+import { pinComposition } from '../adapters/pin.ts';
 import { IncrementalDetokenizer } from './detokenizer.ts';
 import { EngineError, InvalidRequestError, ServiceUnavailableError } from './errors.ts';
 import { choiceSeed, completionBudget, logitBiasPairs } from './request-checks.ts';
@@ -27,7 +27,7 @@ export type FinishReason = 'stop' | 'length';
 /** A request, already validated and tokenized. */
 export interface GenerateRequest {
   model: ServedModel;
-  /** The adapters and how they combine (compose.ts), or undefined for the base model. */
+  /** The adapters and how they combine (plugin/resolve.ts), or undefined for the base model. */
   composition?: Composition;
   /** One or more tokenized prompts; each gets `n` choices (choice index = prompt * n + i). */
   prompts: number[][];
@@ -162,7 +162,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
             onEngineDone,
           };
           const seqParams: SequenceParams = { ...params, promptIds, maxTokens, seed: choiceSeed(seed, index) };
-          c.seqId = model.hub.add(seqParams, (ev) => this.onEvent(c, ev));
+          c.seqId = model.dispatcher.add(seqParams, (ev) => this.onEvent(c, ev));
           ends.push(end);
           this.choices.push(c);
         }
@@ -183,7 +183,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   }
 
   private cancelLive(): void {
-    for (const c of this.choices) if (!c.engineDone) this.req.model.hub.cancel(c.seqId);
+    for (const c of this.choices) if (!c.engineDone) this.req.model.dispatcher.cancel(c.seqId);
   }
 
   private onEvent(c: ChoiceState, ev: SequenceEvent): void {
@@ -212,7 +212,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
       else if (r.text || c.pending.length > 0) this.emit(c, r.text, null);
     }
     // The engine keeps going unless it reported the end itself: cancel it.
-    if (c.finished && ev.finishReason === undefined) this.req.model.hub.cancel(c.seqId);
+    if (c.finished && ev.finishReason === undefined) this.req.model.dispatcher.cancel(c.seqId);
   }
 
   /** End a choice: flush the held-back text (unless a stop string cut it) and emit the last delta. */

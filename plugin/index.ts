@@ -20,7 +20,8 @@ import type { ModelInfo } from '../native/types.ts';
 import { Admission } from './admission.ts';
 import { accessOf, authenticate, KeyRing, mayUseModel, requireAdmin } from './auth.ts';
 import { InvalidRequestError, ModelNotFoundError, OpenLoraError, ServiceUnavailableError, toOpenAIError } from './errors.ts';
-import { silentLogger, type EngineLike, type LoggerLike } from './engine-hub.ts';
+import type { EngineLike } from '../native/dispatch.ts';
+import { silentLogger, type LoggerLike } from './logger.ts';
 import type { Generation } from './generate.ts';
 import { addMetricsSource, scrape } from './metrics.ts';
 import { ModelRegistry } from './registry.ts';
@@ -29,7 +30,8 @@ import { chatCompletions } from './routes/chat.ts';
 import { completions } from './routes/completions.ts';
 import { listModels, retrieveModel } from './routes/models.ts';
 import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes/admin.ts';
-import type { RouteContext } from './routes/shared.ts';
+import type { RouteContext } from './routes/context.ts';
+import { servesModel } from './resolve.ts';
 import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
 import { verifyJsonBody } from './body.ts';
 import { buildUpstreams, forward, pickUpstream } from './upstream.ts';
@@ -203,13 +205,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   router.post('/v1/*rest', json, async function upstreamDispatch(req: Request, res: Response, next: NextFunction) {
     const model = (req.body as { model?: unknown } | undefined)?.model;
     if (upstreams.length === 0 || typeof model !== 'string') return next();
-    const registry = await ctx.registry();
-    try {
-      registry.resolve(model);
-      return next(); // served here (the route checks the key)
-    } catch (err) {
-      if (!(err instanceof ModelNotFoundError)) return next();
-    }
+    // Served here (the route checks the key): the parsed name is kept for the route.
+    if (servesModel(res, await ctx.registry(), model)) return next();
     const u = pickUpstream(upstreams, model);
     if (!u) return next();
     if (!mayUseModel(accessOf(req), model)) throw new ModelNotFoundError(model);
@@ -261,5 +258,6 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
 }
 
 export { ModelTokenizer, loadTokenizer } from './tokenizer.ts';
-export type { EngineLike, LoggerLike } from './engine-hub.ts';
+export type { EngineLike } from '../native/dispatch.ts';
+export type { LoggerLike } from './logger.ts';
 export { requireAdmin } from './auth.ts';

@@ -1,17 +1,14 @@
 /**
- * The models this router serves: per base model its engine, tokenizer and adapter provider.
+ * The models this router serves: per base model its engine's sequence dispatcher, tokenizer and
+ * adapter provider, plus the named compositions of the config. Which of them serves a request
+ * is decided in plugin/resolve.ts.
  */
 import { createHash } from 'node:crypto';
-import type { Composition, CompositionConfig } from '../adapters/composition.ts';
+import type { CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
-import { resolveComposition, type CompositionBody } from './compose.ts';
-import { InvalidRequestError } from './errors.ts';
-
-/** Largest |weight| of one adapter in a composition. */
-export const MAX_ADAPTER_WEIGHT = 1000;
+import { SequenceDispatcher, type EngineLike } from '../native/dispatch.ts';
 import type { ModelInfo } from '../native/types.ts';
-import { EngineHub, type EngineLike, type LoggerLike } from './engine-hub.ts';
-import { resolveModelSpec, type ModelSpec } from './model-spec.ts';
+import { silentLogger, type LoggerLike } from './logger.ts';
 import type { ModelTokenizer } from './tokenizer.ts';
 
 /** One served base model, ready to take requests. */
@@ -20,7 +17,8 @@ export interface ServedModel {
   info: ModelInfo;
   tokenizer: ModelTokenizer;
   adapters: AdapterProvider;
-  hub: EngineHub;
+  /** Routes the engine's event batches to the requests that own the sequences (one per engine). */
+  dispatcher: SequenceDispatcher;
   /** Unix seconds when the router started serving it. */
   created: number;
   /** OpenAI `system_fingerprint`: changes when the model or backend changes. */
@@ -36,21 +34,21 @@ export interface ServedModelInit {
   adapters: AdapterProvider;
 }
 
-/** A resolved request target: the base model plus, optionally, the adapter composition. */
-export interface ResolvedModel {
-  model: ServedModel;
-  /** Undefined for the base model alone; a single adapter is one member with weight 1. */
-  composition?: Composition;
-}
-
-/** Name → served model, and the `model` string resolver over them. */
+/** Name → served model, and the named compositions over them. */
 export class ModelRegistry {
   private readonly models = new Map<string, ServedModel>();
-  private readonly providers = new Map<string, AdapterProvider>();
+  /** Base name → its adapter provider (what the model-name parser looks names up in). */
+  readonly providers = new Map<string, AdapterProvider>();
   /** Named compositions from the config (name → base, adapters, merge). */
   readonly compositions: ReadonlyMap<string, CompositionConfig>;
 
-  constructor(inits: ServedModelInit[], logger?: LoggerLike, compositions: Record<string, CompositionConfig> = {}) {
+  /**
+   * @param inits The base models, in configuration order.
+   * @param logger Where sequence event handler errors are logged.
+   * @param compositions Named compositions (config `compositions`).
+   * @throws Error for a duplicate model name, or a composition naming an unknown base or adapter.
+   */
+  constructor(inits: ServedModelInit[], logger: LoggerLike = silentLogger, compositions: Record<string, CompositionConfig> = {}) {
     this.compositions = new Map(Object.entries(compositions));
     const now = Math.floor(Date.now() / 1000);
     for (const m of inits) {
@@ -61,7 +59,7 @@ export class ModelRegistry {
         info: m.info,
         tokenizer: m.tokenizer,
         adapters: m.adapters,
-        hub: new EngineHub(m.engine, logger),
+        dispatcher: new SequenceDispatcher(m.engine, (err, seqId) => logger.error({ err, seqId }, 'sequence event handler threw')),
         created: now,
         fingerprint: `fp_${fp.slice(0, 10)}`,
       });
@@ -82,23 +80,8 @@ export class ModelRegistry {
     return [...this.models.values()];
   }
 
-  /**
-   * Resolve a `model` string (see model-spec.ts) and the body extensions `adapters`/`merge`
-   * (see compose.ts); throws the 404/400 errors described there.
-   */
-  resolve(model: string, body: CompositionBody = {}): ResolvedModel {
-    const spec: ModelSpec = resolveModelSpec(model, this.providers, this.compositions);
-    const served = this.models.get(spec.base)!;
-    const composition = resolveComposition(spec, body, served.adapters);
-    for (const m of composition?.members ?? []) {
-      // The engine needs w * scaling finite; no sensible composition weighs an adapter beyond this.
-      if (!(Math.abs(m.weight) <= MAX_ADAPTER_WEIGHT)) {
-        throw new InvalidRequestError(
-          `Adapter weight ${m.weight} for \`${m.name}\` is out of range; weights must be within ±${MAX_ADAPTER_WEIGHT}.`,
-          body.adapters != null ? 'adapters' : 'model',
-        );
-      }
-    }
-    return { model: served, composition };
+  /** The base model named `name`, or undefined. */
+  get(name: string): ServedModel | undefined {
+    return this.models.get(name);
   }
 }

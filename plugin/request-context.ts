@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
 import { accessOf } from './auth.ts';
-import type { LoggerLike } from './engine-hub.ts';
+import type { LoggerLike } from './logger.ts';
 import { requestsTotal } from './metrics.ts';
 
 const ID_RE = /^[A-Za-z0-9._:\-]{1,128}$/;

@@ -15,7 +15,7 @@
 import type { Request, Response } from 'express';
 import type { AdapterProvider, RuntimeAdapterProvider } from '../../adapters/types.ts';
 import { InvalidRequestError, ModelNotFoundError, OpenLoraError } from '../errors.ts';
-import type { RouteContext } from './shared.ts';
+import type { RouteContext } from './context.ts';
 
 function isRuntime(p: AdapterProvider): p is RuntimeAdapterProvider {
   const r = p as Partial<RuntimeAdapterProvider>;

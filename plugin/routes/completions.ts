@@ -1,20 +1,26 @@
 /**
- * `POST /v1/completions` (legacy text completions), streaming and not, shaped as OpenAI's.
+ * `POST /v1/completions` (legacy text completions): the endpoint's own parts over the shared
+ * generation route (routes/generation.ts).
  *
  * `prompt` may be a string, strings, token ids or lists of token ids; each prompt gets `n`
  * choices, numbered prompt-major (index = prompt * n + i). String prompts are encoded WITH
- * special tokens (BOS), as HF does.
+ * special tokens (BOS), as HF does. A stream's last text chunk of a choice carries its
+ * `finish_reason` (OpenAI's shape for this endpoint).
  */
-import type { Request, Response } from 'express';
-import { collectChoices, type TokenInfo } from '../generate.ts';
 import { completionLogprobs, type CompletionLogprobs } from '../logprobs.ts';
 import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
-import { CompletionRequestSchema, parseRequest, type CompletionRequest } from '../schemas/index.ts';
-import { SseWriter } from '../sse.ts';
-import { inTurn, logStreamFailure, newId, resolveFor, runGeneration, samplingFromBody, unixNow, watchDisconnect, type RouteContext } from './shared.ts';
+import { CompletionRequestSchema, type CompletionRequest } from '../schemas/index.ts';
+import type { TokenInfo } from '../generate.ts';
+import type { RouteContext } from './context.ts';
+import { generationRoute, type GenerationEndpoint, type Prepared } from './generation.ts';
 
-/** Prompts → token id lists and their texts (for `echo`); refuses too many prompts before any work. */
+/** Prepared completions: the token ids of each prompt and its text (for `echo`). */
+interface PreparedPrompts extends Prepared {
+  texts: string[];
+}
+
+/** Prompts → token id lists and their texts; refuses too many prompts before any work. */
 function tokenizePrompts(tok: ModelTokenizer, prompt: CompletionRequest['prompt'], context: number, n: number): { ids: number[][]; texts: string[] } {
   const list: Array<string | number[]> =
     typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
@@ -24,74 +30,43 @@ function tokenizePrompts(tok: ModelTokenizer, prompt: CompletionRequest['prompt'
   return { ids, texts };
 }
 
-/** Handler factory for text completions. */
-export function completions(ctx: RouteContext) {
-  return async function completionsHandler(req: Request, res: Response): Promise<void> {
-    const watch = watchDisconnect(res);
-    const registry = await ctx.registry();
-    const { body, model, composition, sampling, prompts } = await inTurn(() => {
-      const body = parseRequest(CompletionRequestSchema, req.body);
-      const { model, composition } = resolveFor(req, res, registry, body.model, body);
-      const sampling = samplingFromBody(body);
-      const prompts = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxPositionEmbeddings, body.n ?? 1);
-      return { body, model, composition, sampling, prompts };
-    });
+/** The completions endpoint: many prompts, `echo`, legacy logprobs with text offsets. */
+export const completionsEndpoint: GenerationEndpoint<CompletionRequest, PreparedPrompts> = {
+  schema: CompletionRequestSchema,
+  promptParam: 'prompt',
+  idPrefix: 'cmpl-',
+  object: 'text_completion',
+  chunkObject: 'text_completion',
+  label: 'completion',
+  prepare(body, model) {
+    const { ids, texts } = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxPositionEmbeddings, body.n ?? 1);
+    return { prompts: ids, texts, logprobs: body.logprobs ?? undefined };
+  },
+  renderer(body, model, prepared, n, size) {
     const topN = body.logprobs ?? 0;
-    const { gen, done } = await runGeneration(ctx, req, watch, {
-      ...sampling,
-      model,
-      composition,
-      prompts: prompts.ids,
-      promptParam: 'prompt',
-      logprobs: body.logprobs ?? undefined,
-    });
-    const head = { id: newId('cmpl-'), object: 'text_completion', created: unixNow(), model: body.model, system_fingerprint: model.fingerprint };
-    const n = sampling.n;
-    const echo = (index: number) => (body.echo ? prompts.texts[Math.floor(index / n)]! : '');
-    const offsets = Array.from({ length: gen.size }, (_, i) => echo(i).length);
+    const echo = (index: number) => (body.echo ? prepared.texts[Math.floor(index / n)]! : '');
+    // Text offset of each choice's next token (legacy logprobs count from the echoed prompt on).
+    const offsets = Array.from({ length: size }, (_, i) => echo(i).length);
     const logprobsOf = (index: number, tokens: TokenInfo[]): CompletionLogprobs | null => {
       if (body.logprobs == null) return null;
       const r = completionLogprobs(model.tokenizer, tokens, topN, offsets[index]!);
       offsets[index] = r.offset;
       return r.logprobs;
     };
-
-    try {
-      if (!body.stream) {
-        const { text, tokens, finish } = await collectChoices(gen, echo);
-        if (watch.gone) return;
-        res.json({
-          ...head,
-          choices: text.map((t, index) => ({ text: t, index, logprobs: logprobsOf(index, tokens[index]!), finish_reason: finish[index] })),
-          usage: gen.usage,
-        });
-        return;
-      }
-
-      const includeUsage = body.stream_options?.include_usage === true;
-      const sse = new SseWriter(res);
-      const chunk = (choices: unknown[]) => ({ ...head, choices, ...(includeUsage ? { usage: null } : {}) });
-      try {
-        sse.start();
-        if (body.echo) {
-          for (let index = 0; index < gen.size; index++) {
-            sse.send(chunk([{ text: echo(index), index, logprobs: null, finish_reason: null }]));
-          }
+    return {
+      prefix: echo,
+      choice: (index, text, tokens, finish) => ({ text, index, logprobs: logprobsOf(index, tokens), finish_reason: finish }),
+      opening: (index) => (body.echo ? { text: echo(index), index, logprobs: null, finish_reason: null } : undefined),
+      delta(d, send) {
+        if (d.text || d.tokens.length > 0 || d.finishReason) {
+          send(JSON.stringify({ text: d.text, index: d.index, logprobs: logprobsOf(d.index, d.tokens), finish_reason: d.finishReason }));
         }
-        for await (const d of gen) {
-          if (d.text || d.tokens.length > 0 || d.finishReason) {
-            sse.send(chunk([{ text: d.text, index: d.index, logprobs: logprobsOf(d.index, d.tokens), finish_reason: d.finishReason }]));
-          }
-        }
-        if (watch.gone) return;
-        if (includeUsage) sse.send({ ...head, choices: [], usage: gen.usage });
-        sse.done();
-      } catch (err) {
-        logStreamFailure(ctx.logger, err, 'completion stream');
-        sse.error(err);
-      }
-    } finally {
-      done();
-    }
-  };
+      },
+    };
+  },
+};
+
+/** Handler factory for text completions. */
+export function completions(ctx: RouteContext) {
+  return generationRoute(ctx, completionsEndpoint);
 }

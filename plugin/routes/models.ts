@@ -10,7 +10,8 @@ import type { CompositionConfig } from '../../adapters/composition.ts';
 import type { AdapterInfo } from '../../adapters/types.ts';
 import type { ServedModel } from '../registry.ts';
 import { accessOf, mayUseAdapter, mayUseModel } from '../auth.ts';
-import { resolveFor, type RouteContext } from './shared.ts';
+import { resolveRequest } from '../resolve.ts';
+import type { RouteContext } from './context.ts';
 
 /** The OpenAI model object of a base model. */
 export function baseModelObject(m: ServedModel) {
@@ -104,7 +105,7 @@ export function retrieveModel(ctx: RouteContext) {
     const registry = await ctx.registry();
     const raw = (req.params as Record<string, string | string[]>).id ?? '';
     const id = Array.isArray(raw) ? raw.join('/') : raw;
-    const { model, composition } = resolveFor(req, res, registry, id);
+    const { model, composition } = resolveRequest(req, res, registry, id);
     if (composition === undefined) {
       res.json(baseModelObject(model));
       return;

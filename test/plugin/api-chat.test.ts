@@ -294,10 +294,10 @@ test('stream chunks are byte-identical to JSON.stringify of the documented shape
       // Rebuild with the key order the route documents; must match byte for byte.
       const expected = {
         id: c.id,
+        object: 'chat.completion.chunk',
         created: c.created,
         model: c.model,
         system_fingerprint: c.system_fingerprint,
-        object: 'chat.completion.chunk',
         choices: c.choices.map((ch) => ({ index: ch.index, delta: ch.delta, logprobs: ch.logprobs, finish_reason: ch.finish_reason })),
         ...(includeUsage ? { usage: c.usage } : {}),
       };

@@ -85,3 +85,33 @@ test('completions logprobs: tokens, token_logprobs, top_logprobs dicts, text_off
   const offsets = chunks.flatMap((c) => c.choices[0].logprobs?.text_offset ?? []);
   assert.deepEqual(offsets, [0, 1, 2]);
 });
+
+test('both endpoints answer in OpenAI key order; completions stream chunks match JSON.stringify byte for byte', async () => {
+  const { app, tokenizer } = await makeApp(() => [...tokenizer.encode(' "soft" \\ what', false), 1020]);
+  const order = ['id', 'object', 'created', 'model', 'system_fingerprint', 'choices', 'usage'];
+  const chat = await request(app).post('/v1/chat/completions').send({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] });
+  assert.deepEqual(Object.keys(chat.body), order);
+  const whole = await request(app).post(URL_).send({ model: 'tiny', prompt: 'ROMEO:' });
+  assert.deepEqual(Object.keys(whole.body), order);
+  for (const includeUsage of [true, false]) {
+    const res = await request(app)
+      .post(URL_)
+      .send({ model: 'tiny', prompt: 'ROMEO:', echo: true, stream: true, ...(includeUsage ? { stream_options: { include_usage: true } } : {}) });
+    const lines = res.text.split('\n\n').filter((l) => l.startsWith('data: {'));
+    assert.ok(lines.length >= 3);
+    for (const line of lines) {
+      const json = line.slice('data: '.length);
+      const c = JSON.parse(json);
+      const expected = {
+        id: c.id,
+        object: 'text_completion',
+        created: c.created,
+        model: c.model,
+        system_fingerprint: c.system_fingerprint,
+        choices: c.choices.map((ch: any) => ({ text: ch.text, index: ch.index, logprobs: ch.logprobs, finish_reason: ch.finish_reason })),
+        ...(includeUsage ? { usage: c.usage } : {}),
+      };
+      assert.equal(json, JSON.stringify(expected));
+    }
+  }
+});

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InvalidRequestError, ModelNotFoundError } from '../../plugin/errors.ts';
-import { parseMerge, resolveModelSpec } from '../../plugin/model-spec.ts';
+import { parseMerge, parseModelName } from '../../plugin/resolve.ts';
 import { FakeAdapters } from './fakes.ts';
 
 const bases = new Map([
@@ -10,24 +10,24 @@ const bases = new Map([
 ]);
 
 test('BASE, BASE:ADAPTER and a unique ADAPTER alias resolve', () => {
-  assert.deepEqual(resolveModelSpec('tiny', bases), { base: 'tiny' });
-  assert.deepEqual(resolveModelSpec('tiny:whisper', bases), { base: 'tiny', adapter: 'whisper' });
-  assert.deepEqual(resolveModelSpec('whisper', bases), { base: 'tiny', adapter: 'whisper' });
-  assert.deepEqual(resolveModelSpec('llama3:8b', bases), { base: 'llama3:8b' });
-  assert.deepEqual(resolveModelSpec('llama3:8b:solo', bases), { base: 'llama3:8b', adapter: 'solo' });
-  assert.deepEqual(resolveModelSpec('solo', bases), { base: 'llama3:8b', adapter: 'solo' });
+  assert.deepEqual(parseModelName('tiny', bases), { base: 'tiny' });
+  assert.deepEqual(parseModelName('tiny:whisper', bases), { base: 'tiny', adapter: 'whisper' });
+  assert.deepEqual(parseModelName('whisper', bases), { base: 'tiny', adapter: 'whisper' });
+  assert.deepEqual(parseModelName('llama3:8b', bases), { base: 'llama3:8b' });
+  assert.deepEqual(parseModelName('llama3:8b:solo', bases), { base: 'llama3:8b', adapter: 'solo' });
+  assert.deepEqual(parseModelName('solo', bases), { base: 'llama3:8b', adapter: 'solo' });
 });
 
 test('unknown models are 404 on param model; an unknown adapter is named', () => {
-  assert.throws(() => resolveModelSpec('gpt-4o', bases), (e: unknown) => e instanceof ModelNotFoundError && e.status === 404 && e.param === 'model');
+  assert.throws(() => parseModelName('gpt-4o', bases), (e: unknown) => e instanceof ModelNotFoundError && e.status === 404 && e.param === 'model');
   assert.throws(
-    () => resolveModelSpec('tiny:nope', bases),
+    () => parseModelName('tiny:nope', bases),
     (e: unknown) => e instanceof ModelNotFoundError && /has no adapter `nope`/.test(e.message) && e.code === 'model_not_found',
   );
 });
 
 test('an alias owned by several bases is a 400 asking for BASE:ADAPTER', () => {
-  assert.throws(() => resolveModelSpec('shout', bases), (e: unknown) => e instanceof InvalidRequestError && e.code === 'model_ambiguous');
+  assert.throws(() => parseModelName('shout', bases), (e: unknown) => e instanceof InvalidRequestError && e.code === 'model_ambiguous');
 });
 
 test('merge syntax parses into members (unknown members 404)', () => {
@@ -44,12 +44,12 @@ test('merge syntax parses into members (unknown members 404)', () => {
   for (const bad of ['shout@0x10', 'shout@0b1', 'shout@ 1', 'shout@1e999', 'shout@'])
     assert.throws(() => parseMerge(bad), InvalidRequestError, bad);
   assert.deepEqual(parseMerge('shout@-.5+whisper@2e-1'), [{ name: 'shout', weight: -0.5 }, { name: 'whisper', weight: 0.2 }]);
-  assert.deepEqual(resolveModelSpec('tiny:shout@0.6+whisper@0.4', bases), {
+  assert.deepEqual(parseModelName('tiny:shout@0.6+whisper@0.4', bases), {
     base: 'tiny',
     members: [
       { name: 'shout', weight: 0.6 },
       { name: 'whisper', weight: 0.4 },
     ],
   });
-  assert.throws(() => resolveModelSpec('tiny:shout@0.6+ghost@0.4', bases), (e: unknown) => e instanceof ModelNotFoundError && /`ghost`/.test(e.message));
+  assert.throws(() => parseModelName('tiny:shout@0.6+ghost@0.4', bases), (e: unknown) => e instanceof ModelNotFoundError && /`ghost`/.test(e.message));
 });

@@ -1,0 +1,57 @@
+/**
+ * From a composition to engine adapter slots: which adapters to make resident and pin for one
+ * request, and how the engine combines them (`SequenceParams.adapters` / `.ensemble`).
+ */
+import { ON_THE_FLY_STRATEGIES, type Composition } from './composition.ts';
+import type { AdapterLease, AdapterProvider } from './types.ts';
+import type { AdapterRef, EnsembleMember } from '../native/types.ts';
+
+/** Engine-side adapter selection for one request, with the pins that keep it valid. */
+export interface PinnedComposition {
+  /** `SequenceParams.adapters` (empty for the base model alone and for an ensemble). */
+  adapters: AdapterRef[];
+  /** `SequenceParams.ensemble`, for the ensemble strategy. */
+  ensemble?: EnsembleMember[];
+  /** Release every pin (idempotent). */
+  release(): void;
+}
+
+/**
+ * Make a composition's adapters resident and pin them (undefined: the base model, nothing pinned).
+ * - cat: one slot per distinct member, weights as given (the engine sums the deltas);
+ * - ensemble: one slot per member, each member its own sequence;
+ * - materialised strategies: one synthetic adapter (built once and cached by the provider).
+ * Members are acquired in name order, so two requests never wait on each other's slots.
+ * @throws whatever `provider.acquire` / `acquireMerged` throws; pins taken so far are released.
+ */
+export async function pinComposition(
+  provider: Pick<AdapterProvider, 'acquire' | 'acquireMerged'>,
+  c: Composition | undefined,
+): Promise<PinnedComposition> {
+  if (!c) return { adapters: [], release() {} };
+  const leases: AdapterLease[] = [];
+  const release = () => {
+    for (const l of leases.splice(0)) l.release();
+  };
+  try {
+    if (!ON_THE_FLY_STRATEGIES.has(c.merge.strategy)) {
+      const lease = await provider.acquireMerged(c);
+      leases.push(lease);
+      return { adapters: [{ slot: lease.slot, weight: 1 }], release };
+    }
+    const slotOf = new Map<string, number>();
+    for (const name of [...new Set(c.members.map((m) => m.name))].sort()) {
+      const lease = await provider.acquire(name);
+      leases.push(lease);
+      slotOf.set(name, lease.slot);
+    }
+    const refs = c.members.map((m) => ({ slot: slotOf.get(m.name)!, weight: m.weight }));
+    if (c.merge.strategy === 'ensemble') {
+      return { adapters: [], ensemble: refs.map((r) => ({ adapters: [{ slot: r.slot, weight: 1 }], weight: r.weight })), release };
+    }
+    return { adapters: refs, release };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
