@@ -16,7 +16,7 @@ export function adapterTierOptions(entry: ModelEntry, config: Config, log: Logge
   const s = config.adapterSources;
   return {
     maxCpuLoras: c.maxCpuLoras,
-    maxCpuBytes: c.maxCpuBytes,
+    maxWarmBytes: c.maxWarmBytes,
     slotWaitMs: c.slotWaitMs,
     allowUrls: s.allowUrls,
     // Runtime loads may read from the configured roots and from every model's scanned folders.

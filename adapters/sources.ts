@@ -21,9 +21,10 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AdapterError, type AdapterErrorCode } from './errors.ts';
+import { TierMetrics } from './metrics.ts';
+import type { Logger } from './types.ts';
 
 const LORA_PATH = { param: 'lora_path' };
-import type { Logger } from './manager.ts';
 
 /** Where one adapter comes from. */
 export type AdapterSource =
@@ -110,10 +111,8 @@ export class AdapterSources {
   private readonly inFlight = new Map<string, Promise<string>>();
   private clock = 0;
   private ready: Promise<void> | undefined;
-  readonly counters = { hits: 0, misses: 0, downloads: 0, downloadFailures: 0, evictions: 0 };
-  /** Called after each download or failure with the tier, seconds and outcome (metrics). */
-  onFill?: (ok: boolean, seconds: number) => void;
-  onEvict?: () => void;
+  /** Where the disk tier's events are counted (the manager hands over its own: adapters/metrics.ts). */
+  metrics = new TierMetrics(null);
 
   constructor(opts: SourceOptions) {
     this.opts = {
@@ -136,7 +135,8 @@ export class AdapterSources {
   stats(): DiskStats {
     let bytes = 0;
     for (const e of this.disk.values()) bytes += e.bytes;
-    return { entries: this.disk.size, bytes, ...this.counters };
+    const c = this.metrics.counts.disk;
+    return { entries: this.disk.size, bytes, hits: c.hits, misses: c.misses, downloads: c.loads, downloadFailures: c.failures, evictions: c.evictions };
   }
 
   /** Whether the source's folder is on disk now (local sources always are). */
@@ -154,7 +154,7 @@ export class AdapterSources {
     const key = this.keyOf(src);
     const have = this.disk.get(key);
     if (have) {
-      this.counters.hits++;
+      this.metrics.count('disk', 'hits');
       have.lastUsed = ++this.clock;
       return have.dir;
     }
@@ -167,7 +167,7 @@ export class AdapterSources {
     }
     let p = this.inFlight.get(key);
     if (!p) {
-      this.counters.misses++;
+      this.metrics.count('disk', 'misses');
       p = this.download(key, src).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, p);
     }
@@ -243,14 +243,13 @@ export class AdapterSources {
       await rm(final, { recursive: true, force: true });
       await rename(tmp, final); // atomic: the folder appears complete or not at all
       this.disk.set(key, { key, dir: final, bytes, lastUsed: ++this.clock });
-      this.counters.downloads++;
-      this.onFill?.(true, (performance.now() - t0) / 1000);
+      this.metrics.count('disk', 'loads');
+      this.metrics.observeLoad('disk', (performance.now() - t0) / 1000);
       this.log.info({ key, bytes, ms: Math.round(performance.now() - t0) }, 'adapter downloaded');
       return final;
     } catch (err) {
       await rm(tmp, { recursive: true, force: true }).catch(() => {});
-      this.counters.downloadFailures++;
-      this.onFill?.(false, (performance.now() - t0) / 1000);
+      this.metrics.count('disk', 'failures');
       throw err;
     }
   }
@@ -310,8 +309,7 @@ export class AdapterSources {
       if (total + bytes <= this.opts.maxDiskBytes) break;
       this.disk.delete(e.key);
       total -= e.bytes;
-      this.counters.evictions++;
-      this.onEvict?.();
+      this.metrics.count('disk', 'evictions');
       this.log.info({ key: e.key, bytes: e.bytes }, 'downloaded adapter evicted from the disk cache (LRU)');
       await rm(e.dir, { recursive: true, force: true });
     }

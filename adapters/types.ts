@@ -4,6 +4,13 @@
  * `AdapterManager` (adapters/manager.ts) implements `AdapterProvider` for one base model.
  */
 import type { Composition } from './composition.ts';
+import type { PinnedComposition } from './pin.ts';
+
+/** The subset of a pino logger the adapter subsystem uses: `log.warn({fields}, 'message')`. */
+export type Logger = Record<'info' | 'warn' | 'error', (obj: object, msg: string) => void>;
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
 
 /** A known adapter: where it lives and what its PEFT config says. */
 export interface AdapterInfo {
@@ -63,6 +70,12 @@ export interface AdapterProvider {
    * (`merge.density`, rank mismatch, ...).
    */
   acquireMerged(composition: Composition): Promise<AdapterLease>;
+  /**
+   * Make every adapter of `composition` resident and pin it for one request (undefined: the base
+   * model alone, nothing pinned); adapters/pin.ts decides slots and how the engine combines them.
+   * Throws what `acquire` / `acquireMerged` throw, holding nothing.
+   */
+  pin(composition: Composition | undefined): Promise<PinnedComposition>;
   /** Tier counters for the adapter listing (AdapterManager.stats). */
   stats?(): object;
 }

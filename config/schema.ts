@@ -16,19 +16,24 @@ export const AdapterEntrySchema = z.strictObject({
   sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'sha256 is 64 hex digits').optional(),
 });
 
-/** The adapter tiers (adapters/manager.ts, adapters/sources.ts). */
+/** The adapter tiers (adapters/manager.ts, adapters/spec-cache.ts, adapters/sources.ts). */
 export const AdapterCacheSchema = z.strictObject({
-  /** Host tier: adapters kept parsed and validated (env OPENLORA_MAX_CPU_LORAS). */
+  /** Host tier: adapters whose validated load spec is kept (env OPENLORA_MAX_CPU_LORAS). */
   maxCpuLoras: z.number().int().min(1).max(1_000_000).default(64),
-  /** Host tier: bytes of their weights files. */
-  maxCpuBytes: z.number().int().min(1).default(4 * 1024 ** 3),
+  /**
+   * Host tier: bytes of weights files counted as pre-read into the OS page cache (default 4 GiB).
+   * The weights stay in their files, not in process memory (adapters/spec-cache.ts).
+   */
+  maxWarmBytes: z.number().int().min(1).optional(),
+  /** Deprecated name of `maxWarmBytes` (the host tier never held the weights). */
+  maxCpuBytes: z.number().int().min(1).optional(),
   /** Disk tier: folder downloaded adapters are cached in (default: the OS temp folder). */
   dir: z.string().min(1).optional(),
   /** Disk tier: bytes of downloaded adapters kept (LRU). */
   maxDiskBytes: z.number().int().min(1).default(2 * 1024 ** 3),
   /** How long a request waits for a pinned adapter slot before 503 + Retry-After (ms). */
   slotWaitMs: z.number().int().min(0).max(600_000).default(10_000),
-});
+}).transform(({ maxCpuBytes, ...c }) => ({ ...c, maxWarmBytes: c.maxWarmBytes ?? maxCpuBytes ?? 4 * 1024 ** 3 }));
 
 /** Remote adapter sources: http(s) folder URLs and hub ids `org/name[@rev]`. */
 export const AdapterSourcesSchema = z.strictObject({

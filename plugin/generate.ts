@@ -14,7 +14,6 @@ import { randomInt } from 'node:crypto';
 import type { Composition } from '../adapters/composition.ts';
 import type { SequenceEvent, SequenceParams, TokenLogprob } from '../native/types.ts';
 import { Channel } from './channel.ts';
-import { pinComposition } from '../adapters/pin.ts';
 import { IncrementalDetokenizer } from './detokenizer.ts';
 import { EngineError, InvalidRequestError, ServiceUnavailableError } from './errors.ts';
 import { choiceSeed, completionBudget, logitBiasPairs } from './request-checks.ts';
@@ -243,7 +242,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
 
 /**
  * Validate, pin the adapter, queue the sequences. Throws (before anything is queued) the 400s
- * for context length and logit_bias, and whatever `AdapterProvider.acquire` throws.
+ * for context length and logit_bias, and whatever `AdapterProvider.pin` throws.
  */
 export async function startGeneration(req: GenerateRequest): Promise<Generation> {
   const { model } = req;
@@ -276,7 +275,7 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   };
   const seed = req.seed ?? randomInt(0, 2 ** 32 - 1);
 
-  const pinned = await pinComposition(model.adapters, req.composition);
+  const pinned = await model.adapters.pin(req.composition);
   params.adapters = pinned.adapters;
   if (pinned.ensemble) params.ensemble = pinned.ensemble;
   const gen = new Generation(req, req.logprobs !== undefined);

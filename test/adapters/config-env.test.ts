@@ -15,3 +15,12 @@ test('OPENLORA_MAX_LORAS / _MAX_CPU_LORAS / _MAX_LORA_RANK / _ADAPTER_DIRS / _AL
   assert.throws(() => loadConfig([], { OPENLORA_MAX_LORAS: 'many' }), (e: unknown) => e instanceof ConfigError && /OPENLORA_MAX_LORAS/.test(e.message));
   assert.throws(() => loadConfig([], { OPENLORA_ALLOW_RUNTIME_LORA_UPDATING: 'yes' }), /OPENLORA_ALLOW_RUNTIME_LORA_UPDATING/);
 });
+
+test('adapterCache.maxWarmBytes (host tier pre-read budget): default 4 GiB; maxCpuBytes is its deprecated name', async () => {
+  const { parseConfig } = await import('../../config/load.ts');
+  const base = { models: [{ name: 'a', path: 'x' }] };
+  assert.equal(parseConfig(base).adapterCache.maxWarmBytes, 4 * 1024 ** 3);
+  assert.equal(parseConfig({ ...base, adapterCache: { maxWarmBytes: 1000 } }).adapterCache.maxWarmBytes, 1000);
+  assert.equal(parseConfig({ ...base, adapterCache: { maxCpuBytes: 2000 } }).adapterCache.maxWarmBytes, 2000);
+  assert.equal('maxCpuBytes' in parseConfig({ ...base, adapterCache: { maxCpuBytes: 2000 } }).adapterCache, false);
+});

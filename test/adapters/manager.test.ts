@@ -221,4 +221,29 @@ describe('residency', () => {
       await s.cleanup();
     }
   });
+
+  test('pin(composition): cat pins each distinct member once with its weight; ensemble one sequence each; release unpins', async () => {
+    const { m, engine } = setup(4);
+    for (const n of ['a', 'b']) await m.register(n, join(t.root, n));
+    const merge = { strategy: 'cat' as const, majority_sign_method: 'total' as const, seed: 0 };
+    const none = await m.pin(undefined);
+    assert.deepEqual(none.adapters, []);
+    const cat = await m.pin({ members: [{ name: 'b', weight: 0.5 }, { name: 'a', weight: 2 }, { name: 'b', weight: 0.25 }], merge });
+    assert.equal(engine.loads.length, 2);
+    assert.equal(cat.adapters.length, 3);
+    assert.deepEqual(cat.adapters.map((r) => r.weight), [0.5, 2, 0.25]);
+    assert.equal(cat.adapters[0]!.slot, cat.adapters[2]!.slot);
+    assert.equal(m.stats().pinned, 2);
+    const ens = await m.pin({ members: [{ name: 'a', weight: 0.7 }, { name: 'b', weight: 0.3 }], merge: { ...merge, strategy: 'ensemble' } });
+    assert.deepEqual(ens.adapters, []);
+    assert.deepEqual(ens.ensemble!.map((e) => [e.adapters.length, e.adapters[0]!.weight, e.weight]), [[1, 1, 0.7], [1, 1, 0.3]]);
+    cat.release();
+    cat.release();
+    assert.equal(m.stats().pinned, 2, 'the ensemble still pins both');
+    ens.release();
+    assert.equal(m.stats().pinned, 0);
+    await assert.rejects(m.pin({ members: [{ name: 'a', weight: 1 }, { name: 'ghost', weight: 1 }], merge }), (e: unknown) => e instanceof AdapterError && e.code === 'model_not_found');
+    assert.equal(m.stats().pinned, 0, 'a failed pin holds nothing');
+  });
 });
+

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AdapterInfo, AdapterLease, AdapterProvider } from '../../adapters/types.ts';
 import type { Composition } from '../../adapters/composition.ts';
+import { pinComposition, type PinnedComposition } from '../../adapters/pin.ts';
 import type { ModelInfo, SequenceEvent, SequenceParams } from '../../native/types.ts';
 import { ModelNotFoundError } from '../../plugin/errors.ts';
 import { loadTokenizer, openLora, type ModelTokenizer, type OpenLoraModel, type OpenLoraRouter } from '../../plugin/index.ts';
@@ -192,6 +193,11 @@ export class FakeAdapters implements AdapterProvider {
         for (const w of this.releaseWaiters.splice(0)) w();
       },
     };
+  }
+
+  /** Pin a composition over this provider's acquire / acquireMerged (the real pinning decision). */
+  pin(c: Composition | undefined): Promise<PinnedComposition> {
+    return pinComposition(this, c);
   }
 
   /** Resolves once every acquired lease has been released. */

@@ -1,0 +1,178 @@
+/**
+ * The adapters known for one base model: name → where they come from and what their PEFT config
+ * says, plus each one's state in the host and device tiers.
+ *
+ * Adapters are registered from folders, URLs or hub ids (adapters/sources.ts); the PEFT config
+ * is parsed and validated at registration (cheap, so `/v1/models` can show rank and targets);
+ * the safetensors header and the tensors are read only when a request first needs the adapter
+ * (adapters/spec-cache.ts, adapters/slot-pool.ts).
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { ModelInfo } from '../native/types.ts';
+import { AdapterError } from './errors.ts';
+import { parseAdapterDir, type ParsedAdapter } from './peft.ts';
+import { emptyDeviceState, type DeviceState } from './slot-pool.ts';
+import type { AdapterSource, AdapterSources } from './sources.ts';
+import { emptySpecState, type SpecState } from './spec-cache.ts';
+import type { AdapterInfo, Logger } from './types.ts';
+
+/** Adapter names: no `:`, `@`, `+` or `/`, which the model-name syntax `BASE:A@0.6+B@0.4` uses. */
+export const ADAPTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** One registered adapter and its tier states. */
+export interface AdapterEntry {
+  readonly name: string;
+  info: AdapterInfo;
+  parsed: ParsedAdapter;
+  source: AdapterSource;
+  /** Unregistered: no new acquires; its slot is freed when pins reach 0. */
+  removed: boolean;
+  /** The scanned directory it came from, for `rescan`. */
+  scanDir?: string;
+  /** Host tier (adapters/spec-cache.ts). */
+  host: SpecState;
+  /** Device tier (adapters/slot-pool.ts). */
+  device: DeviceState;
+}
+
+/** A scan's outcome: adapters registered, and folders skipped with the reason. */
+export interface ScanResult {
+  registered: AdapterInfo[];
+  skipped: Array<{ name: string; reason: string }>;
+}
+
+/** Name → adapter entry for one base model. */
+export class AdapterRegistry {
+  private readonly entries = new Map<string, AdapterEntry>();
+  private readonly scanDirs = new Set<string>();
+
+  /**
+   * @param baseName Served name of the base model.
+   * @param info The base model's shapes (configs are validated against them).
+   * @param sources Where URL and hub adapters are downloaded (the disk tier).
+   * @param log Registration and skip log lines.
+   */
+  constructor(
+    private readonly baseName: string,
+    private readonly info: ModelInfo,
+    private readonly sources: AdapterSources,
+    private readonly log: Logger,
+  ) {}
+
+  /** Registered adapters. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The entry of `name`, or undefined when not registered. */
+  get(name: string): AdapterEntry | undefined {
+    return this.entries.get(name);
+  }
+
+  /** Every entry, in registration order. */
+  values(): IterableIterator<AdapterEntry> {
+    return this.entries.values();
+  }
+
+  /** Forget `name` and mark its entry removed; returns the entry (undefined when unknown). */
+  remove(name: string): AdapterEntry | undefined {
+    const e = this.entries.get(name);
+    if (!e) return undefined;
+    this.entries.delete(name);
+    e.removed = true;
+    return e;
+  }
+
+  /**
+   * Register an adapter from any source: a local folder, an http(s) folder URL or a hub id
+   * (downloaded now into the disk tier, so its config can be validated). Registering the same
+   * name from the same place again returns the existing info.
+   * @throws AdapterError `invalid_adapter` for an invalid name or adapter config (naming the
+   *   file and field), `adapter_name_conflict` for a name already taken by another source,
+   *   download codes.
+   */
+  async registerSource(name: string, source: AdapterSource): Promise<AdapterInfo> {
+    if (!ADAPTER_NAME_RE.test(name)) {
+      throw new AdapterError(`invalid adapter name ${JSON.stringify(name)}: must match ${ADAPTER_NAME_RE.source}`);
+    }
+    const where = source.kind === 'local' ? source.path : source.kind === 'url' ? source.url : `${source.repo}@${source.revision}`;
+    const taken = () => {
+      const e = this.entries.get(name);
+      if (e && e.info.root !== where) throw new AdapterError(`adapter ${name} is already registered from ${e.info.root}`, 'adapter_name_conflict');
+      return e?.info;
+    };
+    const existing = taken();
+    if (existing) return existing;
+    const dir = await this.sources.ensureLocal(source);
+    const parsed = await parseAdapterDir(dir, this.info);
+    const again = taken(); // a concurrent register of the same name may have won
+    if (again) return again;
+    for (const w of parsed.warnings) this.log.warn({ adapter: name, dir }, w);
+    const cfg = parsed.config;
+    const info: AdapterInfo = {
+      name, base: this.baseName, dir, root: where, rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora),
+      targetModules: [...parsed.targetKinds], created: Math.floor(Date.now() / 1000), source: source.kind,
+    };
+    this.entries.set(name, { name, info, parsed, source, removed: false, host: emptySpecState(), device: emptyDeviceState() });
+    this.log.info({ adapter: name, dir, source: source.kind, rank: info.rank, targets: info.targetModules }, 'adapter registered');
+    return info;
+  }
+
+  /**
+   * Register every sub-folder of `dir` that holds an adapter_config.json, named after the
+   * folder (sorted by name, one at a time). Invalid names and invalid adapters are skipped with a
+   * warning; folders without adapter_config.json are ignored. The folder is remembered for `rescan`.
+   * @throws AdapterError when `dir` itself cannot be read.
+   */
+  async scanDirectory(dir: string): Promise<ScanResult> {
+    let names: string[];
+    const abs = resolve(dir);
+    try {
+      names = (await readdir(abs)).sort();
+    } catch (err) {
+      throw new AdapterError(`${dir}: cannot read adapter directory (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    this.scanDirs.add(abs);
+    const registered: AdapterInfo[] = [];
+    const skipped: Array<{ name: string; reason: string }> = [];
+    for (const name of names) {
+      const sub = join(abs, name);
+      if (!(await hasConfig(sub))) continue;
+      try {
+        const info = await this.registerSource(name, { kind: 'local', path: resolve(sub) });
+        this.entries.get(name)!.scanDir ??= abs;
+        registered.push(info);
+      } catch (err) {
+        const reason = (err as Error).message;
+        skipped.push({ name, reason });
+        this.log.warn({ adapter: name, dir: sub, reason }, 'adapter skipped');
+      }
+    }
+    return { registered, skipped };
+  }
+
+  /**
+   * Scan every directory scanned so far again: new sub-folders are registered.
+   * @returns the names added, the scanned adapters whose folder disappeared (`vanished`: the
+   *   caller unregisters them) and the new folders skipped.
+   */
+  async rescan(): Promise<{ added: string[]; vanished: string[]; skipped: Array<{ name: string; reason: string }> }> {
+    const before = new Set(this.entries.keys());
+    const added: string[] = [];
+    const skipped: Array<{ name: string; reason: string }> = [];
+    for (const dir of this.scanDirs) {
+      const r = await this.scanDirectory(dir).catch((): ScanResult => ({ registered: [], skipped: [] }));
+      for (const a of r.registered) if (!before.has(a.name)) added.push(a.name);
+      skipped.push(...r.skipped.filter((s) => !before.has(s.name)));
+    }
+    const vanished: string[] = [];
+    for (const e of this.entries.values()) if (e.scanDir && !(await hasConfig(e.info.dir))) vanished.push(e.name);
+    return { added, vanished, skipped };
+  }
+}
+
+/** Whether `dir` holds an adapter_config.json file. */
+function hasConfig(dir: string): Promise<boolean> {
+  return stat(join(dir, 'adapter_config.json')).then((s) => s.isFile(), () => false);
+}

@@ -1,0 +1,138 @@
+/**
+ * The host tier, named for what it holds: validated load specs.
+ *
+ * For each recently used adapter it keeps the `AdapterLoadSpec` built from the safetensors
+ * header (every tensor's offset, dtype and shape, checked against the base model), so an upload
+ * needs no parse or validation. The weights stay in their file: the engine's `loadAdapter`
+ * takes a path and reads the tensors itself. A fill reads the weights file once so the upload
+ * finds it in the OS page cache instead of on the disk; `maxWarmBytes` bounds the bytes of weights
+ * files counted as pre-read this way (the OS may drop them sooner: it is a budget of disk reads
+ * avoided, not of memory this process holds). Holding the weights in process memory would need a
+ * native upload from buffers; until then this tier holds specs only.
+ *
+ * LRU bounded by `maxEntries` adapters and `maxWarmBytes`; a fill first makes sure the adapter's
+ * folder is on disk (adapters/sources.ts re-downloads a remote adapter the disk tier evicted).
+ * Concurrent gets of one adapter share one fill.
+ */
+import { readFile } from 'node:fs/promises';
+import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
+import type { TierMetrics } from './metrics.ts';
+import { buildLoadSpec, type ParsedAdapter } from './peft.ts';
+import type { AdapterSource, AdapterSources } from './sources.ts';
+
+/** The host tier's state of one adapter (kept on its registry entry). */
+export interface SpecState {
+  /** The validated load spec, or null when not in the tier. */
+  spec: AdapterLoadSpec | null;
+  /** Bytes of its weights file, pre-read at the fill (0 when not in the tier). */
+  bytes: number;
+  /** LRU clock value of the last use. */
+  lastUsed: number;
+  /** The fill in progress, shared by concurrent gets. */
+  filling: Promise<AdapterLoadSpec> | null;
+}
+
+/** What the tier needs to know of an adapter. */
+export interface SpecCacheItem {
+  parsed: ParsedAdapter;
+  source: AdapterSource;
+  /** Unregistered: a fill that completes is not kept. */
+  removed: boolean;
+  host: SpecState;
+}
+
+/** A new, empty host-tier state. */
+export function emptySpecState(): SpecState {
+  return { spec: null, bytes: 0, lastUsed: 0, filling: null };
+}
+
+/** Host tier: LRU of validated load specs of one base model's adapters. */
+export class SpecCache {
+  private readonly held = new Set<SpecCacheItem>();
+  private clock = 0;
+
+  /**
+   * @param info The base model's shapes (specs are validated against them).
+   * @param sources The disk tier: a fill makes the adapter's folder local first.
+   * @param maxEntries Adapters kept (config `adapterCache.maxCpuLoras`).
+   * @param maxWarmBytes Bytes of weights files counted as pre-read (config `adapterCache.maxWarmBytes`).
+   * @param metrics Where the `host` hits, misses, fills, failures and evictions are counted.
+   */
+  constructor(
+    private readonly info: ModelInfo,
+    private readonly sources: AdapterSources,
+    private readonly maxEntries: number,
+    private readonly maxWarmBytes: number,
+    private readonly metrics: TierMetrics,
+  ) {}
+
+  /** Adapters in the tier. */
+  get size(): number {
+    return this.held.size;
+  }
+
+  /** Bytes of the weights files of the adapters in the tier. */
+  get bytes(): number {
+    let total = 0;
+    for (const h of this.held) total += h.host.bytes;
+    return total;
+  }
+
+  /**
+   * The adapter's validated load spec: from the tier, or filled now (download when the disk tier
+   * lost it, header parse and validation, one read of the weights file).
+   * @throws AdapterError (4xx) naming the file and tensor when the weights file is invalid, and
+   *   download errors; nothing is kept on failure.
+   */
+  get(item: SpecCacheItem): Promise<AdapterLoadSpec> {
+    const h = item.host;
+    if (h.spec) {
+      this.metrics.count('host', 'hits');
+      h.lastUsed = ++this.clock;
+      return Promise.resolve(h.spec);
+    }
+    if (h.filling) return h.filling;
+    this.metrics.count('host', 'misses');
+    h.filling = this.fill(item).finally(() => void (h.filling = null));
+    return h.filling;
+  }
+
+  /** Remove the adapter from the tier (`evicted`: counted as an LRU eviction). */
+  drop(item: SpecCacheItem, evicted = false): void {
+    if (!this.held.delete(item)) return;
+    item.host.spec = null;
+    item.host.bytes = 0;
+    if (evicted) this.metrics.count('host', 'evictions');
+  }
+
+  private async fill(item: SpecCacheItem): Promise<AdapterLoadSpec> {
+    await this.sources.ensureLocal(item.source); // re-downloads into the same folder after a disk eviction
+    const t0 = performance.now();
+    try {
+      const spec = await buildLoadSpec(item.parsed, this.info);
+      // NOTE(why): read once so the engine's upload finds the bytes in the OS page cache (see header).
+      const bytes = (await readFile(spec.path)).length;
+      this.metrics.count('host', 'loads');
+      this.metrics.observeLoad('host', (performance.now() - t0) / 1000);
+      if (!item.removed) this.insert(item, spec, bytes);
+      return spec;
+    } catch (err) {
+      this.metrics.count('host', 'failures');
+      throw err;
+    }
+  }
+
+  private insert(item: SpecCacheItem, spec: AdapterLoadSpec, bytes: number): void {
+    item.host.spec = spec;
+    item.host.bytes = bytes;
+    item.host.lastUsed = ++this.clock;
+    this.held.add(item);
+    let total = this.bytes;
+    const lru = [...this.held].filter((h) => h !== item).sort((a, b) => a.host.lastUsed - b.host.lastUsed);
+    for (const h of lru) {
+      if (this.held.size <= this.maxEntries && total <= this.maxWarmBytes) break;
+      total -= h.host.bytes;
+      this.drop(h, true);
+    }
+  }
+}
