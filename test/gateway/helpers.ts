@@ -6,7 +6,7 @@ import express, { type Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openLora, type OpenLoraOptions, type OpenLoraRouter } from '../../plugin/index.ts';
-import { demoTokenizer, FakeAdapters, FakeEngine, TINY_INFO, type Script } from '../plugin/fakes.ts';
+import { demoTokenizer, FakeAdapters, ScriptedEngine, TINY_INFO, type Script } from '../plugin/fakes.ts';
 
 /** Listen on 127.0.0.1:<random>; `url` has no trailing slash and no /v1. */
 export async function listen(app: Express): Promise<{ url: string; server: Server; close(): Promise<void> }> {
@@ -41,7 +41,7 @@ export async function fakeServer(
   opts: Omit<OpenLoraOptions, 'models'> & { maxRunningSequences?: number; engine?: { repeat?: boolean } } = {},
 ) {
   const tokenizer = await demoTokenizer();
-  const engine = new FakeEngine(script, opts.engine ?? {});
+  const engine = new ScriptedEngine(script, opts.engine ?? {});
   const adapters = new FakeAdapters('tiny');
   const logger = (opts.logger as ReturnType<typeof memoryLogger> | undefined) ?? memoryLogger();
   const router: OpenLoraRouter = openLora({

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import express from 'express';
 import request from 'supertest';
 import { openLora } from '../../plugin/index.ts';
-import { demoTokenizer, FakeAdapters, FakeEngine, makeApp, TINY_INFO } from './fakes.ts';
+import { demoTokenizer, FakeAdapters, ScriptedEngine, makeApp, TINY_INFO } from './fakes.ts';
 
 const CHAT = '/v1/chat/completions';
 const ok = { model: 'tiny', messages: [{ role: 'user', content: 'Speak.' }] };
@@ -87,7 +87,7 @@ test('requests wait for models that are still loading; a failed load answers 503
   const tokenizer = await demoTokenizer();
   let resolve!: (v: unknown) => void;
   const pending = new Promise((r) => (resolve = r));
-  const engine = new FakeEngine(() => [65, 1023]);
+  const engine = new ScriptedEngine(() => [65, 1023]);
   const router = openLora({
     models: pending.then(() => [{ name: 'tiny', engine, info: TINY_INFO, tokenizer, adapters: new FakeAdapters('tiny') }]),
   });

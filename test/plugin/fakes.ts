@@ -40,7 +40,7 @@ interface Live {
  * out it emits the first stop token (or, with `repeat`, starts the script again).
  * `failAt` makes sequences finish "error" at that token index.
  */
-export class FakeEngine {
+export class ScriptedEngine {
   readonly added: SequenceParams[] = [];
   readonly cancelled: number[] = [];
   paused = false;
@@ -224,7 +224,7 @@ export function defaultAdapters(base: string): AdapterInfo[] {
 /** An app serving one fake model named `tiny` with the real tokenizer. */
 export async function makeApp(script: Script, opts: { repeat?: boolean; failAt?: number } = {}) {
   const tokenizer = await demoTokenizer();
-  const engine = new FakeEngine(script, opts);
+  const engine = new ScriptedEngine(script, opts);
   const adapters = new FakeAdapters('tiny');
   const models: OpenLoraModel[] = [{ name: 'tiny', engine, info: TINY_INFO, tokenizer, adapters }];
   const router: OpenLoraRouter = openLora({ models });
