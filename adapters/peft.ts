@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
 import { AdapterError } from './errors.ts';
+import { checkNoAddedVocab } from './added-vocab.ts';
 import {
   baseModules, layerSelected, LORA_MODULES, MODULE_PARENT, moduleDims, patternKey, pyFullmatch, selectorMatches,
   type LoraModule, type ModuleSelector,
@@ -104,7 +105,8 @@ const exists = (p: string) => stat(p).then((s) => s.isFile(), () => false);
  * @param dir folder holding adapter_config.json and adapter_model.safetensors
  * @throws AdapterError naming the file and field: missing files, pickle-only `.bin` weights,
  *   schema errors, unsupported features (DoRA, bias, modules_to_save, ...), target modules that
- *   match nothing in the base, ranks above `info.maxLoraRank`.
+ *   match nothing in the base, ranks above `info.maxLoraRank`, tokens added beyond the base
+ *   vocabulary (added-vocab.ts).
  */
 export async function parseAdapterDir(dir: string, info: ModelInfo): Promise<ParsedAdapter> {
   const configPath = join(dir, 'adapter_config.json');
@@ -127,7 +129,9 @@ export async function parseAdapterDir(dir: string, info: ModelInfo): Promise<Par
   } catch (err) {
     throw new AdapterError(`${configPath}: not valid JSON (${(err as Error).message})`);
   }
-  return { dir, weightsPath, ...resolveConfig(json, info, configPath) };
+  const resolved = resolveConfig(json, info, configPath);
+  await checkNoAddedVocab(dir, info.vocabSize);
+  return { dir, weightsPath, ...resolved };
 }
 
 /**
@@ -229,9 +233,11 @@ const HINTS: Array<[RegExp, string]> = [
  * Checks: dtypes in LORA_DTYPES; each tensor is lora_A/lora_B of a targeted projection of a
  * layer < numHiddenLayers; every target has both; lora_A [r, in], lora_B [out, r] with the
  * base's in/out (see `moduleDims`); r of A == r of B == the config's rank for that module.
+ * The folder's tokenizer files are checked again (they may have changed since registration).
  * @throws AdapterError naming the file and tensor.
  */
 export async function buildLoadSpec(parsed: ParsedAdapter, info: ModelInfo): Promise<AdapterLoadSpec> {
+  await checkNoAddedVocab(parsed.dir, info.vocabSize);
   const header = await readSafetensorsHeader(parsed.weightsPath, { allowedDtypes: LORA_DTYPES });
   return specFromHeader(parsed, header, info);
 }

@@ -30,8 +30,13 @@ export function logitBiasPairs(bias: Record<string, number> | undefined, vocabSi
 }
 
 /**
- * Completion budget for one prompt: too long a prompt is a 400 naming the prompt field;
- * otherwise max_tokens defaults to, and is clamped to, the rest of the context (as vLLM).
+ * Completion budget for one prompt, as vLLM's OpenAI server decides it: a prompt that leaves no
+ * room is a 400 naming the prompt field; an explicit max_tokens / max_completion_tokens with
+ * prompt + max over the context is a 400 with vLLM's message (context, total, both parts), never
+ * clamped; with no max given, the completion may use what is left of the context.
+ * @param promptLength Prompt tokens. @param context Model context (max_position_embeddings).
+ * @param requested The client's max, or undefined. @param param The prompt field (`messages` / `prompt`).
+ * @throws ContextLengthError (400, code context_length_exceeded).
  */
 export function completionBudget(promptLength: number, context: number, requested: number | undefined, param: string): number {
   if (promptLength >= context) {
@@ -41,8 +46,16 @@ export function completionBudget(promptLength: number, context: number, requeste
       param,
     );
   }
-  const remaining = context - promptLength;
-  return requested === undefined ? remaining : Math.min(requested, remaining);
+  if (requested === undefined) return context - promptLength;
+  if (promptLength + requested > context) {
+    // vLLM serving_engine `_validate_input`, word for word (it says "messages" for both endpoints).
+    throw new ContextLengthError(
+      `This model's maximum context length is ${context} tokens. However, you requested ${promptLength + requested} tokens ` +
+        `(${promptLength} in the messages, ${requested} in the completion). Please reduce the length of the messages or completion.`,
+      param,
+    );
+  }
+  return requested;
 }
 
 /** Most engine sequences one request may start (prompts × n): one request must not monopolise the engine. */

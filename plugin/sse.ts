@@ -1,7 +1,8 @@
 /**
  * Server-sent events in the shape openai-node's `Stream` reads: `data: <json>\n\n` per chunk,
  * `data: [DONE]\n\n` last; an error after the headers went out is one
- * `data: {"error": {...}}` event and then the end (no [DONE]: the client raises it).
+ * `data: {"error": {...}}` event, then `data: [DONE]` as vLLM sends it (openai-node raises at
+ * the error event; clients that read until [DONE] are not left waiting).
  */
 import type { Response } from 'express';
 import { toOpenAIError } from './errors.ts';
@@ -68,12 +69,12 @@ export class SseWriter {
     this.uncork(); // before the response lets go of a kept-alive socket
   }
 
-  /** Send an error event (OpenAI body) and end the response. */
+  /** Send an error event (OpenAI body), then `[DONE]`, and end the response. */
   error(err: unknown): void {
     if (this.closed) return;
     this.start();
     this.ended = true;
-    this.res.end(`data: ${JSON.stringify(toOpenAIError(err).body)}\n\n`);
+    this.res.end(`data: ${JSON.stringify(toOpenAIError(err).body)}\n\ndata: [DONE]\n\n`);
     this.uncork();
   }
 }

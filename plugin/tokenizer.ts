@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
+import { Placeholders, SpecialTokenMatcher, splitSpecial, type PromptPiece } from './chat-encoding.ts';
 import { ContextLengthError, InvalidRequestError } from './errors.ts';
 import { buildTokenBytes } from './token-bytes.ts';
 
@@ -22,12 +23,20 @@ export interface TextPart {
   text: string;
 }
 
+/** One tool call of an assistant message (`arguments` is the JSON text the model wrote). */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
 /** A chat message as the OpenAI API sends it (only the fields the template needs). */
 export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
   content?: string | TextPart[] | null;
   name?: string;
   tool_call_id?: string;
+  tool_calls?: ToolCall[] | null;
 }
 
 /** What `loadTokenizer` reads; every file but tokenizer.json is optional. */
@@ -74,6 +83,88 @@ export function contentText(content: ChatMessage['content']): string {
   return content.map((p) => p.text).join('\n');
 }
 
+/** An added token as tokenizer.json writes it. */
+interface AddedTokenJson {
+  id: number;
+  content: string;
+  special?: boolean;
+  normalized?: boolean;
+  lstrip?: boolean;
+  rstrip?: boolean;
+}
+
+/**
+ * A view of `tok` that parses no special tokens (HF's `split_special_tokens=True`); non-special
+ * added tokens are still split out, as HF does.
+ *
+ * NOTE(why): @huggingface/tokenizers 0.2.0 has no such option, and a second Tokenizer would
+ * double a 128k vocabulary's memory and load time. So this shares `tok`'s model and replaces
+ * three private fields of the pinned version (`splitter_unnormalized`, `splitter_normalized`,
+ * `added_tokens_map`) with ones that hold only the non-special added tokens;
+ * test/plugin/chat-encoding.test.ts fails if an upgrade changes them.
+ */
+function plainView(tok: Tokenizer, added: AddedTokenJson[]): Tokenizer {
+  const inner = tok as unknown as { added_tokens_map: Map<string, unknown>; normalizer: ((s: string) => string) | null };
+  if (!(inner.added_tokens_map instanceof Map)) throw new Error('@huggingface/tokenizers changed: no added_tokens_map');
+  const map = new Map<string, unknown>();
+  const raw: string[] = [];
+  const normalized: string[] = [];
+  for (const t of added.filter((a) => !a.special)) {
+    const token = inner.added_tokens_map.get(t.content);
+    map.set(t.content, token);
+    if ((t.normalized ?? true) && inner.normalizer) {
+      const n = inner.normalizer(t.content);
+      normalized.push(n);
+      map.set(n, token);
+    } else {
+      raw.push(t.content);
+    }
+  }
+  const splitter = (words: string[]) => new SpecialTokenMatcher(words.map((content, id) => ({ content, id, lstrip: false, rstrip: false })));
+  return Object.assign(Object.create(tok) as Tokenizer, {
+    splitter_unnormalized: splitter(raw),
+    splitter_normalized: splitter(normalized),
+    added_tokens_map: map,
+  });
+}
+
+/** Apply `f` to every string in a JSON value, object keys included. */
+function mapStrings(v: unknown, f: (s: string) => string): unknown {
+  if (typeof v === 'string') return f(v);
+  if (Array.isArray(v)) return v.map((x) => mapStrings(x, f));
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [f(k), mapStrings(x, f)]));
+  return v;
+}
+
+/** Tool-call arguments for a template: the parsed JSON object when they are one (as vLLM passes them), else the text. */
+function toolArguments(text: string): unknown {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v;
+  } catch {
+    // not JSON: the template gets the text
+  }
+  return text;
+}
+
+/**
+ * A message as the template sees it; every client string goes through `user` (content, name,
+ * tool_call_id, tool-call id/name/arguments). `developer` becomes `system`; parts are joined.
+ */
+function templateMessage(m: ChatMessage, user: (s: string) => string): Record<string, unknown> {
+  const out: Record<string, unknown> = { role: m.role === 'developer' ? 'system' : m.role, content: user(contentText(m.content)) };
+  if (m.name !== undefined) out.name = user(m.name);
+  if (m.tool_call_id !== undefined) out.tool_call_id = user(m.tool_call_id);
+  if (m.tool_calls && m.tool_calls.length > 0) {
+    out.tool_calls = m.tool_calls.map((c) => ({
+      id: user(c.id),
+      type: 'function',
+      function: { name: user(c.function.name), arguments: mapStrings(toolArguments(c.function.arguments), user) },
+    }));
+  }
+  return out;
+}
+
 /** Encoder, decoder and chat template of one model. */
 export class ModelTokenizer {
   /** Token ids that end generation: config eos_token_id ∪ generation_config eos_token_id. */
@@ -86,6 +177,10 @@ export class ModelTokenizer {
   readonly hasChatTemplate: boolean;
 
   private readonly tok: Tokenizer;
+  /** The same tokenizer without its special tokens: encodes text in which none may be parsed. */
+  private readonly plain: Tokenizer;
+  private readonly specials: SpecialTokenMatcher;
+  private readonly templateSource: string;
   private readonly template: Template | undefined;
   private readonly templateVars: Record<string, string>;
   private readonly cleanUp: boolean;
@@ -98,8 +193,14 @@ export class ModelTokenizer {
     this.cleanUp = cfg.clean_up_tokenization_spaces === true;
     this.vocabSize = this.tok.get_vocab(true).size;
 
-    const added = (files.tokenizer.added_tokens ?? []) as Array<{ id: number; content: string; special?: boolean }>;
+    const added = (files.tokenizer.added_tokens ?? []) as AddedTokenJson[];
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
+    this.plain = plainView(this.tok, added);
+    this.specials = new SpecialTokenMatcher(
+      added
+        .filter((t) => t.special)
+        .map((t) => ({ id: t.id, content: t.content, lstrip: t.lstrip === true, rstrip: t.rstrip === true })),
+    );
 
     this.templateVars = {};
     for (const key of TEMPLATE_TOKENS) {
@@ -107,6 +208,7 @@ export class ModelTokenizer {
       if (s !== undefined) this.templateVars[key] = s;
     }
     const src = pickTemplate(cfg.chat_template);
+    this.templateSource = src ?? '';
     this.template = src === undefined ? undefined : new Template(src);
     this.hasChatTemplate = this.template !== undefined;
 
@@ -150,16 +252,19 @@ export class ModelTokenizer {
    *   never holds the event loop: ContextLengthError (400) naming `limit.param`.
    */
   encode(text: string, addSpecialTokens: boolean, limit?: { maxTokens: number; param: string }): number[] {
-    if (limit) {
-      const atLeast = Math.ceil(Buffer.byteLength(text) / this.maxTokenBytes);
-      if (atLeast > limit.maxTokens) {
-        throw new ContextLengthError(
-          `This model's maximum context length is ${limit.maxTokens} tokens, but the ${limit.param} is at least ${atLeast} tokens long.`,
-          limit.param,
-        );
-      }
-    }
+    if (limit) this.checkFits(Buffer.byteLength(text), limit);
     return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  /** Refuse `bytes` of text that cannot fit in `limit.maxTokens` tokens (see `encode`). */
+  private checkFits(bytes: number, limit: { maxTokens: number; param: string }): void {
+    const atLeast = Math.ceil(bytes / this.maxTokenBytes);
+    if (atLeast > limit.maxTokens) {
+      throw new ContextLengthError(
+        `This model's maximum context length is ${limit.maxTokens} tokens, but the ${limit.param} is at least ${atLeast} tokens long.`,
+        limit.param,
+      );
+    }
   }
 
   /** Decode ids to text; special tokens are skipped unless asked for. */
@@ -174,33 +279,57 @@ export class ModelTokenizer {
   }
 
   /**
-   * Render the chat template for `messages` with `add_generation_prompt: true`.
-   * `developer` becomes `system`; content parts are joined. Template errors (e.g. a template's
-   * `raise_exception('Conversation roles must alternate')`) become 400 naming `messages`.
+   * Render the chat template for `messages` with `add_generation_prompt: true` into markup and
+   * user pieces (chat-encoding.ts): every client string is shielded so that only markup can
+   * hold special tokens. Template errors (e.g. `raise_exception('Conversation roles must
+   * alternate')`) become 400 naming `messages`.
    */
-  renderChat(messages: ChatMessage[]): string {
+  private renderPieces(messages: ChatMessage[]): PromptPiece[] {
     if (!this.template) {
       throw new InvalidRequestError(
         'This model has no chat template (tokenizer_config.json has no `chat_template`); use /v1/completions.',
         'messages',
       );
     }
-    const msgs = messages.map((m) => {
-      const out: Record<string, unknown> = { role: m.role === 'developer' ? 'system' : m.role, content: contentText(m.content) };
-      if (m.name !== undefined) out.name = m.name;
-      if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
-      return out;
-    });
+    const strings: string[] = [this.templateSource, ...Object.values(this.templateVars)];
+    for (const m of messages) templateMessage(m, (s) => (strings.push(s), s));
+    const ph = new Placeholders(strings);
+    const msgs = messages.map((m) => templateMessage(m, (s) => this.specials.shield(s, ph)));
+    let rendered: string;
     try {
-      return this.template.render({ ...this.templateVars, messages: msgs, add_generation_prompt: true });
+      rendered = this.template.render({ ...this.templateVars, messages: msgs, add_generation_prompt: true });
     } catch (err) {
       throw new InvalidRequestError(`The chat template rejected the messages: ${(err as Error).message}`, 'messages');
     }
+    return ph.restore(rendered);
   }
 
-  /** Render and encode a chat prompt (without special tokens: the template wrote them); `maxTokens` as in `encode`. */
+  /** The rendered chat prompt as text (see `renderPieces`). */
+  renderChat(messages: ChatMessage[]): string {
+    return this.renderPieces(messages)
+      .map((p) => p.text)
+      .join('');
+  }
+
+  /**
+   * Render and encode a chat prompt. Special tokens come only from the template's markup; every
+   * client string is encoded as plain text (no special-token parsing, no BOS added: the template
+   * wrote it). `maxTokens` as in `encode`, naming `messages`.
+   */
   encodeChat(messages: ChatMessage[], maxTokens?: number): number[] {
-    return this.encode(this.renderChat(messages), false, maxTokens === undefined ? undefined : { maxTokens, param: 'messages' });
+    const pieces = this.renderPieces(messages);
+    if (maxTokens !== undefined) {
+      this.checkFits(
+        pieces.reduce((n, p) => n + Buffer.byteLength(p.text), 0),
+        { maxTokens, param: 'messages' },
+      );
+    }
+    const ids: number[] = [];
+    for (const span of splitSpecial(pieces, this.specials)) {
+      if ('special' in span) ids.push(span.special.id);
+      else for (const id of this.plain.encode(span.text, { add_special_tokens: false }).ids) ids.push(id);
+    }
+    return ids;
   }
 }
 

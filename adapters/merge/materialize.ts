@@ -200,22 +200,35 @@ export async function materializeMerge(spec: MergeSpec, info: ModelInfo, outDir:
     for (let i = 0; i < parsed.length; i++) readers.push(await AdapterTensors.open(parsed[i]!, specs[i]!));
     // Union of targets, in base order (layer-major, LORA_MODULES order).
     const modules = baseModules(info).filter((m) => readers.some((r) => r.has(m.name)));
-    if (EQUAL_RANKS.has(strategy)) {
-      // Per-module ranks must agree too (rank_pattern): PEFT would fail stacking the tensors.
-      for (const m of modules) {
-        const rs = parsed.map((p) => p.targets.find((t) => t.name === m.name)?.rank);
-        const present = rs.map((r, i) => [r, i] as const).filter(([r]) => r !== undefined);
-        const bad1 = present.find(([r]) => r !== present[0]![0]);
-        if (bad1) bad(`adapters[${bad1[1]}] (${names[bad1[1]]}) has rank ${bad1[0]} at ${m.name} but adapters[${present[0]![1]}] has ${present[0]![0]}: ${strategy} needs equal ranks`, `adapters[${bad1[1]}]`);
+    // Rank of each merged module. cat / svd: `rank` everywhere. The task-arithmetic strategies
+    // stack the inputs' A and B per module, so a module keeps the rank its inputs have there
+    // (rank_pattern); PEFT assigns the stacked result in place (`target_lora_A.data = ...`), so
+    // its merged module has that rank with scaling lora_alpha / r = 1: written below as
+    // rank_pattern / alpha_pattern entries, which reload to exactly PEFT's in-memory result.
+    const moduleRank = new Map<string, number>();
+    for (const m of modules) {
+      if (!EQUAL_RANKS.has(strategy)) {
+        moduleRank.set(m.name, rank);
+        continue;
       }
+      // Per-module ranks must agree across inputs: PEFT would fail stacking the tensors.
+      const rs = parsed.map((p) => p.targets.find((t) => t.name === m.name)?.rank);
+      const present = rs.map((r, i) => [r, i] as const).filter(([r]) => r !== undefined);
+      const bad1 = present.find(([r]) => r !== present[0]![0]);
+      if (bad1) bad(`adapters[${bad1[1]}] (${names[bad1[1]]}) has rank ${bad1[0]} at ${m.name} but adapters[${present[0]![1]}] has ${present[0]![0]}: ${strategy} needs equal ranks`, `adapters[${bad1[1]}]`);
+      moduleRank.set(m.name, present[0]![0]!);
     }
+    const rankOf = (m: { name: string }) => moduleRank.get(m.name)!;
     const dims = (m: { module: LoraModule }) => moduleDims(info, m.module); // shapes come from the base
     const decls: TensorDecl[] = [];
     for (const m of modules) {
       const d = dims(m);
       const key = `base_model.model.${m.name}`;
-      decls.push({ name: `${key}.lora_A.weight`, shape: [rank, d.in] }, { name: `${key}.lora_B.weight`, shape: [d.out, rank] });
+      decls.push({ name: `${key}.lora_A.weight`, shape: [rankOf(m), d.in] }, { name: `${key}.lora_B.weight`, shape: [d.out, rankOf(m)] });
     }
+    // PEFT get_pattern_key keys are regexes: the module's full name with its dots escaped.
+    const pattern: Record<string, number> = {};
+    for (const m of modules) if (rankOf(m) !== rank) pattern[m.name.replace(/\./g, '\\.')] = rankOf(m);
 
     await mkdir(outDir, { recursive: true });
     const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -230,7 +243,7 @@ export async function materializeMerge(spec: MergeSpec, info: ModelInfo, outDir:
           const pair = await readers[i]!.read(m.name);
           if (pair) present.push({ pair, w: spec.adapters[i]!.weight, i });
         }
-        const { A, B } = mergeModule(strategy, m.name, present, rank, d, spec);
+        const { A, B } = mergeModule(strategy, m.name, present, rankOf(m), d, spec);
         const key = `base_model.model.${m.name}`;
         await writer.write(`${key}.lora_A.weight`, A);
         await writer.write(`${key}.lora_B.weight`, B);
@@ -256,8 +269,8 @@ export async function materializeMerge(spec: MergeSpec, info: ModelInfo, outDir:
       bias: 'none',
       fan_in_fan_out: false,
       lora_dropout: 0,
-      rank_pattern: {},
-      alpha_pattern: {},
+      rank_pattern: pattern,
+      alpha_pattern: pattern,
       inference_mode: true,
       openlora_merge: {
         strategy, adapters: spec.adapters.map((a, i) => ({ name: names[i], weight: a.weight })),

@@ -16,13 +16,70 @@ const ContentPartSchema = z
   })
   .transform((p) => ({ type: 'text' as const, text: p.text as string }));
 
-/** A chat message; `developer` is mapped to `system` when the template is rendered. */
-export const MessageSchema = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
-  content: z.union([z.string(), z.array(ContentPartSchema)]).nullish(),
-  name: z.string().optional(),
-  tool_call_id: z.string().optional(),
+/** One tool call in an assistant message of the history (`arguments`: the JSON text the model wrote). */
+const ToolCallSchema = z.object({
+  id: z.string(),
+  type: z.literal('function'),
+  function: z.object({ name: z.string(), arguments: z.string() }),
 });
+
+/**
+ * A chat message; `developer` is mapped to `system` when the template is rendered.
+ * As OpenAI: `content` is required (a string or a non-empty array of parts) except on an
+ * assistant message that carries `tool_calls`, where it may be null or absent; a `tool` message
+ * needs `tool_call_id`.
+ */
+export const MessageSchema = z
+  .object({
+    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+    content: z.union([z.string(), z.array(ContentPartSchema).min(1)]).nullish(),
+    name: z.string().nullish(),
+    tool_call_id: z.string().nullish(),
+    tool_calls: z.array(ToolCallSchema).nullish(),
+  })
+  .superRefine((m, ctx) => {
+    if (m.content == null && !(m.role === 'assistant' && m.tool_calls && m.tool_calls.length > 0)) {
+      ctx.addIssue({ code: 'invalid_type', expected: 'string', input: m.content, path: ['content'] });
+    }
+    if (m.role === 'tool' && m.tool_call_id == null) {
+      ctx.addIssue({ code: 'invalid_type', expected: 'string', input: m.tool_call_id, path: ['tool_call_id'] });
+    }
+  })
+  .transform((m) => ({ ...m, name: m.name ?? undefined, tool_call_id: m.tool_call_id ?? undefined }));
+
+/**
+ * OpenAI's pairing of tool turns: each `tool` message answers a `tool_call_id` of the assistant
+ * message with `tool_calls` before it, and each of those calls is answered.
+ */
+function checkToolTurns(messages: Array<z.output<typeof MessageSchema>>, ctx: z.core.$RefinementCtx): void {
+  let open: { index: number; ids: Set<string> } | undefined;
+  const unanswered = () => {
+    if (open && open.ids.size > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['messages', open.index, 'role'],
+        message:
+          "an assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. " +
+          `The following tool_call_ids did not have response messages: ${[...open.ids].join(', ')}`,
+      });
+    }
+  };
+  messages.forEach((m, i) => {
+    if (m.role === 'tool') {
+      if (!open || !open.ids.delete(m.tool_call_id ?? '')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['messages', i, 'role'],
+          message: `messages with role 'tool' must be a response to a preceding message with 'tool_calls' (no open call has id ${JSON.stringify(m.tool_call_id)}).`,
+        });
+      }
+      return;
+    }
+    unanswered();
+    open = m.role === 'assistant' && m.tool_calls && m.tool_calls.length > 0 ? { index: i, ids: new Set(m.tool_calls.map((c) => c.id)) } : undefined;
+  });
+  unanswered();
+}
 
 /** `POST /v1/chat/completions`. */
 export const ChatCompletionRequestSchema = z
@@ -46,6 +103,7 @@ export const ChatCompletionRequestSchema = z
         message: `only "text" is supported, but got "${b.response_format.type}".`,
       });
     }
+    checkToolTurns(b.messages, ctx);
     if (b.top_logprobs != null && b.top_logprobs > 0 && b.logprobs !== true) {
       ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: '`logprobs` must be true when `top_logprobs` is set.' });
     }

@@ -20,6 +20,11 @@ export interface GenOptions {
   /** Uniform weights in [-scale, scale] (default 0.05 for A, 0.05 for B). */
   scale?: number;
   alpha?: number;
+  /** PEFT rank_pattern / alpha_pattern keyed by projection name (e.g. `{q_proj: 2}`). */
+  rankPattern?: Partial<Record<LoraModule, number>>;
+  alphaPattern?: Partial<Record<LoraModule, number>>;
+  /** use_rslora: scaling alpha / sqrt(r). */
+  rslora?: boolean;
 }
 
 /** Serialise tensors (name → [shape, Float32Array]) as safetensors in `dtype`. */
@@ -62,16 +67,18 @@ export async function writeRandomAdapter(dir: string, info: ModelInfo, o: GenOpt
   for (let l = 0; l < info.numHiddenLayers; l++) {
     for (const m of o.modules) {
       const d = moduleDims(info, m);
+      const r = o.rankPattern?.[m] ?? o.rank;
       const base = `base_model.model.model.layers.${l}.${MODULE_PARENT[m]}.${m}`;
-      tensors.push([`${base}.lora_A.weight`, [o.rank, d.in], fill(o.rank * d.in)]);
-      tensors.push([`${base}.lora_B.weight`, [d.out, o.rank], fill(d.out * o.rank)]);
+      tensors.push([`${base}.lora_A.weight`, [r, d.in], fill(r * d.in)]);
+      tensors.push([`${base}.lora_B.weight`, [d.out, r], fill(d.out * r)]);
     }
   }
   const bytes = safetensorsBytes(tensors, o.dtype);
   await mkdir(dir, { recursive: true });
   const config = {
     peft_type: 'LORA', task_type: 'CAUSAL_LM', r: o.rank, lora_alpha: o.alpha ?? 2 * o.rank, target_modules: o.modules,
-    bias: 'none', use_rslora: false, use_dora: false, fan_in_fan_out: false,
+    bias: 'none', use_rslora: o.rslora === true, use_dora: false, fan_in_fan_out: false,
+    rank_pattern: o.rankPattern ?? {}, alpha_pattern: o.alphaPattern ?? {},
   };
   await Promise.all([writeFile(join(dir, 'adapter_config.json'), JSON.stringify(config)), writeFile(join(dir, 'adapter_model.safetensors'), bytes)]);
   return bytes.length;

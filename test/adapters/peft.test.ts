@@ -194,3 +194,29 @@ describe('tensor refusals name the tensor', () => {
     });
   }
 });
+
+describe('added vocabulary (issue 11 item 7)', () => {
+  test('added_tokens.json or tokenizer.json ids beyond the base vocabulary: 400 at load and at first use', async () => {
+    const a = await t.make('adds-json');
+    await writeFile(join(a, 'added_tokens.json'), JSON.stringify({ '<new>': info.vocabSize, '<old>': 3 }));
+    await refuses(parseAdapterDir(a, info), /added_tokens\.json/, /adds 1 token/, new RegExp(`vocabulary of ${info.vocabSize}`));
+
+    const b = await t.make('adds-tokenizer');
+    const tok = { version: '1.0', added_tokens: [{ id: 1, content: '<s>', special: true }, { id: info.vocabSize + 4, content: '<x>' }], model: { vocab: { a: 0 } } };
+    await writeFile(join(b, 'tokenizer.json'), JSON.stringify(tok));
+    await refuses(parseAdapterDir(b, info), /tokenizer\.json/, new RegExp(`ids ${info.vocabSize + 4}`));
+
+    // registered while clean, then the folder gains tokens: the first use (load spec) refuses
+    const c = await t.make('adds-later');
+    const parsed = await parseAdapterDir(c, info);
+    await writeFile(join(c, 'added_tokens.json'), JSON.stringify({ '<late>': info.vocabSize + 1 }));
+    await refuses(buildLoadSpec(parsed, info), /adds 1 token/);
+  });
+
+  test('tokenizer files that add nothing are ignored', async () => {
+    const d = await t.make('copies-base-tokenizer');
+    await writeFile(join(d, 'added_tokens.json'), JSON.stringify({ '<eot>': info.vocabSize - 1 }));
+    await writeFile(join(d, 'tokenizer.json'), JSON.stringify({ added_tokens: [{ id: info.vocabSize - 1, content: '<eot>' }], model: { vocab: { 'x]"': 0 } } }));
+    await load(d);
+  });
+});

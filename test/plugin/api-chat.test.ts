@@ -78,11 +78,16 @@ test('sampling fields map to the engine; adapter lease pinned and released', asy
   assert.equal(adapters.acquired, 1);
   assert.equal(adapters.released, 1);
 
-  // Alias and max_completion_tokens (which wins over max_tokens); huge max_tokens is clamped.
+  // Alias and max_completion_tokens (which wins over max_tokens); a max beyond the context is a
+  // 400 naming messages (vLLM), and no max means what is left of the context.
   await request(app).post(CHAT).send({ model: 'shout', messages, max_tokens: 9, max_completion_tokens: 2 });
   assert.equal(engine.added[1]!.maxTokens, 2);
   assert.deepEqual(engine.added[1]!.adapters, [{ slot: 0, weight: 1 }]);
-  await request(app).post(CHAT).send({ model: 'tiny', messages, max_tokens: 100000 });
+  const over = await request(app).post(CHAT).send({ model: 'tiny', messages, max_completion_tokens: 100000 });
+  assert.equal(over.status, 400);
+  assert.equal(over.body.error.param, 'messages');
+  assert.match(over.body.error.message, /^This model's maximum context length is 512 tokens\. However, you requested 1000\d\d tokens \(\d+ in the messages, 100000 in the completion\)/);
+  await request(app).post(CHAT).send({ model: 'tiny', messages });
   assert.equal(engine.added[2]!.maxTokens, 512 - engine.added[2]!.promptIds.length);
   await adapters.allReleased();
 });

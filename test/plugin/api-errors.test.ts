@@ -67,12 +67,22 @@ test('4xx requests get OpenAI error bodies and the server keeps serving', async 
     const again = await request(app).post(CHAT).send(ok);
     assert.equal(again.status, 200, `server still serves after ${JSON.stringify(c.body ?? c.raw).slice(0, 60)}`);
   }
-  // A prompt exactly one token short of the context gets the rest clamped (vLLM behaviour).
+  // Prompt + an explicit max over the context: 400 with vLLM's message, never clamped; with no
+  // max the completion gets what is left (one token here).
   const prompt = Array.from({ length: 511 }, () => 65);
-  const res = await request(app).post('/v1/completions').send({ model: 'tiny', prompt, max_tokens: 100 });
+  const over = await request(app).post('/v1/completions').send({ model: 'tiny', prompt, max_tokens: 100 });
+  const e = assertOpenAIError(over.body, 400, over, 'prompt');
+  assert.equal(e.code, 'context_length_exceeded');
+  assert.equal(
+    e.message,
+    "This model's maximum context length is 512 tokens. However, you requested 611 tokens (511 in the messages, 100 in the completion). Please reduce the length of the messages or completion.",
+  );
+  const res = await request(app).post('/v1/completions').send({ model: 'tiny', prompt });
   assert.equal(res.status, 200);
   assert.equal(res.body.choices[0].finish_reason, 'length');
   assert.equal(res.body.usage.completion_tokens, 1);
+  const exact = await request(app).post('/v1/completions').send({ model: 'tiny', prompt, max_tokens: 1 });
+  assert.equal(exact.status, 200);
   assert.ok(tokenizer);
 });
 
@@ -121,10 +131,12 @@ test('engine failures: 500 with the engine text, SSE error event after headers',
   const s = await request(app).post(CHAT).send({ ...ok, stream: true });
   assert.equal(s.status, 200);
   assert.match(s.headers['content-type'] ?? '', /text\/event-stream/);
+  // the error event, then [DONE] (vLLM's framing: clients reading until [DONE] are not left waiting)
   const events = s.text.trim().split('\n\n');
-  const last = JSON.parse(events.at(-1)!.slice('data: '.length));
-  assert.equal(last.error.code, 'engine_error');
-  assert.ok(!s.text.includes('[DONE]'));
+  assert.equal(events.at(-1), 'data: [DONE]');
+  const error = JSON.parse(events.at(-2)!.slice('data: '.length));
+  assert.equal(error.error.code, 'engine_error');
+  assert.equal(events.filter((e) => e === 'data: [DONE]').length, 1);
 });
 
 test('addSequence throwing midway: 500, queued sequences cancelled, lease released after they end', async () => {

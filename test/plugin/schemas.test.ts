@@ -98,3 +98,37 @@ test('completions prompt forms and the adapters extension', () => {
   assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout', weight: '1e999' }] }).param, 'adapters[0].weight');
   assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', merge: { strategy: 'ties', density: 1.5 } }).param, 'merge.density');
 });
+
+test('messages are validated as OpenAI does: content required except assistant tool calls; tool turns pair up', () => {
+  for (const role of ['user', 'system', 'developer', 'tool']) {
+    for (const content of [undefined, null]) {
+      const m: Record<string, unknown> = { role, tool_call_id: 'c1' };
+      if (content === null) m.content = null;
+      const e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'user', content: 'x' }, m] });
+      assert.equal(e.param, 'messages[1].content', `${role} ${String(content)}`);
+      assert.equal(e.status, 400);
+    }
+  }
+  let e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'assistant', content: null }] });
+  assert.equal(e.param, 'messages[0].content');
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'user', content: [] }] });
+  assert.equal(e.param, 'messages[0].content');
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'tool', content: 'r' }] });
+  assert.equal(e.param, 'messages[0].tool_call_id');
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'tool', content: 'r', tool_call_id: 'c1' }] });
+  assert.equal(e.param, 'messages[0].role');
+  const call = { id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } };
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'assistant', content: null, tool_calls: [call] }, { role: 'user', content: 'x' }] });
+  assert.equal(e.param, 'messages[0].role');
+  assert.match(e.message, /c1/);
+  const ok = ChatCompletionRequestSchema.parse({
+    model: 'tiny',
+    messages: [
+      { role: 'user', content: 'x' },
+      { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', content: '42', tool_call_id: 'c1' },
+      { role: 'user', content: '' },
+    ],
+  });
+  assert.equal(ok.messages[1]!.tool_calls![0]!.function.name, 'f');
+});

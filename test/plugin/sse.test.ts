@@ -89,7 +89,7 @@ test('events of one turn share a socket write; order and framing are kept; the k
     // flushes after every callback: headers + 3 + 1.
     assert.equal(burstWrites, 3);
     const failed = await get('/fail', agent);
-    assert.match(failed.chunks.join(''), /^data: \{"i":0\}\n\ndata: \{"error":\{"message":/);
+    assert.match(failed.chunks.join(''), /^data: \{"i":0\}\n\ndata: \{"error":\{"message":[^\n]*\}\n\ndata: \[DONE\]\n\n$/);
     const plain = await Promise.race([
       get('/plain', agent),
       new Promise<never>((_, rej) => setTimeout(() => rej(new Error('kept-alive socket stalled')), 5000).unref()),

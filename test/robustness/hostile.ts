@@ -55,6 +55,19 @@ export function hostileCases(count: number, seed = 1): HostileCase[] {
     ['bad-json', () => ({ kind: 'bad-json', path: pick(['/chat/completions', '/completions'] as const), body: pick(['', '{', '}', '[]', 'null', '"x"', '{"model":', '{"a":1,}', '\u0000', '{"model":"tiny-shakespeare"']) })],
     ['bad-prompt-ids', () => ({ kind: 'bad-prompt-ids', path: '/completions', body: JSON.stringify({ model: 'tiny-shakespeare', prompt: pick([[-1], [1.5], [1e12], [[]], [[1], 'x'], []]), max_tokens: 1 }) })],
     ['bad-model', () => ({ kind: 'bad-model', path: '/chat/completions', body: JSON.stringify(chat({ model: pick(['tiny-shakespeare:', ':', 'tiny-shakespeare:shout@', 'tiny-shakespeare:shout@NaN+x', 'tiny-shakespeare:a@1e400', '../../etc/passwd', 'tiny-shakespeare:' + '+'.repeat(5000)]) })) })],
+    // Merge fields over the demo adapters (mixed ranks 16/8/4, q/v-only, rsLoRA): any strategy but
+    // the slow SVD ones (test/merge/fuzz.test.ts covers those), weights and options mostly valid.
+    ['fuzz-merge', () => {
+      const adapters = Array.from({ length: 1 + Math.floor(r() * 3) }, () => ({ name: pick(['shout', 'whisper', 'romeo', 'rs', 'nope']), weight: pick([1, 0.5, -0.7, 0, 2, 1e-30]) }));
+      const merge = {
+        strategy: pick(['linear', 'cat', 'ties', 'dare_linear', 'dare_ties', 'magnitude_prune', 'ensemble', 'x']),
+        density: pick([undefined, 0.5, 1, 0, 2]),
+        majority_sign_method: pick([undefined, 'total', 'frequency', 'y']),
+        seed: pick([undefined, 3, -1]),
+        svd_rank: pick([undefined, 65, 0]),
+      };
+      return { kind: 'fuzz-merge', path: pick(['/chat/completions', '/completions'] as const), body: JSON.stringify({ model: 'tiny-shakespeare', messages: [{ role: 'user', content: 'x' }], prompt: 'x', max_tokens: 1, adapters, merge }) };
+    }],
     ['bad-merge', () => ({ kind: 'bad-merge', path: '/chat/completions', body: JSON.stringify(chat({ model: 'tiny-shakespeare', adapters: pick([[], [{ name: 'shout', weight: 'x' }], [{ name: 'shout', weight: 1e308 }], Array.from({ length: 100 }, () => ({ name: 'shout', weight: 1 }))]), merge: pick([{ strategy: 'nope' }, { strategy: 'ties', density: 5 }, null]) })) })],
   ];
   return Array.from({ length: count }, (_, i) => gens[i % gens.length]![1]());
