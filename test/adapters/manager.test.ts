@@ -140,7 +140,8 @@ describe('residency', () => {
     await m.register('b', join(t.root, 'b'));
     const la = await m.acquire('a');
     const pending = m.acquire('b');
-    await sleep(30);
+    // until b is waiting for the slot (its host-tier read first takes a while on a loaded machine)
+    for (let i = 0; i < 1000 && m.stats().slotWaits === 0; i++) await sleep(5);
     assert.equal(engine.loads.length, 1, 'b waits, not loaded');
     la.release();
     const lb = await pending;

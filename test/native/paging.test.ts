@@ -241,6 +241,34 @@ describe('paged KV cache: leaks, limits and options', () => {
     }
   });
 
+  test('a slot reloaded with other weights never serves KV cached for its previous adapter (issue 11 item 2)', async () => {
+    // The prefix cache keys a block by (slot, load generation, weight) of each adapter, not by
+    // slot alone: a new load into the same slot is a new generation, so no stale KV is reused.
+    const engine = await Engine.load(modelDir, { threads: testThreads, blockSize: 4 });
+    const fresh = await Engine.load(modelDir, { threads: testThreads, blockSize: 4, enablePrefixCaching: false });
+    try {
+      const prompt = ref.prompts[1].input_ids;
+      const first = await engine.loadAdapter(adapterSpec('shout'));
+      const warm = await engine.generate(params(prompt, { adapters: [{ slot: first, weight: 1 }], maxTokens: 4 })).done;
+      const again = await engine.generate(params(prompt, { adapters: [{ slot: first, weight: 1 }], maxTokens: 4 })).done;
+      assert.deepEqual(again.tokens, warm.tokens);
+      const hits = engine.stats().prefixHitTokens;
+      assert.ok(hits > 0, 'the same adapter hits its cached prefix');
+      engine.unloadAdapter(first);
+      const second = await engine.loadAdapter(adapterSpec('whisper'));
+      assert.equal(second, first, 'the new adapter lands in the freed slot');
+      const got = await engine.generate(params(prompt, { adapters: [{ slot: second, weight: 1 }], maxTokens: 8 })).done;
+      assert.equal(engine.stats().prefixHitTokens, hits, 'no prefix hit on the previous adapter\'s blocks');
+      const ws = await fresh.loadAdapter(adapterSpec('whisper'));
+      const want = await fresh.generate(params(prompt, { adapters: [{ slot: ws, weight: 1 }], maxTokens: 8 })).done;
+      assert.deepEqual(got.tokens, want.tokens);
+      engine.unloadAdapter(second);
+    } finally {
+      await engine.dispose();
+      await fresh.dispose();
+    }
+  });
+
   test('options are checked, naming the field', async () => {
     const addon = loadNativeAddon();
     await assert.rejects(addon.loadModel(modelDir, { maxNumSeqs: 64, maxNumBatchedTokens: 32 }), /maxNumBatchedTokens \(32\) must be >= maxNumSeqs \(64\)/);
