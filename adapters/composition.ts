@@ -81,3 +81,12 @@ export const DENSITY_STRATEGIES: ReadonlySet<MergeStrategy> = new Set([
   'dare_ties_svd',
   'magnitude_prune_svd',
 ]);
+
+/**
+ * Why a composition needing `distinct` adapters at once can never run on `maxLoras` slots (it
+ * is a client error at once, not a wait and a 503), stating both numbers; undefined when it fits.
+ */
+export function slotShortfall(distinct: number, maxLoras: number): string | undefined {
+  if (distinct <= maxLoras) return undefined;
+  return `This composition uses ${distinct} distinct adapters at once, but this server has ${maxLoras} adapter slots (engine.maxLoras); use at most ${maxLoras}, or a materialised merge strategy (one slot).`;
+}

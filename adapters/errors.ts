@@ -35,6 +35,8 @@ export const ADAPTER_ERROR_CODES = [
   'adapter_checksum_mismatch',
   /** Every adapter slot stayed pinned by running requests for `slotWaitMs`: retry later. */
   'no_free_slot',
+  /** A composition needs more distinct adapters at once than the engine has slots: it can never run. */
+  'too_many_adapters',
 ] as const;
 
 /** One of ADAPTER_ERROR_CODES. */

@@ -23,7 +23,7 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { ModelInfo, NativeEngine } from '../native/types.ts';
 import { AdapterError, unknownAdapter } from './errors.ts';
-import type { Composition } from './composition.ts';
+import { slotShortfall, type Composition } from './composition.ts';
 import { MergeCache } from './merge-cache.ts';
 import { TierMetrics } from './metrics.ts';
 import { pinComposition, type PinnedComposition } from './pin.ts';
@@ -157,18 +157,92 @@ export class AdapterManager implements RuntimeAdapterProvider {
       this.unpin(e);
       throw err;
     }
-    this.slots.touch(e);
-    if (e.source.kind !== 'local') this.sources.touch(e.source);
-    let released = false;
-    return {
-      name,
-      slot: e.device.slot!,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.unpin(e);
-      },
-    };
+    return this.lease(e);
+  }
+
+  /**
+   * Make every adapter of a composition resident and pin them all at once, or none (no
+   * hold-and-wait): while the request waits for slots it holds none, so it cannot stall requests
+   * that need fewer. The files are read into the host tier first (holding nothing); then, once
+   * enough slots are free or held by unpinned adapters outside the set, they are reserved and
+   * every member pinned in one synchronous step, and the cold ones uploaded.
+   * @returns one lease per distinct name, in name order.
+   * @throws AdapterError `too_many_adapters` (400) at once when the distinct names exceed
+   *   `maxLoras` (the composition could never run); otherwise as `acquire` (`no_free_slot` after
+   *   `slotWaitMs`).
+   */
+  async acquireAll(names: readonly string[]): Promise<AdapterLease[]> {
+    const distinct = [...new Set(names)].sort();
+    const tooMany = slotShortfall(distinct.length, this.slots.maxLoras);
+    if (tooMany) throw new AdapterError(tooMany, 'too_many_adapters');
+    if (distinct.length <= 1) return Promise.all(distinct.map((n) => this.acquire(n))); // a lone acquire holds nothing while it waits
+    const entries = distinct.map((n) => this.registry.get(n) ?? (() => { throw unknownAdapter(`${this.baseName}:${n}`); })());
+    await Promise.all(entries.map((e) => this.specs.fresh(e)));
+    const keep = new Set(entries);
+    const deadline = performance.now() + this.slots.slotWaitMs;
+    let waited = false;
+    let cold: AdapterEntry[];
+    for (;;) {
+      const gone = entries.find((e) => e.removed);
+      if (gone) throw unknownAdapter(`${this.baseName}:${gone.name}`, 'It was unloaded.');
+      const busy = entries.filter((e) => e.device.loading);
+      if (busy.length > 0) {
+        await Promise.allSettled(busy.map((e) => e.device.loading)); // another request's load: re-check after it
+        continue;
+      }
+      cold = entries.filter((e) => e.device.slot === null);
+      if (this.slots.reserveNow(cold.length, keep)) break;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        this.slots.slotTimeouts++;
+        throw new AdapterError(
+          `adapters ${distinct.join(', ')}: ${cold.length} more of the ${this.slots.maxLoras} adapter slots are needed, but they are in use by running requests (waited ${this.slots.slotWaitMs} ms); retry later`,
+          'no_free_slot',
+          { param: null },
+        );
+      }
+      if (!waited) this.slots.slotWaits++;
+      waited = true;
+      await this.slots.waitForRelease(left);
+    }
+    for (const e of entries) {
+      e.device.pins++;
+      if (e.device.slot !== null) this.metrics.count('device', 'hits');
+    }
+    this.gauge();
+    for (const e of cold) {
+      this.metrics.count('device', 'misses');
+      e.device.loading = this.load(e, true).finally(() => void (e.device.loading = null));
+    }
+    const results = await Promise.allSettled(cold.map((e) => e.device.loading!));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed || entries.some((e) => e.removed || e.device.slot === null)) {
+      for (const e of entries) this.unpin(e);
+      throw failed ? failed.reason : unknownAdapter(`${this.baseName}:${distinct.join('+')}`, 'It was unloaded.');
+    }
+    return entries.map((e) => this.lease(e));
+  }
+
+  /**
+   * Content identity (sha256 of config and weights) of `name`'s files now (SpecCache.identity):
+   * keys what is derived from its bytes (materialised merges), never the name or path alone.
+   * @throws AdapterError `model_not_found` for an unknown name, `invalid_adapter` for invalid files.
+   */
+  identity(name: string): Promise<string> {
+    const e = this.registry.get(name);
+    if (!e) return Promise.reject(unknownAdapter(`${this.baseName}:${name}`));
+    return this.specs.identity(e);
+  }
+
+  /**
+   * For a folder a directory scan found but refused: the `invalid_adapter` error (400) that says
+   * why, answered instead of a 404 (AdapterProvider.refusal). Carries `base` and `adapter` for the
+   * key check in plugin/resolve.ts. Undefined for a registered or unknown name.
+   */
+  refusal(name: string): AdapterError | undefined {
+    const reason = this.registry.refusal(name);
+    if (reason === undefined) return undefined;
+    return Object.assign(new AdapterError(`adapter ${name} of ${this.baseName} was not loaded: ${reason}`), { base: this.baseName, adapter: name });
   }
 
   /** Materialise (once) and acquire a merge of this base's adapters; see AdapterProvider. */
@@ -313,13 +387,34 @@ export class AdapterManager implements RuntimeAdapterProvider {
     this.gauge();
   }
 
-  /** Host tier, then a slot (evicting if needed), then the upload. Leaves nothing behind on failure. */
-  private async load(e: AdapterEntry): Promise<void> {
-    let reserved = false;
+  /** A lease on pinned, resident `e` (one pin, released once). */
+  private lease(e: AdapterEntry): AdapterLease {
+    this.slots.touch(e);
+    if (e.source.kind !== 'local') this.sources.touch(e.source);
+    let released = false;
+    return {
+      name: e.name,
+      slot: e.device.slot!,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.unpin(e);
+      },
+    };
+  }
+
+  /**
+   * Host tier (filled again if the files changed on disk), then a slot (evicting if needed,
+   * unless `preReserved` by acquireAll), then the upload. Leaves nothing behind on failure.
+   */
+  private async load(e: AdapterEntry, preReserved = false): Promise<void> {
+    let reserved = preReserved;
     try {
-      const spec = await this.specs.get(e);
-      if (await this.slots.reserve(e.name)) this.prefetchedWhileWaiting++;
-      reserved = true;
+      const spec = await this.specs.fresh(e);
+      if (!reserved) {
+        if (await this.slots.reserve(e.name)) this.prefetchedWhileWaiting++;
+        reserved = true;
+      }
       if (e.removed) throw unknownAdapter(`${this.baseName}:${e.name}`, 'It was unloaded.');
       await this.slots.upload(e, spec);
       this.gauge();

@@ -23,6 +23,10 @@ export interface MergeHost {
   get(name: string): AdapterInfo | undefined;
   registerSynthetic(name: string, dir: string): Promise<AdapterInfo>;
   acquire(name: string): Promise<AdapterLease>;
+  /** Content identity (sha256) of a member's files now (AdapterManager.identity). */
+  identity(name: string): Promise<string>;
+  /** Forget a synthetic merge whose members changed (running requests finish first). */
+  unregister(name: string): boolean;
 }
 
 /** How long a merge refused with a 4xx is answered from memory (its members may change on disk). */
@@ -50,9 +54,19 @@ export class MergeCache {
     private readonly dir: string,
   ) {}
 
-  /** The synthetic adapter name of a composition: `merge-` + 16 hex chars of sha256(canonical key). */
-  nameOf(c: Composition): string {
-    return 'merge-' + createHash('sha256').update(canonicalMergeKey(this.spec(c))).digest('hex').slice(0, 16);
+  /** Synthetic name in use per canonical key (spec without content), to retire the stale one. */
+  private readonly current = new Map<string, string>();
+
+  /**
+   * The synthetic adapter name of a composition: `merge-` + 16 hex chars of sha256(canonical
+   * key + each member's content identity). Keyed by content, never by name or path alone: a
+   * member reloaded with other bytes, or rewritten on disk, names a new merge.
+   */
+  async nameOf(c: Composition): Promise<{ name: string; canonical: string }> {
+    const ids = await Promise.all(c.members.map((m) => this.host.identity(m.name))); // 404 for an unknown member
+    const canonical = canonicalMergeKey(this.spec(c));
+    const name = 'merge-' + createHash('sha256').update(`${canonical}\n${ids.join(',')}`).digest('hex').slice(0, 16);
+    return { name, canonical };
   }
 
   /**
@@ -60,7 +74,10 @@ export class MergeCache {
    * @throws AdapterError `invalid_merge` / `invalid_adapter` from the merge (bad density, rank mismatch, ...).
    */
   async acquire(c: Composition): Promise<AdapterLease> {
-    const name = this.nameOf(c);
+    const { name, canonical } = await this.nameOf(c);
+    const old = this.current.get(canonical);
+    if (old !== undefined && old !== name) this.host.unregister(old); // built from bytes that are gone
+    this.current.set(canonical, name);
     if (!this.host.get(name)) {
       const failed = this.failures.get(name);
       if (failed && failed.until > Date.now()) {

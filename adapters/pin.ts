@@ -21,11 +21,13 @@ export interface PinnedComposition {
  * - cat: one slot per distinct member, weights as given (the engine sums the deltas);
  * - ensemble: one slot per member, each member its own sequence;
  * - materialised strategies: one synthetic adapter (built once and cached by the provider).
- * Members are acquired in name order, so two requests never wait on each other's slots.
- * @throws whatever `provider.acquire` / `acquireMerged` throws; pins taken so far are released.
+ * Members are acquired all at once or not at all (`acquireAll` when the provider has it): a
+ * request waiting for slots holds none, so it never delays others (no hold-and-wait).
+ * @throws whatever `provider.acquire` / `acquireAll` / `acquireMerged` throws; pins taken so far
+ *   are released.
  */
 export async function pinComposition(
-  provider: Pick<AdapterProvider, 'acquire' | 'acquireMerged'>,
+  provider: Pick<AdapterProvider, 'acquire' | 'acquireAll' | 'acquireMerged'>,
   c: Composition | undefined,
 ): Promise<PinnedComposition> {
   if (!c) return { adapters: [], release() {} };
@@ -40,11 +42,10 @@ export async function pinComposition(
       return { adapters: [{ slot: lease.slot, weight: 1 }], release };
     }
     const slotOf = new Map<string, number>();
-    for (const name of [...new Set(c.members.map((m) => m.name))].sort()) {
-      const lease = await provider.acquire(name);
-      leases.push(lease);
-      slotOf.set(name, lease.slot);
-    }
+    const names = [...new Set(c.members.map((m) => m.name))].sort();
+    if (provider.acquireAll) leases.push(...(await provider.acquireAll(names)));
+    else for (const name of names) leases.push(await provider.acquire(name));
+    for (const l of leases) slotOf.set(l.name, l.slot);
     const refs = c.members.map((m) => ({ slot: slotOf.get(m.name)!, weight: m.weight }));
     if (c.merge.strategy === 'ensemble') {
       return { adapters: [], ensemble: refs.map((r) => ({ adapters: [{ slot: r.slot, weight: 1 }], weight: r.weight })), release };

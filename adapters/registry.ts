@@ -10,6 +10,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ModelInfo } from '../native/types.ts';
+import { fileStamp } from './content-id.ts';
 import { AdapterError } from './errors.ts';
 import { parseAdapterDir, type ParsedAdapter } from './peft.ts';
 import { emptyDeviceState, type DeviceState } from './slot-pool.ts';
@@ -25,6 +26,8 @@ export interface AdapterEntry {
   readonly name: string;
   info: AdapterInfo;
   parsed: ParsedAdapter;
+  /** fileStamp of the folder when `parsed` was read (adapters/content-id.ts): a different one means parse again. */
+  parsedStamp: string;
   source: AdapterSource;
   /** Unregistered: no new acquires; its slot is freed when pins reach 0. */
   removed: boolean;
@@ -46,6 +49,8 @@ export interface ScanResult {
 export class AdapterRegistry {
   private readonly entries = new Map<string, AdapterEntry>();
   private readonly scanDirs = new Set<string>();
+  /** Folders a scan found but refused (name → folder and reason): answered 400, not 404. */
+  private readonly refused = new Map<string, { dir: string; reason: string }>();
 
   /**
    * @param baseName Served name of the base model.
@@ -105,6 +110,7 @@ export class AdapterRegistry {
     const existing = taken();
     if (existing) return existing;
     const dir = await this.sources.ensureLocal(source);
+    const parsedStamp = await fileStamp(dir);
     const parsed = await parseAdapterDir(dir, this.info);
     const again = taken(); // a concurrent register of the same name may have won
     if (again) return again;
@@ -114,7 +120,8 @@ export class AdapterRegistry {
       name, base: this.baseName, dir, root: where, rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora),
       targetModules: [...parsed.targetKinds], created: Math.floor(Date.now() / 1000), source: source.kind,
     };
-    this.entries.set(name, { name, info, parsed, source, removed: false, host: emptySpecState(), device: emptyDeviceState() });
+    this.refused.delete(name);
+    this.entries.set(name, { name, info, parsed, parsedStamp, source, removed: false, host: emptySpecState(), device: emptyDeviceState() });
     this.log.info({ adapter: name, dir, source: source.kind, rank: info.rank, targets: info.targetModules }, 'adapter registered');
     return info;
   }
@@ -146,10 +153,19 @@ export class AdapterRegistry {
       } catch (err) {
         const reason = (err as Error).message;
         skipped.push({ name, reason });
+        if (!this.entries.has(name)) this.refused.set(name, { dir: sub, reason });
         this.log.warn({ adapter: name, dir: sub, reason }, 'adapter skipped');
       }
     }
     return { registered, skipped };
+  }
+
+  /**
+   * Why a scan refused the folder named `name` (DoRA, modules_to_save, bad JSON, pickle-only
+   * weights, added vocabulary, ...), or undefined for a name registered or never seen.
+   */
+  refusal(name: string): string | undefined {
+    return this.refused.get(name)?.reason;
   }
 
   /**
@@ -166,6 +182,7 @@ export class AdapterRegistry {
       for (const a of r.registered) if (!before.has(a.name)) added.push(a.name);
       skipped.push(...r.skipped.filter((s) => !before.has(s.name)));
     }
+    for (const [name, r] of [...this.refused]) if (!(await hasConfig(r.dir))) this.refused.delete(name);
     const vanished: string[] = [];
     for (const e of this.entries.values()) if (e.scanDir && !(await hasConfig(e.info.dir))) vanished.push(e.name);
     return { added, vanished, skipped };

@@ -80,7 +80,7 @@ export class SlotPool {
   constructor(
     private readonly engine: Pick<NativeEngine, 'loadAdapter' | 'unloadAdapter'>,
     readonly maxLoras: number,
-    private readonly slotWaitMs: number,
+    readonly slotWaitMs: number,
     private readonly metrics: TierMetrics,
     private readonly log: Logger,
   ) {}
@@ -125,16 +125,39 @@ export class SlotPool {
       }
       if (!waited) this.slotWaits++;
       waited = true;
-      await new Promise<void>((res) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.waiters.delete(done);
-          res();
-        };
-        const timer = setTimeout(done, left);
-        this.waiters.add(done);
-      });
+      await this.waitForRelease(left);
     }
+  }
+
+  /**
+   * Count `k` slots as used now, for `k` coming uploads, evicting least recently used unpinned
+   * adapters outside `keep` as needed; all or nothing: false (nothing changed) when free plus
+   * evictable slots are fewer than `k`. Synchronous, so no other request can take them between
+   * the check and the reservation. Pair each with `upload` or `unreserve`.
+   */
+  reserveNow(k: number, keep: ReadonlySet<SlotHolder>): boolean {
+    const free = this.maxLoras - this.used;
+    const evictable = [...this.resident].filter((h) => h.device.pins === 0 && !keep.has(h)).sort((a, b) => a.device.lastUsed - b.device.lastUsed);
+    if (free + evictable.length < k) return false;
+    for (let i = 0; i < k - free; i++) {
+      if (!this.unload(evictable[i]!, 'adapter evicted (LRU)')) return false;
+      this.metrics.count('device', 'evictions');
+    }
+    this.used += k;
+    return true;
+  }
+
+  /** Resolve at the next release or unload (`wake`), or after `ms`. */
+  waitForRelease(ms: number): Promise<void> {
+    return new Promise<void>((res) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        res();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
   }
 
   /** Give back a reservation that will not be uploaded into. */

@@ -13,12 +13,20 @@
  * LRU bounded by `maxEntries` adapters and `maxWarmBytes`; a fill first makes sure the adapter's
  * folder is on disk (adapters/sources.ts re-downloads a remote adapter the disk tier evicted).
  * Concurrent gets of one adapter share one fill.
+ *
+ * Content identity (adapters/content-id.ts): a fill records the files' stamp and the sha256 of
+ * the bytes it read. When the files change on disk (between evictions, or under a name unloaded
+ * and loaded again), `fresh` and `identity` notice the new stamp and fill again, parsing the
+ * config again if it changed too: nothing derived from the old bytes is reused.
  */
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
+import { contentHash, fileStamp } from './content-id.ts';
 import type { TierMetrics } from './metrics.ts';
-import { buildLoadSpec, type ParsedAdapter } from './peft.ts';
+import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from './peft.ts';
 import type { AdapterSource, AdapterSources } from './sources.ts';
+import type { AdapterInfo } from './types.ts';
 
 /** The host tier's state of one adapter (kept on its registry entry). */
 export interface SpecState {
@@ -30,11 +38,17 @@ export interface SpecState {
   lastUsed: number;
   /** The fill in progress, shared by concurrent gets. */
   filling: Promise<AdapterLoadSpec> | null;
+  /** Content identity of the bytes the last fill read: the files' stamp and their sha256. */
+  identity: { stamp: string; hash: string } | null;
 }
 
 /** What the tier needs to know of an adapter. */
 export interface SpecCacheItem {
   parsed: ParsedAdapter;
+  /** fileStamp when `parsed` was read; a fill parses the config again when the stamp changed. */
+  parsedStamp: string;
+  /** Rank, alpha and targets shown by /v1/models, refreshed with `parsed`. */
+  info: AdapterInfo;
   source: AdapterSource;
   /** Unregistered: a fill that completes is not kept. */
   removed: boolean;
@@ -43,7 +57,7 @@ export interface SpecCacheItem {
 
 /** A new, empty host-tier state. */
 export function emptySpecState(): SpecState {
-  return { spec: null, bytes: 0, lastUsed: 0, filling: null };
+  return { spec: null, bytes: 0, lastUsed: 0, filling: null, identity: null };
 }
 
 /** Host tier: LRU of validated load specs of one base model's adapters. */
@@ -97,6 +111,31 @@ export class SpecCache {
     return h.filling;
   }
 
+  /**
+   * `get`, after checking the files still have the stamp the spec was built from (else the spec
+   * is dropped and filled again from the new bytes). For uploads.
+   */
+  async fresh(item: SpecCacheItem): Promise<AdapterLoadSpec> {
+    const spec = await this.get(item);
+    const id = item.host.identity;
+    if (!id || (await fileStamp(item.parsed.dir)) === id.stamp) return spec;
+    this.drop(item);
+    return this.get(item);
+  }
+
+  /**
+   * Content identity (sha256 of adapter_config.json and the weights) of the adapter's files now:
+   * filled again when they changed since the last fill. Keys what is derived from the bytes.
+   * @throws as `get`.
+   */
+  async identity(item: SpecCacheItem): Promise<string> {
+    const id = item.host.identity;
+    if (item.host.spec && id && (await fileStamp(item.parsed.dir)) === id.stamp) return id.hash;
+    this.drop(item);
+    await this.get(item);
+    return item.host.identity!.hash;
+  }
+
   /** Remove the adapter from the tier (`evicted`: counted as an LRU eviction). */
   drop(item: SpecCacheItem, evicted = false): void {
     if (!this.held.delete(item)) return;
@@ -109,9 +148,21 @@ export class SpecCache {
     await this.sources.ensureLocal(item.source); // re-downloads into the same folder after a disk eviction
     const t0 = performance.now();
     try {
+      const dir = item.parsed.dir;
+      const stamp = await fileStamp(dir);
+      if (stamp !== item.parsedStamp) {
+        // the files changed since the config was parsed: parse it again (400 if now invalid)
+        item.parsed = await parseAdapterDir(dir, this.info);
+        item.parsedStamp = stamp;
+        const cfg = item.parsed.config;
+        Object.assign(item.info, { rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora), targetModules: [...item.parsed.targetKinds] });
+      }
       const spec = await buildLoadSpec(item.parsed, this.info);
-      // NOTE(why): read once so the engine's upload finds the bytes in the OS page cache (see header).
-      const bytes = (await readFile(spec.path)).length;
+      // NOTE(why): read once so the engine's upload finds the bytes in the OS page cache (see
+      // header); the same bytes give the content identity.
+      const [weights, config] = await Promise.all([readFile(spec.path), readFile(join(dir, 'adapter_config.json'))]);
+      const bytes = weights.length;
+      item.host.identity = { stamp, hash: contentHash(config, weights) };
       this.metrics.count('host', 'loads');
       this.metrics.observeLoad('host', (performance.now() - t0) / 1000);
       if (!item.removed) this.insert(item, spec, bytes);

@@ -71,6 +71,16 @@ export interface AdapterProvider {
    */
   acquireMerged(composition: Composition): Promise<AdapterLease>;
   /**
+   * Acquire every named adapter at once or none (no hold-and-wait while waiting for slots): one
+   * lease per distinct name, in name order. Refuses (400) more distinct names than slots.
+   */
+  acquireAll?(names: readonly string[]): Promise<AdapterLease[]>;
+  /**
+   * For a name a directory scan found but refused (DoRA, modules_to_save, bad JSON, pickle-only,
+   * ...): the 400 that says why, answered instead of a 404. Undefined otherwise.
+   */
+  refusal?(name: string): Error | undefined;
+  /**
    * Make every adapter of `composition` resident and pin it for one request (undefined: the base
    * model alone, nothing pinned); adapters/pin.ts decides slots and how the engine combines them.
    * Throws what `acquire` / `acquireMerged` throw, holding nothing.

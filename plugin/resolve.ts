@@ -20,6 +20,8 @@
 import type { Request, Response } from 'express';
 import {
   MergeOptionsSchema,
+  ON_THE_FLY_STRATEGIES,
+  slotShortfall,
   type AdapterWeight,
   type Composition,
   type CompositionConfig,
@@ -79,10 +81,20 @@ export function parseMerge(s: string): AdapterWeight[] | undefined {
 }
 
 /**
+ * The error for an adapter `name` that `provider` does not serve: the scan's refusal (400 with
+ * the reason: DoRA, modules_to_save, bad JSON, ...) when it found and refused the folder, else
+ * a 404.
+ */
+function missingAdapter(provider: AdapterProvider, model: string, name: string, detail: string): Error {
+  return provider.refusal?.(name) ?? new ModelNotFoundError(model, detail);
+}
+
+/**
  * Stage 1: resolve `model` against the served bases (name → adapter provider) and the named
  * compositions.
  * @throws ModelNotFoundError (404, param `model`) for unknown names; for an unknown adapter of a
- *   known base the message names the adapter. InvalidRequestError (400, code `model_ambiguous`)
+ *   known base the message names the adapter; an adapter a scan refused answers its reason
+ *   (AdapterError `invalid_adapter`, 400) instead. InvalidRequestError (400, code `model_ambiguous`)
  *   for an alias found under several bases, (400) for a malformed `A@w+B@w`.
  */
 export function parseModelName(
@@ -103,11 +115,11 @@ export function parseModelName(
     const members = parseMerge(rest);
     if (members) {
       for (const m of members) {
-        if (!provider.get(m.name)) throw new ModelNotFoundError(model, `Base model \`${base}\` has no adapter \`${m.name}\`.`);
+        if (!provider.get(m.name)) throw missingAdapter(provider, model, m.name, `Base model \`${base}\` has no adapter \`${m.name}\`.`);
       }
       return { base, members };
     }
-    if (!provider.get(rest)) throw new ModelNotFoundError(model, `Base model \`${base}\` has no adapter \`${rest}\`.`);
+    if (!provider.get(rest)) throw missingAdapter(provider, model, rest, `Base model \`${base}\` has no adapter \`${rest}\`.`);
     return { base, adapter: rest };
   }
 
@@ -121,6 +133,8 @@ export function parseModelName(
       'model_ambiguous',
     );
   }
+  const refusals = [...bases.values()].map((p) => p.refusal?.(model)).filter((e) => e !== undefined);
+  if (refusals.length === 1) throw refusals[0];
   throw new ModelNotFoundError(model);
 }
 
@@ -135,7 +149,7 @@ function bodyMembers(base: string, members: AdapterWeight[], provider: AdapterPr
         `adapters[${i}].name`,
       );
     }
-    if (!provider.get(name)) throw new ModelNotFoundError(`${base}:${name}`, `Base model \`${base}\` has no adapter \`${name}\` (adapters[${i}]).`);
+    if (!provider.get(name)) throw missingAdapter(provider, `${base}:${name}`, name, `Base model \`${base}\` has no adapter \`${name}\` (adapters[${i}]).`);
     return { name, weight: m.weight };
   });
 }
@@ -147,10 +161,11 @@ function bodyMembers(base: string, members: AdapterWeight[], provider: AdapterPr
  * - body `adapters: [{name, weight}]` with `model: BASE` → those members (`merge` as given);
  * - a named composition from the config → its members and merge options.
  * @throws InvalidRequestError (400) naming `adapters`/`merge` when the fields conflict with
- *   the model string or a weight is beyond ±MAX_ADAPTER_WEIGHT; ModelNotFoundError (404) for
- *   unknown member adapters.
+ *   the model string or a weight is beyond ±MAX_ADAPTER_WEIGHT, (400 `too_many_adapters`) when a
+ *   per-step composition names more distinct adapters than `maxLoras` slots; ModelNotFoundError
+ *   (404) for unknown member adapters.
  */
-export function resolveComposition(spec: ModelSpec, body: CompositionBody, provider: AdapterProvider): Composition | undefined {
+export function resolveComposition(spec: ModelSpec, body: CompositionBody, provider: AdapterProvider, maxLoras = Infinity): Composition | undefined {
   const hasBodyAdapters = body.adapters != null;
   let composition: Composition | undefined;
   if (spec.composition) {
@@ -195,6 +210,12 @@ export function resolveComposition(spec: ModelSpec, body: CompositionBody, provi
       );
     }
   }
+  // Applied per step, a composition needs one slot per distinct adapter; more than the engine has
+  // can never run: refuse it now, not after a wait (a materialised merge uses one slot).
+  if (ON_THE_FLY_STRATEGIES.has(composition.merge.strategy)) {
+    const tooMany = slotShortfall(new Set(composition.members.map((m) => m.name)).size, maxLoras);
+    if (tooMany) throw new InvalidRequestError(tooMany, hasBodyAdapters ? 'adapters' : 'model', 'too_many_adapters');
+  }
   return composition;
 }
 
@@ -202,7 +223,7 @@ export function resolveComposition(spec: ModelSpec, body: CompositionBody, provi
 export function resolveModel(registry: ModelRegistry, model: string, body: CompositionBody = {}): ResolvedModel {
   const spec = parseModelName(model, registry.providers, registry.compositions);
   const served = registry.get(spec.base)!;
-  return { model: served, composition: resolveComposition(spec, body, served.adapters) };
+  return { model: served, composition: resolveComposition(spec, body, served.adapters, served.info.maxLoras) };
 }
 
 /** Where the upstream dispatch leaves the spec it parsed for the route (one parse per request). */
@@ -237,9 +258,12 @@ export function resolveRequest(req: Request, res: Response, registry: ModelRegis
   try {
     const spec = parsed?.model === model ? parsed.spec : parseModelName(model, registry.providers, registry.compositions);
     const served = registry.get(spec.base)!;
-    r = { model: served, composition: resolveComposition(spec, body, served.adapters) };
+    r = { model: served, composition: resolveComposition(spec, body, served.adapters, served.info.maxLoras) };
   } catch (err) {
     if (access.key !== undefined && err instanceof ModelNotFoundError) throw new ModelNotFoundError(model);
+    // an adapter a scan refused (AdapterProvider.refusal): its reason only for keys that may use it
+    const refused = err as { base?: string; adapter?: string };
+    if (refused.adapter !== undefined && !mayUseAdapter(access, refused.base!, refused.adapter)) throw new ModelNotFoundError(model);
     throw err;
   }
   if (access.key !== undefined) {

@@ -4,15 +4,30 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { defaultConfigInput } from '../../config/load.ts';
 import type { RunningServer } from '../../examples/server.ts';
+import { loraConfig, tmpAdapters } from '../adapters/helpers.ts';
 import { postJson, startDemo } from './server.ts';
 
 let srv: RunningServer;
+let refusedDir: Awaited<ReturnType<typeof tmpAdapters>>;
 before(async () => {
-  srv = await startDemo();
+  // Adapters the start-up scan refuses: each must answer 400 with its reason, not 404.
+  refusedDir = await tmpAdapters();
+  await refusedDir.make('dora', loraConfig({ use_dora: true }));
+  await refusedDir.make('saves-modules', loraConfig({ modules_to_save: ['lm_head'] }));
+  await writeFile(join(await refusedDir.make('bad-json'), 'adapter_config.json'), '{"r": 8,');
+  await writeFile(join(await refusedDir.make('pickle-only', loraConfig(), null), 'adapter_model.bin'), 'PK');
+  await writeFile(join(await refusedDir.make('adds-tokens'), 'added_tokens.json'), '{"<new>": 1024}');
+  const models = defaultConfigInput().models!;
+  models[0]!.adapterDirs = [...(models[0]!.adapterDirs ?? []), refusedDir.root];
+  srv = await startDemo({ models, engine: { threads: 2, maxLoras: 3 } });
 });
 after(async () => {
   await srv?.close();
+  await refusedDir?.cleanup();
 });
 
 const chat = (extra: object) => ({ model: 'tiny-shakespeare', messages: [{ role: 'user', content: 'Speak.' }], max_tokens: 4, ...extra });
@@ -27,6 +42,12 @@ const cases: Array<[string, string, unknown, number, RegExp, string | null]> = [
   ['prompt longer than the context', '/completions', { model: 'tiny-shakespeare', prompt: longPrompt, max_tokens: 4 }, 400, /context|tokens/, 'prompt'],
   ['n = 0', '/chat/completions', chat({ n: 0 }), 400, /n/, 'n'],
   ['negative max_tokens', '/chat/completions', chat({ max_tokens: -5 }), 400, /max_tokens/, 'max_tokens'],
+  ['adapter refused at start-up: DoRA', '/chat/completions', chat({ model: 'tiny-shakespeare:dora' }), 400, /dora.*DoRA/, 'model'],
+  ['adapter refused at start-up: modules_to_save', '/chat/completions', chat({ model: 'saves-modules' }), 400, /modules_to_save/, 'model'],
+  ['adapter refused at start-up: bad JSON', '/completions', { model: 'tiny-shakespeare:bad-json', prompt: 'x', max_tokens: 1 }, 400, /not valid JSON/, 'model'],
+  ['adapter refused at start-up: pickle only', '/chat/completions', chat({ model: 'tiny-shakespeare', adapters: [{ name: 'pickle-only', weight: 1 }] }), 400, /pickle/, 'model'],
+  ['adapter refused at start-up: added vocabulary', '/chat/completions', chat({ model: 'tiny-shakespeare:adds-tokens@0.5+romeo@0.5' }), 400, /beyond the base vocabulary/, 'model'],
+  ['more distinct adapters than slots', '/chat/completions', chat({ model: 'tiny-shakespeare:shout@0.25+whisper@0.25+romeo@0.25+rs@0.25' }), 400, /4 distinct adapters .* 3 adapter slots/, 'model'],
   ['token id out of range', '/completions', { model: 'tiny-shakespeare', prompt: [1, 2, 99999], max_tokens: 2 }, 400, /prompt/, 'prompt'],
 ];
 

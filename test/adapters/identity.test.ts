@@ -1,0 +1,92 @@
+/**
+ * Issue 11 item 2: every artefact derived from an adapter's weights follows the bytes on disk,
+ * never the name or path alone: materialised merges after an unload + load of other weights under
+ * the same name and path, and host-tier load specs and merges after the files change on disk
+ * between evictions. (The engine's prefix cache keys KV blocks by load generation:
+ * test/native/paging.test.ts.)
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Composition } from '../../adapters/composition.ts';
+import { AdapterManager } from '../../adapters/manager.ts';
+import { readAdapterTensors, type LoraPair } from '../../adapters/merge/tensors.ts';
+import { buildLoadSpec, parseAdapterDir } from '../../adapters/peft.ts';
+import { writeRandomAdapter } from './gen.ts';
+import { FakeEngine, tinyInfo } from './helpers.ts';
+
+const info = tinyInfo({ maxLoras: 1 });
+let tmp: string;
+before(async () => void (tmp = await mkdtemp(join(tmpdir(), 'openlora-identity-'))));
+after(() => rm(tmp, { recursive: true, force: true }));
+
+async function pairs(dir: string): Promise<Map<string, LoraPair>> {
+  const parsed = await parseAdapterDir(dir, info);
+  return readAdapterTensors(parsed, await buildLoadSpec(parsed, info));
+}
+
+/** Linear merge of one adapter at weight w: A' = sqrt(w s) A (PEFT), checked on one module. */
+async function assertMergeOf(mergedDir: string, sourceDir: string, w: number): Promise<void> {
+  const [got, src] = [await pairs(mergedDir), await pairs(sourceDir)];
+  const [name, p] = [...src][0]!;
+  const q = got.get(name)!;
+  const c = Math.sqrt(w * p.scaling);
+  for (let k = 0; k < 16; k++) assert.ok(Math.abs(q.A[k]! - c * p.A[k]!) < 1e-5, `${name} A[${k}]: ${q.A[k]} vs ${c * p.A[k]!}`);
+}
+
+const linear = (name: string, weight: number): Composition => ({ members: [{ name, weight }], merge: { strategy: 'linear' } as Composition['merge'] });
+
+function manager(over: { maxCpuLoras?: number } = {}) {
+  const engine = new FakeEngine(1, 1);
+  const m = new AdapterManager({ engine, baseName: 'tiny', modelInfo: info, mergeDir: join(tmp, 'merges'), slotWaitMs: 2000, ...over });
+  return { engine, m };
+}
+
+test('unload, then load other weights under the same name and path: the materialised merge follows', async () => {
+  const dir = join(tmp, 'same-path');
+  await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj', 'v_proj'], dtype: 'F32', seed: 1 });
+  const { m } = manager();
+  await m.register('a', dir);
+  const first = await m.acquireMerged(linear('a', 0.5));
+  const firstDir = m.get(first.name)!.dir;
+  first.release();
+  await assertMergeOf(firstDir, dir, 0.5);
+
+  m.unregister('a');
+  await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj', 'v_proj'], dtype: 'F32', seed: 2 });
+  await m.register('a', dir);
+  const second = await m.acquireMerged(linear('a', 0.5));
+  const secondDir = m.get(second.name)!.dir;
+  second.release();
+  assert.notEqual(second.name, first.name, 'a new content identity names a new merge');
+  await assertMergeOf(secondDir, dir, 0.5);
+});
+
+test('files rewritten on disk between evictions: the load spec and the merge follow the new bytes', async () => {
+  const dir = join(tmp, 'rewritten');
+  const other = join(tmp, 'other');
+  await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 3, alpha: 8 });
+  await writeRandomAdapter(other, info, { rank: 2, modules: ['v_proj'], dtype: 'F32', seed: 4 });
+  for (const maxCpuLoras of [1, 64]) {
+    // maxCpuLoras 1: evicted from the host tier too; 64: still in the host tier with a stale spec
+    const { m, engine } = manager({ maxCpuLoras });
+    await m.register('a', dir);
+    await m.register('b', other);
+    (await m.acquire('a')).release();
+    assert.equal(engine.loads.at(-1)!.modules[0]!.scaling, 2, 'alpha 8 / r 4');
+    const merged = await m.acquireMerged(linear('a', 1));
+    merged.release();
+    (await m.acquire('b')).release(); // evicts a (and the merge) from the only slot
+
+    await writeRandomAdapter(dir, info, { rank: 8, modules: ['q_proj'], dtype: 'F32', seed: 5, alpha: 4 });
+    (await m.acquire('a')).release();
+    assert.equal(engine.loads.at(-1)!.modules[0]!.scaling, 0.5, `maxCpuLoras ${maxCpuLoras}: the new config (alpha 4 / r 8) is loaded`);
+    const again = await m.acquireMerged(linear('a', 1));
+    again.release();
+    assert.notEqual(again.name, merged.name, `maxCpuLoras ${maxCpuLoras}: a new merge for the new bytes`);
+    await assertMergeOf(m.get(again.name)!.dir, dir, 1);
+    await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 3, alpha: 8 });
+  }
+});
