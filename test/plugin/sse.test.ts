@@ -23,10 +23,13 @@ before(async () => {
     const sock = res.socket as unknown as Record<'_write' | '_writev', (...a: unknown[]) => unknown>;
     const orig = { _write: sock._write, _writev: sock._writev };
     let writes = 0;
+    let later: (() => void) | undefined; // the last turn, run once the burst has been written
     for (const k of ['_write', '_writev'] as const) {
       sock[k] = function (this: unknown, ...a: unknown[]) {
         writes++;
-        return orig[k].apply(this, a);
+        const r = orig[k].apply(this, a);
+        if (writes === 2 && later) setImmediate(later); // headers, then the burst: now a later turn
+        return r;
       };
     }
     res.on('finish', () => {
@@ -42,11 +45,14 @@ before(async () => {
     });
     setImmediate(() => sse.send({ i: 2 }));
     setImmediate(() => sse.send({ i: 3 }));
-    setTimeout(() => {
+    // NOTE(why): not a timer: on a loaded machine a 20 ms timer could fire before the burst's
+    // uncork and share its write (2 writes instead of 3).
+    later = () => {
+      later = undefined;
       sse.send({ i: 4 });
       sse.send({ i: 5 });
       sse.done();
-    }, 20);
+    };
   });
   app.get('/fail', (_req, res) => {
     const sse = new SseWriter(res);
