@@ -5,8 +5,11 @@
  */
 import type { NativeEngine, SequenceEvent, SequenceParams } from './types.ts';
 
-/** The part of NativeEngine that generation needs (test fakes implement just this). */
-export type EngineLike = Pick<NativeEngine, 'addSequence' | 'cancel' | 'onEvents'>;
+/**
+ * The part of NativeEngine that generation needs (test fakes implement just this);
+ * `stop` / `setTokenMask` only for constrained decoding.
+ */
+export type EngineLike = Pick<NativeEngine, 'addSequence' | 'cancel' | 'onEvents'> & Partial<Pick<NativeEngine, 'stop' | 'setTokenMask'>>;
 
 /** Receives the events of one sequence, in order; the last one carries `finishReason`. */
 export type SequenceHandler = (event: SequenceEvent) => void;
@@ -49,6 +52,18 @@ export class SequenceDispatcher {
   /** Ask the engine to cancel a sequence (it still reports a final "cancelled" event). */
   cancel(seqId: number): void {
     this.engine.cancel(seqId);
+  }
+
+  /** End a sequence with finishReason "stop" (NativeEngine.stop). @throws Error when the engine has no stop. */
+  stop(seqId: number): void {
+    if (!this.engine.stop) throw new Error('this engine does not support stop(seqId)');
+    this.engine.stop(seqId);
+  }
+
+  /** The next token's mask of a constrained sequence (NativeEngine.setTokenMask). @throws Error when the engine has no setTokenMask. */
+  setTokenMask(seqId: number, mask: Int32Array): void {
+    if (!this.engine.setTokenMask) throw new Error('this engine does not support constrained decoding (setTokenMask)');
+    this.engine.setTokenMask(seqId, mask);
   }
 
   private dispatch(events: SequenceEvent[]): void {

@@ -16,6 +16,7 @@
 import { loadNativeAddon } from './binding.ts';
 import { SequenceDispatcher } from './dispatch.ts';
 import { NativeError } from './errors.ts';
+import { checkTokenMask } from './token-mask.ts';
 import type {
   AdapterLoadSpec,
   AdapterRef,
@@ -54,6 +55,10 @@ export interface GenerationHandle {
   done: Promise<GenerationResult>;
   /** Cancel it; `done` then resolves with finishReason "cancelled". */
   cancel(): void;
+  /** End it with finishReason "stop" and no further token (Engine.stop). */
+  stop(): void;
+  /** The next token's allowed-token mask of a constrained sequence (Engine.setTokenMask). */
+  setTokenMask(mask: Int32Array): void;
 }
 
 /** A refused argument: `NativeError` with code `invalid_argument`; `param` is the field. */
@@ -64,6 +69,8 @@ const isFiniteNumber = (v: unknown): v is number => typeof v === 'number' && Num
 export class Engine {
   private readonly dispatcher: SequenceDispatcher;
   private readonly modelInfo: ModelInfo;
+  /** Live constrained sequences: whether the mask of their next token is still owed (setTokenMask). */
+  private readonly maskOwed = new Map<number, boolean>();
   private disposed = false;
 
   /** Load a Hugging Face model folder into a new engine. Rejects with the native message. */
@@ -119,6 +126,8 @@ export class Engine {
       completionTokens: 0,
     };
     const seqId = this.dispatcher.add(params, (ev) => {
+      if (ev.finishReason) this.maskOwed.delete(seqId);
+      else if (ev.token >= 0 && this.maskOwed.has(seqId)) this.maskOwed.set(seqId, true);
       if (ev.token >= 0) {
         result.tokens.push(ev.token);
         if (ev.logprob !== undefined) result.logprobs.push(ev.logprob);
@@ -137,12 +146,44 @@ export class Engine {
       }
     });
     result.seqId = seqId;
-    return { seqId, done, cancel: () => this.native.cancel(seqId) };
+    if (params.constrained) this.maskOwed.set(seqId, params.tokenMask === undefined);
+    return {
+      seqId,
+      done,
+      cancel: () => this.native.cancel(seqId),
+      stop: () => this.stop(seqId),
+      setTokenMask: (mask) => this.setTokenMask(seqId, mask),
+    };
   }
 
   /** Cancel a sequence by id (unknown ids are ignored). */
   cancel(seqId: number): void {
     this.native.cancel(seqId);
+  }
+
+  /** End a sequence with finishReason "stop" and no further token (its grammar terminated). Unknown ids are ignored. */
+  stop(seqId: number): void {
+    this.native.stop(seqId);
+  }
+
+  /**
+   * The allowed-token mask of the next token of a constrained sequence (SequenceParams.constrained):
+   * one per token, sent after the previous token's event (native/README.md "Constrained decoding").
+   * Ids this Engine does not know as live constrained sequences go to the engine, which ignores
+   * finished ones and finishes an unconstrained one "error".
+   * @throws NativeError `invalid_argument` (param `tokenMask`) for a wrong type or length or a mask
+   *   allowing nothing, or when the sequence's next token already has its mask.
+   */
+  setTokenMask(seqId: number, mask: Int32Array): void {
+    checkTokenMask(mask, this.modelInfo.vocabSize);
+    if (this.maskOwed.get(seqId) === false) {
+      throw invalid(
+        `setTokenMask: sequence ${seqId} already has the mask of its next token; send one mask per token, after that token's predecessor's event`,
+        'tokenMask',
+      );
+    }
+    if (this.maskOwed.has(seqId)) this.maskOwed.set(seqId, false);
+    this.native.setTokenMask(seqId, mask);
   }
 
   /** Running/waiting sequences, loaded slots, steps so far, KV blocks, prefix hits, preemptions. */
@@ -227,5 +268,10 @@ export class Engine {
         p.logitBias.every((e) => Array.isArray(e) && e.length === 2 && isInt(e[0]) && e[0] >= 0 && e[0] < vocab && isFiniteNumber(e[1])),
       `an array of [tokenId in [0, ${vocab}), finite bias] pairs`,
     );
+    range('constrained', p.constrained === undefined || typeof p.constrained === 'boolean', 'a boolean');
+    if (p.tokenMask !== undefined) {
+      if (p.constrained !== true) throw invalid('tokenMask is only accepted with constrained: true', 'tokenMask');
+      checkTokenMask(p.tokenMask, vocab);
+    }
   }
 }

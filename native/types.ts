@@ -196,6 +196,24 @@ export interface SequenceParams {
    * Reported logprobs are log p (the mixture's, at T = 1 before filtering).
    */
   ensemble?: EnsembleMember[];
+  /**
+   * Constrained decoding (structured output). When true, every token of this sequence is
+   * sampled under an allowed-token bitmask for its position: the first one is `tokenMask`
+   * (or a `setTokenMask` call), each later one is sent with `setTokenMask(seqId, mask)` after
+   * the previous token's event. The sequence never samples without it (its forward still runs;
+   * its logits wait for the mask) and other sequences never wait. Disallowed tokens get logit
+   * -inf before logit_bias, penalties, temperature, top-k/top-p and greedy; for ensembles the
+   * mask applies to the mixture. Reported logprobs stay the model's unmasked ones.
+   */
+  constrained?: boolean;
+  /**
+   * The mask of the first generated token (only with `constrained: true`; absent = send it
+   * with setTokenMask, e.g. once the grammar has compiled, while the prompt is prefilled).
+   * xgrammar's bitmask layout: ceil(vocabSize / 32) words, token i allowed when bit (i & 31)
+   * of word (i >> 5) is set; vocabSize is ModelInfo.vocabSize (the logits width; tokens the
+   * tokenizer lacks must be 0 bits); at least one allowed token.
+   */
+  tokenMask?: Int32Array;
 }
 
 /** One member of an ensemble: its adapter set and mixture weight (> 0). */
@@ -247,6 +265,19 @@ export interface NativeEngine {
   addSequence(params: SequenceParams): number;
   /** Cancel a sequence; it finishes with reason "cancelled" at the next step. Unknown ids are ignored. */
   cancel(seqId: number): void;
+  /**
+   * End a sequence with finishReason "stop" at the next step, without another token (a
+   * constrained sequence whose grammar has terminated). Unknown ids are ignored.
+   */
+  stop(seqId: number): void;
+  /**
+   * The allowed-token mask (SequenceParams.tokenMask layout) for the next token of a
+   * constrained sequence: exactly one per sampled token, sent after that sequence's previous
+   * token event (or after addSequence when no tokenMask was given). Throws for a wrong length
+   * or a mask with no allowed token; unknown / finished ids are ignored; a mask for an
+   * unconstrained sequence or a second one before the next token finishes the sequence "error".
+   */
+  setTokenMask(seqId: number, mask: Int32Array): void;
   /** Register the per-step event callback (called on the JS thread, one array per step). */
   onEvents(cb: (events: SequenceEvent[]) => void): void;
   /** All-position logits for a prompt with an adapter set, computed on the engine thread. */

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "engine_sequence.h"
+#include "token_mask.h"
 
 namespace openlora {
 
@@ -100,6 +101,10 @@ void Engine::validate(const SequenceRequest& r) const {
   if (r.logprobs < -1 || r.logprobs > engine_defaults::kMaxLogprobs) {
     invalid("logprobs", "logprobs must be in [-1, " + std::to_string(engine_defaults::kMaxLogprobs) + "], got " + std::to_string(r.logprobs));
   }
+  if (!r.tokenMask.empty() || r.constrained) {
+    if (!r.constrained) invalid("tokenMask", "tokenMask is only accepted with constrained: true");
+    if (!r.tokenMask.empty()) checkTokenMask(r.tokenMask, c.vocabSize, "SequenceParams.tokenMask");
+  }
   if (!r.hasEnsemble) return;
   const int n = int(r.ensemble.size());
   if (!r.adapters.empty()) invalid("adapters", "adapters must be empty when ensemble is set (each ensemble member has its own adapters)");
@@ -156,6 +161,8 @@ int64_t Engine::addSequence(SequenceRequest req) {
   } else {
     seq->weights = {1.0};
   }
+  seq->hasMask = !req.tokenMask.empty();
+  seq->mask = std::move(req.tokenMask);
   seq->req = std::move(req);
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
@@ -172,7 +179,13 @@ int64_t Engine::addSequence(SequenceRequest req) {
 
 void Engine::cancel(int64_t seqId) {
   std::lock_guard<std::mutex> lock(mu_);
-  cancels_.insert(seqId);
+  ends_.emplace(seqId, "cancelled");  // the first of cancel / stop wins
+  cv_.notify_one();
+}
+
+void Engine::stop(int64_t seqId) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ends_.emplace(seqId, "stop");
   cv_.notify_one();
 }
 
@@ -239,11 +252,11 @@ SequenceEvent Engine::finish(Sequence& seq, const char* reason, const std::strin
   return ev;
 }
 
-void Engine::step(std::vector<SequenceEvent>* events) {
+bool Engine::step(std::vector<SequenceEvent>* events) {
   const ModelConfig& c = model_->config();
   std::vector<PlanItem> plan;
   schedule(&plan, events);
-  if (plan.empty()) return;
+  if (plan.empty()) return false;
   std::vector<BatchEntry> batch;
   std::vector<std::vector<int>> rowOf(plan.size());  // [plan][members] logits row, -1 when not in the batch
   for (size_t p = 0; p < plan.size(); p++) {
@@ -267,7 +280,7 @@ void Engine::step(std::vector<SequenceEvent>* events) {
   } catch (const std::exception& ex) {
     for (auto& s : running_) events->push_back(finish(*s, "error", std::string("forward failed: ") + ex.what()));
     running_.clear();
-    return;
+    return true;
   }
   steps_++;
   if (kv_->allocator().prefixCaching()) {
@@ -276,6 +289,11 @@ void Engine::step(std::vector<SequenceEvent>* events) {
     }
   }
   const int V = c.vocabSize;
+  // NOTE(why): masks sent while this step's forward ran (for tokens of the previous step) are
+  // taken now, so a constrained sequence whose JS matcher keeps up never misses a step.
+  if (std::any_of(plan.begin(), plan.end(), [](const PlanItem& p) { return p.sample && p.seq->req.constrained && !p.seq->hasMask; })) {
+    takeMasks(plan);
+  }
   std::set<const Sequence*> finished;
   std::vector<const float*> rows;  // [members] last-position logits [vocab] of one sequence
   for (size_t p = 0; p < plan.size(); p++) {
@@ -283,39 +301,55 @@ void Engine::step(std::vector<SequenceEvent>* events) {
     Sequence& s = *plan[p].seq;
     rows.clear();
     for (size_t m = 0; m < s.members.size(); m++) rows.push_back(logits_.data() + size_t(rowOf[p][m]) * size_t(V));
-    const bool mixed = s.members.size() > 1;
-    const int token = mixed ? s.sampler->sampleMixture(rows, s.weights) : s.sampler->sample(rows[0]);
-    s.sampler->observe(token);
-    s.generated.push_back(token);
-    s.tokens.push_back(token);
-    SequenceEvent ev;
-    ev.seqId = s.id;
-    ev.token = token;
-    if (s.req.logprobs >= 0) {
-      ev.hasLogprob = true;
-      ev.hasTop = s.req.logprobs > 0;
-      std::vector<TokenLogprob>* top = ev.hasTop ? &ev.top : nullptr;
-      ev.logprob = mixed ? mixtureLogprobs(rows, s.weights, V, token, s.req.logprobs, top)
-                         : computeLogprobs(rows[0], V, token, s.req.logprobs, top);
+    if (s.req.constrained && !s.hasMask) {  // hold: keep the logits until the mask arrives (sampleHeld)
+      s.heldLogits.resize(s.members.size() * size_t(V));
+      for (size_t m = 0; m < rows.size(); m++) std::copy(rows[m], rows[m] + V, s.heldLogits.data() + m * size_t(V));
+      s.held = true;
+      continue;
     }
-    const char* reason = nullptr;
-    const int total = int(s.tokens.size());
-    if (std::find(s.req.stopTokenIds.begin(), s.req.stopTokenIds.end(), token) != s.req.stopTokenIds.end()) reason = "stop";
-    else if (int(s.generated.size()) >= s.req.maxTokens) reason = "length";
-    else if (total >= c.maxPositionEmbeddings) reason = "length";
-    if (reason) {
-      SequenceEvent fin = finish(s, reason);
-      ev.finishReason = fin.finishReason;
-      ev.promptTokens = fin.promptTokens;
-      ev.completionTokens = fin.completionTokens;
-      finished.insert(&s);
-    }
-    events->push_back(std::move(ev));
+    if (sampleAndEmit(s, rows, events)) finished.insert(&s);
   }
   if (!finished.empty()) {
     running_.erase(std::remove_if(running_.begin(), running_.end(), [&](const std::unique_ptr<Sequence>& s) { return finished.count(s.get()) > 0; }),
                    running_.end());
   }
+  return true;
+}
+
+bool Engine::sampleAndEmit(Sequence& s, const std::vector<const float*>& rows, std::vector<SequenceEvent>* events) {
+  const ModelConfig& c = model_->config();
+  const int V = c.vocabSize;
+  const bool mixed = s.members.size() > 1;
+  const uint32_t* mask = s.req.constrained ? s.mask.data() : nullptr;
+  const int token = mixed ? s.sampler->sampleMixture(rows, s.weights, mask) : s.sampler->sample(rows[0], mask);
+  s.hasMask = false;  // one mask per sampled token
+  s.held = false;
+  s.sampler->observe(token);
+  s.generated.push_back(token);
+  s.tokens.push_back(token);
+  SequenceEvent ev;
+  ev.seqId = s.id;
+  ev.token = token;
+  if (s.req.logprobs >= 0) {  // the model's own (unmasked, unprocessed) distribution
+    ev.hasLogprob = true;
+    ev.hasTop = s.req.logprobs > 0;
+    std::vector<TokenLogprob>* top = ev.hasTop ? &ev.top : nullptr;
+    ev.logprob = mixed ? mixtureLogprobs(rows, s.weights, V, token, s.req.logprobs, top)
+                       : computeLogprobs(rows[0], V, token, s.req.logprobs, top);
+  }
+  const char* reason = nullptr;
+  const int total = int(s.tokens.size());
+  if (std::find(s.req.stopTokenIds.begin(), s.req.stopTokenIds.end(), token) != s.req.stopTokenIds.end()) reason = "stop";
+  else if (int(s.generated.size()) >= s.req.maxTokens) reason = "length";
+  else if (total >= c.maxPositionEmbeddings) reason = "length";
+  if (reason) {
+    SequenceEvent fin = finish(s, reason);
+    ev.finishReason = fin.finishReason;
+    ev.promptTokens = fin.promptTokens;
+    ev.completionTokens = fin.completionTokens;
+  }
+  events->push_back(std::move(ev));
+  return reason != nullptr;
 }
 
 void Engine::runForward(ForwardJob& job) {
@@ -353,13 +387,17 @@ void Engine::runForward(ForwardJob& job) {
   job.done(std::move(out));
 }
 
-void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::set<int64_t>& cancels,
+void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::map<int64_t, const char*>& ends,
                              bool stopping, std::vector<SequenceEvent>* events) {
-  auto cancelled = [&](const Sequence& s) { return stopping || cancels.count(s.id) > 0; };
+  auto reasonFor = [&](const Sequence& s) -> const char* {
+    if (stopping) return "cancelled";
+    auto it = ends.find(s.id);
+    return it == ends.end() ? nullptr : it->second;
+  };
   auto dropCancelled = [&](auto& list) {
     for (auto it = list.begin(); it != list.end();) {
-      if (cancelled(**it)) {
-        events->push_back(finish(**it, "cancelled"));
+      if (const char* reason = reasonFor(**it)) {
+        events->push_back(finish(**it, reason));
         it = list.erase(it);
       } else {
         ++it;
@@ -402,25 +440,33 @@ void Engine::threadMain() {
   cpu::lowerThreadPriority(options_.threadNice);
   for (;;) {
     std::deque<std::unique_ptr<ForwardJob>> forwards;
-    std::set<int64_t> cancels;
+    std::map<int64_t, const char*> ends;
+    std::vector<std::pair<int64_t, std::vector<uint32_t>>> masks;
     bool stopping;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stopping_ || !inbox_.empty() || !forwards_.empty() || !cancels_.empty() || !running_.empty() || !waiting_.empty();
+        return stopping_ || !inbox_.empty() || !forwards_.empty() || !ends_.empty() || !maskInbox_.empty() ||
+               (!idle_ && (!running_.empty() || !waiting_.empty()));
       });
       while (!inbox_.empty()) {
         waiting_.push_back(std::move(inbox_.front()));
         inbox_.pop_front();
       }
       forwards.swap(forwards_);
-      cancels.swap(cancels_);
+      ends.swap(ends_);
+      masks.swap(maskInbox_);
       stopping = stopping_;
     }
     std::vector<SequenceEvent> events;
     try {
-      processCommands(forwards, cancels, stopping, &events);
-      if (!stopping && (!running_.empty() || !waiting_.empty())) step(&events);
+      processCommands(forwards, ends, stopping, &events);
+      idle_ = true;
+      if (!stopping) {
+        applyMasks(masks, &events);
+        sampleHeld(&events);
+        if (!running_.empty() || !waiting_.empty()) idle_ = !step(&events);
+      }
     } catch (const std::exception& ex) {
       // NOTE(why): an escaping exception would std::terminate the whole process; fail the
       // affected sequences instead and keep the loop alive.

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -46,6 +47,11 @@ struct SequenceRequest {
   SamplingParams sampling;
   std::vector<int> stopTokenIds;
   int logprobs = -1;  // -1 none; 0 the chosen token's; k > 0 also the top k (k <= 20)
+  // Constrained decoding (token_mask.h, native/README.md): every sampled token needs an
+  // allowed-token mask for its position; `tokenMask` is the first one ([ceil(vocab/32)] words,
+  // empty = supply it with setTokenMask), the rest come through setTokenMask.
+  bool constrained = false;
+  std::vector<uint32_t> tokenMask;
 };
 
 /** One step's news about one sequence (SequenceEvent of native/types.ts). */
@@ -125,6 +131,20 @@ class Engine {
   /** Finish a sequence "cancelled" at the next step and free its KV cache; unknown ids are ignored. */
   void cancel(int64_t seqId);
   /**
+   * Finish a sequence "stop" at the next step without sampling another token (a constrained
+   * sequence whose grammar has terminated) and free its KV cache; unknown ids are ignored.
+   */
+  void stop(int64_t seqId);
+  /**
+   * The allowed-token mask for the next token of a constrained sequence (token_mask.h layout,
+   * [ceil(vocab/32)] words); one per sampled token, sent after the previous token's event.
+   * The sequence never samples without it: if its logits are ready first they are kept and it
+   * samples when the mask arrives (native/README.md). Unknown / finished ids are ignored; a mask
+   * for an unconstrained sequence, or a second one before the next token, finishes it "error".
+   * @throws Error invalid_argument (errors.h) for a mask of the wrong length or with no allowed token.
+   */
+  void setTokenMask(int64_t seqId, std::vector<uint32_t> mask);
+  /**
    * All-position logits for `prompt` with an adapter set, run on the engine thread between steps.
    * `done` is called on the engine thread. @throws synchronously for invalid ids / slots.
    */
@@ -149,8 +169,23 @@ class Engine {
   void threadMain();
   void validate(const SequenceRequest& req) const;
   /** Apply cancels (and the stop) to the waiting/running lists, then run queued forwards. */
-  void processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::set<int64_t>& cancels, bool stopping,
+  void processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::map<int64_t, const char*>& ends, bool stopping,
                        std::vector<SequenceEvent>* events);
+  /**
+   * During a step, after the forward (constrained.cc): take the one arrived mask of each planned
+   * constrained sequence that samples and has none; leaves every other mask in the inbox.
+   */
+  void takeMasks(const std::vector<PlanItem>& plan);
+  /** Hand masks to their sequences; a mask for an unconstrained sequence or a second one finishes it "error" (constrained.cc). */
+  void applyMasks(std::vector<std::pair<int64_t, std::vector<uint32_t>>>& masks, std::vector<SequenceEvent>* events);
+  /** Sample every held sequence whose mask has arrived, from its kept logits (constrained.cc). */
+  void sampleHeld(std::vector<SequenceEvent>* events);
+  /**
+   * Sample the next token of `seq` from its members' last-position logits (with its mask when
+   * constrained), record it and push its event. @returns true when the sequence finished (its
+   * members are released; the caller removes it from its list).
+   */
+  bool sampleAndEmit(Sequence& seq, const std::vector<const float*>& rows, std::vector<SequenceEvent>* events);
   /** Fail the unprocessed forwards and finish every waiting and running sequence with "error". */
   void failAll(const std::string& error, std::deque<std::unique_ptr<ForwardJob>>* forwards, std::vector<SequenceEvent>* events);
   /** Pin every member's adapter set; releases what it pinned before throwing (naming ensemble[i]). */
@@ -172,7 +207,8 @@ class Engine {
   uint64_t adapterKey(const std::vector<ActiveLora>& loras);
   /** KV blocks a sequence needs at its current length (all members, no sharing assumed). */
   int blocksNeeded(const Sequence& seq) const;
-  void step(std::vector<SequenceEvent>* events);
+  /** One scheduling + forward + sampling step. @returns false when nothing could be scheduled. */
+  bool step(std::vector<SequenceEvent>* events);
   void publishStats();
   void runForward(ForwardJob& job);
   SequenceEvent finish(Sequence& seq, const char* reason, const std::string& error = "");
@@ -187,7 +223,8 @@ class Engine {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> inbox_;
   std::deque<std::unique_ptr<ForwardJob>> forwards_;
-  std::set<int64_t> cancels_;
+  std::map<int64_t, const char*> ends_;  // seqId -> "cancelled" | "stop" (cancel / stop)
+  std::vector<std::pair<int64_t, std::vector<uint32_t>>> maskInbox_;  // setTokenMask, in call order
   bool stopping_ = false;
   std::function<void()> onStopped_;
   int64_t nextId_ = 1;
@@ -198,6 +235,7 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
   std::vector<float> logits_;  // [rows, vocab] of the last step
+  bool idle_ = false;          // the last step scheduled nothing: wait for a command before stepping again
   // Adapter object -> load generation: every load (even into the same slot) is a new object,
   // so a reloaded slot never matches KV cached for its previous adapter.
   std::unordered_map<const LoraAdapter*, std::pair<std::weak_ptr<const LoraAdapter>, uint64_t>> adapterGen_;

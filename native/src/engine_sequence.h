@@ -29,6 +29,11 @@ struct Engine::Sequence {
   std::unique_ptr<Sampler> sampler;   // created at first admission; kept across preemption (RNG state)
   std::vector<int32_t> generated;     // [completionTokens]
   std::vector<int32_t> tokens;        // [prompt + generated] the stream to compute
+  // Constrained decoding (req.constrained; native/README.md "Constrained decoding").
+  std::vector<uint32_t> mask;         // [ceil(vocab/32)] allowed tokens of the next sample, valid when hasMask
+  bool hasMask = false;
+  bool held = false;                  // logits of the next token are ready but its mask is not: heldLogits
+  std::vector<float> heldLogits;      // [members, vocab] kept last-position logits while held
 };
 
 /** What one step computes for one sequence. */

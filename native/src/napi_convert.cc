@@ -161,7 +161,22 @@ SequenceRequest readSequenceParams(const Napi::Value& v) {
   }
   Napi::Array stops = array(o.Get("stopTokenIds"), P + ".stopTokenIds", true);
   for (uint32_t i = 0; i < stops.Length(); i++) r.stopTokenIds.push_back(intItem(stops.Get(i), P + ".stopTokenIds[" + std::to_string(i) + "]"));
+  Napi::Value constrained = o.Get("constrained");
+  if (!constrained.IsUndefined() && !constrained.IsBoolean()) bad(P + ".constrained", "a boolean", constrained);
+  r.constrained = constrained.IsBoolean() && constrained.As<Napi::Boolean>().Value();
+  Napi::Value mask = o.Get("tokenMask");
+  if (!mask.IsUndefined()) r.tokenMask = readTokenMask(mask, P + ".tokenMask");
   return r;
+}
+
+std::vector<uint32_t> readTokenMask(const Napi::Value& v, const std::string& field) {
+  if (!v.IsTypedArray()) bad(field, "an Int32Array (or Uint32Array) token bitmask", v);
+  Napi::TypedArray t = v.As<Napi::TypedArray>();
+  if (t.TypedArrayType() != napi_int32_array && t.TypedArrayType() != napi_uint32_array) {
+    invalidArgument(field, "Expected an Int32Array (or Uint32Array) token bitmask for " + field + " but received another typed array");
+  }
+  const auto* words = reinterpret_cast<const uint32_t*>(static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+  return std::vector<uint32_t>(words, words + t.ElementLength());
 }
 
 void readAdapterLoadSpec(const Napi::Value& v, std::string* path, std::vector<LoraModuleSpec>* modules) {

@@ -26,6 +26,12 @@ std::vector<std::pair<int, float>> readAdapterRefs(const Napi::Value& v, const s
 /** number[] of token ids -> int32 ids (checked integral; range is checked by the engine). */
 std::vector<int32_t> readTokenIds(const Napi::Value& v, const std::string& field);
 
+/**
+ * A token bitmask (Int32Array or Uint32Array, xgrammar's layout: token_mask.h) -> its words,
+ * copied. Length and content are checked by the engine (checkTokenMask).
+ */
+std::vector<uint32_t> readTokenMask(const Napi::Value& v, const std::string& field);
+
 /** AdapterLoadSpec (JS) -> path and module specs. */
 void readAdapterLoadSpec(const Napi::Value& v, std::string* path, std::vector<LoraModuleSpec>* modules);
 

@@ -94,6 +94,7 @@ Napi::Function EngineWrap::defineClass(Napi::Env env) {
                      {InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::loadAdapter>("loadAdapter"),
                       InstanceMethod<&EngineWrap::unloadAdapter>("unloadAdapter"),
                       InstanceMethod<&EngineWrap::addSequence>("addSequence"), InstanceMethod<&EngineWrap::cancel>("cancel"),
+                      InstanceMethod<&EngineWrap::stop>("stop"), InstanceMethod<&EngineWrap::setTokenMask>("setTokenMask"),
                       InstanceMethod<&EngineWrap::onEvents>("onEvents"), InstanceMethod<&EngineWrap::forward>("forward"),
                       InstanceMethod<&EngineWrap::stats>("stats"), InstanceMethod<&EngineWrap::dispose>("dispose")});
 }
@@ -283,6 +284,24 @@ Napi::Value EngineWrap::cancel(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     if (!info[0].IsNumber()) invalidArgument("seqId", "Expected a sequence id for cancel(seqId)");
     bridge_->engine->cancel(info[0].As<Napi::Number>().Int64Value());
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineWrap::stop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (!info[0].IsNumber()) invalidArgument("seqId", "Expected a sequence id for stop(seqId)");
+    bridge_->engine->stop(info[0].As<Napi::Number>().Int64Value());
+    return env.Undefined();
+  });
+}
+
+Napi::Value EngineWrap::setTokenMask(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (!info[0].IsNumber()) invalidArgument("seqId", "Expected a sequence id for setTokenMask(seqId, mask)");
+    bridge_->engine->setTokenMask(info[0].As<Napi::Number>().Int64Value(), readTokenMask(info[1], "tokenMask"));
     return env.Undefined();
   });
 }

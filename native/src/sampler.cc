@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "token_mask.h"
+
 namespace openlora {
 
 namespace {
@@ -71,10 +73,14 @@ void Sampler::adjust(const float* logits, std::vector<float>* out) const {
   }
 }
 
-int Sampler::sample(const float* logits) {
+int Sampler::sample(const float* logits, const uint32_t* mask) {
   adjust(logits, &work_);
+  if (mask) applyTokenMask(mask, vocab_, work_.data());
   if (p_.temperature <= 0.0f) {
     int best = 0;  // strict > keeps the lowest id among ties
+    if (mask) {
+      while (best < vocab_ - 1 && !tokenAllowed(mask, best)) best++;  // start at an allowed token
+    }
     for (int i = 1; i < vocab_; i++) {
       if (work_[size_t(i)] > work_[size_t(best)]) best = i;
     }
@@ -93,17 +99,55 @@ int Sampler::sample(const float* logits) {
   return draw(sum);
 }
 
-int Sampler::sampleMixture(const std::vector<const float*>& rows, const std::vector<double>& weights) {
-  const double T = p_.temperature > 0.0f ? double(p_.temperature) : 1.0;
-  mix_.assign(size_t(vocab_), 0.0);
-  for (size_t m = 0; m < rows.size(); m++) {
-    adjust(rows[m], &work_);
-    float mx = -INFINITY;
-    for (float v : work_) mx = std::max(mx, v);
+void Sampler::maskedMixture(const std::vector<const float*>& rows, const std::vector<double>& weights, const uint32_t* mask,
+                            double T) {
+  // p(t) ∝ Σ_m w_m exp(l_m(t) / T) / Z_m for allowed t, Z_m over the whole vocabulary. With
+  // a_m = log w_m + (maxAllowed_m - max_m) / T - log z_m (z_m = Σ exp((l_m - max_m) / T)):
+  // p(t) ∝ Σ_m exp(a_m - max_k a_k) exp((l_m(t) - maxAllowed_m) / T), every factor <= 1 and the
+  // best allowed token of the best member exactly 1, so the sum never underflows to zero.
+  const size_t n = rows.size();
+  std::vector<double> a(n);
+  std::vector<float> maxAllowed(n);
+  std::vector<std::vector<float>> adjusted(n);
+  for (size_t m = 0; m < n; m++) {
+    adjust(rows[m], &adjusted[m]);
+    const std::vector<float>& w = adjusted[m];
+    float mx = -INFINITY, ma = -INFINITY;
+    for (int i = 0; i < vocab_; i++) {
+      mx = std::max(mx, w[size_t(i)]);
+      if (tokenAllowed(mask, i)) ma = std::max(ma, w[size_t(i)]);
+    }
     double z = 0;
-    for (int i = 0; i < vocab_; i++) z += std::exp((double(work_[size_t(i)]) - mx) / T);
-    const double scale = weights[m] / z;
-    for (int i = 0; i < vocab_; i++) mix_[size_t(i)] += scale * std::exp((double(work_[size_t(i)]) - mx) / T);
+    for (int i = 0; i < vocab_; i++) z += std::exp((double(w[size_t(i)]) - mx) / T);
+    maxAllowed[m] = ma;
+    a[m] = std::log(weights[m]) + (double(ma) - double(mx)) / T - std::log(z);
+  }
+  const double top = *std::max_element(a.begin(), a.end());
+  mix_.assign(size_t(vocab_), 0.0);
+  for (size_t m = 0; m < n; m++) {
+    const double scale = std::exp(a[m] - top);
+    const std::vector<float>& w = adjusted[m];
+    for (int i = 0; i < vocab_; i++) {
+      if (tokenAllowed(mask, i)) mix_[size_t(i)] += scale * std::exp((double(w[size_t(i)]) - maxAllowed[m]) / T);
+    }
+  }
+}
+
+int Sampler::sampleMixture(const std::vector<const float*>& rows, const std::vector<double>& weights, const uint32_t* mask) {
+  const double T = p_.temperature > 0.0f ? double(p_.temperature) : 1.0;
+  if (mask) {
+    maskedMixture(rows, weights, mask, T);
+  } else {
+    mix_.assign(size_t(vocab_), 0.0);
+    for (size_t m = 0; m < rows.size(); m++) {
+      adjust(rows[m], &work_);
+      float mx = -INFINITY;
+      for (float v : work_) mx = std::max(mx, v);
+      double z = 0;
+      for (int i = 0; i < vocab_; i++) z += std::exp((double(work_[size_t(i)]) - mx) / T);
+      const double scale = weights[m] / z;
+      for (int i = 0; i < vocab_; i++) mix_[size_t(i)] += scale * std::exp((double(work_[size_t(i)]) - mx) / T);
+    }
   }
   if (p_.temperature <= 0.0f) {
     int best = 0;  // strict > keeps the lowest id among ties

@@ -46,7 +46,8 @@ float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<d
 /**
  * Per-sequence sampler state: the RNG and the counts of generated tokens.
  *
- * Order of operations (OpenAI / vLLM semantics): logit_bias is added, then
+ * Order of operations (OpenAI / vLLM semantics): a constrained sequence's allowed-token mask
+ * (token_mask.h) sets disallowed logits to -inf first, then logit_bias is added, then
  * logit[t] -= frequency_penalty * count[t] + presence_penalty * (count[t] > 0) over generated
  * tokens only, then greedy argmax (ties to the lowest id) when temperature == 0, else
  * softmax(l / T), top_k, top_p (smallest prefix with mass >= p, at least one token), one draw.
@@ -57,8 +58,13 @@ class Sampler {
  public:
   Sampler(SamplingParams params, int vocab);
 
-  /** Pick the next token from raw logits [vocab]. Does not record it (call observe). */
-  int sample(const float* logits);
+  /**
+   * Pick the next token from raw logits [vocab]. Does not record it (call observe).
+   * @param mask allowed-token bitmask ([ceil(vocab / 32)] words, token_mask.h; at least one
+   *   allowed token) or nullptr: disallowed tokens get logit -inf before any other processing,
+   *   so they are never picked (finite logit_bias / penalties cannot revive them).
+   */
+  int sample(const float* logits, const uint32_t* mask = nullptr);
   /**
    * Pick the next token of an ensemble from its members' raw logits (DESIGN.md "ensemble": a
    * per-step mixture of the member adapters' next-token distributions, i.e. a mixture of
@@ -66,15 +72,21 @@ class Sampler {
    * same processing as in sample() (logit_bias, penalties over the shared generated tokens),
    * then p = sum_i w_i softmax(l_i / T) with T = temperature (T = 1 and argmax p when greedy);
    * top_k / top_p filter p (renormalised) and one draw of this sampler's RNG picks the token.
+   * With a `mask` (token_mask.h) the mask applies to the mixture: p is zeroed outside the
+   * allowed set and renormalised (each member's softmax stays over the whole vocabulary), then
+   * greedy / top_k / top_p / the draw run on it. Computed with per-member log-space scale
+   * factors, so allowed tokens far below a member's maximum (low T) do not underflow to zero.
    * @param rows [members] pointers to raw logits [vocab]; @param weights [members], summing to 1.
    */
-  int sampleMixture(const std::vector<const float*>& rows, const std::vector<double>& weights);
+  int sampleMixture(const std::vector<const float*>& rows, const std::vector<double>& weights, const uint32_t* mask = nullptr);
   /** Record a generated token for the penalties. */
   void observe(int token) { counts_[token]++; }
 
  private:
   /** out[vocab] = logits + logit_bias - penalties (the per-sequence logit processing). */
   void adjust(const float* logits, std::vector<float>* out) const;
+  /** The masked mixture into mix_ (see sampleMixture). */
+  void maskedMixture(const std::vector<const float*>& rows, const std::vector<double>& weights, const uint32_t* mask, double T);
   /** top_k / top_p over cand_ (probabilities with total `sum`, id order), then one RNG draw. */
   int draw(double sum);
 

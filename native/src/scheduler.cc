@@ -142,6 +142,7 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
   for (int pass = 0; pass < 2; pass++) {
     for (size_t i = 0; i < running_.size(); i++) {
       Sequence& s = *running_[i];
+      if (s.held) continue;  // constrained, logits ready, waiting for its mask (constrained.cc)
       if (std::any_of(plan->begin(), plan->end(), [&](const PlanItem& p) { return p.seq == &s; })) continue;
       const std::vector<int> need = remaining(s);
       const bool decode = std::all_of(need.begin(), need.end(), [](int n) { return n == 1; });
@@ -177,8 +178,12 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
   int rows = 0;  // batch entries of the running sequences
   for (const auto& s : running_) rows += int(s->members.size());
   const ModelConfig& c = model_->config();
-  while (!waiting_.empty() && budget > 0) {
-    Sequence& s = *waiting_.front();
+  for (auto it = waiting_.begin(); it != waiting_.end() && budget > 0;) {
+    Sequence& s = **it;
+    if (s.held) {  // preempted while waiting for its mask: admitted once it has sampled
+      ++it;
+      continue;
+    }
     const int members = int(s.members.size());
     if (rows + members > options_.maxNumSeqs) break;
     if (!s.sampler) {  // first admission (a preempted sequence keeps its sampler and RNG state)
@@ -191,7 +196,7 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
     }
     if (blocksNeeded(s) > totalBlocks) {
       events->push_back(finish(s, "error", tooBig(s)));
-      waiting_.pop_front();
+      it = waiting_.erase(it);
       continue;
     }
     int hits = 0;
@@ -206,8 +211,8 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
     budget -= tokens;
     rows += members;
     plan->push_back(std::move(item));
-    running_.push_back(std::move(waiting_.front()));
-    waiting_.pop_front();
+    running_.push_back(std::move(*it));
+    it = waiting_.erase(it);
   }
 }
 
