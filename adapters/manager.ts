@@ -21,7 +21,8 @@
  */
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
-import type { ModelInfo, NativeEngine } from '../native/types.ts';
+import type { Engine } from '../native/engine.ts';
+import type { ModelInfo } from '../native/types.ts';
 import { AdapterError, unknownAdapter } from './errors.ts';
 import { slotShortfall, type Composition } from './composition.ts';
 import { MergeCache } from './merge-cache.ts';
@@ -39,7 +40,7 @@ export type { Logger } from './types.ts';
 /** Constructor options. */
 export interface AdapterManagerOptions {
   /** The engine the base model was loaded into (only loadAdapter/unloadAdapter are used, by the slot pool). */
-  engine: Pick<NativeEngine, 'loadAdapter' | 'unloadAdapter'>;
+  engine: Pick<Engine, 'loadAdapter' | 'unloadAdapter'>;
   /** Served name of the base model (`BASE` in `BASE:ADAPTER`). */
   baseName: string;
   /** The engine's `info()`: shapes for validation, `maxLoras` slots, `maxLoraRank`. */

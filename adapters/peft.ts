@@ -234,6 +234,11 @@ const HINTS: Array<[RegExp, string]> = [
  * layer < numHiddenLayers; every target has both; lora_A [r, in], lora_B [out, r] with the
  * base's in/out (see `moduleDims`); r of A == r of B == the config's rank for that module.
  * The folder's tokenizer files are checked again (they may have changed since registration).
+ * NOTE(why) these checks stay in TS although the engine re-checks shapes and maxLoraRank when it
+ * loads the file: they run in the host tier, before a device slot is reserved (a bad file never
+ * evicts a resident adapter or waits for a slot), they relate tensors to adapter_config.json
+ * (`r`, `rank_pattern`, `target_modules`), which the engine never sees, with a hint ("wrong base
+ * model?"), and merges (adapters/merge/) validate their inputs with them without any engine.
  * @throws AdapterError naming the file and tensor.
  */
 export async function buildLoadSpec(parsed: ParsedAdapter, info: ModelInfo): Promise<AdapterLoadSpec> {

@@ -12,7 +12,8 @@
  * `maxLoraRank` rows (native/cuda/forward.cu `reserveAdapters`), so there a slot costs
  * maxLoraRank rows whatever the adapter's rank, and only its first `rank` rows are used.
  */
-import type { AdapterLoadSpec, NativeEngine } from '../native/types.ts';
+import type { Engine } from '../native/engine.ts';
+import type { AdapterLoadSpec } from '../native/types.ts';
 import { NativeError, wrapNativeError } from '../native/errors.ts';
 import { AdapterError } from './errors.ts';
 import type { TierMetrics } from './metrics.ts';
@@ -78,7 +79,7 @@ export class SlotPool {
    * @param log Upload, eviction and refusal log lines.
    */
   constructor(
-    private readonly engine: Pick<NativeEngine, 'loadAdapter' | 'unloadAdapter'>,
+    private readonly engine: Pick<Engine, 'loadAdapter' | 'unloadAdapter'>,
     readonly maxLoras: number,
     readonly slotWaitMs: number,
     private readonly metrics: TierMetrics,

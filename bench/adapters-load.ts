@@ -19,7 +19,7 @@ import { AdapterManager } from '../adapters/manager.ts';
 import { LORA_MODULES } from '../adapters/peft-match.ts';
 import { parseConfig } from '../config/load.ts';
 import { startServer, type RunningServer } from '../examples/server.ts';
-import { loadNativeAddon } from '../native/binding.ts';
+import { Engine } from '../native/engine.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { rng, writeAdapterSet, writeRandomAdapter } from '../test/adapters/gen.ts';
 
@@ -36,7 +36,7 @@ const results: Record<string, unknown> = { date: new Date().toISOString(), cpus:
 
 try {
   // 1. cold load disk -> device on the demo model.
-  const engine = await loadNativeAddon().loadModel(demo, { backend: 'cpu', threads: 2, maxLoras: 8, maxLoraRank: 64 });
+  const engine = await Engine.load(demo, { backend: 'cpu', threads: 2, maxLoras: 8, maxLoraRank: 64 });
   const info = engine.info();
   const cold: Record<string, unknown> = {};
   for (const rank of [8, 64]) {

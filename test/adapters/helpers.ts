@@ -6,7 +6,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AdapterLoadSpec, ModelInfo, NativeEngine } from '../../native/types.ts';
+import type { Engine } from '../../native/engine.ts';
+import type { AdapterLoadSpec, ModelInfo } from '../../native/types.ts';
 import { DTYPE_BYTES } from '../../adapters/safetensors-header.ts';
 import { AdapterError } from '../../adapters/errors.ts';
 import { moduleDims, MODULE_PARENT, type LoraModule } from '../../adapters/peft-match.ts';
@@ -84,8 +85,8 @@ export async function tmpAdapters(): Promise<{
   };
 }
 
-/** A NativeEngine stand-in: counts calls, enforces slot capacity, optional delay and failures. */
-export class FakeEngine implements Pick<NativeEngine, 'loadAdapter' | 'unloadAdapter'> {
+/** An Engine stand-in for the slot pool: counts calls, enforces slot capacity, optional delay and failures. */
+export class FakeEngine implements Pick<Engine, 'loadAdapter' | 'unloadAdapter'> {
   loads: AdapterLoadSpec[] = [];
   unloads: number[] = [];
   live = new Set<number>();

@@ -7,18 +7,14 @@ import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AdapterManager } from '../../adapters/manager.ts';
-import type { NativeAddon } from '../../native/types.ts';
+import { Engine } from '../../native/engine.ts';
 import { EXAMPLES } from './helpers.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const built = existsSync(`${root}build/Release/openlora.node`) && existsSync(`${root}native/binding.ts`);
+const built = existsSync(`${root}build/Release/openlora.node`);
 
 test('demo adapters load into the native engine through the manager', { skip: built ? false : 'native addon not built', timeout: 120_000 }, async () => {
-  // A variable specifier keeps tsc from requiring native/binding.ts before it exists.
-  const bindingPath = '../../native/binding.ts';
-  const { loadNativeAddon } = (await import(bindingPath)) as { loadNativeAddon: () => NativeAddon | Promise<NativeAddon> };
-  const addon = await loadNativeAddon();
-  const engine = await addon.loadModel(`${root}examples/models/tiny-shakespeare`, { backend: 'cpu', threads: 2, maxLoras: 4 });
+  const engine = await Engine.load(`${root}examples/models/tiny-shakespeare`, { backend: 'cpu', threads: 2, maxLoras: 4 });
   try {
     const info = engine.info();
     const m = new AdapterManager({ engine, baseName: 'tiny-shakespeare', modelInfo: info });

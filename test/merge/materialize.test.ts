@@ -13,6 +13,7 @@ import { canonicalMergeKey, materializeMerge } from '../../adapters/merge/materi
 import { readAdapterTensors } from '../../adapters/merge/tensors.ts';
 import { buildLoadSpec, parseAdapterDir } from '../../adapters/peft.ts';
 import { AdapterError } from '../../adapters/errors.ts';
+import { Engine } from '../../native/engine.ts';
 import { EXAMPLES, tinyInfo } from '../adapters/helpers.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -105,14 +106,12 @@ describe('materializeMerge: output', () => {
   });
 });
 
-const built = existsSync(`${root}build/Release/openlora.node`) && existsSync(`${root}native/binding.ts`);
+const built = existsSync(`${root}build/Release/openlora.node`);
 test('a materialised merge runs in the real engine: logits differ from the base, two loads give the same greedy tokens',
   { skip: built ? false : 'native addon not built', timeout: 120_000 }, async () => {
     const out = join(tmp, 'engine');
     await materializeMerge({ adapters: [ad('whisper', 0.5), ad('romeo', 0.5)], strategy: 'linear' }, info, out);
-    const bindingPath = '../../native/binding.ts';
-    const { loadNativeAddon } = (await import(bindingPath)) as { loadNativeAddon: () => import('../../native/types.ts').NativeAddon };
-    const engine = await loadNativeAddon().loadModel(`${root}examples/models/tiny-shakespeare`, { backend: 'cpu', threads: 2, maxLoras: 2 });
+    const engine = await Engine.load(`${root}examples/models/tiny-shakespeare`, { backend: 'cpu', threads: 2, maxLoras: 2 });
     try {
       const { spec } = await load(out);
       const s1 = await engine.loadAdapter(spec);
@@ -124,23 +123,13 @@ test('a materialised merge runs in the real engine: logits differ from the base,
       let diff = 0;
       for (let i = 0; i < m.logits.length; i++) diff = Math.max(diff, Math.abs(m.logits[i]! - base.logits[i]!));
       assert.ok(diff > 0.1, `merged adapter changes the logits (max abs diff ${diff})`);
-      const greedy = async (slot: number) => {
-        const toks: number[] = [];
-        await new Promise<void>((res) => {
-          const id = engine.addSequence({
+      const greedy = async (slot: number) =>
+        (
+          await engine.generate({
             promptIds: prompt, adapters: [{ slot, weight: 1 }], maxTokens: 12, temperature: 0, topP: 1, topK: 0,
             presencePenalty: 0, frequencyPenalty: 0, logitBias: [], stopTokenIds: [], seed: 0, logprobs: -1,
-          } as import('../../native/types.ts').SequenceParams);
-          engine.onEvents((evs) => {
-            for (const e of evs) {
-              if (e.seqId !== id) continue;
-              if (e.token >= 0) toks.push(e.token);
-              if (e.finishReason) res();
-            }
-          });
-        });
-        return toks;
-      };
+          }).done
+        ).tokens;
       const g1 = await greedy(s1);
       const g2 = await greedy(s2);
       assert.equal(g1.length, 12);

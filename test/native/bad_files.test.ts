@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { loadNativeAddon } from '../../native/binding.ts';
 import { Engine } from '../../native/engine.ts';
 import { adapterSpec, adaptersDir, type Header, loadReference, modelDir, params, readSt, type StEntry as Entry, testThreads, writeSt } from './helpers.ts';
 
@@ -19,7 +18,6 @@ const prompt = ref.prompts[0].input_ids;
 describe('bad files', () => {
   let tmp: string;
   let engine: Engine;
-  const addon = loadNativeAddon();
 
   before(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'openlora-bad-'));
@@ -68,7 +66,7 @@ describe('bad files', () => {
   for (const [name, edit, re] of modelCases) {
     test(`loadModel refuses: ${name}`, async () => {
       const dir = brokenModel(name.replace(/\W+/g, '_'), edit);
-      await assert.rejects(addon.loadModel(dir, { threads: 1 }), (e: Error) => {
+      await assert.rejects(Engine.load(dir, { threads: 1 }), (e: Error) => {
         assert.match(e.message, re);
         return true;
       });
@@ -76,7 +74,7 @@ describe('bad files', () => {
   }
 
   test('loadModel refuses a folder without weights', async () => {
-    await assert.rejects(addon.loadModel(join(tmp, 'nowhere'), {}), /config\.json: cannot open/);
+    await assert.rejects(Engine.load(join(tmp, 'nowhere'), {}), /config\.json: cannot open/);
   });
 
   /** A copy of an adapter file with an edited header (and optionally edited data). */

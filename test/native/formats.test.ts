@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { loadNativeAddon } from '../../native/binding.ts';
+import { Engine } from '../../native/engine.ts';
 import { adapterSpec, adaptersDir, loadReference, modelDir, readTensors, writeTensors } from './helpers.ts';
 
 const ref = loadReference();
@@ -22,7 +22,6 @@ describe('model folder formats', () => {
   let tmp: string;
   let tensors: Tensors;
   let config: Record<string, unknown>;
-  const addon = loadNativeAddon();
 
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'openlora-formats-'));
@@ -40,7 +39,7 @@ describe('model folder formats', () => {
 
   /** Last-position logits of the reference prompt; the engine is disposed afterwards. */
   async function lastLogits(dir: string): Promise<{ logits: Float32Array; dtype: string; modelType: string }> {
-    const engine = await addon.loadModel(dir, { threads: 1 });
+    const engine = await Engine.load(dir, { threads: 1 });
     const out = await engine.forward(prompt.input_ids, []);
     const info = engine.info();
     await engine.dispose();
@@ -68,7 +67,7 @@ describe('model folder formats', () => {
 
     weightMap['model.norm.weight'] = 'model-00001-of-00002.safetensors';
     writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: weightMap }));
-    await assert.rejects(addon.loadModel(dir, {}), /weight_map says tensor model\.norm\.weight is in model-00001-of-00002\.safetensors, but that shard does not contain it/);
+    await assert.rejects(Engine.load(dir, {}), /weight_map says tensor model\.norm\.weight is in model-00001-of-00002\.safetensors, but that shard does not contain it/);
   });
 
   test('F32 storage', async () => {
@@ -102,7 +101,7 @@ describe('model folder formats', () => {
     const cfg = { ...config, model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'] };
     const dir = folder('qwen2', cfg);
     writeTensors(join(dir, 'model.safetensors'), tensors);
-    await assert.rejects(addon.loadModel(dir, {}), /tensor model\.layers\.0\.self_attn\.q_proj\.bias not found/);
+    await assert.rejects(Engine.load(dir, {}), /tensor model\.layers\.0\.self_attn\.q_proj\.bias not found/);
     const withBias: Tensors = { ...tensors };
     const zeros = (n: number) => ({ dtype: 'BF16', shape: [n], bytes: Buffer.alloc(2 * n) });
     for (let l = 0; l < 4; l++) {
@@ -153,7 +152,7 @@ describe('model folder formats', () => {
     const file = join(tmp, 'romeo-fifo.safetensors');
     writeTensors(file, transposed);
     const spec = adapterSpec('romeo');
-    const engine = await addon.loadModel(modelDir, { threads: 1 });
+    const engine = await Engine.load(modelDir, { threads: 1 });
     const plain = await engine.loadAdapter(spec);
     await assert.rejects(engine.loadAdapter({ ...spec, path: file }), /has shape \[256, 8\], expected \[r, in\]/);
     const fifo = await engine.loadAdapter({ ...spec, path: file, modules: spec.modules.map((m) => ({ ...m, fanInFanOut: true })) });

@@ -7,15 +7,13 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
-import { loadNativeAddon } from '../../native/binding.ts';
-import { Engine } from '../../native/engine.ts';
+import { cudaInfo, Engine } from '../../native/engine.ts';
 import { loadReference, modelDir, params, repoRoot, testThreads } from './helpers.ts';
 
 const prompt = loadReference().prompts[0].input_ids;
 
 test('cudaInfo and backend selection explain themselves', async () => {
-  const addon = loadNativeAddon();
-  const cuda = addon.cudaInfo();
+  const cuda = cudaInfo();
   assert.equal(typeof cuda.compiled, 'boolean');
   assert.equal(typeof cuda.deviceCount, 'number');
   assert.equal(typeof cuda.error, 'string');
@@ -27,9 +25,9 @@ test('cudaInfo and backend selection explain themselves', async () => {
   assert.equal(info.dtype, 'BF16');
   assert.deepEqual([info.vocabSize, info.hiddenSize, info.numHiddenLayers, info.headDim], [1024, 256, 4, 32]);
   await engine.dispose();
-  await assert.rejects(addon.loadModel(modelDir, { backend: 'cuda' }), /backend "cuda" is not available: cuda: /);
-  await assert.rejects(addon.loadModel(modelDir, { backend: 'tpu' }), /backend must be "auto", "cpu" or "cuda"/);
-  await assert.rejects(addon.loadModel(modelDir, { threads: 0 }), /EngineOptions\.threads/);
+  await assert.rejects(Engine.load(modelDir, { backend: 'cuda' }), /backend "cuda" is not available: cuda: /);
+  await assert.rejects(Engine.load(modelDir, { backend: 'tpu' }), /backend must be "auto", "cpu" or "cuda"/);
+  await assert.rejects(Engine.load(modelDir, { threads: 0 }), /EngineOptions\.threads/);
 });
 
 test('dispose cancels pending work, is idempotent, and refuses new work', async () => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { loadNativeAddon } from '../../native/binding.ts';
+import { Engine } from '../../native/engine.ts';
 import { adapterSpec, adaptersDir, loadReference, modelDir, readTensors, writeTensors } from './helpers.ts';
 
 const ref = loadReference();
@@ -70,7 +70,6 @@ function rounded(src: Tensors, dtype: 'BF16' | 'F16'): { f32: Tensors; half: Ten
 
 describe('16-bit adapter files', () => {
   let tmp: string;
-  const addon = loadNativeAddon();
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'openlora-lora-dtype-'));
   });
@@ -85,7 +84,7 @@ describe('16-bit adapter files', () => {
         files[name] = join(tmp, `${name}-${dtype}.safetensors`);
         writeTensors(files[name], t);
       }
-      const engine = await addon.loadModel(modelDir, { threads: 2 });
+      const engine = await Engine.load(modelDir, { threads: 2 });
       try {
         const load = (name: string, base: string) => engine.loadAdapter({ ...adapterSpec(base), path: files[name] });
         const r32 = await load('romeo-f32', 'romeo');
@@ -113,7 +112,7 @@ describe('16-bit adapter files', () => {
     half[name].bytes.writeUInt16LE(0x7fc0, 2); // BF16 NaN
     const file = join(tmp, 'nan-bf16.safetensors');
     writeTensors(file, half);
-    const engine = await addon.loadModel(modelDir, { threads: 1 });
+    const engine = await Engine.load(modelDir, { threads: 1 });
     try {
       await assert.rejects(engine.loadAdapter({ ...adapterSpec('romeo'), path: file }), /contains NaN or Inf/);
     } finally {

@@ -11,7 +11,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { loadNativeAddon } from '../../native/binding.ts';
 import { Engine, type GenerationResult } from '../../native/engine.ts';
 import type { AdapterRef, EngineOptions, SequenceParams } from '../../native/types.ts';
 import { adapterSpec, loadReference, modelDir, params, testThreads } from './helpers.ts';
@@ -270,15 +269,14 @@ describe('paged KV cache: leaks, limits and options', () => {
   });
 
   test('options are checked, naming the field', async () => {
-    const addon = loadNativeAddon();
-    await assert.rejects(addon.loadModel(modelDir, { maxNumSeqs: 64, maxNumBatchedTokens: 32 }), /maxNumBatchedTokens \(32\) must be >= maxNumSeqs \(64\)/);
-    await assert.rejects(addon.loadModel(modelDir, { blockSize: 0 }), /EngineOptions\.blockSize must be in \[1, 1024\]/);
-    await assert.rejects(addon.loadModel(modelDir, { kvCacheBytes: 1000 }), /kvCacheBytes \(1000\) is smaller than one KV block \(65536 bytes/);
-    await assert.rejects(addon.loadModel(modelDir, { enablePrefixCaching: 1 as unknown as boolean }), /EngineOptions\.enablePrefixCaching/);
-    const e = await addon.loadModel(modelDir, { threads: 1, kvCacheBytes: 10 * 65536 + 5, maxNumSeqs: 2 });
+    await assert.rejects(Engine.load(modelDir, { maxNumSeqs: 64, maxNumBatchedTokens: 32 }), /maxNumBatchedTokens \(32\) must be >= maxNumSeqs \(64\)/);
+    await assert.rejects(Engine.load(modelDir, { blockSize: 0 }), /EngineOptions\.blockSize must be in \[1, 1024\]/);
+    await assert.rejects(Engine.load(modelDir, { kvCacheBytes: 1000 }), /kvCacheBytes \(1000\) is smaller than one KV block \(65536 bytes/);
+    await assert.rejects(Engine.load(modelDir, { enablePrefixCaching: 1 as unknown as boolean }), /EngineOptions\.enablePrefixCaching/);
+    const e = await Engine.load(modelDir, { threads: 1, kvCacheBytes: 10 * 65536 + 5, maxNumSeqs: 2 });
     assert.deepEqual([e.stats().kvBlocksTotal, e.stats().kvBlocksFree, e.stats().kvBlocksCached], [10, 10, 0]);
     await e.dispose();
-    const d = await addon.loadModel(modelDir, { threads: 1 });
+    const d = await Engine.load(modelDir, { threads: 1 });
     assert.equal(d.stats().kvBlocksTotal, 64 * 512 / 16, 'default: maxNumSeqs full-length sequences (under the 256 MiB cap)');
     await d.dispose();
   });

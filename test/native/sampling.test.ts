@@ -112,18 +112,20 @@ describe('sampling', () => {
     assert.deepEqual((await run({ maxTokens: 4 })).tokens, greedyRef.slice(0, 4));
   });
 
-  test('invalid parameters are refused in TS with NativeError invalid_argument naming the field', () => {
+  test('invalid parameters are refused by the engine with NativeError invalid_argument naming the field', () => {
     const bad: Array<[Parameters<typeof params>[1], RegExp]> = [
       [{ promptIds: [] }, /promptIds/],
       [{ promptIds: [1, 5000] }, /promptIds\[1\]/],
       [{ maxTokens: 0 }, /maxTokens/],
       [{ topP: 0 }, /topP/],
       [{ logprobs: 21 }, /logprobs/],
-      [{ adapters: [{ slot: 99, weight: 1 }] }, /adapters\[0\]\.slot/],
+      [{ adapters: [{ slot: 99, weight: 1 }] }, /adapter slot 99 is out of range/],
+      [{ temperature: -1 }, /temperature/],
+      [{ stopTokenIds: [1024] }, /stopTokenIds/],
       [{ logitBias: [[2000, 1]] }, /logitBias/],
     ];
     for (const [over, re] of bad) {
-      assert.throws(() => engine.generate(params(prompt, over)), (e: unknown) => e instanceof NativeError && e.code === 'invalid_argument' && re.test(e.message));
+      assert.throws(() => engine.generate(params(prompt, over)), (e: unknown) => e instanceof NativeError && e.code === 'invalid_argument' && re.test(e.message), re.source);
     }
   });
 

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildLoadSpec, parseAdapterDir } from '../../adapters/peft.ts';
 import { defaultConfigInput, REPO_ROOT } from '../../config/load.ts';
-import { loadNativeAddon } from '../../native/binding.ts';
+import { Engine } from '../../native/engine.ts';
 import { startDemo } from '../e2e/server.ts';
 import { rng, writeRandomAdapters } from './gen-adapters.ts';
 import { hostileCases, sendHostile } from './hostile.ts';
@@ -43,9 +43,8 @@ const tmp = mkdtempSync(join(tmpdir(), 'openlora-soak-'));
 // --- native reader fuzz (loadAdapter, loadModel) --------------------------------------------
 {
   const t0 = Date.now();
-  const addon = loadNativeAddon();
   const modelDir = join(REPO_ROOT, 'examples/models/tiny-shakespeare');
-  const engine = await addon.loadModel(modelDir, { backend: 'cpu', threads: 2, maxLoras: 2, maxLoraRank: 64 });
+  const engine = await Engine.load(modelDir, { backend: 'cpu', threads: 2, maxLoras: 2, maxLoraRank: 64 });
   const adapterDir = join(REPO_ROOT, 'examples/adapters/shout');
   const parsed = await parseAdapterDir(adapterDir, engine.info());
   const spec = await buildLoadSpec(parsed, engine.info());
@@ -78,7 +77,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'openlora-soak-'));
   for (let i = 0; i < env('SOAK_NATIVE_MODEL_CASES', 40) && Date.now() < deadline; i++) {
     writeFileSync(join(mdir, 'model.safetensors'), mutateBytes(r, msrc));
     try {
-      const e = await addon.loadModel(mdir, { backend: 'cpu', threads: 1, maxLoras: 1, maxLoraRank: 8 });
+      const e = await Engine.load(mdir, { backend: 'cpu', threads: 1, maxLoras: 1, maxLoraRank: 8 });
       await e.dispose();
       mLoaded++;
     } catch {
