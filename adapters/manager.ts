@@ -21,6 +21,7 @@
  */
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
+import { DEFAULTS } from '../config/schema.ts';
 import type { Engine } from '../native/engine.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { AdapterError, unknownAdapter } from './errors.ts';
@@ -46,13 +47,13 @@ export interface AdapterManagerOptions {
   /** The engine's `info()`: shapes for validation, `maxLoras` slots, `maxLoraRank`. */
   modelInfo: ModelInfo;
   log?: Logger;
-  /** How long an acquire waits for a pinned slot to be released before a 503 (ms, default 10000). */
+  /** How long an acquire waits for a pinned slot to be released before a 503 (ms; default: config/schema.ts adapterCache.slotWaitMs). */
   slotWaitMs?: number;
   /** Folder materialised merges are written to (default: `<os tmpdir>/openlora-merges/<base>`). */
   mergeDir?: string;
-  /** Host tier bound: adapters whose validated spec is kept (default 64). */
+  /** Host tier bound: adapters whose validated spec is kept (default: config/schema.ts adapterCache.maxCpuLoras). */
   maxCpuLoras?: number;
-  /** Host tier bound: bytes of weights files counted as pre-read into the page cache (default 4 GiB). */
+  /** Host tier bound: bytes of weights files counted as pre-read into the page cache (default: config/schema.ts adapterCache.maxWarmBytes). */
   maxWarmBytes?: number;
   /** URL / hub sources and the download disk tier (default: a cache under the OS temp folder, no hub endpoint). */
   sources?: AdapterSources;
@@ -112,8 +113,9 @@ export class AdapterManager implements RuntimeAdapterProvider {
     this.sources = opts.sources ?? new AdapterSources({ cacheDir: join(tmpdir(), 'openlora-adapter-cache', safe), log: this.log });
     this.sources.metrics = this.metrics;
     this.registry = new AdapterRegistry(this.baseName, info, this.sources, this.log);
-    this.specs = new SpecCache(info, this.sources, opts.maxCpuLoras ?? 64, opts.maxWarmBytes ?? 4 * 1024 ** 3, this.metrics);
-    this.slots = new SlotPool(opts.engine, info.maxLoras, opts.slotWaitMs ?? 10_000, this.metrics, this.log);
+    const d = DEFAULTS.adapterCache;
+    this.specs = new SpecCache(info, this.sources, opts.maxCpuLoras ?? d.maxCpuLoras, opts.maxWarmBytes ?? d.maxWarmBytes, this.metrics);
+    this.slots = new SlotPool(opts.engine, info.maxLoras, opts.slotWaitMs ?? d.slotWaitMs, this.metrics, this.log);
     this.slots.onUnload = (h) => {
       if ((h as AdapterEntry).removed) this.draining.delete(h as AdapterEntry);
       this.gauge();

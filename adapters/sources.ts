@@ -20,6 +20,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { DEFAULTS } from '../config/schema.ts';
 import { AdapterError, type AdapterErrorCode } from './errors.ts';
 import { TierMetrics } from './metrics.ts';
 import type { Logger } from './types.ts';
@@ -42,15 +43,15 @@ export const HUB_ID_RE = /^([A-Za-z0-9][A-Za-z0-9._-]*)\/([A-Za-z0-9][A-Za-z0-9.
 export interface SourceOptions {
   /** Download cache folder (the disk tier). */
   cacheDir: string;
-  /** Disk tier bound over downloaded folders (bytes, default 2 GiB). */
+  /** Disk tier bound over downloaded folders (bytes; default: config/schema.ts adapterCache.maxDiskBytes). */
   maxDiskBytes?: number;
   /** Hub endpoint, e.g. `https://huggingface.co`; undefined: hub ids resolve only from the HF cache. */
   hubEndpoint?: string;
   /** Hugging Face cache (`hub/` folder) searched offline first (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
   hfCacheDir?: string;
-  /** Largest download accepted, per file (bytes, default 512 MiB). */
+  /** Largest download accepted, per file (bytes; default: config/schema.ts adapterSources.maxDownloadBytes). */
   maxDownloadBytes?: number;
-  /** Per-file time limit: connect + whole body (ms, default 60000). */
+  /** Per-file time limit: connect + whole body (ms; default: config/schema.ts adapterSources.downloadTimeoutMs). */
   downloadTimeoutMs?: number;
   log?: Logger;
 }
@@ -117,11 +118,11 @@ export class AdapterSources {
   constructor(opts: SourceOptions) {
     this.opts = {
       cacheDir: opts.cacheDir,
-      maxDiskBytes: opts.maxDiskBytes ?? 2 * 1024 ** 3,
+      maxDiskBytes: opts.maxDiskBytes ?? DEFAULTS.adapterCache.maxDiskBytes,
       hubEndpoint: opts.hubEndpoint?.replace(/\/+$/, ''),
       hfCacheDir: opts.hfCacheDir ?? defaultHfCacheDir(),
-      maxDownloadBytes: opts.maxDownloadBytes ?? 512 * 1024 ** 2,
-      downloadTimeoutMs: opts.downloadTimeoutMs ?? 60_000,
+      maxDownloadBytes: opts.maxDownloadBytes ?? DEFAULTS.adapterSources.maxDownloadBytes,
+      downloadTimeoutMs: opts.downloadTimeoutMs ?? DEFAULTS.adapterSources.downloadTimeoutMs,
     };
     this.log = opts.log ?? { info() {}, warn() {}, error() {} };
   }

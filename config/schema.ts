@@ -61,7 +61,21 @@ export const ModelEntrySchema = z.strictObject({
   adapters: z.array(AdapterEntrySchema).default([]),
 });
 
-/** Engine knobs (native/types.ts EngineOptions). */
+/**
+ * Engine knobs (native/types.ts EngineOptions). Every default and bound here equals the engine's
+ * own (native/src/engine_options.h, exported by the addon as `engineDefaults()`);
+ * test/config/defaults.test.ts fails when the two homes disagree. The one deliberate
+ * difference: `threads` 0 means "every core but one" (the server factory's defaultEngineThreads),
+ * where the engine alone defaults to every core.
+ *
+ * NOTE(why) on the values where the layers used to disagree (issue 12), chosen for a vLLM user:
+ * - maxLoras 16 (the gateway had 8, the engine 16): vLLM's `--max-loras` default of 1 suits one
+ *   adapter per server; a multi-LoRA server keeps a batch's worth of adapters resident.
+ * - maxLoraRank at most 512 (the gateway allowed 1024, the engine 4096): vLLM's largest
+ *   `--max-lora-rank`. The CUDA kernels stop at 256 and refuse more, naming the field.
+ * - threadNice 5 (the engine had 0): the engine always shares its process with the event loop;
+ *   5 is the measured gateway default (README, docs/deployment.md).
+ */
 export const EngineSchema = z.strictObject({
   /** "auto" picks CUDA only when a device answers; else CPU, with a log line saying why. */
   backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
@@ -69,26 +83,26 @@ export const EngineSchema = z.strictObject({
   threads: z.number().int().min(0).max(1024).default(0),
   /** Nice increment of the engine's compute threads (Linux), so the event loop preempts them. */
   threadNice: z.number().int().min(0).max(19).default(5),
-  /** Adapter slots resident in the engine at once. */
-  maxLoras: z.number().int().min(1).max(4096).default(8),
-  /** Largest LoRA rank a slot can hold. */
-  maxLoraRank: z.number().int().min(1).max(1024).default(64),
-  /** Most sequences in one engine step. */
+  /** Adapter slots resident in the engine at once (vLLM --max-loras). */
+  maxLoras: z.number().int().min(1).max(4096).default(16),
+  /** Largest LoRA rank a slot can hold (vLLM --max-lora-rank; CUDA: at most 256). */
+  maxLoraRank: z.number().int().min(1).max(512).default(64),
+  /** Most sequences in one engine step (vLLM --max-num-seqs). */
   maxNumSeqs: z.number().int().min(1).max(4096).default(64),
-  /** Token budget of one engine step (decode tokens + prefill chunks); >= maxNumSeqs. Engine default 512. */
+  /** Token budget of one engine step (decode tokens + prefill chunks); >= maxNumSeqs. Absent: 512, or maxNumSeqs when larger. */
   maxNumBatchedTokens: z.number().int().min(1).max(1 << 20).optional(),
-  /** Tokens per KV-cache block. Engine default 16. */
-  blockSize: z.number().int().min(1).max(1024).optional(),
-  /** KV-cache memory budget in bytes (engine default: enough for maxNumSeqs full contexts, capped at 256 MiB). */
-  kvCacheBytes: z.number().int().min(1).optional(),
-  /** KV-cache size in blocks (overrides kvCacheBytes). */
-  numKvBlocks: z.number().int().min(1).optional(),
+  /** Tokens per KV-cache block. */
+  blockSize: z.number().int().min(1).max(1024).default(16),
+  /** KV-cache memory budget in bytes; 0 = enough for maxNumSeqs full contexts, capped at 256 MiB. */
+  kvCacheBytes: z.number().int().min(0).max(9e15).default(0),
+  /** KV-cache size in blocks (overrides kvCacheBytes); 0 = from kvCacheBytes. */
+  numKvBlocks: z.number().int().min(0).max(2 ** 30).default(0),
   /** Share full KV blocks between sequences with the same adapter set and prefix. */
   enablePrefixCaching: z.boolean().default(true),
   /** Base weights: "none" (as stored, computed in fp32) or "int8" (weight-only, per-channel scales). */
   quantization: z.enum(['none', 'int8']).default('none'),
-  /** KV-cache element type (vLLM --kv-cache-dtype): "bfloat16" halves KV memory and decode's KV reads. Engine default "float32". */
-  kvCacheDtype: z.enum(['float32', 'bfloat16']).optional(),
+  /** KV-cache element type (vLLM --kv-cache-dtype): "bfloat16" halves KV memory and decode's KV reads. */
+  kvCacheDtype: z.enum(['float32', 'bfloat16']).default('float32'),
 });
 
 /** A model-name glob: `*` matches any run of characters (including `:` and `/`), `?` one character. */
@@ -131,8 +145,12 @@ export const ConfigSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Largest accepted request body (express/body-parser size string). */
-  bodyLimit: z.string().default('4mb'),
+  /**
+   * Largest accepted request body (express/body-parser size string). NOTE(why) 16mb (the config
+   * had 4mb, the router 16mb): vLLM sets no limit, and a completions batch of long token-id
+   * prompts (~7 bytes a token as JSON: 128k tokens is ~0.9 MB) must not get a 413 here.
+   */
+  bodyLimit: z.string().default('16mb'),
   models: z.array(ModelEntrySchema).min(1, 'at least one model is needed'),
   engine: EngineSchema.default(() => EngineSchema.parse({})),
   /** Named compositions: `{NAME: {base, adapters: [{name, weight}], merge: {strategy, ...}}}`. */
@@ -158,6 +176,19 @@ export const ConfigSchema = z.strictObject({
 });
 
 export type Config = z.output<typeof ConfigSchema>;
+
+/**
+ * The defaults of the whole configuration for code that runs without one (AdapterManager,
+ * AdapterSources, openLora()), so each default has this one home.
+ */
+export const DEFAULTS = {
+  engine: EngineSchema.parse({}),
+  adapterCache: AdapterCacheSchema.parse({}),
+  adapterSources: AdapterSourcesSchema.parse({}),
+  maxQueuedRequests: ConfigSchema.shape.maxQueuedRequests.parse(undefined),
+  bodyLimit: ConfigSchema.shape.bodyLimit.parse(undefined),
+};
+
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type ModelEntry = z.output<typeof ModelEntrySchema>;
 export type UpstreamConfig = z.output<typeof UpstreamSchema>;

@@ -22,6 +22,7 @@ import { checkTokenMask } from './token-mask.ts';
 import type {
   AdapterLoadSpec,
   AdapterRef,
+  EngineDefaults,
   EngineOptions,
   EngineStats,
   ForwardResult,
@@ -66,6 +67,15 @@ export interface GenerationHandle {
 /** Whether this build includes the CUDA backend, and how many devices answer now (the addon's probe). */
 export function cudaInfo(): { compiled: boolean; deviceCount: number; error: string } {
   return loadNativeAddon().cudaInfo();
+}
+
+/**
+ * The engine's defaults and bounds (native/src/engine_options.h) and its error codes, as the
+ * addon exports them: the C++ home of every engine default (config/schema.ts is tied to it by
+ * test/config/defaults.test.ts).
+ */
+export function engineDefaults(): EngineDefaults {
+  return loadNativeAddon().engineDefaults();
 }
 
 /** Options of an `Engine` beyond the addon's EngineOptions. */

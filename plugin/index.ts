@@ -15,7 +15,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
-import type { KeyConfig, UpstreamConfig } from '../config/schema.ts';
+import { DEFAULTS, type KeyConfig, type UpstreamConfig } from '../config/schema.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { Admission } from './admission.ts';
 import { accessOf, authenticate, KeyRing, mayUseModel, requireAdmin } from './auth.ts';
@@ -58,7 +58,7 @@ export interface OpenLoraOptions {
   models: OpenLoraModel[] | Promise<OpenLoraModel[]>;
   /** pino-compatible logger (default: silent). */
   logger?: LoggerLike;
-  /** `express.json` body limit (default "16mb": token-id prompts are large). */
+  /** `express.json` body limit (default: config/schema.ts `bodyLimit`, 16mb: token-id prompts are large). */
   bodyLimit?: string | number;
   /** Named compositions (config `compositions`): usable as `model` by any client, listed in /v1/models. */
   compositions?: Record<string, CompositionConfig>;
@@ -68,7 +68,7 @@ export interface OpenLoraOptions {
   keys?: KeyConfig[];
   /** Upstreams for models not served here (config `upstreams`). */
   upstreams?: UpstreamConfig[];
-  /** Requests allowed to wait per base model before 429 (default 256). */
+  /** Requests allowed to wait per base model before 429 (default: config/schema.ts `maxQueuedRequests`). */
   maxQueuedRequests?: number;
 }
 
@@ -112,7 +112,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   const proxied = new Set<Response>();
   const ring = new KeyRing(options.keys ?? []);
   const upstreams = buildUpstreams(options.upstreams ?? [], !ring.open, logger);
-  const maxQueued = options.maxQueuedRequests ?? 256;
+  const maxQueued = options.maxQueuedRequests ?? DEFAULTS.maxQueuedRequests;
   const admissions = new Map<string, Admission>();
   const unregister: Array<() => void> = [];
   let closed = false;
@@ -178,7 +178,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   };
 
   const router = express.Router() as OpenLoraRouter;
-  const json = express.json({ limit: options.bodyLimit ?? '16mb', verify: verifyJsonBody(upstreams.length > 0) });
+  const json = express.json({ limit: options.bodyLimit ?? DEFAULTS.bodyLimit, verify: verifyJsonBody(upstreams.length > 0) });
 
   router.use(requestContext(logger));
   router.get('/health', function health(_req: Request, res: Response) {

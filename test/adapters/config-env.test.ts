@@ -5,7 +5,7 @@ import { ConfigError, loadConfig } from '../../config/load.ts';
 
 test('OPENLORA_MAX_LORAS / _MAX_CPU_LORAS / _MAX_LORA_RANK / _ADAPTER_DIRS / _ALLOW_RUNTIME_LORA_UPDATING', () => {
   const d = loadConfig([], {});
-  assert.deepEqual([d.engine.maxLoras, d.engine.maxLoraRank, d.adapterCache.maxCpuLoras, d.allowRuntimeLoraUpdating], [8, 64, 64, false]);
+  assert.deepEqual([d.engine.maxLoras, d.engine.maxLoraRank, d.adapterCache.maxCpuLoras, d.allowRuntimeLoraUpdating], [16, 64, 64, false]);
   const c = loadConfig([], {
     OPENLORA_MAX_LORAS: '4', OPENLORA_MAX_CPU_LORAS: '32', OPENLORA_MAX_LORA_RANK: '16',
     OPENLORA_ADAPTER_DIRS: '/a:/b', OPENLORA_ALLOW_RUNTIME_LORA_UPDATING: '1',

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { loadNativeAddon } from '../../native/binding.ts';
+import { engineDefaults } from '../../native/engine.ts';
 import { NATIVE_ERROR_CODES } from '../../native/errors.ts';
 
 test('NATIVE_ERROR_CODES is exactly the list the addon exports (errors.h)', () => {
-  assert.deepEqual([...NATIVE_ERROR_CODES], loadNativeAddon().engineDefaults().errorCodes);
+  assert.deepEqual([...NATIVE_ERROR_CODES], engineDefaults().errorCodes);
 });
