@@ -1,13 +1,12 @@
 /**
  * The one event router per engine: the native engine has a single `onEvents` callback for
  * all its sequences (one array per step); this routes each event to the handler of the
- * sequence it belongs to.
+ * sequence it belongs to. Used by native/engine.ts (`Engine`), its only user.
  */
 import type { NativeEngine, SequenceEvent, SequenceParams } from './types.ts';
 
 /**
- * The part of NativeEngine that generation needs (test fakes implement just this);
- * `stop` / `setTokenMask` only for constrained decoding.
+ * The part of NativeEngine the router needs; `stop` / `setTokenMask` only for constrained decoding.
  */
 export type EngineLike = Pick<NativeEngine, 'addSequence' | 'cancel' | 'onEvents'> & Partial<Pick<NativeEngine, 'stop' | 'setTokenMask'>>;
 

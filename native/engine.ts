@@ -78,16 +78,6 @@ export function engineDefaults(): EngineDefaults {
   return loadNativeAddon().engineDefaults();
 }
 
-/** Options of an `Engine` beyond the addon's EngineOptions. */
-export interface EngineHooks {
-  /**
-   * Called with (error, seqId) when a sequence's event handler throws (the other sequences of
-   * the step still get their events). Default: rethrown as an uncaught exception, like a
-   * throwing EventEmitter listener. The server logs it instead.
-   */
-  onHandlerError?: (err: unknown, seqId: number) => void;
-}
-
 /** Run `f`, rethrowing whatever the addon throws as a NativeError (its `err.code` and `err.field`). */
 function native<T>(f: () => T): T {
   try {
@@ -103,13 +93,15 @@ export class Engine {
   private readonly modelInfo: ModelInfo;
   /** Live constrained sequences: whether the mask of their next token is still owed (setTokenMask). */
   private readonly maskOwed = new Map<number, boolean>();
+  /** NOTE: by default a throwing handler surfaces as an uncaught exception (like a throwing EventEmitter listener). */
+  private handlerError: (err: unknown, seqId: number) => void = (err) => queueMicrotask(() => { throw err; });
 
   /**
    * Load a Hugging Face model folder into a new engine.
    * @throws NativeError naming the file or EngineOptions field (`invalid_argument`, `bad_file`,
    *   `unsupported_model`, `device_error`, ...); Error when the addon is not built.
    */
-  static async load(dir: string, options: EngineOptions = {}, hooks: EngineHooks = {}): Promise<Engine> {
+  static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
     const addon = loadNativeAddon(); // its own Error when the addon is not built (says how to build it)
     let raw: NativeEngine;
     try {
@@ -117,17 +109,22 @@ export class Engine {
     } catch (err) {
       throw wrapNativeError(err);
     }
-    return new Engine(raw, hooks);
+    return new Engine(raw);
   }
 
   /** @param raw A loaded NativeEngine (or a test double of it); its `onEvents` callback is taken over. */
-  constructor(
-    private readonly raw: NativeEngine,
-    hooks: EngineHooks = {},
-  ) {
+  constructor(private readonly raw: NativeEngine) {
     this.modelInfo = raw.info();
-    const onHandlerError = hooks.onHandlerError ?? ((err: unknown) => queueMicrotask(() => { throw err; }));
-    this.dispatcher = new SequenceDispatcher(raw, onHandlerError);
+    this.dispatcher = new SequenceDispatcher(raw, (err, seqId) => this.handlerError(err, seqId));
+  }
+
+  /**
+   * Where an error thrown by a sequence's event handler goes: `sink(error, seqId)` (the other
+   * sequences of the step still get their events). Default: rethrown as an uncaught exception.
+   * The server logs it instead.
+   */
+  onHandlerError(sink: (err: unknown, seqId: number) => void): void {
+    this.handlerError = sink;
   }
 
   /** Model and engine facts (shapes, backend and why, slots, KV pool). */

@@ -161,7 +161,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
             onEngineDone,
           };
           const seqParams: SequenceParams = { ...params, promptIds, maxTokens, seed: choiceSeed(seed, index) };
-          c.seqId = model.dispatcher.add(seqParams, (ev) => this.onEvent(c, ev));
+          c.seqId = model.engine.generate(seqParams, (ev) => this.onEvent(c, ev)).seqId;
           ends.push(end);
           this.choices.push(c);
         }
@@ -182,7 +182,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   }
 
   private cancelLive(): void {
-    for (const c of this.choices) if (!c.engineDone) this.req.model.dispatcher.cancel(c.seqId);
+    for (const c of this.choices) if (!c.engineDone) this.req.model.engine.cancel(c.seqId);
   }
 
   private onEvent(c: ChoiceState, ev: SequenceEvent): void {
@@ -211,7 +211,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
       else if (r.text || c.pending.length > 0) this.emit(c, r.text, null);
     }
     // The engine keeps going unless it reported the end itself: cancel it.
-    if (c.finished && ev.finishReason === undefined) this.req.model.dispatcher.cancel(c.seqId);
+    if (c.finished && ev.finishReason === undefined) this.req.model.engine.cancel(c.seqId);
   }
 
   /** End a choice: flush the held-back text (unless a stop string cut it) and emit the last delta. */

@@ -6,7 +6,8 @@
  * Requests that arrive before the models are ready wait; if loading failed they get 503.
  *
  * @example
- * const router = openLora({ models: [{ name: 'tiny', engine, info: engine.info(), tokenizer: dir, adapters }] });
+ * const engine = await Engine.load(dir);
+ * const router = openLora({ models: [{ name: 'tiny', engine, tokenizer: dir, adapters }] });
  * app.use(router);
  * await router.ready;
  * // ... on shutdown: await router.close(); then dispose the engines.
@@ -16,11 +17,10 @@ import express, { type NextFunction, type Request, type Response, type Router } 
 import type { CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
 import { DEFAULTS, type KeyConfig, type UpstreamConfig } from '../config/schema.ts';
-import type { ModelInfo } from '../native/types.ts';
 import { Admission } from './admission.ts';
 import { accessOf, authenticate, KeyRing, mayUseModel, requireAdmin } from './auth.ts';
 import { InvalidRequestError, ModelNotFoundError, OpenLoraError, ServiceUnavailableError, toOpenAIError } from './errors.ts';
-import type { EngineLike } from '../native/dispatch.ts';
+import type { Engine } from '../native/engine.ts';
 import { silentLogger, type LoggerLike } from './logger.ts';
 import type { Generation } from './generate.ts';
 import { addMetricsSource, scrape } from './metrics.ts';
@@ -40,10 +40,8 @@ import { buildUpstreams, forward, pickUpstream } from './upstream.ts';
 export interface OpenLoraModel {
   /** Name clients use as `model` (and as the `BASE` in `BASE:ADAPTER`). */
   name: string;
-  /** The engine (NativeEngine or anything with addSequence / cancel / onEvents). */
-  engine: EngineLike;
-  /** The engine's model info (context length, vocabulary size, ...). */
-  info: ModelInfo;
+  /** The engine (native/engine.ts: `Engine.load(dir)`, or `new Engine(testDouble)`); its info gives context length, vocabulary, slots. */
+  engine: Engine;
   /** A Hugging Face model folder holding tokenizer.json (+ configs), or a loaded tokenizer. */
   tokenizer: string | ModelTokenizer;
   /** The adapters of this base. */
@@ -92,7 +90,6 @@ async function buildRegistry(options: OpenLoraOptions) {
     models.map(async (m) => ({
       name: m.name,
       engine: m.engine,
-      info: m.info,
       adapters: m.adapters,
       maxRunningSequences: m.maxRunningSequences,
       tokenizer: typeof m.tokenizer === 'string' ? await loadTokenizer(m.tokenizer) : m.tokenizer,
@@ -134,21 +131,20 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
       if (closed) return;
       for (const m of inits) {
         const adm = admission(m.name, m.maxRunningSequences);
-        const engine = m.engine as EngineLike & { stats?: () => Record<string, number | undefined> };
         unregister.push(
           addMetricsSource({
             model: m.name,
             snapshot: () => {
-              const st = typeof engine.stats === 'function' ? engine.stats() : undefined;
+              const st = m.engine.stats();
               return {
                 waiting: adm.waiting,
                 runningRequests: adm.runningRequests,
-                runningSequences: st?.running ?? adm.running,
-                engineWaiting: st?.waiting ?? 0,
-                kvBlocksTotal: st?.kvBlocksTotal,
+                runningSequences: st.running,
+                engineWaiting: st.waiting,
+                kvBlocksTotal: st.kvBlocksTotal,
                 // Unreferenced prefix-cache blocks are evictable: free, as vLLM counts them.
-                kvBlocksFree: st?.kvBlocksFree === undefined ? undefined : st.kvBlocksFree + (st.kvBlocksCached ?? 0),
-                maxLoras: m.info.maxLoras,
+                kvBlocksFree: st.kvBlocksFree + st.kvBlocksCached,
+                maxLoras: m.engine.info().maxLoras,
                 runningAdapters: adm.runningAdapterIds(),
                 waitingAdapters: adm.waitingAdapterIds(),
               };
@@ -258,6 +254,6 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
 }
 
 export { ModelTokenizer, loadTokenizer } from './tokenizer.ts';
-export type { EngineLike } from '../native/dispatch.ts';
+export { Engine } from '../native/engine.ts';
 export type { LoggerLike } from './logger.ts';
 export { requireAdmin } from './auth.ts';

@@ -1,12 +1,12 @@
 /**
- * The models this router serves: per base model its engine's sequence dispatcher, tokenizer and
+ * The models this router serves: per base model its engine (native/engine.ts), tokenizer and
  * adapter provider, plus the named compositions of the config. Which of them serves a request
  * is decided in plugin/resolve.ts.
  */
 import { createHash } from 'node:crypto';
 import type { CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
-import { SequenceDispatcher, type EngineLike } from '../native/dispatch.ts';
+import type { Engine } from '../native/engine.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { silentLogger, type LoggerLike } from './logger.ts';
 import type { ModelTokenizer } from './tokenizer.ts';
@@ -17,8 +17,8 @@ export interface ServedModel {
   info: ModelInfo;
   tokenizer: ModelTokenizer;
   adapters: AdapterProvider;
-  /** Routes the engine's event batches to the requests that own the sequences (one per engine). */
-  dispatcher: SequenceDispatcher;
+  /** The engine: generates sequences and routes each one's events to the request that owns it. */
+  engine: Engine;
   /** Unix seconds when the router started serving it. */
   created: number;
   /** OpenAI `system_fingerprint`: changes when the model or backend changes. */
@@ -28,8 +28,7 @@ export interface ServedModel {
 /** What the registry is built from (tokenizers already loaded). */
 export interface ServedModelInit {
   name: string;
-  engine: EngineLike;
-  info: ModelInfo;
+  engine: Engine;
   tokenizer: ModelTokenizer;
   adapters: AdapterProvider;
 }
@@ -53,13 +52,15 @@ export class ModelRegistry {
     const now = Math.floor(Date.now() / 1000);
     for (const m of inits) {
       if (this.models.has(m.name)) throw new Error(`duplicate model name "${m.name}"`);
-      const fp = createHash('sha256').update(`${m.name}|${m.info.modelType}|${m.info.dtype}|${m.info.backend}`).digest('hex');
+      const info = m.engine.info();
+      const fp = createHash('sha256').update(`${m.name}|${info.modelType}|${info.dtype}|${info.backend}`).digest('hex');
+      m.engine.onHandlerError((err, seqId) => logger.error({ err, seqId }, 'sequence event handler threw'));
       this.models.set(m.name, {
         name: m.name,
-        info: m.info,
+        info,
         tokenizer: m.tokenizer,
         adapters: m.adapters,
-        dispatcher: new SequenceDispatcher(m.engine, (err, seqId) => logger.error({ err, seqId }, 'sequence event handler threw')),
+        engine: m.engine,
         created: now,
         fingerprint: `fp_${fp.slice(0, 10)}`,
       });

@@ -1,6 +1,11 @@
 /**
  * Request checks and derivations that need the model: the context window (max_tokens),
  * logit_bias ids, and per-choice seeds.
+ *
+ * NOTE(why) the engine checks prompt ids, maxTokens and logitBias again (native/engine.ts does
+ * not re-validate; C++ does, naming `SequenceParams.<field>`). These stay because they answer in
+ * the client's terms: the OpenAI field (`messages` / `prompt` / `logit_bias` / `max_tokens`),
+ * OpenAI's wording and code (`context_length_exceeded`), and before any adapter is pinned.
  */
 import { ContextLengthError, InvalidRequestError } from './errors.ts';
 

@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import type { Config, ModelEntry } from '../config/schema.ts';
 import { AdapterManager } from '../adapters/manager.ts';
 import { adapterTierOptions, configAdapterSource } from '../adapters/config.ts';
-import { loadNativeAddon } from '../native/binding.ts';
-import type { NativeEngine } from '../native/types.ts';
+import { Engine } from '../native/engine.ts';
 import { openLora, type OpenLoraModel, type OpenLoraRouter } from './index.ts';
 
 /**
@@ -35,17 +34,16 @@ export interface OpenLora {
   /** The logger requests and loads are written to (pino). */
   log: Logger;
   /** Per base model: its engine and adapter manager (for tests and admin tools). */
-  models: Map<string, { engine: NativeEngine; adapters: AdapterManager }>;
+  models: Map<string, { engine: Engine; adapters: AdapterManager }>;
   /** Let in-flight requests finish for up to `graceMs` (default 0), cancel the rest, then dispose every engine. Idempotent. */
   close(graceMs?: number): Promise<void>;
 }
 
 async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<{ model: OpenLoraModel; adapters: AdapterManager }> {
-  const addon = loadNativeAddon();
   const e = config.engine;
   const t0 = performance.now();
   const { threads, ...rest } = e;
-  const engine = await addon.loadModel(entry.path, { ...rest, threads: threads || defaultEngineThreads() });
+  const engine = await Engine.load(entry.path, { ...rest, threads: threads || defaultEngineThreads() });
   const info = engine.info();
   log.info(
     { model: entry.name, backend: info.backend, reason: info.backendReason, ms: Math.round(performance.now() - t0) },
@@ -65,7 +63,7 @@ async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<
       log.info({ model: entry.name, dir, adapters: registered.map((a) => a.name), skipped: skipped.length }, 'scanned adapter directory');
     }
     for (const a of entry.adapters) await adapters.registerSource(a.name, configAdapterSource(a.path, a.sha256));
-    return { model: { name: entry.name, engine, info, tokenizer: entry.path, adapters, maxRunningSequences: e.maxNumSeqs }, adapters };
+    return { model: { name: entry.name, engine, tokenizer: entry.path, adapters, maxRunningSequences: e.maxNumSeqs }, adapters };
   } catch (err) {
     await engine.dispose();
     throw err;
@@ -83,7 +81,7 @@ export async function createOpenLora(config: Config, log: Logger = pino({ level:
   try {
     for (const entry of config.models) loaded.push(await loadOne(entry, config, log));
   } catch (err) {
-    await Promise.all(loaded.map((l) => (l.model.engine as NativeEngine).dispose()));
+    await Promise.all(loaded.map((l) => l.model.engine.dispose()));
     throw err;
   }
   const router = openLora({
@@ -99,10 +97,10 @@ export async function createOpenLora(config: Config, log: Logger = pino({ level:
   try {
     await router.ready;
   } catch (err) {
-    await Promise.all(loaded.map((l) => (l.model.engine as NativeEngine).dispose()));
+    await Promise.all(loaded.map((l) => l.model.engine.dispose()));
     throw err;
   }
-  const models = new Map(loaded.map((l) => [l.model.name, { engine: l.model.engine as NativeEngine, adapters: l.adapters }]));
+  const models = new Map(loaded.map((l) => [l.model.name, { engine: l.model.engine, adapters: l.adapters }]));
   let closing: Promise<void> | undefined;
   return {
     router,

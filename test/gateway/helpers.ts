@@ -6,7 +6,7 @@ import express, { type Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openLora, type OpenLoraOptions, type OpenLoraRouter } from '../../plugin/index.ts';
-import { demoTokenizer, FakeAdapters, ScriptedEngine, TINY_INFO, type Script } from '../plugin/fakes.ts';
+import { demoTokenizer, FakeAdapters, ScriptedEngine, type Script } from '../plugin/fakes.ts';
 
 /** Listen on 127.0.0.1:<random>; `url` has no trailing slash and no /v1. */
 export async function listen(app: Express): Promise<{ url: string; server: Server; close(): Promise<void> }> {
@@ -47,7 +47,7 @@ export async function fakeServer(
   const router: OpenLoraRouter = openLora({
     ...opts,
     logger,
-    models: [{ name: 'tiny', engine, info: TINY_INFO, tokenizer, adapters, maxRunningSequences: opts.maxRunningSequences }],
+    models: [{ name: 'tiny', engine: engine.asEngine(), tokenizer, adapters, maxRunningSequences: opts.maxRunningSequences }],
   });
   const app = express();
   app.use(router);

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import express from 'express';
 import request from 'supertest';
 import { openLora } from '../../plugin/index.ts';
-import { demoTokenizer, FakeAdapters, ScriptedEngine, makeApp, TINY_INFO } from './fakes.ts';
+import { demoTokenizer, FakeAdapters, ScriptedEngine, makeApp } from './fakes.ts';
 
 const CHAT = '/v1/chat/completions';
 const ok = { model: 'tiny', messages: [{ role: 'user', content: 'Speak.' }] };
@@ -99,7 +99,7 @@ test('requests wait for models that are still loading; a failed load answers 503
   const pending = new Promise((r) => (resolve = r));
   const engine = new ScriptedEngine(() => [65, 1023]);
   const router = openLora({
-    models: pending.then(() => [{ name: 'tiny', engine, info: TINY_INFO, tokenizer, adapters: new FakeAdapters('tiny') }]),
+    models: pending.then(() => [{ name: 'tiny', engine: engine.asEngine(), tokenizer, adapters: new FakeAdapters('tiny') }]),
   });
   // The models resolve only after the request has entered the router, so it has to wait.
   const app = express()
@@ -117,7 +117,7 @@ test('requests wait for models that are still loading; a failed load answers 503
   const bad = await request(express().use(failing)).post(CHAT).send(ok);
   const e = assertOpenAIError(bad.body, 503, bad);
   assert.match(e.message as string, /failed to load/);
-  const badTok = openLora({ models: [{ name: 'x', engine, info: TINY_INFO, tokenizer: '/nonexistent', adapters: new FakeAdapters('x') }] });
+  const badTok = openLora({ models: [{ name: 'x', engine: engine.asEngine(), tokenizer: '/nonexistent', adapters: new FakeAdapters('x') }] });
   await assert.rejects(badTok.ready, /nonexistent.*tokenizer\.json/);
 });
 

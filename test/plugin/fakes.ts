@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 import type { AdapterInfo, AdapterLease, AdapterProvider } from '../../adapters/types.ts';
 import type { Composition } from '../../adapters/composition.ts';
 import { pinComposition, type PinnedComposition } from '../../adapters/pin.ts';
-import type { ModelInfo, SequenceEvent, SequenceParams } from '../../native/types.ts';
+import { Engine } from '../../native/engine.ts';
+import type { EngineStats, ForwardResult, ModelInfo, NativeEngine, SequenceEvent, SequenceParams } from '../../native/types.ts';
 import { ModelNotFoundError } from '../../plugin/errors.ts';
 import { loadTokenizer, openLora, type ModelTokenizer, type OpenLoraModel, type OpenLoraRouter } from '../../plugin/index.ts';
 
@@ -40,7 +41,7 @@ interface Live {
  * out it emits the first stop token (or, with `repeat`, starts the script again).
  * `failAt` makes sequences finish "error" at that token index.
  */
-export class ScriptedEngine {
+export class ScriptedEngine implements NativeEngine {
   readonly added: SequenceParams[] = [];
   readonly cancelled: number[] = [];
   paused = false;
@@ -58,6 +59,42 @@ export class ScriptedEngine {
   onEvents(cb: (events: SequenceEvent[]) => void): void {
     this.cb = cb;
   }
+
+  info(): ModelInfo {
+    return TINY_INFO;
+  }
+
+  stats(): EngineStats {
+    const running = this.live.size;
+    return { running, waiting: 0, slotsUsed: 0, steps: 0, kvBlocksTotal: 64, kvBlocksFree: 64 - running, kvBlocksCached: 0, prefixHitTokens: 0, preemptions: 0 };
+  }
+
+  /** Adapters are the FakeAdapters' business: the engine's slots are not used. */
+  async loadAdapter(): Promise<number> {
+    throw new Error('ScriptedEngine has no adapter slots');
+  }
+
+  unloadAdapter(): void {}
+
+  /** Constrained decoding is not scripted: stop cancels, masks are ignored. */
+  stop(seqId: number): void {
+    this.cancel(seqId);
+  }
+
+  setTokenMask(): void {}
+
+  async forward(): Promise<ForwardResult> {
+    throw new Error('ScriptedEngine computes no logits');
+  }
+
+  async dispose(): Promise<void> {}
+
+  /** This double behind the one engine face the plugin takes (one Engine per double: it owns onEvents). */
+  asEngine(): Engine {
+    return (this.face ??= new Engine(this));
+  }
+
+  private face: Engine | undefined;
 
   addSequence(params: SequenceParams): number {
     const id = this.nextId++;
@@ -226,7 +263,7 @@ export async function makeApp(script: Script, opts: { repeat?: boolean; failAt?:
   const tokenizer = await demoTokenizer();
   const engine = new ScriptedEngine(script, opts);
   const adapters = new FakeAdapters('tiny');
-  const models: OpenLoraModel[] = [{ name: 'tiny', engine, info: TINY_INFO, tokenizer, adapters }];
+  const models: OpenLoraModel[] = [{ name: 'tiny', engine: engine.asEngine(), tokenizer, adapters }];
   const router: OpenLoraRouter = openLora({ models });
   const app = express();
   app.use(router);

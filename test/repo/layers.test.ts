@@ -2,7 +2,8 @@
  * The import graph is a stack: plugin/ → adapters/ → native/ (config/ beside adapters/, both
  * below plugin/). A lower folder never imports a higher one, so the engine and the adapter
  * lifecycle can be used without the HTTP layer (their errors carry codes; plugin/errors.ts alone
- * turns them into HTTP answers). Checked by scanning the sources' import specifiers.
+ * turns them into HTTP answers). And the addon has one face: outside the tests, only
+ * native/engine.ts loads it (native/binding.ts). Checked by scanning the sources' import specifiers.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -72,4 +73,17 @@ test('no source imports a folder above it (plugin → adapters → native)', () 
   }
   assert.ok(scanned > 50, `scanned only ${scanned} files`);
   assert.deepEqual(violations, [], `lower layers import higher ones:\n${violations.join('\n')}`);
+});
+
+test('outside test/, only native/engine.ts reaches the raw addon (native/binding.ts)', () => {
+  const binding = join(root, 'native', 'binding.ts');
+  const allowed = new Set([join(root, 'native', 'engine.ts')]);
+  const offenders: string[] = [];
+  for (const folder of ['native', 'adapters', 'config', 'plugin', 'examples', 'bench']) {
+    for (const file of sources(join(root, folder))) {
+      if (allowed.has(file)) continue;
+      if (importSpecifiers(readFileSync(file, 'utf8')).some((spec) => resolve(dirname(file), spec) === binding)) offenders.push(relative(root, file));
+    }
+  }
+  assert.deepEqual(offenders, [], 'these load the addon around the Engine face');
 });
