@@ -455,6 +455,18 @@ const acceptance = {
   '7_vs_llamacpp': Object.fromEntries(vsLlamacpp.map((v) => [v.scenario, v.ratio])),
 };
 console.log(`\nacceptance (issue 4): ${JSON.stringify(acceptance)}`);
+// Issue 14: half the streams constrained (json_schema) against 16 unconstrained, one run.
+const structured = byName('structured-16');
+const acceptance14 = structured
+  ? {
+      structured16_over_base16: ratio(structured.outputTokensPerSec, byName('base-16')?.outputTokensPerSec),
+      goal_tokens_per_sec: 0.9,
+      unconstrained_per_stream_in_mix_over_base16: ratio(structured.kinds.unconstrained?.perStreamTokensPerSec, byName('base-16')?.kinds.base?.perStreamTokensPerSec),
+      goal_unconstrained_per_stream: 0.95,
+      constrained_per_stream_in_mix_over_base16: ratio(structured.kinds['json-schema']?.perStreamTokensPerSec, byName('base-16')?.kinds.base?.perStreamTokensPerSec),
+    }
+  : null;
+if (acceptance14) console.log(`acceptance (issue 14): ${JSON.stringify(acceptance14)}`);
 
 printTable(results);
 const machine = machineFacts();
@@ -498,6 +510,7 @@ if (opts.json) {
       'vs-*: llama.cpp (node-llama-cpp, in a child process, no HTTP) on the GGUF of the same weights, same prompt token ids, greedy, 64 new tokens with the end tokens banned; best of the thread counts tried. Ours goes through HTTP + SSE.',
     ],
     acceptance,
+    ...(acceptance14 ? { acceptance14 } : {}),
     vsLlamacpp,
     peakRssProcessMB: +(process.resourceUsage().maxRSS / 1024).toFixed(1),
     scenarios: results,

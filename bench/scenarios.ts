@@ -152,6 +152,24 @@ function adapterMatrix(): Scenario[] {
   return out;
 }
 
+/**
+ * The `structured-16` schema: an object whose one required field is an array of free strings,
+ * so a constrained answer can run long (up to max_tokens) like the unconstrained ones.
+ */
+export const STRUCTURED_FORMAT = {
+  type: 'json_schema',
+  json_schema: {
+    name: 'lines',
+    strict: true,
+    schema: {
+      type: 'object',
+      properties: { speaker: { type: 'string' }, lines: { type: 'array', items: { type: 'string' } } },
+      required: ['speaker', 'lines'],
+      additionalProperties: false,
+    },
+  },
+} as const;
+
 /** Greedy bodies for the llama.cpp comparison (same prompts, same 64 tokens; end tokens banned). */
 const greedy = (i: number, model: string) => chatBody(i, model, { temperature: 0 });
 
@@ -236,6 +254,18 @@ export const SCENARIOS: Scenario[] = [
     },
     baseline: 'adapters-16',
     baselineKind: 'single-adapter',
+  },
+  {
+    name: 'structured-16',
+    description: '16 concurrent, base: every other request has response_format json_schema (ratio: / base-16; unconstrained per stream vs base-16)',
+    concurrency: 16,
+    defaultRequests: 64,
+    request: (i, base) =>
+      i % 2 === 0
+        ? { kind: 'json-schema', body: chatBody(i, base, { response_format: STRUCTURED_FORMAT }) }
+        : { kind: 'unconstrained', body: chatBody(i, base) },
+    baseline: 'base-16',
+    baselineKind: 'unconstrained',
   },
   // The llama.cpp comparison (run.ts runs llama.cpp's side right before each of these).
   {

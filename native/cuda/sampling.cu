@@ -4,6 +4,9 @@
 // Grid:  (num_seqs)       one block per sequence
 // Block: (1024)           threads stride over the vocabulary; block reductions via shared memory
 // Workspace: work [num_seqs, vocab] fp32, the processed logits (the raw ones stay untouched).
+// Token masks (constrained decoding): disallowed tokens enter `work` as -inf, so they have zero
+//   probability, never win the greedy argmax or the race (an allowed token always has a finite
+//   score), and rank below every allowed token in top-k / top-p; logprobs stay of the raw logits.
 // Selection without sorting: top-k and top-p thresholds are found by bisection over the
 //   order-preserving uint32 image of the processed logits (32 counting / mass passes), then a
 //   bisection over token ids resolves ties to the lower id, exactly as the CPU's
@@ -84,8 +87,10 @@ __global__ void __launch_bounds__(kBlock) sampleKernel(SamplingBatch b) {
   const float* raw = b.logits + int64_t(s) * b.ld_logits;  // [vocab]
   float* work = b.workspace + int64_t(s) * V;              // [vocab]
 
-  // 1. work = raw + logit_bias - penalties.
-  for (int i = threadIdx.x; i < V; i += kBlock) work[i] = raw[i];
+  // 1. work = masked raw + logit_bias - penalties (-inf stays -inf: finite additions).
+  const int mrow = b.mask_index ? b.mask_index[s] : -1;
+  const uint32_t* mask = mrow >= 0 ? b.token_masks + int64_t(mrow) * b.mask_words : nullptr;  // [mask_words]
+  for (int i = threadIdx.x; i < V; i += kBlock) work[i] = (!mask || ((mask[i >> 5] >> (i & 31)) & 1u)) ? raw[i] : -INFINITY;
   __syncthreads();
   if (b.bias_ptr && threadIdx.x == 0) {  // serial: a token may appear twice (the CPU adds both)
     for (int e = b.bias_ptr[s]; e < b.bias_ptr[s + 1]; e++) {
@@ -242,10 +247,12 @@ size_t sampling_workspace_bytes(int num_seqs, int vocab) { return size_t(num_seq
 cudaError_t launch_sample(const SamplingBatch& b, cudaStream_t stream) {
   if (b.num_seqs < 0 || b.vocab <= 0 || b.ld_logits < b.vocab || !b.logits || !b.temperature || !b.out_tokens ||
       !b.workspace || b.max_top_logprobs < 0 || b.max_top_logprobs > kMaxTopLogprobs ||
-      (b.penalty_ptr && (!b.penalty_tokens || !b.penalty_counts)) || (b.bias_ptr && (!b.bias_tokens || !b.bias_values)))
-    return invalid_argument("launch_sample: num_seqs=%d vocab=%d ld_logits=%lld max_top_logprobs=%d (<= %d), or a "
-                            "required pointer is null (logits, temperature, out_tokens, workspace, CSR arrays)",
-                            b.num_seqs, b.vocab, (long long)b.ld_logits, b.max_top_logprobs, kMaxTopLogprobs);
+      (b.penalty_ptr && (!b.penalty_tokens || !b.penalty_counts)) || (b.bias_ptr && (!b.bias_tokens || !b.bias_values)) ||
+      (b.mask_index && (!b.token_masks || b.mask_words != (b.vocab + 31) / 32)))
+    return invalid_argument("launch_sample: num_seqs=%d vocab=%d ld_logits=%lld max_top_logprobs=%d (<= %d) mask_words=%d "
+                            "(ceil(vocab / 32) with masks), or a required pointer is null (logits, temperature, out_tokens, "
+                            "workspace, CSR arrays, token_masks)",
+                            b.num_seqs, b.vocab, (long long)b.ld_logits, b.max_top_logprobs, kMaxTopLogprobs, b.mask_words);
   if (b.num_seqs == 0) return cudaSuccess;
   sampleKernel<<<b.num_seqs, kBlock, 0, stream>>>(b);
   return launch_status("launch_sample");

@@ -2,7 +2,9 @@
 // computeLogprobs for a batch of sequences, one block per sequence, returning only token ids
 // and logprobs (the logits never leave the device).
 //
-// Per sequence: work = logits + logit_bias, then work[t] -= frequency * count[t] + presence
+// Per sequence: work = logits with tokens its allowed-token mask (constrained decoding, xgrammar
+// layout: native/src/token_mask.h) disallows set to -inf, + logit_bias, then
+// work[t] -= frequency * count[t] + presence
 // (count[t] > 0) over the sequence's generated tokens; greedy argmax (ties to the lowest id)
 // when temperature <= 0; else p ~ exp((work - max) / T), top_k (ties to the lower id), top_p
 // (smallest prefix, in (prob desc, id asc) order, with mass >= top_p of the kept mass, at least
@@ -37,6 +39,9 @@ struct SamplingBatch {
   const int32_t* bias_ptr = nullptr;       // [S + 1] CSR over logit_bias entries; nullptr = none
   const int32_t* bias_tokens = nullptr;    // [bias_ptr[S]]
   const float* bias_values = nullptr;      // [bias_ptr[S]]
+  const uint32_t* token_masks = nullptr;   // [num_masks, mask_words] allowed-token bits (bit i & 31 of word i >> 5); nullptr = none
+  const int32_t* mask_index = nullptr;     // [S] row of token_masks for sequence s, -1 = unconstrained; nullptr = none
+  int mask_words = 0;                      // host: words per mask, ceil(vocab / 32) when token_masks is set
   const uint64_t* seeds = nullptr;         // [S] per-sequence seed
   const uint64_t* steps = nullptr;         // [S] per-sequence draw counter (e.g. tokens generated so far)
   const int32_t* num_top_logprobs = nullptr;  // [S] top-N wanted (<= max_top_logprobs); nullptr = max_top_logprobs

@@ -691,6 +691,66 @@ void checkSampling(int vocab) {
   report("sample top logprobs vocab " + std::to_string(vocab), tlGot, tlRef, 1e-4f, 1e-4f);
 }
 
+/**
+ * Token masks (constrained decoding): 64 rows over one logits row, each with its own random
+ * allowed set (~1/16 of the vocabulary, token 3 * row always allowed), greedy / temperature /
+ * top_k 3 / top_p 0.5 by row, plus unmasked rows (mask_index -1). Every token must be allowed,
+ * greedy must be the argmax of the raw logits over the allowed set, logprobs must stay unmasked.
+ */
+void checkSamplingMasked(int vocab) {
+  const int S = 64, words = (vocab + 31) / 32;
+  auto row = randomVec(size_t(vocab), -8, 8);
+  std::vector<float> logits, temp, topp;
+  std::vector<int32_t> topk, index;
+  std::vector<uint32_t> masks;
+  std::vector<uint64_t> seeds, steps;
+  for (int s = 0; s < S; s++) {
+    logits.insert(logits.end(), row.begin(), row.end());
+    temp.push_back(s % 4 == 0 ? 0.0f : 1.0f);
+    topk.push_back(s % 4 == 2 ? 3 : 0);
+    topp.push_back(s % 4 == 3 ? 0.5f : 1.0f);
+    seeds.push_back(uint64_t(s)), steps.push_back(uint64_t(s));
+    index.push_back(s % 8 == 7 ? -1 : int32_t(masks.size() / size_t(words)));
+    if (index.back() < 0) continue;
+    std::vector<uint32_t> m(size_t(words), 0u);
+    for (int i = 0; i < vocab; i++)
+      if (g_rng() % 16 == 0 || i == (3 * s) % vocab) m[size_t(i >> 5)] |= 1u << (i & 31);
+    masks.insert(masks.end(), m.begin(), m.end());
+  }
+  std::unique_ptr<Dev> dL(uploadRaw(logits)), dT(uploadRaw(temp)), dK(uploadRaw(topk)), dP(uploadRaw(topp)), dM(uploadRaw(masks)),
+      dI(uploadRaw(index)), dSe(uploadRaw(seeds)), dSt(uploadRaw(steps)), dOut(new Dev(S * 4)), dLp(new Dev(S * 4)),
+      dWs(new Dev(sampling_workspace_bytes(S, vocab)));
+  SamplingBatch b;
+  b.num_seqs = S, b.vocab = vocab, b.logits = dL->as<float>(), b.ld_logits = vocab, b.temperature = dT->as<float>();
+  b.top_k = dK->as<int32_t>(), b.top_p = dP->as<float>(), b.seeds = dSe->as<uint64_t>(), b.steps = dSt->as<uint64_t>();
+  b.token_masks = dM->as<uint32_t>(), b.mask_index = dI->as<int32_t>(), b.mask_words = words;
+  b.out_tokens = dOut->as<int32_t>(), b.out_logprobs = dLp->as<float>(), b.workspace = dWs->as<float>();
+  if (!launched("sample masked", launch_sample(b, nullptr))) return;
+  auto tok = downloadRaw<int32_t>(dOut.get(), S);
+  auto lp = downloadRaw<float>(dLp.get(), S);
+  double mx = *std::max_element(row.begin(), row.end()), sum = 0;
+  for (float v : row) sum += std::exp(double(v) - mx);
+  const double lse = mx + std::log(sum);
+  bool ok = true;
+  std::string why;
+  std::vector<float> lpRef;
+  for (int s = 0; s < S; s++) {
+    const int t = tok[size_t(s)];
+    lpRef.push_back(t >= 0 && t < vocab ? float(row[size_t(t)] - lse) : 0.0f);
+    if (index[size_t(s)] < 0) continue;
+    const uint32_t* m = masks.data() + size_t(index[size_t(s)]) * words;
+    auto allowed = [&](int i) { return ((m[i >> 5] >> (i & 31)) & 1u) != 0; };
+    if (t < 0 || t >= vocab || !allowed(t)) ok = false, why += " seq" + std::to_string(s) + ": token " + std::to_string(t) + " not allowed;";
+    if (temp[size_t(s)] > 0) continue;
+    int best = -1;
+    for (int i = 0; i < vocab; i++)
+      if (allowed(i) && (best < 0 || row[size_t(i)] > row[size_t(best)])) best = i;
+    if (t != best) ok = false, why += " seq" + std::to_string(s) + ": greedy " + std::to_string(t) + " != masked argmax " + std::to_string(best) + ";";
+  }
+  reportBool("sample masked vocab " + std::to_string(vocab), ok, ok ? "every token allowed, greedy = argmax over the allowed set" : why);
+  report("sample masked logprobs (unmasked) vocab " + std::to_string(vocab), lp, lpRef, 1e-4f, 1e-4f);
+}
+
 /** Frequencies of 20000 draws (one sequence each, steps 0..) from an 8-token distribution. */
 void checkSamplingDistribution() {
   const int V = 8, S = 20000;
@@ -771,6 +831,7 @@ int main(int argc, char** argv) {
       checkFp8(t, 9, s.inter, s.hidden, true, cc);
     }
     checkSampling(s.vocab);
+    checkSamplingMasked(s.vocab);
   }
   const char* why = nullptr;
   if (cublas_available(&why)) {
