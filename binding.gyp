@@ -1,5 +1,6 @@
 # openlora native addon. Built by native/build.mjs (npm's `install` script / `npm run build:native`).
-# When build.mjs found nvcc it has already compiled native/cuda/*.cu into build/cuda/libopenlora_cuda.a
+# When build.mjs found nvcc it has already compiled the CUDA sources of native/sources.json
+# (cudaKernels + cudaBackend, for its cudaArchitectures) into build/cuda/libopenlora_cuda.a
 # and sets OPENLORA_CUDA_HOME for this run; otherwise the addon is CPU only.
 {
   "variables": {
@@ -9,34 +10,8 @@
     {
       "target_name": "openlora",
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
-      "sources": [
-        "native/src/addon.cc",
-        "native/src/backend.cc",
-        "native/src/block_allocator.cc",
-        "native/src/config.cc",
-        "native/src/constrained.cc",
-        "native/src/dtype.cc",
-        "native/src/engine.cc",
-        "native/src/engine_options.cc",
-        "native/src/json.cc",
-        "native/src/kv_cache.cc",
-        "native/src/lora.cc",
-        "native/src/model.cc",
-        "native/src/napi_convert.cc",
-        "native/src/napi_engine.cc",
-        "native/src/napi_errors.cc",
-        "native/src/quant.cc",
-        "native/src/safetensors.cc",
-        "native/src/sampler.cc",
-        "native/src/scheduler.cc",
-        "native/src/token_mask.cc",
-        "native/cpu/gemm.cc",
-        "native/cpu/gemm_packed.cc",
-        "native/cpu/ops.cc",
-        "native/cpu/paged_attention.cc",
-        "native/cpu/sgmv.cc",
-        "native/cpu/thread_pool.cc"
-      ],
+      # The one source list: native/sources.json (core + addon), shared with CMakeLists.txt.
+      "sources": ["<!@(node -p \"const s = require('./native/sources.json'); s.core.concat(s.addon).join(' ')\")"],
       "defines": ["NAPI_VERSION=8"],
       # NOTE(why): no -march=native: the binary must run on any x86-64; the hot kernels use
       # __attribute__((target("avx2,fma"))) with run-time dispatch instead.

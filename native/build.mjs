@@ -3,8 +3,9 @@
  * Build the native addon: build/Release/openlora.node.
  *
  * 1. If a CUDA toolkit is found (`$CUDA_HOME/bin/nvcc`, else `/usr/local/cuda/bin/nvcc`; never
- *    `which nvcc`, which may be a wrapper) and `OPENLORA_NO_CUDA` is not set, compile
- *    native/cuda/*.cu for sm_80, sm_89 and sm_90a into build/cuda/libopenlora_cuda.a.
+ *    `which nvcc`, which may be a wrapper) and `OPENLORA_NO_CUDA` is not set, compile the CUDA
+ *    sources of native/sources.json (cudaKernels + cudaBackend) for its cudaArchitectures into
+ *    build/cuda/libopenlora_cuda.a.
  * 2. Run node-gyp (npm's copy) configure + build on binding.gyp, with OPENLORA_CUDA_HOME set when
  *    step 1 ran, so the addon links the CUDA library and cudart_static.
  *
@@ -12,13 +13,14 @@
  * Environment: OPENLORA_NO_CUDA=1 forces a CPU-only build; CUDA_HOME picks the toolkit.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, accessSync, constants } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, accessSync, constants } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const cudaDir = join(root, 'native', 'cuda');
+/** The one list of native sources and CUDA architectures (also read by binding.gyp and CMake). */
+const sources = JSON.parse(readFileSync(join(root, 'native', 'sources.json'), 'utf8'));
 const cudaOut = join(root, 'build', 'cuda');
 const started = Date.now();
 
@@ -58,17 +60,17 @@ function findCuda() {
   return null;
 }
 
-/** Compile every native/cuda/*.cu in parallel (one nvcc per core) and archive them. */
+/** Compile the CUDA sources in parallel (one nvcc per core) and archive them. */
 async function buildCuda(home) {
   const nvcc = join(home, 'bin', 'nvcc');
   rmSync(cudaOut, { recursive: true, force: true });
   mkdirSync(cudaOut, { recursive: true });
-  const sources = readdirSync(cudaDir).filter((f) => f.endsWith('.cu')).sort();
-  const arch = ['80', '89', '90a'].flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]);
+  const cudaSources = [...sources.cudaKernels, ...sources.cudaBackend];
+  const arch = sources.cudaArchitectures.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]);
   const compile = (src) =>
     new Promise((ok, fail) => {
-      const obj = join(cudaOut, src.replace(/\.cu$/, '.o'));
-      const args = ['-c', join(cudaDir, src), '-o', obj, '-std=c++17', '-O3', '-Xcompiler', '-fPIC', '-Werror', 'all-warnings', ...arch];
+      const obj = join(cudaOut, src.replace(/^.*\//, '').replace(/\.cu$/, '.o'));
+      const args = ['-c', join(root, src), '-o', obj, '-std=c++17', '-O3', '-Xcompiler', '-fPIC', '-Werror', 'all-warnings', ...arch];
       const p = spawn(nvcc, args, { cwd: root, stdio: 'inherit' });
       p.on('error', fail);
       p.on('exit', (code) => (code === 0 ? ok(obj) : fail(new Error(`nvcc ${src} exited with ${code}`))));
@@ -76,9 +78,10 @@ async function buildCuda(home) {
   // One nvcc per core: each file's three gencode passes run in sequence inside nvcc.
   const objects = [];
   const width = Math.max(1, cpus().length);
-  for (let i = 0; i < sources.length; i += width) objects.push(...(await Promise.all(sources.slice(i, i + width).map(compile))));
+  for (let i = 0; i < cudaSources.length; i += width) objects.push(...(await Promise.all(cudaSources.slice(i, i + width).map(compile))));
   run('ar', ['rcs', join(cudaOut, 'libopenlora_cuda.a'), ...objects]);
-  log(`CUDA: compiled ${sources.join(', ')} for sm_80, sm_89, sm_90a (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  const archs = sources.cudaArchitectures.map((a) => `sm_${a}`).join(', ');
+  log(`CUDA: compiled ${cudaSources.length} files for ${archs} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
 /** node-gyp's CLI: npm's own copy when run by npm, else the global npm's. */
