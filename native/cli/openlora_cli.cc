@@ -31,6 +31,7 @@
 #include "../cpu/gemm_packed.h"
 #include "backend.h"
 #include "json.h"
+#include "files.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "peft.h"
@@ -119,14 +120,6 @@ double nowSec() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::string readText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 /** A tiny JSON writer for the --out files (objects of numbers, strings, arrays, objects). */
 struct JsonOut {
   std::string s;
@@ -199,7 +192,7 @@ void fillRandom(uint64_t seed, const std::string& name, float* dst, int64_t n, i
   initOf(name, &scale, &offset);
   const uint64_t stream = streamOf(name);
   auto work = [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) dst[i] = bf16BitsToFloat(randomBf16(seed, stream, uint64_t(i), scale, offset));
+    for (int64_t i = b; i < e; i++) dst[i] = bf16ToFloat(randomBf16(seed, stream, uint64_t(i), scale, offset));
   };
   if (n < (1 << 20) || threads <= 1) return work(0, n);
   std::vector<std::thread> ts;
@@ -261,14 +254,14 @@ std::shared_ptr<const LoraAdapter> randomAdapter(const ModelConfig& c, int rank,
       auto p = std::make_unique<LoraPair>();
       p->rank = rank;
       p->scaling = 2.0f;
-      const uint64_t s = streamOf("lora." + std::to_string(l) + "." + loraModuleName(mod));
+      const uint64_t s = streamOf("lora." + std::to_string(l) + "." + hf::moduleName(mod));
       const float sa = 1.7320508f / std::sqrt(float(in)), sb = 0.02f * 1.7320508f;
       // Kept BF16 (the dtype of most PEFT adapter files; the loader keeps 16-bit files as they are).
       std::vector<uint16_t> av(size_t(rank * in)), bv(size_t(rank * out));
       for (size_t i = 0; i < av.size(); i++) av[i] = randomBf16(seed, s, i, sa, 0);
       for (size_t i = 0; i < bv.size(); i++) bv[i] = randomBf16(seed, s + 1, i, sb, 0);
-      p->a.assign16(std::move(av), LoraMatrix::DType::BF16);
-      p->bT.assign16(std::move(bv), LoraMatrix::DType::BF16);
+      p->a.assign16(std::move(av), DType::BF16);
+      p->bT.assign16(std::move(bv), DType::BF16);
       ad->pairs[size_t(l) * kNumLoraModules + size_t(m)] = std::move(p);
     }
   }
@@ -373,7 +366,7 @@ int cmdCheck(const Args& a) {
   ModelSource src = loadSource(a);
   std::string reason;
   auto be = backendFor(a, src, &reason);
-  const JsonValue ref = parseJson(readText(a.get("reference")), a.get("reference"));
+  const JsonValue ref = parseJson(readFile(a.get("reference")), a.get("reference"));
   std::string adaptersDir = a.get("adapters");
   if (adaptersDir.empty()) {
     // examples/models/X -> examples/adapters; a ../shared layout has X-adapters beside X.
@@ -567,14 +560,14 @@ int cmdBench(const Args& a) {
       numel.push_back(n), streams.push_back(streamOf(name)), scale.push_back(s), offset.push_back(o);
     };
     const int64_t H = c.hiddenSize, I = c.intermediateSize, Q = c.qDim(), KV = c.kvDim(), V = c.vocabSize;
-    add("model.embed_tokens.weight", V * H);
+    add(hf::kEmbedTokens, V * H);
     for (int l = 0; l < c.numHiddenLayers; l++) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      add(p + "input_layernorm.weight", H), add(p + "self_attn.q_proj.weight", Q * H), add(p + "self_attn.k_proj.weight", KV * H);
-      add(p + "self_attn.v_proj.weight", KV * H), add(p + "self_attn.o_proj.weight", H * Q), add(p + "post_attention_layernorm.weight", H);
-      add(p + "mlp.gate_proj.weight", I * H), add(p + "mlp.up_proj.weight", I * H), add(p + "mlp.down_proj.weight", H * I);
+      using M = LoraModule;
+      add(hf::inputNorm(l), H), add(hf::linearWeight(l, M::Q), Q * H), add(hf::linearWeight(l, M::K), KV * H);
+      add(hf::linearWeight(l, M::V), KV * H), add(hf::linearWeight(l, M::O), H * Q), add(hf::postAttentionNorm(l), H);
+      add(hf::linearWeight(l, M::Gate), I * H), add(hf::linearWeight(l, M::Up), I * H), add(hf::linearWeight(l, M::Down), H * I);
     }
-    add("model.norm.weight", H), add("lm_head.weight", V * H);
+    add(hf::kFinalNorm, H), add(hf::kLmHead, V * H);
     char err[256] = {0};
     double ms = 0;
     size_t bytes = 0;
@@ -606,7 +599,7 @@ int cmdBench(const Args& a) {
   const int rank = std::stoi(a.get("rank", "16"));
   const int steps = std::stoi(a.get("steps", "16"));
   const int P = std::stoi(a.get("prompt-len", "16"));
-  cpu::KvDtype kvDtype = cpu::KvDtype::F32;
+  DType kvDtype = DType::F32;
   const std::string kvDtypeName = a.get("kv-cache-dtype", "float32");
   if (!parseKvCacheDtype(kvDtypeName, &kvDtype))
     throw std::runtime_error("--kv-cache-dtype must be float32 or bfloat16, got \"" + kvDtypeName + "\"");

@@ -7,18 +7,11 @@
 #include <stdexcept>
 
 #include "json.h"
+#include "files.h"
 
 namespace openlora::cli {
 
 namespace {
-
-std::string readText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open (is this a PEFT adapter folder?)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 bool nonEmpty(const JsonValue* v) {
   if (!v || v->isNull()) return false;
@@ -31,7 +24,7 @@ bool nonEmpty(const JsonValue* v) {
 
 PeftAdapter loadPeftDir(const std::string& dir, const ModelConfig& config, int maxRank) {
   const std::string cfgPath = dir + "/adapter_config.json";
-  const JsonValue cfg = parseJson(readText(cfgPath), cfgPath);
+  const JsonValue cfg = parseJson(readFile(cfgPath, "is this a PEFT adapter folder?"), cfgPath);
   auto num = [&](const char* key) {
     const JsonValue* v = cfg.find(key);
     if (!v || !v->isNumber()) throw std::runtime_error(cfgPath + ": " + key + " must be a number");
@@ -59,15 +52,13 @@ PeftAdapter loadPeftDir(const std::string& dir, const ModelConfig& config, int m
   for (int layer = 0; layer < config.numHiddenLayers; layer++) {
     for (const JsonValue& t : targets->items()) {
       LoraModuleSpec s;
-      if (!t.isString() || !parseLoraModule(t.asString(), &s.module)) {
+      if (!t.isString() || !hf::parseModuleName(t.asString(), &s.module)) {
         throw std::runtime_error(cfgPath + ": target_modules entry " + (t.isString() ? "\"" + t.asString() + "\"" : "?") +
                                  " is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
       }
-      const bool attn = s.module == LoraModule::Q || s.module == LoraModule::K || s.module == LoraModule::V || s.module == LoraModule::O;
-      const std::string prefix = "base_model.model.model.layers." + std::to_string(layer) + (attn ? ".self_attn." : ".mlp.") + t.asString();
       s.layer = layer;
-      s.aName = prefix + ".lora_A.weight";
-      s.bName = prefix + ".lora_B.weight";
+      s.aName = hf::peftLoraWeight(layer, s.module, false);
+      s.bName = hf::peftLoraWeight(layer, s.module, true);
       s.scaling = out.scaling;
       s.fanInFanOut = fanInFanOut;
       specs.push_back(std::move(s));

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string>
 
+#include "../src/dtype.h"  // floatToBf16 (host and device)
+
 #if defined(__CUDACC__)
 #define OPENLORA_HD __host__ __device__ __forceinline__
 #else
@@ -26,29 +28,6 @@ OPENLORA_HD uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-/** bf16 bits of a float, round to nearest even (finite inputs). */
-OPENLORA_HD uint16_t floatToBf16Bits(float f) {
-  uint32_t u;
-#if defined(__CUDA_ARCH__)
-  u = __float_as_uint(f);
-#else
-  std::memcpy(&u, &f, 4);
-#endif
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
-
-OPENLORA_HD float bf16BitsToFloat(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
-}
-
 /** bf16 bits of value i of stream `stream`. */
 OPENLORA_HD uint16_t randomBf16(uint64_t seed, uint64_t stream, uint64_t i, float scale, float offset) {
   const uint64_t h = splitmix64(seed ^ splitmix64(stream ^ splitmix64(i)));
@@ -58,7 +37,7 @@ OPENLORA_HD uint16_t randomBf16(uint64_t seed, uint64_t stream, uint64_t i, floa
 #else
   const float v = scale * u + offset;  // ISO C++ mode: g++ does not contract this
 #endif
-  return floatToBf16Bits(v);
+  return floatToBf16(v);
 }
 
 /** Stream id of an HF tensor name (FNV-1a 64). */

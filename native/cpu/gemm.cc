@@ -5,14 +5,15 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu_features.h"
+
 namespace openlora::cpu {
 
 bool useAvx2() {
   static const bool v = [] {
     const char* force = std::getenv("OPENLORA_GEMM");
     if (force && std::strcmp(force, "portable") == 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return cpuFeatures().avx2 && cpuFeatures().fma;
   }();
   return v;
 }

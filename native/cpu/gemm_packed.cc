@@ -10,7 +10,7 @@
 // batch-invariant.
 #include "gemm_packed.h"
 
-#include "bf16.h"
+#include "cpu_features.h"
 #include "gemm.h"
 
 // NOTE(why): GCC 12's AVX-512 headers build _mm512_cvtepu16_epi32 / _mm512_slli_epi32 on
@@ -116,11 +116,11 @@ enum class Isa { Portable, Avx2, Avx512 };
 Isa detectIsa() {
   const char* force = std::getenv("OPENLORA_GEMM");
   if (force && std::strcmp(force, "portable") == 0) return Isa::Portable;
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const CpuFeatures& f = cpuFeatures();
+  const bool avx2 = f.avx2 && f.fma;
   if (!avx2) return Isa::Portable;
   if (force && std::strcmp(force, "avx2") == 0) return Isa::Avx2;
-  return __builtin_cpu_supports("avx512f") ? Isa::Avx512 : Isa::Avx2;
+  return f.avx512f ? Isa::Avx512 : Isa::Avx2;
 }
 
 Isa isa() {
@@ -206,8 +206,8 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const PackedMatrix& w, const
 
 }  // namespace
 
-PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, Type storage) {
-  if (storage == Type::I8) throw std::invalid_argument("PackedMatrix::fromF32: int8 weights need fromI8 (and their scales)");
+PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, DType storage) {
+  if (storage == DType::I8) throw std::invalid_argument("PackedMatrix::fromF32: int8 weights need fromI8 (and their scales)");
   PackedMatrix pm;
   pm.type_ = storage;
   pm.n_ = n;
@@ -218,7 +218,7 @@ PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, Type st
     for (int64_t i = 0; i < k; i++) {
       const size_t e = size_t((p * k + i) * kP + j);
       const float v = w[row * k + i];
-      if (storage == Type::F32) std::memcpy(pm.data_.data() + e * 4, &v, 4);
+      if (storage == DType::F32) std::memcpy(pm.data_.data() + e * 4, &v, 4);
       else {
         const uint16_t h = floatToBf16(v);
         std::memcpy(pm.data_.data() + e * 2, &h, 2);
@@ -230,7 +230,7 @@ PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, Type st
 
 PackedMatrix PackedMatrix::fromI8(const int8_t* w, int64_t n, int64_t k) {
   PackedMatrix pm;
-  pm.type_ = Type::I8;
+  pm.type_ = DType::I8;
   pm.n_ = n;
   pm.k_ = k;
   pm.data_.assign(size_t(pm.panels() * k * kP), 0);
@@ -244,12 +244,12 @@ PackedMatrix PackedMatrix::fromI8(const int8_t* w, int64_t n, int64_t k) {
 float PackedMatrix::at(int64_t row, int64_t col) const {
   const size_t e = size_t(((row / kP) * k_ + col) * kP + row % kP);
   switch (type_) {
-    case Type::F32: {
+    case DType::F32: {
       float v;
       std::memcpy(&v, data_.data() + e * 4, 4);
       return v;
     }
-    case Type::BF16: {
+    case DType::BF16: {
       uint16_t h;
       std::memcpy(&h, data_.data() + e * 2, 2);
       return bf16ToFloat(h);
@@ -276,8 +276,8 @@ void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatri
   pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
     const int64_t p0 = b * kChunkPanels, p1 = std::min(w.panels(), e * kChunkPanels);
     switch (w.type()) {
-      case PackedMatrix::Type::F32: return gemmPanels<float>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
-      case PackedMatrix::Type::BF16: return gemmPanels<uint16_t>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
+      case DType::F32: return gemmPanels<float>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
+      case DType::BF16: return gemmPanels<uint16_t>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
       default: return gemmPanels<int8_t>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
     }
   });

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../src/dtype.h"
 #include "thread_pool.h"
 
 namespace openlora::cpu {
@@ -23,19 +24,18 @@ namespace openlora::cpu {
  */
 class PackedMatrix {
  public:
-  enum class Type { F32, BF16, I8 };
   static constexpr int kPanel = 16;  // output features per panel
 
   PackedMatrix() = default;
   /**
-   * Pack a row-major float32 W [n, k]. With Type::BF16 each value is rounded to bfloat16 (round to
+   * Pack a row-major float32 W [n, k]. With DType::BF16 each value is rounded to bfloat16 (round to
    * nearest even): exact when W came from a BF16 file. @throws std::invalid_argument for I8.
    */
-  static PackedMatrix fromF32(const float* w, int64_t n, int64_t k, Type storage);
+  static PackedMatrix fromF32(const float* w, int64_t n, int64_t k, DType storage);
   /** Pack a row-major int8 W [n, k]. */
   static PackedMatrix fromI8(const int8_t* w, int64_t n, int64_t k);
 
-  Type type() const { return type_; }
+  DType type() const { return type_; }
   int64_t rows() const { return n_; }
   int64_t cols() const { return k_; }
   int64_t panels() const { return (n_ + kPanel - 1) / kPanel; }
@@ -48,10 +48,10 @@ class PackedMatrix {
   float at(int64_t row, int64_t col) const;
   /** The whole of W [n, k] row-major, widened to float32 (int8: raw integer values). */
   std::vector<float> unpack() const;
-  int elemSize() const { return type_ == Type::F32 ? 4 : type_ == Type::BF16 ? 2 : 1; }
+  int elemSize() const { return int(dtypeSize(type_)); }
 
  private:
-  Type type_ = Type::F32;
+  DType type_ = DType::F32;
   int64_t n_ = 0, k_ = 0;
   std::vector<uint8_t> data_;  // [panels][k][16] elements
 };

@@ -320,7 +320,7 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
   if (headDim < 1) throw std::invalid_argument("pagedAttention: headDim must be >= 1, got " + std::to_string(headDim));
   int64_t totalCtx = 0;
   for (int64_t t = 0; t < m; t++) {
-    if (rows[t].kvDtype != KvDtype::F32 && rows[t].kvDtype != KvDtype::BF16)
+    if (rows[t].kvDtype != DType::F32 && rows[t].kvDtype != DType::BF16)
       throw std::invalid_argument("pagedAttention: row " + std::to_string(t) + " has an unknown kvDtype");
     if (rows[t].nCtx < 1 || rows[t].blockSize < 1)
       throw std::invalid_argument("pagedAttention: row " + std::to_string(t) + " has nCtx " + std::to_string(rows[t].nCtx) +
@@ -345,7 +345,7 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
       const int h0 = kvh * group + g0;
       const float* qh = q + t * ldq + int64_t(h0) * headDim;
       float* oh = out + t * ldo + int64_t(h0) * headDim;
-      const bool bf16 = rows[t].kvDtype == KvDtype::BF16;
+      const bool bf16 = rows[t].kvDtype == DType::BF16;
       if (avx2) (bf16 ? kAttendAvx2<uint16_t> : kAttendAvx2<float>)[gc](rows[t], numKvHeads, kvh, headDim, scale, qh, oh);
       else if (bf16) attendPortable<uint16_t>(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);
       else attendPortable<float>(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);

@@ -9,19 +9,10 @@
 
 #include <cstdint>
 
-#include "bf16.h"  // floatToBf16 / bf16ToFloat (KV elements)
+#include "../src/dtype.h"  // DType, floatToBf16 / bf16ToFloat (KV elements)
 #include "thread_pool.h"
 
 namespace openlora::cpu {
-
-/**
- * Element type of a KV pool (vLLM's kv_cache_dtype, EngineOptions.kvCacheDtype): F32 (4 bytes)
- * or BF16 (2 bytes: K and V rounded to bfloat16 when written, widened exactly when read).
- */
-enum class KvDtype : uint8_t { F32, BF16 };
-
-/** Bytes of one KV element: 4 (F32) or 2 (BF16). */
-inline int kvDtypeSize(KvDtype t) { return t == KvDtype::BF16 ? 2 : 4; }
 
 /** Where one query row finds its keys and values: its sequence's block table in a KV pool. */
 struct PagedAttentionRow {
@@ -30,7 +21,7 @@ struct PagedAttentionRow {
   const int32_t* blockTable; // [ceil(nCtx / blockSize)] block ids; position j is in blockTable[j / blockSize]
   int blockSize;             // tokens per block (>= 1)
   int nCtx;                  // positions visible to this row (causal: its own position + 1; >= 1)
-  KvDtype kvDtype = KvDtype::F32;  // element type of keyCache / valueCache (float32 or bfloat16 bits)
+  DType kvDtype = DType::F32;  // element type of keyCache / valueCache (float32 or bfloat16 bits)
 };
 
 /** Logical positions per online-softmax tile: fixed, independent of blockSize (see below). */

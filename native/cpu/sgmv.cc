@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "bf16.h"
+#include "cpu_features.h"
 #include "gemm.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
 
 namespace openlora::cpu {
@@ -120,36 +120,11 @@ constexpr int64_t kRowsPerTask = 16;   // rows of one group per task (prefill se
 constexpr int64_t kPrefetchLines = 16;   // first cache lines of the next group's A and B^T, asked for at once
 constexpr int64_t kPartsPerThread = 2;  // runs of tasks per pool thread (see sgmv())
 
-/** IEEE binary16 -> float32, exact (subnormals, Inf, NaN). */
-inline float f16ToF32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1F, man = h & 0x3FF, u;
-  if (exp == 0x1F) {
-    u = sign | 0x7F800000u | (man << 13);
-  } else if (exp == 0) {
-    if (man == 0) {
-      u = sign;
-    } else {  // subnormal: normalise
-      int e = -1;
-      do {
-        man <<= 1;
-        e++;
-      } while (!(man & 0x400));
-      u = sign | (uint32_t(127 - 15 - e) << 23) | ((man & 0x3FF) << 13);
-    }
-  } else {
-    u = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  }
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 /** Element i of a weight matrix of dtype t, as float32 (exact). */
-inline float loadAny(LoraDType t, const void* p, int64_t i) {
+inline float loadAny(DType t, const void* p, int64_t i) {
   switch (t) {
-    case LoraDType::BF16: return bf16ToFloat(static_cast<const uint16_t*>(p)[i]);
-    case LoraDType::F16: return f16ToF32(static_cast<const uint16_t*>(p)[i]);
+    case DType::BF16: return bf16ToFloat(static_cast<const uint16_t*>(p)[i]);
+    case DType::F16: return f16ToFloat(static_cast<const uint16_t*>(p)[i]);
     default: return static_cast<const float*>(p)[i];
   }
 }
@@ -206,7 +181,7 @@ void taskPortable(const Ctx& c, const Task& t) {
       const float cr = hj[r];
       const int64_t o = r * c.out;
       switch (g.bT.dtype) {
-        case LoraDType::F32: {
+        case DType::F32: {
           const float* b = static_cast<const float*>(g.bT.data) + o;
           for (int64_t q = 0; q < c.out; q++) dst[j][q] += cr * b[q];
           break;
@@ -236,7 +211,7 @@ struct F16L {
   OPENLORA_AVX2 static inline __m256 v8(const void* p, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
   }
-  static inline float s1(const void* p, int64_t i) { return f16ToF32(static_cast<const uint16_t*>(p)[i]); }
+  static inline float s1(const void* p, int64_t i) { return f16ToFloat(static_cast<const uint16_t*>(p)[i]); }
 };
 
 /** Fixed-order horizontal sum of 8 lanes. */
@@ -400,14 +375,6 @@ OPENLORA_AVX2 void expandAvx2(const float* coef, int64_t ld, int64_t n, float* c
   }
 }
 
-bool cpuHasF16c() {
-  static const bool v = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("f16c") != 0;
-  }();
-  return v;
-}
-
 OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
   const LoraBatch::Group& g = c.batch->groups()[size_t(t.g)];
   const int64_t n = t.t1 - t.t0;
@@ -417,18 +384,18 @@ OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
   taskRows(c, t, xs, dst, zero);
   float* h = c.h + t.t0 * c.ld;
   switch (g.a.dtype) {
-    case LoraDType::BF16: shrinkAvx2<Bf16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
-    case LoraDType::F16: shrinkAvx2<F16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
-    default: shrinkAvx2<F32L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, loraDTypeSize(g.a.dtype)); break;
+    case DType::BF16: shrinkAvx2<Bf16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
+    case DType::F16: shrinkAvx2<F16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
+    default: shrinkAvx2<F32L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
   }
   for (int64_t j = 0; j < n; j++) {
     const float s = c.batch->scales()[size_t(t.t0 + j)];
     for (int r = 0; r < g.rank; r++) h[j * c.ld + r] *= s;
   }
   switch (g.bT.dtype) {
-    case LoraDType::BF16: expandAvx2<Bf16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
-    case LoraDType::F16: expandAvx2<F16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
-    default: expandAvx2<F32L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, loraDTypeSize(g.bT.dtype)); break;
+    case DType::BF16: expandAvx2<Bf16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, dtypeSize(g.bT.dtype)); break;
+    case DType::F16: expandAvx2<F16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, dtypeSize(g.bT.dtype)); break;
+    default: expandAvx2<F32L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, dtypeSize(g.bT.dtype)); break;
   }
 }
 
@@ -436,7 +403,7 @@ OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
 Pf prefetcherFor(const LoraBatch::Group& g, int64_t in, int64_t out) {
   const char* a = static_cast<const char*>(g.a.data);
   const char* b = static_cast<const char*>(g.bT.data);
-  const int64_t aBytes = int64_t(g.rank) * in * loraDTypeSize(g.a.dtype), bBytes = int64_t(g.rank) * out * loraDTypeSize(g.bT.dtype);
+  const int64_t aBytes = int64_t(g.rank) * in * dtypeSize(g.a.dtype), bBytes = int64_t(g.rank) * out * dtypeSize(g.bT.dtype);
   Pf pf;
   pf.p = a + std::min(aBytes, kPrefetchLines * 64);
   pf.end = a + aBytes;
@@ -473,7 +440,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
   int64_t macs = 0;
   for (size_t g = 0; g < groups.size(); g++) {
     const auto& gr = groups[g];
-    const int64_t bytes = int64_t(gr.rank) * (in * loraDTypeSize(gr.a.dtype) + out * loraDTypeSize(gr.bT.dtype));
+    const int64_t bytes = int64_t(gr.rank) * (in * dtypeSize(gr.a.dtype) + out * dtypeSize(gr.bT.dtype));
     for (int64_t t0 = gr.termBegin; t0 < gr.termEnd; t0 += kRowsPerTask) {
       const int64_t t1 = std::min(gr.termEnd, t0 + kRowsPerTask);
       tasks.push_back(Task{int(g), t0, t1});
@@ -483,7 +450,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
   }
   const int64_t nt = int64_t(tasks.size());
   const bool avx2 = useAvx2();
-  const bool f16c = avx2 && cpuHasF16c();
+  const bool f16c = avx2 && cpuFeatures().f16c;
   // Parts: contiguous runs of tasks of about equal cost, kPartsPerThread per thread, handed out
   // dynamically (a thread that is not running leaves its parts to the others).
   // NOTE(why): long runs, not single tasks: within a run a thread knows the next group and
@@ -506,7 +473,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
       Pf pf;  // empty: prefetches nothing
       if (i + 1 < i1 && tasks[size_t(i + 1)].g != t.g) pf = prefetcherFor(groups[size_t(tasks[size_t(i + 1)].g)], in, out);
       const auto& g = groups[size_t(t.g)];
-      const bool vec = avx2 && (f16c || (g.a.dtype != LoraDType::F16 && g.bT.dtype != LoraDType::F16));
+      const bool vec = avx2 && (f16c || (g.a.dtype != DType::F16 && g.bT.dtype != DType::F16));
       if (vec) taskAvx2(c, t, pf);
       else taskPortable(c, t);
     }

@@ -35,15 +35,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "../src/dtype.h"  // DType of LoRA weights (F32, BF16, F16)
 #include "thread_pool.h"
 
 namespace openlora::cpu {
-
-/** Element type of a LoRA weight matrix as kept in memory (the adapter file's dtype). */
-enum class LoraDType : uint8_t { F32, BF16, F16 };
-
-/** Bytes per element of `t` (4 or 2). */
-inline int loraDTypeSize(LoraDType t) { return t == LoraDType::F32 ? 4 : 2; }
 
 /**
  * A read-only view of one LoRA weight matrix: `data` holds row-major elements of `dtype`
@@ -51,10 +46,10 @@ inline int loraDTypeSize(LoraDType t) { return t == LoraDType::F32 ? 4 : 2; }
  */
 struct LoraWeights {
   const void* data = nullptr;
-  LoraDType dtype = LoraDType::F32;
+  DType dtype = DType::F32;
   LoraWeights() = default;
-  LoraWeights(const float* p) : data(p), dtype(LoraDType::F32) {}  // NOLINT: implicit on purpose
-  LoraWeights(const void* p, LoraDType t) : data(p), dtype(t) {}
+  LoraWeights(const float* p) : data(p), dtype(DType::F32) {}  // NOLINT: implicit on purpose
+  LoraWeights(const void* p, DType t) : data(p), dtype(t) {}
 };
 
 /**

@@ -24,6 +24,7 @@ const char* dtype_name(DType t) {
     case DType::F32: return "f32";
     case DType::F16: return "f16";
     case DType::BF16: return "bf16";
+    case DType::I8: return "i8";
   }
   return "?";
 }
@@ -33,6 +34,7 @@ int dtype_size(DType t) {
     case DType::F32: return 4;
     case DType::F16: return 2;
     case DType::BF16: return 2;
+    case DType::I8: return 1;
   }
   return 0;
 }

@@ -17,14 +17,13 @@
 
 #include <cstdint>
 
+#include "../src/dtype.h"  // openlora::DType, the one element-type enum
+
 namespace openlora::cuda {
 
-/** Element type of activations, weights and KV cache (fp32 accumulation everywhere). */
-enum class DType : int {
-  F32 = 0,   // float
-  F16 = 1,   // __half
-  BF16 = 2,  // __nv_bfloat16
-};
+/** Element type of activations, weights and KV cache (fp32 accumulation everywhere): the shared
+ * openlora::DType; the kernels take F32 (float), F16 (__half) and BF16 (__nv_bfloat16). */
+using DType = openlora::DType;
 
 /** "f32" | "f16" | "bf16" | "?". */
 const char* dtype_name(DType t);
@@ -142,6 +141,7 @@ cudaError_t dispatch_dtype(DType dtype, const char* op, F&& f) {
     case DType::F32: return f(Tag<float>{});
     case DType::F16: return f(Tag<__half>{});
     case DType::BF16: return f(Tag<__nv_bfloat16>{});
+    case DType::I8: break;  // int8 weights go through quant_int8.cuh, never as activations
   }
   return no_suitable_kernel("%s dtype=%d", op, int(dtype));
 }

@@ -72,6 +72,7 @@ cudaDataType toCuda(DType t) {
     case DType::F32: return CUDA_R_32F;
     case DType::F16: return CUDA_R_16F;
     case DType::BF16: return CUDA_R_16BF;
+    case DType::I8: return CUDA_R_8I;
   }
   return CUDA_R_32F;
 }

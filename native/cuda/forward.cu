@@ -99,15 +99,6 @@ void addBias(void* y, int64_t ld, const void* b, int rows, int n, cudaStream_t s
 // ---------------------------------------------------------------------------------------------
 // Host helpers.
 
-/** fp32 -> bf16 bits, round to nearest even (what __float2bfloat16_rn does). */
-uint16_t toBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
-}
-
 /** bf16 element offset of a device pointer. */
 void* at(void* p, int64_t elems) { return static_cast<uint16_t*>(p) + elems; }
 
@@ -201,11 +192,6 @@ struct LoraPlan {
   bool bgmv = false;  // decode-only step with at most one term per row
   size_t termRows = 0, termSlot = 0, termScale = 0, segStart = 0, segSlot = 0, rowPtr = 0, rowTerms = 0;
 };
-
-const char* moduleName(int m) {  // loraModuleName, inlined
-  static const char* const kNames[kNumLoraModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  return m >= 0 && m < kNumLoraModules ? kNames[m] : "?";
-}
 
 int moduleIn(const ModelConfig& c, int m) {  // loraModuleIn, inlined (no link to the core)
   const LoraModule mod = LoraModule(m);
@@ -356,10 +342,10 @@ class CudaForward final : public ForwardBackend {
         const DevLoraPool& d = lora_[size_t(l) * kNumLoraModules + size_t(m)];
         if (p->rank < 1 || p->rank > loraRank_) {
           throw std::runtime_error("CUDA forward: adapter rank " + std::to_string(p->rank) + " (layer " + std::to_string(l) + " " +
-                                   moduleName(m) + ") is greater than the slots' max rank " + std::to_string(loraRank_));
+                                   hf::moduleName(LoraModule(m)) + ") is greater than the slots' max rank " + std::to_string(loraRank_));
         }
         if (p->a.size() != size_t(p->rank) * size_t(d.in) || p->bT.size() != size_t(p->rank) * size_t(d.out)) {
-          throw std::runtime_error(std::string("CUDA forward: adapter pair of ") + moduleName(m) + " has the wrong size");
+          throw std::runtime_error(std::string("CUDA forward: adapter pair of ") + hf::moduleName(LoraModule(m)) + " has the wrong size");
         }
         bytes += (p->a.size() + p->bT.size()) * 2;
       }
@@ -381,10 +367,10 @@ class CudaForward final : public ForwardBackend {
         for (int which = 0; which < 2; which++) {
           const LoraMatrix& src = which == 0 ? p->a : p->bT;
           uint16_t* h = reinterpret_cast<uint16_t*>(host + off);
-          if (src.dtype() == LoraMatrix::DType::BF16) {
+          if (src.dtype() == DType::BF16) {
             std::memcpy(h, src.bits16().data(), src.size() * 2);  // already the device dtype
           } else {
-            for (size_t i = 0; i < src.size(); i++) h[i] = toBf16(src.get(i));
+            for (size_t i = 0; i < src.size(); i++) h[i] = floatToBf16(src.get(i));
           }
           // Slot s of a pool [slots, maxRank, n] starts at s * maxRank * n; its first rank rows.
           void* dst = which == 0 ? at(d.a, int64_t(slot) * loraRank_ * d.in) : at(d.bt, int64_t(slot) * loraRank_ * d.out);
@@ -421,7 +407,7 @@ class CudaForward final : public ForwardBackend {
     std::vector<uint16_t> h(n);
     size_t o = 0;
     for (const auto* v : parts) {
-      for (float f : *v) h[o++] = toBf16(f);
+      for (float f : *v) h[o++] = floatToBf16(f);
     }
     void* d = alloc(n * 2, what);
     ck(cudaMemcpy(d, h.data(), n * 2, cudaMemcpyHostToDevice), what);
@@ -440,7 +426,7 @@ class CudaForward final : public ForwardBackend {
     if (!d.q8) {
       std::vector<uint16_t> h;
       for (const Linear* p : parts) {
-        for (float f : p->rowMajor()) h.push_back(toBf16(f));
+        for (float f : p->rowMajor()) h.push_back(floatToBf16(f));
       }
       const size_t n = h.size();
       d.w = alloc(n * 2, what);

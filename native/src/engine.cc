@@ -58,7 +58,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
     if (blocks < 1) {
       invalidArgument("EngineOptions.kvCacheBytes", "EngineOptions.kvCacheBytes (" + std::to_string(bytes) + ") is smaller than one KV block (" + std::to_string(perBlock) +
               " bytes: blockSize " + std::to_string(o.blockSize) + " x " + std::to_string(c.numHiddenLayers) + " layers x K,V x " +
-              std::to_string(c.kvDim()) + (o.kvCacheDtype == cpu::KvDtype::BF16 ? " bfloat16 values)" : " floats)"));
+              std::to_string(c.kvDim()) + (o.kvCacheDtype == DType::BF16 ? " bfloat16 values)" : " floats)"));
     }
   }
   if (blocks > engine_defaults::kNumKvBlocks.max) invalidArgument("EngineOptions.kvCacheBytes", "the KV cache would have " + std::to_string(blocks) + " blocks; at most 2^30 are supported");

@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#include "../cpu/paged_attention.h"  // cpu::KvDtype
+#include "dtype.h"
 #include "quant.h"
 
 namespace openlora {
@@ -75,7 +75,7 @@ struct EngineOptions {
   // KV pool element type (vLLM --kv-cache-dtype): F32, or BF16 (half the bytes per block; K/V
   // rounded to nearest even on write, widened exactly by attention). The CUDA backend keeps its
   // device KV in bf16 whatever this says; the value there only sizes the pool.
-  cpu::KvDtype kvCacheDtype = cpu::KvDtype::F32;
+  DType kvCacheDtype = DType::F32;
 };
 
 /**

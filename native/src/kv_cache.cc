@@ -9,21 +9,21 @@
 
 namespace openlora {
 
-bool parseKvCacheDtype(const std::string& s, cpu::KvDtype* out) {
-  if (s == "float32") *out = cpu::KvDtype::F32;
-  else if (s == "bfloat16") *out = cpu::KvDtype::BF16;
+bool parseKvCacheDtype(const std::string& s, DType* out) {
+  if (s == "float32") *out = DType::F32;
+  else if (s == "bfloat16") *out = DType::BF16;
   else return false;
   return true;
 }
 
-const char* kvCacheDtypeName(cpu::KvDtype t) { return t == cpu::KvDtype::BF16 ? "bfloat16" : "float32"; }
+const char* kvCacheDtypeName(DType t) { return t == DType::BF16 ? "bfloat16" : "float32"; }
 
-KvCache::KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching, cpu::KvDtype dtype)
+KvCache::KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching, DType dtype)
     : numLayers_(numLayers),
       numKvHeads_(numKvHeads),
       headDim_(headDim),
       dtype_(dtype),
-      layerBytes_(int64_t(numBlocks) * numKvHeads * blockSize * headDim * cpu::kvDtypeSize(dtype)),
+      layerBytes_(int64_t(numBlocks) * numKvHeads * blockSize * headDim * dtypeSize(dtype)),
       alloc_(numBlocks, blockSize, prefixCaching) {
   // NOTE(why): new char[] (no value-initialisation): the OS maps pages on first touch, so a
   // generous budget costs RSS only as far as sequences actually use it. operator new aligns to
@@ -69,7 +69,7 @@ void SequenceKv::releaseAll() {
 void SequenceKv::write(int layer, int pos, const float* k, const float* v) {
   const int bs = blockSize(), hd = cache_->headDim(), kvh = cache_->numKvHeads();
   const int64_t block = table_[size_t(pos / bs)], slot = pos % bs;
-  if (cache_->dtype() == cpu::KvDtype::BF16) {
+  if (cache_->dtype() == DType::BF16) {
     uint16_t* kc = static_cast<uint16_t*>(cache_->keys(layer));    // [num_blocks, num_kv_heads, block_size, head_dim] bf16
     uint16_t* vc = static_cast<uint16_t*>(cache_->values(layer));  // [num_blocks, num_kv_heads, block_size, head_dim] bf16
     for (int h = 0; h < kvh; h++) {
@@ -77,8 +77,8 @@ void SequenceKv::write(int layer, int pos, const float* k, const float* v) {
       const float* kh = k + int64_t(h) * hd;
       const float* vh = v + int64_t(h) * hd;
       for (int d = 0; d < hd; d++) {
-        kc[off + d] = cpu::floatToBf16(kh[d]);
-        vc[off + d] = cpu::floatToBf16(vh[d]);
+        kc[off + d] = floatToBf16(kh[d]);
+        vc[off + d] = floatToBf16(vh[d]);
       }
     }
     return;

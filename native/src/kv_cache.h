@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/paged_attention.h"  // cpu::KvDtype, floatToBf16
+#include "../cpu/paged_attention.h"  // PagedAttentionRow; dtype.h: DType, floatToBf16
 #include "block_allocator.h"
 
 namespace openlora {
@@ -21,10 +21,10 @@ namespace openlora {
  * Parse EngineOptions.kvCacheDtype (vLLM kv_cache_dtype): "float32" -> F32, "bfloat16" -> BF16.
  * Returns false for anything else (e.g. "fp8"), leaving `out` untouched.
  */
-bool parseKvCacheDtype(const std::string& s, cpu::KvDtype* out);
+bool parseKvCacheDtype(const std::string& s, DType* out);
 
 /** The EngineOptions.kvCacheDtype spelling of a KV element type: "float32" or "bfloat16". */
-const char* kvCacheDtypeName(cpu::KvDtype t);
+const char* kvCacheDtypeName(DType t);
 
 /** The block pool of one engine: storage for every layer's keys and values, plus its allocator. */
 class KvCache {
@@ -35,11 +35,11 @@ class KvCache {
    * Storage is allocated uninitialised (pages are touched only when blocks are first used).
    */
   KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int blockSize, bool prefixCaching,
-          cpu::KvDtype dtype = cpu::KvDtype::F32);
+          DType dtype = DType::F32);
 
   /** Bytes of K and V storage one block takes over all layers: 4 bytes per element (F32) or 2 (BF16). */
-  static int64_t bytesPerBlock(int numLayers, int numKvHeads, int headDim, int blockSize, cpu::KvDtype dtype = cpu::KvDtype::F32) {
-    return int64_t(numLayers) * 2 * numKvHeads * headDim * blockSize * int64_t(cpu::kvDtypeSize(dtype));
+  static int64_t bytesPerBlock(int numLayers, int numKvHeads, int headDim, int blockSize, DType dtype = DType::F32) {
+    return int64_t(numLayers) * 2 * numKvHeads * headDim * blockSize * int64_t(dtypeSize(dtype));
   }
 
   int numLayers() const { return numLayers_; }
@@ -47,7 +47,7 @@ class KvCache {
   int headDim() const { return headDim_; }
   int blockSize() const { return alloc_.blockSize(); }
   /** Element type of the stored keys and values. */
-  cpu::KvDtype dtype() const { return dtype_; }
+  DType dtype() const { return dtype_; }
   BlockAllocator& allocator() { return alloc_; }
   const BlockAllocator& allocator() const { return alloc_; }
 
@@ -58,7 +58,7 @@ class KvCache {
 
  private:
   int numLayers_, numKvHeads_, headDim_;
-  cpu::KvDtype dtype_;
+  DType dtype_;
   int64_t layerBytes_;               // bytes of one layer's K (or V): num_blocks * kvHeads * blockSize * headDim * element size
   std::unique_ptr<char[]> data_;     // [num_layers, 2 (K, V), num_blocks, num_kv_heads, block_size, head_dim] of dtype_
   BlockAllocator alloc_;
@@ -93,7 +93,7 @@ class SequenceKv {
 
   /**
    * Store the key and value of position `pos` of one layer. @param k, v [num_kv_heads * head_dim]
-   * float32; a BF16 pool stores them rounded to nearest even (cpu::floatToBf16).
+   * float32; a BF16 pool stores them rounded to nearest even (floatToBf16, dtype.h).
    */
   void write(int layer, int pos, const float* k, const float* v);
 

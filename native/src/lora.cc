@@ -13,8 +13,6 @@ namespace openlora {
 
 namespace {
 
-const char* const kModuleNames[kNumLoraModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-
 /** A bad_file Error: the adapter file does not match its spec or the base model. */
 [[noreturn]] void fail(const std::string& msg) { raise(ErrorCode::BadFile, msg); }
 
@@ -48,7 +46,7 @@ void readMatrix(const TensorView& t, bool transposed, LoraMatrix& m) {
   for (uint16_t b : bits) {
     if ((b & expMask) == expMask) fail(t.file + ": tensor " + t.name + " contains NaN or Inf");
   }
-  m.assign16(transposed ? transposed2d(bits, r, c) : std::move(bits), t.dtype == DType::BF16 ? LoraMatrix::DType::BF16 : LoraMatrix::DType::F16);
+  m.assign16(transposed ? transposed2d(bits, r, c) : std::move(bits), t.dtype == DType::BF16 ? DType::BF16 : DType::F16);
 }
 
 }  // namespace
@@ -102,20 +100,8 @@ void LoraMatrix::assign16(std::vector<uint16_t> bits, DType t) {
 std::vector<float> LoraMatrix::toF32() const {
   if (dtype_ == DType::F32) return f32_;
   std::vector<float> out(n_);
-  convertToF32(dtype_ == DType::BF16 ? openlora::DType::BF16 : openlora::DType::F16, h16_.data(), n_, out.data());
+  convertToF32(dtype_, h16_.data(), n_, out.data());
   return out;
-}
-
-const char* loraModuleName(LoraModule m) { return kModuleNames[int(m)]; }
-
-bool parseLoraModule(const std::string& s, LoraModule* out) {
-  for (int i = 0; i < kNumLoraModules; i++) {
-    if (s == kModuleNames[i]) {
-      *out = LoraModule(i);
-      return true;
-    }
-  }
-  return false;
 }
 
 int loraModuleIn(const ModelConfig& c, LoraModule m) {
@@ -146,7 +132,7 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
   adapter->pairs.resize(size_t(config.numHiddenLayers) * kNumLoraModules);
 
   for (const LoraModuleSpec& spec : modules) {
-    const std::string where = path + ": layer " + std::to_string(spec.layer) + " " + loraModuleName(spec.module);
+    const std::string where = path + ": layer " + std::to_string(spec.layer) + " " + hf::moduleName(spec.module);
     if (spec.layer < 0 || spec.layer >= config.numHiddenLayers) {
       invalidArgument("AdapterLoadSpec.modules", where + ": layer index out of range (the base model has " + std::to_string(config.numHiddenLayers) + " layers)");
     }
@@ -156,8 +142,8 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
 
     const TensorView* a = store->find(spec.aName);
     const TensorView* b = store->find(spec.bName);
-    if (!a) fail(path + ": tensor " + spec.aName + " not found (lora_A of layer " + std::to_string(spec.layer) + " " + loraModuleName(spec.module) + ")");
-    if (!b) fail(path + ": tensor " + spec.bName + " not found (lora_B of layer " + std::to_string(spec.layer) + " " + loraModuleName(spec.module) + ")");
+    if (!a) fail(path + ": tensor " + spec.aName + " not found (lora_A of layer " + std::to_string(spec.layer) + " " + hf::moduleName(spec.module) + ")");
+    if (!b) fail(path + ": tensor " + spec.bName + " not found (lora_B of layer " + std::to_string(spec.layer) + " " + hf::moduleName(spec.module) + ")");
     if (a->shape.size() != 2) fail(path + ": tensor " + a->name + " must be 2-D, got shape " + a->shapeString());
     if (b->shape.size() != 2) fail(path + ": tensor " + b->name + " must be 2-D, got shape " + b->shapeString());
 
@@ -171,11 +157,11 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
     const std::string layoutB = spec.fanInFanOut ? "[r, out]" : "[out, r]";
     if (aIn != in) {
       fail(path + ": tensor " + a->name + " has shape " + a->shapeString() + ", expected " + layoutA + " with in = " +
-           std::to_string(in) + " for " + loraModuleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
+           std::to_string(in) + " for " + hf::moduleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
     }
     if (bOut != out) {
       fail(path + ": tensor " + b->name + " has shape " + b->shapeString() + ", expected " + layoutB + " with out = " +
-           std::to_string(out) + " for " + loraModuleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
+           std::to_string(out) + " for " + hf::moduleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
     }
     if (aRank != bRank) {
       fail(path + ": rank mismatch between " + a->name + " (r = " + std::to_string(aRank) + ") and " + b->name +

@@ -8,17 +8,10 @@
 
 #include "../cpu/sgmv.h"
 #include "config.h"
+#include "hf_names.h"  // LoraModule and its names
 
 namespace openlora {
 
-/** The seven target linear layers of a Llama decoder layer. */
-enum class LoraModule { Q, K, V, O, Gate, Up, Down };
-constexpr int kNumLoraModules = 7;
-
-/** "q_proj", ..., "down_proj". */
-const char* loraModuleName(LoraModule m);
-/** Parse "q_proj" ... "down_proj"; false when unknown. */
-bool parseLoraModule(const std::string& s, LoraModule* out);
 /** Input / output features of a module's base linear layer for this config. */
 int loraModuleIn(const ModelConfig& c, LoraModule m);
 int loraModuleOut(const ModelConfig& c, LoraModule m);
@@ -31,13 +24,12 @@ int loraModuleOut(const ModelConfig& c, LoraModule m);
  */
 class LoraMatrix {
  public:
-  using DType = cpu::LoraDType;
 
   DType dtype() const { return dtype_; }
   /** Elements. */
   size_t size() const { return n_; }
   /** Bytes in memory (size() * 4 or * 2). */
-  size_t bytes() const { return n_ * size_t(cpu::loraDTypeSize(dtype_)); }
+  size_t bytes() const { return n_ * size_t(dtypeSize(dtype_)); }
   /** Become F32 with n zeros. */
   void resize(size_t n);
   /** F32 element i (mutable). @throws std::logic_error when the matrix is not F32. */

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "errors.h"
+#include "files.h"
 #include "../cpu/ops.h"
 #include "../cpu/paged_attention.h"
 #include "safetensors.h"
@@ -14,14 +15,6 @@
 namespace openlora {
 
 namespace {
-
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) raise(ErrorCode::NotFound, path + ": cannot open (is this a Hugging Face model folder?)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 /** Load a tensor that must have exactly `shape`, as float32. */
 std::vector<float> loadWeight(const TensorStore& store, const std::string& name, std::vector<int64_t> shape,
@@ -53,7 +46,7 @@ std::vector<float> loadBias(const TensorStore& store, const std::string& name, b
 std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
   auto model = std::make_shared<Model>();
   const std::string cfgPath = dir + "/config.json";
-  model->config_ = parseModelConfig(readFile(cfgPath), cfgPath);
+  model->config_ = parseModelConfig(readFile(cfgPath, "is this a Hugging Face model folder?"), cfgPath);
   const ModelConfig& c = model->config_;
   auto store = TensorStore::openDir(dir);
   model->dtype_ = store->dominantDType();
@@ -65,35 +58,34 @@ std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
   const std::string qs = "num_attention_heads * head_dim = " + std::to_string(Q);
   const std::string kvs = "num_key_value_heads * head_dim = " + std::to_string(KV);
   const std::string is = "intermediate_size " + std::to_string(I);
-  model->embed_ = loadWeight(*store, "model.embed_tokens.weight", {V, H}, "vocab_size " + std::to_string(V) + ", " + hs);
+  model->embed_ = loadWeight(*store, hf::kEmbedTokens, {V, H}, "vocab_size " + std::to_string(V) + ", " + hs);
   model->layers_.resize(size_t(c.numHiddenLayers));
   for (int l = 0; l < c.numHiddenLayers; l++) {
     LayerWeights& w = model->layers_[size_t(l)];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    w.inputNorm = loadWeight(*store, p + "input_layernorm.weight", {H}, hs);
-    w.wq = loadLinear(*store, p + "self_attn.q_proj.weight", Q, H, qs + ", " + hs, quant);
-    w.wk = loadLinear(*store, p + "self_attn.k_proj.weight", KV, H, kvs + ", " + hs, quant);
-    w.wv = loadLinear(*store, p + "self_attn.v_proj.weight", KV, H, kvs + ", " + hs, quant);
-    w.wo = loadLinear(*store, p + "self_attn.o_proj.weight", H, Q, hs + ", " + qs, quant);
-    w.bq = loadBias(*store, p + "self_attn.q_proj.bias", c.qkvBias, Q, qs);
-    w.bk = loadBias(*store, p + "self_attn.k_proj.bias", c.qkvBias, KV, kvs);
-    w.bv = loadBias(*store, p + "self_attn.v_proj.bias", c.qkvBias, KV, kvs);
-    w.bo = loadBias(*store, p + "self_attn.o_proj.bias", c.oBias, H, hs);
-    w.postNorm = loadWeight(*store, p + "post_attention_layernorm.weight", {H}, hs);
-    w.wGate = loadLinear(*store, p + "mlp.gate_proj.weight", I, H, is + ", " + hs, quant);
-    w.wUp = loadLinear(*store, p + "mlp.up_proj.weight", I, H, is + ", " + hs, quant);
-    w.wDown = loadLinear(*store, p + "mlp.down_proj.weight", H, I, hs + ", " + is, quant);
-    w.bGate = loadBias(*store, p + "mlp.gate_proj.bias", c.mlpBias, I, is);
-    w.bUp = loadBias(*store, p + "mlp.up_proj.bias", c.mlpBias, I, is);
-    w.bDown = loadBias(*store, p + "mlp.down_proj.bias", c.mlpBias, H, hs);
+    w.inputNorm = loadWeight(*store, hf::inputNorm(l), {H}, hs);
+    w.wq = loadLinear(*store, hf::linearWeight(l, LoraModule::Q), Q, H, qs + ", " + hs, quant);
+    w.wk = loadLinear(*store, hf::linearWeight(l, LoraModule::K), KV, H, kvs + ", " + hs, quant);
+    w.wv = loadLinear(*store, hf::linearWeight(l, LoraModule::V), KV, H, kvs + ", " + hs, quant);
+    w.wo = loadLinear(*store, hf::linearWeight(l, LoraModule::O), H, Q, hs + ", " + qs, quant);
+    w.bq = loadBias(*store, hf::linearBias(l, LoraModule::Q), c.qkvBias, Q, qs);
+    w.bk = loadBias(*store, hf::linearBias(l, LoraModule::K), c.qkvBias, KV, kvs);
+    w.bv = loadBias(*store, hf::linearBias(l, LoraModule::V), c.qkvBias, KV, kvs);
+    w.bo = loadBias(*store, hf::linearBias(l, LoraModule::O), c.oBias, H, hs);
+    w.postNorm = loadWeight(*store, hf::postAttentionNorm(l), {H}, hs);
+    w.wGate = loadLinear(*store, hf::linearWeight(l, LoraModule::Gate), I, H, is + ", " + hs, quant);
+    w.wUp = loadLinear(*store, hf::linearWeight(l, LoraModule::Up), I, H, is + ", " + hs, quant);
+    w.wDown = loadLinear(*store, hf::linearWeight(l, LoraModule::Down), H, I, hs + ", " + is, quant);
+    w.bGate = loadBias(*store, hf::linearBias(l, LoraModule::Gate), c.mlpBias, I, is);
+    w.bUp = loadBias(*store, hf::linearBias(l, LoraModule::Up), c.mlpBias, I, is);
+    w.bDown = loadBias(*store, hf::linearBias(l, LoraModule::Down), c.mlpBias, H, hs);
   }
-  model->finalNorm_ = loadWeight(*store, "model.norm.weight", {H}, hs);
+  model->finalNorm_ = loadWeight(*store, hf::kFinalNorm, {H}, hs);
   // HF ties lm_head to embed_tokens when tie_word_embeddings; some tied checkpoints omit it.
-  model->tiedHead_ = c.tieWordEmbeddings || !store->find("lm_head.weight");
+  model->tiedHead_ = c.tieWordEmbeddings || !store->find(hf::kLmHead);
   if (model->tiedHead_) {
-    model->head_ = makeLinear(model->embed_, V, H, Quantization::None, store->get("model.embed_tokens.weight").dtype);
+    model->head_ = makeLinear(model->embed_, V, H, Quantization::None, store->get(hf::kEmbedTokens).dtype);
   } else {
-    model->head_ = loadLinear(*store, "lm_head.weight", V, H, "vocab_size " + std::to_string(V) + ", " + hs, Quantization::None);
+    model->head_ = loadLinear(*store, hf::kLmHead, V, H, "vocab_size " + std::to_string(V) + ", " + hs, Quantization::None);
   }
   return model;
 }
@@ -115,36 +107,35 @@ std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const Weigh
   DType source = DType::F32;
   if (!parseDType(dtype, &source)) invalidArgument("dtype", "Model::fromWeights: unsupported dtype \"" + dtype + "\"");
   auto lin = [&](const std::string& name, int64_t out, int64_t in) { return makeLinear(get(name, out * in), out, in, quant, source); };
-  model->embed_ = get("model.embed_tokens.weight", V * H);
+  model->embed_ = get(hf::kEmbedTokens, V * H);
   model->layers_.resize(size_t(c.numHiddenLayers));
   for (int l = 0; l < c.numHiddenLayers; l++) {
     LayerWeights& w = model->layers_[size_t(l)];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    w.inputNorm = get(p + "input_layernorm.weight", H);
-    w.wq = lin(p + "self_attn.q_proj.weight", Q, H);
-    w.wk = lin(p + "self_attn.k_proj.weight", KV, H);
-    w.wv = lin(p + "self_attn.v_proj.weight", KV, H);
-    w.wo = lin(p + "self_attn.o_proj.weight", H, Q);
+    w.inputNorm = get(hf::inputNorm(l), H);
+    w.wq = lin(hf::linearWeight(l, LoraModule::Q), Q, H);
+    w.wk = lin(hf::linearWeight(l, LoraModule::K), KV, H);
+    w.wv = lin(hf::linearWeight(l, LoraModule::V), KV, H);
+    w.wo = lin(hf::linearWeight(l, LoraModule::O), H, Q);
     if (c.qkvBias) {
-      w.bq = get(p + "self_attn.q_proj.bias", Q);
-      w.bk = get(p + "self_attn.k_proj.bias", KV);
-      w.bv = get(p + "self_attn.v_proj.bias", KV);
+      w.bq = get(hf::linearBias(l, LoraModule::Q), Q);
+      w.bk = get(hf::linearBias(l, LoraModule::K), KV);
+      w.bv = get(hf::linearBias(l, LoraModule::V), KV);
     }
-    if (c.oBias) w.bo = get(p + "self_attn.o_proj.bias", H);
-    w.postNorm = get(p + "post_attention_layernorm.weight", H);
-    w.wGate = lin(p + "mlp.gate_proj.weight", I, H);
-    w.wUp = lin(p + "mlp.up_proj.weight", I, H);
-    w.wDown = lin(p + "mlp.down_proj.weight", H, I);
+    if (c.oBias) w.bo = get(hf::linearBias(l, LoraModule::O), H);
+    w.postNorm = get(hf::postAttentionNorm(l), H);
+    w.wGate = lin(hf::linearWeight(l, LoraModule::Gate), I, H);
+    w.wUp = lin(hf::linearWeight(l, LoraModule::Up), I, H);
+    w.wDown = lin(hf::linearWeight(l, LoraModule::Down), H, I);
     if (c.mlpBias) {
-      w.bGate = get(p + "mlp.gate_proj.bias", I);
-      w.bUp = get(p + "mlp.up_proj.bias", I);
-      w.bDown = get(p + "mlp.down_proj.bias", H);
+      w.bGate = get(hf::linearBias(l, LoraModule::Gate), I);
+      w.bUp = get(hf::linearBias(l, LoraModule::Up), I);
+      w.bDown = get(hf::linearBias(l, LoraModule::Down), H);
     }
   }
-  model->finalNorm_ = get("model.norm.weight", H);
+  model->finalNorm_ = get(hf::kFinalNorm, H);
   model->tiedHead_ = c.tieWordEmbeddings;
   model->head_ = c.tieWordEmbeddings ? makeLinear(model->embed_, V, H, Quantization::None, source)
-                                     : makeLinear(get("lm_head.weight", V * H), V, H, Quantization::None, source);
+                                     : makeLinear(get(hf::kLmHead, V * H), V, H, Quantization::None, source);
   return model;
 }
 

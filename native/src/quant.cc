@@ -25,7 +25,7 @@ Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantiza
   l.out = out;
   l.in = in;
   if (quant == Quantization::None) {
-    const auto storage = source == DType::BF16 ? cpu::PackedMatrix::Type::BF16 : cpu::PackedMatrix::Type::F32;
+    const auto storage = source == DType::BF16 ? DType::BF16 : DType::F32;
     l.w = cpu::PackedMatrix::fromF32(w.data(), out, in, storage);
     return l;
   }

@@ -30,7 +30,7 @@ struct Linear {
   cpu::PackedMatrix w;        // [out, in] packed; type F32, BF16 or I8
   std::vector<float> scale;   // [out] int8 only: max_j |W[o, j]| / 127 (1 for an all-zero row)
 
-  bool quantized() const { return w.type() == cpu::PackedMatrix::Type::I8; }
+  bool quantized() const { return w.type() == DType::I8; }
   /** Bytes of weight storage (packing pads out to a multiple of 16 rows). */
   int64_t bytes() const { return w.bytes() + int64_t(scale.size() * 4); }
   /** [out, in] row-major float32: the weights (float32/bf16), or the raw int8 values (quantized; see scale). */

@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "errors.h"
+#include "files.h"
 #include "json.h"
 
 namespace openlora {
@@ -44,14 +45,6 @@ int64_t asIndex(const JsonValue& v, const std::string& path, const std::string& 
 bool fileExists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-std::string readText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) failOpen(path, errno);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -191,7 +184,7 @@ std::unique_ptr<TensorStore> TensorStore::openDir(const std::string& dir) {
   if (!fileExists(indexPath)) {
     raise(ErrorCode::NotFound, dir + ": no model.safetensors or model.safetensors.index.json in the model folder");
   }
-  JsonValue index = parseJson(readText(indexPath), indexPath);
+  JsonValue index = parseJson(readFile(indexPath), indexPath);
   const JsonValue* wm = index.find("weight_map");
   if (!wm || !wm->isObject()) fail(indexPath, "missing object field weight_map");
   auto store = std::unique_ptr<TensorStore>(new TensorStore());

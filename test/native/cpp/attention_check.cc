@@ -18,6 +18,7 @@
 #include "../../../native/cpu/gemm.h"
 #include "../../../native/cpu/paged_attention.h"
 
+using namespace openlora;
 using namespace openlora::cpu;
 
 namespace {
@@ -118,7 +119,7 @@ std::vector<float> run(ThreadPool& tp, const std::vector<Seq>& seqs, const std::
     const void* kc = p.bf16 ? static_cast<const void*>(p.keys16.data()) : p.keys.data();
     const void* vc = p.bf16 ? static_cast<const void*>(p.values16.data()) : p.values.data();
     rows.push_back(PagedAttentionRow{kc, vc, p.tables[size_t(which[size_t(t)])].data(), p.blockSize, s.nCtx,
-                                     p.bf16 ? KvDtype::BF16 : KvDtype::F32});
+                                     p.bf16 ? DType::BF16 : DType::F32});
   }
   pagedAttention(tp, q.data(), ld, rows.data(), out.data(), ld, m, sh.heads, sh.kvHeads, sh.headDim);
   return out;

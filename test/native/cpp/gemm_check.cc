@@ -12,6 +12,7 @@
 
 #include "../../../native/cpu/gemm_packed.h"
 
+using namespace openlora;
 using namespace openlora::cpu;
 
 namespace {
@@ -52,7 +53,7 @@ int main() {
             pm = PackedMatrix::fromI8(q.data(), n, k);
           } else {
             for (auto& v : w) v = uni(rng);
-            pm = PackedMatrix::fromF32(w.data(), n, k, type == 0 ? PackedMatrix::Type::F32 : PackedMatrix::Type::BF16);
+            pm = PackedMatrix::fromF32(w.data(), n, k, type == 0 ? DType::F32 : DType::BF16);
             if (type == 1) w = pm.unpack();  // reference on the bf16-rounded weights
           }
           const float* sc = type == 2 ? scale.data() : nullptr;

@@ -14,6 +14,7 @@
 #include "../../../native/cpu/gemm.h"
 #include "../../../native/cpu/sgmv.h"
 
+using namespace openlora;
 using namespace openlora::cpu;
 
 namespace {
@@ -29,13 +30,13 @@ int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(
 
 struct Adapter {
   int rank;
-  LoraDType dtype = LoraDType::F32;
+  DType dtype = DType::F32;
   std::vector<float> a;   // [rank, in]   (values representable in dtype)
   std::vector<float> b;   // [out, rank]  (PEFT layout, for the naive reference)
   std::vector<float> bT;  // [rank, out]
   std::vector<uint16_t> a16, bT16;  // the same values as 16-bit bits when dtype != F32
-  LoraWeights viewA() const { return dtype == LoraDType::F32 ? LoraWeights(a.data()) : LoraWeights(a16.data(), dtype); }
-  LoraWeights viewB() const { return dtype == LoraDType::F32 ? LoraWeights(bT.data()) : LoraWeights(bT16.data(), dtype); }
+  LoraWeights viewA() const { return dtype == DType::F32 ? LoraWeights(a.data()) : LoraWeights(a16.data(), dtype); }
+  LoraWeights viewB() const { return dtype == DType::F32 ? LoraWeights(bT.data()) : LoraWeights(bT16.data(), dtype); }
 };
 
 uint32_t bitsOf(float v) {
@@ -77,13 +78,13 @@ uint16_t toF16(float& v) {
   return h;
 }
 
-void storeAs(Adapter& ad, LoraDType t) {
+void storeAs(Adapter& ad, DType t) {
   ad.dtype = t;
-  if (t == LoraDType::F32) return;
+  if (t == DType::F32) return;
   ad.a16.resize(ad.a.size());
   ad.bT16.resize(ad.bT.size());
-  for (size_t i = 0; i < ad.a.size(); i++) ad.a16[i] = t == LoraDType::BF16 ? toBf16(ad.a[i]) : toF16(ad.a[i]);
-  for (size_t i = 0; i < ad.bT.size(); i++) ad.bT16[i] = t == LoraDType::BF16 ? toBf16(ad.bT[i]) : toF16(ad.bT[i]);
+  for (size_t i = 0; i < ad.a.size(); i++) ad.a16[i] = t == DType::BF16 ? toBf16(ad.a[i]) : toF16(ad.a[i]);
+  for (size_t i = 0; i < ad.bT.size(); i++) ad.bT16[i] = t == DType::BF16 ? toBf16(ad.bT[i]) : toF16(ad.bT[i]);
 }
 
 double maxRel = 0;
@@ -118,7 +119,7 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
       ad.bT.resize(ad.b.size());
       for (int o = 0; o < out; o++)
         for (int r = 0; r < ad.rank; r++) ad.bT[size_t(r) * out + o] = ad.b[size_t(o) * ad.rank + r];
-      storeAs(ad, LoraDType(i % 3));  // F32, BF16, F16 (values rounded to the dtype)
+      storeAs(ad, DType(i % 3));  // F32, F16, BF16 (values rounded to the dtype)
       for (int o = 0; o < out; o++)
         for (int r = 0; r < ad.rank; r++) ad.b[size_t(o) * ad.rank + r] = ad.bT[size_t(r) * out + o];
     }
