@@ -11,7 +11,7 @@
 #include "gemm_packed.h"
 
 #include "cpu_features.h"
-#include "gemm.h"
+#include "dispatch.h"
 
 // NOTE(why): GCC 12's AVX-512 headers build _mm512_cvtepu16_epi32 / _mm512_slli_epi32 on
 // _mm512_undefined_epi32(), which -Wmaybe-uninitialized reports inside every caller (a known

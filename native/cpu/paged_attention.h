@@ -48,7 +48,7 @@ constexpr int kAttentionTile = 32;
  * logical positions, never block boundaries, and each score is reduced on its own; so the block
  * size, the block ids, the other rows of the batch and the thread count change no bit.
  *
- * Kernels: AVX2/FMA when useAvx2() (gemm.h: CPU has AVX2+FMA and OPENLORA_GEMM != portable)
+ * Kernels: AVX2/FMA when useAvx2() (dispatch.h: CPU has AVX2+FMA and OPENLORA_GEMM != portable)
  * and headDim % 8 == 0: 8-wide over head_dim; q.k for 8 positions at a time (one hadd
  * reduction), a vectorised exp (Cephes expf polynomial, within 2 ulp of std::exp on [-87, 0],
  * exactly 1 at 0, 0 below -87.3), P.V with each V row broadcast into the group's accumulators

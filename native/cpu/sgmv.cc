@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "cpu_features.h"
-#include "gemm.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
+#include "dispatch.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
 
 namespace openlora::cpu {
 

@@ -1,5 +1,5 @@
 // Launcher for weight-only INT8 GEMV/GEMM (quant_int8.cu), the CUDA twin of
-// native/cpu/gemm.h gemmNTQ8: w[j, :] ~= scale[j] * wq[j, :] (per-output-channel symmetric).
+// native/src/quant.h (int8 Linear): w[j, :] ~= scale[j] * wq[j, :] (per-output-channel symmetric).
 #pragma once
 
 #include "common.cuh"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "../../../native/cpu/gemm.h"
+#include "../../../native/cpu/dispatch.h"
 #include "../../../native/cpu/paged_attention.h"
 
 using namespace openlora;

@@ -11,7 +11,7 @@
 #include <random>
 #include <vector>
 
-#include "../../../native/cpu/gemm.h"
+#include "../../../native/cpu/dispatch.h"
 #include "../../../native/cpu/sgmv.h"
 
 using namespace openlora;

@@ -1,5 +1,5 @@
-// See gemm.h. The products themselves live in gemm_packed.cc (base weights) and sgmv.cc (LoRA).
-#include "gemm.h"
+// See dispatch.h. The products themselves live in gemm_packed.cc (base weights) and sgmv.cc (LoRA).
+#include "dispatch.h"
 
 #include <algorithm>
 #include <cstdlib>
