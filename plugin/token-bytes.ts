@@ -62,11 +62,17 @@ export function buildTokenBytes(
   };
 }
 
-const strict = new TextDecoder('utf-8', { fatal: true });
+/**
+ * NOTE: `ignoreBOM: true` keeps a leading U+FEFF. Without it the decoder strips it as a byte
+ * order mark, and a vocabulary's `\uFEFFusing` and `using` (Llama 3, Qwen, Llama 2 all have
+ * such tokens) would show as the same string.
+ */
+const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
- * Text shown for a token in logprobs: its bytes as UTF-8, or, when they are not valid UTF-8
- * on their own (part of a character), each byte escaped as `\xNN` (as OpenAI shows them).
+ * Text shown for a token in logprobs: its bytes as UTF-8 (a leading U+FEFF kept), or, when they
+ * are not valid UTF-8 on their own (part of a character), each byte escaped as `\xNN` (as
+ * OpenAI shows them).
  */
 export function tokenDisplay(bytes: Uint8Array): string {
   try {

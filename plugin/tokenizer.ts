@@ -45,6 +45,12 @@ export interface TokenizerFiles {
   tokenizerConfig: Record<string, unknown>;
   config?: Record<string, unknown>;
   generationConfig?: Record<string, unknown>;
+  /**
+   * Text of the folder's `chat_template.jinja`. When present it takes precedence over
+   * tokenizer_config.json's `chat_template`, as in transformers (`PreTrainedTokenizerBase.
+   * _from_pretrained`: the file's template "clobbers any template in the config").
+   */
+  chatTemplate?: string;
 }
 
 /** Special tokens passed to the chat template besides `messages` and `add_generation_prompt`. */
@@ -207,7 +213,7 @@ export class ModelTokenizer {
       const s = tokenContent(cfg[key]);
       if (s !== undefined) this.templateVars[key] = s;
     }
-    const src = pickTemplate(cfg.chat_template);
+    const src = files.chatTemplate ?? pickTemplate(cfg.chat_template);
     this.templateSource = src ?? '';
     this.template = src === undefined ? undefined : new Template(src);
     this.hasChatTemplate = this.template !== undefined;
@@ -287,7 +293,7 @@ export class ModelTokenizer {
   private renderPieces(messages: ChatMessage[]): PromptPiece[] {
     if (!this.template) {
       throw new InvalidRequestError(
-        'This model has no chat template (tokenizer_config.json has no `chat_template`); use /v1/completions.',
+        'This model has no chat template (no chat_template.jinja, and tokenizer_config.json has no `chat_template`); use /v1/completions.',
         'messages',
       );
     }
@@ -333,14 +339,19 @@ export class ModelTokenizer {
   }
 }
 
-async function readJson(file: string, optional: boolean): Promise<Record<string, unknown> | undefined> {
-  let text: string;
+/** A file's text; undefined when `optional` and it does not exist. */
+async function readText(file: string, optional: boolean): Promise<string | undefined> {
   try {
-    text = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (err) {
     if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+async function readJson(file: string, optional: boolean): Promise<Record<string, unknown> | undefined> {
+  const text = await readText(file, optional);
+  if (text === undefined) return undefined;
   try {
     return JSON.parse(text) as Record<string, unknown>;
   } catch (err) {
@@ -350,15 +361,17 @@ async function readJson(file: string, optional: boolean): Promise<Record<string,
 
 /**
  * Load the tokenizer of a Hugging Face model folder: `tokenizer.json` (required),
- * `tokenizer_config.json`, `config.json` and `generation_config.json` (optional).
+ * `tokenizer_config.json`, `chat_template.jinja` (takes precedence over the config's
+ * `chat_template`), `config.json` and `generation_config.json` (optional).
  * Rejects with a message naming the file at fault.
  */
 export async function loadTokenizer(dir: string): Promise<ModelTokenizer> {
-  const [tokenizer, tokenizerConfig, config, generationConfig] = await Promise.all([
+  const [tokenizer, tokenizerConfig, config, generationConfig, chatTemplate] = await Promise.all([
     readJson(path.join(dir, 'tokenizer.json'), false),
     readJson(path.join(dir, 'tokenizer_config.json'), true),
     readJson(path.join(dir, 'config.json'), true),
     readJson(path.join(dir, 'generation_config.json'), true),
+    readText(path.join(dir, 'chat_template.jinja'), true),
   ]);
-  return new ModelTokenizer({ tokenizer: tokenizer!, tokenizerConfig: tokenizerConfig ?? {}, config, generationConfig });
+  return new ModelTokenizer({ tokenizer: tokenizer!, tokenizerConfig: tokenizerConfig ?? {}, config, generationConfig, chatTemplate });
 }

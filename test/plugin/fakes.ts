@@ -35,6 +35,13 @@ interface Live {
   cancelled: boolean;
 }
 
+/** FakeEngine behaviour: `alternatives` are the ids of top_logprobs entries 1, 2, ... (default 101, 102, ...). */
+export interface FakeEngineOptions {
+  repeat?: boolean;
+  failAt?: number;
+  alternatives?: number[];
+}
+
 /**
  * A NativeEngine stand-in: every step (one setImmediate) emits one token for each live
  * sequence. Honours maxTokens and stopTokenIds like the real engine; when the script runs
@@ -53,7 +60,7 @@ export class ScriptedEngine implements NativeEngine {
 
   constructor(
     private readonly script: Script,
-    private readonly opts: { repeat?: boolean; failAt?: number } = {},
+    private readonly opts: FakeEngineOptions = {},
   ) {}
 
   onEvents(cb: (events: SequenceEvent[]) => void): void {
@@ -159,7 +166,10 @@ export class ScriptedEngine implements NativeEngine {
       if (s.params.logprobs >= 0) {
         ev.logprob = -0.25 - i / 100;
         if (s.params.logprobs > 0) {
-          ev.topLogprobs = Array.from({ length: s.params.logprobs }, (_, k) => ({ token: k === 0 ? token : 100 + k, logprob: -0.25 - k }));
+          ev.topLogprobs = Array.from({ length: s.params.logprobs }, (_, k) => ({
+            token: k === 0 ? token : (this.opts.alternatives?.[k - 1] ?? 100 + k),
+            logprob: -0.25 - k,
+          }));
         }
       }
       if (stops.includes(token)) ev.finishReason = 'stop';
@@ -258,9 +268,9 @@ export function defaultAdapters(base: string): AdapterInfo[] {
   return [mk('shout', 16, ['q_proj', 'v_proj']), mk('whisper', 8, ['q_proj']), mk('romeo', 8, ['q_proj', 'v_proj'])];
 }
 
-/** An app serving one fake model named `tiny` with the real tokenizer. */
-export async function makeApp(script: Script, opts: { repeat?: boolean; failAt?: number } = {}) {
-  const tokenizer = await demoTokenizer();
+/** An app serving one fake model named `tiny` with the real demo tokenizer (or `opts.tokenizer`). */
+export async function makeApp(script: Script, opts: FakeEngineOptions & { tokenizer?: ModelTokenizer } = {}) {
+  const tokenizer = opts.tokenizer ?? (await demoTokenizer());
   const engine = new ScriptedEngine(script, opts);
   const adapters = new FakeAdapters('tiny');
   const models: OpenLoraModel[] = [{ name: 'tiny', engine: engine.asEngine(), tokenizer, adapters }];

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { InvalidRequestError } from '../../plugin/errors.ts';
-import { contentText, ModelTokenizer } from '../../plugin/tokenizer.ts';
+import { contentText, loadTokenizer, ModelTokenizer } from '../../plugin/tokenizer.ts';
 import { tokenDisplay } from '../../plugin/token-bytes.ts';
 import { demoTokenizer, MODEL_DIR } from './fakes.ts';
 
@@ -78,4 +79,28 @@ test('token bytes follow the byte-level table; partial characters display as \\x
   assert.equal(tokenDisplay(tok.tokenBytes(521)), ' what');
   assert.equal(tokenDisplay(tok.tokenBytes(240)), '\\xf0');
   assert.equal(tokenDisplay(tok.tokenBytes(1023)), '<|eot_id|>');
+});
+
+test('chat_template.jinja in the model folder takes precedence over tokenizer_config.json chat_template', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'openlora-tpl-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json', 'generation_config.json']) {
+    copyFileSync(path.join(MODEL_DIR, f), path.join(dir, f));
+  }
+  const msgs = [{ role: 'user' as const, content: 'Hi' }];
+  const before = await loadTokenizer(dir);
+  assert.match(before.renderChat(msgs), /<\|start_header_id\|>user/);
+  writeFileSync(path.join(dir, 'chat_template.jinja'), '{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] ');
+  const after = await loadTokenizer(dir);
+  assert.equal(after.renderChat(msgs), '<|begin_of_text|>[user] Hi\n[assistant] ');
+  // Without a template anywhere, the 400 names both places one could be.
+  const bare = new ModelTokenizer({ tokenizer: JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')), tokenizerConfig: {} });
+  assert.throws(() => bare.renderChat(msgs), /chat_template\.jinja/);
+  // The file alone (no chat_template in the config) is enough.
+  const only = new ModelTokenizer({
+    tokenizer: JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
+    tokenizerConfig: {},
+    chatTemplate: '{% for m in messages %}{{ m.content }}{% endfor %}',
+  });
+  assert.equal(only.renderChat(msgs), 'Hi');
 });
