@@ -16,6 +16,7 @@ import { Template } from '@huggingface/jinja';
 import { Placeholders, SpecialTokenMatcher, splitSpecial, type PromptPiece } from './chat-encoding.ts';
 import { ContextLengthError, InvalidRequestError } from './errors.ts';
 import { buildTokenBytes } from './token-bytes.ts';
+import { buildXGrammarVocab, type XGrammarVocab } from './structured/vocab.ts';
 
 /** One text part of a message's content array (other part types are refused by the schema). */
 export interface TextPart {
@@ -191,6 +192,8 @@ export class ModelTokenizer {
   private readonly templateVars: Record<string, string>;
   private readonly cleanUp: boolean;
   private readonly bytes: (id: number) => Uint8Array;
+  /** The tokenizer.json parts xgrammar's vocabulary needs besides the vocabulary itself. */
+  private readonly grammarParts: Record<string, unknown>;
 
   /** Build from parsed JSON files (see `loadTokenizer` to read them from a folder). */
   constructor(files: TokenizerFiles) {
@@ -199,6 +202,8 @@ export class ModelTokenizer {
     this.cleanUp = cfg.clean_up_tokenization_spaces === true;
     this.vocabSize = this.tok.get_vocab(true).size;
 
+    const { decoder, normalizer, pre_tokenizer, added_tokens } = files.tokenizer;
+    this.grammarParts = { decoder, normalizer, pre_tokenizer, added_tokens };
     const added = (files.tokenizer.added_tokens ?? []) as AddedTokenJson[];
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
     this.plain = plainView(this.tok, added);
@@ -277,6 +282,15 @@ export class ModelTokenizer {
   decode(ids: number[], skipSpecialTokens = true): string {
     if (ids.length === 0) return '';
     return this.tok.decode(ids, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: this.cleanUp });
+  }
+
+  /**
+   * The vocabulary xgrammar needs for this model (structured/vocab.ts), with the model's stop ids.
+   * @param vocabSize The model's logits size (config `vocab_size`), >= this tokenizer's ids.
+   */
+  grammarVocab(vocabSize: number = this.vocabSize): XGrammarVocab {
+    const vocab = Object.fromEntries(this.tok.get_vocab(true));
+    return buildXGrammarVocab({ ...this.grammarParts, model: { vocab } }, vocabSize, this.stopTokenIds);
   }
 
   /** The raw bytes a token stands for (a byte-level BPE piece may be part of a UTF-8 character). */
