@@ -182,6 +182,8 @@ export class ModelTokenizer {
   readonly specialIds: ReadonlySet<number>;
   /** Whether a chat template is present. */
   readonly hasChatTemplate: boolean;
+  /** The chat template's source (the default one when the config lists several). */
+  readonly chatTemplate: string | undefined;
 
   private readonly tok: Tokenizer;
   /** The same tokenizer without its special tokens: encodes text in which none may be parsed. */
@@ -220,6 +222,7 @@ export class ModelTokenizer {
     }
     const src = files.chatTemplate ?? pickTemplate(cfg.chat_template);
     this.templateSource = src ?? '';
+    this.chatTemplate = src;
     this.template = src === undefined ? undefined : new Template(src);
     this.hasChatTemplate = this.template !== undefined;
 
@@ -302,9 +305,10 @@ export class ModelTokenizer {
    * Render the chat template for `messages` with `add_generation_prompt: true` into markup and
    * user pieces (chat-encoding.ts): every client string is shielded so that only markup can
    * hold special tokens. Template errors (e.g. `raise_exception('Conversation roles must
-   * alternate')`) become 400 naming `messages`.
+   * alternate')`) become 400 naming `messages`. `tools` (the request's function tools) is
+   * passed to the template when given, its strings shielded like the messages'.
    */
-  private renderPieces(messages: ChatMessage[]): PromptPiece[] {
+  private renderPieces(messages: ChatMessage[], tools?: unknown[]): PromptPiece[] {
     if (!this.template) {
       throw new InvalidRequestError(
         'This model has no chat template (no chat_template.jinja, and tokenizer_config.json has no `chat_template`); use /v1/completions.',
@@ -313,11 +317,14 @@ export class ModelTokenizer {
     }
     const strings: string[] = [this.templateSource, ...Object.values(this.templateVars)];
     for (const m of messages) templateMessage(m, (s) => (strings.push(s), s));
+    if (tools) mapStrings(tools, (s) => (strings.push(s), s));
     const ph = new Placeholders(strings);
     const msgs = messages.map((m) => templateMessage(m, (s) => this.specials.shield(s, ph)));
+    const vars: Record<string, unknown> = { ...this.templateVars, messages: msgs, add_generation_prompt: true };
+    if (tools && tools.length > 0) vars.tools = mapStrings(tools, (s) => this.specials.shield(s, ph));
     let rendered: string;
     try {
-      rendered = this.template.render({ ...this.templateVars, messages: msgs, add_generation_prompt: true });
+      rendered = this.template.render(vars);
     } catch (err) {
       throw new InvalidRequestError(`The chat template rejected the messages: ${(err as Error).message}`, 'messages');
     }
@@ -325,8 +332,8 @@ export class ModelTokenizer {
   }
 
   /** The rendered chat prompt as text (see `renderPieces`). */
-  renderChat(messages: ChatMessage[]): string {
-    return this.renderPieces(messages)
+  renderChat(messages: ChatMessage[], tools?: unknown[]): string {
+    return this.renderPieces(messages, tools)
       .map((p) => p.text)
       .join('');
   }
@@ -336,8 +343,8 @@ export class ModelTokenizer {
    * client string is encoded as plain text (no special-token parsing, no BOS added: the template
    * wrote it). `maxTokens` as in `encode`, naming `messages`.
    */
-  encodeChat(messages: ChatMessage[], maxTokens?: number): number[] {
-    const pieces = this.renderPieces(messages);
+  encodeChat(messages: ChatMessage[], maxTokens?: number, tools?: unknown[]): number[] {
+    const pieces = this.renderPieces(messages, tools);
     if (maxTokens !== undefined) {
       this.checkFits(
         pieces.reduce((n, p) => n + Buffer.byteLength(p.text), 0),

@@ -1,0 +1,108 @@
+/**
+ * Parse a finished output into OpenAI `tool_calls` (formats: ./format.ts).
+ *
+ * The text is what the client would otherwise see (special tokens already dropped by the
+ * detokenizer), so markers that are special tokens (`<|python_tag|>`, Mistral's
+ * `[TOOL_CALLS]`) may be absent: a Llama output that *starts* with a JSON object holding
+ * `name` and `parameters` is a call, and so is a Mistral output starting with a JSON array of
+ * such objects. Text that does not parse stays content (never an error: `auto` lets the model
+ * answer in prose).
+ */
+import { randomBytes } from 'node:crypto';
+import type { ToolFormat } from './format.ts';
+
+/** One parsed call, in OpenAI's shape. */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A finished output split into prose and calls. */
+export interface ParsedOutput {
+  /** Text outside the calls, or null when there is none. */
+  content: string | null;
+  toolCalls: ToolCall[];
+}
+
+/** A new OpenAI-style call id (`call_` + 24 alphanumerics). */
+export function newCallId(): string {
+  return 'call_' + randomBytes(18).toString('base64url').replace(/[-_]/g, 'x').slice(0, 24);
+}
+
+/** `{name, arguments|parameters}` → a ToolCall; undefined when the object is not a call. */
+export function toCall(v: unknown, format: ToolFormat): ToolCall | undefined {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.name !== 'string' || o.name === '') return undefined;
+  const args = o[format.argsKey] ?? o.arguments ?? o.parameters ?? {};
+  return { id: newCallId(), type: 'function', function: { name: o.name, arguments: typeof args === 'string' ? args : JSON.stringify(args) } };
+}
+
+function tryJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Split `s` at top-level occurrences of `sep` (outside JSON strings and brackets). */
+export function splitTopLevel(s: string, sep: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let inStr = false;
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (inStr) {
+      if (c === '\\') i++;
+      else if (c === '"') inStr = false;
+    } else if (c === '"') inStr = true;
+    else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    else if (depth === 0 && s.startsWith(sep, i)) {
+      out.push(s.slice(start, i));
+      start = i + sep.length;
+      i += sep.length - 1;
+    }
+  }
+  out.push(s.slice(start));
+  return out;
+}
+
+/**
+ * Split a finished output into content and tool calls.
+ * @param text The decoded output (special tokens skipped).
+ */
+export function parseToolCalls(text: string, format: ToolFormat): ParsedOutput {
+  const none: ParsedOutput = { content: text === '' ? null : text, toolCalls: [] };
+  if (format.name === 'hermes') {
+    const calls: ToolCall[] = [];
+    const re = /<tool_call>([\s\S]*?)(?:<\/tool_call>|$)/g;
+    const first = text.indexOf('<tool_call>');
+    if (first < 0) return none;
+    for (const m of text.matchAll(re)) {
+      const call = toCall(tryJson(m[1]!.trim()), format);
+      if (!call) return none;
+      calls.push(call);
+    }
+    const content = text.slice(0, first).trim();
+    return { content: content === '' ? null : content, toolCalls: calls };
+  }
+  let body = text.trimStart();
+  if (body.startsWith('<|python_tag|>')) body = body.slice('<|python_tag|>'.length);
+  if (body.startsWith('[TOOL_CALLS]')) body = body.slice('[TOOL_CALLS]'.length);
+  body = body.trim();
+  if (format.name === 'mistral') {
+    const v = tryJson(body);
+    const list = Array.isArray(v) ? v : v && typeof v === 'object' ? [v] : undefined;
+    const calls = list?.map((x) => toCall(x, format));
+    if (!calls || calls.length === 0 || calls.some((c) => !c)) return none;
+    return { content: null, toolCalls: calls as ToolCall[] };
+  }
+  if (!body.startsWith('{')) return none;
+  const calls = splitTopLevel(body, ';').map((part) => toCall(tryJson(part.trim()), format));
+  if (calls.some((c) => !c)) return none;
+  return { content: null, toolCalls: calls as ToolCall[] };
+}

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { detectToolFormat, FORMATS } from '../../plugin/tools/format.ts';
+import { parseToolCalls } from '../../plugin/tools/parse.ts';
+import { ToolStreamParser, type StreamDelta } from '../../plugin/tools/stream.ts';
+import { loadTestTokenizer } from './helpers.ts';
+
+const H = FORMATS.hermes;
+const L = FORMATS.llama3_json;
+const M = FORMATS.mistral;
+
+test('the format is read from the template markers; the override wins', () => {
+  const qwen = loadTestTokenizer('qwen3');
+  assert.equal(detectToolFormat(qwen.chatTemplate)?.name, 'hermes');
+  assert.equal(detectToolFormat(loadTestTokenizer('llama3').chatTemplate), undefined);
+  assert.equal(detectToolFormat('{{ "[TOOL_CALLS]" }}')?.name, 'mistral');
+  assert.equal(detectToolFormat('{{- "<|python_tag|>" }}')?.name, 'llama3_json');
+  assert.equal(detectToolFormat(undefined, 'mistral')?.name, 'mistral');
+});
+
+const CASES: Array<[string, typeof H, string, { content: string | null; calls: Array<[string, unknown]> }]> = [
+  ['hermes one call', H, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "n": [1, {"a": "}"}]}}\n</tool_call>', { content: null, calls: [['get_weather', { city: 'Paris', n: [1, { a: '}' }] }]] }],
+  ['hermes prose then two calls', H, 'Let me check.\n<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "b", "arguments": {"x": "y\\"z"}}\n</tool_call>', { content: 'Let me check.', calls: [['a', {}], ['b', { x: 'y"z' }]] }],
+  ['hermes prose only', H, 'No tools needed: <tool maybe>', { content: 'No tools needed: <tool maybe>', calls: [] }],
+  ['hermes keys reversed', H, '<tool_call>\n{"arguments": {"q": 1}, "name": "s"}\n</tool_call>', { content: null, calls: [['s', { q: 1 }]] }],
+  ['llama3 bare json', L, '{"name": "f", "parameters": {"a": 1}}', { content: null, calls: [['f', { a: 1 }]] }],
+  ['llama3 python_tag, two calls', L, '<|python_tag|>{"name": "f", "parameters": {"a": "x;y"}}; {"name": "g", "parameters": {}}', { content: null, calls: [['f', { a: 'x;y' }], ['g', {}]] }],
+  ['llama3 prose', L, 'Hello {there}', { content: 'Hello {there}', calls: [] }],
+  ['llama3 json that is not a call', L, '{"answer": 42}', { content: '{"answer": 42}', calls: [] }],
+  ['mistral', M, '[TOOL_CALLS][{"name": "f", "arguments": {"a": [1, 2]}}, {"name": "g", "arguments": {}}]', { content: null, calls: [['f', { a: [1, 2] }], ['g', {}]] }],
+  ['mistral without the special marker', M, '[{"name": "f", "arguments": {"a": 1}}]', { content: null, calls: [['f', { a: 1 }]] }],
+  ['mistral prose', M, 'Sure [1] thing', { content: 'Sure [1] thing', calls: [] }],
+];
+
+for (const [name, format, text, want] of CASES) {
+  test(`complete parse: ${name}`, () => {
+    const r = parseToolCalls(text, format);
+    assert.equal(r.content, want.content);
+    assert.deepEqual(r.toolCalls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]), want.calls);
+    for (const c of r.toolCalls) assert.match(c.id, /^call_[A-Za-z0-9]{24}$/);
+  });
+
+  test(`streamed parse, every split point and byte-by-byte: ${name}`, () => {
+    const splits: string[][] = [[...text]];
+    for (let i = 1; i < text.length; i++) splits.push([text.slice(0, i), text.slice(i)]);
+    for (const pieces of splits) {
+      const p = new ToolStreamParser(format);
+      const deltas: StreamDelta[] = [];
+      for (const piece of pieces) deltas.push(...p.push(piece));
+      deltas.push(...p.end());
+      const content = deltas.filter((d) => 'content' in d).map((d) => (d as { content: string }).content).join('');
+      const calls: Array<{ id?: string; name: string; args: string }> = [];
+      for (const d of deltas) {
+        if (!('toolCall' in d)) continue;
+        const tc = d.toolCall;
+        if (tc.id) {
+          assert.equal(tc.index, calls.length, 'a new call has the next index');
+          assert.ok(tc.function.name, 'the name comes with the id');
+          calls.push({ id: tc.id, name: tc.function.name, args: tc.function.arguments ?? '' });
+        } else {
+          assert.equal(tc.function.name, undefined, 'the name is sent once');
+          calls[tc.index]!.args += tc.function.arguments ?? '';
+        }
+      }
+      assert.equal(content.trim() === '' ? null : content.trim(), want.content, `content, pieces ${JSON.stringify(pieces)}`);
+      assert.deepEqual(calls.map((c) => [c.name, JSON.parse(c.args)]), want.calls, `calls, pieces ${JSON.stringify(pieces)}`);
+      assert.deepEqual(p.calls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]), want.calls);
+      assert.deepEqual(p.calls.map((c) => c.id), calls.map((c) => c.id));
+    }
+  });
+}
