@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelTokenizer, type TokenizerFiles } from '../../plugin/tokenizer.ts';
 import type { SequenceGrammar } from '../../plugin/structured/service.ts';
+import { mulberry32 as rng } from '../../adapters/merge/strategies.ts';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -36,18 +37,6 @@ export function tokenizerFiles(name: 'demo' | 'llama3' | 'qwen3'): TokenizerFile
 /** A ModelTokenizer over `tokenizerFiles(name)`. */
 export function loadTestTokenizer(name: 'demo' | 'llama3' | 'qwen3'): ModelTokenizer {
   return new ModelTokenizer(tokenizerFiles(name));
-}
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Token ids allowed by a bitmask. */
