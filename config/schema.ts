@@ -59,6 +59,12 @@ export const ModelEntrySchema = z.strictObject({
   adapterDirs: z.array(z.string().min(1)).default([]),
   /** Adapters named one by one. */
   adapters: z.array(AdapterEntrySchema).default([]),
+  /**
+   * Tool-call format of the model's outputs, for a chat template whose markers do not show it;
+   * default: detected from the template. The names of plugin/tools/format.ts `TOOL_FORMATS`
+   * (config/ does not import plugin/; test/structured/tool-parse.test.ts checks they agree).
+   */
+  toolCallFormat: z.enum(['hermes', 'llama3_json', 'mistral']).optional(),
 });
 
 /**

@@ -19,6 +19,9 @@ import { EngineError, InvalidRequestError, ServiceUnavailableError } from './err
 import { choiceSeed, completionBudget, logitBiasPairs } from './request-checks.ts';
 import type { ServedModel } from './registry.ts';
 import { StopMatcher } from './stop.ts';
+import { ConstrainedSequence, grammarServiceOf } from './structured/constrain.ts';
+import { GrammarService, type SequenceGrammar } from './structured/service.ts';
+import type { GrammarSpec } from './structured/spec.ts';
 
 /** Why a choice ended, in OpenAI's words. */
 export type FinishReason = 'stop' | 'length';
@@ -46,6 +49,11 @@ export interface GenerateRequest {
   stop?: string[];
   /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
   logprobs?: number;
+  /**
+   * Constrain every choice's output to this grammar (plugin/structured/): each sequence gets its
+   * own matcher, and the engine samples each token under the matcher's mask.
+   */
+  grammar?: GrammarSpec;
   /** Called for every token the engine reports for a choice (metrics: TTFT, ITL). */
   onToken?: (index: number) => void;
 }
@@ -86,6 +94,8 @@ interface ChoiceState {
   completionTokens: number;
   pending: TokenInfo[];
   onEngineDone: () => void;
+  /** The grammar driver of a constrained choice. */
+  constrained?: ConstrainedSequence;
 }
 
 /** A running request: iterate it for deltas; `abort()` on client disconnect. */
@@ -138,7 +148,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   }
 
   /** @internal Queue all sequences; on failure cancels what was queued and rethrows. */
-  launch(params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'>, seed: number, lease: { release(): void }): void {
+  launch(params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'>, seed: number, lease: { release(): void }, grammars: SequenceGrammar[] = []): void {
     const { model, prompts, n } = this.req;
     const ends: Promise<void>[] = [];
     try {
@@ -161,13 +171,23 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
             onEngineDone,
           };
           const seqParams: SequenceParams = { ...params, promptIds, maxTokens, seed: choiceSeed(seed, index) };
-          c.seqId = model.engine.generate(seqParams, (ev) => this.onEvent(c, ev)).seqId;
+          const grammar = grammars[index];
+          let handle: { setTokenMask(mask: Int32Array): void } | undefined;
+          if (grammar) {
+            c.constrained = new ConstrainedSequence(grammar, (mask) => handle?.setTokenMask(mask), (err) => this.fail(err));
+            seqParams.constrained = true;
+            seqParams.tokenMask = grammar.mask;
+          }
+          const started = model.engine.generate(seqParams, (ev) => this.onEvent(c, ev));
+          handle = started;
+          c.seqId = started.seqId;
           ends.push(end);
           this.choices.push(c);
         }
       });
     } catch (err) {
       // Release the slot only after the sequences already queued have ended.
+      for (const g of grammars.slice(this.choices.length)) g.close();
       this.cancelLive();
       this.settled = Promise.all(ends).then(() => lease.release());
       throw err;
@@ -186,8 +206,11 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   }
 
   private onEvent(c: ChoiceState, ev: SequenceEvent): void {
+    // A constrained sequence samples its next token only once it has that token's mask.
+    if (c.constrained && ev.token >= 0 && ev.finishReason === undefined) c.constrained.onToken(ev.token);
     if (!c.finished && !this.aborted && ev.token >= 0) this.onToken(c, ev);
     if (ev.finishReason === undefined) return;
+    c.constrained?.close();
     c.engineDone = true;
     c.onEngineDone();
     if (c.finished || this.aborted) return;
@@ -275,12 +298,34 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   };
   const seed = req.seed ?? randomInt(0, 2 ** 32 - 1);
 
-  const pinned = await model.adapters.pin(req.composition);
+  const grammars = req.grammar ? await openGrammars(model, req.grammar, req.prompts.length * req.n) : [];
+  let pinned: Awaited<ReturnType<typeof model.adapters.pin>>;
+  try {
+    pinned = await model.adapters.pin(req.composition);
+  } catch (err) {
+    for (const g of grammars) g.close();
+    throw err;
+  }
   params.adapters = pinned.adapters;
   if (pinned.ensemble) params.ensemble = pinned.ensemble;
   const gen = new Generation(req, req.logprobs !== undefined);
-  gen.launch(params, seed, pinned);
+  gen.launch(params, seed, pinned, grammars);
   return gen;
+}
+
+/**
+ * One matcher per choice for `spec`, from the model's grammar service (started on first use).
+ * @throws InvalidRequestError (400 naming the spec's field) when the grammar is refused.
+ */
+async function openGrammars(model: ServedModel, spec: GrammarSpec, count: number): Promise<SequenceGrammar[]> {
+  const service = grammarServiceOf(model, () => new GrammarService(model.tokenizer.grammarVocab(model.info.vocabSize)));
+  const opened = await Promise.allSettled(Array.from({ length: count }, () => service.open(spec)));
+  const failed = opened.find((r) => r.status === 'rejected');
+  if (failed) {
+    for (const r of opened) if (r.status === 'fulfilled') r.value.close();
+    throw failed.reason;
+  }
+  return opened.map((r) => (r as PromiseFulfilledResult<SequenceGrammar>).value);
 }
 
 /** A whole (non-streaming) generation: per choice its text, token infos and finish reason. */

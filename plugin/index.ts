@@ -25,6 +25,7 @@ import { silentLogger, type LoggerLike } from './logger.ts';
 import type { Generation } from './generate.ts';
 import { addMetricsSource, scrape } from './metrics.ts';
 import { ModelRegistry } from './registry.ts';
+import { disposeGrammarService } from './structured/constrain.ts';
 import { requestContext, requestId, requestLog, setMetricModel } from './request-context.ts';
 import { chatCompletions } from './routes/chat.ts';
 import { completions } from './routes/completions.ts';
@@ -33,6 +34,7 @@ import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes
 import type { RouteContext } from './routes/context.ts';
 import { servesModel } from './resolve.ts';
 import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
+import type { ToolFormatName } from './tools/format.ts';
 import { verifyJsonBody } from './body.ts';
 import { buildUpstreams, forward, pickUpstream } from './upstream.ts';
 
@@ -48,6 +50,8 @@ export interface OpenLoraModel {
   adapters: AdapterProvider;
   /** Engine sequences admitted at once (the engine's maxNumSeqs); more requests queue (default: no limit). */
   maxRunningSequences?: number;
+  /** Tool-call format of the model's outputs, when its chat template's markers do not show it (plugin/tools/format.ts). */
+  toolCallFormat?: ToolFormatName;
 }
 
 /** Options of `openLora`. */
@@ -92,6 +96,7 @@ async function buildRegistry(options: OpenLoraOptions) {
       engine: m.engine,
       adapters: m.adapters,
       maxRunningSequences: m.maxRunningSequences,
+      toolCallFormat: m.toolCallFormat,
       tokenizer: typeof m.tokenizer === 'string' ? await loadTokenizer(m.tokenizer) : m.tokenizer,
     })),
   );
@@ -249,6 +254,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     for (const g of gens) g.abort(shutting);
     await Promise.all(gens.map((g) => g.settled));
     for (const u of unregister.splice(0)) u();
+    const registry = await loading.catch(() => undefined);
+    await Promise.all((registry?.list() ?? []).map((m) => disposeGrammarService(m)));
   };
   return router;
 }

@@ -10,6 +10,7 @@ import type { Engine } from '../native/engine.ts';
 import type { ModelInfo } from '../native/types.ts';
 import { silentLogger, type LoggerLike } from './logger.ts';
 import type { ModelTokenizer } from './tokenizer.ts';
+import type { ToolFormatName } from './tools/format.ts';
 
 /** One served base model, ready to take requests. */
 export interface ServedModel {
@@ -23,6 +24,8 @@ export interface ServedModel {
   created: number;
   /** OpenAI `system_fingerprint`: changes when the model or backend changes. */
   fingerprint: string;
+  /** Configured tool-call format (overrides detection from the chat template; plugin/tools/format.ts). */
+  toolCallFormat?: ToolFormatName;
 }
 
 /** What the registry is built from (tokenizers already loaded). */
@@ -31,6 +34,7 @@ export interface ServedModelInit {
   engine: Engine;
   tokenizer: ModelTokenizer;
   adapters: AdapterProvider;
+  toolCallFormat?: ToolFormatName;
 }
 
 /** Name → served model, and the named compositions over them. */
@@ -63,6 +67,7 @@ export class ModelRegistry {
         engine: m.engine,
         created: now,
         fingerprint: `fp_${fp.slice(0, 10)}`,
+        toolCallFormat: m.toolCallFormat,
       });
       this.providers.set(m.name, m.adapters);
     }

@@ -3,15 +3,25 @@
  * (routes/generation.ts): messages rendered by the model's chat template, and OpenAI's chat shapes.
  *
  * Stream order per choice: `{delta: {role: "assistant", content: ""}}`, content deltas, then
- * `{delta: {}, finish_reason}`.
+ * `{delta: {}, finish_reason}`. With tools (plugin/tools/), calls are parsed from the output in
+ * the model's format: `message.tool_calls` / `delta.tool_calls` and finish_reason `tool_calls`.
  */
+import { InvalidRequestError } from '../errors.ts';
 import { chatLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../schemas/index.ts';
+import { grammarFromBody } from '../structured/from-body.ts';
+import type { ToolFormat } from '../tools/format.ts';
+import { planTools, ToolChoiceStream, toolMessage } from '../tools/respond.ts';
 import type { RouteContext } from './context.ts';
 import { generationRoute, type GenerationEndpoint, type Prepared } from './generation.ts';
 
+/** What chat prepares: the prompt, the grammar, and the tool-call format to parse outputs with. */
+interface ChatPrepared extends Prepared {
+  toolFormat?: ToolFormat;
+}
+
 /** The chat endpoint: one prompt (the rendered messages); `max_completion_tokens` wins over `max_tokens`. */
-export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, Prepared> = {
+export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepared> = {
   schema: ChatCompletionRequestSchema,
   promptParam: 'messages',
   idPrefix: 'chatcmpl-',
@@ -19,24 +29,51 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, Prepared> =
   chunkObject: 'chat.completion.chunk',
   label: 'chat completion',
   prepare(body, model) {
+    const tools = planTools(body, model.tokenizer.chatTemplate, model.toolCallFormat);
+    let grammar = grammarFromBody(body);
+    if (tools.grammar) {
+      if (grammar) {
+        throw new InvalidRequestError(`tool_choice ${JSON.stringify(body.tool_choice)} forces tool calls; it cannot be combined with '${grammar.param}'.`, grammar.param);
+      }
+      grammar = tools.grammar;
+    }
     return {
-      prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxPositionEmbeddings)],
+      prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxPositionEmbeddings, tools.templateTools)],
       maxTokens: body.max_completion_tokens ?? undefined,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
+      grammar,
+      toolFormat: tools.format,
     };
   },
-  renderer(body, model) {
+  renderer(body, model, prepared, _n, size) {
     const topN = body.top_logprobs ?? 0;
     const logprobsOf = (tokens: Parameters<typeof chatLogprobs>[1]) => (body.logprobs ? chatLogprobs(model.tokenizer, tokens, topN) : null);
+    const format = prepared.toolFormat;
+    const streams = format ? Array.from({ length: size }, () => new ToolChoiceStream(format)) : undefined;
     return {
-      choice: (index, content, tokens, finish) => ({
-        index,
-        message: { role: 'assistant', content, refusal: null },
-        logprobs: logprobsOf(tokens),
-        finish_reason: finish,
-      }),
+      choice: (index, content, tokens, finish) => {
+        const { message, finishReason } = toolMessage(content, finish, format);
+        return { index, message, logprobs: logprobsOf(tokens), finish_reason: finishReason };
+      },
       opening: (index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
       delta(d, send) {
+        const ts = streams?.[d.index];
+        if (ts) {
+          // Tool-call parsing: prose and call pieces as the parser releases them; logprobs ride
+          // with the first piece of the delta that produced them.
+          let lp = logprobsOf(d.tokens);
+          const sendDelta = (delta: Record<string, unknown>) => {
+            send(JSON.stringify({ index: d.index, delta, logprobs: lp, finish_reason: null }));
+            lp = null;
+          };
+          for (const delta of ts.push(d.text)) sendDelta(delta);
+          if (d.finishReason) {
+            const end = ts.end(d.finishReason);
+            for (const delta of end.deltas) sendDelta(delta);
+            send(JSON.stringify({ index: d.index, delta: {}, logprobs: null, finish_reason: end.finishReason }));
+          }
+          return;
+        }
         if (d.text || d.tokens.length > 0) {
           const lp = logprobsOf(d.tokens);
           send(

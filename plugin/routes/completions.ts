@@ -8,6 +8,7 @@
  * `finish_reason` (OpenAI's shape for this endpoint).
  */
 import { completionLogprobs, type CompletionLogprobs } from '../logprobs.ts';
+import { grammarFromBody } from '../structured/from-body.ts';
 import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
 import { CompletionRequestSchema, type CompletionRequest } from '../schemas/index.ts';
@@ -40,7 +41,7 @@ export const completionsEndpoint: GenerationEndpoint<CompletionRequest, Prepared
   label: 'completion',
   prepare(body, model) {
     const { ids, texts } = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxPositionEmbeddings, body.n ?? 1);
-    return { prompts: ids, texts, logprobs: body.logprobs ?? undefined };
+    return { prompts: ids, texts, logprobs: body.logprobs ?? undefined, grammar: grammarFromBody(body) };
   },
   renderer(body, model, prepared, n, size) {
     const topN = body.logprobs ?? 0;

@@ -26,6 +26,7 @@ import { requestLog } from '../request-context.ts';
 import { resolveRequest, type CompositionBody } from '../resolve.ts';
 import { parseRequest, stopList } from '../schemas/index.ts';
 import { SseWriter } from '../sse.ts';
+import type { GrammarSpec } from '../structured/spec.ts';
 import { enterTurn } from '../turn-gate.ts';
 import type { RouteContext } from './context.ts';
 
@@ -54,6 +55,8 @@ export interface Prepared {
   maxTokens?: number;
   /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
   logprobs?: number;
+  /** The grammar every choice's output must follow (response_format, guided_*, forced tool calls). */
+  grammar?: GrammarSpec;
 }
 
 /** Turns one generation's output into OpenAI `choices` entries, whole or streamed. */
@@ -114,6 +117,7 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
       prompts: prepared.prompts,
       promptParam: endpoint.promptParam,
       logprobs: prepared.logprobs,
+      grammar: prepared.grammar,
     });
     const render = endpoint.renderer(body, model, prepared, sampling.n, gen.size);
     const head = { id: newId(endpoint.idPrefix), object: endpoint.object, created: unixNow(), model: body.model, system_fingerprint: model.fingerprint };

@@ -3,6 +3,7 @@
  */
 import { z } from 'zod';
 import { commonFields } from './common.ts';
+import { checkTools, structuredFields, toolFields } from './structured.ts';
 
 /** One content part; only `{type: "text", text}` is accepted (no images or audio). */
 const ContentPartSchema = z
@@ -89,20 +90,11 @@ export const ChatCompletionRequestSchema = z
     max_completion_tokens: z.number().int().min(1).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
-    tools: z.array(z.unknown()).nullish(),
-    response_format: z.object({ type: z.string() }).nullish(),
+    ...structuredFields,
+    ...toolFields,
   })
   .superRefine((b, ctx) => {
-    if (b.tools && b.tools.length > 0) {
-      ctx.addIssue({ code: 'custom', path: ['tools'], message: 'tool calling is not supported by this server.' });
-    }
-    if (b.response_format && b.response_format.type !== 'text') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['response_format', 'type'],
-        message: `only "text" is supported, but got "${b.response_format.type}".`,
-      });
-    }
+    checkTools(b, ctx);
     checkToolTurns(b.messages, ctx);
     if (b.top_logprobs != null && b.top_logprobs > 0 && b.logprobs !== true) {
       ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: '`logprobs` must be true when `top_logprobs` is set.' });

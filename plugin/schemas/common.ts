@@ -3,8 +3,8 @@
  *
  * Every optional field also accepts `null` (clients such as LangChain send explicit nulls), and
  * unknown keys are stripped, never rejected: clients send newer OpenAI fields all the time.
- * Fields this server cannot honour (tools, JSON mode, ...) are refused with a 400 naming them
- * rather than silently ignored.
+ * Fields this server cannot honour are refused with a 400 naming them rather than silently
+ * ignored; the output-constraining fields are in ./structured.ts.
  */
 import { z } from 'zod';
 import { AdapterWeightSchema, MergeOptionsSchema } from '../../adapters/composition.ts';

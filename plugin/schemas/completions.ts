@@ -3,6 +3,7 @@
  */
 import { z } from 'zod';
 import { commonFields } from './common.ts';
+import { structuredFields } from './structured.ts';
 
 const TokenIds = z.array(z.number().int().min(0)).min(1);
 
@@ -19,6 +20,7 @@ export const CompletionRequestSchema = z
     echo: z.boolean().nullish(),
     suffix: z.string().nullish(),
     best_of: z.number().int().min(1).nullish(),
+    ...structuredFields,
   })
   .superRefine((b, ctx) => {
     if (b.suffix) ctx.addIssue({ code: 'custom', path: ['suffix'], message: 'insertion (suffix) is not supported.' });

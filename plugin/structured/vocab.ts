@@ -134,19 +134,19 @@ function byteFallbackEncode(text: string): string {
  * Build xgrammar's vocabulary from a parsed tokenizer.json.
  * @param tokenizer Parsed tokenizer.json (`model.vocab` must be a token → id map: BPE or WordPiece;
  *   a Unigram `model.vocab` list of [piece, score] is accepted too).
- * @param vocabSize The model's logits size (>= every id; extra ids become special tokens).
+ * @param vocabSize The model's logits size (ids past the tokenizer's become special tokens;
+ *   tokenizer ids past it are left out).
  * @param stopTokenIds The model's eos ids (generation_config / config), non-empty.
- * @throws Error when the vocabulary cannot be read or an id falls outside `vocabSize`.
+ * @throws Error when tokenizer.json has no `model.vocab`.
  */
 export function buildXGrammarVocab(tokenizer: Json, vocabSize: number, stopTokenIds: number[]): XGrammarVocab {
   const model = tokenizer.model as { vocab?: unknown } | undefined;
   const vocabType = detectVocabType(tokenizer);
   const encodedVocab = new Array<string>(vocabSize).fill('');
+  // Ids past the model's logits (tokens the model cannot produce, e.g. padded image tokens)
+  // are left out, as xgrammar's from_huggingface does.
   const put = (piece: string, id: number): void => {
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-      throw new Error(`tokenizer.json: token id ${id} of ${JSON.stringify(piece)} is outside the model's vocabulary (${vocabSize})`);
-    }
-    encodedVocab[id] = piece;
+    if (Number.isInteger(id) && id >= 0 && id < vocabSize) encodedVocab[id] = piece;
   };
   if (Array.isArray(model?.vocab)) {
     (model.vocab as Array<[string, number]>).forEach(([piece], id) => put(piece, id));

@@ -65,8 +65,28 @@ async function compile(spec: GrammarSpec): Promise<CompiledGrammar> {
     case 'ebnf':
       return compiler.compileGrammar(spec.grammar);
     case 'structural_tag':
-      return compiler.compileStructuralTag(spec.tag);
+      return compiler.compileStructuralTag((await compactJsonContents(spec.tag)) as Record<string, unknown>);
   }
+}
+
+/**
+ * A structural tag with every `{type: "json_schema"}` content replaced by the compact EBNF of
+ * its schema (as `compile` writes JSON: one line, no whitespace runs). xgrammar's own
+ * structural-tag JSON allows any whitespace, which a weak model can fill until max_tokens.
+ */
+async function compactJsonContents(v: unknown): Promise<unknown> {
+  if (Array.isArray(v)) return Promise.all(v.map(compactJsonContents));
+  if (!v || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  if (o.type === 'json_schema' && 'json_schema' in o) {
+    const grammar = await xg.Grammar.fromJSONSchema(JSON.stringify(o.json_schema), false, -1, [',', ':'], true);
+    const ebnf = grammar.toString();
+    grammar.dispose();
+    return { type: 'grammar', grammar: ebnf };
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(o)) out[k] = await compactJsonContents(x);
+  return out;
 }
 
 async function compiled(id: number, key: string, spec: GrammarSpec): Promise<{ grammar: CompiledGrammar; ms: number; cached: boolean }> {

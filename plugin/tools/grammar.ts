@@ -16,7 +16,7 @@ import type { ToolFormat } from './format.ts';
 /** A function tool as the request gives it (validated by the request schema). */
 export interface FunctionTool {
   type: 'function';
-  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+  function: { name: string; description?: string | null; parameters?: Record<string, unknown> | null; strict?: boolean | null };
 }
 
 /**

@@ -55,8 +55,15 @@ test('range checks: max_tokens, top_p, penalties, top_logprobs, stop, logit_bias
 });
 
 test('unsupported features are refused by name; unknown keys are accepted and stripped', () => {
-  assert.equal(refused(ChatCompletionRequestSchema, chat({ tools: [{ type: 'function' }] })).param, 'tools');
-  assert.equal(refused(ChatCompletionRequestSchema, chat({ response_format: { type: 'json_object' } })).param, 'response_format.type');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ tools: [{ type: 'function' }] })).param, 'tools[0].function');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ tools: [{ type: 'function', function: { name: 'a b' } }] })).param, 'tools[0].function.name');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ response_format: { type: 'xml' } })).param, 'response_format.type');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ response_format: { type: 'json_schema' } })).param, 'response_format.json_schema');
+  const tools = [{ type: 'function', function: { name: 'f' } }];
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ tools, tool_choice: { type: 'function', function: { name: 'g' } } })).param, 'tool_choice.function.name');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ tool_choice: 'required' })).param, 'tool_choice');
+  assert.equal(refused(ChatCompletionRequestSchema, chat({ tools: [...tools, ...tools] })).param, 'tools[1].function.name');
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', guided_choice: [] }).param, 'guided_choice');
   const img = refused(ChatCompletionRequestSchema, {
     model: 'tiny',
     messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }],

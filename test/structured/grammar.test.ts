@@ -6,37 +6,7 @@ import { GrammarService } from '../../plugin/structured/service.ts';
 import type { GrammarSpec } from '../../plugin/structured/spec.ts';
 import type { ModelTokenizer } from '../../plugin/tokenizer.ts';
 import { loadTestTokenizer, randomWalk } from './helpers.ts';
-
-/** Bounded schemas (random weights never close an unbounded string). */
-export const SCHEMAS: Record<string, Record<string, unknown>> = {
-  person: {
-    type: 'object',
-    properties: { name: { type: 'string', maxLength: 8 }, age: { type: 'integer', minimum: 0, maximum: 150 } },
-    required: ['name', 'age'],
-    additionalProperties: false,
-  },
-  nested: {
-    type: 'object',
-    properties: {
-      user: {
-        type: 'object',
-        properties: { id: { type: 'integer', minimum: 1, maximum: 99999 }, role: { enum: ['admin', 'editor', 'viewer'] } },
-        required: ['id', 'role'],
-        additionalProperties: false,
-      },
-      tags: { type: 'array', items: { type: 'string', maxLength: 5 }, maxItems: 3 },
-      active: { type: 'boolean' },
-    },
-    required: ['user', 'tags', 'active'],
-    additionalProperties: false,
-  },
-  pattern: {
-    type: 'object',
-    properties: { code: { type: 'string', pattern: '^[A-Z]{3}-[0-9]{2}$' }, grade: { type: 'integer', exclusiveMinimum: 0, exclusiveMaximum: 6 } },
-    required: ['code'],
-    additionalProperties: false,
-  },
-};
+import { SCHEMAS } from './schemas.ts';
 
 for (const name of ['demo', 'llama3', 'qwen3'] as const) {
   describe(`grammar service with the ${name} tokenizer`, () => {

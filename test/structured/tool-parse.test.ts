@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { detectToolFormat, FORMATS } from '../../plugin/tools/format.ts';
+import { ModelEntrySchema } from '../../config/schema.ts';
+import { detectToolFormat, FORMATS, TOOL_FORMATS } from '../../plugin/tools/format.ts';
 import { parseToolCalls } from '../../plugin/tools/parse.ts';
 import { ToolStreamParser, type StreamDelta } from '../../plugin/tools/stream.ts';
 import { loadTestTokenizer } from './helpers.ts';
@@ -16,6 +17,7 @@ test('the format is read from the template markers; the override wins', () => {
   assert.equal(detectToolFormat('{{ "[TOOL_CALLS]" }}')?.name, 'mistral');
   assert.equal(detectToolFormat('{{- "<|python_tag|>" }}')?.name, 'llama3_json');
   assert.equal(detectToolFormat(undefined, 'mistral')?.name, 'mistral');
+  assert.deepEqual(ModelEntrySchema.shape.toolCallFormat.unwrap().options, [...TOOL_FORMATS], 'the config lists the same formats');
 });
 
 const CASES: Array<[string, typeof H, string, { content: string | null; calls: Array<[string, unknown]> }]> = [

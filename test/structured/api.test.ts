@@ -1,0 +1,85 @@
+/**
+ * Structured output and tool calling through the HTTP API, on the demo model (real engine):
+ * response_format / guided_* on chat and completions, tools with tool_choice, 400s by field.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { RunningServer } from '../../examples/server.ts';
+import { startDemo, postJson } from '../e2e/server.ts';
+
+let srv: RunningServer;
+before(async () => {
+  srv = await startDemo();
+});
+after(async () => {
+  await srv?.close();
+});
+
+const PERSON = {
+  type: 'object',
+  properties: { name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 0, maximum: 120 }, role: { enum: ['king', 'fool', 'queen'] } },
+  required: ['name', 'age', 'role'],
+  additionalProperties: false,
+};
+
+test('chat response_format json_schema: every seed parses and validates, adapters too', async () => {
+  const validate = new Ajv2020().compile(PERSON);
+  for (const model of ['tiny-shakespeare', 'tiny-shakespeare:shout']) {
+    for (let seed = 1; seed <= 4; seed++) {
+      const r = await postJson(srv.url, '/chat/completions', {
+        model,
+        messages: [{ role: 'user', content: 'Describe a character.' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON, strict: true } },
+        max_tokens: 80,
+        seed,
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const text = r.body.choices[0].message.content as string;
+      assert.equal(r.body.choices[0].finish_reason, 'stop', text);
+      assert.ok(validate(JSON.parse(text)), `${model} seed ${seed}: ${text}`);
+    }
+  }
+});
+
+test('legacy completions serve response_format and guided_choice / guided_regex', async () => {
+  const a = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt: 'ROMEO:', response_format: { type: 'json_object' }, max_tokens: 60, seed: 3 });
+  assert.equal(a.status, 200, JSON.stringify(a.body));
+  if (a.body.choices[0].finish_reason === 'stop') assert.equal(typeof JSON.parse(a.body.choices[0].text), 'object');
+  const b = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt: 'ROMEO:', guided_choice: ['yea', 'nay'], n: 3, seed: 1 });
+  assert.equal(b.status, 200, JSON.stringify(b.body));
+  for (const c of b.body.choices) assert.ok(['yea', 'nay'].includes(c.text), c.text);
+  const c = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt: 'ROMEO:', structured_outputs: { regex: '[A-Z]{2,5} [0-9]{1,3}' }, seed: 2 });
+  assert.equal(c.status, 200, JSON.stringify(c.body));
+  assert.match(c.body.choices[0].text, /^[A-Z]{2,5} [0-9]{1,3}$/);
+});
+
+test('max_tokens inside a constrained output ends with finish_reason "length"', async () => {
+  const r = await postJson(srv.url, '/chat/completions', {
+    model: 'tiny-shakespeare',
+    messages: [{ role: 'user', content: 'hi' }],
+    response_format: { type: 'json_schema', json_schema: { name: 'p', schema: PERSON } },
+    max_tokens: 3,
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.body.choices[0].finish_reason, 'length');
+});
+
+test('bad structured input is a 400 naming the field; the server keeps serving', async () => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'strin' } } } }, 'response_format.json_schema.schema'],
+    [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'number', maximum: 3 } } } }, 'response_format.json_schema.schema'],
+    [{ guided_grammar: 'root ::= a' }, 'guided_grammar'],
+    [{ guided_json: '{not json' }, 'guided_json'],
+    [{ guided_regex: 'a', guided_choice: ['b'] }, 'guided_choice'],
+    [{ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+    [{ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice.function.name'],
+  ];
+  for (const [extra, param] of cases) {
+    const r = await postJson(srv.url, '/chat/completions', { model: 'tiny-shakespeare', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, ...extra });
+    assert.equal(r.status, 400, `${JSON.stringify(extra)}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.error.param, param, JSON.stringify(r.body));
+  }
+  const ok = await postJson(srv.url, '/chat/completions', { model: 'tiny-shakespeare', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
+  assert.equal(ok.status, 200);
+});
