@@ -5,6 +5,10 @@ import { z } from 'zod';
 import { commonFields } from './common.ts';
 import { checkTools, structuredFields, toolFields } from './structured.ts';
 
+/** OpenAI's bounds: at most 2048 messages per request and 128 tool calls per message. */
+export const MAX_MESSAGES = 2048;
+export const MAX_TOOL_CALLS = 128;
+
 /** One content part; only `{type: "text", text}` is accepted (no images or audio). */
 const ContentPartSchema = z
   .object({ type: z.string(), text: z.unknown().optional() })
@@ -36,7 +40,7 @@ export const MessageSchema = z
     content: z.union([z.string(), z.array(ContentPartSchema).min(1)]).nullish(),
     name: z.string().nullish(),
     tool_call_id: z.string().nullish(),
-    tool_calls: z.array(ToolCallSchema).nullish(),
+    tool_calls: z.array(ToolCallSchema).max(MAX_TOOL_CALLS).nullish(),
   })
   .superRefine((m, ctx) => {
     if (m.content == null && !(m.role === 'assistant' && m.tool_calls && m.tool_calls.length > 0)) {
@@ -86,7 +90,10 @@ function checkToolTurns(messages: Array<z.output<typeof MessageSchema>>, ctx: z.
 export const ChatCompletionRequestSchema = z
   .object({
     ...commonFields,
-    messages: z.array(MessageSchema).min(1),
+    // NOTE(why): the length is checked before any message is parsed or rendered, so a body of
+    // hundreds of thousands of tiny messages is refused at once instead of holding the event
+    // loop for seconds in the template; 2048 is OpenAI's own bound on `messages`.
+    messages: z.array(z.unknown()).max(MAX_MESSAGES).pipe(z.array(MessageSchema).min(1)),
     max_completion_tokens: z.number().int().min(1).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),

@@ -139,3 +139,17 @@ test('messages are validated as OpenAI does: content required except assistant t
   });
   assert.equal(ok.messages[1]!.tool_calls![0]!.function.name, 'f');
 });
+
+test("messages are bounded as OpenAI's: more than 2048 is refused before any message is parsed", () => {
+  const many = (n: number) => Array.from({ length: n }, () => ({ role: 'user', content: 'a' }));
+  let e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: many(2049) });
+  assert.equal(e.param, 'messages');
+  assert.match(e.message, /at most 2048 items, but got 2049/);
+  // Refused by length even when every message is malformed: the elements are never parsed.
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: Array.from({ length: 100_000 }, () => 7) });
+  assert.equal(e.param, 'messages');
+  assert.doesNotThrow(() => parseRequest(ChatCompletionRequestSchema, { model: 'tiny', messages: many(2048) }));
+  const calls = Array.from({ length: 129 }, (_, i) => ({ id: `c${i}`, type: 'function', function: { name: 'f', arguments: '{}' } }));
+  e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'assistant', content: null, tool_calls: calls }] });
+  assert.equal(e.param, 'messages[0].tool_calls');
+});
