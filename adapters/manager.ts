@@ -364,8 +364,13 @@ export class AdapterManager implements RuntimeAdapterProvider {
   }
 
   private withTier(e: AdapterEntry): AdapterInfo {
-    e.info.tier = e.device.slot !== null ? 'device' : e.host.spec ? 'host' : this.sources.isOnDisk(e.source) ? 'disk' : 'remote';
-    return e.info;
+    const i = e.info;
+    i.tier = e.device.slot !== null ? 'device' : e.host.spec ? 'host' : this.sources.isOnDisk(e.source) ? 'disk' : 'remote';
+    i.slot = e.device.slot;
+    i.pins = e.device.pins;
+    i.served = e.device.served;
+    i.lastUsedAt = e.device.lastUsedAt;
+    return i;
   }
 
   private pinnedCount(): number {
@@ -382,6 +387,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
   private unpin(e: AdapterEntry): void {
     e.device.pins--;
     this.slots.touch(e);
+    e.device.lastUsedAt = Date.now();
     if (e.device.pins === 0) {
       if (e.removed && e.device.slot !== null) this.slots.unload(e, 'unloaded adapter drained');
       if (e.removed && !e.device.loading) this.draining.delete(e);
@@ -393,6 +399,8 @@ export class AdapterManager implements RuntimeAdapterProvider {
   /** A lease on pinned, resident `e` (one pin, released once). */
   private lease(e: AdapterEntry): AdapterLease {
     this.slots.touch(e);
+    e.device.lastUsedAt = Date.now();
+    e.device.served++;
     if (e.source.kind !== 'local') this.sources.touch(e.source);
     let released = false;
     return {

@@ -112,13 +112,14 @@ export class AdapterRegistry {
     const dir = await this.sources.ensureLocal(source);
     const parsedStamp = await fileStamp(dir);
     const parsed = await parseAdapterDir(dir, this.info);
+    const bytes = await stat(parsed.weightsPath).then((s) => s.size, () => undefined);
     const again = taken(); // a concurrent register of the same name may have won
     if (again) return again;
     for (const w of parsed.warnings) this.log.warn({ adapter: name, dir }, w);
     const cfg = parsed.config;
     const info: AdapterInfo = {
       name, base: this.baseName, dir, root: where, rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora),
-      targetModules: [...parsed.targetKinds], created: Math.floor(Date.now() / 1000), source: source.kind,
+      targetModules: [...parsed.targetKinds], created: Math.floor(Date.now() / 1000), source: source.kind, bytes,
     };
     this.refused.delete(name);
     this.entries.set(name, { name, info, parsed, parsedStamp, source, removed: false, host: emptySpecState(), device: emptyDeviceState() });

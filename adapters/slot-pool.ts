@@ -27,6 +27,10 @@ export interface DeviceState {
   pins: number;
   /** LRU clock value of the last acquire or release. */
   lastUsed: number;
+  /** Unix ms of the last acquire or release (shown to operators; the LRU uses `lastUsed`). */
+  lastUsedAt: number;
+  /** Acquires that got a lease (requests served). */
+  served: number;
   /** The single in-flight load, shared by concurrent acquires. */
   loading: Promise<void> | null;
 }
@@ -54,7 +58,7 @@ function engineRefusal(name: string, path: string, err: unknown): Error {
 
 /** A new, non-resident device state. */
 export function emptyDeviceState(): DeviceState {
-  return { slot: null, pins: 0, lastUsed: 0, loading: null };
+  return { slot: null, pins: 0, lastUsed: 0, lastUsedAt: 0, served: 0, loading: null };
 }
 
 /** The engine's adapter slots of one base model. */

@@ -41,6 +41,16 @@ export interface AdapterInfo {
    * validated, file read), `disk` (files on disk only), `remote` (a download evicted from disk).
    */
   tier?: 'disk' | 'host' | 'device' | 'remote';
+  /** Size of adapter_model.safetensors in bytes (read at registration). */
+  bytes?: number;
+  /** Its device slot while `tier` is `device`, else null (set when listed). */
+  slot?: number | null;
+  /** Pins when last listed: live leases plus acquires in progress (a pinned adapter is never evicted). */
+  pins?: number;
+  /** Acquires that got a lease: requests served with this adapter (compositions count once per member). */
+  served?: number;
+  /** Unix time (ms) of its last acquire or release; 0 = never used. */
+  lastUsedAt?: number;
 }
 
 /** A pinned, resident adapter: `slot` stays valid until `release()` is called (exactly once). */
@@ -86,6 +96,8 @@ export interface AdapterProvider {
    * Throws what `acquire` / `acquireMerged` throw, holding nothing.
    */
   pin(composition: Composition | undefined): Promise<PinnedComposition>;
+  /** Fill the disk and host tiers for `name` without taking a slot (errors are logged; the tier tells). */
+  prefetch?(name: string): Promise<void>;
   /** Tier counters for the adapter listing (AdapterManager.stats). */
   stats?(): object;
 }

@@ -76,7 +76,7 @@ export function isRemoteAdapterPath(p: string): boolean {
   return /^https?:\/\//i.test(p) || p.startsWith('hub:');
 }
 
-/** Adapter knobs from the environment (OPENLORA_MAX_LORAS, _MAX_CPU_LORAS, _MAX_LORA_RANK, _ADAPTER_DIRS, _ALLOW_RUNTIME_LORA_UPDATING). */
+/** Adapter knobs from the environment (OPENLORA_MAX_LORAS, _MAX_CPU_LORAS, _MAX_LORA_RANK, _ADAPTER_DIRS, _ALLOW_RUNTIME_LORA_UPDATING) and OPENLORA_CONSOLE. */
 function applyAdapterEnv(input: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
   const obj = (k: string) => (input[k] = { ...((input[k] as object | undefined) ?? {}) }) as Record<string, unknown>;
   const maxLoras = envInt(env, ['OPENLORA_MAX_LORAS']);
@@ -91,11 +91,18 @@ function applyAdapterEnv(input: Record<string, unknown>, env: NodeJS.ProcessEnv)
     const models = input.models as Array<Record<string, unknown>>;
     if (Array.isArray(models) && models[0]) models[0] = { ...models[0], adapterDirs: dirs.split(':').filter(Boolean).map((d) => path.resolve(d)) };
   }
-  const allow = env.OPENLORA_ALLOW_RUNTIME_LORA_UPDATING;
-  if (allow !== undefined && allow !== '') {
-    if (!/^(1|0|true|false)$/i.test(allow)) throw new ConfigError(`environment: OPENLORA_ALLOW_RUNTIME_LORA_UPDATING: expected 1/0/true/false, received "${allow}"`);
-    input.allowRuntimeLoraUpdating = /^(1|true)$/i.test(allow);
-  }
+  const allow = envBool(env, 'OPENLORA_ALLOW_RUNTIME_LORA_UPDATING');
+  if (allow !== undefined) input.allowRuntimeLoraUpdating = allow;
+  const console = envBool(env, 'OPENLORA_CONSOLE');
+  if (console !== undefined) input.console = console;
+}
+
+/** A 1/0/true/false environment variable; undefined when unset or empty. */
+function envBool(env: NodeJS.ProcessEnv, key: string): boolean | undefined {
+  const v = env[key];
+  if (v === undefined || v === '') return undefined;
+  if (!/^(1|0|true|false)$/i.test(v)) throw new ConfigError(`environment: ${key}: expected 1/0/true/false, received "${v}"`);
+  return /^(1|true)$/i.test(v);
 }
 
 function envInt(env: NodeJS.ProcessEnv, keys: string[]): number | undefined {

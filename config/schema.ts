@@ -177,6 +177,8 @@ export const ConfigSchema = z.strictObject({
   keys: z.array(KeySchema).default([]),
   /** Requests waiting for an engine batch slot, per base model; past it 429 + Retry-After. */
   maxQueuedRequests: z.number().int().min(0).max(1_000_000).default(256),
+  /** Serve the operator console at GET /console (admin key needed when keys are set; env OPENLORA_CONSOLE=1). */
+  console: z.boolean().default(false),
   /** On SIGTERM/close: how long running requests may finish before they are cut (ms). */
   shutdownGraceMs: z.number().int().min(0).max(3_600_000).default(10_000),
 });

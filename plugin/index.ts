@@ -23,7 +23,7 @@ import { InvalidRequestError, ModelNotFoundError, OpenLoraError, ServiceUnavaila
 import type { Engine } from '../native/engine.ts';
 import { silentLogger, type LoggerLike } from './logger.ts';
 import type { Generation } from './generate.ts';
-import { addMetricsSource, scrape } from './metrics.ts';
+import { addMetricsSource, scrape, type ModelSnapshot } from './metrics.ts';
 import { ModelRegistry } from './registry.ts';
 import { disposeGrammarService } from './structured/constrain.ts';
 import { requestContext, requestId, requestLog, setMetricModel } from './request-context.ts';
@@ -33,6 +33,8 @@ import { listModels, retrieveModel } from './routes/models.ts';
 import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes/admin.ts';
 import type { RouteContext } from './routes/context.ts';
 import { servesModel } from './resolve.ts';
+import { OperatorPins, pinLoraAdapter, prefetchLoraAdapter, unpinBeforeUnload, unpinLoraAdapter } from './routes/admin-pins.ts';
+import { consoleRouter, type ConsoleRouter } from './console/index.ts';
 import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
 import type { ToolFormatName } from './tools/format.ts';
 import { verifyJsonBody } from './body.ts';
@@ -72,6 +74,8 @@ export interface OpenLoraOptions {
   upstreams?: UpstreamConfig[];
   /** Requests allowed to wait per base model before 429 (default: config/schema.ts `maxQueuedRequests`). */
   maxQueuedRequests?: number;
+  /** Serve the operator console at `/console` (config `console`; plugin/console/). */
+  console?: boolean;
 }
 
 /** The router plus its lifecycle. */
@@ -103,7 +107,7 @@ async function buildRegistry(options: OpenLoraOptions) {
   return { registry: new ModelRegistry(inits, options.logger, options.compositions), inits };
 }
 
-/** Build the OpenAI-compatible router (`/v1/models`, `/v1/chat/completions`, `/v1/completions`, `/health`, `/ready`, `/metrics`). */
+/** Build the OpenAI-compatible router (`/v1/models`, `/v1/chat/completions`, `/v1/completions`, `/health`, `/ready`, `/metrics`, and `/console` when asked). */
 export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   const logger = options.logger ?? silentLogger;
   const built = buildRegistry(options);
@@ -129,6 +133,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     return a;
   }
 
+  /** Per base model, what `/metrics` and the console report (one source for both). */
+  const snapshots = new Map<string, () => ModelSnapshot>();
   // One metrics source per base model, once the models are known.
   built.then(
     ({ inits }) => {
@@ -136,26 +142,24 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
       if (closed) return;
       for (const m of inits) {
         const adm = admission(m.name, m.maxRunningSequences);
-        unregister.push(
-          addMetricsSource({
-            model: m.name,
-            snapshot: () => {
-              const st = m.engine.stats();
-              return {
-                waiting: adm.waiting,
-                runningRequests: adm.runningRequests,
-                runningSequences: st.running,
-                engineWaiting: st.waiting,
-                kvBlocksTotal: st.kvBlocksTotal,
-                // Unreferenced prefix-cache blocks are evictable: free, as vLLM counts them.
-                kvBlocksFree: st.kvBlocksFree + st.kvBlocksCached,
-                maxLoras: m.engine.info().maxLoras,
-                runningAdapters: adm.runningAdapterIds(),
-                waitingAdapters: adm.waitingAdapterIds(),
-              };
-            },
-          }),
-        );
+        const snapshot = (): ModelSnapshot => {
+          const st = m.engine.stats();
+          return {
+            waiting: adm.waiting,
+            runningRequests: adm.runningRequests,
+            runningSequences: st.running,
+            engineWaiting: st.waiting,
+            kvBlocksTotal: st.kvBlocksTotal,
+            // Unreferenced prefix-cache blocks are evictable: free, as vLLM counts them.
+            kvBlocksFree: st.kvBlocksFree + st.kvBlocksCached,
+            kvBlocksCached: st.kvBlocksCached,
+            maxLoras: m.engine.info().maxLoras,
+            runningAdapters: adm.runningAdapterIds(),
+            waitingAdapters: adm.waitingAdapterIds(),
+          };
+        };
+        snapshots.set(m.name, snapshot);
+        unregister.push(addMetricsSource({ model: m.name, snapshot }));
       }
     },
     () => {},
@@ -178,6 +182,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     admission: (model) => admission(model),
   };
 
+  /** Adapters pinned by an operator (POST /v1/pin_lora_adapter), released on close. */
+  const pins = new OperatorPins();
   const router = express.Router() as OpenLoraRouter;
   const json = express.json({ limit: options.bodyLimit ?? DEFAULTS.bodyLimit, verify: verifyJsonBody(upstreams.length > 0) });
 
@@ -199,8 +205,16 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   router.get('/v1/models/*id', retrieveModel(ctx));
   if (options.allowRuntimeLoraUpdating) {
     router.post('/v1/load_lora_adapter', requireAdmin, json, loadLoraAdapter(ctx));
-    router.post('/v1/unload_lora_adapter', requireAdmin, json, unloadLoraAdapter(ctx));
+    router.post('/v1/unload_lora_adapter', requireAdmin, json, unpinBeforeUnload(ctx, pins), unloadLoraAdapter(ctx));
     router.post('/v1/rescan_lora_adapters', requireAdmin, json, rescanLoraAdapters(ctx));
+    router.post('/v1/pin_lora_adapter', requireAdmin, json, pinLoraAdapter(ctx, pins));
+    router.post('/v1/unpin_lora_adapter', requireAdmin, json, unpinLoraAdapter(ctx, pins));
+    router.post('/v1/prefetch_lora_adapter', requireAdmin, json, prefetchLoraAdapter(ctx, pins));
+  }
+  let consoleApp: ConsoleRouter | undefined;
+  if (options.console) {
+    consoleApp = consoleRouter({ ring, registry: ctx.registry, snapshots, pins, runtimeUpdating: Boolean(options.allowRuntimeLoraUpdating) });
+    router.use('/console', consoleApp);
   }
   // Every other POST body is parsed here once; a model not served here goes to its upstream.
   router.post('/v1/*rest', json, async function upstreamDispatch(req: Request, res: Response, next: NextFunction) {
@@ -245,6 +259,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   Object.defineProperty(router, 'inFlight', { get: () => inFlight.size });
   router.close = async (graceMs = 0) => {
     closed = true;
+    consoleApp?.close();
     const shutting = new ServiceUnavailableError('The server is shutting down.');
     for (const a of admissions.values()) a.close(shutting);
     const until = Date.now() + graceMs;
@@ -253,6 +268,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     const gens = [...inFlight];
     for (const g of gens) g.abort(shutting);
     await Promise.all(gens.map((g) => g.settled));
+    pins.releaseAll();
     for (const u of unregister.splice(0)) u();
     const registry = await loading.catch(() => undefined);
     await Promise.all((registry?.list() ?? []).map((m) => disposeGrammarService(m)));

@@ -25,7 +25,10 @@ export interface ModelSnapshot {
   engineWaiting: number;
   /** KV cache blocks, when the engine reports them. */
   kvBlocksTotal?: number;
+  /** Free blocks, counting unreferenced prefix-cache blocks as free (evictable), as vLLM does. */
   kvBlocksFree?: number;
+  /** Of `kvBlocksFree`, the blocks that keep a cached prefix. */
+  kvBlocksCached?: number;
   maxLoras: number;
   /** `BASE:ADAPTER` ids of running / waiting requests. */
   runningAdapters: string[];

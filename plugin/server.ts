@@ -93,6 +93,7 @@ export async function createOpenLora(config: Config, log: Logger = pino({ level:
     keys: config.keys,
     upstreams: config.upstreams,
     maxQueuedRequests: config.maxQueuedRequests,
+    console: config.console,
   });
   try {
     await router.ready;
