@@ -156,6 +156,25 @@ describe('console in Chromium', () => {
     assert.ok(upperShare(right).share <= 0.2, `right (whisper): ${JSON.stringify(right)}`);
   });
 
+  test('compositions: a materialised ties merge and an ensemble of two adapters answer in the playground', async (t) => {
+    if (!needBrowser(t)) return;
+    await page.uncheck('#compare');
+    const a = page.locator('.pane').first();
+    await a.locator('.m-name').first().fill('whisper'); // ties needs equal ranks: whisper and romeo are rank 8
+    await a.locator('.m-weight').first().fill('0.5');
+    await a.locator('.p-add').click();
+    await a.locator('.m-name').nth(1).fill('romeo');
+    await a.locator('.m-weight').nth(1).fill('0.5');
+    assert.equal(await a.locator('.p-model').inputValue(), 'tiny-shakespeare:whisper@0.5+romeo@0.5');
+    for (const strategy of ['ties', 'ensemble']) {
+      await a.locator('.p-strategy').selectOption(strategy);
+      await page.click('#run');
+      await a.locator('.out[data-state="done"], .out[data-state="error"]').waitFor({ timeout: 60_000 });
+      assert.equal(await a.locator('.out').getAttribute('data-state'), 'done', `${strategy}: ${await a.locator('.out').innerText()}`);
+      assert.ok((await a.locator('.out').innerText()).length > 0, strategy);
+    }
+  });
+
   test('on a phone-sized screen the page has no sideways scrolling', async (t) => {
     if (!needBrowser(t)) return;
     await page.setViewportSize({ width: 375, height: 740 });

@@ -23,6 +23,7 @@ export async function streamChat(fetchApi, body, onText, signal) {
 
 /** One side of the playground. */
 class Pane {
+  /** @param root the pane element (from #pane-tpl); @param getModels () => [{name, adapters, compositions}] */
   constructor(root, getModels) {
     this.root = root;
     this.getModels = getModels;
@@ -34,16 +35,22 @@ class Pane {
     this.out = root.querySelector('.out');
     this.list = document.createElement('datalist');
     this.list.id = `adapters-${Math.random().toString(36).slice(2)}`;
-    root.append(this.list);
+    this.wholeList = document.createElement('datalist');
+    this.wholeList.id = `${this.list.id}-models`;
+    this.model.setAttribute('list', this.wholeList.id);
+    root.append(this.list, this.wholeList);
     root.querySelector('.p-add').addEventListener('click', () => this.addMember('', 1));
     for (const el of [this.base, this.strategy, this.density]) el.addEventListener('change', () => this.compose());
     this.base.addEventListener('change', () => this.fillAdapters());
   }
 
-  /** Refill the base list and the adapter suggestions (adapters and named compositions of the base). */
+  /** Refill the base list, the model-string suggestions (bases, named compositions) and the adapter suggestions. */
   refresh() {
     const models = this.getModels();
     const names = models.map((m) => m.name);
+    // The model string input suggests bases and named compositions (a composition is a whole model string).
+    const whole = [...names, ...models.flatMap((m) => m.compositions ?? [])];
+    if (this.wholeList.options.length !== whole.length) this.wholeList.replaceChildren(...whole.map((n) => new Option(n)));
     if ([...this.base.options].map((o) => o.value).join('\n') !== names.join('\n')) {
       const keep = this.base.value;
       this.base.replaceChildren(...names.map((n) => new Option(n, n)));
@@ -52,6 +59,7 @@ class Pane {
     }
   }
 
+  /** Suggest the chosen base's adapters in the member inputs. */
   fillAdapters() {
     const m = this.getModels().find((x) => x.name === this.base.value);
     const opts = m ? [...m.adapters.map((a) => a.name)].sort() : [];
@@ -59,6 +67,7 @@ class Pane {
     this.compose();
   }
 
+  /** Add a member row (adapter name input with suggestions, weight, remove button). */
   addMember(name, weight) {
     const row = document.createElement('div');
     row.className = 'bar member';
@@ -123,6 +132,7 @@ class Pane {
 
 /** The playground section: two panes (the second shown with "side by side"), one prompt. */
 export class Playground {
+  /** Wire the prompt, sampling inputs, Run button and the two panes. */
   constructor({ panes, template, prompt, run, compare, sampling, fetchApi, getModels }) {
     this.fetchApi = fetchApi;
     this.promptEl = prompt;
@@ -140,12 +150,14 @@ export class Playground {
     this.controllers = [];
   }
 
+  /** One pane, or two side by side. */
   layout() {
     const two = this.compareEl.checked;
     this.panes[1].root.hidden = !two;
     this.panesEl.classList.toggle('two', two);
   }
 
+  /** Refresh every pane's base and adapter lists from the live state. */
   refresh() {
     for (const p of this.panes) p.refresh();
   }

@@ -110,6 +110,7 @@ export class AdapterTable {
     this.draw();
   }
 
+  /** Show the sort column and direction in the header (aria-sort). */
   markSort() {
     for (const h of this.head.children) {
       if (h.dataset.key === this.sortKey) h.setAttribute('aria-sort', this.sortDir > 0 ? 'ascending' : 'descending');
@@ -138,6 +139,7 @@ export class AdapterTable {
     this.root.scrollTop = 0;
   }
 
+  /** Show the per-row admin buttons (pin, prefetch, unload) or not. */
   setAdmin(on) {
     if (this.admin !== on) {
       this.admin = on;
@@ -158,6 +160,7 @@ export class AdapterTable {
     return this.view;
   }
 
+  /** A new pooled row element: one cell per column, then the admin buttons. */
   makeRow() {
     const el = document.createElement('div');
     el.className = 'row';
