@@ -17,7 +17,8 @@
  */
 import type { NextFunction, Request, Response } from 'express';
 import type { AdapterInfo, AdapterLease, AdapterProvider } from '../../adapters/types.ts';
-import { AdapterError, InvalidRequestError, ModelNotFoundError, OpenLoraError } from '../errors.ts';
+import { AdapterError } from '../../adapters/errors.ts';
+import { InvalidRequestError, ModelNotFoundError, OpenLoraError } from '../errors.ts';
 import type { RouteContext } from './context.ts';
 
 /** Operator pins by base model and adapter name. */
@@ -114,7 +115,7 @@ export function prefetchLoraAdapter(ctx: RouteContext, pins: OperatorPins) {
     await provider.prefetch(name);
     const info = provider.get(name);
     if (info && info.tier !== 'host' && info.tier !== 'device') {
-      throw new AdapterError(`adapter ${name}: its files could not be read into host memory (the server log has the reason).`);
+      throw new AdapterError(`adapter ${name}: its files could not be read into host memory (the server log has the reason).`, 'invalid_adapter', { param: 'lora_name' });
     }
     res.json(adapterObject(base, info, pins.has(base, name)));
   };
