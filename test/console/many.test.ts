@@ -8,7 +8,7 @@ import express from 'express';
 import type { AdapterInfo } from '../../adapters/types.ts';
 import { openLora } from '../../plugin/index.ts';
 import { listen } from '../gateway/helpers.ts';
-import { demoTokenizer, FakeAdapters, ScriptedEngine, TINY_INFO } from '../plugin/fakes.ts';
+import { demoTokenizer, FakeAdapters, ScriptedEngine } from '../plugin/fakes.ts';
 import { launchChromium } from './browser.ts';
 
 const N = 5000;
@@ -35,7 +35,7 @@ test(`the adapter table draws only the rows in view of ${N} and filters and sort
   }));
   const router = openLora({
     console: true,
-    models: [{ name: 'tiny', engine: new ScriptedEngine(() => [1]), info: TINY_INFO, tokenizer: await demoTokenizer(), adapters: new FakeAdapters('tiny', infos) }],
+    models: [{ name: 'tiny', engine: new ScriptedEngine(() => [1]).asEngine(), tokenizer: await demoTokenizer(), adapters: new FakeAdapters('tiny', infos) }],
   });
   const app = express();
   app.use(router);
