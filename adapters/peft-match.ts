@@ -11,13 +11,24 @@ import type { ModelInfo } from '../native/types.ts';
 
 /** The seven decoder-layer projections an adapter may target, in spec order. */
 export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-/** One of LORA_MODULES. */
-export type LoraModule = (typeof LORA_MODULES)[number];
+/**
+ * Phi-3's projections (modeling_phi3.py): q/k/v fused into `qkv_proj` ([q | k | v] rows) and
+ * gate/up into `gate_up_proj` ([gate | up]); PEFT adapters of Phi-3 target these names. The
+ * engine splits a fused pair into its parts at load (native/src/lora.h FusedModule).
+ */
+export const PHI3_MODULES = ['qkv_proj', 'o_proj', 'gate_up_proj', 'down_proj'] as const;
+/** One adaptable projection of some supported family. */
+export type LoraModule = (typeof LORA_MODULES)[number] | (typeof PHI3_MODULES)[number];
 
-/** Parent block of each projection in a Llama decoder layer. */
+/** The projections of a base model's decoder layer, in spec order. */
+export function modulesOf(info: ModelInfo): readonly LoraModule[] {
+  return info.modelType === 'phi3' ? PHI3_MODULES : LORA_MODULES;
+}
+
+/** Parent block of each projection in a decoder layer. */
 export const MODULE_PARENT: Readonly<Record<LoraModule, 'self_attn' | 'mlp'>> = {
-  q_proj: 'self_attn', k_proj: 'self_attn', v_proj: 'self_attn', o_proj: 'self_attn',
-  gate_proj: 'mlp', up_proj: 'mlp', down_proj: 'mlp',
+  q_proj: 'self_attn', k_proj: 'self_attn', v_proj: 'self_attn', o_proj: 'self_attn', qkv_proj: 'self_attn',
+  gate_proj: 'mlp', up_proj: 'mlp', down_proj: 'mlp', gate_up_proj: 'mlp',
 };
 
 /** A linear module of the base that LoRA can adapt. */
@@ -28,11 +39,11 @@ export interface BaseModule {
   module: LoraModule;
 }
 
-/** Every adaptable module of the base: numHiddenLayers x LORA_MODULES, layer-major. */
+/** Every adaptable module of the base: numHiddenLayers x modulesOf(info), layer-major. */
 export function baseModules(info: ModelInfo): BaseModule[] {
   const out: BaseModule[] = [];
   for (let layer = 0; layer < info.numHiddenLayers; layer++) {
-    for (const module of LORA_MODULES) out.push({ name: `model.layers.${layer}.${MODULE_PARENT[module]}.${module}`, layer, module });
+    for (const module of modulesOf(info)) out.push({ name: `model.layers.${layer}.${MODULE_PARENT[module]}.${module}`, layer, module });
   }
   return out;
 }
@@ -40,7 +51,8 @@ export function baseModules(info: ModelInfo): BaseModule[] {
 /**
  * Input and output features of a projection (nn.Linear(in, out): weight [out, in]).
  * q: hidden -> heads*headDim; k, v: hidden -> kvHeads*headDim; o: heads*headDim -> hidden;
- * gate, up: hidden -> intermediate; down: intermediate -> hidden.
+ * gate, up: hidden -> intermediate; down: intermediate -> hidden; Phi-3's qkv: hidden ->
+ * (heads + 2 kvHeads) * headDim; gate_up: hidden -> 2 intermediate.
  */
 export function moduleDims(info: ModelInfo, module: LoraModule): { in: number; out: number } {
   const q = info.numAttentionHeads * info.headDim;
@@ -53,6 +65,8 @@ export function moduleDims(info: ModelInfo, module: LoraModule): { in: number; o
     case 'o_proj': return { in: q, out: h };
     case 'gate_proj': case 'up_proj': return { in: h, out: i };
     case 'down_proj': return { in: i, out: h };
+    case 'qkv_proj': return { in: h, out: q + 2 * kv };
+    case 'gate_up_proj': return { in: h, out: 2 * i };
   }
 }
 

@@ -19,7 +19,7 @@ import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
 import { AdapterError } from './errors.ts';
 import { checkNoAddedVocab } from './added-vocab.ts';
 import {
-  baseModules, layerSelected, LORA_MODULES, MODULE_PARENT, moduleDims, patternKey, pyFullmatch, selectorMatches,
+  baseModules, layerSelected, MODULE_PARENT, moduleDims, modulesOf, patternKey, pyFullmatch, selectorMatches,
   type LoraModule, type ModuleSelector,
 } from './peft-match.ts';
 import { readSafetensorsHeader, type SafetensorsHeader } from './safetensors-header.ts';
@@ -28,7 +28,10 @@ import { readSafetensorsHeader, type SafetensorsHeader } from './safetensors-hea
 export const LORA_DTYPES = ['F32', 'F16', 'BF16'] as const;
 
 /** PEFT's default target_modules per model_type (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
-const DEFAULT_TARGETS: Record<string, string[]> = { llama: ['q_proj', 'v_proj'], mistral: ['q_proj', 'v_proj'], qwen2: ['q_proj', 'v_proj'] };
+const DEFAULT_TARGETS: Record<string, string[]> = {
+  llama: ['q_proj', 'v_proj'], mistral: ['q_proj', 'v_proj'], qwen2: ['q_proj', 'v_proj'], qwen3: ['q_proj', 'v_proj'],
+  gemma2: ['q_proj', 'v_proj'], gemma3_text: ['q_proj', 'v_proj'], phi3: ['qkv_proj'],
+};
 
 const selector = z.union([z.array(z.string()), z.string()]);
 
@@ -90,9 +93,9 @@ export interface ParsedAdapter {
   /** Path of adapter_model.safetensors. */
   weightsPath: string;
   config: PeftConfig;
-  /** Targeted modules, layer-major then in LORA_MODULES order. */
+  /** Targeted modules, layer-major then in modulesOf(info) order. */
   targets: TargetModule[];
-  /** Distinct targeted module kinds, in LORA_MODULES order. */
+  /** Distinct targeted module kinds, in modulesOf(info) order. */
   targetKinds: LoraModule[];
   /** Non-fatal notes for the log (e.g. fan_in_fan_out reset as PEFT does). */
   warnings: string[];
@@ -170,12 +173,14 @@ export function resolveConfig(json: unknown, info: ModelInfo, file = 'adapter_co
     }
   };
   const all = baseModules(info);
-  const supported = 'model.layers.{i}.self_attn.{q,k,v,o}_proj and model.layers.{i}.mlp.{gate,up,down}_proj';
+  const supported = info.modelType === 'phi3'
+    ? 'model.layers.{i}.self_attn.{qkv,o}_proj and model.layers.{i}.mlp.{gate_up,down}_proj'
+    : 'model.layers.{i}.self_attn.{q,k,v,o}_proj and model.layers.{i}.mlp.{gate,up,down}_proj';
   let targetSel: ModuleSelector;
   if (cfg.target_modules == null) {
     targetSel = DEFAULT_TARGETS[info.modelType] ?? fail(`target_modules is missing and model_type ${info.modelType} has no PEFT default`);
   } else if (cfg.target_modules === 'all-linear') {
-    targetSel = [...LORA_MODULES]; // INCLUDE_LINEAR_LAYERS_SHORTHAND: every linear layer but the output head
+    targetSel = [...modulesOf(info)]; // INCLUDE_LINEAR_LAYERS_SHORTHAND: every linear layer but the output head
   } else {
     targetSel = cfg.target_modules;
   }
@@ -216,7 +221,7 @@ export function resolveConfig(json: unknown, info: ModelInfo, file = 'adapter_co
   }
   if (targets.length === 0) fail('target_modules, exclude_modules and layers_to_transform leave no module of the base targeted');
   const kinds = new Set(targets.map((t) => t.module));
-  return { configPath: file, config: cfg, targets, targetKinds: LORA_MODULES.filter((k) => kinds.has(k)), warnings };
+  return { configPath: file, config: cfg, targets, targetKinds: modulesOf(info).filter((k) => kinds.has(k)), warnings };
 }
 
 // base_model.model.model.layers.{i}.{self_attn|mlp}.{x}_proj.lora_{A|B}[.default].weight (peft/utils/save_and_load.py
@@ -261,8 +266,8 @@ export function specFromHeader(parsed: ParsedAdapter, header: SafetensorsHeader,
     const [, moduleName, layerStr, parent, module, ab] = m;
     const layer = Number(layerStr);
     if (layer >= info.numHiddenLayers) fail(`tensor ${name}: layer ${layer} is out of range (the base has ${info.numHiddenLayers} layers)`);
-    if (!(LORA_MODULES as readonly string[]).includes(module!) || MODULE_PARENT[module as LoraModule] !== parent) {
-      fail(`tensor ${name}: ${parent}.${module} is not one of the base's adaptable projections (${LORA_MODULES.join(', ')})`);
+    if (!(modulesOf(info) as readonly string[]).includes(module!) || MODULE_PARENT[module as LoraModule] !== parent) {
+      fail(`tensor ${name}: ${parent}.${module} is not one of the base's adaptable projections (${modulesOf(info).join(', ')})`);
     }
     if (!byName.has(moduleName!)) fail(`tensor ${name}: module ${moduleName} is not targeted by adapter_config.json target_modules`);
     const pair = pairs.get(moduleName!) ?? {};

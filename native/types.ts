@@ -8,8 +8,12 @@
 
 /** Model hyper-parameters read from a Hugging Face `config.json`, as the engine understood them. */
 export interface ModelInfo {
-  /** `model_type` from config.json: "llama", "mistral" or "qwen2". */
+  /** `model_type` from config.json: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text" or "phi3". */
   modelType: string;
+  /** `architectures[0]` from config.json (e.g. "Qwen3ForCausalLM"). */
+  architecture: string;
+  /** Every architecture this engine build serves (config.json `architectures[0]` values). */
+  supportedArchitectures: string[];
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -17,8 +21,13 @@ export interface ModelInfo {
   numAttentionHeads: number;
   numKeyValueHeads: number;
   headDim: number;
-  /** Maximum context length in tokens (max_position_embeddings). */
+  /** config.json max_position_embeddings. */
   maxPositionEmbeddings: number;
+  /**
+   * Longest sequence (prompt + completion) served, in tokens: vLLM's derived max_model_len
+   * (max_position_embeddings, times rope_scaling.factor for linear / dynamic / yarn scaling).
+   */
+  maxModelLen: number;
   /** Storage dtype of the weights on disk ("F32" | "F16" | "BF16"). */
   dtype: string;
   /** Compute backend actually in use: "cpu" (or "cuda" once issue 6 lands). */
@@ -131,7 +140,7 @@ export interface EngineStats {
 export interface AdapterModuleSpec {
   /** Decoder layer index, 0-based. */
   layer: number;
-  /** One of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. */
+  /** One of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; for Phi-3 qkv_proj, o_proj, gate_up_proj, down_proj (fused pairs are split by the engine). */
   module: string;
   /** Tensor name of lora_A in the safetensors file; shape [r, in] ([in, r] if fanInFanOut). */
   aName: string;

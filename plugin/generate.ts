@@ -153,7 +153,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
     const ends: Promise<void>[] = [];
     try {
       prompts.forEach((promptIds, p) => {
-        const maxTokens = completionBudget(promptIds.length, model.info.maxPositionEmbeddings, this.req.maxTokens, this.req.promptParam);
+        const maxTokens = completionBudget(promptIds.length, model.info.maxModelLen, this.req.maxTokens, this.req.promptParam);
         for (let i = 0; i < n; i++) {
           const index = p * n + i;
           let onEngineDone!: () => void;
@@ -269,7 +269,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
  */
 export async function startGeneration(req: GenerateRequest): Promise<Generation> {
   const { model } = req;
-  const context = model.info.maxPositionEmbeddings;
+  const context = model.info.maxModelLen;
   const vocab = Math.max(model.info.vocabSize, model.tokenizer.vocabSize);
   for (const p of req.prompts) {
     if (p.length === 0) throw new InvalidRequestError(`The ${req.promptParam} must not be empty.`, req.promptParam);

@@ -34,7 +34,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { ModelInfo } from '../../native/types.ts';
 import { MERGE_STRATEGIES as ALL_STRATEGIES, type MergeStrategy as AnyStrategy } from '../composition.ts';
 import { AdapterError } from '../errors.ts';
-import { baseModules, LORA_MODULES, moduleDims, type LoraModule } from '../peft-match.ts';
+import { baseModules, moduleDims, modulesOf, type LoraModule } from '../peft-match.ts';
 import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from '../peft.ts';
 import { SafetensorsWriter, type TensorDecl } from './safetensors-writer.ts';
 import {
@@ -198,7 +198,7 @@ export async function materializeMerge(spec: MergeSpec, info: ModelInfo, outDir:
   const readers: AdapterTensors[] = [];
   try {
     for (let i = 0; i < parsed.length; i++) readers.push(await AdapterTensors.open(parsed[i]!, specs[i]!));
-    // Union of targets, in base order (layer-major, LORA_MODULES order).
+    // Union of targets, in base order (layer-major, modulesOf(info) order).
     const modules = baseModules(info).filter((m) => readers.some((r) => r.has(m.name)));
     // Rank of each merged module. cat / svd: `rank` everywhere. The task-arithmetic strategies
     // stack the inputs' A and B per module, so a module keeps the rank its inputs have there
@@ -256,7 +256,7 @@ export async function materializeMerge(spec: MergeSpec, info: ModelInfo, outDir:
       throw err;
     }
 
-    const kinds = LORA_MODULES.filter((mod) => modules.some((m) => m.module === mod));
+    const kinds = modulesOf(info).filter((mod) => modules.some((m) => m.module === mod));
     const full = modules.length === kinds.length * info.numHiddenLayers;
     const config = {
       peft_type: 'LORA',

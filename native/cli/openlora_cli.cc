@@ -183,6 +183,7 @@ ModelConfig randomConfig(const Args& a) {
     throw UsageError("random shape: heads must divide hidden and kvheads must divide heads");
   }
   c.headDim = c.hiddenSize / c.numAttentionHeads;
+  c.completeDefaults();
   return c;
 }
 

@@ -18,14 +18,16 @@ void rmsNorm(const float* x, const float* w, float eps, float* y, int64_t m, int
   }
 }
 
-void applyRope(float* x, int64_t ldx, const int32_t* pos, const float* invFreq, int64_t m, int heads, int headDim) {
-  const int half = headDim / 2;
+void applyRope(float* x, int64_t ldx, const int32_t* pos, const float* invFreq, int64_t m, int heads, int headDim, int rotDim,
+               float mscale) {
+  const int half = (rotDim > 0 ? rotDim : headDim) / 2;
   std::vector<float> cs(half), sn(half);
   for (int64_t t = 0; t < m; t++) {
     for (int j = 0; j < half; j++) {
       const float angle = float(pos[t]) * invFreq[j];  // float32 product, as HF
-      cs[j] = float(std::cos(double(angle)));
-      sn[j] = float(std::sin(double(angle)));
+      // HF: cos = emb.cos() * attention_scaling, in float32.
+      cs[j] = float(std::cos(double(angle))) * mscale;
+      sn[j] = float(std::sin(double(angle))) * mscale;
     }
     for (int h = 0; h < heads; h++) {
       float* v = x + t * ldx + int64_t(h) * headDim;
@@ -43,6 +45,18 @@ void siluMul(float* gate, const float* up, int64_t count) {
     const float g = gate[i];
     gate[i] = (g / (1.0f + std::exp(-g))) * up[i];
   }
+}
+
+void geluTanhMul(float* gate, const float* up, int64_t count) {
+  const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+  for (int64_t i = 0; i < count; i++) {
+    const float v = gate[i];
+    gate[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v))) * up[i];
+  }
+}
+
+void softcap(float* x, int64_t count, float cap) {
+  for (int64_t i = 0; i < count; i++) x[i] = cap * std::tanh(x[i] / cap);
 }
 
 void addBias(float* y, int64_t ld, const float* b, int64_t m, int64_t n) {

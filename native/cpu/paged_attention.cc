@@ -58,7 +58,7 @@ inline float dotPortable(const float* a, const T* b, int n) {
 
 /** One task: query heads q[0..gc) (rows of hd) of KV head kvh; o [gc, hd] is the accumulator. */
 template <typename T>
-void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd, float scale, const float* q, float* o,
+void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd, float scale, float cap, const float* q, float* o,
                     int gc) {
   float mRun[kMaxGroup], lRun[kMaxGroup];
   for (int g = 0; g < gc; g++) {
@@ -69,7 +69,7 @@ void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int h
   const T* kp[kTile];
   const T* vp[kTile];
   float s[kTile];
-  for (int j0 = 0; j0 < row.nCtx; j0 += kTile) {
+  for (int j0 = row.start; j0 < row.nCtx; j0 += kTile) {
     const int n = std::min(kTile, row.nCtx - j0);
     tileRows(row, numKvHeads, kvh, hd, j0, n, kp, vp);
     for (int g = 0; g < gc; g++) {
@@ -77,6 +77,7 @@ void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int h
       float tmax = -INFINITY;
       for (int i = 0; i < n; i++) {
         s[i] = dotPortable(qh, kp[i], hd) * scale;
+        if (cap > 0) s[i] = cap * std::tanh(s[i] / cap);
         tmax = std::max(tmax, s[i]);
       }
       const float mNew = std::max(mRun[g], tmax);
@@ -206,7 +207,7 @@ __attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], 
 /** As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0; T: KV element type. */
 template <int GC, typename T>
 __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd,
-                                                    float scale, const float* q, float* o) {
+                                                    float scale, float cap, const float* q, float* o) {
   float mRun[GC], lRun[GC], corr[GC];
   for (int g = 0; g < GC; g++) {
     mRun[g] = -INFINITY;
@@ -216,8 +217,8 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
   const T* rowPtrs[2][2][kTile];      // [this tile, next tile][K, V][position]
   alignas(32) float s[GC][kTile];      // scores, then exp(score - running max)
   const __m256 vscale = _mm256_set1_ps(scale);
-  tileRows(row, numKvHeads, kvh, hd, 0, std::min(kTile, row.nCtx), rowPtrs[0][0], rowPtrs[0][1]);
-  for (int j0 = 0, cur = 0; j0 < row.nCtx; j0 += kTile, cur ^= 1) {
+  tileRows(row, numKvHeads, kvh, hd, row.start, std::min(kTile, row.nCtx - row.start), rowPtrs[0][0], rowPtrs[0][1]);
+  for (int j0 = row.start, cur = 0; j0 < row.nCtx; j0 += kTile, cur ^= 1) {
     const int n = std::min(kTile, row.nCtx - j0);
     const int n8 = (n + 7) & ~7;
     const T** kp = rowPtrs[cur][0];
@@ -258,6 +259,10 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
         _mm256_store_ps(&s[g][i0], _mm256_mul_ps(reduce8(a0, a1, a2, a3, a4, a5, a6, a7), vscale));
       }
     }
+    if (cap > 0) {  // Gemma 2 attn_logit_softcapping (padded lanes are overwritten below)
+      for (int g = 0; g < GC; g++)
+        for (int i = 0; i < n; i++) s[g][i] = cap * std::tanh(s[g][i] / cap);
+    }
 
     // Online softmax update (FlashAttention-2): running max m, running sum l, rescale c.
     for (int g = 0; g < GC; g++) {
@@ -287,7 +292,7 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
   }
 }
 
-using AttendFn = void (*)(const PagedAttentionRow&, int, int, int, float, const float*, float*);
+using AttendFn = void (*)(const PagedAttentionRow&, int, int, int, float, float, const float*, float*);
 template <typename T>
 constexpr AttendFn kAttendAvx2[kMaxGroup + 1] = {nullptr,          attendAvx2<1, T>, attendAvx2<2, T>, attendAvx2<3, T>,
                                                  attendAvx2<4, T>, attendAvx2<5, T>, attendAvx2<6, T>, attendAvx2<7, T>,
@@ -313,7 +318,7 @@ constexpr int64_t kMinChunkMacs = 16 * 1024;
 }  // namespace
 
 void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAttentionRow* rows, float* out, int64_t ldo,
-                    int64_t m, int numHeads, int numKvHeads, int headDim) {
+                    int64_t m, int numHeads, int numKvHeads, int headDim, AttentionScores scores) {
   if (numKvHeads < 1 || numHeads < numKvHeads || numHeads % numKvHeads != 0)
     throw std::invalid_argument("pagedAttention: numHeads (" + std::to_string(numHeads) + ") must be a positive multiple of numKvHeads (" +
                                 std::to_string(numKvHeads) + ")");
@@ -322,16 +327,18 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
   for (int64_t t = 0; t < m; t++) {
     if (rows[t].kvDtype != DType::F32 && rows[t].kvDtype != DType::BF16)
       throw std::invalid_argument("pagedAttention: row " + std::to_string(t) + " has an unknown kvDtype");
-    if (rows[t].nCtx < 1 || rows[t].blockSize < 1)
+    if (rows[t].nCtx < 1 || rows[t].blockSize < 1 || rows[t].start < 0 || rows[t].start >= rows[t].nCtx)
       throw std::invalid_argument("pagedAttention: row " + std::to_string(t) + " has nCtx " + std::to_string(rows[t].nCtx) +
-                                  " and blockSize " + std::to_string(rows[t].blockSize) + " (both must be >= 1)");
-    totalCtx += rows[t].nCtx;
+                                  ", start " + std::to_string(rows[t].start) + " and blockSize " + std::to_string(rows[t].blockSize) +
+                                  " (nCtx and blockSize must be >= 1, 0 <= start < nCtx)");
+    totalCtx += rows[t].nCtx - rows[t].start;
   }
   if (m <= 0) return;
   const int group = numHeads / numKvHeads;
   const int chunksPerKv = (group + kMaxGroup - 1) / kMaxGroup;
   const int64_t jobsPerRow = int64_t(numKvHeads) * chunksPerKv;
-  const float scale = 1.0f / std::sqrt(float(headDim));
+  const float scale = scores.scale > 0 ? scores.scale : 1.0f / std::sqrt(float(headDim));
+  const float cap = scores.softcap;
   const bool avx2 = avx2For(headDim);
   const int64_t jobs = m * jobsPerRow;
   const int64_t macsPerJob = std::max<int64_t>(1, 2 * totalCtx * numHeads * int64_t(headDim) / jobs);
@@ -346,9 +353,9 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
       const float* qh = q + t * ldq + int64_t(h0) * headDim;
       float* oh = out + t * ldo + int64_t(h0) * headDim;
       const bool bf16 = rows[t].kvDtype == DType::BF16;
-      if (avx2) (bf16 ? kAttendAvx2<uint16_t> : kAttendAvx2<float>)[gc](rows[t], numKvHeads, kvh, headDim, scale, qh, oh);
-      else if (bf16) attendPortable<uint16_t>(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);
-      else attendPortable<float>(rows[t], numKvHeads, kvh, headDim, scale, qh, oh, gc);
+      if (avx2) (bf16 ? kAttendAvx2<uint16_t> : kAttendAvx2<float>)[gc](rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh);
+      else if (bf16) attendPortable<uint16_t>(rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh, gc);
+      else attendPortable<float>(rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh, gc);
     }
   });
 }

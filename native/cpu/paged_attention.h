@@ -22,13 +22,21 @@ struct PagedAttentionRow {
   int blockSize;             // tokens per block (>= 1)
   int nCtx;                  // positions visible to this row (causal: its own position + 1; >= 1)
   DType kvDtype = DType::F32;  // element type of keyCache / valueCache (float32 or bfloat16 bits)
+  int start = 0;             // first visible position (sliding window: nCtx - window, else 0); < nCtx.
+                             // Blocks wholly before it are never read (they may be freed).
 };
 
 /** Logical positions per online-softmax tile: fixed, independent of blockSize (see below). */
 constexpr int kAttentionTile = 32;
 
+/** Score options: scale (0 = 1/sqrt(headDim)) and Gemma 2's attn_logit_softcapping (0 = none). */
+struct AttentionScores {
+  float scale = 0.0f;    // s = q.k * scale (Gemma: query_pre_attn_scalar^-0.5)
+  float softcap = 0.0f;  // s = softcap * tanh(s / softcap) before the softmax, when > 0
+};
+
 /**
- * out[t, h] = softmax(q[t, h] . K^T / sqrt(headDim)) V over positions [0, rows[t].nCtx), where
+ * out[t, h] = softmax(q[t, h] . K^T * scale) V over positions [rows[t].start, rows[t].nCtx), where
  * query head h reads KV head h / (numHeads / numKvHeads) (HF repeat_kv). q, out and the
  * arithmetic are float32; K/V are float32 or bfloat16 per row (PagedAttentionRow::kvDtype,
  * vLLM kv_cache_dtype): bf16 elements are widened exactly to float32 as they are loaded (AVX2:
@@ -36,7 +44,8 @@ constexpr int kAttentionTile = 32;
  * kernel computes on the bf16-rounded K/V, at half the bytes read. The float32 path is unchanged.
  *
  * Algorithm: one task per (row, KV head, up to 8 of its query heads). Positions are visited in
- * tiles of kAttentionTile logical positions [32i, 32i + 32); per tile the scores s = q.k * scale
+ * tiles of kAttentionTile logical positions [start + 32i, start + 32i + 32); per tile the scores
+ * s = q.k * scale (then soft-capped when asked)
  * are computed, then the FlashAttention-2 update for each query head:
  *   m' = max(m, max_j s_j),  c = exp(m - m'),  l' = c l + sum_j exp(s_j - m'),
  *   acc' = c acc + sum_j exp(s_j - m') v_j        (positions j in order),
@@ -59,10 +68,10 @@ constexpr int kAttentionTile = 32;
  * @param q [m, numHeads, headDim] (row stride ldq floats); @param rows [m];
  * @param out [m, numHeads * headDim] (row stride ldo floats; must not alias q or the caches).
  * @throws std::invalid_argument when numKvHeads < 1, numHeads is not a multiple of numKvHeads,
- *   headDim < 1, or a row has nCtx < 1 or blockSize < 1 (checked before any work).
+ *   headDim < 1, or a row has nCtx < 1, blockSize < 1 or start outside [0, nCtx) (checked before any work).
  */
 void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAttentionRow* rows, float* out, int64_t ldo,
-                    int64_t m, int numHeads, int numKvHeads, int headDim);
+                    int64_t m, int numHeads, int numKvHeads, int headDim, AttentionScores scores = {});
 
 /** Name of the attention kernel pagedAttention uses for this headDim: "avx2+fma" or "portable". */
 const char* attentionKernelName(int headDim);

@@ -1,6 +1,7 @@
 // See backend.h.
 #include "backend.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -74,6 +75,26 @@ class CpuForward final : public ForwardBackend {
 
 }  // namespace
 
+std::string cudaForwardGaps(const ModelConfig& c) {
+  std::vector<std::string> gaps;
+  if (c.qkNorm) gaps.push_back("q_norm/k_norm");
+  if (c.rotaryDim != c.headDim) gaps.push_back("partial_rotary_factor");
+  if (c.ropeScaling.kind == RopeScaling::Kind::Dynamic) gaps.push_back("dynamic RoPE");
+  if (c.gemmaNorms) gaps.push_back("Gemma norms and embedding scale");
+  if (c.hiddenAct != Activation::Silu) gaps.push_back("gelu_pytorch_tanh");
+  if (c.attnSoftcap > 0 || c.finalSoftcap > 0) gaps.push_back("logit soft-capping");
+  if (c.attnScale != 1.0f / std::sqrt(float(c.headDim))) gaps.push_back("query_pre_attn_scalar");
+  bool window = false, local = false;
+  for (int w : c.layerWindow) window = window || w > 0;
+  for (bool b : c.layerLocalRope) local = local || b;
+  if (window) gaps.push_back("sliding-window attention");
+  if (local) gaps.push_back("per-layer RoPE bases");
+  if (c.ropeScaling.kind == RopeScaling::Kind::Yarn || c.ropeScaling.kind == RopeScaling::Kind::LongRope) gaps.push_back("yarn/longrope RoPE");
+  std::string out;
+  for (const std::string& g : gaps) out += (out.empty() ? "" : ", ") + g;
+  return out;
+}
+
 BackendChoice chooseBackend(const std::string& requested) {
   if (requested == "cpu") return {"cpu", "cpu: requested"};
   if (requested == "auto" || requested.empty()) {
@@ -101,6 +122,15 @@ std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> mode
 std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,
                                                    int threads, std::string* reason, int threadNice) {
   BackendChoice choice = chooseBackend(requested);
+  const std::string gaps = choice.backend == "cuda" ? cudaForwardGaps(model->config()) : "";
+  if (!gaps.empty()) {
+    // NOTE(why): the CUDA forward implements the Llama block only; other families run on the CPU.
+    if (requested == "cuda") {
+      raise(ErrorCode::UnsupportedModel, "backend \"cuda\": the CUDA forward does not implement " + gaps + " (" +
+                                             model->config().architecture + "); use \"auto\" or \"cpu\"");
+    }
+    choice = {"cpu", "auto: cuda: the CUDA forward does not implement " + gaps + " (" + model->config().architecture + "); using cpu"};
+  }
   if (reason) *reason = choice.reason;
   if (choice.backend == "cpu") return makeCpuForward(std::move(model), threads, threadNice);
 #ifdef OPENLORA_WITH_CUDA

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "config.h"
+
 namespace openlora {
 
 class Model;
@@ -32,6 +34,13 @@ CudaInfo probeCuda();
  * backend "cuda" uses CudaForward whenever a device answers, whatever this says.
  */
 bool cudaForwardComplete();
+
+/**
+ * What the CUDA forward lacks for this model ("" when it runs it): the features of the newer
+ * families it does not implement (q/k norms, Gemma norms, GeGLU, soft-capping, sliding windows,
+ * per-layer RoPE, yarn/longrope). makeForwardBackend then picks the CPU ("auto") or refuses ("cuda").
+ */
+std::string cudaForwardGaps(const ModelConfig& c);
 
 /** A resolved backend choice. */
 struct BackendChoice {

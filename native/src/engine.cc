@@ -44,7 +44,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
   EngineOptions& o = options_;
   checkEngineOptions(o);
   const int64_t perBlock = KvCache::bytesPerBlock(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.blockSize, o.kvCacheDtype);
-  const int64_t blocksPerSeq = (int64_t(c.maxPositionEmbeddings) + o.blockSize - 1) / o.blockSize;
+  const int64_t blocksPerSeq = (int64_t(c.maxModelLen) + o.blockSize - 1) / o.blockSize;
   int64_t blocks = o.numKvBlocks;
   if (blocks <= 0) {
     int64_t bytes = o.kvCacheBytes;
@@ -81,9 +81,9 @@ void Engine::validate(const SequenceRequest& r) const {
   const ModelConfig& c = model_->config();
   if (r.prompt.empty()) invalid("promptIds", "promptIds must not be empty");
   checkTokens(r.prompt, c.vocabSize, "promptIds");
-  if (int64_t(r.prompt.size()) >= c.maxPositionEmbeddings) {
-    invalid("promptIds", "the prompt has " + std::to_string(r.prompt.size()) + " tokens; the model's context (max_position_embeddings) is " +
-            std::to_string(c.maxPositionEmbeddings) + ", which leaves no room to generate");
+  if (int64_t(r.prompt.size()) >= c.maxModelLen) {
+    invalid("promptIds", "the prompt has " + std::to_string(r.prompt.size()) + " tokens; the model's context (max_model_len) is " +
+            std::to_string(c.maxModelLen) + ", which leaves no room to generate");
   }
   if (r.maxTokens < 1) invalid("maxTokens", "maxTokens must be >= 1, got " + std::to_string(r.maxTokens));
   const SamplingParams& s = r.sampling;
@@ -194,8 +194,8 @@ void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<in
   const ModelConfig& c = model_->config();
   if (prompt.empty()) invalid("promptIds", "promptIds must not be empty");
   checkTokens(prompt, c.vocabSize, "promptIds");
-  if (int64_t(prompt.size()) > c.maxPositionEmbeddings) {
-    invalid("promptIds", "the prompt has " + std::to_string(prompt.size()) + " tokens; max_position_embeddings is " + std::to_string(c.maxPositionEmbeddings));
+  if (int64_t(prompt.size()) > c.maxModelLen) {
+    invalid("promptIds", "the prompt has " + std::to_string(prompt.size()) + " tokens; the context (max_model_len) is " + std::to_string(c.maxModelLen));
   }
   auto job = std::make_unique<ForwardJob>();
   job->loras = slots_.acquire(adapters);
@@ -288,6 +288,11 @@ bool Engine::step(std::vector<SequenceEvent>* events) {
       for (Member& m : item.seq->members) registerFullBlocks(*item.seq, m);
     }
   }
+  // Sliding window on every layer: blocks no later query reads go back to the pool, so the KV a
+  // sequence holds stays bounded however long it runs.
+  for (const PlanItem& item : plan) {
+    for (Member& m : item.seq->members) m.kv->dropOutsideWindow();
+  }
   const int V = c.vocabSize;
   // NOTE(why): masks sent while this step's forward ran (for tokens of the previous step) are
   // taken now, so a constrained sequence whose JS matcher keeps up never misses a step.
@@ -341,7 +346,7 @@ bool Engine::sampleAndEmit(Sequence& s, const std::vector<const float*>& rows, s
   const int total = int(s.tokens.size());
   if (std::find(s.req.stopTokenIds.begin(), s.req.stopTokenIds.end(), token) != s.req.stopTokenIds.end()) reason = "stop";
   else if (int(s.generated.size()) >= s.req.maxTokens) reason = "length";
-  else if (total >= c.maxPositionEmbeddings) reason = "length";
+  else if (total >= c.maxModelLen) reason = "length";
   if (reason) {
     SequenceEvent fin = finish(s, reason);
     ev.finishReason = fin.finishReason;
@@ -367,7 +372,7 @@ void Engine::runForward(ForwardJob& job) {
       KvCache& c;
       ~Detach() { b.detachKv(c); }
     } detach{*backend_, cache};
-    SequenceKv kv(&cache, c.maxPositionEmbeddings);
+    SequenceKv kv(&cache, c.maxModelLen, c.kvWindow());
     if (!kv.grow(int(job.prompt.size()))) throw std::logic_error("private KV pool too small");
     BatchEntry e;
     e.tokens = job.prompt.data();

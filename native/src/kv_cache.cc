@@ -33,7 +33,7 @@ KvCache::KvCache(int numLayers, int numKvHeads, int headDim, int numBlocks, int 
 
 bool SequenceKv::grow(int positions) {
   if (positions > maxPositions_) {
-    invalidArgument("SequenceParams.maxTokens", "sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
+    invalidArgument("SequenceParams.maxTokens", "sequence of " + std::to_string(positions) + " positions exceeds the context length max_model_len (" +
                              std::to_string(maxPositions_) + ")");
   }
   const int bs = blockSize();
@@ -48,7 +48,7 @@ bool SequenceKv::grow(int positions) {
 
 void SequenceKv::reserve(int positions) const {
   if (positions > maxPositions_) {
-    invalidArgument("SequenceParams.maxTokens", "sequence of " + std::to_string(positions) + " positions exceeds max_position_embeddings (" +
+    invalidArgument("SequenceParams.maxTokens", "sequence of " + std::to_string(positions) + " positions exceeds the context length max_model_len (" +
                              std::to_string(maxPositions_) + ")");
   }
   if (int64_t(table_.size()) * blockSize() < positions) {
@@ -60,10 +60,24 @@ void SequenceKv::reserve(int positions) const {
 void SequenceKv::releaseAll() {
   // NOTE(why): tail first, so the LRU evicts a sequence's last blocks before its shared prefix
   // (vLLM frees blocks in reverse order for the same reason).
-  for (auto it = table_.rbegin(); it != table_.rend(); ++it) cache_->allocator().release(*it);
+  for (auto it = table_.rbegin(); it != table_.rend(); ++it) {
+    if (*it >= 0) cache_->allocator().release(*it);
+  }
   table_.clear();
   hashes_.clear();
+  dropped_ = 0;
   length_ = 0;
+}
+
+void SequenceKv::dropOutsideWindow() {
+  if (window_ <= 0) return;
+  const int keepFrom = length_ + 1 - window_;  // first position a future query may read
+  const int bs = blockSize();
+  while (dropped_ < int(table_.size()) && (dropped_ + 1) * bs <= keepFrom) {
+    cache_->allocator().release(table_[size_t(dropped_)]);
+    table_[size_t(dropped_)] = -1;
+    dropped_++;
+  }
 }
 
 void SequenceKv::write(int layer, int pos, const float* k, const float* v) {

@@ -70,8 +70,12 @@ class KvCache {
  */
 class SequenceKv {
  public:
-  /** @param maxPositions hard cap (max_position_embeddings). */
-  SequenceKv(KvCache* cache, int maxPositions) : cache_(cache), maxPositions_(maxPositions) {}
+  /**
+   * @param maxPositions hard cap (ModelConfig::maxModelLen).
+   * @param window ModelConfig::kvWindow(): when > 0 every layer attends to the last `window`
+   *   positions only, so dropOutsideWindow() may free blocks wholly before them.
+   */
+  SequenceKv(KvCache* cache, int maxPositions, int window = 0) : cache_(cache), maxPositions_(maxPositions), window_(window) {}
   ~SequenceKv() { releaseAll(); }
   SequenceKv(const SequenceKv&) = delete;
   SequenceKv& operator=(const SequenceKv&) = delete;
@@ -90,6 +94,15 @@ class SequenceKv {
   void appendBlock(int block) { table_.push_back(block); }
   /** Give every block back to the allocator and forget everything (length 0). */
   void releaseAll();
+  /**
+   * Sliding window: free the blocks no future query can read, i.e. those wholly before position
+   * length() + 1 - window (a query at p >= length() reads keys (p - window, p]). Their block
+   * table entries become -1; positions keep their block index. No-op without a window.
+   * Call after the step's full blocks were registered for prefix caching.
+   */
+  void dropOutsideWindow();
+  /** Blocks held now (freed sliding-window entries excluded). */
+  int heldBlocks() const { return int(table_.size()) - dropped_; }
 
   /**
    * Store the key and value of position `pos` of one layer. @param k, v [num_kv_heads * head_dim]
@@ -97,7 +110,7 @@ class SequenceKv {
    */
   void write(int layer, int pos, const float* k, const float* v);
 
-  /** Block table: [numBlocks()] block ids; position p lives in block table[p / blockSize]. */
+  /** Block table: [numBlocks()] block ids (-1: dropped, dropOutsideWindow); position p lives in block table[p / blockSize]. */
   const int32_t* blockTable() const { return table_.data(); }
   int numBlocks() const { return int(table_.size()); }
 
@@ -111,6 +124,8 @@ class SequenceKv {
  private:
   KvCache* cache_;
   int maxPositions_;
+  int window_ = 0;   // 0, or the sliding window every layer uses (positions)
+  int dropped_ = 0;  // leading table entries freed by dropOutsideWindow (-1)
   int length_ = 0;
   std::vector<int32_t> table_;    // [ceil(capacity / blockSize)] block ids
   std::vector<uint64_t> hashes_;  // [full blocks hashed so far]

@@ -1,9 +1,11 @@
 // See lora.h. Tensor layout follows PEFT's LoraLayer: lora_A.weight [r, in], lora_B.weight [out, r].
 #include "lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <tuple>
 
 #include "dtype.h"
 #include "errors.h"
@@ -47,6 +49,27 @@ void readMatrix(const TensorView& t, bool transposed, LoraMatrix& m) {
     if ((b & expMask) == expMask) fail(t.file + ": tensor " + t.name + " contains NaN or Inf");
   }
   m.assign16(transposed ? transposed2d(bits, r, c) : std::move(bits), t.dtype == DType::BF16 ? DType::BF16 : DType::F16);
+}
+
+}  // namespace
+
+namespace {
+
+/** Columns [c0, c0 + n) of a row-major [rows, cols] matrix, in its dtype (a fused lora_B's part, transposed). */
+LoraMatrix columnSlice(const LoraMatrix& m, int64_t rows, int64_t cols, int64_t c0, int64_t n) {
+  LoraMatrix out;
+  if (m.dtype() == LoraMatrix::DType::F32) {
+    const std::vector<float> all = m.toF32();
+    std::vector<float> v(size_t(rows * n));
+    for (int64_t r = 0; r < rows; r++) std::copy_n(all.data() + r * cols + c0, n, v.data() + r * n);
+    out.assignF32(std::move(v));
+  } else {
+    const std::vector<uint16_t>& all = m.bits16();
+    std::vector<uint16_t> v(size_t(rows * n));
+    for (int64_t r = 0; r < rows; r++) std::copy_n(all.data() + r * cols + c0, n, v.data() + r * n);
+    out.assign16(std::move(v), m.dtype());
+  }
+  return out;
 }
 
 }  // namespace
@@ -104,6 +127,20 @@ std::vector<float> LoraMatrix::toF32() const {
   return out;
 }
 
+bool parseLoraModuleName(const std::string& s, LoraModule* module, FusedModule* fused) {
+  *fused = FusedModule::None;
+  if (s == "qkv_proj") {
+    *module = LoraModule::Q;
+    *fused = FusedModule::Qkv;
+    return true;
+  }
+  if (s == "gate_up_proj") {
+    *module = LoraModule::Gate;
+    *fused = FusedModule::GateUp;
+    return true;
+  }
+  return hf::parseModuleName(s, module);
+}
 int loraModuleIn(const ModelConfig& c, LoraModule m) {
   switch (m) {
     case LoraModule::O: return c.qDim();
@@ -132,12 +169,28 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
   adapter->pairs.resize(size_t(config.numHiddenLayers) * kNumLoraModules);
 
   for (const LoraModuleSpec& spec : modules) {
-    const std::string where = path + ": layer " + std::to_string(spec.layer) + " " + hf::moduleName(spec.module);
+    // The parts a fused module is split into: (module, first output row, rows).
+    std::vector<std::tuple<LoraModule, int64_t, int64_t>> parts;
+    if (spec.fused == FusedModule::Qkv) {
+      if (!config.fusedQkv) invalidArgument("AdapterLoadSpec.modules", path + ": qkv_proj is targeted but the base model has separate q/k/v projections");
+      parts = {{LoraModule::Q, 0, config.qDim()}, {LoraModule::K, config.qDim(), config.kvDim()},
+               {LoraModule::V, config.qDim() + config.kvDim(), config.kvDim()}};
+    } else if (spec.fused == FusedModule::GateUp) {
+      if (!config.fusedQkv) invalidArgument("AdapterLoadSpec.modules", path + ": gate_up_proj is targeted but the base model has separate gate/up projections");
+      parts = {{LoraModule::Gate, 0, config.intermediateSize}, {LoraModule::Up, config.intermediateSize, config.intermediateSize}};
+    } else {
+      parts = {{spec.module, 0, loraModuleOut(config, spec.module)}};
+    }
+    const char* moduleName = spec.fused == FusedModule::Qkv ? "qkv_proj" : spec.fused == FusedModule::GateUp ? "gate_up_proj" : hf::moduleName(spec.module);
+    const std::string where = path + ": layer " + std::to_string(spec.layer) + " " + moduleName;
     if (spec.layer < 0 || spec.layer >= config.numHiddenLayers) {
       invalidArgument("AdapterLoadSpec.modules", where + ": layer index out of range (the base model has " + std::to_string(config.numHiddenLayers) + " layers)");
     }
-    auto& slot = adapter->pairs[size_t(spec.layer) * kNumLoraModules + int(spec.module)];
-    if (slot) invalidArgument("AdapterLoadSpec.modules", where + ": given twice in the adapter spec");
+    for (const auto& part : parts) {
+      if (adapter->pairs[size_t(spec.layer) * kNumLoraModules + int(std::get<0>(part))]) {
+        invalidArgument("AdapterLoadSpec.modules", where + ": given twice in the adapter spec");
+      }
+    }
     if (!std::isfinite(spec.scaling)) invalidArgument("AdapterLoadSpec.modules", where + ": scaling must be finite");
 
     const TensorView* a = store->find(spec.aName);
@@ -147,7 +200,9 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
     if (a->shape.size() != 2) fail(path + ": tensor " + a->name + " must be 2-D, got shape " + a->shapeString());
     if (b->shape.size() != 2) fail(path + ": tensor " + b->name + " must be 2-D, got shape " + b->shapeString());
 
-    const int64_t in = loraModuleIn(config, spec.module), out = loraModuleOut(config, spec.module);
+    int64_t out = 0;
+    for (const auto& part : parts) out += std::get<2>(part);
+    const int64_t in = loraModuleIn(config, spec.module);
     // Logical shapes after undoing fan_in_fan_out: A [r, in], B [out, r].
     const int64_t aRank = spec.fanInFanOut ? a->shape[1] : a->shape[0];
     const int64_t aIn = spec.fanInFanOut ? a->shape[0] : a->shape[1];
@@ -157,11 +212,11 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
     const std::string layoutB = spec.fanInFanOut ? "[r, out]" : "[out, r]";
     if (aIn != in) {
       fail(path + ": tensor " + a->name + " has shape " + a->shapeString() + ", expected " + layoutA + " with in = " +
-           std::to_string(in) + " for " + hf::moduleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
+           std::to_string(in) + " for " + moduleName + " of the base model (hint: adapter for a different base model?)");
     }
     if (bOut != out) {
       fail(path + ": tensor " + b->name + " has shape " + b->shapeString() + ", expected " + layoutB + " with out = " +
-           std::to_string(out) + " for " + hf::moduleName(spec.module) + " of the base model (hint: adapter for a different base model?)");
+           std::to_string(out) + " for " + moduleName + " of the base model (hint: adapter for a different base model?)");
     }
     if (aRank != bRank) {
       fail(path + ": rank mismatch between " + a->name + " (r = " + std::to_string(aRank) + ") and " + b->name +
@@ -178,7 +233,18 @@ std::shared_ptr<const LoraAdapter> loadLoraAdapter(const std::string& path, cons
     readMatrix(*a, spec.fanInFanOut, pair->a);
     // B is kept transposed, [r, out]: a fan_in_fan_out tensor is already in that layout.
     readMatrix(*b, !spec.fanInFanOut, pair->bT);
-    slot = std::move(pair);
+    if (parts.size() == 1) {
+      adapter->pairs[size_t(spec.layer) * kNumLoraModules + int(spec.module)] = std::move(pair);
+      continue;
+    }
+    for (const auto& [m, r0, n] : parts) {
+      auto p = std::make_unique<LoraPair>();
+      p->rank = pair->rank;
+      p->scaling = pair->scaling;
+      p->a = pair->a;
+      p->bT = columnSlice(pair->bT, aRank, out, r0, n);
+      adapter->pairs[size_t(spec.layer) * kNumLoraModules + int(m)] = std::move(p);
+    }
   }
   return adapter;
 }

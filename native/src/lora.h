@@ -71,10 +71,24 @@ struct LoraAdapter {
   const LoraPair* get(int layer, LoraModule m) const { return pairs[size_t(layer) * kNumLoraModules + int(m)].get(); }
 };
 
+/**
+ * A fused projection of Phi-3 (Phi3Attention.qkv_proj = [q | k | v], Phi3MLP.gate_up_proj =
+ * [gate | up]): its PEFT pair is split at load into one pair per part, sharing lora_A and taking
+ * lora_B's rows of that part (exact: B A x restricted to the part's outputs).
+ */
+enum class FusedModule { None, Qkv, GateUp };
+
+/**
+ * Parse a module name of an AdapterModuleSpec: the seven projections, or (Phi-3) "qkv_proj" /
+ * "gate_up_proj" (module = Q / Gate, fused set). False when unknown.
+ */
+bool parseLoraModuleName(const std::string& s, LoraModule* module, FusedModule* fused);
+
 /** What to read for one pair (AdapterModuleSpec of native/types.ts). */
 struct LoraModuleSpec {
   int layer = 0;
   LoraModule module = LoraModule::Q;
+  FusedModule fused = FusedModule::None;  // qkv_proj / gate_up_proj: split into Q,K,V / Gate,Up
   std::string aName;  // lora_A tensor: [r, in], or [in, r] when fanInFanOut
   std::string bName;  // lora_B tensor: [out, r], or [r, out] when fanInFanOut
   float scaling = 1.0f;

@@ -1,5 +1,6 @@
-// The Llama-family decoder (HF modeling_llama.py), float32, with batched multi-sequence forward
-// and per-sequence unmerged LoRA.
+// The decoder of the supported families (HF modeling_llama.py and its relatives: Mistral, Qwen2,
+// Qwen3, Gemma 2, Gemma 3 text, Phi-3; config.h says what each changes), float32, with batched
+// multi-sequence forward and per-sequence unmerged LoRA.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,8 @@ namespace openlora {
 
 /**
  * Weights of one decoder layer. The seven linear layers are float32 or int8 (Linear, quant.h);
- * norms and biases stay float32. Bias vectors are empty when the config has none.
+ * norms and biases stay float32. Bias vectors are empty when the config has none. Phi-3's fused
+ * qkv_proj / gate_up_proj are stored split (exact). Gemma norms hold 1 + w (Gemma2RMSNorm).
  */
 struct LayerWeights {
   std::vector<float> inputNorm;  // [hidden]
@@ -31,7 +33,11 @@ struct LayerWeights {
   std::vector<float> bv;         // [kvDim] or empty
   Linear wo;                     // [hidden, qDim]
   std::vector<float> bo;         // [hidden] or empty
-  std::vector<float> postNorm;   // [hidden]
+  std::vector<float> qNorm;      // [headDim] q_norm (Qwen3, Gemma 3) or empty
+  std::vector<float> kNorm;      // [headDim] k_norm (Qwen3, Gemma 3) or empty
+  std::vector<float> postNorm;   // [hidden] post_attention_layernorm: MLP input (Llama), attention output (Gemma)
+  std::vector<float> preFfnNorm;   // [hidden] Gemma pre_feedforward_layernorm or empty
+  std::vector<float> postFfnNorm;  // [hidden] Gemma post_feedforward_layernorm or empty
   Linear wGate;                  // [intermediate, hidden]
   std::vector<float> bGate;      // [intermediate] or empty
   Linear wUp;                    // [intermediate, hidden]
@@ -65,6 +71,7 @@ struct Workspace {
   cpu::LoraBatch loraBatch;   // one module's grouped LoRA terms of this step
   std::vector<int32_t> pos;   // [T] absolute positions
   std::vector<float> sel;     // [R, hidden] rows that need logits
+  std::vector<float> invDynamic;  // [headDim / 2] dynamic-NTK RoPE frequencies of the entry at hand
 };
 
 /** A loaded model; immutable after load, so many threads may read it. */
@@ -117,10 +124,21 @@ class Model {
   /** Whether lm_head is embed_tokens (tie_word_embeddings, or a tied checkpoint without lm_head). */
   bool tiedHead() const { return tiedHead_; }
   const std::vector<float>& ropeInvFreq() const { return invFreq_; }         // [headDim / 2]
+  /** Gemma 3 local layers' inverse frequencies, [headDim / 2] (config.h ropeLocalInvFreq). */
+  const std::vector<float>& ropeLocalInvFreq() const { return invFreqLocal_; }
   /** Bytes of weights one forward step reads as stored here (embedding rows excluded). */
   int64_t weightBytes() const;
 
  private:
+  /** Tensors by Hugging Face name: a checkpoint (shape-checked) or a WeightFiller. */
+  struct WeightSource {
+    std::function<std::vector<float>(const std::string& name, std::vector<int64_t> shape, const std::string& why)> get;
+    std::function<DType(const std::string& name)> dtype;
+    std::function<bool(const std::string& name)> has;
+  };
+  /** Fill every weight from `src` for config_ (shared by load and fromWeights). */
+  void build(const WeightSource& src, Quantization quant);
+
   /**
    * out[rows of each entry] += sum_i w_i s_i B_i (A_i in) for the whole batch in one call:
    * terms grouped by adapter pair, prefill rows as segments, decode rows gathered (cpu::sgmv).
@@ -132,6 +150,8 @@ class Model {
   std::string dtype_;
   Quantization quant_ = Quantization::None;
   std::vector<float> invFreq_;     // [headDim / 2] RoPE inverse frequencies
+  std::vector<float> invFreqLocal_;  // [headDim / 2] Gemma 3 local layers' RoPE
+  std::vector<float> invFreqLong_;   // [headDim / 2] longrope long_factor frequencies, or empty
   std::vector<float> embed_;       // [vocab, hidden]
   std::vector<LayerWeights> layers_;
   std::vector<float> finalNorm_;   // [hidden]

@@ -192,8 +192,8 @@ void readAdapterLoadSpec(const Napi::Value& v, std::string* path, std::vector<Lo
     LoraModuleSpec s;
     s.layer = integer(m, "layer", f);
     Napi::Value name = m.Get("module");
-    if (!name.IsString() || !hf::parseModuleName(name.As<Napi::String>().Utf8Value(), &s.module)) {
-      bad(f + ".module", "one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj", name);
+    if (!name.IsString() || !parseLoraModuleName(name.As<Napi::String>().Utf8Value(), &s.module, &s.fused)) {
+      bad(f + ".module", "one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, qkv_proj, gate_up_proj", name);
     }
     Napi::Value a = m.Get("aName"), b = m.Get("bName");
     if (!a.IsString()) bad(f + ".aName", "a string", a);

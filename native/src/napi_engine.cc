@@ -176,6 +176,10 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     const ModelConfig& c = e.model().config();
     Napi::Object o = Napi::Object::New(env);
     o.Set("modelType", c.modelType);
+    o.Set("architecture", c.architecture);
+    Napi::Array archs = Napi::Array::New(env);
+    for (const std::string& a : supportedArchitectureList()) archs.Set(archs.Length(), a);
+    o.Set("supportedArchitectures", archs);
     o.Set("vocabSize", c.vocabSize);
     o.Set("hiddenSize", c.hiddenSize);
     o.Set("intermediateSize", c.intermediateSize);
@@ -184,6 +188,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("numKeyValueHeads", c.numKeyValueHeads);
     o.Set("headDim", c.headDim);
     o.Set("maxPositionEmbeddings", c.maxPositionEmbeddings);
+    o.Set("maxModelLen", c.maxModelLen);
     o.Set("dtype", e.model().storageDType());
     o.Set("backend", backend_);
     o.Set("backendReason", backendReason_);

@@ -40,7 +40,11 @@ uint64_t Engine::adapterKey(const std::vector<ActiveLora>& loras) {
 
 int Engine::blocksNeeded(const Sequence& seq) const {
   const int bs = options_.blockSize;
-  return int(seq.members.size()) * ((int(seq.tokens.size()) + bs - 1) / bs);
+  int perMember = (int(seq.tokens.size()) + bs - 1) / bs;
+  // Sliding window on every layer: at most the window plus one step's chunk is held at a time.
+  const int w = model_->config().kvWindow();
+  if (w > 0) perMember = std::min(perMember, (w + options_.maxNumBatchedTokens) / bs + 2);
+  return int(seq.members.size()) * perMember;
 }
 
 int Engine::lookupPrefix(Sequence& seq, Member& m) {
@@ -191,7 +195,7 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
       s.tokens = s.req.prompt;
       for (Member& m : s.members) {
         m.adapterKey = adapterKey(m.loras);
-        m.kv = std::make_unique<SequenceKv>(kv_.get(), c.maxPositionEmbeddings);
+        m.kv = std::make_unique<SequenceKv>(kv_.get(), c.maxModelLen, c.kvWindow());
       }
     }
     if (blocksNeeded(s) > totalBlocks) {

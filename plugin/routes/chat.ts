@@ -38,7 +38,7 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
       grammar = tools.grammar;
     }
     return {
-      prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxPositionEmbeddings, tools.templateTools)],
+      prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools)],
       maxTokens: body.max_completion_tokens ?? undefined,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
       grammar,

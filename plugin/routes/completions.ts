@@ -40,7 +40,7 @@ export const completionsEndpoint: GenerationEndpoint<CompletionRequest, Prepared
   chunkObject: 'text_completion',
   label: 'completion',
   prepare(body, model) {
-    const { ids, texts } = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxPositionEmbeddings, body.n ?? 1);
+    const { ids, texts } = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxModelLen, body.n ?? 1);
     return { prompts: ids, texts, logprobs: body.logprobs ?? undefined, grammar: grammarFromBody(body) };
   },
   renderer(body, model, prepared, n, size) {

@@ -3,7 +3,8 @@
  *
  * Base models are `{id, object: "model", created, owned_by: "openlora"}`; adapters have id
  * `BASE:ADAPTER`, `parent: BASE` and `root` = the adapter folder (as vLLM lists LoRAs). Both
- * carry an `openlora` extension object (context length, backend / rank, alpha, targets).
+ * carry an `openlora` extension object (context length, architecture, backend / rank, alpha,
+ * targets); the list carries `openlora.supported_architectures`.
  */
 import type { Request, Response } from 'express';
 import type { CompositionConfig } from '../../adapters/composition.ts';
@@ -22,11 +23,12 @@ export function baseModelObject(m: ServedModel) {
     owned_by: 'openlora',
     root: m.name,
     parent: null,
-    max_model_len: m.info.maxPositionEmbeddings,
+    max_model_len: m.info.maxModelLen,
     openlora: {
       kind: 'base',
       model_type: m.info.modelType,
-      max_model_len: m.info.maxPositionEmbeddings,
+      architecture: m.info.architecture,
+      max_model_len: m.info.maxModelLen,
       vocab_size: m.info.vocabSize,
       dtype: m.info.dtype,
       backend: m.info.backend,
@@ -46,7 +48,7 @@ export function adapterModelObject(m: ServedModel, a: AdapterInfo) {
     owned_by: 'openlora',
     root: a.root ?? a.dir,
     parent: m.name,
-    max_model_len: m.info.maxPositionEmbeddings,
+    max_model_len: m.info.maxModelLen,
     openlora: {
       kind: 'adapter',
       base: m.name,
@@ -70,7 +72,7 @@ export function compositionModelObject(m: ServedModel, id: string, c: Pick<Compo
     owned_by: 'openlora',
     root: id,
     parent: m.name,
-    max_model_len: m.info.maxPositionEmbeddings,
+    max_model_len: m.info.maxModelLen,
     openlora: {
       kind: 'composition',
       base: m.name,
@@ -95,7 +97,9 @@ export function listModels(ctx: RouteContext) {
         .filter(([, c]) => c.base === m.name && c.adapters.every((a) => mayUseAdapter(access, m.name, a.name)))
         .map(([name, c]) => compositionModelObject(m, name, c)),
     ]);
-    res.json({ object: 'list', data });
+    // Extension: what a model folder may hold (config.json architectures[0]) to be served here.
+    const supported = [...new Set(registry.list().flatMap((m) => m.info.supportedArchitectures))];
+    res.json({ object: 'list', data, openlora: { supported_architectures: supported } });
   };
 }
 

@@ -70,6 +70,6 @@ test('max_tokens beyond the context is a 400; without it the completion gets the
   assert.equal(over.body.error.code, 'context_length_exceeded');
   const r = await post(srv.url + '/v1/completions', { model: 'tiny', prompt: [1, 2, 3, 4] });
   assert.equal(r.status, 200, r.text);
-  assert.equal(srv.engine.added.at(-1)!.maxTokens, TINY_INFO.maxPositionEmbeddings - 4);
-  assert.ok(r.body.usage.completion_tokens <= TINY_INFO.maxPositionEmbeddings - 4);
+  assert.equal(srv.engine.added.at(-1)!.maxTokens, TINY_INFO.maxModelLen - 4);
+  assert.ok(r.body.usage.completion_tokens <= TINY_INFO.maxModelLen - 4);
 });

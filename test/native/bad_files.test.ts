@@ -61,7 +61,15 @@ describe('bad files', () => {
     ['weight shape vs config', { config: (c) => { c.intermediate_size = 700; } }, /tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[704, 256\], expected \[700, 256\]/],
     ['hidden_act', { config: (c) => { c.hidden_act = 'gelu'; } }, /field hidden_act must be "silu", got "gelu"/],
     ['architecture', { config: (c) => { c.model_type = 'gpt2'; c.architectures = ['GPT2LMHeadModel']; } }, /model_type "gpt2".*not supported/],
-    ['rope_scaling', { config: (c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4 }; } }, /rope_scaling\.rope_type "yarn" is not supported/],
+    ['rope_scaling', { config: (c) => { c.rope_scaling = { rope_type: 'ntk-by-parts', factor: 4 }; } }, /rope_scaling\.rope_type "ntk-by-parts" is not supported \(supported: default, linear, llama3, yarn, dynamic, longrope\)/],
+    ['mixture of experts (Mixtral)', { config: (c) => { c.model_type = 'mixtral'; c.architectures = ['MixtralForCausalLM']; c.num_local_experts = 8; } },
+      /config\.json: field model_type "mixtral" \(architectures\[0\] "MixtralForCausalLM"\) is not supported \(mixture of experts\) \(supported: LlamaForCausalLM, .*Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM/],
+    ['mixture of experts (Qwen3-MoE)', { config: (c) => { c.model_type = 'qwen3_moe'; c.architectures = ['Qwen3MoeForCausalLM']; c.num_experts = 128; } },
+      /model_type "qwen3_moe".*mixture of experts.*supported: /],
+    ['multimodal (Gemma 3 with a vision tower)', { config: (c) => { c.model_type = 'gemma3'; c.architectures = ['Gemma3ForConditionalGeneration']; c.vision_config = {}; } },
+      /model_type "gemma3" \(architectures\[0\] "Gemma3ForConditionalGeneration"\) is not supported \(multimodal\)/],
+    ['gemma hidden_activation', { config: (c) => { c.model_type = 'gemma2'; c.architectures = ['Gemma2ForCausalLM']; c.hidden_activation = 'silu'; } },
+      /field hidden_activation must be "gelu_pytorch_tanh", got "silu"/],
   ];
   for (const [name, edit, re] of modelCases) {
     test(`loadModel refuses: ${name}`, async () => {

@@ -91,7 +91,7 @@ describe('sampling', () => {
   });
 
   test('reaching max_position_embeddings ends with "length"', async () => {
-    const max = engine.info().maxPositionEmbeddings;
+    const max = engine.info().maxModelLen;
     const long = Array.from({ length: max - 2 }, (_, i) => 100 + (i % 50));
     const r = await engine.generate(params(long, { maxTokens: 100 })).done;
     assert.equal(r.finishReason, 'length');

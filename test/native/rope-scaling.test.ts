@@ -1,0 +1,63 @@
+/**
+ * RoPE scaling against the PyTorch reference (modeling_rope_utils.py restated in
+ * test/reference/model.py), and the context length derived from it as vLLM does:
+ * - dynamic NTK (llama-dynamic: max_position_embeddings 32, factor 2): prompts shorter and
+ *   longer than 32 positions, whose base HF recomputes from the sequence length; one forward each
+ *   (the reference recomputes every position per length, as HF without a KV cache, so greedy
+ *   decoding is not compared here);
+ * - yarn (llama-yarn) is covered with adapters and greedy by families.test.ts;
+ * - max_model_len: 32 x 2 = 64 for dynamic; yarn 1024 x 4 = 4096.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { Engine } from '../../native/engine.ts';
+import { materializeFixture, type Fixture } from './family-fixtures.ts';
+import { testThreads } from './helpers.ts';
+
+const TOL = 1e-3;
+
+describe('rope_scaling dynamic', () => {
+  let fx: Fixture;
+  let engine: Engine;
+  before(async () => {
+    fx = materializeFixture('llama-dynamic');
+    engine = await Engine.load(fx.modelDir, { threads: testThreads });
+  });
+  after(async () => {
+    await engine?.dispose();
+    fx?.dispose();
+  });
+
+  test('max_model_len is max_position_embeddings x factor; logits within 1e-3 below and past max_position_embeddings', async (t) => {
+    assert.equal(engine.info().maxPositionEmbeddings, 32);
+    assert.equal(engine.info().maxModelLen, 64);
+    let maxErr = 0;
+    let past = 0;
+    for (const p of fx.ref.prompts) {
+      if (p.input_ids.length > 64) continue;
+      past += p.input_ids.length > 32 ? 1 : 0;
+      const r = p.results.base!;
+      const out = await engine.forward(p.input_ids);
+      const V = out.vocabSize;
+      const last = out.logits.subarray((out.numTokens - 1) * V, out.numTokens * V);
+      r.last_logits.forEach((x, i) => (maxErr = Math.max(maxErr, Math.abs(last[i]! - x))));
+    }
+    assert.ok(past >= 1, 'a prompt longer than max_position_embeddings is compared');
+    t.diagnostic(`llama-dynamic: max |logit - reference| = ${maxErr.toExponential(2)}`);
+    assert.ok(maxErr < TOL, `max abs logit error ${maxErr}`);
+  });
+});
+
+describe('rope_scaling yarn', () => {
+  test('max_model_len is original_max_position_embeddings x factor', async () => {
+    const fx = materializeFixture('llama-yarn');
+    const engine = await Engine.load(fx.modelDir, { threads: testThreads, kvCacheBytes: 1 << 22 });
+    try {
+      assert.equal(engine.info().maxModelLen, 4096);
+    } finally {
+      await engine.dispose();
+      fx.dispose();
+    }
+  });
+});
