@@ -46,8 +46,8 @@ export interface FamilyResult {
   argmax: number[];
   position_margins: number[];
   last_logsumexp: number;
-  /** When present, last_logits holds only these ids (large vocabularies). */
-  last_logit_ids?: number[];
+  /** The ids last_logits holds (the top 64 and a stride through the vocabulary; logsumexp covers all). */
+  last_logit_ids: number[];
   last_logits: number[];
   greedy: { tokens: number[]; steps: FamilyStep[] };
 }

@@ -38,7 +38,7 @@ for (const name of ['mistral-sw', 'qwen2-sw']) {
         const out = await engine.forward(p.input_ids);
         const V = out.vocabSize;
         const last = out.logits.subarray((out.numTokens - 1) * V, out.numTokens * V);
-        r.last_logits.forEach((x, i) => (maxErr = Math.max(maxErr, Math.abs(last[i]! - x))));
+        r.last_logit_ids.forEach((id, i) => (maxErr = Math.max(maxErr, Math.abs(last[id]! - r.last_logits[i]!))));
       }
       for (const { p, done } of runs) {
         const g = await done;

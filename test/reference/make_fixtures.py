@@ -88,9 +88,14 @@ FIXTURES = {
     "llama-dynamic": dict(tokenizer="demo", dtype="F32", config=base(
         "llama", "LlamaForCausalLM", num_hidden_layers=2, max_position_embeddings=32,
         rope_scaling={"rope_type": "dynamic", "factor": 2.0})),
-    # Phi-4-mini style: partial_rotary_factor 0.75 (RoPE on 12 of 16 dims), Phi-3 sliding window on every layer.
+    # Phi-4-mini style: partial_rotary_factor 0.75 (RoPE on 12 of 16 dims), Phi-3 sliding window on every
+    # layer, longrope past a short original_max_position_embeddings (32): prompts longer than it use
+    # long_factor (the 7-token prompt stays below it for its whole greedy run).
     "phi4-partial": dict(tokenizer="demo", dtype="BF16", template=PHI3_TEMPLATE, config=base(
-        "phi3", "Phi3ForCausalLM", num_hidden_layers=2, partial_rotary_factor=0.75, sliding_window=16, rope_theta=250000.0)),
+        "phi3", "Phi3ForCausalLM", num_hidden_layers=2, partial_rotary_factor=0.75, sliding_window=16, rope_theta=250000.0,
+        max_position_embeddings=4096, original_max_position_embeddings=32, rope_scaling={
+            "rope_type": "longrope", "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5],
+            "long_factor": [1.0, 1.5, 2.5, 4.0, 6.5, 10.0]})),
     # Sliding window on every layer (Mistral v0.1), window 8.
     "mistral-sw": dict(tokenizer="demo", dtype="F32", config=base(
         "mistral", "MistralForCausalLM", num_hidden_layers=2, sliding_window=8)),
@@ -194,6 +199,13 @@ def make_adapter(c, name, d, folder, seed):
     return pairs
 
 
+def logit_ids(last):
+    """Ids whose last-position logits are stored (keeps the files small): the top 64 and a
+    stride through the vocabulary (every 16th id, every 997th above 4096 ids)."""
+    V = last.shape[-1]
+    return sorted(set(torch.topk(last, 64).indices.tolist()) | set(range(0, V, 16 if V <= 4096 else 997)))
+
+
 def r6(x):
     return float(f"{float(x):.6g}")
 
@@ -260,12 +272,9 @@ def build(name):
             last = logits[-1]
             res = {"argmax": [int(i) for i in logits.argmax(-1)], "position_margins": [r6(m) for m in margins(logits)],
                    "last_logsumexp": r6(torch.logsumexp(last, -1))}
-            if V > 4096:  # keep the file small: the top 64 and every 997th id
-                ids = sorted(set(torch.topk(last, 64).indices.tolist()) | set(range(0, V, 997)))
-                res["last_logit_ids"] = ids
-                res["last_logits"] = [r6(last[i]) for i in ids]
-            else:
-                res["last_logits"] = [r6(x) for x in last]
+            ids = logit_ids(last)  # logsumexp covers the whole vocabulary
+            res["last_logit_ids"] = ids
+            res["last_logits"] = [r6(last[i]) for i in ids]
             res["greedy"] = greedy(model, p["input_ids"], loras, GREEDY)
             p["results"][cname] = res
         members = [([(adapters[a], 1.0)], wt) for a, wt in ens_members]
