@@ -58,7 +58,7 @@ namespace {
 /** Columns [c0, c0 + n) of a row-major [rows, cols] matrix, in its dtype (a fused lora_B's part, transposed). */
 LoraMatrix columnSlice(const LoraMatrix& m, int64_t rows, int64_t cols, int64_t c0, int64_t n) {
   LoraMatrix out;
-  if (m.dtype() == LoraMatrix::DType::F32) {
+  if (m.dtype() == DType::F32) {
     const std::vector<float> all = m.toF32();
     std::vector<float> v(size_t(rows * n));
     for (int64_t r = 0; r < rows; r++) std::copy_n(all.data() + r * cols + c0, n, v.data() + r * n);
