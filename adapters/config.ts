@@ -2,12 +2,12 @@
  * From the validated config (config/schema.ts) to AdapterManager options: tier bounds, the
  * download cache and hub endpoint, and the roots runtime loads are confined to.
  */
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Config, ModelEntry } from '../config/schema.ts';
 import type { AdapterManagerOptions, Logger } from './manager.ts';
 import { AdapterSources, parseHubId, type AdapterSource } from './sources.ts';
 import { AdapterError } from './errors.ts';
+import { privateTmpDir } from './private-dir.ts';
 
 /** The tier and source options of one base model's AdapterManager. */
 export function adapterTierOptions(entry: ModelEntry, config: Config, log: Logger): Partial<AdapterManagerOptions> {
@@ -22,7 +22,7 @@ export function adapterTierOptions(entry: ModelEntry, config: Config, log: Logge
     // Runtime loads may read from the configured roots and from every model's scanned folders.
     adapterRoots: [...config.adapterRoots, ...config.models.flatMap((m) => m.adapterDirs)],
     sources: new AdapterSources({
-      cacheDir: join(c.dir ?? join(tmpdir(), 'openlora-adapter-cache'), safe),
+      cacheDir: join(c.dir ?? privateTmpDir('adapter-cache'), safe),
       maxDiskBytes: c.maxDiskBytes,
       hubEndpoint: s.hubEndpoint,
       hfCacheDir: s.hfCacheDir,

@@ -37,6 +37,8 @@ export const ADAPTER_ERROR_CODES = [
   'no_free_slot',
   /** A composition needs more distinct adapters at once than the engine has slots: it can never run. */
   'too_many_adapters',
+  /** Too many distinct merges are being computed or waiting (MergeCache limits): retry later. */
+  'merges_busy',
 ] as const;
 
 /** One of ADAPTER_ERROR_CODES. */
@@ -56,7 +58,7 @@ export interface AdapterErrorOptions {
 export class AdapterError extends Error {
   /** The request field at fault, or null. */
   readonly param: string | null;
-  /** Seconds after which a retry may succeed (meaningful for `no_free_slot`). */
+  /** Seconds after which a retry may succeed (meaningful for `no_free_slot` and `merges_busy`). */
   readonly retryAfterSeconds: number;
 
   /**

@@ -20,7 +20,7 @@
  * slot when the last running request using it ends.
  */
 import { join, resolve } from 'node:path';
-import { tmpdir } from 'node:os';
+import { privateTmpDir } from './private-dir.ts';
 import { DEFAULTS } from '../config/schema.ts';
 import type { Engine } from '../native/engine.ts';
 import type { ModelInfo } from '../native/types.ts';
@@ -49,7 +49,7 @@ export interface AdapterManagerOptions {
   log?: Logger;
   /** How long an acquire waits for a pinned slot to be released before a 503 (ms; default: config/schema.ts adapterCache.slotWaitMs). */
   slotWaitMs?: number;
-  /** Folder materialised merges are written to (default: `<os tmpdir>/openlora-merges/<base>`). */
+  /** Folder materialised merges are written to (default: `<os tmpdir>/openlora-<uid>/merges/<base>`, private: adapters/private-dir.ts). */
   mergeDir?: string;
   /** Host tier bound: adapters whose validated spec is kept (default: config/schema.ts adapterCache.maxCpuLoras). */
   maxCpuLoras?: number;
@@ -110,7 +110,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
     const info = opts.modelInfo;
     const safe = this.baseName.replace(/[^A-Za-z0-9._-]/g, '_');
     this.metrics = new TierMetrics(this.baseName);
-    this.sources = opts.sources ?? new AdapterSources({ cacheDir: join(tmpdir(), 'openlora-adapter-cache', safe), log: this.log });
+    this.sources = opts.sources ?? new AdapterSources({ cacheDir: join(privateTmpDir('adapter-cache'), safe), log: this.log });
     this.sources.metrics = this.metrics;
     this.registry = new AdapterRegistry(this.baseName, info, this.sources, this.log);
     const d = DEFAULTS.adapterCache;
@@ -120,7 +120,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
       if ((h as AdapterEntry).removed) this.draining.delete(h as AdapterEntry);
       this.gauge();
     };
-    this.merges = new MergeCache(this, info, opts.mergeDir ?? join(tmpdir(), 'openlora-merges', safe));
+    this.merges = new MergeCache(this, info, opts.mergeDir ?? join(privateTmpDir('merges'), safe));
   }
 
   /** Every registered adapter, in registration order, with its current tier. */

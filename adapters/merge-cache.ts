@@ -8,6 +8,11 @@
  * same merge share one computation (single-flight). A merge refused as the client's error (4xx:
  * rank mismatch, bad density, ...) is remembered for FAILURE_TTL_MS, so repeating the same bad
  * request does not cost another computation.
+ *
+ * NOTE(why): each computation is a worker thread and an svd merge of a real model takes minutes of
+ * CPU, so distinct merges are bounded per base: at most MAX_RUNNING_MERGES compute at once, at most
+ * MAX_QUEUED_MERGES wait, and a request for one more distinct merge gets 503 `merges_busy` with
+ * Retry-After instead of another thread (requests for a merge already running or queued join it).
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -33,6 +38,16 @@ export interface MergeHost {
 export const FAILURE_TTL_MS = 60_000;
 /** Most refused merges remembered (oldest forgotten first). */
 const MAX_FAILURES = 256;
+/** Distinct merges of one base computed at once (each on its own worker thread). */
+export const MAX_RUNNING_MERGES = 2;
+/** Distinct merges of one base waiting for a turn; one more is refused with `merges_busy`. */
+export const MAX_QUEUED_MERGES = 8;
+
+/** Limits of MergeCache (defaults: MAX_RUNNING_MERGES, MAX_QUEUED_MERGES). */
+export interface MergeLimits {
+  maxRunning?: number;
+  maxQueued?: number;
+}
 
 /** Single-flight materialisation of merges into synthetic adapters of one base. */
 export class MergeCache {
@@ -42,17 +57,28 @@ export class MergeCache {
   computed = 0;
   /** Requests answered from a remembered refusal (no computation), for tests and metrics. */
   refusedFromMemory = 0;
+  /** Computations running now. */
+  private running = 0;
+  /** Computations waiting for a turn, oldest first. */
+  private readonly waiting: Array<() => void> = [];
+  private readonly maxRunning: number;
+  private readonly maxQueued: number;
 
   /**
    * @param host The base's AdapterManager.
    * @param info The base model's shapes (merges are validated against them).
    * @param dir Folder the merged adapters are written to (created when needed).
+   * @param limits How many distinct merges may compute and wait at once.
    */
   constructor(
     private readonly host: MergeHost,
     private readonly info: ModelInfo,
     private readonly dir: string,
-  ) {}
+    limits: MergeLimits = {},
+  ) {
+    this.maxRunning = limits.maxRunning ?? MAX_RUNNING_MERGES;
+    this.maxQueued = limits.maxQueued ?? MAX_QUEUED_MERGES;
+  }
 
   /** Synthetic name in use per canonical key (spec without content), to retire the stale one. */
   private readonly current = new Map<string, string>();
@@ -71,7 +97,8 @@ export class MergeCache {
 
   /**
    * Materialise (once) and acquire the merge.
-   * @throws AdapterError `invalid_merge` / `invalid_adapter` from the merge (bad density, rank mismatch, ...).
+   * @throws AdapterError `invalid_merge` / `invalid_adapter` from the merge (bad density, rank mismatch, ...);
+   *   `merges_busy` when this is a new distinct merge and the running and waiting limits are full.
    */
   async acquire(c: Composition): Promise<AdapterLease> {
     const { name, canonical } = await this.nameOf(c);
@@ -87,6 +114,13 @@ export class MergeCache {
       this.failures.delete(name);
       let p = this.inFlight.get(name);
       if (!p) {
+        if (this.running >= this.maxRunning && this.waiting.length >= this.maxQueued) {
+          throw new AdapterError(
+            `${this.running} merges are being computed and ${this.waiting.length} are waiting for this base model: retry later, or use a merge already computed.`,
+            'merges_busy',
+            { retryAfterSeconds: 5 },
+          );
+        }
         p = this.build(name, c)
           .catch((err: unknown) => {
             // Only refusals of the input repeat identically; a busy slot or a failed worker may not.
@@ -124,9 +158,18 @@ export class MergeCache {
   }
 
   private async build(name: string, c: Composition): Promise<void> {
-    const out = join(this.dir, name);
-    await materializeMergeOffThread(this.spec(c), this.info, out);
-    this.computed++;
-    await this.host.registerSynthetic(name, out);
+    if (this.running >= this.maxRunning) await new Promise<void>((go) => this.waiting.push(go));
+    else this.running++;
+    try {
+      const out = join(this.dir, name);
+      await materializeMergeOffThread(this.spec(c), this.info, out);
+      this.computed++;
+      await this.host.registerSynthetic(name, out);
+    } finally {
+      // Hand the turn to the oldest waiter (running stays the same), or give it back.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
   }
 }

@@ -27,7 +27,7 @@ export const AdapterCacheSchema = z.strictObject({
   maxWarmBytes: z.number().int().min(1).optional(),
   /** Deprecated name of `maxWarmBytes` (the host tier never held the weights). */
   maxCpuBytes: z.number().int().min(1).optional(),
-  /** Disk tier: folder downloaded adapters are cached in (default: the OS temp folder). */
+  /** Disk tier: folder downloaded adapters are cached in (default: `<os tmpdir>/openlora-<uid>/adapter-cache`, mode 0700). */
   dir: z.string().min(1).optional(),
   /** Disk tier: bytes of downloaded adapters kept (LRU). */
   maxDiskBytes: z.number().int().min(1).default(2 * 1024 ** 3),
@@ -161,7 +161,7 @@ export const ConfigSchema = z.strictObject({
   engine: EngineSchema.default(() => EngineSchema.parse({})),
   /** Named compositions: `{NAME: {base, adapters: [{name, weight}], merge: {strategy, ...}}}`. */
   compositions: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'composition names use letters, digits, ".", "_" and "-"'), CompositionConfigSchema).default({}),
-  /** Folder materialised merges are written to (default: the OS temp folder). */
+  /** Folder materialised merges are written to (default: `<os tmpdir>/openlora-<uid>/merges`, mode 0700). */
   mergeDir: z.string().min(1).optional(),
   /** Adapter tiers: host LRU, download disk cache, slot wait. */
   adapterCache: AdapterCacheSchema.default(() => AdapterCacheSchema.parse({})),

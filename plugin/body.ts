@@ -4,6 +4,8 @@
  * bytes when an upstream proxy may need to forward them unchanged.
  */
 import type { IncomingMessage } from 'node:http';
+import type { NextFunction, Request, Response } from 'express';
+import { InvalidRequestError } from './errors.ts';
 import { keepRawBody } from './upstream.ts';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -24,4 +26,26 @@ export function verifyJsonBody(keepRaw: boolean) {
     }
     if (keepRaw) keepRawBody(req as Parameters<typeof keepRawBody>[0], res as Parameters<typeof keepRawBody>[1], buf);
   };
+}
+
+/**
+ * Middleware after `express.json`: a request that carries a body the JSON parser did not read
+ * (its Content-Type is not JSON, e.g. curl's `-d` default `application/x-www-form-urlencoded` or
+ * `text/plain`) gets a 400 that names the header, instead of a schema error about a missing object.
+ * Requests without a body pass (their handlers report the missing fields).
+ * @throws nothing; passes InvalidRequestError (400, param null) to `next`.
+ */
+export function requireJsonBody(req: Request, _res: Response, next: NextFunction): void {
+  const length = req.headers['content-length'];
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  if (req.body === undefined && hasBody) {
+    const type = req.headers['content-type'];
+    next(
+      new InvalidRequestError(
+        `Invalid request body: the Content-Type header must be application/json, but got ${type ? `'${type}'` : 'none'} instead.`,
+      ),
+    );
+    return;
+  }
+  next();
 }

@@ -37,7 +37,7 @@ import { OperatorPins, pinLoraAdapter, prefetchLoraAdapter, unpinBeforeUnload, u
 import { consoleRouter, type ConsoleRouter } from './console/index.ts';
 import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
 import type { ToolFormatName } from './tools/format.ts';
-import { verifyJsonBody } from './body.ts';
+import { requireJsonBody, verifyJsonBody } from './body.ts';
 import { buildUpstreams, forward, pickUpstream } from './upstream.ts';
 
 /** One base model to serve. */
@@ -185,7 +185,10 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   /** Adapters pinned by an operator (POST /v1/pin_lora_adapter), released on close. */
   const pins = new OperatorPins();
   const router = express.Router() as OpenLoraRouter;
-  const json = express.json({ limit: options.bodyLimit ?? DEFAULTS.bodyLimit, verify: verifyJsonBody(upstreams.length > 0) });
+  const json = [
+    express.json({ limit: options.bodyLimit ?? DEFAULTS.bodyLimit, verify: verifyJsonBody(upstreams.length > 0) }),
+    requireJsonBody,
+  ];
 
   router.use(requestContext(logger));
   router.get('/health', function health(_req: Request, res: Response) {

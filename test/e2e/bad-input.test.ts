@@ -63,6 +63,16 @@ for (const [name, path, body, status, message, param] of cases) {
   });
 }
 
+test('a body that is not sent as JSON → 400 naming the Content-Type header', async () => {
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+    const r = await fetch(`${srv.url}/chat/completions`, { method: 'POST', headers: { 'content-type': type }, body: JSON.stringify(chat({})) });
+    const body = await r.json();
+    assert.equal(r.status, 400, JSON.stringify(body));
+    assert.match(body.error.message, new RegExp(`Content-Type .*application/json.*'${type}'`));
+    assert.equal(body.error.type, 'invalid_request_error');
+  }
+});
+
 test('after all of that the server still serves', async () => {
   const r = await postJson(srv.url, '/chat/completions', chat({ model: 'tiny-shakespeare:romeo', max_tokens: 8 }));
   assert.equal(r.status, 200);

@@ -1,0 +1,72 @@
+/**
+ * MergeCache bounds distinct merge computations per base (adapters/merge-cache.ts): at most
+ * maxRunning compute, at most maxQueued wait, one more distinct merge gets 503-class
+ * `merges_busy` with a retry hint; requests for a merge already running join it; the queue drains.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { AdapterError } from '../../adapters/errors.ts';
+import type { Composition } from '../../adapters/composition.ts';
+import { MergeCache, type MergeHost } from '../../adapters/merge-cache.ts';
+import type { AdapterInfo, AdapterLease } from '../../adapters/types.ts';
+import { EXAMPLES, tinyInfo } from '../adapters/helpers.ts';
+
+let tmp: string;
+before(async () => void (tmp = await mkdtemp(join(tmpdir(), 'openlora-merge-limits-'))));
+after(async () => rm(tmp, { recursive: true, force: true }));
+
+/** A host that knows the demo's adapters by folder and records what it registers. */
+function fakeHost(): MergeHost & { registered: string[] } {
+  const known = new Map<string, AdapterInfo>();
+  for (const n of ['whisper', 'romeo']) known.set(n, { name: n, dir: join(EXAMPLES, n) } as AdapterInfo);
+  const registered: string[] = [];
+  return {
+    registered,
+    get: (name) => known.get(name),
+    async registerSynthetic(name, dir) {
+      registered.push(name);
+      const info = { name, dir } as AdapterInfo;
+      known.set(name, info);
+      return info;
+    },
+    acquire: async (name) => ({ name, release() {} }) as unknown as AdapterLease,
+    identity: async (name) => `id-of-${name}`,
+    unregister: (name) => known.delete(name),
+  };
+}
+
+const linear = (w: number): Composition =>
+  ({
+    members: [
+      { name: 'whisper', weight: w },
+      { name: 'romeo', weight: 1 - w },
+    ],
+    merge: { strategy: 'linear' },
+  }) as unknown as Composition;
+
+test('one running, one queued: the third distinct merge is refused with merges_busy; joining and draining work', async () => {
+  const host = fakeHost();
+  const cache = new MergeCache(host, tinyInfo(), tmp, { maxRunning: 1, maxQueued: 1 });
+  const first = cache.acquire(linear(0.3));
+  const joined = cache.acquire(linear(0.3)); // same merge: joins the running computation
+  const second = cache.acquire(linear(0.4));
+  // nameOf awaits identities first: let both reach the limiter before the third asks.
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  await assert.rejects(cache.acquire(linear(0.5)), (e: unknown) => {
+    assert.ok(e instanceof AdapterError);
+    assert.equal(e.code, 'merges_busy');
+    assert.ok(e.retryAfterSeconds >= 1);
+    assert.match(e.message, /1 merges are being computed and 1 are waiting/);
+    return true;
+  });
+  await Promise.all([first, joined, second]);
+  assert.equal(cache.computed, 2);
+  assert.equal(host.registered.length, 2);
+  // The queue drained: the refused merge now computes.
+  await cache.acquire(linear(0.5));
+  assert.equal(cache.computed, 3);
+});
