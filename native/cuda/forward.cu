@@ -1,9 +1,9 @@
-// CudaForward: the Llama forward of native/src/model.cc (Model::forward) on one CUDA device,
+// CudaForward: the Llama forward of native/cpu/forward.cc (cpu::forward) on one CUDA device,
 // step for step, with the launchers of native/cuda/*.cuh. Host code plus one small kernel
 // (add_bias). See forward.cuh.
 //
 // Dtypes: activations, weights and KV cache bf16; every kernel accumulates in fp32; the logits
-// come back fp32 ([R, vocab], as Model::forward) so the engine's CPU sampler is unchanged.
+// come back fp32 ([R, vocab], as cpu::forward) so the engine's CPU sampler is unchanged.
 // (Device sampling, launch_sample of sampling.cuh, can replace that copy later.)
 //
 // One step (forward()):
@@ -536,7 +536,7 @@ void CudaForward::forward(const std::vector<BatchEntry>& batch, std::vector<floa
     return;
   }
 
-  // --- Shapes and checks (as Model::forward: every table covers its tokens; one pool).
+  // --- Shapes and checks (as cpu::forward: every table covers its tokens; one pool).
   int T = 0, R = 0, maxBlocks = 1;
   const KvCache* pool = &batch[0].kv->cache();
   for (const BatchEntry& e : batch) {
@@ -643,7 +643,7 @@ void CudaForward::forward(const std::vector<BatchEntry>& batch, std::vector<floa
               throw std::runtime_error("CUDA forward: adapter slot " + std::to_string(al.slot) + " has no device pool (reserveAdapters(" +
                                        std::to_string(loraSlots_) + ", ...))");
             }
-            // PEFT: y += B(A(x)) * scaling, times the adapter's weight in the set (Model::applyLora).
+            // PEFT: y += B(A(x)) * scaling, times the adapter's weight in the set (cpu/forward.cc applyLora).
             for (int i = 0; i < e.numTokens; i++) terms.push_back(Term{row + i, al.slot, al.weight * p->scaling});
           }
         }

@@ -1,5 +1,5 @@
 // The CUDA forward backend (forward.cu): CudaForward, the whole Llama forward of
-// native/src/model.cc on one device with the launchers of native/cuda/*.cuh, behind the
+// native/cpu/forward.cc on one device with the launchers of native/cuda/*.cuh, behind the
 // ForwardBackend interface of native/src/backend.h.
 //
 // Plain host C++ (g++ includes it from backend.cc); the definition is built only where nvcc is

@@ -6,7 +6,6 @@
 #include <stdexcept>
 
 #include "errors.h"
-#include "../cpu/thread_pool.h"
 #include "model.h"
 
 #ifdef OPENLORA_WITH_CUDA
@@ -30,7 +29,7 @@ CudaInfo probeCuda() {
   return info;
 }
 
-// NOTE(why): CudaForward (native/cuda/forward.cu) runs every op of Model::forward on the device,
+// NOTE(why): CudaForward (native/cuda/forward.cu) runs every op of the CPU forward on the device,
 // but no GPU has verified it yet. Until a GPU run has (then this returns true outright),
 // "auto" picks it only when OPENLORA_CUDA_FORWARD=1, so a GPU session can test it without a
 // rebuild and nobody else gets an unverified backend by default.
@@ -49,29 +48,6 @@ std::string cudaDeviceStatus() {
   if (info.deviceCount == 0) return "cuda: no device";
   return "";
 }
-
-/** ForwardBackend over today's CPU Model::forward. */
-class CpuForward final : public ForwardBackend {
- public:
-  CpuForward(std::shared_ptr<const Model> model, int threads, int threadNice)
-      : model_(std::move(model)), pool_(std::make_unique<cpu::ThreadPool>(threads < 1 ? 1 : threads, threadNice)) {}
-
-  const char* name() const override { return "cpu"; }
-  bool complete() const override { return true; }
-  void uploadWeights() override {}
-  int64_t weightBytes() const override { return model_->weightBytes(); }
-  void attachKv(KvCache&) override {}
-  void uploadAdapter(int, const LoraAdapter&) override {}
-  void waitAdapters() override {}
-  void forward(const std::vector<BatchEntry>& batch, std::vector<float>* logits) override {
-    model_->forward(batch, *pool_, ws_, logits);
-  }
-
- private:
-  std::shared_ptr<const Model> model_;
-  std::unique_ptr<cpu::ThreadPool> pool_;
-  Workspace ws_;
-};
 
 }  // namespace
 
@@ -113,10 +89,6 @@ BackendChoice chooseBackend(const std::string& requested) {
     return {"cuda", cudaForwardComplete() ? "cuda: requested" : "cuda: requested (the CUDA forward is not verified on a GPU yet)"};
   }
   invalidArgument("EngineOptions.backend", "backend must be \"auto\", \"cpu\" or \"cuda\", got \"" + requested + "\"");
-}
-
-std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice) {
-  return std::make_unique<CpuForward>(std::move(model), threads, threadNice);
 }
 
 std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,

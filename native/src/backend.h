@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "batch.h"
 #include "config.h"
 
 namespace openlora {
 
 class Model;
 class KvCache;
-struct BatchEntry;
 struct LoraAdapter;
 
 /** What the CUDA runtime answers now (cudaInfo() of native/types.ts). */
@@ -28,7 +28,7 @@ struct CudaInfo {
 CudaInfo probeCuda();
 
 /**
- * Whether "auto" may pick the CUDA forward. CudaForward runs every op of Model::forward on the
+ * Whether "auto" may pick the CUDA forward. CudaForward runs every op of the CPU forward on the
  * device but has not been verified on a GPU yet, so this is true only when the environment
  * variable OPENLORA_CUDA_FORWARD=1 is set (the GPU session's switch; no rebuild needed).
  * backend "cuda" uses CudaForward whenever a device answers, whatever this says.
@@ -102,13 +102,13 @@ class ForwardBackend {
   /** Wait for every queued uploadAdapter to land. */
   virtual void waitAdapters() = 0;
   /**
-   * One batched step, Model::forward's contract: appends every entry's keys/values to its
+   * One batched step, cpu::forward's contract (cpu/forward.h): appends every entry's keys/values to its
    * cache, advances kv->length(), and writes logits [R, vocab] (R = rows that need logits).
    */
   virtual void forward(const std::vector<BatchEntry>& batch, std::vector<float>* logits) = 0;
 };
 
-/** The CPU backend: today's Model::forward on a ThreadPool of `threads` threads. */
+/** The CPU backend: cpu::forward (native/cpu/forward.h) on a ThreadPool of `threads` threads (defined in cpu/forward.cc). */
 std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice = 0);
 
 /**

@@ -51,6 +51,18 @@ inline std::string linearWeight(int layer, LoraModule m) {
 inline std::string linearBias(int layer, LoraModule m) {
   return layerPrefix(layer) + moduleBlock(m) + "." + moduleName(m) + ".bias";
 }
+/** Phi-3's fused "model.layers.{layer}.self_attn.qkv_proj.weight" [qDim + 2 kvDim, hidden], rows q | k | v. */
+inline std::string fusedQkvWeight(int layer) { return layerPrefix(layer) + "self_attn.qkv_proj.weight"; }
+/** Phi-3's fused "model.layers.{layer}.mlp.gate_up_proj.weight" [2 intermediate, hidden], rows gate | up. */
+inline std::string fusedGateUpWeight(int layer) { return layerPrefix(layer) + "mlp.gate_up_proj.weight"; }
+/** "model.layers.{layer}.self_attn.q_norm.weight" [head_dim] (Qwen3, Gemma 3). */
+inline std::string qNorm(int layer) { return layerPrefix(layer) + "self_attn.q_norm.weight"; }
+/** "model.layers.{layer}.self_attn.k_norm.weight" [head_dim] (Qwen3, Gemma 3). */
+inline std::string kNorm(int layer) { return layerPrefix(layer) + "self_attn.k_norm.weight"; }
+/** "model.layers.{layer}.pre_feedforward_layernorm.weight" [hidden] (Gemma 2/3). */
+inline std::string preFeedforwardNorm(int layer) { return layerPrefix(layer) + "pre_feedforward_layernorm.weight"; }
+/** "model.layers.{layer}.post_feedforward_layernorm.weight" [hidden] (Gemma 2/3). */
+inline std::string postFeedforwardNorm(int layer) { return layerPrefix(layer) + "post_feedforward_layernorm.weight"; }
 /** PEFT: "base_model.model.model.layers.{layer}.{block}.{x}_proj.lora_{A|B}.weight". */
 inline std::string peftLoraWeight(int layer, LoraModule m, bool isB) {
   return "base_model.model." + layerPrefix(layer) + moduleBlock(m) + "." + moduleName(m) + (isB ? ".lora_B.weight" : ".lora_A.weight");

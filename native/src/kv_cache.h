@@ -3,7 +3,7 @@
 //
 // KvCache owns the storage and the BlockAllocator. SequenceKv is one sequence's view: its block
 // table, how many positions are computed, and the chain hashes of its leading full blocks
-// (prefix caching). The forward pass (model.cc) only calls reserve / write / blockTable /
+// (prefix caching). The CPU forward (cpu/forward.cc) only calls reserve / write / blockTable /
 // setLength and reads the pool through cpu::pagedAttention.
 #pragma once
 

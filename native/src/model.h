@@ -1,6 +1,6 @@
-// The decoder of the supported families (HF modeling_llama.py and its relatives: Mistral, Qwen2,
-// Qwen3, Gemma 2, Gemma 3 text, Phi-3; config.h says what each changes), float32, with batched
-// multi-sequence forward and per-sequence unmerged LoRA.
+// The weights of the supported families' decoder (HF modeling_llama.py and its relatives: Mistral,
+// Qwen2, Qwen3, Gemma 2, Gemma 3 text, Phi-3; config.h says what each changes): loading and the
+// immutable weights only. The forwards over them live with their backend (cpu/forward.*, cuda/).
 #pragma once
 
 #include <cstdint>
@@ -9,11 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/sgmv.h"
-#include "../cpu/thread_pool.h"
 #include "config.h"
-#include "kv_cache.h"
-#include "lora.h"
 #include "quant.h"
 
 namespace openlora {
@@ -44,34 +40,6 @@ struct LayerWeights {
   std::vector<float> bUp;        // [intermediate] or empty
   Linear wDown;                  // [hidden, intermediate]
   std::vector<float> bDown;      // [hidden] or empty
-};
-
-/** One sequence's slice of a batched forward step. Its rows are contiguous in the batch. */
-struct BatchEntry {
-  const int32_t* tokens = nullptr;  // [numTokens] ids to process (prefill: the prompt; decode: 1)
-  int numTokens = 0;
-  int startPos = 0;                 // position of tokens[0] (== kv->length())
-  SequenceKv* kv = nullptr;         // block table; covers startPos + numTokens (grown by the scheduler)
-  const std::vector<ActiveLora>* loras = nullptr;  // adapter set; empty = base model
-  bool allLogits = false;           // logits for every row (forward()) or only the last one
-};
-
-/** Scratch buffers of the forward pass, reused across steps (engine thread only). */
-struct Workspace {
-  std::vector<float> x;       // [T, hidden] residual stream
-  std::vector<float> xn;      // [T, hidden] normed input of the current block
-  std::vector<float> q;       // [T, qDim]
-  std::vector<float> k;       // [T, kvDim]
-  std::vector<float> v;       // [T, kvDim]
-  std::vector<float> attn;    // [T, qDim]
-  std::vector<float> proj;    // [T, hidden] o_proj / down_proj output
-  std::vector<float> gate;    // [T, intermediate]
-  std::vector<float> up;      // [T, intermediate]
-  std::vector<float> loraTmp; // [terms, maxRank] LoRA shrink output (cpu::sgmv)
-  cpu::LoraBatch loraBatch;   // one module's grouped LoRA terms of this step
-  std::vector<int32_t> pos;   // [T] absolute positions
-  std::vector<float> sel;     // [R, hidden] rows that need logits
-  std::vector<float> invDynamic;  // [headDim / 2] dynamic-NTK RoPE frequencies of the entry at hand
 };
 
 /** A loaded model; immutable after load, so many threads may read it. */
@@ -107,15 +75,7 @@ class Model {
   /** Storage dtype of most weights on disk ("BF16", ...). */
   const std::string& storageDType() const { return dtype_; }
 
-  /**
-   * One batched forward step over every entry's tokens ([T, hidden] concatenated).
-   * Appends each entry's keys/values to its cache and advances kv->length().
-   * @param logits out: [R, vocab] where R = sum over entries of (allLogits ? numTokens : 1), in
-   *   entry order.
-   */
-  void forward(const std::vector<BatchEntry>& batch, cpu::ThreadPool& pool, Workspace& ws, std::vector<float>* logits) const;
-
-  // Read-only weight access for other backends' uploadWeights() (backend.h).
+  // Read-only weight access for the backends' forwards (cpu/forward.cc, cuda/).
   const std::vector<float>& embed() const { return embed_; }                 // [vocab, hidden]
   const LayerWeights& layer(int l) const { return layers_[size_t(l)]; }
   const std::vector<float>& finalNorm() const { return finalNorm_; }         // [hidden]
@@ -126,6 +86,8 @@ class Model {
   const std::vector<float>& ropeInvFreq() const { return invFreq_; }         // [headDim / 2]
   /** Gemma 3 local layers' inverse frequencies, [headDim / 2] (config.h ropeLocalInvFreq). */
   const std::vector<float>& ropeLocalInvFreq() const { return invFreqLocal_; }
+  /** longrope long_factor inverse frequencies, [headDim / 2], or empty (config.h ropeLongInvFreq). */
+  const std::vector<float>& ropeLongInvFreq() const { return invFreqLong_; }
   /** Bytes of weights one forward step reads as stored here (embedding rows excluded). */
   int64_t weightBytes() const;
 
@@ -138,13 +100,6 @@ class Model {
   };
   /** Fill every weight from `src` for config_ (shared by load and fromWeights). */
   void build(const WeightSource& src, Quantization quant);
-
-  /**
-   * out[rows of each entry] += sum_i w_i s_i B_i (A_i in) for the whole batch in one call:
-   * terms grouped by adapter pair, prefill rows as segments, decode rows gathered (cpu::sgmv).
-   */
-  void applyLora(const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in, float* out,
-                 cpu::ThreadPool& pool, Workspace& ws) const;
 
   ModelConfig config_;
   std::string dtype_;

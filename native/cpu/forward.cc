@@ -1,0 +1,225 @@
+// The CPU forward, the reference every other backend is checked against. It follows HF
+// modeling_llama.py (LlamaDecoderLayer) step by step, with the changes of modeling_qwen3.py,
+// modeling_gemma2.py / modeling_gemma3.py and modeling_phi3.py where the config asks for them
+// (config.h). See forward.h.
+#include "forward.h"
+
+#include <algorithm>
+#include <memory>
+
+#include "../src/backend.h"
+#include "ops.h"
+#include "paged_attention.h"
+
+namespace openlora {
+namespace cpu {
+
+namespace {
+
+/**
+ * out[rows of each entry] += sum_i w_i s_i B_i (A_i in) for the whole batch in one call:
+ * terms grouped by adapter pair, prefill rows as segments, decode rows gathered (sgmv).
+ * in [T, loraModuleIn], out [T, loraModuleOut], float32.
+ */
+void applyLora(const ModelConfig& config, const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in,
+               float* out, ThreadPool& pool, Workspace& ws) {
+  const int64_t inDim = loraModuleIn(config, m), outDim = loraModuleOut(config, m);
+  LoraBatch& lb = ws.loraBatch;
+  lb.clear();
+  int64_t row = 0;
+  for (const BatchEntry& e : batch) {
+    if (e.loras) {
+      for (const ActiveLora& al : *e.loras) {
+        const LoraPair* p = al.adapter->get(layer, m);
+        if (!p) continue;  // this adapter does not target this module
+        // PEFT: y += B(A(x)) * scaling, times the adapter's weight in the set (cat semantics).
+        lb.add(p->a.data(), p->bT.data(), p->rank, row, row + e.numTokens, al.weight * p->scaling);
+      }
+    }
+    row += e.numTokens;
+  }
+  if (lb.empty()) return;  // a batch without adapters costs nothing here
+  lb.finalize();
+  sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);
+}
+
+}  // namespace
+
+void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPool& pool, Workspace& ws,
+             std::vector<float>* logits) {
+  const ModelConfig& c = model.config();
+  const std::vector<float>& embed = model.embed();
+  const std::vector<float>& invFreq = model.ropeInvFreq();
+  const std::vector<float>& invFreqLocal = model.ropeLocalInvFreq();
+  const std::vector<float>& invFreqLong = model.ropeLongInvFreq();
+  const int64_t H = c.hiddenSize, I = c.intermediateSize, Q = c.qDim(), KV = c.kvDim(), V = c.vocabSize;
+  int64_t T = 0, R = 0;
+  for (const BatchEntry& e : batch) {
+    T += e.numTokens;
+    R += e.allLogits ? e.numTokens : 1;
+    e.kv->reserve(e.startPos + e.numTokens);
+  }
+  ws.x.resize(size_t(T * H));
+  ws.xn.resize(size_t(T * H));
+  ws.q.resize(size_t(T * Q));
+  ws.k.resize(size_t(T * KV));
+  ws.v.resize(size_t(T * KV));
+  ws.attn.resize(size_t(T * Q));
+  ws.proj.resize(size_t(T * H));
+  ws.gate.resize(size_t(T * I));
+  ws.up.resize(size_t(T * I));
+  ws.pos.resize(size_t(T));
+
+  // Embedding lookup and positions.
+  {
+    int64_t row = 0;
+    for (const BatchEntry& e : batch) {
+      for (int i = 0; i < e.numTokens; i++, row++) {
+        float* xr = ws.x.data() + row * H;
+        std::copy_n(embed.data() + int64_t(e.tokens[i]) * H, H, xr);
+        if (c.embedScale != 1.0f) {  // Gemma: hidden_states * normalizer (sqrt(hidden_size), float32)
+          for (int64_t j = 0; j < H; j++) xr[j] *= c.embedScale;
+        }
+        ws.pos[size_t(row)] = e.startPos + i;
+      }
+    }
+  }
+  std::vector<PagedAttentionRow> rows(static_cast<size_t>(T));  // [T] per-row block-table view
+
+  for (int l = 0; l < c.numHiddenLayers; l++) {
+    const LayerWeights& w = model.layer(l);
+    // --- self-attention block: h = h + o_proj(attn(input_layernorm(h)))
+    rmsNorm(ws.x.data(), w.inputNorm.data(), float(c.rmsNormEps), ws.xn.data(), T, H);
+    linear(pool, ws.xn.data(), H, w.wq, ws.q.data(), Q, T);
+    linear(pool, ws.xn.data(), H, w.wk, ws.k.data(), KV, T);
+    linear(pool, ws.xn.data(), H, w.wv, ws.v.data(), KV, T);
+    if (!w.bq.empty()) {
+      addBias(ws.q.data(), Q, w.bq.data(), T, Q);
+      addBias(ws.k.data(), KV, w.bk.data(), T, KV);
+      addBias(ws.v.data(), KV, w.bv.data(), T, KV);
+    }
+    applyLora(c, batch, l, LoraModule::Q, ws.xn.data(), ws.q.data(), pool, ws);
+    applyLora(c, batch, l, LoraModule::K, ws.xn.data(), ws.k.data(), pool, ws);
+    applyLora(c, batch, l, LoraModule::V, ws.xn.data(), ws.v.data(), pool, ws);
+    if (c.qkNorm) {  // Qwen3Attention / Gemma3Attention: q_norm, k_norm over each head's head_dim, before RoPE
+      rmsNorm(ws.q.data(), w.qNorm.data(), float(c.rmsNormEps), ws.q.data(), T * c.numAttentionHeads, c.headDim);
+      rmsNorm(ws.k.data(), w.kNorm.data(), float(c.rmsNormEps), ws.k.data(), T * c.numKeyValueHeads, c.headDim);
+    }
+    {
+      // Per entry: longrope switches to long_factor once the sequence is longer than
+      // original_max_position_embeddings (HF dynamic_rope_update, seq_len = its last position + 1).
+      const float mscale = float(c.ropeScaling.attentionFactor);
+      int64_t row = 0;
+      for (const BatchEntry& e : batch) {
+        const int seqLen = e.startPos + e.numTokens;
+        const bool longRope = !invFreqLong.empty() && seqLen > c.ropeScaling.originalMaxPositionEmbeddings;
+        // dynamic NTK: HF recomputes the base from the forward's sequence length past max_position_embeddings.
+        const bool dynamic = c.ropeScaling.kind == RopeScaling::Kind::Dynamic && seqLen > c.maxPositionEmbeddings;
+        if (dynamic) ws.invDynamic = c.ropeDynamicInvFreq(seqLen);
+        const std::vector<float>& inv =
+            c.layerLocalRope[size_t(l)] ? invFreqLocal : longRope ? invFreqLong : dynamic ? ws.invDynamic : invFreq;
+        const float ms = c.layerLocalRope[size_t(l)] ? 1.0f : mscale;
+        applyRope(ws.q.data() + row * Q, Q, ws.pos.data() + row, inv.data(), e.numTokens, c.numAttentionHeads, c.headDim,
+                       c.rotaryDim, ms);
+        applyRope(ws.k.data() + row * KV, KV, ws.pos.data() + row, inv.data(), e.numTokens, c.numKeyValueHeads, c.headDim,
+                       c.rotaryDim, ms);
+        row += e.numTokens;
+      }
+    }
+    const int window = c.layerWindow[size_t(l)];  // 0: global; else keys (p - window, p] (HF sliding_window_overlay)
+    // Append this step's keys/values into each sequence's blocks, then point every row at its
+    // own block table (paged attention, prefill and decode alike).
+    {
+      int64_t row = 0;
+      for (const BatchEntry& e : batch) {
+        KvCache& cache = e.kv->cache();
+        for (int i = 0; i < e.numTokens; i++, row++) {
+          const int p = e.startPos + i;
+          e.kv->write(l, p, ws.k.data() + row * KV, ws.v.data() + row * KV);
+          rows[size_t(row)] = PagedAttentionRow{cache.keys(l), cache.values(l), e.kv->blockTable(), cache.blockSize(), p + 1,
+                                                     cache.dtype(), window > 0 ? std::max(0, p + 1 - window) : 0};
+        }
+      }
+    }
+    pagedAttention(pool, ws.q.data(), Q, rows.data(), ws.attn.data(), Q, T, c.numAttentionHeads, c.numKeyValueHeads, c.headDim,
+                        AttentionScores{c.attnScale, c.attnSoftcap});
+    linear(pool, ws.attn.data(), Q, w.wo, ws.proj.data(), H, T);
+    if (!w.bo.empty()) addBias(ws.proj.data(), H, w.bo.data(), T, H);
+    applyLora(c, batch, l, LoraModule::O, ws.attn.data(), ws.proj.data(), pool, ws);
+    // Gemma2DecoderLayer: h = h + post_attention_layernorm(attn(...)).
+    if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
+    for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
+
+    // --- MLP block: h = h + down_proj(act(gate_proj(x)) * up_proj(x)), x = post_attention_layernorm(h)
+    // (Gemma: x = pre_feedforward_layernorm(h), and post_feedforward_layernorm on the MLP output).
+    rmsNorm(ws.x.data(), (c.gemmaNorms ? w.preFfnNorm : w.postNorm).data(), float(c.rmsNormEps), ws.xn.data(), T, H);
+    linear(pool, ws.xn.data(), H, w.wGate, ws.gate.data(), I, T);
+    linear(pool, ws.xn.data(), H, w.wUp, ws.up.data(), I, T);
+    if (!w.bGate.empty()) {
+      addBias(ws.gate.data(), I, w.bGate.data(), T, I);
+      addBias(ws.up.data(), I, w.bUp.data(), T, I);
+    }
+    applyLora(c, batch, l, LoraModule::Gate, ws.xn.data(), ws.gate.data(), pool, ws);
+    applyLora(c, batch, l, LoraModule::Up, ws.xn.data(), ws.up.data(), pool, ws);
+    if (c.hiddenAct == Activation::GeluTanh) geluTanhMul(ws.gate.data(), ws.up.data(), T * I);
+    else siluMul(ws.gate.data(), ws.up.data(), T * I);
+    linear(pool, ws.gate.data(), I, w.wDown, ws.proj.data(), H, T);
+    if (!w.bDown.empty()) addBias(ws.proj.data(), H, w.bDown.data(), T, H);
+    applyLora(c, batch, l, LoraModule::Down, ws.gate.data(), ws.proj.data(), pool, ws);
+    if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postFfnNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
+    for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
+  }
+  for (const BatchEntry& e : batch) e.kv->setLength(e.startPos + e.numTokens);
+
+  // Final norm and lm_head only on the rows that need logits.
+  ws.sel.resize(size_t(R * H));
+  {
+    int64_t row = 0, out = 0;
+    for (const BatchEntry& e : batch) {
+      const int first = e.allLogits ? 0 : e.numTokens - 1;
+      for (int i = first; i < e.numTokens; i++, out++) {
+        std::copy_n(ws.x.data() + (row + i) * H, H, ws.sel.data() + out * H);
+      }
+      row += e.numTokens;
+    }
+  }
+  rmsNorm(ws.sel.data(), model.finalNorm().data(), float(c.rmsNormEps), ws.sel.data(), R, H);
+  logits->resize(size_t(R * V));
+  linear(pool, ws.sel.data(), H, model.head(), logits->data(), V, R);
+  if (c.finalSoftcap > 0) softcap(logits->data(), R * V, c.finalSoftcap);  // Gemma 2 final_logit_softcapping
+}
+
+}  // namespace cpu
+
+namespace {
+
+/** ForwardBackend over cpu::forward on its own ThreadPool (the reference backend). */
+class CpuForward final : public ForwardBackend {
+ public:
+  CpuForward(std::shared_ptr<const Model> model, int threads, int threadNice)
+      : model_(std::move(model)), pool_(std::make_unique<cpu::ThreadPool>(threads < 1 ? 1 : threads, threadNice)) {}
+
+  const char* name() const override { return "cpu"; }
+  bool complete() const override { return true; }
+  void uploadWeights() override {}
+  int64_t weightBytes() const override { return model_->weightBytes(); }
+  void attachKv(KvCache&) override {}
+  void uploadAdapter(int, const LoraAdapter&) override {}
+  void waitAdapters() override {}
+  void forward(const std::vector<BatchEntry>& batch, std::vector<float>* logits) override {
+    cpu::forward(*model_, batch, *pool_, ws_, logits);
+  }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<cpu::ThreadPool> pool_;
+  cpu::Workspace ws_;
+};
+
+}  // namespace
+
+std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice) {
+  return std::make_unique<CpuForward>(std::move(model), threads, threadNice);
+}
+
+}  // namespace openlora

@@ -1,0 +1,45 @@
+// The CPU forward over a loaded Model (src/model.h): float32 activations and accumulation,
+// weights as stored (float32, bfloat16 or int8), KV through the paged cache, batched unmerged
+// LoRA through cpu::sgmv. makeCpuForward (src/backend.h) wraps it as the "cpu" ForwardBackend.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../src/batch.h"
+#include "../src/model.h"
+#include "sgmv.h"
+#include "thread_pool.h"
+
+namespace openlora {
+namespace cpu {
+
+/** Scratch buffers of the forward pass, reused across steps (engine thread only). */
+struct Workspace {
+  std::vector<float> x;       // [T, hidden] residual stream
+  std::vector<float> xn;      // [T, hidden] normed input of the current block
+  std::vector<float> q;       // [T, qDim]
+  std::vector<float> k;       // [T, kvDim]
+  std::vector<float> v;       // [T, kvDim]
+  std::vector<float> attn;    // [T, qDim]
+  std::vector<float> proj;    // [T, hidden] o_proj / down_proj output
+  std::vector<float> gate;    // [T, intermediate]
+  std::vector<float> up;      // [T, intermediate]
+  std::vector<float> loraTmp; // [terms, maxRank] LoRA shrink output (cpu::sgmv)
+  LoraBatch loraBatch;        // one module's grouped LoRA terms of this step
+  std::vector<int32_t> pos;   // [T] absolute positions
+  std::vector<float> sel;     // [R, hidden] rows that need logits
+  std::vector<float> invDynamic;  // [headDim / 2] dynamic-NTK RoPE frequencies of the entry at hand
+};
+
+/**
+ * One batched forward step over every entry's tokens ([T, hidden] concatenated, T = sum of
+ * numTokens). Appends each entry's keys/values to its cache and advances kv->length().
+ * @param logits out: [R, vocab] float32, R = sum over entries of (allLogits ? numTokens : 1), in
+ *   entry order.
+ */
+void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPool& pool, Workspace& ws,
+             std::vector<float>* logits);
+
+}  // namespace cpu
+}  // namespace openlora

@@ -1,0 +1,24 @@
+// One forward step's input as the engine hands it to a backend (backend.h ForwardBackend::forward):
+// a list of sequence slices, each with its tokens, start position, block table and adapter set.
+// Backend-neutral: the CPU forward (cpu/forward.cc) and the CUDA forward (cuda/) read the same.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kv_cache.h"
+#include "lora.h"
+
+namespace openlora {
+
+/** One sequence's slice of a batched forward step. Its rows are contiguous in the batch. */
+struct BatchEntry {
+  const int32_t* tokens = nullptr;  // [numTokens] ids to process (prefill: the prompt; decode: 1)
+  int numTokens = 0;
+  int startPos = 0;                 // position of tokens[0] (== kv->length())
+  SequenceKv* kv = nullptr;         // block table; covers startPos + numTokens (grown by the scheduler)
+  const std::vector<ActiveLora>* loras = nullptr;  // adapter set; empty = base model
+  bool allLogits = false;           // logits for every row (forward()) or only the last one
+};
+
+}  // namespace openlora
