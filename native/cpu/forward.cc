@@ -107,11 +107,12 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
     }
     {
       // Per entry: longrope switches to long_factor once the sequence is longer than
-      // original_max_position_embeddings (HF dynamic_rope_update, seq_len = its last position + 1).
+      // original_max_position_embeddings (HF dynamic_rope_update, seq_len = its last position + 1,
+      // or the whole prompt's length for a prefill chunk: BatchEntry::ropeLen).
       const float mscale = float(c.ropeScaling.attentionFactor);
       int64_t row = 0;
       for (const BatchEntry& e : batch) {
-        const int seqLen = e.startPos + e.numTokens;
+        const int seqLen = std::max(e.startPos + e.numTokens, e.ropeLen);
         const bool longRope = !invFreqLong.empty() && seqLen > c.ropeScaling.originalMaxPositionEmbeddings;
         // dynamic NTK: HF recomputes the base from the forward's sequence length past max_position_embeddings.
         const bool dynamic = c.ropeScaling.kind == RopeScaling::Kind::Dynamic && seqLen > c.maxPositionEmbeddings;

@@ -19,6 +19,14 @@ struct BatchEntry {
   SequenceKv* kv = nullptr;         // block table; covers startPos + numTokens (grown by the scheduler)
   const std::vector<ActiveLora>* loras = nullptr;  // adapter set; empty = base model
   bool allLogits = false;           // logits for every row (forward()) or only the last one
+  /**
+   * The sequence length that length-dependent RoPE scaling (longrope's short/long factor choice,
+   * dynamic NTK's base) sees for these rows: HF's dynamic_rope_update takes seq_len = the last
+   * position + 1 of the forward, and HF prefills a whole prompt in one forward. So prompt chunks
+   * carry the whole prompt's length (a chunked prefill picks what one forward would), rows of
+   * generated tokens startPos + numTokens. 0 means startPos + numTokens.
+   */
+  int ropeLen = 0;
 };
 
 }  // namespace openlora

@@ -271,6 +271,7 @@ bool Engine::step(std::vector<SequenceEvent>* events) {
       e.startPos = kv->length();
       e.tokens = s.tokens.data() + kv->length();
       e.numTokens = plan[p].chunk[m];
+      e.ropeLen = int(s.tokens.size() - s.generated.size());  // the prompt's length (batch.h)
       rowOf[p][m] = int(batch.size());
       batch.push_back(e);
     }

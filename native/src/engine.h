@@ -205,6 +205,12 @@ class Engine {
   void registerFullBlocks(Sequence& seq, Member& m);
   /** Prefix-cache chain seed of an adapter set: (slot, load generation, weight) of each adapter. */
   uint64_t adapterKey(const std::vector<ActiveLora>& loras);
+  /**
+   * The prefix-cache chain seed of a member: adapterKey, plus, for RoPE scaling that depends on
+   * the sequence length (longrope's factor choice, dynamic NTK's base; BatchEntry::ropeLen), what
+   * the prompt's length selects, so keys rotated for one choice are never reused under another.
+   */
+  uint64_t prefixSeed(const std::vector<ActiveLora>& loras, int promptLen);
   /** KV blocks a sequence needs at its current length (all members, no sharing assumed). */
   int blocksNeeded(const Sequence& seq) const;
   /** One scheduling + forward + sampling step. @returns false when nothing could be scheduled. */

@@ -38,6 +38,15 @@ uint64_t Engine::adapterKey(const std::vector<ActiveLora>& loras) {
   return key;
 }
 
+uint64_t Engine::prefixSeed(const std::vector<ActiveLora>& loras, int promptLen) {
+  const uint64_t key = adapterKey(loras);
+  const RopeScaling& r = model_->config().ropeScaling;
+  int32_t choice = 0;  // 0: the prompt's length changes nothing
+  if (r.kind == RopeScaling::Kind::LongRope && promptLen > r.originalMaxPositionEmbeddings) choice = 1;  // long_factor
+  if (r.kind == RopeScaling::Kind::Dynamic && promptLen > model_->config().maxPositionEmbeddings) choice = promptLen;  // its own base
+  return choice == 0 ? key : hashKvBlock(key, &choice, 1);
+}
+
 int Engine::blocksNeeded(const Sequence& seq) const {
   const int bs = options_.blockSize;
   int perMember = (int(seq.tokens.size()) + bs - 1) / bs;
@@ -194,7 +203,7 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
       s.sampler = std::make_unique<Sampler>(s.req.sampling, c.vocabSize);
       s.tokens = s.req.prompt;
       for (Member& m : s.members) {
-        m.adapterKey = adapterKey(m.loras);
+        m.adapterKey = prefixSeed(m.loras, int(s.req.prompt.size()));
         m.kv = std::make_unique<SequenceKv>(kv_.get(), c.maxModelLen, c.kvWindow());
       }
     }

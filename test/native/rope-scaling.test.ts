@@ -6,6 +6,11 @@
  *   (the reference recomputes every position per length, as HF without a KV cache, so greedy
  *   decoding is not compared here);
  * - yarn (llama-yarn) is covered with adapters and greedy by families.test.ts;
+ * - longrope (phi4-partial: original_max_position_embeddings 32) with chunked prefill: prompts
+ *   longer than 32 prefilled in 16-token chunks use long_factor from their first chunk, as HF
+ *   prefilling the whole prompt in one forward (the length that picks the factor is the prompt's,
+ *   not the chunk's end), and never reuse prefix-cached keys of a shorter prompt rotated with
+ *   short_factor;
  * - max_model_len: 32 x 2 = 64 for dynamic; yarn 1024 x 4 = 4096.
  */
 import assert from 'node:assert/strict';
@@ -13,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { Engine } from '../../native/engine.ts';
 import { materializeFixture, type Fixture } from './family-fixtures.ts';
-import { testThreads } from './helpers.ts';
+import { params, testThreads } from './helpers.ts';
 
 const TOL = 1e-3;
 
@@ -46,6 +51,35 @@ describe('rope_scaling dynamic', () => {
     assert.ok(past >= 1, 'a prompt longer than max_position_embeddings is compared');
     t.diagnostic(`llama-dynamic: max |logit - reference| = ${maxErr.toExponential(2)}`);
     assert.ok(maxErr < TOL, `max abs logit error ${maxErr}`);
+  });
+});
+
+describe('rope_scaling longrope with chunked prefill', () => {
+  test('prompts past original_max_position_embeddings in 16-token chunks: greedy equal to the reference', async (t) => {
+    const fx = materializeFixture('phi4-partial');
+    const engine = await Engine.load(fx.modelDir, { threads: testThreads, maxNumBatchedTokens: 16, maxNumSeqs: 16 });
+    try {
+      let compared = 0;
+      let longPrompts = 0;
+      for (const p of fx.ref.prompts) {
+        if (p.input_ids.length <= 32) continue;
+        longPrompts++;
+        // Its first 24 tokens first: short_factor keys whose full blocks enter the prefix cache;
+        // the whole prompt must not reuse them (Engine::prefixSeed).
+        await engine.generate(params(p.input_ids.slice(0, 24), { maxTokens: 2 })).done;
+        const ref = p.results.base!.greedy;
+        const r = await engine.generate(params(p.input_ids, { maxTokens: ref.tokens.length, logprobs: 0 })).done;
+        for (let k = 0; k < ref.tokens.length && ref.steps[k]!.margin >= TOL; k++, compared++) {
+          assert.equal(r.tokens[k], ref.steps[k]!.token, `${p.id} step ${k}`);
+          assert.ok(Math.abs(r.logprobs[k]! - ref.steps[k]!.logprob) < TOL, `${p.id} step ${k}: logprob ${r.logprobs[k]} vs ${ref.steps[k]!.logprob}`);
+        }
+      }
+      t.diagnostic(`phi4-partial chunked: ${compared} greedy tokens compared over ${longPrompts} prompts`);
+      assert.ok(longPrompts >= 2 && compared >= longPrompts * 4, `only ${compared} tokens compared`);
+    } finally {
+      await engine.dispose();
+      fx.dispose();
+    }
   });
 });
 
