@@ -82,7 +82,7 @@ export const ModelEntrySchema = z.strictObject({
  * - threadNice 5 (the engine had 0): the engine always shares its process with the event loop;
  *   5 is the measured gateway default (README, docs/deployment.md).
  */
-export const EngineSchema = z.strictObject({
+export const EngineOptionsSchema = z.strictObject({
   /** "auto" picks CUDA only when a device answers; else CPU, with a log line saying why. */
   backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   /** CPU compute threads; 0 = every core but one (left to the event loop; at least 1). */
@@ -158,7 +158,7 @@ export const ConfigSchema = z.strictObject({
    */
   bodyLimit: z.string().default('16mb'),
   models: z.array(ModelEntrySchema).min(1, 'at least one model is needed'),
-  engine: EngineSchema.default(() => EngineSchema.parse({})),
+  engine: EngineOptionsSchema.default(() => EngineOptionsSchema.parse({})),
   /** Named compositions: `{NAME: {base, adapters: [{name, weight}], merge: {strategy, ...}}}`. */
   compositions: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'composition names use letters, digits, ".", "_" and "-"'), CompositionConfigSchema).default({}),
   /** Folder materialised merges are written to (default: `<os tmpdir>/openlora-<uid>/merges`, mode 0700). */
@@ -190,7 +190,7 @@ export type Config = z.output<typeof ConfigSchema>;
  * AdapterSources, openLora()), so each default has this one home.
  */
 export const DEFAULTS = {
-  engine: EngineSchema.parse({}),
+  engine: EngineOptionsSchema.parse({}),
   adapterCache: AdapterCacheSchema.parse({}),
   adapterSources: AdapterSourcesSchema.parse({}),
   maxQueuedRequests: ConfigSchema.shape.maxQueuedRequests.parse(undefined),

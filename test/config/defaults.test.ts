@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { z } from 'zod';
 
-import { DEFAULTS, EngineSchema } from '../../config/schema.ts';
+import { DEFAULTS, EngineOptionsSchema } from '../../config/schema.ts';
 import { engineDefaults } from '../../native/engine.ts';
 
 /** A zod number field's default (undefined when optional) and inclusive bounds. */
@@ -21,7 +21,7 @@ function numberField(field: z.ZodType): { def: number | undefined; min: number; 
   return { def, min: n.minValue ?? -Infinity, max: n.maxValue ?? Infinity };
 }
 
-const shape = EngineSchema.shape;
+const shape = EngineOptionsSchema.shape;
 
 test('every integer engine option: config/schema.ts default and bounds equal the engine header', () => {
   const engine = engineDefaults().options;
@@ -46,7 +46,7 @@ test('every integer engine option: config/schema.ts default and bounds equal the
 
 test('the other engine defaults agree: backend, prefix caching, quantization, KV dtype', () => {
   const d = engineDefaults();
-  const c = EngineSchema.parse({});
+  const c = EngineOptionsSchema.parse({});
   assert.deepEqual(
     [c.backend, c.enablePrefixCaching, c.quantization, c.kvCacheDtype],
     [d.backend, d.enablePrefixCaching, d.quantization, d.kvCacheDtype],
@@ -54,7 +54,7 @@ test('the other engine defaults agree: backend, prefix caching, quantization, KV
 });
 
 test('the unified values (issue 12): maxLoras 16, maxLoraRank <= 512, threadNice 5, bodyLimit 16mb', () => {
-  const c = EngineSchema.parse({});
+  const c = EngineOptionsSchema.parse({});
   assert.deepEqual([c.maxLoras, c.maxLoraRank, c.threadNice], [16, 64, 5]);
   assert.equal(numberField(shape.maxLoraRank).max, 512);
   assert.equal(DEFAULTS.bodyLimit, '16mb');
