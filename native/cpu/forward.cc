@@ -21,24 +21,17 @@ namespace {
  * terms grouped by adapter pair, prefill rows as segments, decode rows gathered (sgmv).
  * in [T, loraModuleIn], out [T, loraModuleOut], float32.
  */
-void applyLora(const ModelConfig& config, const std::vector<BatchEntry>& batch, int layer, LoraModule m, const float* in,
-               float* out, ThreadPool& pool, Workspace& ws) {
+void applyLora(const ModelConfig& config, const StepPlan& plan, int layer, LoraModule m, const float* in, float* out,
+               ThreadPool& pool, Workspace& ws) {
+  const LoraSpan* begin = plan.spansBegin(layer, m);
+  const LoraSpan* end = plan.spansEnd(layer, m);
+  if (begin == end) return;  // a batch without adapters on this module costs nothing here
   const int64_t inDim = loraModuleIn(config, m), outDim = loraModuleOut(config, m);
   LoraBatch& lb = ws.loraBatch;
   lb.clear();
-  int64_t row = 0;
-  for (const BatchEntry& e : batch) {
-    if (e.loras) {
-      for (const ActiveLora& al : *e.loras) {
-        const LoraPair* p = al.adapter->get(layer, m);
-        if (!p) continue;  // this adapter does not target this module
-        // PEFT: y += B(A(x)) * scaling, times the adapter's weight in the set (cat semantics).
-        lb.add(p->a.data(), p->bT.data(), p->rank, row, row + e.numTokens, al.weight * p->scaling);
-      }
-    }
-    row += e.numTokens;
+  for (const LoraSpan* sp = begin; sp != end; ++sp) {
+    lb.add(sp->pair->a.data(), sp->pair->bT.data(), sp->pair->rank, sp->rowBegin, sp->rowEnd, sp->scale);
   }
-  if (lb.empty()) return;  // a batch without adapters costs nothing here
   lb.finalize();
   sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);
 }
@@ -53,12 +46,11 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
   const std::vector<float>& invFreqLocal = model.ropeLocalInvFreq();
   const std::vector<float>& invFreqLong = model.ropeLongInvFreq();
   const int64_t H = c.hiddenSize, I = c.intermediateSize, Q = c.qDim(), KV = c.kvDim(), V = c.vocabSize;
-  int64_t T = 0, R = 0;
-  for (const BatchEntry& e : batch) {
-    T += e.numTokens;
-    R += e.allLogits ? e.numTokens : 1;
-    e.kv->reserve(e.startPos + e.numTokens);
-  }
+  ws.plan.build(batch, c);
+  const StepPlan& plan = ws.plan;
+  const int64_t T = plan.numRows(), R = plan.numLogitRows();
+  const int32_t* pos = plan.positions().data();
+  for (const BatchEntry& e : batch) e.kv->reserve(e.startPos + e.numTokens);
   ws.x.resize(size_t(T * H));
   ws.xn.resize(size_t(T * H));
   ws.q.resize(size_t(T * Q));
@@ -68,20 +60,13 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
   ws.proj.resize(size_t(T * H));
   ws.gate.resize(size_t(T * I));
   ws.up.resize(size_t(T * I));
-  ws.pos.resize(size_t(T));
 
-  // Embedding lookup and positions.
-  {
-    int64_t row = 0;
-    for (const BatchEntry& e : batch) {
-      for (int i = 0; i < e.numTokens; i++, row++) {
-        float* xr = ws.x.data() + row * H;
-        std::copy_n(embed.data() + int64_t(e.tokens[i]) * H, H, xr);
-        if (c.embedScale != 1.0f) {  // Gemma: hidden_states * normalizer (sqrt(hidden_size), float32)
-          for (int64_t j = 0; j < H; j++) xr[j] *= c.embedScale;
-        }
-        ws.pos[size_t(row)] = e.startPos + i;
-      }
+  // Embedding lookup.
+  for (int64_t row = 0; row < T; row++) {
+    float* xr = ws.x.data() + row * H;
+    std::copy_n(embed.data() + int64_t(plan.tokens()[size_t(row)]) * H, H, xr);
+    if (c.embedScale != 1.0f) {  // Gemma: hidden_states * normalizer (sqrt(hidden_size), float32)
+      for (int64_t j = 0; j < H; j++) xr[j] *= c.embedScale;
     }
   }
   std::vector<PagedAttentionRow> rows(static_cast<size_t>(T));  // [T] per-row block-table view
@@ -98,55 +83,47 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
       addBias(ws.k.data(), KV, w.bk.data(), T, KV);
       addBias(ws.v.data(), KV, w.bv.data(), T, KV);
     }
-    applyLora(c, batch, l, LoraModule::Q, ws.xn.data(), ws.q.data(), pool, ws);
-    applyLora(c, batch, l, LoraModule::K, ws.xn.data(), ws.k.data(), pool, ws);
-    applyLora(c, batch, l, LoraModule::V, ws.xn.data(), ws.v.data(), pool, ws);
+    applyLora(c, plan, l, LoraModule::Q, ws.xn.data(), ws.q.data(), pool, ws);
+    applyLora(c, plan, l, LoraModule::K, ws.xn.data(), ws.k.data(), pool, ws);
+    applyLora(c, plan, l, LoraModule::V, ws.xn.data(), ws.v.data(), pool, ws);
     if (c.qkNorm) {  // Qwen3Attention / Gemma3Attention: q_norm, k_norm over each head's head_dim, before RoPE
       rmsNorm(ws.q.data(), w.qNorm.data(), float(c.rmsNormEps), ws.q.data(), T * c.numAttentionHeads, c.headDim);
       rmsNorm(ws.k.data(), w.kNorm.data(), float(c.rmsNormEps), ws.k.data(), T * c.numKeyValueHeads, c.headDim);
     }
-    {
-      // Per entry: longrope switches to long_factor once the sequence is longer than
-      // original_max_position_embeddings (HF dynamic_rope_update, seq_len = its last position + 1,
-      // or the whole prompt's length for a prefill chunk: BatchEntry::ropeLen).
-      const float mscale = float(c.ropeScaling.attentionFactor);
-      int64_t row = 0;
-      for (const BatchEntry& e : batch) {
-        const int seqLen = std::max(e.startPos + e.numTokens, e.ropeLen);
-        const bool longRope = !invFreqLong.empty() && seqLen > c.ropeScaling.originalMaxPositionEmbeddings;
-        // dynamic NTK: HF recomputes the base from the forward's sequence length past max_position_embeddings.
-        const bool dynamic = c.ropeScaling.kind == RopeScaling::Kind::Dynamic && seqLen > c.maxPositionEmbeddings;
-        if (dynamic) ws.invDynamic = c.ropeDynamicInvFreq(seqLen);
-        const std::vector<float>& inv =
-            c.layerLocalRope[size_t(l)] ? invFreqLocal : longRope ? invFreqLong : dynamic ? ws.invDynamic : invFreq;
-        const float ms = c.layerLocalRope[size_t(l)] ? 1.0f : mscale;
-        applyRope(ws.q.data() + row * Q, Q, ws.pos.data() + row, inv.data(), e.numTokens, c.numAttentionHeads, c.headDim,
-                       c.rotaryDim, ms);
-        applyRope(ws.k.data() + row * KV, KV, ws.pos.data() + row, inv.data(), e.numTokens, c.numKeyValueHeads, c.headDim,
-                       c.rotaryDim, ms);
-        row += e.numTokens;
-      }
+    // Per entry: the plan's RoPE table (longrope / dynamic NTK by the entry's length, or the whole
+    // prompt's for a prefill chunk: BatchEntry::ropeLen); Gemma 3's local layers use their own
+    // base with mscale 1.
+    const bool local = c.layerLocalRope[size_t(l)];
+    const float ms = local ? 1.0f : float(c.ropeScaling.attentionFactor);
+    for (int s = 0; s < plan.numEntries(); s++) {
+      const int64_t row = plan.entryRows()[size_t(s)], n = plan.entryRows()[size_t(s) + 1] - row;
+      const int table = plan.ropeTables()[size_t(s)];
+      const float* inv = local ? invFreqLocal.data()
+                         : table == StepPlan::kRopeLong ? invFreqLong.data()
+                         : table >= StepPlan::kRopeDynamic ? plan.dynamicInvFreq(table - StepPlan::kRopeDynamic)
+                                                           : invFreq.data();
+      applyRope(ws.q.data() + row * Q, Q, pos + row, inv, n, c.numAttentionHeads, c.headDim, c.rotaryDim, ms);
+      applyRope(ws.k.data() + row * KV, KV, pos + row, inv, n, c.numKeyValueHeads, c.headDim, c.rotaryDim, ms);
     }
     const int window = c.layerWindow[size_t(l)];  // 0: global; else keys (p - window, p] (HF sliding_window_overlay)
     // Append this step's keys/values into each sequence's blocks, then point every row at its
     // own block table (paged attention, prefill and decode alike).
-    {
-      int64_t row = 0;
-      for (const BatchEntry& e : batch) {
-        KvCache& cache = e.kv->cache();
-        for (int i = 0; i < e.numTokens; i++, row++) {
-          const int p = e.startPos + i;
-          e.kv->write(l, p, ws.k.data() + row * KV, ws.v.data() + row * KV);
-          rows[size_t(row)] = PagedAttentionRow{cache.keys(l), cache.values(l), e.kv->blockTable(), cache.blockSize(), p + 1,
-                                                     cache.dtype(), window > 0 ? std::max(0, p + 1 - window) : 0};
-        }
+    for (int s = 0; s < plan.numEntries(); s++) {
+      const BatchEntry& e = batch[size_t(s)];
+      KvCache& cache = e.kv->cache();
+      const int32_t* table = plan.blockTables().data() + int64_t(s) * plan.maxBlocks();
+      for (int row = plan.entryRows()[size_t(s)]; row < plan.entryRows()[size_t(s) + 1]; row++) {
+        const int p = pos[row];
+        e.kv->write(l, p, ws.k.data() + int64_t(row) * KV, ws.v.data() + int64_t(row) * KV);
+        rows[size_t(row)] = PagedAttentionRow{cache.keys(l), cache.values(l), table, cache.blockSize(), p + 1, cache.dtype(),
+                                              window > 0 ? std::max(0, p + 1 - window) : 0};
       }
     }
     pagedAttention(pool, ws.q.data(), Q, rows.data(), ws.attn.data(), Q, T, c.numAttentionHeads, c.numKeyValueHeads, c.headDim,
                         AttentionScores{c.attnScale, c.attnSoftcap});
     linear(pool, ws.attn.data(), Q, w.wo, ws.proj.data(), H, T);
     if (!w.bo.empty()) addBias(ws.proj.data(), H, w.bo.data(), T, H);
-    applyLora(c, batch, l, LoraModule::O, ws.attn.data(), ws.proj.data(), pool, ws);
+    applyLora(c, plan, l, LoraModule::O, ws.attn.data(), ws.proj.data(), pool, ws);
     // Gemma2DecoderLayer: h = h + post_attention_layernorm(attn(...)).
     if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
     for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
@@ -160,13 +137,13 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
       addBias(ws.gate.data(), I, w.bGate.data(), T, I);
       addBias(ws.up.data(), I, w.bUp.data(), T, I);
     }
-    applyLora(c, batch, l, LoraModule::Gate, ws.xn.data(), ws.gate.data(), pool, ws);
-    applyLora(c, batch, l, LoraModule::Up, ws.xn.data(), ws.up.data(), pool, ws);
+    applyLora(c, plan, l, LoraModule::Gate, ws.xn.data(), ws.gate.data(), pool, ws);
+    applyLora(c, plan, l, LoraModule::Up, ws.xn.data(), ws.up.data(), pool, ws);
     if (c.hiddenAct == Activation::GeluTanh) geluTanhMul(ws.gate.data(), ws.up.data(), T * I);
     else siluMul(ws.gate.data(), ws.up.data(), T * I);
     linear(pool, ws.gate.data(), I, w.wDown, ws.proj.data(), H, T);
     if (!w.bDown.empty()) addBias(ws.proj.data(), H, w.bDown.data(), T, H);
-    applyLora(c, batch, l, LoraModule::Down, ws.gate.data(), ws.proj.data(), pool, ws);
+    applyLora(c, plan, l, LoraModule::Down, ws.gate.data(), ws.proj.data(), pool, ws);
     if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postFfnNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
     for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
   }
@@ -174,15 +151,8 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
 
   // Final norm and lm_head only on the rows that need logits.
   ws.sel.resize(size_t(R * H));
-  {
-    int64_t row = 0, out = 0;
-    for (const BatchEntry& e : batch) {
-      const int first = e.allLogits ? 0 : e.numTokens - 1;
-      for (int i = first; i < e.numTokens; i++, out++) {
-        std::copy_n(ws.x.data() + (row + i) * H, H, ws.sel.data() + out * H);
-      }
-      row += e.numTokens;
-    }
+  for (int64_t out = 0; out < R; out++) {
+    std::copy_n(ws.x.data() + int64_t(plan.logitRows()[size_t(out)]) * H, H, ws.sel.data() + out * H);
   }
   rmsNorm(ws.sel.data(), model.finalNorm().data(), float(c.rmsNormEps), ws.sel.data(), R, H);
   logits->resize(size_t(R * V));

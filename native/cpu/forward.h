@@ -1,6 +1,7 @@
 // The CPU forward over a loaded Model (src/model.h): float32 activations and accumulation,
 // weights as stored (float32, bfloat16 or int8), KV through the paged cache, batched unmerged
-// LoRA through cpu::sgmv. makeCpuForward (src/backend.h) wraps it as the "cpu" ForwardBackend.
+// LoRA through cpu::sgmv, reading the step's StepPlan (src/step_plan.h) as the CUDA forward does.
+// makeCpuForward (src/backend.h) wraps it as the "cpu" ForwardBackend.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 
 #include "../src/batch.h"
 #include "../src/model.h"
+#include "../src/step_plan.h"
 #include "sgmv.h"
 #include "thread_pool.h"
 
@@ -27,9 +29,8 @@ struct Workspace {
   std::vector<float> up;      // [T, intermediate]
   std::vector<float> loraTmp; // [terms, maxRank] LoRA shrink output (cpu::sgmv)
   LoraBatch loraBatch;        // one module's grouped LoRA terms of this step
-  std::vector<int32_t> pos;   // [T] absolute positions
   std::vector<float> sel;     // [R, hidden] rows that need logits
-  std::vector<float> invDynamic;  // [headDim / 2] dynamic-NTK RoPE frequencies of the entry at hand
+  StepPlan plan;              // this step's rows, positions, block tables, RoPE tables, LoRA spans
 };
 
 /**

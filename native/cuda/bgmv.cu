@@ -71,7 +71,7 @@ cudaError_t launch_bgmv_shrink(float* tmp, const void* x, int64_t ld_x, const vo
   if (num_terms < 0 || in <= 0 || ld_x < in) return invalid_argument("launch_bgmv_shrink: num_terms=%d in=%d ld_x=%lld", num_terms, in, (long long)ld_x);
   if (max_rank <= 0 || max_rank > kLoraMaxRank)
     return no_suitable_kernel("bgmv_shrink in=%d max_rank=%d (limit %d) dtype=%s", in, max_rank, kLoraMaxRank,
-                              dtype_name(dtype));
+                              dtypeName(dtype));
   if (num_terms == 0) return cudaSuccess;
   return dispatch_dtype(dtype, "bgmv_shrink", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -89,7 +89,7 @@ cudaError_t launch_bgmv_expand(void* y, int64_t ld_y, const float* tmp, const vo
     return invalid_argument("launch_bgmv_expand: num_terms=%d out=%d ld_y=%lld", num_terms, out, (long long)ld_y);
   if (max_rank <= 0 || max_rank > kLoraMaxRank)
     return no_suitable_kernel("bgmv_expand out=%d max_rank=%d (limit %d) dtype=%s", out, max_rank, kLoraMaxRank,
-                              dtype_name(dtype));
+                              dtypeName(dtype));
   if (num_terms == 0) return cudaSuccess;
   if (ceil_div(out, kBlock) > 65535) return no_suitable_kernel("bgmv_expand out=%d (limit %d)", out, 65535 * kBlock);
   return dispatch_dtype(dtype, "bgmv_expand", [&](auto tag) {

@@ -19,26 +19,6 @@ void vrecord(const char* prefix, const char* fmt, va_list ap) {
 }
 }  // namespace
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "f32";
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    case DType::I8: return "i8";
-  }
-  return "?";
-}
-
-int dtype_size(DType t) {
-  switch (t) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::I8: return 1;
-  }
-  return 0;
-}
-
 const char* last_error_message() { return g_message; }
 
 cudaError_t no_suitable_kernel(const char* fmt, ...) {

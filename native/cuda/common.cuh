@@ -25,11 +25,6 @@ namespace openlora::cuda {
  * openlora::DType; the kernels take F32 (float), F16 (__half) and BF16 (__nv_bfloat16). */
 using DType = openlora::DType;
 
-/** "f32" | "f16" | "bf16" | "?". */
-const char* dtype_name(DType t);
-/** Bytes of one element (4, 2, 2; 0 for an unknown value). */
-int dtype_size(DType t);
-
 /**
  * The message of the last failed launcher call on this thread ("" when none). A launcher that
  * returns an error always sets it; a successful one does not clear it.

@@ -95,7 +95,7 @@ cudaError_t launch_cublas_gemm(void* y, int64_t ld_y, DType out_dtype, const voi
     return invalid_argument("launch_cublas_gemm: m=%d n=%d k=%d ld_x=%lld ld_w=%lld ld_y=%lld", m, n, k,
                             (long long)ld_x, (long long)ld_w, (long long)ld_y);
   if (in_dtype == DType::F32 || !(out_dtype == in_dtype || out_dtype == DType::F32))
-    return no_suitable_kernel("cublas_gemm in=%s out=%s", dtype_name(in_dtype), dtype_name(out_dtype));
+    return no_suitable_kernel("cublas_gemm in=%s out=%s", dtypeName(in_dtype), dtypeName(out_dtype));
   if (m == 0) return cudaSuccess;
   thread_local Handle handle = nullptr;
   thread_local int handle_device = -1;

@@ -109,7 +109,7 @@ cudaError_t launch_gemm(void* y, int64_t ld_y, DType out_dtype, const void* x, i
     return launchTyped<__nv_bfloat16, float>(y, ld_y, x, ld_x, w, ld_w, m, n, k, alpha, beta, stream);
   // NOTE(why): no f32-input tensor-core kernel (TF32 would change results vs the CPU reference).
   return no_suitable_kernel("gemm m=%d n=%d k=%d in=%s out=%s (supported: f16/bf16 in, same or f32 out)", m, n, k,
-                            dtype_name(in_dtype), dtype_name(out_dtype));
+                            dtypeName(in_dtype), dtypeName(out_dtype));
 }
 
 }  // namespace openlora::cuda

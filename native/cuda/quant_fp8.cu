@@ -73,7 +73,7 @@ cudaError_t launch_gemm_fp8(void* y, int64_t ld_y, const void* x, int64_t ld_x, 
   if (err != cudaSuccess) return launch_status("launch_gemm_fp8 (device query)");
   if (major * 10 + minor < 89)
     return no_suitable_kernel("gemm_fp8 m=%d n=%d k=%d dtype=%s: fp8 e4m3 needs sm_89+ (device is sm_%d%d)", m, n, k,
-                              dtype_name(dtype), major, minor);
+                              dtypeName(dtype), major, minor);
   if (ceil_div(m, kRows) > 65535) return no_suitable_kernel("gemm_fp8 m=%d (limit %d)", m, 65535 * kRows);
   return dispatch_dtype(dtype, "gemm_fp8", [&](auto tag) {
     using T = typename decltype(tag)::type;

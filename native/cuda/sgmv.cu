@@ -109,7 +109,7 @@ cudaError_t launch_sgmv_shrink(float* tmp, const void* x, int64_t ld_x, const vo
                             num_segments, max_seg_len, num_terms, in, (long long)ld_x);
   if (max_rank <= 0 || max_rank > kLoraMaxRank)
     return no_suitable_kernel("sgmv_shrink in=%d max_rank=%d (limit %d) dtype=%s", in, max_rank, kLoraMaxRank,
-                              dtype_name(dtype));
+                              dtypeName(dtype));
   if (num_segments == 0 || max_seg_len == 0 || num_terms == 0) return cudaSuccess;
   if (ceil_div(max_seg_len, kTM) > 65535)
     return no_suitable_kernel("sgmv_shrink max_seg_len=%d (limit %d)", max_seg_len, 65535 * kTM);
@@ -130,7 +130,7 @@ cudaError_t launch_sgmv_expand(void* y, int64_t ld_y, const float* tmp, const vo
     return invalid_argument("launch_sgmv_expand: num_rows=%d out=%d ld_y=%lld", num_rows, out, (long long)ld_y);
   if (max_rank <= 0 || max_rank > kLoraMaxRank)
     return no_suitable_kernel("sgmv_expand out=%d max_rank=%d (limit %d) dtype=%s", out, max_rank, kLoraMaxRank,
-                              dtype_name(dtype));
+                              dtypeName(dtype));
   if (num_rows == 0) return cudaSuccess;
   if (ceil_div(out, kBlock) > 65535) return no_suitable_kernel("sgmv_expand out=%d (limit %d)", out, 65535 * kBlock);
   return dispatch_dtype(dtype, "sgmv_expand", [&](auto tag) {

@@ -25,7 +25,7 @@ std::vector<int32_t> fillPool(Pool& p, DType t, const std::vector<int>& ctx, int
   p.numBlocks = total + 3;
   const size_t plane = size_t(p.numBlocks) * p.kvHeads * p.blockSize * p.D;
   p.k.assign(plane, 0.0f), p.v.assign(plane, 0.0f);
-  p.dk.reset(new Dev(plane * dtype_size(t))), p.dv.reset(new Dev(plane * dtype_size(t)));
+  p.dk.reset(new Dev(plane * dtypeSize(t))), p.dv.reset(new Dev(plane * dtypeSize(t)));
   std::vector<int32_t> ids(static_cast<size_t>(p.numBlocks));
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), g_rng);
@@ -58,8 +58,8 @@ std::vector<int32_t> fillPool(Pool& p, DType t, const std::vector<int>& ctx, int
         p.v[dst] = vin[size_t(i) * W + h * p.D + d];
       }
   }
-  report(std::string("reshape_and_cache ") + dtype_name(t) + " K", download(t, p.dk.get(), plane), p.k, 0, 0);
-  report(std::string("reshape_and_cache ") + dtype_name(t) + " V", download(t, p.dv.get(), plane), p.v, 0, 0);
+  report(std::string("reshape_and_cache ") + dtypeName(t) + " K", download(t, p.dk.get(), plane), p.k, 0, 0);
+  report(std::string("reshape_and_cache ") + dtypeName(t) + " V", download(t, p.dv.get(), plane), p.v, 0, 0);
   return tables;
 }
 
@@ -108,7 +108,7 @@ void checkDecode(const Shape& s, DType t, int blockSize, std::vector<int> ctx) {
       refAttend(p, tables.data() + size_t(si) * maxBlocks, q.data() + size_t(si) * ld + h * D, ctx[size_t(si)],
                 h / (H / s.kvHeads), scale, ref.data() + size_t(si) * ld + h * D);
   const float tol = t == DType::F32 ? 1e-4f : 1.6e-2f;
-  report(std::string("paged_attention_decode ") + dtype_name(t) + " " + s.name + " bs" + std::to_string(blockSize) +
+  report(std::string("paged_attention_decode ") + dtypeName(t) + " " + s.name + " bs" + std::to_string(blockSize) +
              " ctx<=" + std::to_string(maxCtx),
          download(t, dO.get(), ref.size()), ref, tol, tol);
 }
@@ -140,7 +140,7 @@ void checkPrefill(const Shape& s, DType t, int blockSize, std::vector<int> qlen,
                   h / (H / s.kvHeads), scale, ref.data() + size_t(row) * ld + h * D);
     }
   const float tol = t == DType::F32 ? 1e-4f : 1.6e-2f;
-  report(std::string("prefill_attention ") + dtype_name(t) + " " + s.name + " bs" + std::to_string(blockSize) + " N=" +
+  report(std::string("prefill_attention ") + dtypeName(t) + " " + s.name + " bs" + std::to_string(blockSize) + " N=" +
              std::to_string(N),
          download(t, dO.get(), ref.size()), ref, tol, tol);
 }

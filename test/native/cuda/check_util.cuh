@@ -74,7 +74,7 @@ struct Dev {
 };
 
 inline Dev* upload(DType t, const std::vector<float>& v) {
-  Dev* d = new Dev(v.size() * size_t(dtype_size(t)) + 16);
+  Dev* d = new Dev(v.size() * size_t(dtypeSize(t)) + 16);
   if (t == DType::F32) {
     cudaMemcpy(d->p, v.data(), v.size() * 4, cudaMemcpyHostToDevice);
   } else if (t == DType::BF16) {

@@ -24,7 +24,7 @@ void checkEmbedding(const Shape& s, DType t) {
   for (int r = 0; r < n; r++)
     if (ids[r] >= 0)
       for (int j = 0; j < s.hidden; j++) ref[size_t(r) * s.hidden + j] = table[size_t(ids[r]) * s.hidden + j];
-  report(std::string("embedding ") + dtype_name(t) + " " + s.name, download(t, dO.get(), ref.size()), ref, 0, 0);
+  report(std::string("embedding ") + dtypeName(t) + " " + s.name, download(t, dO.get(), ref.size()), ref, 0, 0);
 }
 
 void checkRmsNorm(const Shape& s, DType t) {
@@ -45,16 +45,16 @@ void checkRmsNorm(const Shape& s, DType t) {
   if (launched("rms_norm", launch_rms_norm(dX->p, H, dW->p, dY->p, H, rows, H, eps, t, nullptr))) {
     std::vector<float> ref(x.size());
     norm(x, ref);
-    report(std::string("rms_norm ") + dtype_name(t) + " " + s.name, download(t, dY.get(), ref.size()), ref, tol, tol);
+    report(std::string("rms_norm ") + dtypeName(t) + " " + s.name, download(t, dY.get(), ref.size()), ref, tol, tol);
   }
   if (launched("fused_add_rms_norm",
                launch_fused_add_rms_norm(dX->p, H, dR->p, dW->p, dY->p, H, rows, H, eps, t, nullptr))) {
     std::vector<float> sum(x.size()), ref(x.size());
     for (size_t i = 0; i < x.size(); i++) sum[i] = roundTo(t, res[i] + x[i]);
     norm(sum, ref);
-    report(std::string("fused_add_rms_norm residual ") + dtype_name(t) + " " + s.name, download(t, dR.get(), sum.size()), sum,
+    report(std::string("fused_add_rms_norm residual ") + dtypeName(t) + " " + s.name, download(t, dR.get(), sum.size()), sum,
            0, 0);
-    report(std::string("fused_add_rms_norm out ") + dtype_name(t) + " " + s.name, download(t, dY.get(), ref.size()), ref,
+    report(std::string("fused_add_rms_norm out ") + dtypeName(t) + " " + s.name, download(t, dY.get(), ref.size()), ref,
            tol, tol);
   }
 }
@@ -85,7 +85,7 @@ void checkRope(const Shape& s, DType t, bool llama3) {
   };
   rot(q, s.heads, ldq), rot(k, s.kvHeads, ldk);
   const float tol = t == DType::F32 ? 1e-4f : 1.6e-2f;
-  const std::string tag = std::string(llama3 ? "rope llama3 " : "rope ") + dtype_name(t) + " " + s.name;
+  const std::string tag = std::string(llama3 ? "rope llama3 " : "rope ") + dtypeName(t) + " " + s.name;
   report(tag + " q", download(t, dQ.get(), q.size()), q, tol, tol);
   report(tag + " k", download(t, dK.get(), k.size()), k, tol, tol);
 }
@@ -95,7 +95,7 @@ void checkSwiglu(const Shape& s, DType t) {
   auto gu = randomVec(size_t(rows) * 2 * I, -4, 4);  // fused [rows, 2 * inter]
   roundAll(t, gu);
   std::unique_ptr<Dev> dG(upload(t, gu)), dO(new Dev(size_t(rows) * I * 4));
-  if (!launched("silu_mul", launch_silu_mul(dG->p, 2 * I, static_cast<char*>(dG->p) + size_t(I) * dtype_size(t), 2 * I,
+  if (!launched("silu_mul", launch_silu_mul(dG->p, 2 * I, static_cast<char*>(dG->p) + size_t(I) * dtypeSize(t), 2 * I,
                                             dO->p, I, rows, I, t, nullptr)))
     return;
   std::vector<float> ref(size_t(rows) * I);
@@ -105,7 +105,7 @@ void checkSwiglu(const Shape& s, DType t) {
       ref[size_t(r) * I + i] = float(g / (1 + std::exp(-g)) * u);
     }
   const float tol = t == DType::F32 ? 1e-5f : 1e-2f;
-  report(std::string("silu_mul ") + dtype_name(t) + " " + s.name, download(t, dO.get(), ref.size()), ref, tol, tol);
+  report(std::string("silu_mul ") + dtypeName(t) + " " + s.name, download(t, dO.get(), ref.size()), ref, tol, tol);
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ void checkGemm(DType in, DType outT, int m, int n, int k, bool cublas) {
                            : launch_gemm(dY->p, n, outT, dX->p, k, dW->p, k, m, n, k, alpha, beta, in, nullptr);
   if (!launched(name, err)) return;
   const float tol = outT == DType::F32 ? 2e-3f : 1.6e-2f;
-  report(std::string(name) + " " + dtype_name(in) + "->" + dtype_name(outT) + " " + std::to_string(m) + "x" +
+  report(std::string(name) + " " + dtypeName(in) + "->" + dtypeName(outT) + " " + std::to_string(m) + "x" +
              std::to_string(n) + "x" + std::to_string(k),
          download(outT, dY.get(), ref.size()), ref, tol, tol);
 }
@@ -59,7 +59,7 @@ void checkW8(DType t, int m, int n, int k) {
   if (!launched("gemm_w8", launch_gemm_w8(dY->p, n, dX->p, k, dW->as<int8_t>(), dS->as<float>(), m, n, k, 0.5f, true, t, nullptr)))
     return;
   const float tol = t == DType::F32 ? 1e-4f : 1.6e-2f;
-  report(std::string("gemm_w8 ") + dtype_name(t) + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k),
+  report(std::string("gemm_w8 ") + dtypeName(t) + " " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k),
          download(t, dY.get(), ref.size()), ref, tol, tol);
 }
 
@@ -83,7 +83,7 @@ void checkFp8(DType t, int m, int n, int k, bool perTensor, int cc) {
       ref[size_t(i) * n + j] = float(sc[perTensor ? 0 : size_t(j)] * acc);
     }
   std::unique_ptr<Dev> dX(upload(t, x)), dY(new Dev(ref.size() * 4)), dW(uploadRaw(wq)), dS(uploadRaw(sc));
-  const std::string name = std::string("gemm_fp8 ") + (perTensor ? "per-tensor " : "per-channel ") + dtype_name(t) + " " +
+  const std::string name = std::string("gemm_fp8 ") + (perTensor ? "per-tensor " : "per-channel ") + dtypeName(t) + " " +
                            std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
   const cudaError_t err = launch_gemm_fp8(dY->p, n, dX->p, k, dW->as<uint8_t>(), dS->as<float>(), ns, m, n, k, 1.0f, false, t, nullptr);
   if (cc < 89) {

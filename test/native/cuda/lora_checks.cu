@@ -66,7 +66,7 @@ void checkLora(const Shape& s, DType t, int in, int out) {
   std::unique_ptr<Dev> dX(upload(t, x)), dA(upload(t, a)), dB(upload(t, bt)), dY(upload(t, y0)), dTmp(new Dev(size_t(T) * R * 4)),
       dRank(uploadRaw(rank)), dRow(uploadRaw(sRow)), dSl(uploadRaw(sSlot)), dSc(uploadRaw(sScale)), dSeg(uploadRaw(segStart)),
       dSegSl(uploadRaw(segSlot)), dRp(uploadRaw(rowPtr)), dRt(uploadRaw(rowTerms));
-  const std::string tag = std::string(dtype_name(t)) + " " + s.name + " " + std::to_string(in) + "->" + std::to_string(out);
+  const std::string tag = std::string(dtypeName(t)) + " " + s.name + " " + std::to_string(in) + "->" + std::to_string(out);
   const float tolT = t == DType::F32 ? 1e-4f : 2e-2f;
   if (launched("sgmv_shrink", launch_sgmv_shrink(dTmp->as<float>(), dX->p, in, dA->p, dRank->as<int32_t>(), dRow->as<int32_t>(),
                                                  dSeg->as<int32_t>(), dSegSl->as<int32_t>(), int(segSlot.size()), maxSeg, T,

@@ -1,0 +1,126 @@
+// See device_weights.cuh.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "cublas_loader.cuh"
+#include "device_memory.cuh"
+#include "device_weights.cuh"
+#include "gemm.cuh"
+#include "quant_int8.cuh"
+
+namespace openlora::cuda {
+
+DeviceWeights::~DeviceWeights() {
+  for (void* p : allocs_) (void)cudaFree(p);
+}
+
+void* DeviceWeights::alloc(size_t bytes, const char* what) {
+  void* p = nullptr;
+  check(cudaMalloc(&p, std::max<size_t>(bytes, 16)), what);
+  allocs_.push_back(p);
+  return p;
+}
+
+void* DeviceWeights::uploadBf16(std::initializer_list<const std::vector<float>*> parts, const char* what) {
+  size_t n = 0;
+  for (const auto* v : parts) n += v->size();
+  std::vector<uint16_t> h(n);
+  size_t o = 0;
+  for (const auto* v : parts) {
+    for (float f : *v) h[o++] = floatToBf16(f);
+  }
+  void* d = alloc(n * 2, what);
+  check(cudaMemcpy(d, h.data(), n * 2, cudaMemcpyHostToDevice), what);
+  return d;
+}
+
+float* DeviceWeights::uploadF32(const std::vector<float>& v, const char* what) {
+  float* d = static_cast<float*>(alloc(v.size() * sizeof(float), what));
+  check(cudaMemcpy(d, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice), what);
+  return d;
+}
+
+DevLinear DeviceWeights::uploadLinear(std::initializer_list<const Linear*> parts, const char* what) {
+  DevLinear d;
+  d.in = int((*parts.begin())->in);
+  d.q8 = (*parts.begin())->quantized();
+  for (const Linear* p : parts) {
+    if (p->in != d.in || p->quantized() != d.q8) throw std::logic_error(std::string("CUDA forward: ") + what + ": parts differ");
+    d.out += int(p->out);
+  }
+  if (!d.q8) {
+    std::vector<uint16_t> h;
+    for (const Linear* p : parts) {
+      for (float f : p->rowMajor()) h.push_back(floatToBf16(f));
+    }
+    const size_t n = h.size();
+    d.w = alloc(n * 2, what);
+    check(cudaMemcpy(d.w, h.data(), n * 2, cudaMemcpyHostToDevice), what);
+    return d;
+  }
+  std::vector<int8_t> q;
+  std::vector<float> s;
+  for (const Linear* p : parts) {
+    for (float v : p->rowMajor()) q.push_back(int8_t(v));  // quantized: the raw int8 values
+    s.insert(s.end(), p->scale.begin(), p->scale.end());
+  }
+  d.w = alloc(q.size(), what);
+  check(cudaMemcpy(d.w, q.data(), q.size(), cudaMemcpyHostToDevice), what);
+  d.scale = uploadF32(s, what);
+  return d;
+}
+
+void DeviceWeights::upload(const Model& m) {
+  if (uploaded_) return;
+  const ModelConfig& c = m.config();
+  const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
+  embed = uploadBf16({&m.embed()}, "embed_tokens");
+  layers.resize(size_t(c.numHiddenLayers));
+  for (int l = 0; l < c.numHiddenLayers; l++) {
+    const LayerWeights& w = m.layer(l);
+    DevLayer& d = layers[size_t(l)];
+    d.inputNorm = uploadBf16({&w.inputNorm}, "input_layernorm");
+    d.postNorm = uploadBf16({&w.postNorm}, "post_attention_layernorm");
+    d.qkv = uploadLinear({&w.wq, &w.wk, &w.wv}, "q/k/v_proj");
+    d.o = uploadLinear({&w.wo}, "o_proj");
+    d.gateUp = uploadLinear({&w.wGate, &w.wUp}, "gate/up_proj");
+    d.down = uploadLinear({&w.wDown}, "down_proj");
+    if (!w.bq.empty()) d.bqkv = uploadBf16({&w.bq, &w.bk, &w.bv}, "q/k/v_proj bias");
+    if (!w.bo.empty()) d.bo = uploadBf16({&w.bo}, "o_proj bias");
+    if (!w.bGate.empty()) d.bGateUp = uploadBf16({&w.bGate, &w.bUp}, "gate/up_proj bias");
+    if (!w.bDown.empty()) d.bDown = uploadBf16({&w.bDown}, "down_proj bias");
+    bytes_ += 2 * (2 * H) + d.qkv.bytes() + d.o.bytes() + d.gateUp.bytes() + d.down.bytes();
+    if (d.bqkv) bytes_ += 2 * int64_t(c.qDim() + 2 * c.kvDim());
+    if (d.bo) bytes_ += 2 * H;
+    if (d.bGateUp) bytes_ += 2 * 2 * I;
+    if (d.bDown) bytes_ += 2 * H;
+  }
+  finalNorm = uploadBf16({&m.finalNorm()}, "model.norm");
+  // lm_head: the embedding when tied.
+  if (m.tiedHead()) {
+    lmHead = embed;
+  } else {
+    const std::vector<float> head = m.head().rowMajor();
+    lmHead = uploadBf16({&head}, "lm_head");
+  }
+  bytes_ += 2 * H + 2 * V * H;
+  invFreq = uploadF32(m.ropeInvFreq(), "rope inv_freq");
+  uploaded_ = true;
+}
+
+void linearForward(void* y, int64_t ldY, const void* x, int64_t ldX, const DevLinear& lin, int m, cudaStream_t stream,
+                   const char* what) {
+  if (lin.q8) {
+    checkLaunch(launch_gemm_w8(y, ldY, x, ldX, static_cast<const int8_t*>(lin.w), lin.scale, m, lin.out, lin.in, 1.0f, false,
+                               DType::BF16, stream),
+                what);
+  } else {
+    checkLaunch(launch_gemm_best(y, ldY, DType::BF16, x, ldX, lin.w, lin.in, m, lin.out, lin.in, 1.0f, 0.0f, DType::BF16, stream),
+                what);
+  }
+}
+
+}  // namespace openlora::cuda
