@@ -1,27 +1,22 @@
 /**
- * Test helpers: the tiny-shakespeare ModelInfo, a safetensors writer and a PEFT folder generator.
+ * Test helpers: the tiny-shakespeare ModelInfo and the engine double (re-exported), a safetensors
+ * writer and a PEFT folder generator.
  */
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Engine } from '../../native/engine.ts';
-import type { AdapterLoadSpec, ModelInfo } from '../../native/types.ts';
+import { tinyInfo } from '../native/scripted-engine.ts';
 import { DTYPE_BYTES } from '../../adapters/safetensors-header.ts';
 import { AdapterError } from '../../adapters/errors.ts';
 import { moduleDims, MODULE_PARENT, type LoraModule } from '../../adapters/peft-match.ts';
 
 export const EXAMPLES = fileURLToPath(new URL('../../examples/adapters/', import.meta.url));
 
-/** examples/models/tiny-shakespeare/config.json as the engine reports it. */
-export function tinyInfo(over: Partial<ModelInfo> = {}): ModelInfo {
-  return {
-    modelType: 'llama', architecture: 'LlamaForCausalLM', supportedArchitectures: ['LlamaForCausalLM'], vocabSize: 1024, hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4,
-    numAttentionHeads: 8, numKeyValueHeads: 4, headDim: 32, maxPositionEmbeddings: 512, maxModelLen: 512, dtype: 'BF16',
-    backend: 'cpu', backendReason: 'test', maxLoras: 4, maxLoraRank: 64, quantization: 'none', kvCacheDtype: 'float32', kvCacheBytes: 0, numKvBlocks: 0, ...over,
-  };
-}
+// The demo model's ModelInfo and the engine double (test/native/scripted-engine.ts) are shared
+// with the protocol tests.
+export { ScriptedEngine, tinyInfo } from '../native/scripted-engine.ts';
 
 export interface FakeTensor { dtype: string; shape: number[] }
 
@@ -83,39 +78,6 @@ export async function tmpAdapters(): Promise<{
     },
     cleanup: () => rm(root, { recursive: true, force: true }),
   };
-}
-
-/** An Engine stand-in for the slot pool: counts calls, enforces slot capacity, optional delay and failures. */
-export class FakeEngine implements Pick<Engine, 'loadAdapter' | 'unloadAdapter'> {
-  loads: AdapterLoadSpec[] = [];
-  unloads: number[] = [];
-  live = new Set<number>();
-  /** Reject the next N loads (with `failCode` on the error, as the addon sets `err.code`). */
-  failNext = 0;
-  /** `err.code` of the simulated failure, as the addon sets it (undefined: an Error without a code, i.e. an engine bug). */
-  failCode: string | undefined = 'bad_file';
-  constructor(readonly slots = 4, readonly delayMs = 5) {}
-
-  async loadAdapter(spec: AdapterLoadSpec): Promise<number> {
-    this.loads.push(spec);
-    await new Promise((r) => setTimeout(r, this.delayMs));
-    if (this.failNext > 0) {
-      this.failNext--;
-      throw Object.assign(new Error('lora_A of layer 0 q_proj: simulated engine failure'), this.failCode ? { code: this.failCode } : {});
-    }
-    for (let s = 0; s < this.slots; s++) {
-      if (!this.live.has(s)) {
-        this.live.add(s);
-        return s;
-      }
-    }
-    throw new Error('no free adapter slot');
-  }
-
-  unloadAdapter(slot: number): void {
-    if (!this.live.delete(slot)) throw new Error(`slot ${slot} is not loaded`);
-    this.unloads.push(slot);
-  }
 }
 
 /** Assert `p` rejects with an `invalid_adapter` AdapterError whose message matches every regex. */

@@ -15,7 +15,7 @@ import { AdapterManager } from '../../adapters/manager.ts';
 import { readAdapterTensors, type LoraPair } from '../../adapters/merge/tensors.ts';
 import { buildLoadSpec, parseAdapterDir } from '../../adapters/peft.ts';
 import { writeRandomAdapter } from './gen.ts';
-import { FakeEngine, tinyInfo } from './helpers.ts';
+import { ScriptedEngine, tinyInfo } from './helpers.ts';
 
 const info = tinyInfo({ maxLoras: 1 });
 let tmp: string;
@@ -39,8 +39,8 @@ async function assertMergeOf(mergedDir: string, sourceDir: string, w: number): P
 const linear = (name: string, weight: number): Composition => ({ members: [{ name, weight }], merge: { strategy: 'linear' } as Composition['merge'] });
 
 function manager(over: { maxCpuLoras?: number } = {}) {
-  const engine = new FakeEngine(1, 1);
-  const m = new AdapterManager({ engine, baseName: 'tiny', modelInfo: info, mergeDir: join(tmp, 'merges'), slotWaitMs: 2000, ...over });
+  const engine = new ScriptedEngine(() => [], { slots: 1, loadDelayMs: 1 });
+  const m = new AdapterManager({ engine: engine.asEngine(), baseName: 'tiny', modelInfo: info, mergeDir: join(tmp, 'merges'), slotWaitMs: 2000, ...over });
   return { engine, m };
 }
 

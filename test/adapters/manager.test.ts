@@ -6,7 +6,7 @@ import pino from 'pino';
 import { AdapterManager, type Logger } from '../../adapters/manager.ts';
 import { AdapterError } from '../../adapters/errors.ts';
 import { NativeError } from '../../native/errors.ts';
-import { EXAMPLES, FakeEngine, loraConfig, tinyInfo, tmpAdapters } from './helpers.ts';
+import { EXAMPLES, ScriptedEngine, loraConfig, tinyInfo, tmpAdapters } from './helpers.ts';
 
 let t: Awaited<ReturnType<typeof tmpAdapters>>;
 before(async () => {
@@ -21,10 +21,10 @@ void _pinoFits;
 
 /** A manager over `slots` fake slots; `warnings` collects log.warn messages. */
 function setup(slots = 4, opts: { delayMs?: number; slotWaitMs?: number } = {}) {
-  const engine = new FakeEngine(slots, opts.delayMs ?? 5);
+  const engine = new ScriptedEngine(() => [], { slots, loadDelayMs: opts.delayMs ?? 5 });
   const warnings: string[] = [];
   const log: Logger = { info() {}, error() {}, warn: (obj, msg) => void warnings.push(`${msg} ${JSON.stringify(obj)}`) };
-  const m = new AdapterManager({ engine, baseName: 'tiny', modelInfo: tinyInfo({ maxLoras: slots }), log, slotWaitMs: opts.slotWaitMs });
+  const m = new AdapterManager({ engine: engine.asEngine(), baseName: 'tiny', modelInfo: tinyInfo({ maxLoras: slots }), log, slotWaitMs: opts.slotWaitMs });
   return { engine, m, warnings };
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -10,7 +10,7 @@ import { AdapterManager } from '../../adapters/manager.ts';
 import { pinComposition } from '../../adapters/pin.ts';
 import { toOpenAIError } from '../../plugin/errors.ts';
 import { AdapterError } from '../../adapters/errors.ts';
-import { FakeEngine, tinyInfo, tmpAdapters } from './helpers.ts';
+import { ScriptedEngine, tinyInfo, tmpAdapters } from './helpers.ts';
 
 let t: Awaited<ReturnType<typeof tmpAdapters>>;
 before(async () => {
@@ -20,8 +20,8 @@ before(async () => {
 after(() => t.cleanup());
 
 function setup(slots: number) {
-  const engine = new FakeEngine(slots, 1);
-  const m = new AdapterManager({ engine, baseName: 'tiny', modelInfo: tinyInfo({ maxLoras: slots }), slotWaitMs: 60_000 });
+  const engine = new ScriptedEngine(() => [], { slots, loadDelayMs: 1 });
+  const m = new AdapterManager({ engine: engine.asEngine(), baseName: 'tiny', modelInfo: tinyInfo({ maxLoras: slots }), slotWaitMs: 60_000 });
   return { engine, m };
 }
 

@@ -15,7 +15,7 @@ import { AdapterManager } from '../../adapters/manager.ts';
 import { AdapterSources, confinePath, parseHubId } from '../../adapters/sources.ts';
 import { AdapterError } from '../../adapters/errors.ts';
 import { writeRandomAdapter } from './gen.ts';
-import { FakeEngine, tinyInfo } from './helpers.ts';
+import { ScriptedEngine, tinyInfo } from './helpers.ts';
 
 let tmp: string;
 let server: Server;
@@ -54,8 +54,8 @@ after(async () => {
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 function manager(over: Partial<ConstructorParameters<typeof AdapterSources>[0]> = {}) {
   const sources = new AdapterSources({ cacheDir: join(tmp, `cache-${Math.random().toString(36).slice(2)}`), hubEndpoint: hub, hfCacheDir: join(tmp, 'hf'), ...over });
-  const engine = new FakeEngine(4, 1);
-  return { sources, engine, m: new AdapterManager({ engine, baseName: 'tiny', modelInfo: tinyInfo(), sources, allowUrls: true, adapterRoots: [join(tmp, 'roots')] }) };
+  const engine = new ScriptedEngine(() => [], { slots: 4, loadDelayMs: 1 });
+  return { sources, engine, m: new AdapterManager({ engine: engine.asEngine(), baseName: 'tiny', modelInfo: tinyInfo(), sources, allowUrls: true, adapterRoots: [join(tmp, 'roots')] }) };
 }
 
 describe('sources', () => {
