@@ -191,6 +191,13 @@ export interface SequenceParams {
   logitBias: Array<[number, number]>;
   /** Generation ends (finish "stop") when one of these is sampled; it is reported. */
   stopTokenIds: number[];
+  /**
+   * vLLM's `min_tokens` (optional, default 0): while fewer than this many tokens were generated,
+   * the `stopTokenIds` get logit -inf (after logit_bias and penalties), so the sequence cannot
+   * end by a stop id before then (a constrained sequence whose mask allows nothing else still
+   * may). It does not stop `maxTokens` from ending the sequence first.
+   */
+  minTokens?: number;
   /** RNG seed; the same seed and inputs give the same tokens. */
   seed: number;
   /** Return this many top logprobs per token (0 = none, the chosen token's logprob only when >= 0; -1 = no logprobs at all). */

@@ -47,6 +47,13 @@ export interface GenerateRequest {
   logitBias?: Record<string, number>;
   seed?: number;
   stop?: string[];
+  /** vLLM's `ignore_eos`: the model's stop token ids do not end a choice (max_tokens or a stop string does). */
+  ignoreEos?: boolean;
+  /**
+   * vLLM's `min_tokens`: the engine masks the stop token ids (SequenceParams.minTokens) and stop
+   * strings are not matched until a choice has this many tokens. At most `maxTokens`.
+   */
+  minTokens?: number;
   /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
   logprobs?: number;
   /**
@@ -116,7 +123,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
     private readonly req: GenerateRequest,
     private readonly wantLogprobs: boolean,
   ) {
-    this.stopIds = new Set(req.model.tokenizer.stopTokenIds);
+    this.stopIds = new Set(req.ignoreEos ? [] : req.model.tokenizer.stopTokenIds);
     this.promptTokens = req.prompts.reduce((s, p) => s + p.length, 0);
   }
 
@@ -228,7 +235,9 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
       if (this.wantLogprobs && ev.logprob !== undefined) {
         c.pending.push({ id: ev.token, logprob: ev.logprob, top: ev.topLogprobs ?? [] });
       }
-      const r = c.stop.push(c.detok.push(ev.token));
+      // vLLM checks no stop condition before min_tokens (its StopChecker): stop strings included.
+      const text = c.detok.push(ev.token);
+      const r = c.completionTokens < (this.req.minTokens ?? 0) ? { text, stopped: false } : c.stop.push(text);
       if (r.stopped) this.finish(c, 'stop', r.text);
       else if (c.completionTokens >= c.maxTokens && ev.finishReason === undefined) this.finish(c, 'length', r.text);
       else if (r.text || c.pending.length > 0) this.emit(c, r.text, null);
@@ -283,6 +292,13 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
     completionBudget(p.length, context, req.maxTokens, req.promptParam);
   }
   const logitBias = logitBiasPairs(req.logitBias, vocab);
+  if (req.minTokens !== undefined && req.maxTokens !== undefined && req.minTokens > req.maxTokens) {
+    throw new InvalidRequestError(`'min_tokens' (${req.minTokens}) must not exceed max_tokens (${req.maxTokens}).`, 'min_tokens');
+  }
+  if (req.ignoreEos && req.grammar) {
+    // NOTE(why): a finished grammar allows only the end tokens; ignoring them would leave it nothing to allow.
+    throw new InvalidRequestError("'ignore_eos' cannot be combined with constrained output (response_format, guided_*, tool calls).", 'ignore_eos');
+  }
 
   const temperature = req.temperature ?? 1;
   const params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'> = {
@@ -293,7 +309,8 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
     presencePenalty: req.presencePenalty ?? 0,
     frequencyPenalty: req.frequencyPenalty ?? 0,
     logitBias,
-    stopTokenIds: [...model.tokenizer.stopTokenIds],
+    stopTokenIds: req.ignoreEos ? [] : [...model.tokenizer.stopTokenIds],
+    ...(req.minTokens ? { minTokens: req.minTokens } : {}),
     logprobs: req.logprobs ?? -1,
   };
   const seed = req.seed ?? randomInt(0, 2 ** 32 - 1);

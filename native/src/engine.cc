@@ -86,6 +86,7 @@ void Engine::validate(const SequenceRequest& r) const {
             std::to_string(c.maxModelLen) + ", which leaves no room to generate");
   }
   if (r.maxTokens < 1) invalid("maxTokens", "maxTokens must be >= 1, got " + std::to_string(r.maxTokens));
+  if (r.sampling.minTokens < 0) invalid("minTokens", "minTokens must be >= 0, got " + std::to_string(r.sampling.minTokens));
   const SamplingParams& s = r.sampling;
   if (!std::isfinite(s.temperature) || s.temperature < 0) invalid("temperature", "temperature must be a finite number >= 0");
   if (!(s.topP > 0 && s.topP <= 1)) invalid("topP", "topP must be in (0, 1]");

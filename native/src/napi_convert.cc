@@ -149,6 +149,7 @@ SequenceRequest readSequenceParams(const Napi::Value& v) {
   r.sampling.frequencyPenalty = float(number(o, "frequencyPenalty", P, &zero));
   r.sampling.seed = uint64_t(int64_t(number(o, "seed", P, &zero)));
   r.logprobs = integer(o, "logprobs", P, &minusOne);
+  r.sampling.minTokens = integer(o, "minTokens", P, &zeroI);
   Napi::Array bias = array(o.Get("logitBias"), P + ".logitBias", true);
   for (uint32_t i = 0; i < bias.Length(); i++) {
     const std::string f = P + ".logitBias[" + std::to_string(i) + "]";

@@ -65,17 +65,27 @@ float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<d
 
 Sampler::Sampler(SamplingParams params, int vocab) : p_(std::move(params)), vocab_(vocab), rng_(p_.seed) {}
 
-void Sampler::adjust(const float* logits, std::vector<float>* out) const {
+void Sampler::adjust(const float* logits, std::vector<float>* out, bool suppress) const {
   out->assign(logits, logits + vocab_);
   for (const auto& [tok, bias] : p_.logitBias) (*out)[size_t(tok)] += bias;
   if (p_.frequencyPenalty != 0.0f || p_.presencePenalty != 0.0f) {
     for (const auto& [tok, n] : counts_) (*out)[size_t(tok)] -= p_.frequencyPenalty * float(n) + p_.presencePenalty;
+  }
+  if (suppress && generated_ < p_.minTokens) {
+    for (int tok : p_.suppressIds) (*out)[size_t(tok)] = -INFINITY;
   }
 }
 
 int Sampler::sample(const float* logits, const uint32_t* mask) {
   adjust(logits, &work_);
   if (mask) applyTokenMask(mask, vocab_, work_.data());
+  if (generated_ < p_.minTokens && !p_.suppressIds.empty() &&
+      std::none_of(work_.begin(), work_.end(), [](float v) { return v > -INFINITY; })) {
+    // NOTE(why): a grammar that allows only the end (its mask) beats min_tokens, as in vLLM
+    // where the structured-output mask is applied last: never sample from an empty set.
+    adjust(logits, &work_, false);
+    if (mask) applyTokenMask(mask, vocab_, work_.data());
+  }
   if (p_.temperature <= 0.0f) {
     int best = 0;  // strict > keeps the lowest id among ties
     if (mask) {

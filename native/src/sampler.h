@@ -18,6 +18,10 @@ struct SamplingParams {
   float frequencyPenalty = 0.0f; // OpenAI, [-2, 2]
   std::vector<std::pair<int, float>> logitBias;  // (token, bias)
   uint64_t seed = 0;
+  // vLLM's min_tokens: while fewer than `minTokens` tokens were generated (observe() calls),
+  // the `suppressIds` (the sequence's stop token ids) get logit -inf, so generation cannot end.
+  int minTokens = 0;
+  std::vector<int> suppressIds;
 };
 
 /** A token and its natural-log probability. */
@@ -47,7 +51,9 @@ float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<d
  * Per-sequence sampler state: the RNG and the counts of generated tokens.
  *
  * Order of operations (OpenAI / vLLM semantics): a constrained sequence's allowed-token mask
- * (token_mask.h) sets disallowed logits to -inf first, then logit_bias is added, then
+ * (token_mask.h) sets disallowed logits to -inf first, then logit_bias is added, then while
+ * fewer than min_tokens tokens were generated the stop ids get -inf (vLLM's
+ * MinTokensLogitsProcessor; dropped for that step if it would leave no token at all), then
  * logit[t] -= frequency_penalty * count[t] + presence_penalty * (count[t] > 0) over generated
  * tokens only, then greedy argmax (ties to the lowest id) when temperature == 0, else
  * softmax(l / T), top_k, top_p (smallest prefix with mass >= p, at least one token), one draw.
@@ -80,11 +86,17 @@ class Sampler {
    */
   int sampleMixture(const std::vector<const float*>& rows, const std::vector<double>& weights, const uint32_t* mask = nullptr);
   /** Record a generated token for the penalties. */
-  void observe(int token) { counts_[token]++; }
+  void observe(int token) {
+    counts_[token]++;
+    generated_++;
+  }
 
  private:
-  /** out[vocab] = logits + logit_bias - penalties (the per-sequence logit processing). */
-  void adjust(const float* logits, std::vector<float>* out) const;
+  /**
+   * out[vocab] = logits + logit_bias - penalties (the per-sequence logit processing), with the
+   * min_tokens suppression when `suppress` and fewer than minTokens tokens were generated.
+   */
+  void adjust(const float* logits, std::vector<float>* out, bool suppress = true) const;
   /** The masked mixture into mix_ (see sampleMixture). */
   void maskedMixture(const std::vector<const float*>& rows, const std::vector<double>& weights, const uint32_t* mask, double T);
   /** top_k / top_p over cand_ (probabilities with total `sum`, id order), then one RNG draw. */
@@ -94,6 +106,7 @@ class Sampler {
   int vocab_;
   std::mt19937_64 rng_;
   std::unordered_map<int, int> counts_;       // generated token -> occurrences
+  int generated_ = 0;                         // tokens observed so far
   std::vector<float> work_;                   // [vocab] adjusted logits
   std::vector<std::pair<float, int>> cand_;   // [vocab] (prob, token) candidates
   std::vector<double> mix_;                   // [vocab] ensemble mixture p

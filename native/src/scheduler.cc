@@ -200,7 +200,9 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
     const int members = int(s.members.size());
     if (rows + members > options_.maxNumSeqs) break;
     if (!s.sampler) {  // first admission (a preempted sequence keeps its sampler and RNG state)
-      s.sampler = std::make_unique<Sampler>(s.req.sampling, c.vocabSize);
+      SamplingParams sp = s.req.sampling;
+      sp.suppressIds = s.req.stopTokenIds;  // min_tokens masks the stop ids (sampler.h)
+      s.sampler = std::make_unique<Sampler>(std::move(sp), c.vocabSize);
       s.tokens = s.req.prompt;
       for (Member& m : s.members) {
         m.adapterKey = prefixSeed(m.loras, int(s.req.prompt.size()));

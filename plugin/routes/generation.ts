@@ -43,6 +43,8 @@ export interface GenerationBody extends CompositionBody {
   logit_bias?: Record<string, number> | null;
   seed?: number | null;
   stop?: string | string[] | null;
+  ignore_eos?: boolean | null;
+  min_tokens?: number | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean | null } | null;
 }
@@ -172,6 +174,8 @@ function samplingFromBody(body: GenerationBody): Omit<GenerateRequest, 'model' |
     logitBias: body.logit_bias ?? undefined,
     seed: body.seed ?? undefined,
     stop: stopList(body.stop),
+    ignoreEos: body.ignore_eos ?? undefined,
+    minTokens: body.min_tokens ?? undefined,
   };
 }
 

@@ -33,6 +33,13 @@ export const commonFields = {
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   /** Token id (as a decimal string) → bias in [-100, 100]; ids are checked against the vocabulary at use. */
   logit_bias: z.record(z.string().regex(/^\d+$/, { error: 'expected a token id (decimal integer string)' }), z.number().min(-100).max(100)).nullish(),
+  /**
+   * vLLM extension: keep generating past the end-of-sequence tokens (EOS / end of turn) until
+   * max_tokens or a stop string; every serving benchmark sends it.
+   */
+  ignore_eos: z.boolean().nullish(),
+  /** vLLM extension: the end-of-sequence tokens cannot be sampled, nor stop strings match, before this many tokens. */
+  min_tokens: z.number().int().min(0).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   user: z.string().nullish(),

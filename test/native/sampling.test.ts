@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { Engine } from '../../native/engine.ts';
 import { NativeError } from '../../native/errors.ts';
+import { tokenMaskOf } from '../../native/token-mask.ts';
 import { adapterSpec, loadReference, modelDir, params, testThreads } from './helpers.ts';
 
 const ref = loadReference();
@@ -84,6 +85,37 @@ describe('sampling', () => {
     assert.equal(r.topLogprobs.length, 0);
   });
 
+  test('minTokens masks the stop ids until that many tokens were generated (vLLM min_tokens)', async () => {
+    const stop = greedyRef[3];
+    const firstAt = greedyRef.indexOf(stop);
+    // Greedy picks the stop id at step firstAt: with minTokens 8 the next best token is taken instead.
+    const r = await run({ maxTokens: 8, stopTokenIds: [stop], minTokens: 8 });
+    assert.deepEqual(r.tokens.slice(0, firstAt), greedyRef.slice(0, firstAt));
+    assert.notEqual(r.tokens[firstAt], stop);
+    assert.ok(!r.tokens.includes(stop), `stop id ${stop} sampled before minTokens: ${r.tokens}`);
+    assert.equal(r.finishReason, 'length');
+    // A bias of +100 makes the stop id the only choice: it comes exactly at token minTokens + 1.
+    for (const temperature of [0, 1]) {
+      const f = await run({ temperature, seed: 4, maxTokens: 20, stopTokenIds: [stop], logitBias: [[stop, 100]], minTokens: 5 });
+      assert.equal(f.finishReason, 'stop');
+      assert.equal(f.completionTokens, 6);
+      assert.ok(!f.tokens.slice(0, 5).includes(stop));
+      assert.equal(f.tokens[5], stop);
+    }
+    // Without minTokens the forced stop id ends the sequence at once.
+    assert.deepEqual((await run({ maxTokens: 20, stopTokenIds: [stop], logitBias: [[stop, 100]] })).tokens, [stop]);
+  });
+
+  test('minTokens yields to a token mask that allows only a stop id', async () => {
+    const stop = greedyRef[0];
+    const mask = tokenMaskOf(engine.info().vocabSize, [stop]);
+    for (const temperature of [0, 1]) {
+      const r = await run({ temperature, seed: 2, maxTokens: 10, stopTokenIds: [stop], minTokens: 10, constrained: true, tokenMask: mask });
+      assert.deepEqual(r.tokens, [stop]);
+      assert.equal(r.finishReason, 'stop');
+    }
+  });
+
   test('maxTokens ends with "length"', async () => {
     const r = await run({ maxTokens: 3 });
     assert.equal(r.finishReason, 'length');
@@ -123,6 +155,7 @@ describe('sampling', () => {
       [{ temperature: -1 }, /temperature/],
       [{ stopTokenIds: [1024] }, /stopTokenIds/],
       [{ logitBias: [[2000, 1]] }, /logitBias/],
+      [{ minTokens: -1 }, /minTokens/],
     ];
     for (const [over, re] of bad) {
       assert.throws(() => engine.generate(params(prompt, over)), (e: unknown) => e instanceof NativeError && e.code === 'invalid_argument' && re.test(e.message), re.source);

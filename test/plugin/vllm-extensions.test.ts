@@ -1,0 +1,88 @@
+/**
+ * vLLM's request extensions `ignore_eos` and `min_tokens` on /v1/completions and
+ * /v1/chat/completions: validated in the request schema, passed to the engine
+ * (SequenceParams.stopTokenIds / minTokens), and applied to stop ids and stop strings.
+ * The engine's own masking is tested in test/native/sampling.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import request from 'supertest';
+import { makeApp } from './fakes.ts';
+
+const COMPLETIONS = '/v1/completions';
+const CHAT = '/v1/chat/completions';
+// Demo tokenizer: ids 65..68 are the bytes 'A'..'D'; 1020 is its end-of-text (a stop id).
+const A = 65, B = 66, C = 67, D = 68, EOS = 1020;
+
+test('ignore_eos: the stop ids do not end the choice; max_tokens does (completions)', async () => {
+  const { app, engine } = await makeApp(() => [B, EOS, C, D, EOS]);
+  const plain = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 4 });
+  assert.equal(plain.status, 200);
+  assert.equal(plain.body.choices[0].text, 'B');
+  assert.equal(plain.body.choices[0].finish_reason, 'stop');
+  assert.ok(engine.added[0]!.stopTokenIds.includes(EOS));
+
+  const res = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 4, ignore_eos: true });
+  assert.equal(res.status, 200);
+  assert.equal(res.body.choices[0].text, 'BCD'); // the end token is special: no text
+  assert.equal(res.body.choices[0].finish_reason, 'length');
+  assert.equal(res.body.usage.completion_tokens, 4);
+  assert.deepEqual(engine.added[1]!.stopTokenIds, []);
+  assert.equal(engine.added[1]!.minTokens, undefined);
+});
+
+test('ignore_eos on chat, streamed: content past the end token, finish "length"', async () => {
+  const { app, engine } = await makeApp(() => [A, EOS, B, EOS]);
+  const res = await request(app)
+    .post(CHAT)
+    .send({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, ignore_eos: true, stream: true });
+  assert.equal(res.status, 200);
+  const chunks = res.text
+    .split('\n\n')
+    .filter((l) => l.startsWith('data: {'))
+    .map((l) => JSON.parse(l.slice(6)));
+  const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+  assert.equal(text, 'AB');
+  assert.equal(chunks.at(-1).choices[0].finish_reason, 'length');
+  assert.deepEqual(engine.added[0]!.stopTokenIds, []);
+});
+
+test('min_tokens goes to the engine and stop strings do not match before it', async () => {
+  const { app, engine } = await makeApp(() => [A, B, C, B, D]);
+  const early = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 5, stop: ['B'] });
+  assert.equal(early.body.choices[0].text, 'A');
+  const res = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 5, stop: ['B'], min_tokens: 3 });
+  assert.equal(res.status, 200);
+  assert.equal(res.body.choices[0].text, 'ABC'); // the second B (token 4) is past min_tokens
+  assert.equal(res.body.choices[0].finish_reason, 'stop');
+  assert.equal(engine.added[1]!.minTokens, 3);
+  assert.ok(engine.added[1]!.stopTokenIds.includes(EOS));
+
+  const chat = await request(app).post(CHAT).send({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 8, min_tokens: 8 });
+  assert.equal(chat.status, 200);
+  assert.equal(engine.added[2]!.minTokens, 8);
+});
+
+test('bad ignore_eos / min_tokens are 400s naming the field', async () => {
+  const { app, engine } = await makeApp(() => [A]);
+  const cases: Array<[string, Record<string, unknown>, string]> = [
+    [COMPLETIONS, { prompt: [1], min_tokens: -1 }, 'min_tokens'],
+    [COMPLETIONS, { prompt: [1], min_tokens: 1.5 }, 'min_tokens'],
+    [COMPLETIONS, { prompt: [1], min_tokens: 9, max_tokens: 4 }, 'min_tokens'],
+    [CHAT, { messages: [{ role: 'user', content: 'x' }], min_tokens: 9, max_completion_tokens: 4 }, 'min_tokens'],
+    [COMPLETIONS, { prompt: [1], ignore_eos: 'yes' }, 'ignore_eos'],
+    [CHAT, { messages: [{ role: 'user', content: 'x' }], ignore_eos: 1 }, 'ignore_eos'],
+    [CHAT, { messages: [{ role: 'user', content: 'x' }], ignore_eos: true, response_format: { type: 'json_object' } }, 'ignore_eos'],
+  ];
+  for (const [url, body, param] of cases) {
+    const res = await request(app).post(url).send({ model: 'tiny', ...body });
+    assert.equal(res.status, 400, `${url} ${JSON.stringify(body)}: ${res.text}`);
+    assert.equal(res.body.error.param, param, JSON.stringify(res.body));
+    assert.equal(res.body.error.type, 'invalid_request_error');
+  }
+  assert.equal(engine.added.length, 0);
+  // Explicit nulls are the defaults.
+  const ok = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], ignore_eos: null, min_tokens: null });
+  assert.equal(ok.status, 200);
+  assert.ok(engine.added[0]!.stopTokenIds.includes(EOS));
+});
