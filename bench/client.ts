@@ -22,6 +22,8 @@ export interface RequestResult {
   end: number;
   /** Time to the first non-empty content chunk, ms. */
   ttft?: number;
+  /** Time per output token after the first, ms: (end - start - ttft) / (completionTokens - 1). */
+  tpot?: number;
   /** Gaps between consecutive non-empty content chunks, ms. */
   itl: number[];
   /** usage.completion_tokens (or the content-chunk count if the server sent no usage). */
@@ -37,7 +39,7 @@ export async function streamRequest(url: string, req: BenchRequest, signal: Abor
   let chunks = 0;
   let last = 0;
   try {
-    const res = await fetch(`${url}/chat/completions`, {
+    const res = await fetch(`${url}${req.path ?? '/chat/completions'}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
       body: JSON.stringify(req.body),
@@ -77,8 +79,14 @@ export async function streamRequest(url: string, req: BenchRequest, signal: Abor
             r.completionTokens = msg.usage.completion_tokens;
             r.promptTokens = msg.usage.prompt_tokens ?? 0;
             r.usageMissing = false;
+          } else if (msg.timings?.predicted_n !== undefined) {
+            // llama-server's last chunk: its own token counts (no usage without include_usage support).
+            r.completionTokens = msg.timings.predicted_n;
+            r.promptTokens = msg.timings.prompt_n ?? 0;
+            r.usageMissing = false;
           }
-          const content = msg.choices?.[0]?.delta?.content;
+          const choice = msg.choices?.[0];
+          const content = choice?.delta?.content ?? choice?.text; // chat / completions
           if (typeof content === 'string' && content.length > 0) {
             if (chunks === 0) r.ttft = now - r.start;
             else r.itl.push(now - last);
@@ -89,6 +97,7 @@ export async function streamRequest(url: string, req: BenchRequest, signal: Abor
       }
     }
     if (r.usageMissing) r.completionTokens = chunks;
+    if (r.ttft !== undefined && r.completionTokens > 1) r.tpot = (performance.now() - r.start - r.ttft) / (r.completionTokens - 1);
     r.ok = true;
   } catch (e) {
     if (signal.aborted) r.aborted = true;
@@ -155,6 +164,8 @@ export interface ScenarioStats {
   outputTokensPerSec: number;
   requestsPerSec: number;
   ttftMs: { p50: number; p99: number };
+  /** Per request (end - first token) / (tokens - 1), ms: p50 / p99 over requests. */
+  tpotMs: { p50: number; p99: number };
   itlMs: { p50: number; p99: number };
   /**
    * Event-loop lag p99 of the server (its own process; in-process: the one shared loop's): how late
@@ -236,10 +247,43 @@ export async function runScenario(
   const server = await where.probe?.stop();
   results.sort((a, b) => a.index - b.index); // kinds then list in request order
 
+  return summarize(scenario, results, wall, models.size, {
+    server,
+    inProcess: where.inProcess,
+    clientLagP99Ms: lateness(lag.percentile(99)),
+    clientLagIntervalP99Ms: lag.percentile(99) / 1e6,
+    clientPeakRssMB: peakRss / 2 ** 20,
+    clientCpuMs: (cpu.user + cpu.system) / 1000,
+  });
+}
+
+/** What the client side measured around a scenario (for summarize). */
+export interface ClientMeasure {
+  server?: ServerMeasure;
+  inProcess: boolean;
+  clientLagP99Ms: number;
+  clientLagIntervalP99Ms: number;
+  clientPeakRssMB: number;
+  clientCpuMs: number;
+}
+
+/**
+ * The figures of one scenario run from its requests' results (`results` sorted by index):
+ * tokens/s and requests/s over `wall` seconds, TTFT / TPOT / ITL percentiles, per-kind figures.
+ */
+export function summarize(
+  scenario: Pick<Scenario, 'name' | 'description' | 'concurrency' | 'baselineKind'>,
+  results: RequestResult[],
+  wall: number,
+  distinctModels: number,
+  m: ClientMeasure,
+): ScenarioStats {
+  const { server } = m;
   const ok = results.filter((r) => r.ok);
   const tokens = ok.reduce((n, r) => n + r.completionTokens, 0);
   const ttft = ok.flatMap((r) => (r.ttft === undefined ? [] : [r.ttft]));
   const itl = ok.flatMap((r) => r.itl);
+  const tpot = ok.flatMap((r) => (r.tpot === undefined ? [] : [r.tpot]));
   const kinds: Record<string, KindStats> = {};
   for (const r of results) {
     const k = (kinds[r.kind] ??= { ok: 0, errors: {}, completionTokens: 0, perStreamTokensPerSec: 0 });
@@ -268,23 +312,24 @@ export async function runScenario(
     outputTokensPerSec: tokens / wall,
     requestsPerSec: ok.length / wall,
     ttftMs: { p50: percentile(ttft, 50), p99: percentile(ttft, 99) },
+    tpotMs: { p50: percentile(tpot, 50), p99: percentile(tpot, 99) },
     itlMs: { p50: percentile(itl, 50), p99: percentile(itl, 99) },
-    eventLoopLagP99Ms: server ? server.lagP99Ms : lateness(lag.percentile(99)),
-    eventLoopIntervalP99Ms: server ? server.intervalP99Ms : lag.percentile(99) / 1e6,
-    peakRssMB: server ? server.peakRssMB : peakRss / 2 ** 20,
-    measuredIn: server ? 'server process' : where.inProcess ? 'shared process' : 'client process',
-    clientLagP99Ms: lateness(lag.percentile(99)),
-    clientPeakRssMB: peakRss / 2 ** 20,
+    eventLoopLagP99Ms: server ? server.lagP99Ms : m.clientLagP99Ms,
+    eventLoopIntervalP99Ms: server ? server.intervalP99Ms : m.clientLagIntervalP99Ms,
+    peakRssMB: server ? server.peakRssMB : m.clientPeakRssMB,
+    measuredIn: server ? 'server process' : m.inProcess ? 'shared process' : 'client process',
+    clientLagP99Ms: m.clientLagP99Ms,
+    clientPeakRssMB: m.clientPeakRssMB,
     serverLagMaxMs: server?.lagMaxMs,
     serverCpuMsPerToken: server && tokens > 0 ? server.cpuMs / tokens : undefined,
-    clientCpuMsPerToken: tokens > 0 ? (cpu.user + cpu.system) / 1000 / tokens : undefined,
+    clientCpuMsPerToken: tokens > 0 ? m.clientCpuMs / tokens : undefined,
     usageMissing: ok.filter((r) => r.usageMissing).length,
     promptTokens: {
       mean: ok.length ? ok.reduce((n, r) => n + r.promptTokens, 0) / ok.length : NaN,
       min: ok.length ? Math.min(...ok.map((r) => r.promptTokens)) : NaN,
       max: ok.length ? Math.max(...ok.map((r) => r.promptTokens)) : NaN,
     },
-    distinctModels: models.size,
+    distinctModels,
     baselineKind: bk ? scenario.baselineKind : undefined,
     kinds,
   };

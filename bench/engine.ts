@@ -3,7 +3,10 @@
  * tokens each, through native/engine.ts, on the embedded demo model. Separates engine speed
  * from gateway/HTTP overhead (compare with `npm run bench`).
  *
- *   node --import tsx bench/engine.ts [--threads 2] [--tokens 128] [--repeat 3] [--quantization int8] [--thread-nice 5]
+ *   node --import tsx bench/engine.ts [--threads 2] [--tokens 128] [--repeat 3] [--quantization int8] [--thread-nice 5] [--model-dir DIR]
+ *
+ * `--model-dir` runs another model folder (e.g. a real-shape one of bench/real/models.ts) instead
+ * of the demo; the demo adapters do not fit it, so `adapters-16` is skipped there.
  *
  * Prints one line per (configuration, repeat): single stream, 16 base streams, 16 streams over
  * 16 adapter configurations (the four demo adapters at 4 weights each, so every stream has its
@@ -18,7 +21,7 @@ import { join } from 'node:path';
 import { Engine, type GenerationHandle } from '../native/engine.ts';
 import { tokenMaskOf } from '../native/token-mask.ts';
 import type { AdapterRef, EngineOptions } from '../native/types.ts';
-import { adapterSpec, modelDir, params } from '../test/native/helpers.ts';
+import { adapterSpec, modelDir as demoModelDir, params } from '../test/native/helpers.ts';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,6 +34,8 @@ const repeat = Number(arg('repeat', '3'));
 /** EngineOptions.threadNice (the gateway's default is 5: the event loop preempts engine compute). */
 const threadNice = Number(arg('thread-nice', '0'));
 const quantizations = arg('quantization', 'none,int8').split(',');
+const modelDir = arg('model-dir', demoModelDir);
+const demo = modelDir === demoModelDir;
 // A fixed 8-token prompt (ids of ordinary tokens; BOS 1019 first).
 const prompt = [1019, 84, 104, 101, 32, 107, 105, 110];
 
@@ -102,17 +107,17 @@ for (const quantization of quantizations) {
   if (quantization !== 'none') (opts as Record<string, unknown>).quantization = quantization;
   const engine = await Engine.load(modelDir, opts);
   const slots: number[] = [];
-  for (const name of ['shout', 'whisper', 'romeo', 'rs']) slots.push(await engine.loadAdapter(adapterSpec(name, join(modelDir, '..', '..', 'adapters', name))));
+  for (const name of demo ? ['shout', 'whisper', 'romeo', 'rs'] : []) slots.push(await engine.loadAdapter(adapterSpec(name, join(modelDir, '..', '..', 'adapters', name))));
   const weights = [1, 0.8, 0.6, 0.4];
-  const configs = {
+  const configs: Record<string, [number, (i: number) => AdapterRef[]]> = {
     'single': [1, () => []],
     'base-16': [16, () => []],
-    'adapters-16': [16, (i: number) => [{ slot: slots[i % 4], weight: weights[Math.floor(i / 4) % 4] }]],
-  } as const;
+  };
+  if (demo) configs['adapters-16'] = [16, (i: number) => [{ slot: slots[i % 4], weight: weights[Math.floor(i / 4) % 4] }]];
   await run(engine, 4, () => []);  // warm-up
   for (let r = 0; r < repeat; r++) {
     for (const [name, [streams, ad]] of Object.entries(configs)) {
-      const tps = await run(engine, streams, ad as (i: number) => AdapterRef[]);
+      const tps = await run(engine, streams, ad);
       (rows[`${quantization} ${name}`] ??= []).push(tps);
       (cpuRows[`${quantization} ${name}`] ??= []).push(cpuRate[0]);
     }

@@ -9,7 +9,7 @@
  * scenarios (bench/llamacpp.ts), prints tables and writes the figures plus machine facts as JSON
  * and an SVG plot. See bench/README.md.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,9 +18,10 @@ import { parseArgs } from 'node:util';
 import type { RunningServer } from '../examples/server.ts';
 import { loadTokenizer } from '../plugin/tokenizer.ts';
 import { generateAdapters, type GeneratedAdapters } from './adapters-gen.ts';
-import { runScenario, streamRequest, type ScenarioStats, type ServerMeasure, type ServerProbe } from './client.ts';
+import { runScenario, streamRequest, type ScenarioStats, type ServerProbe } from './client.ts';
 import { installLlamaCpp, llamaCppInstalled, runLlamaJob, type LlamaResult } from './llamacpp.ts';
 import { adapterSeries, renderSvg } from './plot.ts';
+import { startServerChild, stopServerChild } from './server-child.ts';
 import { GROUPS, LOGIT_BIAS, MAX_TOKENS, PROMPTS, SCENARIOS, selectScenarios, type Scenario, type ScenarioContext } from './scenarios.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,6 +38,8 @@ const USAGE = `usage: npm run bench -- --scenario NAME[,NAME...] [options]
   --in-process        run the server in the bench process (old mode: clients and server share one loop)
   --server-cpu-prof DIR  run the server child with --cpu-prof, profile written to DIR at the end
   --model NAME        base model name (default tiny-shakespeare)
+  --model-dir DIR     serve this HF model folder instead of the demo (its folder name is the model
+                      name), e.g. a real-shape model of bench/real/models.ts for structured-16
   --threads N         engine compute threads of the in-process server (default 0 = every core but one)
   --engine JSON       extra engine options for the in-process server, e.g. '{"quantization":"int8"}'
   --adapters-dir DIR  cache folder for the generated random adapters (default <tmpdir>/openlora-bench-adapters)
@@ -71,6 +74,7 @@ const { values: opts } = (() => {
         'in-process': { type: 'boolean' },
         'server-cpu-prof': { type: 'string' },
         model: { type: 'string', default: 'tiny-shakespeare' },
+        'model-dir': { type: 'string' },
         threads: { type: 'string' },
         svg: { type: 'string' },
         engine: { type: 'string' },
@@ -104,7 +108,8 @@ const requestsOverride = positiveInt(opts.requests, '--requests');
 const repeat = positiveInt(opts.repeat, '--repeat') ?? 1;
 const maxSeconds = positiveInt(opts['max-seconds'], '--max-seconds') ?? 120;
 const threads = positiveInt(opts.threads, '--threads') ?? 0;
-const base = opts.model!;
+const modelDirOpt = opts['model-dir'] ? path.resolve(opts['model-dir']) : undefined;
+const base = modelDirOpt ? path.basename(modelDirOpt) : opts.model!;
 const seed = positiveInt(opts.seed, '--seed') ?? 1234;
 const adapterDtype = opts['adapter-dtype']!.toUpperCase();
 if (adapterDtype !== 'F32' && adapterDtype !== 'BF16') fail(`--adapter-dtype must be F32 or BF16, got ${opts['adapter-dtype']}`);
@@ -210,7 +215,7 @@ function longPrompts(count: number): string[] {
 const benchAdapterCount = Math.max(0, ...scenarios.map((s) => s.adapters ?? 0));
 let generated: GeneratedAdapters | undefined;
 if (benchAdapterCount > 0) {
-  generated = generateAdapters(DEMO_MODEL_DIR, benchAdapterCount, { seed, dir: opts['adapters-dir'], dtype: adapterDtype });
+  generated = generateAdapters(modelDirOpt ?? DEMO_MODEL_DIR, benchAdapterCount, { seed, dir: opts['adapters-dir'], dtype: adapterDtype });
   console.log(`bench: ${generated.names.length} random adapters (ranks ${Math.min(...generated.ranks)}-${Math.max(...generated.ranks)}) in ${generated.dir} (${generated.cached ? 'cached' : `generated in ${generated.seconds.toFixed(1)} s`})`);
   if (opts.url) console.log('bench: --url: the external server must serve these adapters (add the folder above to its adapterDirs)');
 }
@@ -283,6 +288,7 @@ if (!url) {
   // Imported only here, so `--url` runs need neither the native addon nor the model files.
   const { defaultConfigInput, parseConfig } = await import('../config/load.ts');
   const input = defaultConfigInput();
+  if (modelDirOpt) input.models = [{ name: base, path: modelDirOpt, adapterDirs: [] }];
   if (generated) input.models[0].adapterDirs = [...(input.models[0].adapterDirs ?? []), generated.dir];
   // Every adapter resident at once: the generated ones, the 4 demo ones and merges, with room.
   engineSettings = { threads, maxLoras: Math.max(64, benchAdapterCount + 32), maxLoraRank: 32, maxNumSeqs: 64, ...engineExtra };
@@ -297,59 +303,10 @@ if (!url) {
     server = await startServer(config);
     url = server.url;
   } else {
-    ({ child, probe, url } = await startServerChild(config));
+    ({ child, probe, url } = await startServerChild(config, opts['server-cpu-prof']));
   }
 }
 console.log(`bench: ${url} (${server ? 'in-process server' : child ? `server child process ${child.pid}` : 'external server'}), scenarios: ${scenarios.map((s) => s.name).join(', ')}`);
-
-/** Fork bench/server.ts with `config`; resolves once it listens. Its measurements come over IPC. */
-async function startServerChild(config: unknown): Promise<{ child: ChildProcess; probe: ServerProbe; url: string }> {
-  const prof = opts['server-cpu-prof'];
-  const execArgv = ['--import', 'tsx', ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(prof)}`] : [])];
-  const c = fork(path.join(REPO, 'bench/server.ts'), [], {
-    execArgv,
-    env: { ...process.env, OPENLORA_BENCH_CONFIG: JSON.stringify(config) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const next = <T>(event: string) =>
-    new Promise<T>((resolve, reject) => {
-      const onMsg = (m: { event?: string; message?: string }) => {
-        if (m.event === event) done(() => resolve(m as T));
-        else if (m.event === 'error') done(() => reject(new Error(`bench server: ${m.message}`)));
-      };
-      const onExit = (code: number | null) => done(() => reject(new Error(`bench server exited (${code}) before "${event}"`)));
-      const done = (f: () => void) => {
-        c.off('message', onMsg);
-        c.off('exit', onExit);
-        f();
-      };
-      c.on('message', onMsg);
-      c.once('exit', onExit);
-    });
-  const { url: u } = await next<{ url: string }>('listening');
-  return {
-    child: c,
-    url: u,
-    probe: {
-      start: async () => void c.send({ cmd: 'measure-start' }),
-      stop: () => {
-        const r = next<ServerMeasure>('measure');
-        c.send({ cmd: 'measure-stop' });
-        return r;
-      },
-    },
-  };
-}
-
-/** Stop the server child (it closes the gateway and exits; with --server-cpu-prof it writes the profile). */
-async function stopServerChild(c: ChildProcess): Promise<void> {
-  if (c.exitCode !== null) return;
-  const exited = new Promise<void>((r) => c.once('exit', () => r()));
-  c.send({ cmd: 'close' });
-  const timer = setTimeout(() => c.kill('SIGKILL'), 30_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 /** Warm-up (not measured): one short request per distinct model/adapter set the scenario will send. */
 async function warmUp(sc: Scenario, requests: number): Promise<void> {

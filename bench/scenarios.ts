@@ -18,6 +18,8 @@
 export interface BenchRequest {
   kind: string;
   body: Record<string, unknown>;
+  /** Endpoint under the /v1 base URL (default `/chat/completions`; `/completions` for token-id prompts). */
+  path?: '/chat/completions' | '/completions';
 }
 
 /** What run.ts prepares before the scenarios run. */
