@@ -5,6 +5,8 @@
 #include "forward.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <memory>
 
 #include "../src/backend.h"
@@ -17,23 +19,41 @@ namespace cpu {
 namespace {
 
 /**
- * out[rows of each entry] += sum_i w_i s_i B_i (A_i in) for the whole batch in one call:
- * terms grouped by adapter pair, prefill rows as segments, decode rows gathered (sgmv).
- * in [T, loraModuleIn], out [T, loraModuleOut], float32.
+ * One adapted projection of the whole batch: out = in W^T (+ bias) + sum_i w_i s_i B_i (A_i in)
+ * per row, in that order of additions. The plan's LoRA terms are grouped first (ws.loraBatch:
+ * adapter pairs, prefill rows as segments, decode rows gathered), the product with W prefetches
+ * their A / B^T into L2 while it runs, then one sgmv adds them.
+ * in [T, w.in], out [T, w.out] float32; bias [w.out] or empty.
  */
-void applyLora(const ModelConfig& config, const StepPlan& plan, int layer, LoraModule m, const float* in, float* out,
-               ThreadPool& pool, Workspace& ws) {
+void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, const Linear& w, const std::vector<float>& bias,
+                float* out, int64_t T, ThreadPool& pool, Workspace& ws) {
+  const int64_t inDim = w.in, outDim = w.out;
   const LoraSpan* begin = plan.spansBegin(layer, m);
   const LoraSpan* end = plan.spansEnd(layer, m);
-  if (begin == end) return;  // a batch without adapters on this module costs nothing here
-  const int64_t inDim = loraModuleIn(config, m), outDim = loraModuleOut(config, m);
   LoraBatch& lb = ws.loraBatch;
   lb.clear();
   for (const LoraSpan* sp = begin; sp != end; ++sp) {
     lb.add(sp->pair->a.data(), sp->pair->bT.data(), sp->pair->rank, sp->rowBegin, sp->rowEnd, sp->scale);
   }
-  lb.finalize();
-  sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);
+  PrefetchRanges& pf = ws.loraPrefetch;
+  pf.clear();
+  // OPENLORA_LORA_PREFETCH=0 turns the prefetch off (for measurements).
+  static const bool prefetch = [] {
+    const char* v = std::getenv("OPENLORA_LORA_PREFETCH");
+    return !(v && std::string(v) == "0");
+  }();
+  if (!lb.empty()) {
+    lb.finalize();
+    // NOTE(why): with many rows the base product is bound by arithmetic and the bus idles; the
+    // adapters the sgmv below reads (every distinct one, once, from DRAM) arrive meanwhile.
+    for (const auto& g : lb.groups()) {
+      pf.add(g.a.data, int64_t(g.rank) * inDim * int64_t(dtypeSize(g.a.dtype)));
+      pf.add(g.bT.data, int64_t(g.rank) * outDim * int64_t(dtypeSize(g.bT.dtype)));
+    }
+  }
+  linear(pool, in, inDim, w, out, outDim, T, false, lb.empty() || !prefetch ? nullptr : &pf);
+  if (!bias.empty()) addBias(out, outDim, bias.data(), T, outDim);
+  if (!lb.empty()) sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);  // none: costs nothing
 }
 
 }  // namespace
@@ -75,17 +95,9 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
     const LayerWeights& w = model.layer(l);
     // --- self-attention block: h = h + o_proj(attn(input_layernorm(h)))
     rmsNorm(ws.x.data(), w.inputNorm.data(), float(c.rmsNormEps), ws.xn.data(), T, H);
-    linear(pool, ws.xn.data(), H, w.wq, ws.q.data(), Q, T);
-    linear(pool, ws.xn.data(), H, w.wk, ws.k.data(), KV, T);
-    linear(pool, ws.xn.data(), H, w.wv, ws.v.data(), KV, T);
-    if (!w.bq.empty()) {
-      addBias(ws.q.data(), Q, w.bq.data(), T, Q);
-      addBias(ws.k.data(), KV, w.bk.data(), T, KV);
-      addBias(ws.v.data(), KV, w.bv.data(), T, KV);
-    }
-    applyLora(c, plan, l, LoraModule::Q, ws.xn.data(), ws.q.data(), pool, ws);
-    applyLora(c, plan, l, LoraModule::K, ws.xn.data(), ws.k.data(), pool, ws);
-    applyLora(c, plan, l, LoraModule::V, ws.xn.data(), ws.v.data(), pool, ws);
+    projection(plan, l, LoraModule::Q, ws.xn.data(), w.wq, w.bq, ws.q.data(), T, pool, ws);
+    projection(plan, l, LoraModule::K, ws.xn.data(), w.wk, w.bk, ws.k.data(), T, pool, ws);
+    projection(plan, l, LoraModule::V, ws.xn.data(), w.wv, w.bv, ws.v.data(), T, pool, ws);
     if (c.qkNorm) {  // Qwen3Attention / Gemma3Attention: q_norm, k_norm over each head's head_dim, before RoPE
       rmsNorm(ws.q.data(), w.qNorm.data(), float(c.rmsNormEps), ws.q.data(), T * c.numAttentionHeads, c.headDim);
       rmsNorm(ws.k.data(), w.kNorm.data(), float(c.rmsNormEps), ws.k.data(), T * c.numKeyValueHeads, c.headDim);
@@ -121,9 +133,7 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
     }
     pagedAttention(pool, ws.q.data(), Q, rows.data(), ws.attn.data(), Q, T, c.numAttentionHeads, c.numKeyValueHeads, c.headDim,
                         AttentionScores{c.attnScale, c.attnSoftcap});
-    linear(pool, ws.attn.data(), Q, w.wo, ws.proj.data(), H, T);
-    if (!w.bo.empty()) addBias(ws.proj.data(), H, w.bo.data(), T, H);
-    applyLora(c, plan, l, LoraModule::O, ws.attn.data(), ws.proj.data(), pool, ws);
+    projection(plan, l, LoraModule::O, ws.attn.data(), w.wo, w.bo, ws.proj.data(), T, pool, ws);
     // Gemma2DecoderLayer: h = h + post_attention_layernorm(attn(...)).
     if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
     for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
@@ -131,19 +141,11 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
     // --- MLP block: h = h + down_proj(act(gate_proj(x)) * up_proj(x)), x = post_attention_layernorm(h)
     // (Gemma: x = pre_feedforward_layernorm(h), and post_feedforward_layernorm on the MLP output).
     rmsNorm(ws.x.data(), (c.gemmaNorms ? w.preFfnNorm : w.postNorm).data(), float(c.rmsNormEps), ws.xn.data(), T, H);
-    linear(pool, ws.xn.data(), H, w.wGate, ws.gate.data(), I, T);
-    linear(pool, ws.xn.data(), H, w.wUp, ws.up.data(), I, T);
-    if (!w.bGate.empty()) {
-      addBias(ws.gate.data(), I, w.bGate.data(), T, I);
-      addBias(ws.up.data(), I, w.bUp.data(), T, I);
-    }
-    applyLora(c, plan, l, LoraModule::Gate, ws.xn.data(), ws.gate.data(), pool, ws);
-    applyLora(c, plan, l, LoraModule::Up, ws.xn.data(), ws.up.data(), pool, ws);
+    projection(plan, l, LoraModule::Gate, ws.xn.data(), w.wGate, w.bGate, ws.gate.data(), T, pool, ws);
+    projection(plan, l, LoraModule::Up, ws.xn.data(), w.wUp, w.bUp, ws.up.data(), T, pool, ws);
     if (c.hiddenAct == Activation::GeluTanh) geluTanhMul(ws.gate.data(), ws.up.data(), T * I);
     else siluMul(ws.gate.data(), ws.up.data(), T * I);
-    linear(pool, ws.gate.data(), I, w.wDown, ws.proj.data(), H, T);
-    if (!w.bDown.empty()) addBias(ws.proj.data(), H, w.bDown.data(), T, H);
-    applyLora(c, plan, l, LoraModule::Down, ws.gate.data(), ws.proj.data(), pool, ws);
+    projection(plan, l, LoraModule::Down, ws.gate.data(), w.wDown, w.bDown, ws.proj.data(), T, pool, ws);
     if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postFfnNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
     for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
   }

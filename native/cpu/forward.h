@@ -10,6 +10,7 @@
 #include "../src/batch.h"
 #include "../src/model.h"
 #include "../src/step_plan.h"
+#include "gemm_packed.h"
 #include "sgmv.h"
 #include "thread_pool.h"
 
@@ -29,6 +30,7 @@ struct Workspace {
   std::vector<float> up;      // [T, intermediate]
   std::vector<float> loraTmp; // [terms, maxRank] LoRA shrink output (cpu::sgmv)
   LoraBatch loraBatch;        // one module's grouped LoRA terms of this step
+  PrefetchRanges loraPrefetch;  // that module's adapter matrices, prefetched during its base product
   std::vector<float> sel;     // [R, hidden] rows that need logits
   StepPlan plan;              // this step's rows, positions, block tables, RoPE tables, LoRA spans
 };

@@ -23,6 +23,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
+#include <vector>
 
 namespace openlora::cpu {
 
@@ -128,6 +130,107 @@ Isa isa() {
   return v;
 }
 
+bool detectBf16Act() {
+  const char* a = std::getenv("OPENLORA_CPU_ACTIVATIONS");
+  return a && (std::strcmp(a, "bfloat16") == 0 || std::strcmp(a, "bf16") == 0);
+}
+
+/** vdpbf16ps for BF16 weights: bf16 activations requested, AVX-512 BF16 + BW present, not forced off. */
+bool detectDp() {
+  if (!gemmActivationsBf16() || isa() != Isa::Avx512) return false;
+  const char* force = std::getenv("OPENLORA_GEMM");
+  if (force && std::strcmp(force, "avx512") == 0) return false;
+  const CpuFeatures& f = cpuFeatures();
+  return f.avx512bf16 && f.avx512bw;
+}
+
+bool useDp() {
+  static const bool v = detectDp();
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// BF16 weights x bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16), AVX-512 BF16: vdpbf16ps
+// multiplies 16 pairs (2 input features) per lane, 32 multiply-adds per instruction, twice the
+// fp32 FMA rate. x is converted once per call to pairs [m][ceil(k/2)] (uint32 = two bf16, RNE);
+// the panel's rows i and i+1 (64 contiguous bytes) are interleaved by one vpermw into the
+// pair layout. Each output is one vdpbf16ps chain over pairs in ascending order in every tile
+// shape: batch-invariant (not bit-equal to the fp32 FMA kernels).
+
+template <int MR, int NP>
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void tileDp(const uint32_t* xp, int64_t ldxp, const uint16_t* w,
+                                                                    int64_t pstride, int64_t k, float* out) {
+  __m512 acc[MR][NP];
+  for (int r = 0; r < MR; r++)
+    for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+  // Lane 2j <- row i feature j (element j), lane 2j + 1 <- row i + 1 feature j (element 16 + j).
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
+                                       18, 2, 17, 1, 16, 0);
+  const int64_t k2 = k / 2;
+  for (int64_t i2 = 0; i2 < k2; i2++) {
+    __m512i wv[NP];
+    for (int p = 0; p < NP; p++) wv[p] = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(w + p * pstride + i2 * 2 * kP));
+    for (int r = 0; r < MR; r++) {
+      const __m512i xb = _mm512_set1_epi32(int(xp[r * ldxp + i2]));
+      for (int p = 0; p < NP; p++) acc[r][p] = _mm512_dpbf16_ps(acc[r][p], (__m512bh)xb, (__m512bh)wv[p]);
+    }
+  }
+  if (k & 1) {  // last feature alone: its pair's second half is 0 in x and in w
+    __m512i wv[NP];
+    for (int p = 0; p < NP; p++) {
+      const __m256i last = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + p * pstride + (k - 1) * kP));
+      wv[p] = _mm512_permutexvar_epi16(idx, _mm512_zextsi256_si512(last));
+    }
+    for (int r = 0; r < MR; r++) {
+      const __m512i xb = _mm512_set1_epi32(int(xp[r * ldxp + k2]));
+      for (int p = 0; p < NP; p++) acc[r][p] = _mm512_dpbf16_ps(acc[r][p], (__m512bh)xb, (__m512bh)wv[p]);
+    }
+  }
+  for (int r = 0; r < MR; r++)
+    for (int p = 0; p < NP; p++) _mm512_storeu_ps(out + (r * NP + p) * kP, acc[r][p]);
+}
+
+template <int MR>
+void tileDpNp(int np, const uint32_t* xp, int64_t ldxp, const uint16_t* w, int64_t pstride, int64_t k, float* out) {
+  if (np == 4) return tileDp<MR, 4>(xp, ldxp, w, pstride, k, out);
+  if (np == 2) return tileDp<MR, 2>(xp, ldxp, w, pstride, k, out);
+  return tileDp<MR, 1>(xp, ldxp, w, pstride, k, out);
+}
+
+void tileDpAny(int mr, int np, const uint32_t* xp, int64_t ldxp, const uint16_t* w, int64_t pstride, int64_t k, float* out) {
+  switch (mr) {
+    case 1: return tileDpNp<1>(np, xp, ldxp, w, pstride, k, out);
+    case 2: return tileDpNp<2>(np, xp, ldxp, w, pstride, k, out);
+    case 3: return tileDpNp<3>(np, xp, ldxp, w, pstride, k, out);
+    case 4: return tileDpNp<4>(np, xp, ldxp, w, pstride, k, out);
+    case 5: return tileDpNp<5>(np, xp, ldxp, w, pstride, k, out);
+    case 6: return tileDpNp<6>(np, xp, ldxp, w, pstride, k, out);
+    case 7: return tileDpNp<7>(np, xp, ldxp, w, pstride, k, out);
+    default: return tileDpNp<8>(np, xp, ldxp, w, pstride, k, out);
+  }
+}
+
+/** x [m, k] (stride ldx) -> bf16 pairs [m][ceil(k/2)] (RNE, as floatToBf16; an odd k's last pair ends in 0). */
+void toBf16Pairs(const float* x, int64_t ldx, int64_t m, int64_t k, std::vector<uint32_t>& xp) {
+  const int64_t k2 = (k + 1) / 2;
+  xp.resize(size_t(m * k2));
+  for (int64_t r = 0; r < m; r++) {
+    const float* xr = x + r * ldx;
+    uint32_t* o = xp.data() + r * k2;
+    for (int64_t i = 0; i < k2; i++) {
+      const uint32_t lo = floatToBf16(xr[2 * i]), hi = 2 * i + 1 < k ? floatToBf16(xr[2 * i + 1]) : 0;
+      o[i] = lo | (hi << 16);
+    }
+  }
+}
+
+/** x rounded to bf16 and widened back (the fp32 kernels' input in bf16-activation mode). */
+void roundBf16(const float* x, int64_t ldx, int64_t m, int64_t k, std::vector<float>& xr) {
+  xr.resize(size_t(m * k));
+  for (int64_t r = 0; r < m; r++)
+    for (int64_t i = 0; i < k; i++) xr[size_t(r * k + i)] = bf16ToFloat(floatToBf16(x[r * ldx + i]));
+}
+
 /** Rows of x in the main tile, and panels per tile for `mr` rows, per instruction set. */
 int mainRows(Isa s) { return s == Isa::Avx512 ? 8 : s == Isa::Avx2 ? 6 : 4; }
 int panelsFor(Isa s, int mr) {
@@ -169,13 +272,34 @@ void tile(Isa s, int mr, int np, const float* x, int64_t ldx, const T* w, int64_
 
 constexpr int kChunkPanels = 4;  // panels kept hot in L1/L2 while every row tile of x streams past
 
-/** Panels [p0, p1) for all m rows of x. */
+/**
+ * Prefetches the bytes [b0, b1) of the concatenation of pf's ranges into L2, one instruction per
+ * 64-byte line; `at` caches the range index where the last call stopped (calls ascend).
+ */
+void prefetchSpan(const PrefetchRanges& pf, int64_t b0, int64_t b1, size_t& at, int64_t& atStart) {
+  while (at < pf.ranges.size() && atStart + pf.ranges[at].second <= b0) atStart += pf.ranges[at++].second;
+  int64_t rs = atStart;
+  for (size_t r = at; r < pf.ranges.size() && rs < b1; rs += pf.ranges[r].second, r++) {
+    const int64_t lo = std::max(b0, rs) - rs, hi = std::min(b1, rs + pf.ranges[r].second) - rs;
+    for (int64_t o = lo & ~int64_t(63); o < hi; o += 64) _mm_prefetch(pf.ranges[r].first + o, _MM_HINT_T1);
+  }
+}
+
+/**
+ * Panels [p0, p1) for all m rows of x. xp: x as bf16 pairs (row stride ldxp) when the vdpbf16ps
+ * kernel runs (T = uint16_t), else nullptr.
+ */
 template <typename T>
-void gemmPanels(Isa s, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy, int64_t m,
-                float alpha, bool accumulate, int64_t p0, int64_t p1) {
+void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t ldxp, const PackedMatrix& w, const float* scale,
+                float* y, int64_t ldy, int64_t m, float alpha, bool accumulate, int64_t p0, int64_t p1, const PrefetchRanges* pf) {
   const int64_t k = w.cols(), n = w.rows(), pstride = k * kP;
   const int mrMain = mainRows(s);
   float out[8 * 4 * kP];  // [MR][NP][16]
+  // Prefetch share: bytes [P(q0), P(q1)) of pf for the tiles of panels [q0, q1) of row tile t0,
+  // P(q, t0) = total * (q * m + t0 * (tile panels)) / (panels * m): spread evenly over the tiles.
+  const int64_t pfTotal = pf ? pf->total : 0, work = w.panels() * m;
+  size_t pfAt = 0;
+  int64_t pfAtStart = 0, pfDone = pfTotal * (p0 * m) / std::max<int64_t>(1, work), workDone = p0 * m;
   for (int64_t c0 = p0; c0 < p1; c0 += kChunkPanels) {
     const int64_t c1 = std::min(p1, c0 + kChunkPanels);
     for (int64_t t0 = 0; t0 < m; t0 += mrMain) {
@@ -184,8 +308,19 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const PackedMatrix& w, const
       for (int64_t q = c0; q < c1;) {
         int np = int(std::min<int64_t>(npMax, c1 - q));
         if (np == 3) np = 2;
+        if (pfTotal > 0) {
+          workDone += int64_t(np) * mr;
+          const int64_t to = pfTotal * workDone / work;
+          prefetchSpan(*pf, pfDone, to, pfAt, pfAtStart);
+          pfDone = to;
+        }
         const T* wp = reinterpret_cast<const T*>(w.panel(q));
-        tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out);
+        if constexpr (std::is_same_v<T, uint16_t>) {
+          if (xp) tileDpAny(mr, np, xp + t0 * ldxp, ldxp, wp, pstride, k, out);
+          else tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out);
+        } else {
+          tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out);
+        }
         for (int r = 0; r < mr; r++) {
           float* yr = y + (t0 + r) * ldy;
           for (int p = 0; p < np; p++) {
@@ -267,20 +402,48 @@ std::vector<float> PackedMatrix::unpack() const {
 }
 
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
-                int64_t m, float alpha, bool accumulate) {
+                int64_t m, float alpha, bool accumulate, const PrefetchRanges* prefetch) {
   if (m <= 0 || w.empty()) return;
+  if (prefetch && prefetch->total == 0) prefetch = nullptr;
   const Isa s = isa();
+  // bf16 activations for BF16 weights: vdpbf16ps on pairs, or x rounded then the fp32 kernels.
+  // NOTE(why): thread_local buffers referenced by the lambda (workers see the caller's).
+  thread_local std::vector<uint32_t> xpStore;
+  thread_local std::vector<float> xrStore;
+  const uint32_t* xp = nullptr;
+  int64_t ldxp = 0;
+  if (w.type() == DType::BF16 && gemmActivationsBf16()) {
+    if (useDp()) {
+      toBf16Pairs(x, ldx, m, w.cols(), xpStore);
+      xp = xpStore.data();
+      ldxp = (w.cols() + 1) / 2;
+    } else {
+      roundBf16(x, ldx, m, w.cols(), xrStore);
+      x = xrStore.data();
+      ldx = w.cols();
+    }
+  }
   const int64_t chunks = (w.panels() + kChunkPanels - 1) / kChunkPanels;
   const int64_t macsPerChunk = std::max<int64_t>(1, m * w.cols() * kP * kChunkPanels);
   const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
   pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
     const int64_t p0 = b * kChunkPanels, p1 = std::min(w.panels(), e * kChunkPanels);
     switch (w.type()) {
-      case DType::F32: return gemmPanels<float>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
-      case DType::BF16: return gemmPanels<uint16_t>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
-      default: return gemmPanels<int8_t>(s, x, ldx, w, scale, y, ldy, m, alpha, accumulate, p0, p1);
+      case DType::F32: return gemmPanels<float>(s, x, ldx, nullptr, 0, w, scale, y, ldy, m, alpha, accumulate, p0, p1, prefetch);
+      case DType::BF16: return gemmPanels<uint16_t>(s, x, ldx, xp, ldxp, w, scale, y, ldy, m, alpha, accumulate, p0, p1, prefetch);
+      default: return gemmPanels<int8_t>(s, x, ldx, nullptr, 0, w, scale, y, ldy, m, alpha, accumulate, p0, p1, prefetch);
     }
   });
+}
+
+bool gemmActivationsBf16() {
+  static const bool v = detectBf16Act();
+  return v;
+}
+
+const char* gemmPackedBf16KernelName() {
+  if (useDp()) return "avx512-bf16-dot";
+  return gemmPackedKernelName();
 }
 
 const char* gemmPackedKernelName() {

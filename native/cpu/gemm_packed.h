@@ -57,6 +57,26 @@ class PackedMatrix {
 };
 
 /**
+ * Memory a product should bring into cache while it runs: the operands of the op that follows it
+ * (the forward passes this module's LoRA A / B^T matrices). A product with many rows is bound by
+ * arithmetic and leaves the memory bus idle; the next op (the batched LoRA, bound by memory) then
+ * finds its weights on chip. Reusable (clear() keeps capacity).
+ */
+struct PrefetchRanges {
+  std::vector<std::pair<const char*, int64_t>> ranges;  // (start, bytes)
+  int64_t total = 0;
+  void clear() {
+    ranges.clear();
+    total = 0;
+  }
+  void add(const void* p, int64_t bytes) {
+    if (bytes <= 0) return;
+    ranges.push_back({static_cast<const char*>(p), bytes});
+    total += bytes;
+  }
+};
+
+/**
  * y = alpha * (x W^T) * scale (+ y when accumulate), W packed (see PackedMatrix).
  *
  * @param x [m, k] float32 row-major, row stride ldx (>= k).
@@ -67,12 +87,28 @@ class PackedMatrix {
  * the same bits; the portable fallback rounds each product separately). So a row's result does not
  * depend on the other rows of the batch (batch invariance). Register tiles of up to 8 rows of x by
  * 2-4 panels; parallel over panel groups when the op is large enough to pay for the hand-over.
- * OPENLORA_GEMM=portable forces the portable kernel, OPENLORA_GEMM=avx2 caps it at AVX2.
+ * prefetch: optional memory to prefetch into L2 (spread over the tasks in proportion to their
+ * panels, a tile's share after each tile); never read or changed otherwise.
+ * OPENLORA_GEMM=portable forces the portable kernel, OPENLORA_GEMM=avx2 caps it at AVX2,
+ * OPENLORA_GEMM=avx512 keeps the fp32 FMA kernel where vdpbf16ps would run.
+ *
+ * bf16 activations (opt-in, OPENLORA_CPU_ACTIVATIONS=bfloat16; gemmActivationsBf16()): for BF16
+ * weights, x is rounded to bfloat16 (nearest even) before the product, as llama.cpp and PyTorch
+ * bf16 inference do. With AVX-512 BF16 the product runs on vdpbf16ps (pairs of input features per
+ * step, twice the fp32 FMA rate; an output is one chain over pairs in ascending order: still batch-
+ * invariant, but not the fp32 kernels' bits); elsewhere the rounded x goes through the fp32
+ * kernels. Relative error vs the fp32-activation product: ~2^-9 per term (the rounding of x).
  */
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
-                int64_t m, float alpha = 1.0f, bool accumulate = false);
+                int64_t m, float alpha = 1.0f, bool accumulate = false, const PrefetchRanges* prefetch = nullptr);
 
 /** Kernel family gemmPacked uses here: "avx512", "avx2+fma" or "portable". */
 const char* gemmPackedKernelName();
+
+/** Whether BF16-weight products round their activations to bfloat16 (OPENLORA_CPU_ACTIVATIONS=bfloat16, read once). */
+bool gemmActivationsBf16();
+
+/** Kernel gemmPacked uses for BF16 weights: "avx512-bf16-dot" (vdpbf16ps), else gemmPackedKernelName(). */
+const char* gemmPackedBf16KernelName();
 
 }  // namespace openlora::cpu

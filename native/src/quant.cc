@@ -47,8 +47,9 @@ Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantiza
   return l;
 }
 
-void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m, bool accumulate) {
-  cpu::gemmPacked(pool, x, ldx, w.w, w.quantized() ? w.scale.data() : nullptr, y, ldy, m, 1.0f, accumulate);
+void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m, bool accumulate,
+            const cpu::PrefetchRanges* prefetch) {
+  cpu::gemmPacked(pool, x, ldx, w.w, w.quantized() ? w.scale.data() : nullptr, y, ldy, m, 1.0f, accumulate, prefetch);
 }
 
 }  // namespace openlora

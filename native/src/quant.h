@@ -45,8 +45,9 @@ Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantiza
 
 /**
  * y = x W^T (+ y when accumulate). @param x [m, in] (row stride ldx); @param y [m, out] (row stride ldy).
+ * @param prefetch memory brought into cache while the product runs (cpu::gemmPacked), or nullptr.
  */
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m,
-            bool accumulate = false);
+            bool accumulate = false, const cpu::PrefetchRanges* prefetch = nullptr);
 
 }  // namespace openlora

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
@@ -20,11 +20,14 @@ interface CheckOutput {
   failures: number;
   maxRelErr: number;
   kernel: string;
+  bf16Kernel: string;
+  bf16Act: boolean;
   digest: string;
 }
 
-function runCheck(kernel: string): CheckOutput {
-  const r = spawnSync(exe, [], { env: { ...process.env, OPENLORA_GEMM: kernel }, encoding: 'utf8', timeout: 300_000 });
+function runCheck(kernel: string, activations = ''): CheckOutput {
+  const env = { ...process.env, OPENLORA_GEMM: kernel, OPENLORA_CPU_ACTIVATIONS: activations };
+  const r = spawnSync(exe, [], { env, encoding: 'utf8', timeout: 300_000 });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as CheckOutput;
 }
@@ -45,4 +48,34 @@ test('packed gemm matches the reference and is batch-invariant on every kernel, 
     digests.set(out.kernel, out.digest);
   }
   if (digests.has('avx512') && digests.has('avx2+fma')) assert.equal(digests.get('avx512'), digests.get('avx2+fma'));
+});
+
+const hasBf16Dot = (() => {
+  try {
+    const flags = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+    return /\bavx512_bf16\b/.test(flags) && /\bavx512bw\b/.test(flags);
+  } catch {
+    return false;
+  }
+})();
+
+test('bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16): every kernel matches the reference on bf16-rounded x, batch-invariant; AVX-512 and AVX2 FMA bit-identical', (t) => {
+  const digests = new Map<string, string>();
+  for (const kernel of ['avx512', 'avx2', 'portable']) {
+    const out = runCheck(kernel, 'bfloat16');
+    t.diagnostic(`${out.bf16Kernel}: ${out.cases} cases, max relative error ${out.maxRelErr.toExponential(2)}`);
+    assert.equal(out.bf16Act, true);
+    assert.equal(out.failures, 0);
+    assert.ok(out.cases >= 900);
+    digests.set(out.kernel, out.digest);
+  }
+  if (digests.has('avx512') && digests.has('avx2+fma')) assert.equal(digests.get('avx512'), digests.get('avx2+fma'));
+});
+
+test('bf16 activations on vdpbf16ps match the reference on bf16-rounded x and are batch-invariant', { skip: !hasBf16Dot && 'the CPU lacks avx512_bf16 (or avx512bw)' }, (t) => {
+  const out = runCheck('', 'bfloat16');
+  t.diagnostic(`${out.bf16Kernel}: ${out.cases} cases, max relative error ${out.maxRelErr.toExponential(2)}`);
+  assert.equal(out.bf16Kernel, 'avx512-bf16-dot');
+  assert.equal(out.failures, 0);
+  assert.ok(out.cases >= 900);
 });

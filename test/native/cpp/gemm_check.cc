@@ -2,7 +2,8 @@
 // reference on random shapes (odd n and k, 1-70 rows, 1-3 threads, alpha, scales, accumulate),
 // and that a row's result does not depend on the other rows of the batch (bit for bit).
 // Prints one JSON line: {"cases", "failures", "maxRelErr", "kernel", "digest"}; the digest (a hash
-// of every output bit) lets the caller compare instruction sets. Built and run by gemm.test.ts.
+// of every output bit) lets the caller compare instruction sets. With OPENLORA_CPU_ACTIVATIONS=bfloat16
+// the BF16 cases are checked against the reference on bf16-rounded x. Built and run by gemm.test.ts.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -56,6 +57,12 @@ int main() {
             pm = PackedMatrix::fromF32(w.data(), n, k, type == 0 ? DType::F32 : DType::BF16);
             if (type == 1) w = pm.unpack();  // reference on the bf16-rounded weights
           }
+          // bf16-activation mode (OPENLORA_CPU_ACTIVATIONS=bfloat16): BF16-weight products see x
+          // rounded to bf16, so the reference does too.
+          std::vector<float> xref = x;
+          if (type == 1 && gemmActivationsBf16()) {
+            for (auto& v : xref) v = bf16ToFloat(floatToBf16(v));
+          }
           const float* sc = type == 2 ? scale.data() : nullptr;
           const bool accumulate = (m + n) % 2 == 1;
           const float alpha = m % 3 == 0 ? 0.5f : 1.0f;
@@ -70,8 +77,8 @@ int main() {
             for (int j = 0; j < n; j++) {
               double ref = 0, mag = 0;
               for (int i = 0; i < k; i++) {
-                ref += double(x[size_t(t) * ldx + i]) * w[size_t(j) * k + i];
-                mag += std::fabs(double(x[size_t(t) * ldx + i]) * w[size_t(j) * k + i]);
+                ref += double(xref[size_t(t) * ldx + i]) * w[size_t(j) * k + i];
+                mag += std::fabs(double(xref[size_t(t) * ldx + i]) * w[size_t(j) * k + i]);
               }
               const double f = alpha * (sc ? sc[j] : 1.0);
               ref = ref * f + (accumulate ? y0[size_t(t) * ldy + j] : 0.0);
@@ -99,7 +106,8 @@ int main() {
       }
     }
   }
-  std::printf("{\"cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"kernel\": \"%s\", \"digest\": \"%016llx\"}\n", cases, failures,
-              maxRel, gemmPackedKernelName(), (unsigned long long)digest);
+  std::printf("{\"cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"kernel\": \"%s\", \"bf16Kernel\": \"%s\", \"bf16Act\": %s, \"digest\": \"%016llx\"}\n",
+              cases, failures, maxRel, gemmPackedKernelName(), gemmPackedBf16KernelName(), gemmActivationsBf16() ? "true" : "false",
+              (unsigned long long)digest);
   return failures == 0 ? 0 : 1;
 }
