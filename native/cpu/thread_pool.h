@@ -52,7 +52,8 @@ class ThreadPool {
 
   /**
    * Run fn(begin, end) over [0, n) split into chunks of at least `grain` items, handed out
-   * dynamically. Returns when every chunk is done. Exceptions from fn are rethrown (the first).
+   * dynamically, largest first (guided: each claim takes half of what is left per thread, down to
+   * max(grain, n / (16 threads))). Returns when every chunk is done. Exceptions from fn are rethrown (the first).
    * Runs inline (no hand-over at all) when n <= grain or the pool has one thread.
    */
   void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
