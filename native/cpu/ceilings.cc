@@ -5,8 +5,10 @@
 #include "ceilings.h"
 
 #include "cpu_features.h"
+#include "gemm_amx.h"
 
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593 (see gemm_packed.cc)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593 (see gemm_packed.cc), and the
+#pragma GCC diagnostic ignored "-Wuninitialized"        // same in _mm512_reduce_add_ps
 #include <immintrin.h>
 
 #include <algorithm>
@@ -20,10 +22,6 @@
 #include <thread>
 #include <vector>
 
-#if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
 
 namespace openlora::cpu {
 
@@ -143,17 +141,8 @@ __attribute__((target("avx512f,avx512bf16"))) float bf16DotLoop(int64_t iters) {
 }
 
 #if defined(__x86_64__)
-/** AMX palette 1 configuration: tiles 0-3 C [16 x 16 fp32], 4-5 A [16 x 32 bf16], 6-7 B [16 x 32 bf16 pairs]. */
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t startRow = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 __attribute__((target("amx-tile,amx-bf16"))) float amxLoop(int64_t iters) {
-  TileConfig cfg;
+  amx::TileConfig cfg;  // tiles 0-3 C [16 x 16 fp32], 4-5 A [16 x 32 bf16], 6-7 B [16 x 32 bf16 pairs]
   for (int t = 0; t < 8; t++) {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
@@ -161,6 +150,7 @@ __attribute__((target("amx-tile,amx-bf16"))) float amxLoop(int64_t iters) {
   alignas(64) uint16_t ab[16 * 32];
   for (int i = 0; i < 16 * 32; i++) ab[i] = uint16_t(0x3c00 + (i & 63));  // small positive bf16 values
   alignas(64) float c[16 * 16];
+  __asm__ __volatile__("" ::: "memory");  // ab is written before the tile loads read it
   _tile_loadconfig(&cfg);
   _tile_zero(0);
   _tile_zero(1);
@@ -177,6 +167,7 @@ __attribute__((target("amx-tile,amx-bf16"))) float amxLoop(int64_t iters) {
     _tile_dpbf16ps(3, 5, 7);
   }
   _tile_stored(0, c, 64);
+  __asm__ __volatile__("" ::: "memory");  // the tile store is an asm without a memory clobber
   _tile_release();
   return c[0];
 }
@@ -223,27 +214,6 @@ std::string jsonNum(double v) {
 }
 
 }  // namespace
-
-bool requestAmxPermission(std::string* why) {
-  const CpuFeatures& f = cpuFeatures();
-  if (!f.amxTile || !f.amxBf16) {
-    if (why) *why = f.amxTile ? "no amx_bf16 in cpuid" : "no amx_tile in cpuid (or the OS does not enable tile state in XCR0)";
-    return false;
-  }
-#if defined(__linux__) && defined(__x86_64__)
-  constexpr int kArchReqXcompPerm = 0x1023;  // arch/x86/include/uapi/asm/prctl.h
-  constexpr int kXfeatureXtiledata = 18;
-  static const long rc = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata);
-  if (rc != 0) {
-    if (why) *why = "arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA) refused (kernel < 5.16?)";
-    return false;
-  }
-  return true;
-#else
-  if (why) *why = "AMX permission is requested through Linux arch_prctl";
-  return false;
-#endif
-}
 
 Ceilings measureCeilings(int threads, int bufferMiB, int reps) {
   Ceilings c;

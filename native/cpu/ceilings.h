@@ -7,14 +7,6 @@
 
 namespace openlora::cpu {
 
-/**
- * Request the AMX tile-data permission for this process (Linux arch_prctl(ARCH_REQ_XCOMP_PERM,
- * XFEATURE_XTILEDATA), needed once before any AMX instruction; kernel >= 5.16).
- * @return true when granted (or already granted); false on a CPU or OS without AMX, with the
- *   reason in *why when why is not null ("no amx_bf16 in cpuid", "arch_prctl: ...").
- */
-bool requestAmxPermission(std::string* why = nullptr);
-
 /** Measured ceilings; a figure that could not be measured (missing feature) is 0 and its reason is set. */
 struct Ceilings {
   std::string cpuModel;   // /proc/cpuinfo "model name" (empty when unknown)

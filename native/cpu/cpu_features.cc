@@ -3,6 +3,11 @@
 // opmask/ZMM state, 17-18 AMX tile config/data.
 #include "cpu_features.h"
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define OPENLORA_X86 1
@@ -59,6 +64,27 @@ CpuFeatures probe() {
 const CpuFeatures& cpuFeatures() {
   static const CpuFeatures f = probe();
   return f;
+}
+
+bool requestAmxPermission(std::string* why) {
+  const CpuFeatures& f = cpuFeatures();
+  if (!f.amxTile || !f.amxBf16) {
+    if (why) *why = f.amxTile ? "no amx_bf16 in cpuid" : "no amx_tile in cpuid (or the OS does not enable tile state in XCR0)";
+    return false;
+  }
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr int kArchReqXcompPerm = 0x1023;  // arch/x86/include/uapi/asm/prctl.h
+  constexpr int kXfeatureXtiledata = 18;
+  static const long rc = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata);
+  if (rc != 0) {
+    if (why) *why = "arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA) refused (kernel < 5.16?)";
+    return false;
+  }
+  return true;
+#else
+  if (why) *why = "AMX permission is requested through Linux arch_prctl";
+  return false;
+#endif
 }
 
 std::string describeCpuFeatures(const CpuFeatures& f) {

@@ -22,6 +22,14 @@ struct CpuFeatures {
   bool amxInt8 = false;
 };
 
+/**
+ * Request the AMX tile-data permission for this process (Linux arch_prctl(ARCH_REQ_XCOMP_PERM,
+ * XFEATURE_XTILEDATA), needed once before any AMX instruction; kernel >= 5.16). Asked once.
+ * @return true when granted; false on a CPU or OS without AMX, with the reason in *why when why
+ *   is not null (naming the missing cpuid flag, or the refused arch_prctl).
+ */
+bool requestAmxPermission(std::string* why = nullptr);
+
 /** This CPU's features (probed on first call; thread-safe). */
 const CpuFeatures& cpuFeatures();
 

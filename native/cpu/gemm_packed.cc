@@ -12,6 +12,7 @@
 
 #include "cpu_features.h"
 #include "dispatch.h"
+#include "gemm_amx.h"
 
 // NOTE(why): GCC 12's AVX-512 headers build _mm512_cvtepu16_epi32 / _mm512_slli_epi32 on
 // _mm512_undefined_epi32(), which -Wmaybe-uninitialized reports inside every caller (a known
@@ -149,6 +150,12 @@ bool useDp() {
   return v;
 }
 
+/** AMX-BF16 tiles for BF16 weights (bf16 activations requested; gemm_amx.h's conditions). */
+bool useAmx() {
+  static const bool v = gemmActivationsBf16() && isa() == Isa::Avx512 && amx::usable();
+  return v;
+}
+
 // ---------------------------------------------------------------------------------------------
 // BF16 weights x bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16), AVX-512 BF16: vdpbf16ps
 // multiplies 16 pairs (2 input features) per lane, 32 multiply-adds per instruction, twice the
@@ -210,18 +217,23 @@ void tileDpAny(int mr, int np, const uint32_t* xp, int64_t ldxp, const uint16_t*
   }
 }
 
-/** x [m, k] (stride ldx) -> bf16 pairs [m][ceil(k/2)] (RNE, as floatToBf16; an odd k's last pair ends in 0). */
-void toBf16Pairs(const float* x, int64_t ldx, int64_t m, int64_t k, std::vector<uint32_t>& xp) {
+/**
+ * x [m, k] (stride ldx) -> bf16 pairs (RNE, as floatToBf16; an odd k's last pair ends in 0), row
+ * stride ldxp >= ceil(k/2) pairs, mPad >= m rows; the padding is zeros. Returns ldxp.
+ */
+int64_t toBf16Pairs(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t rowAlign, int64_t pairAlign, std::vector<uint32_t>& xp) {
   const int64_t k2 = (k + 1) / 2;
-  xp.resize(size_t(m * k2));
+  const int64_t ldxp = (k2 + pairAlign - 1) / pairAlign * pairAlign, mPad = (m + rowAlign - 1) / rowAlign * rowAlign;
+  xp.assign(size_t(mPad * ldxp), 0);
   for (int64_t r = 0; r < m; r++) {
     const float* xr = x + r * ldx;
-    uint32_t* o = xp.data() + r * k2;
+    uint32_t* o = xp.data() + r * ldxp;
     for (int64_t i = 0; i < k2; i++) {
       const uint32_t lo = floatToBf16(xr[2 * i]), hi = 2 * i + 1 < k ? floatToBf16(xr[2 * i + 1]) : 0;
       o[i] = lo | (hi << 16);
     }
   }
+  return ldxp;
 }
 
 /** x rounded to bf16 and widened back (the fp32 kernels' input in bf16-activation mode). */
@@ -293,13 +305,37 @@ template <typename T>
 void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t ldxp, const PackedMatrix& w, const float* scale,
                 float* y, int64_t ldy, int64_t m, float alpha, bool accumulate, int64_t p0, int64_t p1, const PrefetchRanges* pf) {
   const int64_t k = w.cols(), n = w.rows(), pstride = k * kP;
-  const int mrMain = mainRows(s);
-  float out[8 * 4 * kP];  // [MR][NP][16]
-  // Prefetch share: bytes [P(q0), P(q1)) of pf for the tiles of panels [q0, q1) of row tile t0,
-  // P(q, t0) = total * (q * m + t0 * (tile panels)) / (panels * m): spread evenly over the tiles.
+  // Prefetch share: of pf's bytes, the fraction of the product's tiles done so far (tiles of
+  // mr rows x np panels count mr * np), issued after each tile: spread evenly over the tasks.
   const int64_t pfTotal = pf ? pf->total : 0, work = w.panels() * m;
   size_t pfAt = 0;
   int64_t pfAtStart = 0, pfDone = pfTotal * (p0 * m) / std::max<int64_t>(1, work), workDone = p0 * m;
+  // out [mr][np][16] of rows [t0, t0 + mr) and panels [q, q + np) -> y (alpha, scale, accumulate).
+  auto emit = [&](const float* out, int mr, int np, int64_t t0, int64_t q) {
+    for (int r = 0; r < mr; r++) {
+      float* yr = y + (t0 + r) * ldy;
+      for (int p = 0; p < np; p++) {
+        const int64_t col0 = (q + p) * kP;
+        const int cols = int(std::min<int64_t>(kP, n - col0));
+        const float* o = out + (r * np + p) * kP;
+        for (int j = 0; j < cols; j++) {
+          const float v = alpha * (scale ? scale[col0 + j] : 1.0f) * o[j];
+          yr[col0 + j] = accumulate ? yr[col0 + j] + v : v;
+        }
+      }
+    }
+    if (pfTotal > 0) {
+      workDone += int64_t(np) * mr;
+      const int64_t to = pfTotal * workDone / work;
+      prefetchSpan(*pf, pfDone, to, pfAt, pfAtStart);
+      pfDone = to;
+    }
+  };
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    if (xp && useAmx()) return amx::gemmPanels(xp, ldxp, m, w, p0, p1, emit);
+  }
+  const int mrMain = mainRows(s);
+  float out[8 * 4 * kP];  // [MR][NP][16]
   for (int64_t c0 = p0; c0 < p1; c0 += kChunkPanels) {
     const int64_t c1 = std::min(p1, c0 + kChunkPanels);
     for (int64_t t0 = 0; t0 < m; t0 += mrMain) {
@@ -308,12 +344,6 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
       for (int64_t q = c0; q < c1;) {
         int np = int(std::min<int64_t>(npMax, c1 - q));
         if (np == 3) np = 2;
-        if (pfTotal > 0) {
-          workDone += int64_t(np) * mr;
-          const int64_t to = pfTotal * workDone / work;
-          prefetchSpan(*pf, pfDone, to, pfAt, pfAtStart);
-          pfDone = to;
-        }
         const T* wp = reinterpret_cast<const T*>(w.panel(q));
         if constexpr (std::is_same_v<T, uint16_t>) {
           if (xp) tileDpAny(mr, np, xp + t0 * ldxp, ldxp, wp, pstride, k, out);
@@ -321,18 +351,7 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
         } else {
           tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out);
         }
-        for (int r = 0; r < mr; r++) {
-          float* yr = y + (t0 + r) * ldy;
-          for (int p = 0; p < np; p++) {
-            const int64_t col0 = (q + p) * kP;
-            const int cols = int(std::min<int64_t>(kP, n - col0));
-            const float* o = out + (r * np + p) * kP;
-            for (int j = 0; j < cols; j++) {
-              const float v = alpha * (scale ? scale[col0 + j] : 1.0f) * o[j];
-              yr[col0 + j] = accumulate ? yr[col0 + j] + v : v;
-            }
-          }
-        }
+        emit(out, mr, np, t0, q);
         q += np;
       }
     }
@@ -413,10 +432,12 @@ void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatri
   const uint32_t* xp = nullptr;
   int64_t ldxp = 0;
   if (w.type() == DType::BF16 && gemmActivationsBf16()) {
-    if (useDp()) {
-      toBf16Pairs(x, ldx, m, w.cols(), xpStore);
+    if (useAmx()) {
+      ldxp = toBf16Pairs(x, ldx, m, w.cols(), amx::kRows, amx::kPairs, xpStore);
       xp = xpStore.data();
-      ldxp = (w.cols() + 1) / 2;
+    } else if (useDp()) {
+      ldxp = toBf16Pairs(x, ldx, m, w.cols(), 1, 1, xpStore);
+      xp = xpStore.data();
     } else {
       roundBf16(x, ldx, m, w.cols(), xrStore);
       x = xrStore.data();
@@ -442,6 +463,7 @@ bool gemmActivationsBf16() {
 }
 
 const char* gemmPackedBf16KernelName() {
+  if (useAmx()) return "amx-bf16";
   if (useDp()) return "avx512-bf16-dot";
   return gemmPackedKernelName();
 }

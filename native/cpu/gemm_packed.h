@@ -94,10 +94,11 @@ struct PrefetchRanges {
  *
  * bf16 activations (opt-in, OPENLORA_CPU_ACTIVATIONS=bfloat16; gemmActivationsBf16()): for BF16
  * weights, x is rounded to bfloat16 (nearest even) before the product, as llama.cpp and PyTorch
- * bf16 inference do. With AVX-512 BF16 the product runs on vdpbf16ps (pairs of input features per
- * step, twice the fp32 FMA rate; an output is one chain over pairs in ascending order: still batch-
- * invariant, but not the fp32 kernels' bits); elsewhere the rounded x goes through the fp32
- * kernels. Relative error vs the fp32-activation product: ~2^-9 per term (the rounding of x).
+ * bf16 inference do. With AMX-BF16 (and the tile permission) the product runs on tiles
+ * (gemm_amx.h); else with AVX-512 BF16 on vdpbf16ps (pairs of input features per step, twice the
+ * fp32 FMA rate; an output is one chain over pairs in ascending order); elsewhere the rounded x
+ * goes through the fp32 kernels. Every kernel is batch-invariant, none gives another's bits.
+ * Relative error vs the fp32-activation product: ~2^-9 per term (the rounding of x).
  */
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
                 int64_t m, float alpha = 1.0f, bool accumulate = false, const PrefetchRanges* prefetch = nullptr);
@@ -108,7 +109,7 @@ const char* gemmPackedKernelName();
 /** Whether BF16-weight products round their activations to bfloat16 (OPENLORA_CPU_ACTIVATIONS=bfloat16, read once). */
 bool gemmActivationsBf16();
 
-/** Kernel gemmPacked uses for BF16 weights: "avx512-bf16-dot" (vdpbf16ps), else gemmPackedKernelName(). */
+/** Kernel gemmPacked uses for BF16 weights: "amx-bf16", "avx512-bf16-dot" (vdpbf16ps), else gemmPackedKernelName(). */
 const char* gemmPackedBf16KernelName();
 
 }  // namespace openlora::cpu

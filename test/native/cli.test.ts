@@ -42,6 +42,19 @@ test('openlora-cli: the core builds without Node and matches the reference', { s
   assert.equal(r.status, 0, r.out);
   assert.equal((r.out.match(/^\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+/gm) ?? []).length, 4, r.out);
 
+  // Ceilings: every figure the CPU can measure is there, and a missing one names the missing flag.
+  r = run(cli, ['ceilings', '--buffer-mib', '64', '--threads', '2']);
+  assert.equal(r.status, 0, r.out);
+  const ceil = JSON.parse(r.out.trim().split('\n').pop()!) as Record<string, unknown> & { missing: Record<string, string>; features: string };
+  const has = (f: string) => ceil.features.split(' ').includes(f);
+  assert.ok((ceil.read_GBps_1t as number) > 0 && (ceil.read_GBps as number) > 0, r.out);
+  if (has('avx2')) assert.ok((ceil.fp32_fma_avx2_GFLOPs as number) > 0, r.out);
+  if (has('avx512f')) assert.ok((ceil.fp32_fma_avx512_GFLOPs as number) > 0, r.out);
+  else assert.match(ceil.missing.avx512, /avx512f/);
+  if (has('avx512_bf16')) assert.ok((ceil.bf16_dot_avx512_GFLOPs as number) > 0, r.out);
+  else assert.match(ceil.missing.bf16_dot, /avx512_bf16/);
+  if (!has('amx_bf16')) assert.match(ceil.missing.amx_bf16, /amx/);
+
   // No CUDA in this build: asking for it is a SKIP (exit 3), never a crash.
   r = run(cli, ['logits', '--model', modelDir, '--prompt-ids', '1,2,3', '--backend', 'cuda']);
   assert.equal(r.status, 3, r.out);

@@ -33,7 +33,7 @@ function runCheck(kernel: string, activations = ''): CheckOutput {
 }
 
 before(() => {
-  const src = ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
+  const src = ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
   const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
   assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
 });
@@ -50,14 +50,15 @@ test('packed gemm matches the reference and is batch-invariant on every kernel, 
   if (digests.has('avx512') && digests.has('avx2+fma')) assert.equal(digests.get('avx512'), digests.get('avx2+fma'));
 });
 
-const hasBf16Dot = (() => {
+const cpuFlags = (() => {
   try {
-    const flags = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
-    return /\bavx512_bf16\b/.test(flags) && /\bavx512bw\b/.test(flags);
+    return new Set((readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '').split(/\s+/));
   } catch {
-    return false;
+    return new Set<string>();
   }
 })();
+const hasBf16Dot = cpuFlags.has('avx512_bf16') && cpuFlags.has('avx512bw');
+const missingAmx = ['amx_tile', 'amx_bf16', 'avx512bw'].filter((f) => !cpuFlags.has(f));
 
 test('bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16): every kernel matches the reference on bf16-rounded x, batch-invariant; AVX-512 and AVX2 FMA bit-identical', (t) => {
   const digests = new Map<string, string>();
@@ -73,9 +74,18 @@ test('bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16): every kernel matches
 });
 
 test('bf16 activations on vdpbf16ps match the reference on bf16-rounded x and are batch-invariant', { skip: !hasBf16Dot && 'the CPU lacks avx512_bf16 (or avx512bw)' }, (t) => {
-  const out = runCheck('', 'bfloat16');
+  const out = runCheck('avx512-bf16-dot', 'bfloat16');
   t.diagnostic(`${out.bf16Kernel}: ${out.cases} cases, max relative error ${out.maxRelErr.toExponential(2)}`);
   assert.equal(out.bf16Kernel, 'avx512-bf16-dot');
+  assert.equal(out.failures, 0);
+  assert.ok(out.cases >= 900);
+});
+
+test('bf16 activations on AMX-BF16 tiles match the reference on bf16-rounded x and are batch-invariant', { skip: missingAmx.length > 0 && `the CPU lacks ${missingAmx.join(', ')}` }, (t) => {
+  const out = runCheck('', 'bfloat16');
+  t.diagnostic(`${out.bf16Kernel}: ${out.cases} cases, max relative error ${out.maxRelErr.toExponential(2)}`);
+  // amx-bf16 when the kernel granted the tile permission (arch_prctl), else the vdpbf16ps kernel.
+  assert.ok(out.bf16Kernel === 'amx-bf16' || out.bf16Kernel === 'avx512-bf16-dot', out.bf16Kernel);
   assert.equal(out.failures, 0);
   assert.ok(out.cases >= 900);
 });
