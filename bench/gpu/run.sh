@@ -10,6 +10,7 @@
 #   3. openlora-cli check: the demo model vs test/fixtures reference.json (cpu 1e-3; cuda bf16 0.2)
 #   4. openlora-cli crosscheck: random Llama-3-8B-shape model (2 layers on the GPU run, to keep
 #      the float32 CPU reference quick; a scaled-down shape with --cpu) vs the CPU float32 forward
+#   4b. openlora-cli crosscheck of the Gemma 2, Gemma 3 and Qwen3 family fixtures (bench/gpu/family-model.ts)
 #   5. openlora-cli roofline + bench: decode tok/s at batch 1,16,64,128 x 0,16,128 rank-16
 #      adapters, prefill tok/s, adapter upload time, ratio to weights / copy bandwidth
 #   6. bench/gpu/hf_baseline.py: transformers + PEFT on the same shapes, where they import
@@ -81,6 +82,23 @@ if [ "$MODE" = gpu ]; then
 else
   step crosscheck_cpu "$CLI" crosscheck --backend cpu "${SMALL[@]}" --tokens 8 --out "$OUT/crosscheck-cpu.json"
 fi
+
+# --- 4b. model families (issue 17) vs the CPU float32 forward -------------------------------------
+# The fixtures whose head_dim the CUDA attention kernels take (32): Gemma 2 (soft-capping, sliding
+# window 12, GeGLU, (1+w) and pre/post norms), Gemma 3 (q/k norms, local/global RoPE bases,
+# window 10) and Qwen3 (q/k norms); 24 tokens, past every window. cpu vs cpu with --cpu checks the
+# command path only.
+FAMILY_BACKEND=cpu
+[ "$MODE" = gpu ] && FAMILY_BACKEND=cuda
+for f in gemma2 gemma3 qwen3; do
+  if dir=$(node --import tsx bench/gpu/family-model.ts "$f" 2>>"$LOG"); then
+    step "family_${f}_$FAMILY_BACKEND" "$CLI" crosscheck --backend "$FAMILY_BACKEND" --model "$dir" --tokens 24 --tol 5e-2 \
+      --out "$OUT/family-$f-$FAMILY_BACKEND.json"
+    rm -rf "$dir"
+  else
+    echo "family_${f}_$FAMILY_BACKEND: FAIL (fixture not materialised)" | tee -a "$SUMMARY" >> "$LOG"
+  fi
+done
 
 # --- 5. roofline and timing matrix ---------------------------------------------------------------
 # NOTE(why): the full 8B shape on the CPU backend would take tens of minutes, so the cpu rows

@@ -84,6 +84,11 @@ void DeviceWeights::upload(const Model& m) {
     DevLayer& d = layers[size_t(l)];
     d.inputNorm = uploadBf16({&w.inputNorm}, "input_layernorm");
     d.postNorm = uploadBf16({&w.postNorm}, "post_attention_layernorm");
+    if (!w.qNorm.empty()) d.qNorm = uploadBf16({&w.qNorm}, "q_norm");
+    if (!w.kNorm.empty()) d.kNorm = uploadBf16({&w.kNorm}, "k_norm");
+    if (!w.preFfnNorm.empty()) d.preFfnNorm = uploadBf16({&w.preFfnNorm}, "pre_feedforward_layernorm");
+    if (!w.postFfnNorm.empty()) d.postFfnNorm = uploadBf16({&w.postFfnNorm}, "post_feedforward_layernorm");
+    bytes_ += 2 * int64_t(w.qNorm.size() + w.kNorm.size() + w.preFfnNorm.size() + w.postFfnNorm.size());
     d.qkv = uploadLinear({&w.wq, &w.wk, &w.wv}, "q/k/v_proj");
     d.o = uploadLinear({&w.wo}, "o_proj");
     d.gateUp = uploadLinear({&w.wGate, &w.wUp}, "gate/up_proj");
@@ -107,7 +112,9 @@ void DeviceWeights::upload(const Model& m) {
     lmHead = uploadBf16({&head}, "lm_head");
   }
   bytes_ += 2 * H + 2 * V * H;
-  invFreq = uploadF32(m.ropeInvFreq(), "rope inv_freq");
+  // The global layers' tables (default, longrope's long factors, dynamic NTK) go with each
+  // step's staging (staging.cuh); the local layers' one is fixed.
+  invFreqLocal = uploadF32(m.ropeLocalInvFreq(), "rope local inv_freq");
   uploaded_ = true;
 }
 

@@ -1,5 +1,5 @@
 // The base model's weights on the device (device_weights.cu): every tensor of a Model
-// (src/model.h) uploaded once as bf16 (int8 linears stay int8 with their fp32 scales), q/k/v and
+// (src/model.h) uploaded once as bf16 (Gemma norms as the Model holds them, 1 + w) (int8 linears stay int8 with their fp32 scales), q/k/v and
 // gate/up stacked along the output axis so each is one GEMM. Plain host C++.
 #pragma once
 
@@ -26,7 +26,11 @@ struct DevLinear {
 /** One decoder layer on the device; norms and biases bf16, nullptr where the model has none. */
 struct DevLayer {
   void* inputNorm = nullptr;  // [H]
-  void* postNorm = nullptr;   // [H]
+  void* postNorm = nullptr;   // [H] post_attention_layernorm: MLP input (Llama), attention output (Gemma)
+  void* qNorm = nullptr;      // [headDim] q_norm (Qwen3, Gemma 3) or nullptr
+  void* kNorm = nullptr;      // [headDim] k_norm or nullptr
+  void* preFfnNorm = nullptr;   // [H] Gemma pre_feedforward_layernorm or nullptr
+  void* postFfnNorm = nullptr;  // [H] Gemma post_feedforward_layernorm or nullptr
   DevLinear qkv;              // [Q + 2 KV, H]: rows of q_proj, then k_proj, then v_proj
   void* bqkv = nullptr;       // [Q + 2 KV] or nullptr
   DevLinear o;                // [H, Q]
@@ -58,7 +62,7 @@ class DeviceWeights {
   std::vector<DevLayer> layers;
   void* finalNorm = nullptr;  // [H] bf16
   void* lmHead = nullptr;     // [V, H] bf16 (== embed when tied)
-  float* invFreq = nullptr;   // [rotaryDim / 2] fp32
+  float* invFreqLocal = nullptr;  // [rotaryDim / 2] fp32: Gemma 3 local layers' RoPE (ropeLocalInvFreq)
 
  private:
   void* alloc(size_t bytes, const char* what);

@@ -9,16 +9,21 @@
 // (Device sampling, launch_sample of sampling.cuh, can replace that copy later.)
 //
 // One step (forward()):
-//   StepPlan -> staging (one copy) -> embedding -> per layer [rms_norm (fused with the previous
-//     residual add), qkv GEMM (+bias), LoRA q/k/v, rope, reshape_and_cache, attention (decode
-//     kernel for the leading single-token entries, prefill kernel for the rest), o GEMM (+bias),
-//     LoRA o, fused add + rms_norm, gate_up GEMM (+bias), LoRA gate/up, silu_mul, down GEMM
-//     (+bias), LoRA down]
-//   -> fused add + final norm -> gather the rows that need logits -> lm_head (fp32 out) -> host.
+//   StepPlan -> staging (one copy) -> embedding (x sqrt(H) for Gemma) -> per layer [rms_norm
+//     (fused with the previous residual add), qkv GEMM (+bias), LoRA q/k/v, q/k norms (Qwen3,
+//     Gemma 3), rope (partial rotary; per-row table: longrope / dynamic NTK; Gemma 3 local
+//     layers' base), reshape_and_cache, attention (decode kernel for the leading single-token
+//     entries, prefill kernel for the rest; scale, soft-cap and sliding window of the config),
+//     o GEMM (+bias), LoRA o, (Gemma: post-attention norm), fused add + rms_norm (Gemma: the
+//     pre-feedforward norm), gate_up GEMM (+bias), LoRA gate/up, silu_mul or gelu_tanh_mul,
+//     down GEMM (+bias), LoRA down, (Gemma: post-feedforward norm)]
+//   -> fused add + final norm -> gather the rows that need logits -> lm_head (fp32 out)
+//   (-> Gemma 2 final soft-cap) -> host.
 // q/k/v and gate/up are fused along the output axis ([Q + 2 KV, H] and [2 I, H]): one GEMM
 // each, the launchers take the row strides.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -68,6 +73,9 @@ struct DevKv {
 class CudaForward final : public ForwardBackend {
  public:
   explicit CudaForward(std::shared_ptr<const Model> model) : model_(std::move(model)) {
+    // Blocks may be dropped only when every layer has a window (kv_cache.h dropOutsideWindow).
+    for (int w : model_->config().layerWindow) maxWindow_ = w <= 0 || maxWindow_ < 0 ? -1 : std::max(maxWindow_, w);
+    if (maxWindow_ < 0) maxWindow_ = 0;
     check(cudaSetDevice(device_), "cudaSetDevice(0)");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate (compute)");
     adapters_ = std::make_unique<cuda::AdapterPool>();
@@ -134,6 +142,7 @@ class CudaForward final : public ForwardBackend {
   void applyLora(int layer, LoraModule m, const void* x, int64_t ldX, void* y, int64_t ldY, int T);
 
   std::shared_ptr<const Model> model_;
+  int maxWindow_ = 0;  // the widest sliding window when every layer has one, else 0
   int device_ = 0;
   cudaStream_t stream_ = nullptr;  // compute
   std::unique_ptr<cuda::DeviceWeights> weights_;
@@ -191,7 +200,7 @@ void CudaForward::forward(const std::vector<BatchEntry>& batch, std::vector<floa
   if (kvIt == kv_.end()) throw std::runtime_error("CUDA forward: the batch's KV pool was not attached (attachKv)");
   DevKv& kv = kvIt->second;
   const int bs = kv.blockSize;
-  staging_.build(plan_, kv.numBlocks, bs, adapters_->slots());
+  staging_.build(plan_, kv.numBlocks, bs, adapters_->slots(), model_->ropeInvFreq(), model_->ropeLongInvFreq(), maxWindow_);
   const int T = plan_.numRows(), R = plan_.numLogitRows(), maxBlocks = plan_.maxBlocks();
   const int nDecode = staging_.numDecode(), maxCtxDecode = staging_.maxContextDecode(), maxQLen = staging_.maxQueryLen();
 
@@ -222,11 +231,18 @@ void CudaForward::forward(const std::vector<BatchEntry>& batch, std::vector<floa
   const int32_t* dCtx = st.dev<int32_t>(st.ctx);
   const int32_t* dCuq = st.dev<int32_t>(st.cuq);
   const int32_t* dGather = st.dev<int32_t>(st.gather);
+  const float* dRopeTables = st.dev<float>(st.ropeTables);
+  const int32_t* dRopeIndex = st.dev<int32_t>(st.ropeIndex);
   const float eps = float(c.rmsNormEps);
-  const float scale = 1.0f / std::sqrt(float(D));
   const cuda::DeviceWeights& dw = *weights_;
+  const bool gemma = c.gemmaNorms;
 
   checkLaunch(cuda::launch_embedding(dIds, dw.embed, x, H, T, H, V, kBf16, stream_), "embedding");
+  if (c.embedScale != 1.0f) {
+    // Gemma: hidden_states * normalizer, the normalizer a tensor of the activation dtype (HF
+    // Gemma2Model.forward), so sqrt(hidden_size) rounded to bf16 as HF's bf16 inference does.
+    checkLaunch(cuda::launch_scale(x, int64_t(T) * H, bf16ToFloat(floatToBf16(c.embedScale)), kBf16, stream_), "embedding scale");
+  }
   for (int l = 0; l < L; l++) {
     const cuda::DevLayer& w = dw.layers[size_t(l)];
     // --- self-attention block: h = h + o_proj(attn(input_layernorm(h)))
@@ -240,9 +256,19 @@ void CudaForward::forward(const std::vector<BatchEntry>& batch, std::vector<floa
     applyLora(l, LoraModule::Q, xn, H, qkv, QKV, T);
     applyLora(l, LoraModule::K, xn, H, at(qkv, Q), QKV, T);
     applyLora(l, LoraModule::V, xn, H, at(qkv, Q + KV), QKV, T);
-    checkLaunch(cuda::launch_rope(qkv, QKV, at(qkv, Q), QKV, dPos, dw.invFreq, T, c.numAttentionHeads, c.numKeyValueHeads, D, kBf16,
-                                  stream_),
+    if (w.qNorm) {  // Qwen3Attention / Gemma3Attention: q_norm, k_norm over each head's head_dim, before RoPE
+      checkLaunch(cuda::launch_head_rms_norm(qkv, QKV, w.qNorm, qkv, QKV, T, c.numAttentionHeads, D, eps, kBf16, stream_), "q_norm");
+      checkLaunch(cuda::launch_head_rms_norm(at(qkv, Q), QKV, w.kNorm, at(qkv, Q), QKV, T, c.numKeyValueHeads, D, eps, kBf16, stream_),
+                  "k_norm");
+    }
+    // Global layers: each row's table from the plan (longrope / dynamic NTK by its entry's length),
+    // mscale = the attention factor; Gemma 3's local layers: their own base, mscale 1 (as cpu::forward).
+    const bool local = c.layerLocalRope[size_t(l)];
+    checkLaunch(cuda::launch_rope(qkv, QKV, at(qkv, Q), QKV, dPos, local ? dw.invFreqLocal : dRopeTables, local ? nullptr : dRopeIndex, T,
+                                  c.numAttentionHeads, c.numKeyValueHeads, D, c.rotaryDim,
+                                  local ? 1.0f : float(c.ropeScaling.attentionFactor), kBf16, stream_),
                 "rope");
+    const int window = c.layerWindow[size_t(l)];  // 0: global; else keys (p - window, p]
     void* kCache = at(kv.buf.p, (int64_t(l) * 2) * kv.plane);
     void* vCache = at(kv.buf.p, (int64_t(l) * 2 + 1) * kv.plane);
     checkLaunch(cuda::launch_reshape_and_cache(at(qkv, Q), QKV, at(qkv, Q + KV), QKV, kCache, vCache, dSlots, T, c.numKeyValueHeads,
@@ -250,36 +276,48 @@ void CudaForward::forward(const std::vector<BatchEntry>& batch, std::vector<floa
                 "reshape_and_cache");
     if (nDecode > 0) {  // rows [0, nDecode): one per entry
       checkLaunch(cuda::launch_paged_attention_decode(attn, Q, qkv, QKV, kCache, vCache, dBt, maxBlocks, dCtx, maxCtxDecode, nDecode,
-                                                      c.numAttentionHeads, c.numKeyValueHeads, D, bs, scale,
-                                                      static_cast<float*>(attnWs_.p), wsBytes, kBf16, stream_),
+                                                      c.numAttentionHeads, c.numKeyValueHeads, D, bs, c.attnScale, c.attnSoftcap,
+                                                      window, static_cast<float*>(attnWs_.p), wsBytes, kBf16, stream_),
                   "paged_attention_decode");
     }
     if (nDecode < E) {  // rows [nDecode, T): entries nDecode.. (cu_seqlens relative to row nDecode)
       checkLaunch(cuda::launch_prefill_attention(at(attn, int64_t(nDecode) * Q), Q, at(qkv, int64_t(nDecode) * QKV), QKV, kCache,
                                                  vCache, dBt + size_t(nDecode) * maxBlocks, maxBlocks, dCuq, dCtx + nDecode,
-                                                 E - nDecode, maxQLen, c.numAttentionHeads, c.numKeyValueHeads, D, bs, scale, kBf16,
-                                                 stream_),
+                                                 E - nDecode, maxQLen, c.numAttentionHeads, c.numKeyValueHeads, D, bs, c.attnScale,
+                                                 c.attnSoftcap, window, kBf16, stream_),
                   "prefill_attention");
     }
     cuda::linearForward(proj, H, attn, Q, w.o, T, stream_, "o_proj");
     checkLaunch(cuda::launch_add_bias(proj, H, w.bo, T, H, kBf16, stream_), "add_bias (o_proj)");
     applyLora(l, LoraModule::O, attn, Q, proj, H, T);
-    // --- MLP block: h = h + down_proj(silu(gate_proj(x)) * up_proj(x)), x = post_attention_layernorm(h)
-    checkLaunch(cuda::launch_fused_add_rms_norm(proj, H, x, w.postNorm, xn, H, T, H, eps, kBf16, stream_), "fused_add_rms_norm (post)");
+    // Gemma2DecoderLayer: h = h + post_attention_layernorm(attn(...)).
+    if (gemma) checkLaunch(cuda::launch_rms_norm(proj, H, w.postNorm, proj, H, T, H, eps, kBf16, stream_), "rms_norm (post-attention)");
+    // --- MLP block: h = h + down_proj(act(gate_proj(x)) * up_proj(x)), x = post_attention_layernorm(h)
+    // (Gemma: x = pre_feedforward_layernorm(h), and post_feedforward_layernorm on the MLP output).
+    checkLaunch(cuda::launch_fused_add_rms_norm(proj, H, x, gemma ? w.preFfnNorm : w.postNorm, xn, H, T, H, eps, kBf16, stream_),
+                "fused_add_rms_norm (MLP input)");
     cuda::linearForward(gu, 2 * I, xn, H, w.gateUp, T, stream_, "gate/up_proj");
     checkLaunch(cuda::launch_add_bias(gu, 2 * I, w.bGateUp, T, 2 * I, kBf16, stream_), "add_bias (gate/up_proj)");
     applyLora(l, LoraModule::Gate, xn, H, gu, 2 * I, T);
     applyLora(l, LoraModule::Up, xn, H, at(gu, I), 2 * I, T);
-    checkLaunch(cuda::launch_silu_mul(gu, 2 * I, at(gu, I), 2 * I, gu, 2 * I, T, I, kBf16, stream_), "silu_mul");
+    if (c.hiddenAct == Activation::GeluTanh) {
+      checkLaunch(cuda::launch_gelu_tanh_mul(gu, 2 * I, at(gu, I), 2 * I, gu, 2 * I, T, I, kBf16, stream_), "gelu_tanh_mul");
+    } else {
+      checkLaunch(cuda::launch_silu_mul(gu, 2 * I, at(gu, I), 2 * I, gu, 2 * I, T, I, kBf16, stream_), "silu_mul");
+    }
     cuda::linearForward(proj, H, gu, 2 * I, w.down, T, stream_, "down_proj");
     checkLaunch(cuda::launch_add_bias(proj, H, w.bDown, T, H, kBf16, stream_), "add_bias (down_proj)");
     applyLora(l, LoraModule::Down, gu, 2 * I, proj, H, T);
+    if (gemma) checkLaunch(cuda::launch_rms_norm(proj, H, w.postFfnNorm, proj, H, T, H, eps, kBf16, stream_), "rms_norm (post-feedforward)");
   }
   // x += proj (last MLP), xn = norm(x); then only the rows that need logits (an embedding
   // gather over xn's rows) go through lm_head, fp32 out.
   checkLaunch(cuda::launch_fused_add_rms_norm(proj, H, x, dw.finalNorm, xn, H, T, H, eps, kBf16, stream_), "fused_add_rms_norm (final)");
   checkLaunch(cuda::launch_embedding(dGather, xn, sel, H, R, H, T, kBf16, stream_), "gather logit rows");
   checkLaunch(cuda::launch_gemm_best(lg, V, DType::F32, sel, H, dw.lmHead, H, R, V, H, 1.0f, 0.0f, kBf16, stream_), "lm_head");
+  if (c.finalSoftcap > 0) {  // Gemma 2 final_logit_softcapping, on the fp32 logits
+    checkLaunch(cuda::launch_softcap(lg, int64_t(R) * V, c.finalSoftcap, DType::F32, stream_), "final logit soft-capping");
+  }
   logits->resize(size_t(R) * size_t(V));
   check(cudaMemcpyAsync(logits->data(), lg, size_t(R) * V * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download logits");
   check(cudaStreamSynchronize(stream_), "forward step");

@@ -14,9 +14,13 @@
 //   sum_p * exp(max_p - max) and normalise (the flash-decoding combine).
 // Dtypes: q, cache, out f32 | f16 | bf16; all softmax and accumulation in fp32.
 // Shapes: see paged_attention.cuh. KV head of query head h is h / (num_heads / num_kv_heads).
+// Sliding window: partitions start at the first visible key, max(0, ctx - window); soft-capping
+// (Gemma 2) maps each scaled score through cap * tanh(score / cap) before the softmax.
 // NOTE(why): the dot is multiplied by `scale` after the sum, as native/cpu/paged_attention.cc
 // does, rather than folding scale into q.
 #include <cuda_runtime.h>
+
+#include <algorithm>
 
 #include "paged_attention.cuh"
 
@@ -33,7 +37,8 @@ __global__ void __launch_bounds__(kBlock)
     pagedDecodeKernel(T* out, int64_t ld_out, const T* __restrict__ q, int64_t ld_q, const T* __restrict__ key_cache,
                       const T* __restrict__ value_cache, const int32_t* __restrict__ block_tables,
                       int max_blocks_per_seq, const int32_t* __restrict__ context_lens, int num_kv_heads, int group,
-                      int block_size, float scale, float* part_out, float* part_max, float* part_sum, int max_parts) {
+                      int block_size, float scale, float softcap, int window, float* part_out, float* part_max,
+                      float* part_sum, int max_parts) {
   constexpr int DW = HD < kBlock ? HD : kBlock;  // dims covered by one token group
   constexpr int G = kBlock / DW;                 // token groups in the P V phase
   constexpr int DPT = HD / DW;                   // dims per thread
@@ -46,7 +51,8 @@ __global__ void __launch_bounds__(kBlock)
   const int h = blockIdx.x, s = blockIdx.y, part = blockIdx.z;
   const int num_heads = gridDim.x;
   const int ctx = context_lens[s];
-  const int start = part * kPart;
+  const int first = window > 0 ? max(0, ctx - window) : 0;  // the first key the query sees
+  const int start = first + part * kPart;
   const bool split = max_parts > 1;
   const int64_t sh = int64_t(s) * num_heads + h;
   if (ctx <= 0) {  // empty context: zero output (only partition 0 writes)
@@ -77,7 +83,10 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
     for (int i = lane; i < HD; i += 32) dot += qs[i] * to_float(kr[i]);
     dot = warp_sum(dot);
-    if (lane == 0) logits[t] = dot * scale;
+    if (lane == 0) {
+      const float sc = dot * scale;
+      logits[t] = softcap > 0.0f ? softcap * tanhf(sc / softcap) : sc;
+    }
   }
   __syncthreads();
 
@@ -132,11 +141,12 @@ template <typename T, int HD>
 __global__ void __launch_bounds__(kBlock)
     pagedDecodeReduceKernel(T* out, int64_t ld_out, const int32_t* __restrict__ context_lens,
                             const float* __restrict__ part_out, const float* __restrict__ part_max,
-                            const float* __restrict__ part_sum, int max_parts) {
+                            const float* __restrict__ part_sum, int max_parts, int window) {
   const int h = blockIdx.x, s = blockIdx.y, num_heads = gridDim.x;
   const int64_t sh = int64_t(s) * num_heads + h;
   const int ctx = context_lens[s];
-  const int parts = ctx <= 0 ? 1 : (ctx + kPart - 1) / kPart;
+  const int span = window > 0 ? min(ctx, window) : ctx;  // keys the query sees
+  const int parts = span <= 0 ? 1 : (span + kPart - 1) / kPart;
   float mx = -INFINITY;
   for (int p = 0; p < parts; p++) mx = fmaxf(mx, part_max[sh * max_parts + p]);
   float total = 0.0f;
@@ -168,18 +178,21 @@ size_t paged_attention_decode_workspace_bytes(int num_seqs, int num_heads, int h
 cudaError_t launch_paged_attention_decode(void* out, int64_t ld_out, const void* q, int64_t ld_q, const void* key_cache,
                                           const void* value_cache, const int32_t* block_tables, int max_blocks_per_seq,
                                           const int32_t* context_lens, int max_context_len, int num_seqs, int num_heads,
-                                          int num_kv_heads, int head_dim, int block_size, float scale, float* workspace,
-                                          size_t workspace_bytes, DType dtype, cudaStream_t stream) {
+                                          int num_kv_heads, int head_dim, int block_size, float scale, float softcap,
+                                          int window, float* workspace, size_t workspace_bytes, DType dtype,
+                                          cudaStream_t stream) {
   if (num_seqs < 0 || num_seqs > 65535 || num_heads <= 0 || num_kv_heads <= 0 || num_heads % num_kv_heads != 0 ||
-      block_size <= 0 || max_blocks_per_seq <= 0 || max_context_len < 0 ||
+      block_size <= 0 || max_blocks_per_seq <= 0 || max_context_len < 0 || window < 0 || softcap < 0.0f ||
       int64_t(max_context_len) > int64_t(max_blocks_per_seq) * block_size || ld_q < int64_t(num_heads) * head_dim ||
       ld_out < int64_t(num_heads) * head_dim)
     return invalid_argument("launch_paged_attention_decode: num_seqs=%d num_heads=%d num_kv_heads=%d block_size=%d "
                             "max_blocks_per_seq=%d max_context_len=%d head_dim=%d",
                             num_seqs, num_heads, num_kv_heads, block_size, max_blocks_per_seq, max_context_len, head_dim);
   if (num_seqs == 0) return cudaSuccess;
-  const int parts = partitions(max_context_len);
-  const size_t need = paged_attention_decode_workspace_bytes(num_seqs, num_heads, head_dim, max_context_len);
+  // A window bounds the keys one query reads, so the split-K grid covers at most `window` of them.
+  const int span = window > 0 ? std::min(max_context_len, window) : max_context_len;
+  const int parts = partitions(span);
+  const size_t need = paged_attention_decode_workspace_bytes(num_seqs, num_heads, head_dim, span);
   if (need > 0 && (workspace == nullptr || workspace_bytes < need))
     return invalid_argument("launch_paged_attention_decode: workspace of %zu bytes needed for max_context_len=%d, got %zu",
                             need, max_context_len, workspace_bytes);
@@ -195,11 +208,11 @@ cudaError_t launch_paged_attention_decode(void* out, int64_t ld_out, const void*
       pagedDecodeKernel<T, HD><<<grid, kBlock, 0, stream>>>(
           static_cast<T*>(out), ld_out, static_cast<const T*>(q), ld_q, static_cast<const T*>(key_cache),
           static_cast<const T*>(value_cache), block_tables, max_blocks_per_seq, context_lens, num_kv_heads,
-          num_heads / num_kv_heads, block_size, scale, part_out, part_max, part_sum, parts);
+          num_heads / num_kv_heads, block_size, scale, softcap, window, part_out, part_max, part_sum, parts);
       cudaError_t err = launch_status("launch_paged_attention_decode");
       if (err != cudaSuccess || parts == 1) return err;
       pagedDecodeReduceKernel<T, HD><<<dim3{unsigned(num_heads), unsigned(num_seqs)}, kBlock, 0, stream>>>(
-          static_cast<T*>(out), ld_out, context_lens, part_out, part_max, part_sum, parts);
+          static_cast<T*>(out), ld_out, context_lens, part_out, part_max, part_sum, parts, window);
       return launch_status("launch_paged_attention_decode (reduce)");
     });
   });

@@ -10,7 +10,9 @@
 //   rescaled by exp(m_old - m_new) and acc += p_j V_j for the 32 keys (p_j broadcast by shuffle).
 // Dtypes: q, cache, out f32 | f16 | bf16; fp32 softmax and accumulation, one rounding at the end.
 // Causality: query i of a sequence with q_len queries and context ctx sits at position
-//   ctx - q_len + i and sees positions [0, that]; key tiles past the block's last row are skipped.
+//   ctx - q_len + i and sees positions [0, that] (with a sliding window w: (that - w, that]); key
+//   tiles past the block's last row, or before its first row's window, are skipped (never read).
+// Soft-capping (Gemma 2): each scaled score becomes cap * tanh(score / cap) before the softmax.
 // NOTE(why): SIMT fp32 and not mma.sync: simple and exact enough to be the reference the tuned
 // kernels get checked against later; prefill is compute-bound, so this is the first to replace.
 #include <cuda_runtime.h>
@@ -38,7 +40,7 @@ __global__ void __launch_bounds__(kBlock)
                            const T* __restrict__ key_cache, const T* __restrict__ value_cache,
                            const int32_t* __restrict__ block_tables, int max_blocks_per_seq,
                            const int32_t* __restrict__ cu_seqlens_q, const int32_t* __restrict__ context_lens,
-                           int num_kv_heads, int group, int block_size, float scale) {
+                           int num_kv_heads, int group, int block_size, float scale, float softcap, int window) {
   constexpr int KS = HD + 1;       // padded row of the K / V tiles
   constexpr int DPL = HD / 32;     // dims per lane
   extern __shared__ float smem[];
@@ -72,14 +74,15 @@ __global__ void __launch_bounds__(kBlock)
   }
 
   const int last_row = min(q0 + kBM, qlen) - 1;
-  const int kv_end = min(ctx, base + last_row + 1);  // positions [0, kv_end) are visible to some row
-  for (int kt = 0; kt < kv_end; kt += kBN) {
+  const int kv_end = min(ctx, base + last_row + 1);  // positions [kv_begin, kv_end) are visible to some row
+  const int kv_begin = window > 0 ? max(0, base + q0 - window + 1) : 0;
+  for (int kt = kv_begin; kt < kv_end; kt += kBN) {
     __syncthreads();  // the previous tile is consumed (and, first time, qs is written)
     for (int i = threadIdx.x; i < kBN * HD; i += kBlock) {
       const int j = i / HD, d = i % HD;
       const int pos = kt + j;
       float kv = 0.0f, vv = 0.0f;
-      if (pos < kv_end) {
+      if (pos < kv_end) {  // pos >= kv_begin: kt starts there
         const int64_t off =
             ((int64_t(table[pos / block_size]) * num_kv_heads + kvh) * block_size + pos % block_size) * HD + d;
         kv = to_float(key_cache[off]);
@@ -96,17 +99,21 @@ __global__ void __launch_bounds__(kBlock)
       if (row >= qlen) continue;  // warp-uniform
       const int qpos = base + row;
       if (kt > qpos) continue;    // warp-uniform: the whole tile is in this row's future
+      const int lo = window > 0 ? qpos - window + 1 : 0;  // the row's first visible key
+      if (kt + kBN <= lo) continue;  // warp-uniform: the whole tile is before this row's window
       const int kpos = kt + lane;
       float sc = -INFINITY;
-      if (kpos <= qpos && kpos < kv_end) {
+      if (kpos <= qpos && kpos < kv_end && kpos >= lo) {
         const float* qr = qs + r * HD;
         const float* kr = ks + lane * KS;
         float dot = 0.0f;
 #pragma unroll 8
         for (int d = 0; d < HD; d++) dot += qr[d] * kr[d];
         sc = dot * scale;
+        if (softcap > 0.0f) sc = softcap * tanhf(sc / softcap);
       }
-      const float m_new = fmaxf(m[rr], warp_max(sc));  // finite: key kt <= qpos is in the tile
+      // Finite: the tile holds a key in [lo, qpos] (kt <= qpos and kt + kBN > lo).
+      const float m_new = fmaxf(m[rr], warp_max(sc));
       const float p = sc == -INFINITY ? 0.0f : expf(sc - m_new);
       const float alpha = expf(m[rr] - m_new);  // 0 on the first tile (m = -inf)
       l[rr] = l[rr] * alpha + warp_sum(p);
@@ -139,9 +146,9 @@ cudaError_t launch_prefill_attention(void* out, int64_t ld_out, const void* q, i
                                      const void* value_cache, const int32_t* block_tables, int max_blocks_per_seq,
                                      const int32_t* cu_seqlens_q, const int32_t* context_lens, int num_seqs,
                                      int max_q_len, int num_heads, int num_kv_heads, int head_dim, int block_size,
-                                     float scale, DType dtype, cudaStream_t stream) {
+                                     float scale, float softcap, int window, DType dtype, cudaStream_t stream) {
   if (num_seqs < 0 || num_seqs > 65535 || max_q_len < 0 || num_heads <= 0 || num_heads > 65535 || num_kv_heads <= 0 ||
-      num_heads % num_kv_heads != 0 || block_size <= 0 || max_blocks_per_seq <= 0 ||
+      num_heads % num_kv_heads != 0 || block_size <= 0 || max_blocks_per_seq <= 0 || window < 0 || softcap < 0.0f ||
       ld_q < int64_t(num_heads) * head_dim || ld_out < int64_t(num_heads) * head_dim)
     return invalid_argument("launch_prefill_attention: num_seqs=%d max_q_len=%d num_heads=%d num_kv_heads=%d "
                             "block_size=%d max_blocks_per_seq=%d head_dim=%d",
@@ -161,7 +168,7 @@ cudaError_t launch_prefill_attention(void* out, int64_t ld_out, const void* q, i
       kernel<<<grid, kBlock, smem, stream>>>(static_cast<T*>(out), ld_out, static_cast<const T*>(q), ld_q,
                                              static_cast<const T*>(key_cache), static_cast<const T*>(value_cache),
                                              block_tables, max_blocks_per_seq, cu_seqlens_q, context_lens, num_kv_heads,
-                                             num_heads / num_kv_heads, block_size, scale);
+                                             num_heads / num_kv_heads, block_size, scale, softcap, window);
       return launch_status("launch_prefill_attention");
     });
   });

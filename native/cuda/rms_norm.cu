@@ -1,6 +1,6 @@
 // RMSNorm (HF LlamaRMSNorm: weight * x * rsqrt(mean(x^2) + eps)) and fused residual add + RMSNorm.
 //
-// Grid:  (rows)           one block per row (token)
+// Grid:  (rows)           one block per row (token); head_rms_norm: one per (token, head)
 // Block: (256)            threads stride over `hidden`; warp shuffles + shared memory reduce
 // Dtypes: f32 | f16 | bf16 for x, residual, w, y (one dtype per call); fp32 accumulation.
 //   The legacy openlora_cuda_rms_norm_f32 is the f32 case with a C ABI.
@@ -22,12 +22,15 @@ namespace {
 constexpr int kBlock = 256;
 static_assert(kBlock % 32 == 0 && kBlock <= 1024, "block must be whole warps");
 
+// Block b normalises row b / heads, segment b % heads (heads = 1: whole rows; else per-head
+// segments of `hidden` elements, the q_norm / k_norm of Qwen3 and Gemma 3).
 template <typename T>
 __global__ void __launch_bounds__(kBlock) rmsNormKernel(const T* x, int64_t ld_x, const T* __restrict__ w, T* y,
-                                                        int64_t ld_y, int hidden, float eps) {
+                                                        int64_t ld_y, int hidden, int heads, float eps) {
   __shared__ float scratch[32];
-  const T* xr = x + int64_t(blockIdx.x) * ld_x;  // [hidden]
-  T* yr = y + int64_t(blockIdx.x) * ld_y;        // [hidden]
+  const int64_t row = blockIdx.x / heads, seg = blockIdx.x % heads;
+  const T* xr = x + row * ld_x + seg * hidden;  // [hidden]
+  T* yr = y + row * ld_y + seg * hidden;        // [hidden]
   float ss = 0.0f;
   for (int i = threadIdx.x; i < hidden; i += kBlock) {
     const float v = to_float(xr[i]);
@@ -75,8 +78,23 @@ cudaError_t launch_rms_norm(const void* x, int64_t ld_x, const void* w, void* y,
   return dispatch_dtype(dtype, "rms_norm", [&](auto tag) {
     using T = typename decltype(tag)::type;
     rmsNormKernel<T><<<rows, kBlock, 0, stream>>>(static_cast<const T*>(x), ld_x, static_cast<const T*>(w),
-                                                  static_cast<T*>(y), ld_y, hidden, eps);
+                                                  static_cast<T*>(y), ld_y, hidden, 1, eps);
     return launch_status("launch_rms_norm");
+  });
+}
+
+cudaError_t launch_head_rms_norm(const void* x, int64_t ld_x, const void* w, void* y, int64_t ld_y, int tokens, int heads,
+                                 int head_dim, float eps, DType dtype, cudaStream_t stream) {
+  if (tokens < 0 || heads <= 0 || head_dim <= 0 || ld_x < int64_t(heads) * head_dim || ld_y < int64_t(heads) * head_dim ||
+      int64_t(tokens) * heads > 0x7fffffffLL)
+    return invalid_argument("launch_head_rms_norm: tokens=%d heads=%d head_dim=%d ld_x=%lld ld_y=%lld", tokens, heads, head_dim,
+                            (long long)ld_x, (long long)ld_y);
+  if (tokens == 0) return cudaSuccess;
+  return dispatch_dtype(dtype, "head_rms_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    rmsNormKernel<T><<<unsigned(int64_t(tokens) * heads), kBlock, 0, stream>>>(
+        static_cast<const T*>(x), ld_x, static_cast<const T*>(w), static_cast<T*>(y), ld_y, head_dim, heads, eps);
+    return launch_status("launch_head_rms_norm");
   });
 }
 

@@ -33,6 +33,16 @@ cudaError_t launch_rms_norm(const void* x, int64_t ld_x, const void* w, void* y,
                             float eps, DType dtype, cudaStream_t stream);
 
 /**
+ * Per-head RMSNorm (Qwen3 / Gemma 3 q_norm and k_norm, before RoPE): for every token t and head
+ * h, the head_dim elements x[t, h, :] are normalised as launch_rms_norm does with the shared
+ * weight w [head_dim].
+ * @param x [tokens, heads, head_dim] dtype, token row stride ld_x; @param y likewise (ld_y; may
+ *   equal x). Dtypes: f32, f16, bf16.
+ */
+cudaError_t launch_head_rms_norm(const void* x, int64_t ld_x, const void* w, void* y, int64_t ld_y, int tokens, int heads,
+                                 int head_dim, float eps, DType dtype, cudaStream_t stream);
+
+/**
  * Fused residual add + RMSNorm (vLLM fused_add_rms_norm): per row
  *   residual = residual + delta   (fp32 sum, rounded to dtype; written back in place)
  *   y        = rms_norm(residual) * w   (as launch_rms_norm)

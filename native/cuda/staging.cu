@@ -17,7 +17,8 @@ size_t StepStaging::reserveWords(size_t n, bool align8) {
   return off;
 }
 
-void StepStaging::build(const StepPlan& plan, int poolBlocks, int blockSize, int loraSlots) {
+void StepStaging::build(const StepPlan& plan, int poolBlocks, int blockSize, int loraSlots, const std::vector<float>& invFreq,
+                        const std::vector<float>& invFreqLong, int maxWindow) {
   const int E = plan.numEntries(), T = plan.numRows(), R = plan.numLogitRows(), maxBlocks = plan.maxBlocks();
   const std::vector<int32_t>& rows = plan.entryRows();
   // Attention split: leading single-token entries -> decode kernel; the rest -> prefill kernel
@@ -40,14 +41,23 @@ void StepStaging::build(const StepPlan& plan, int poolBlocks, int blockSize, int
   ctx = reserveWords(size_t(E), false);
   cuq = reserveWords(size_t(E - numDecode_) + 1, false);
   gather = reserveWords(size_t(R), false);
+  const std::vector<float>& dyn = plan.dynamicInvFreqs();
+  const size_t half = invFreq.size();
+  ropeTables = reserveWords(2 * half + dyn.size(), false);
+  ropeIndex = reserveWords(size_t(T), false);
   std::memcpy(&host_[slots], plan.slotMapping().data(), size_t(T) * 8);
   std::memcpy(&host_[ids], plan.tokens().data(), size_t(T) * 4);
   std::memcpy(&host_[pos], plan.positions().data(), size_t(T) * 4);
   for (int s = 0; s < E; s++) {
     const int32_t* table = plan.blockTables().data() + int64_t(s) * maxBlocks;
-    const int need = (plan.contextLens()[size_t(s)] + blockSize - 1) / blockSize;
+    const int ctxLen = plan.contextLens()[size_t(s)];
+    const int need = (ctxLen + blockSize - 1) / blockSize;
+    // The first position any query of this entry sees (its first row's window start).
+    const int firstPos = plan.positions()[size_t(rows[size_t(s)])];
+    const int seen = maxWindow > 0 ? std::max(0, firstPos - maxWindow + 1) : 0;
     for (int b = 0; b < need; b++) {
-      if (table[b] < 0 || table[b] >= poolBlocks) {
+      const bool dropped = table[b] < 0 && (b + 1) * blockSize <= seen;  // never read by the kernels
+      if (!dropped && (table[b] < 0 || table[b] >= poolBlocks)) {
         throw std::runtime_error("CUDA forward: block id " + std::to_string(table[b]) + " outside the attached pool");
       }
     }
@@ -57,6 +67,13 @@ void StepStaging::build(const StepPlan& plan, int poolBlocks, int blockSize, int
   int32_t* cu = reinterpret_cast<int32_t*>(&host_[cuq]);
   for (int s = numDecode_; s < E; s++) cu[s - numDecode_ + 1] = cu[s - numDecode_] + rows[size_t(s) + 1] - rows[size_t(s)];
   std::memcpy(&host_[gather], plan.logitRows().data(), size_t(R) * 4);
+  // RoPE tables in StepPlan's numbering: 0 default, 1 long (the default again without longrope), 2 + j dynamic j.
+  std::memcpy(&host_[ropeTables], invFreq.data(), half * 4);
+  std::memcpy(&host_[ropeTables + half], (invFreqLong.empty() ? invFreq : invFreqLong).data(), half * 4);
+  if (!dyn.empty()) std::memcpy(&host_[ropeTables + 2 * half], dyn.data(), dyn.size() * 4);
+  for (int s = 0; s < E; s++) {
+    for (int r = rows[size_t(s)]; r < rows[size_t(s) + 1]; r++) host_[ropeIndex + size_t(r)] = uint32_t(plan.ropeTables()[size_t(s)]);
+  }
 
   // --- LoRA term arrays of every (layer, module), from the plan's spans.
   const int L = plan.numLayers();

@@ -1,5 +1,6 @@
 // One step's inputs on the device (staging.cu): the StepPlan's (src/step_plan.h) token ids,
-// positions, slot mapping, block tables, context lengths, cu_seqlens, logit-row gather list and
+// positions, slot mapping, block tables, context lengths, cu_seqlens, logit-row gather list, the
+// global layers' RoPE tables with each row's table index, and
 // every (layer, module)'s LoRA term arrays, packed into one pinned host arena of 4-byte words and
 // copied with one cudaMemcpyAsync. Plain host C++.
 #pragma once
@@ -31,12 +32,17 @@ class StepStaging {
  public:
   /**
    * Pack `plan` for a pool of `poolBlocks` blocks of `blockSize` positions and adapter slots
-   * [0, loraSlots).
+   * [0, loraSlots). `invFreq` / `invFreqLong` are the model's RoPE tables of the global layers
+   * ([rotaryDim / 2]; invFreqLong empty without longrope); `maxWindow` is the widest sliding
+   * window when every layer has one, else 0: only then may a table hold -1 (a block dropped
+   * wholly before every query's window, kv_cache.h).
    * Rows [0, numDecode()) are the leading single-token entries (decode attention kernel); the
    * other entries go to the prefill kernel (cu_seqlens relative to row numDecode()).
-   * @throws std::runtime_error for a block id outside the pool or an adapter slot without a pool.
+   * @throws std::runtime_error for a block id outside the pool (or a dropped one a query still
+   *   sees) or an adapter slot without a pool.
    */
-  void build(const StepPlan& plan, int poolBlocks, int blockSize, int loraSlots);
+  void build(const StepPlan& plan, int poolBlocks, int blockSize, int loraSlots, const std::vector<float>& invFreq,
+             const std::vector<float>& invFreqLong, int maxWindow);
   /** Copy the arena to the device on `stream` (after the previous step's copy was consumed: one stream). */
   void upload(cudaStream_t stream);
 
@@ -61,6 +67,8 @@ class StepStaging {
   size_t ctx = 0;     // [E] int32
   size_t cuq = 0;     // [E - numDecode + 1] int32 cu_seqlens of the prefill entries
   size_t gather = 0;  // [R] int32 rows that need logits
+  size_t ropeTables = 0;  // [2 + dynamic, rotaryDim / 2] fp32: invFreq, invFreqLong (or invFreq again), the plan's dynamic tables
+  size_t ropeIndex = 0;   // [T] int32: each row's table (its entry's StepPlan::ropeTables())
 
  private:
   size_t reserveWords(size_t n, bool align8);

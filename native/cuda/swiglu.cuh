@@ -1,4 +1,4 @@
-// Launcher for the SwiGLU activation (swiglu.cu).
+// Launchers for the gated MLP activations (swiglu.cu): SwiGLU (Llama family) and GeGLU (Gemma).
 #pragma once
 
 #include "common.cuh"
@@ -14,5 +14,13 @@ namespace openlora::cuda {
  */
 cudaError_t launch_silu_mul(const void* gate, int64_t ld_gate, const void* up, int64_t ld_up, void* out, int64_t ld_out,
                             int rows, int inter, DType dtype, cudaStream_t stream);
+
+/**
+ * GeGLU with HF's gelu_pytorch_tanh (Gemma's hidden_activation): out[r, i] = gelu(gate[r, i]) *
+ * up[r, i], gelu(v) = 0.5 v (1 + tanh(sqrt(2 / pi) (v + 0.044715 v^3))), fp32 math, one rounding.
+ * Shapes, strides, aliasing and dtypes as launch_silu_mul.
+ */
+cudaError_t launch_gelu_tanh_mul(const void* gate, int64_t ld_gate, const void* up, int64_t ld_up, void* out,
+                                 int64_t ld_out, int rows, int inter, DType dtype, cudaStream_t stream);
 
 }  // namespace openlora::cuda

@@ -1,7 +1,6 @@
 // See backend.h.
 #include "backend.h"
 
-#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -53,19 +52,12 @@ std::string cudaDeviceStatus() {
 
 std::string cudaForwardGaps(const ModelConfig& c) {
   std::vector<std::string> gaps;
-  if (c.qkNorm) gaps.push_back("q_norm/k_norm");
-  if (c.rotaryDim != c.headDim) gaps.push_back("partial_rotary_factor");
-  if (c.ropeScaling.kind == RopeScaling::Kind::Dynamic) gaps.push_back("dynamic RoPE");
-  if (c.gemmaNorms) gaps.push_back("Gemma norms and embedding scale");
-  if (c.hiddenAct != Activation::Silu) gaps.push_back("gelu_pytorch_tanh");
-  if (c.attnSoftcap > 0 || c.finalSoftcap > 0) gaps.push_back("logit soft-capping");
-  if (c.attnScale != 1.0f / std::sqrt(float(c.headDim))) gaps.push_back("query_pre_attn_scalar");
-  bool window = false, local = false;
-  for (int w : c.layerWindow) window = window || w > 0;
-  for (bool b : c.layerLocalRope) local = local || b;
-  if (window) gaps.push_back("sliding-window attention");
-  if (local) gaps.push_back("per-layer RoPE bases");
-  if (c.ropeScaling.kind == RopeScaling::Kind::Yarn || c.ropeScaling.kind == RopeScaling::Kind::LongRope) gaps.push_back("yarn/longrope RoPE");
+  // The attention kernels (cuda/paged_attention.cu, prefill_attention.cu) are instantiated for
+  // these head sizes; RoPE needs an even rotary dim.
+  if (c.headDim != 32 && c.headDim != 64 && c.headDim != 96 && c.headDim != 128 && c.headDim != 256) {
+    gaps.push_back("head_dim " + std::to_string(c.headDim) + " (the CUDA attention kernels take 32, 64, 96, 128, 256)");
+  }
+  if (c.rotaryDim < 2 || c.rotaryDim % 2 != 0 || c.rotaryDim > c.headDim) gaps.push_back("rotary dim " + std::to_string(c.rotaryDim));
   std::string out;
   for (const std::string& g : gaps) out += (out.empty() ? "" : ", ") + g;
   return out;
@@ -96,7 +88,7 @@ std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested,
   BackendChoice choice = chooseBackend(requested);
   const std::string gaps = choice.backend == "cuda" ? cudaForwardGaps(model->config()) : "";
   if (!gaps.empty()) {
-    // NOTE(why): the CUDA forward implements the Llama block only; other families run on the CPU.
+    // NOTE(why): a shape the CUDA kernels are not instantiated for runs on the CPU ("auto").
     if (requested == "cuda") {
       raise(ErrorCode::UnsupportedModel, "backend \"cuda\": the CUDA forward does not implement " + gaps + " (" +
                                              model->config().architecture + "); use \"auto\" or \"cpu\"");

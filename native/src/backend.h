@@ -36,9 +36,12 @@ CudaInfo probeCuda();
 bool cudaForwardComplete();
 
 /**
- * What the CUDA forward lacks for this model ("" when it runs it): the features of the newer
- * families it does not implement (q/k norms, Gemma norms, GeGLU, soft-capping, sliding windows,
- * per-layer RoPE, yarn/longrope). makeForwardBackend then picks the CPU ("auto") or refuses ("cuda").
+ * What the CUDA forward lacks for this model ("" when it runs it). Every family feature of
+ * config.h is implemented there (q/k norms, Gemma norms and embedding scale, GeGLU, soft-capping,
+ * query_pre_attn_scalar, sliding windows, per-layer RoPE bases, yarn / dynamic / longrope,
+ * partial rotary, Phi-3's fused projections); what remains are shapes the kernels are not
+ * instantiated for: head_dim outside {32, 64, 96, 128, 256}. makeForwardBackend then picks the
+ * CPU ("auto") or refuses ("cuda").
  */
 std::string cudaForwardGaps(const ModelConfig& c);
 

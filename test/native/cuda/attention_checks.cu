@@ -1,4 +1,6 @@
-// CUDA kernel checks: reshape_and_cache, paged (decode) and prefill attention. Each kernel against a naive CPU loop on random inputs.
+// CUDA kernel checks: reshape_and_cache, paged (decode) and prefill attention, also with a sliding
+// window (blocks before it dropped to -1, so a read of one faults or shows) and Gemma 2's
+// attention-logit soft-capping. Each kernel against a naive CPU loop on random inputs.
 #include "check_util.cuh"
 #include "../../../native/cuda/paged_attention.cuh"
 #include "../../../native/cuda/prefill_attention.cuh"
@@ -63,29 +65,50 @@ std::vector<int32_t> fillPool(Pool& p, DType t, const std::vector<int>& ctx, int
   return tables;
 }
 
-/** Naive attention of one query vector over positions [0, n) of sequence s. */
-void refAttend(const Pool& p, const int32_t* table, const float* q, int n, int kvh, float scale, float* out) {
+/**
+ * Naive attention of one query vector over positions [max(0, n - window), n) of sequence s
+ * (window 0: all), scores soft-capped (cap * tanh(score / cap)) when cap > 0.
+ */
+void refAttend(const Pool& p, const int32_t* table, const float* q, int n, int kvh, float scale, float* out, int window = 0,
+               float cap = 0.0f) {
+  const int lo = window > 0 ? std::max(0, n - window) : 0;
   std::vector<double> sc(size_t(std::max(n, 1)));
   double mx = -INFINITY;
   auto at = [&](const std::vector<float>& c, int pos, int d) {
     return c[((size_t(table[pos / p.blockSize]) * p.kvHeads + kvh) * p.blockSize + pos % p.blockSize) * p.D + d];
   };
-  for (int j = 0; j < n; j++) {
+  for (int j = lo; j < n; j++) {
     double dot = 0;
     for (int d = 0; d < p.D; d++) dot += double(q[d]) * at(p.k, j, d);
     sc[size_t(j)] = dot * scale;
+    if (cap > 0) sc[size_t(j)] = cap * std::tanh(sc[size_t(j)] / cap);
     mx = std::max(mx, sc[size_t(j)]);
   }
   double sum = 0;
-  for (int j = 0; j < n; j++) sum += sc[size_t(j)] = std::exp(sc[size_t(j)] - mx);
+  for (int j = lo; j < n; j++) sum += sc[size_t(j)] = std::exp(sc[size_t(j)] - mx);
   for (int d = 0; d < p.D; d++) {
     double acc = 0;
-    for (int j = 0; j < n; j++) acc += sc[size_t(j)] * at(p.v, j, d);
+    for (int j = lo; j < n; j++) acc += sc[size_t(j)] * at(p.v, j, d);
     out[d] = float(acc / sum);
   }
 }
 
-void checkDecode(const Shape& s, DType t, int blockSize, std::vector<int> ctx) {
+/** A copy of `tables` with every block wholly before position first[s] set to -1 (dropped, kv_cache.h). */
+std::vector<int32_t> dropBefore(std::vector<int32_t> tables, int maxBlocks, int blockSize, const std::vector<int>& first) {
+  for (size_t s = 0; s < first.size(); s++)
+    for (int b = 0; (b + 1) * blockSize <= first[s]; b++) tables[s * size_t(maxBlocks) + size_t(b)] = -1;
+  return tables;
+}
+
+/** " window W cap C" for the report, "" without either. */
+std::string variant(int window, float cap) {
+  std::string v;
+  if (window > 0) v += " window" + std::to_string(window);
+  if (cap > 0) v += " cap" + std::to_string(int(cap));
+  return v;
+}
+
+void checkDecode(const Shape& s, DType t, int blockSize, std::vector<int> ctx, int window = 0, float cap = 0.0f) {
   Pool p{0, blockSize, s.kvHeads, s.headDim, {}, {}, nullptr, nullptr};
   int maxBlocks = 0;
   auto tables = fillPool(p, t, ctx, maxBlocks);
@@ -94,26 +117,30 @@ void checkDecode(const Shape& s, DType t, int blockSize, std::vector<int> ctx) {
   roundAll(t, q);
   const int maxCtx = *std::max_element(ctx.begin(), ctx.end());
   const float scale = 1.0f / std::sqrt(float(D));
-  std::unique_ptr<Dev> dQ(upload(t, q)), dO(new Dev(q.size() * 4)), dT(uploadRaw(tables)), dC(uploadRaw(ctx));
+  std::vector<int> first(ctx.size(), 0);
+  for (size_t i = 0; i < ctx.size() && window > 0; i++) first[i] = std::max(0, ctx[i] - window);
+  std::unique_ptr<Dev> dQ(upload(t, q)), dO(new Dev(q.size() * 4)), dT(uploadRaw(dropBefore(tables, maxBlocks, blockSize, first))),
+      dC(uploadRaw(ctx));
   const size_t ws = paged_attention_decode_workspace_bytes(S, H, D, maxCtx);
   std::unique_ptr<Dev> dW(new Dev(ws + 16));
   if (!launched("paged_attention_decode",
                 launch_paged_attention_decode(dO->p, ld, dQ->p, ld, p.dk->p, p.dv->p, dT->as<int32_t>(), maxBlocks,
-                                              dC->as<int32_t>(), maxCtx, S, H, s.kvHeads, D, blockSize, scale,
+                                              dC->as<int32_t>(), maxCtx, S, H, s.kvHeads, D, blockSize, scale, cap, window,
                                               dW->as<float>(), ws, t, nullptr)))
     return;
   std::vector<float> ref(q.size());
   for (int si = 0; si < S; si++)
     for (int h = 0; h < H; h++)
       refAttend(p, tables.data() + size_t(si) * maxBlocks, q.data() + size_t(si) * ld + h * D, ctx[size_t(si)],
-                h / (H / s.kvHeads), scale, ref.data() + size_t(si) * ld + h * D);
+                h / (H / s.kvHeads), scale, ref.data() + size_t(si) * ld + h * D, window, cap);
   const float tol = t == DType::F32 ? 1e-4f : 1.6e-2f;
   report(std::string("paged_attention_decode ") + dtypeName(t) + " " + s.name + " bs" + std::to_string(blockSize) +
-             " ctx<=" + std::to_string(maxCtx),
+             " ctx<=" + std::to_string(maxCtx) + variant(window, cap),
          download(t, dO.get(), ref.size()), ref, tol, tol);
 }
 
-void checkPrefill(const Shape& s, DType t, int blockSize, std::vector<int> qlen, std::vector<int> ctx) {
+void checkPrefill(const Shape& s, DType t, int blockSize, std::vector<int> qlen, std::vector<int> ctx, int window = 0,
+                  float cap = 0.0f) {
   Pool p{0, blockSize, s.kvHeads, s.headDim, {}, {}, nullptr, nullptr};
   int maxBlocks = 0;
   auto tables = fillPool(p, t, ctx, maxBlocks);
@@ -124,12 +151,15 @@ void checkPrefill(const Shape& s, DType t, int blockSize, std::vector<int> qlen,
   auto q = randomVec(size_t(N) * ld);
   roundAll(t, q);
   const float scale = 1.0f / std::sqrt(float(D));
-  std::unique_ptr<Dev> dQ(upload(t, q)), dO(new Dev(q.size() * 4)), dT(uploadRaw(tables)), dC(uploadRaw(ctx)),
-      dCu(uploadRaw(cu));
+  // Dropped: blocks wholly before the first query's window (what the engine frees).
+  std::vector<int> first(size_t(S), 0);
+  for (int i = 0; i < S && window > 0; i++) first[size_t(i)] = std::max(0, ctx[size_t(i)] - qlen[size_t(i)] - window + 1);
+  std::unique_ptr<Dev> dQ(upload(t, q)), dO(new Dev(q.size() * 4)), dT(uploadRaw(dropBefore(tables, maxBlocks, blockSize, first))),
+      dC(uploadRaw(ctx)), dCu(uploadRaw(cu));
   if (!launched("prefill_attention",
                 launch_prefill_attention(dO->p, ld, dQ->p, ld, p.dk->p, p.dv->p, dT->as<int32_t>(), maxBlocks,
                                          dCu->as<int32_t>(), dC->as<int32_t>(), S, maxQ, H, s.kvHeads, D, blockSize, scale,
-                                         t, nullptr)))
+                                         cap, window, t, nullptr)))
     return;
   std::vector<float> ref(q.size());
   for (int si = 0; si < S; si++)
@@ -137,11 +167,11 @@ void checkPrefill(const Shape& s, DType t, int blockSize, std::vector<int> qlen,
       const int row = cu[size_t(si)] + i, pos = ctx[size_t(si)] - qlen[size_t(si)] + i;
       for (int h = 0; h < H; h++)
         refAttend(p, tables.data() + size_t(si) * maxBlocks, q.data() + size_t(row) * ld + h * D, pos + 1,
-                  h / (H / s.kvHeads), scale, ref.data() + size_t(row) * ld + h * D);
+                  h / (H / s.kvHeads), scale, ref.data() + size_t(row) * ld + h * D, window, cap);
     }
   const float tol = t == DType::F32 ? 1e-4f : 1.6e-2f;
   report(std::string("prefill_attention ") + dtypeName(t) + " " + s.name + " bs" + std::to_string(blockSize) + " N=" +
-             std::to_string(N),
+             std::to_string(N) + variant(window, cap),
          download(t, dO.get(), ref.size()), ref, tol, tol);
 }
 
@@ -154,6 +184,16 @@ void runAttentionChecks(const Shape& s) {
   }
   checkDecode(s, DType::F16, 32, {2000, 33, 4097});
   checkPrefill(s, DType::F16, 32, {70, 3}, {70, 200});
+  // Sliding windows (Mistral / Gemma local layers; a window wider than one split-K partition too)
+  // and Gemma 2 soft-capping (attn_logit_softcapping 50).
+  for (DType t : {DType::BF16, DType::F32}) {
+    checkDecode(s, t, 16, {1, 17, 300, 1500}, 100);
+    checkDecode(s, t, 16, {40, 2100}, 700, 50.0f);
+    checkDecode(s, t, 16, {5, 600}, 0, 50.0f);
+    checkPrefill(s, t, 16, {5, 40, 33}, {5, 100, 200}, 37);
+    checkPrefill(s, t, 16, {40, 1}, {64, 90}, 0, 50.0f);
+    checkPrefill(s, t, 16, {70}, {150}, 20, 30.0f);
+  }
 }
 
 }  // namespace openlora::cuda_checks

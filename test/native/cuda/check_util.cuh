@@ -170,6 +170,8 @@ void runLoraChecks(const Shape& s);
 void runGemmChecks(const Shape& s, int cc);
 /** cuBLAS through the loader, or a SKIP line when it does not load. */
 void runCublasChecks();
+/** Model-family kernels vs native/cpu/ops.cc: partial / scaled / per-token-table RoPE, q/k head norms, GeGLU, soft-cap, scale. */
+void runFamilyChecks(const Shape& s);
 /** Sampling kernel vs the host sampler at this vocab size. */
 void runSamplingChecks(const Shape& s);
 /** Frequencies of many device draws vs the distribution. */

@@ -69,8 +69,8 @@ void checkRope(const Shape& s, DType t, bool llama3) {
   std::vector<int32_t> pos(n);
   for (auto& p : pos) p = int(g_rng() % (llama3 ? 131072 : 2048));
   std::unique_ptr<Dev> dQ(upload(t, q)), dK(upload(t, k)), dP(uploadRaw(pos)), dF(uploadRaw(inv));
-  if (!launched("rope", launch_rope(dQ->p, ldq, dK->p, ldk, dP->as<int32_t>(), dF->as<float>(), n, s.heads, s.kvHeads, D,
-                                    t, nullptr)))
+  if (!launched("rope", launch_rope(dQ->p, ldq, dK->p, ldk, dP->as<int32_t>(), dF->as<float>(), nullptr, n, s.heads, s.kvHeads, D,
+                                    D, 1.0f, t, nullptr)))
     return;
   auto rot = [&](std::vector<float>& x, int heads, int ld) {
     for (int r = 0; r < n; r++)

@@ -4,7 +4,7 @@
 // error and PASS/FAIL per check; exit 0 all pass, 1 a failure, 2 no CUDA device.
 //
 // Build and run: `npm run test:cuda` (test/native/cuda/run.mjs; skips with a message and exit 0
-// when no GPU answers). By hand: cuda_checks [--quick] [--only elementwise|attention|lora|gemm|sampling]
+// when no GPU answers). By hand: cuda_checks [--quick] [--only elementwise|attention|family|lora|gemm|sampling]
 // (--quick: demo shapes only).
 #include <cstring>
 #include <string>
@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     else {
-      std::printf("usage: cuda_checks [--quick] [--only elementwise|attention|lora|gemm|sampling]\n");
+      std::printf("usage: cuda_checks [--quick] [--only elementwise|attention|family|lora|gemm|sampling]\n");
       return 2;
     }
   }
@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
                 s.headDim, s.inter, s.rank);
     if (want("elementwise")) runElementwiseChecks(s);
     if (want("attention")) runAttentionChecks(s);
+    if (want("family")) runFamilyChecks(s);
     if (want("lora")) runLoraChecks(s);
     if (want("gemm")) runGemmChecks(s, cc);
     if (want("sampling")) runSamplingChecks(s);
