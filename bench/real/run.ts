@@ -25,7 +25,7 @@ import type { BenchRequest, Scenario } from '../scenarios.ts';
 import { startServerChild, stopServerChild } from '../server-child.ts';
 import { ggufFiles, llamaServerBin, startLlamaServer, type LlamaServer } from './llama-server.ts';
 import { ensureRealModel, SHAPES } from './models.ts';
-import { completionRequest, openLoopWorkload, promptIds, tableWorkloads, type Dialect } from './workloads.ts';
+import { completionRequest, LLAMA_LORAS, openLoopWorkload, promptIds, tableWorkloads, type Dialect } from './workloads.ts';
 
 const { values: o } = parseArgs({
   options: {
@@ -36,6 +36,7 @@ const { values: o } = parseArgs({
     'single-requests': { type: 'string', default: '4' },
     'batch-requests': { type: 'string', default: '16' },
     threads: { type: 'string', default: '2' },
+    'llama-threads': { type: 'string' },
     rates: { type: 'string', default: '0.2,0.4,0.8' },
     'slora-requests': { type: 'string', default: '12' },
     'slora-adapters': { type: 'string', default: '16,100,1000' },
@@ -59,6 +60,8 @@ const parts = new Set(o.parts!.split(','));
 const cacheDir = path.resolve(o['cache-dir']!);
 const repeat = num('repeat');
 const threads = num('threads');
+/** llama-server's threads (default: --threads). On a loaded machine ggml's spinning pool can crawl with 2. */
+const llamaThreads = o['llama-threads'] === undefined ? threads : num('llama-threads');
 const maxSeconds = num('max-seconds');
 const sloraCounts = o['slora-adapters']!.split(',').map(Number);
 const rates = o.rates!.split(',').map(Number);
@@ -99,9 +102,9 @@ try {
   if (wantLlama && !bin) notes.push(`llama-server not built under ${cacheDir}/llama.cpp (run bench/real/build-llama.sh): llama.cpp side skipped`);
   if (bin) {
     const t0 = performance.now();
-    const g = ggufFiles(cacheDir, model.dir, adapters.names.slice(0, 16).map((n) => path.join(adapters.dir, n)), ggufType);
+    const g = ggufFiles(cacheDir, model.dir, adapters.names.slice(0, LLAMA_LORAS).map((n) => path.join(adapters.dir, n)), ggufType);
     log(`GGUF (${ggufType}) ready in ${((performance.now() - t0) / 1000).toFixed(0)} s: ${g.base}`);
-    llama = await startLlamaServer(bin, { base: g.base, loras: g.loras, port: 18000 + (process.pid % 1000), threads, parallel: 16, ctxPerSlot: PREFILL_LEN + 128 });
+    llama = await startLlamaServer(bin, { base: g.base, loras: g.loras, port: 18000 + (process.pid % 1000), threads: llamaThreads, parallel: 16, ctxPerSlot: PREFILL_LEN + 128 });
     log(`llama-server at ${llama.url}`);
     results.agreement = await agreement(ours.url, llama.url);
   }
@@ -115,7 +118,7 @@ try {
 }
 
 if (o.json) {
-  const out = { machine: machine(), settings: { shape: o.shape, about: SHAPES[o.shape!].about, modelBytes: model.bytes, threads, engine, adapters: { count: adapterCount, ranks: adapters.ranks.slice(0, 100), dtype: 'BF16', distinctWeightFiles: Math.min(100, adapterCount) }, promptLen: PROMPT_LEN, newTokens: NEW_TOKENS, repeat, ggufType, llamaServer: llama ? llamaBuild() : null }, notes, ...results };
+  const out = { machine: machine(), settings: { shape: o.shape, about: SHAPES[o.shape!].about, modelBytes: model.bytes, threads, llamaThreads, engine, adapters: { count: adapterCount, ranks: adapters.ranks.slice(0, 100), dtype: 'BF16', distinctWeightFiles: Math.min(100, adapterCount) }, promptLen: PROMPT_LEN, newTokens: NEW_TOKENS, repeat, ggufType, llamaServer: llama ? llamaBuild() : null }, notes, ...results };
   mkdirSync(path.dirname(path.resolve(o.json)), { recursive: true });
   writeFileSync(o.json, JSON.stringify(out, null, 2) + '\n');
   log(`wrote ${o.json}`);

@@ -13,6 +13,9 @@ import type { BenchRequest } from '../scenarios.ts';
 
 export const BOS = 128000;
 
+/** Adapters llama-server loads (`--lora`, ids 0..15): the table's 16. */
+export const LLAMA_LORAS = 16;
+
 /** Which server a request is for. */
 export type Dialect = 'openlora' | 'llama';
 
@@ -51,7 +54,9 @@ export function completionRequest(
     stream: true,
     stream_options: { include_usage: true },
   };
-  if (dialect === 'llama') body.lora = adapter >= 0 ? [{ id: adapter, scale: 1 }] : [];
+  // NOTE(why): every loaded adapter gets an explicit scale: llama-server reads `lora: []` as "the
+  // server's defaults" and then applied all of them (measured: base slower than one adapter).
+  if (dialect === 'llama') body.lora = Array.from({ length: LLAMA_LORAS }, (_, id) => ({ id, scale: id === adapter ? 1 : 0 }));
   return { kind, path: '/completions', body };
 }
 
