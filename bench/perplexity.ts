@@ -1,7 +1,7 @@
 /**
  * Full perplexity of the demo model on the held-out Shakespeare text (the last 10% of the
- * corpus; test/fixtures/tiny-shakespeare/HELDOUT-PROVENANCE.txt), float32 vs int8 weights, plus
- * the int8 max |logit error| against the float32 PyTorch reference (reference.json).
+ * corpus; test/fixtures/tiny-shakespeare/HELDOUT-PROVENANCE.txt), float32 vs int8 and int4 weights,
+ * plus each one's max |logit error| against the float32 PyTorch reference (reference.json).
  *
  *   node --import tsx bench/perplexity.ts [--window 256] [--threads 2]
  */
@@ -19,7 +19,7 @@ const threads = Number(arg('threads', '2'));
 const { ids, bos } = await heldoutTokens();
 const ref = loadReference();
 const results: Record<string, { ppl: number; tokens: number; windows: number; maxLogitErr: number; seconds: number }> = {};
-for (const quantization of ['none', 'int8'] as const) {
+for (const quantization of ['none', 'int8', 'int4'] as const) {
   const engine = await Engine.load(modelDir, { threads, quantization });
   let maxLogitErr = 0;
   for (const p of ref.prompts) {
@@ -37,4 +37,4 @@ console.log(`held-out tokens: ${ids.length}; window ${window} (BOS + ${window - 
 for (const [q, r] of Object.entries(results)) {
   console.log(`${q.padEnd(5)} ppl ${r.ppl.toFixed(4)} over ${r.tokens} tokens / ${r.windows} windows; max |logit - reference| ${r.maxLogitErr.toExponential(2)}; ${r.seconds.toFixed(1)} s`);
 }
-console.log(`int8 / fp32 perplexity ratio: ${(results.int8.ppl / results.none.ppl).toFixed(4)}`);
+console.log(`int8 / fp32 perplexity ratio: ${(results.int8.ppl / results.none.ppl).toFixed(4)}; int4 / fp32: ${(results.int4.ppl / results.none.ppl).toFixed(4)}`);

@@ -99,14 +99,23 @@ export const EngineOptionsSchema = z.strictObject({
   maxNumBatchedTokens: z.number().int().min(1).max(1 << 20).optional(),
   /** Tokens per KV-cache block. */
   blockSize: z.number().int().min(1).max(1024).default(16),
-  /** KV-cache memory budget in bytes; 0 = enough for maxNumSeqs full contexts, capped at 256 MiB. */
+  /** KV-cache memory budget in bytes; 0 = kvCacheMemoryFraction of available memory (at most maxNumSeqs full contexts). */
   kvCacheBytes: z.number().int().min(0).max(9e15).default(0),
+  /**
+   * With kvCacheBytes 0: the KV budget's share of the memory available once the weights are loaded
+   * (host MemAvailable; CUDA: free device memory), like vLLM's gpu_memory_utilization.
+   */
+  kvCacheMemoryFraction: z.number().min(0.01).max(0.95).default(0.5),
   /** KV-cache size in blocks (overrides kvCacheBytes); 0 = from kvCacheBytes. */
   numKvBlocks: z.number().int().min(0).max(2 ** 30).default(0),
   /** Share full KV blocks between sequences with the same adapter set and prefix. */
   enablePrefixCaching: z.boolean().default(true),
-  /** Base weights: "none" (as stored, computed in fp32) or "int8" (weight-only, per-channel scales). */
-  quantization: z.enum(['none', 'int8']).default('none'),
+  /**
+   * Base weights: "none" (as stored, computed in fp32), "int8" (int8 per output channel; lm_head and
+   * embedding too) or "int4" (4-bit groups of 32 for the decoder's linear layers, lm_head and
+   * embedding int8); int8/int4 products quantize activations to int8 per 32 values (Q8_0).
+   */
+  quantization: z.enum(['none', 'int8', 'int4']).default('none'),
   /** KV-cache element type (vLLM --kv-cache-dtype): "bfloat16" halves KV memory and decode's KV reads. */
   kvCacheDtype: z.enum(['float32', 'bfloat16']).default('float32'),
 });

@@ -67,14 +67,17 @@ export interface EngineOptions {
   /** Most sequences decoded in one step (default 64). */
   maxNumSeqs?: number;
   /**
-   * Weight-only quantization of the base model (default "none": the checkpoint's precision, i.e.
+   * Quantization of the base model's weights (default "none": the checkpoint's precision, i.e.
    * BF16 weights stay bfloat16 in memory, exact and half the bytes; F32/F16 become float32).
-   * "int8": the seven linear layers of every decoder layer (q/k/v/o/gate/up/down_proj) are stored
-   * as int8 with one symmetric float32 scale per output channel (scale = max|row| / 127);
-   * activations, accumulation, norms, embeddings, lm_head and LoRA adapters stay float32.
-   * About 4x less weight memory; logits move by ~1e-2 (see test/native/quant.test.ts).
+   * "int8": the seven linear layers of every decoder layer (q/k/v/o/gate/up/down_proj), lm_head
+   * and the embedding (one matrix when tied) are stored as int8 with one symmetric float32 scale
+   * per output row (scale = max|row| / 127). "int4": the seven linear layers 4-bit in groups of
+   * 32 with an fp16 scale each (llama.cpp Q4_0's values: w = d (q - 8), d = extreme / -8),
+   * lm_head and embedding int8 as above. Both multiply with activations quantized to int8 per 32
+   * values (llama.cpp Q8_0) and int32 dot products (AVX-512 VNNI / AVX2 / portable, same bits);
+   * norms, biases, accumulation and LoRA adapters stay float32 (cpu/gemm_quant.h).
    */
-  quantization?: 'none' | 'int8';
+  quantization?: 'none' | 'int8' | 'int4';
   /**
    * Element type of the paged KV cache (vLLM `--kv-cache-dtype`; default "float32"). "bfloat16":
    * keys and values are rounded to bfloat16 (round to nearest even) when written and widened
@@ -95,11 +98,19 @@ export interface EngineOptions {
   /** Tokens per KV cache block (default 16; 1..1024). The paged KV cache (vLLM PagedAttention) is allocated in these units. */
   blockSize?: number;
   /**
-   * Memory budget of the KV cache in bytes (float32 K and V of every layer). Default (0 or
-   * absent): enough for maxNumSeqs sequences of max_position_embeddings tokens, capped at
-   * 256 MiB but never less than one full-length sequence. Ignored when numKvBlocks is given.
+   * Memory budget of the KV cache in bytes (K and V of every layer, kvCacheDtype). Default (0 or
+   * absent): kvCacheMemoryFraction of the memory available once the weights are loaded, at most
+   * what maxNumSeqs sequences of max_position_embeddings tokens need, never less than one
+   * full-length sequence. Ignored when numKvBlocks is given.
    */
   kvCacheBytes?: number;
+  /**
+   * The automatic KV budget's share (0.01..0.95, default 0.5) of the memory available after the
+   * weights are loaded: Linux MemAvailable on the CPU backend, the device's free memory on CUDA
+   * (vLLM's gpu_memory_utilization, taken of what is left rather than of the whole). Pages of
+   * the pool become resident only as blocks are first used.
+   */
+  kvCacheMemoryFraction?: number;
   /** Size of the KV cache in blocks, overriding kvCacheBytes (default: derived from kvCacheBytes). */
   numKvBlocks?: number;
   /**
@@ -134,6 +145,14 @@ export interface EngineStats {
   prefixHitTokens: number;
   /** Times a running sequence was preempted for lack of KV blocks and requeued to recompute (cumulative). */
   preemptions: number;
+  /** Host bytes of the base model's weights as stored (quantized or 16-bit; a tied head counted once). */
+  weightBytes: number;
+  /** Bytes of the KV pool as sized (its pages become resident as blocks are first used). */
+  kvCacheBytes: number;
+  /** Bytes of KV blocks held by sequences or keeping a cached prefix. */
+  kvUsedBytes: number;
+  /** Bytes of the adapters in loaded slots. */
+  adapterBytes: number;
 }
 
 /** One LoRA pair to load: W' = W + scaling * B A applied unmerged. */
@@ -329,7 +348,9 @@ export interface EngineDefaults {
   kvCacheDtype: string;
   quantization: string;
   backend: string;
-  /** The automatic KV budget's cap (bytes). */
+  /** EngineOptions.kvCacheMemoryFraction's default and bounds. */
+  kvCacheMemoryFraction: IntOptionBounds;
+  /** The automatic KV budget where the available memory is unknown (bytes). */
   autoKvCacheCapBytes: number;
   /** Largest SequenceParams.logprobs. */
   maxLogprobs: number;

@@ -154,6 +154,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
             kvBlocksFree: st.kvBlocksFree + st.kvBlocksCached,
             kvBlocksCached: st.kvBlocksCached,
             maxLoras: m.engine.info().maxLoras,
+            memory: { weights: st.weightBytes, kvCache: st.kvCacheBytes, kvUsed: st.kvUsedBytes, adapters: st.adapterBytes },
             runningAdapters: adm.runningAdapterIds(),
             waitingAdapters: adm.waitingAdapterIds(),
           };

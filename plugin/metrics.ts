@@ -30,6 +30,8 @@ export interface ModelSnapshot {
   /** Of `kvBlocksFree`, the blocks that keep a cached prefix. */
   kvBlocksCached?: number;
   maxLoras: number;
+  /** Engine memory by part in bytes (EngineStats), when the engine reports it. */
+  memory?: { weights: number; kvCache: number; kvUsed: number; adapters: number };
   /** `BASE:ADAPTER` ids of running / waiting requests. */
   runningAdapters: string[];
   waitingAdapters: string[];
@@ -148,6 +150,17 @@ gauge('openlora_kv_blocks', 'KV cache blocks by state', ['model', 'state'], (g, 
     const free = sum(xs, (s) => s.kvBlocksFree);
     g.set({ model, state: 'free' }, free);
     g.set({ model, state: 'used' }, total - free);
+  }
+});
+// Memory by part: weights as stored, the KV pool as sized and its used blocks, loaded adapters.
+// The process's own resident set is process_resident_memory_bytes (default metrics).
+gauge('openlora_memory_bytes', 'Engine memory by part (bytes): weights, kv_cache (pool as sized), kv_used, adapters', ['model', 'part'], (g, ms) => {
+  for (const [model, xs] of ms) {
+    if (!xs.some((s) => s.memory)) continue;
+    g.set({ model, part: 'weights' }, sum(xs, (s) => s.memory?.weights));
+    g.set({ model, part: 'kv_cache' }, sum(xs, (s) => s.memory?.kvCache));
+    g.set({ model, part: 'kv_used' }, sum(xs, (s) => s.memory?.kvUsed));
+    g.set({ model, part: 'adapters' }, sum(xs, (s) => s.memory?.adapters));
   }
 });
 gauge('vllm:num_requests_waiting', 'Requests waiting to be processed (Gateway API Inference Extension)', ['model_name'], (g, ms) => {

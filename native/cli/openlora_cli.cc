@@ -12,6 +12,8 @@
 //                         [--prompt-len P] [--out F.json]
 //   openlora-cli roofline [--model DIR | --random-*] [--backend B] [--out F.json]
 //   openlora-cli ceilings [--threads N] [--buffer-mib M] [--out F.json]
+//   openlora-cli write-random --random-llama3-8b | --random-shape ... [--vocab V] [--tied] --out-dir DIR
+//                         (a BF16 model folder of the random weights, for load and memory checks)
 //
 // --backend: cpu | cuda | auto (chooseBackend, backend.h). Common: --threads N (CPU threads).
 // Output: one human-readable table on stdout; --out writes the same figures as JSON.
@@ -40,6 +42,7 @@
 #include "model.h"
 #include "peft.h"
 #include "random_weights.h"
+#include "write_model.h"
 
 #ifdef OPENLORA_WITH_CUDA
 #include "cuda_bench.h"
@@ -74,16 +77,17 @@ struct Unavailable : std::runtime_error {
 };
 
 const char* kUsage =
-    "usage: openlora-cli <logits|check|crosscheck|bench|roofline|ceilings> [options]\n"
+    "usage: openlora-cli <logits|check|crosscheck|bench|roofline|ceilings|write-random> [options]\n"
     "  model:    --model DIR | --random-llama3-8b | --random-shape hidden,layers,heads,kvheads,inter\n"
     "            [--vocab V] [--layers N (override)] [--seed S] [--tied (lm_head = embed_tokens)]\n"
-    "  common:   --backend cpu|cuda|auto (cpu)  --threads N (all cores)  --quantization none|int8  --out FILE.json\n"
+    "  common:   --backend cpu|cuda|auto (cpu)  --threads N (all cores)  --quantization none|int8|int4  --out FILE.json\n"
     "  logits:   --prompt-ids 1,2,3 [--adapter DIR:WEIGHT ...]\n"
     "  check:    --reference reference.json [--adapters DIR] [--tol T (1e-3 fp32, 0.2 bf16)]\n"
     "  crosscheck: [--tokens 8] [--tol 2e-2 relative]\n"
     "  bench:    [--batch 1,16,64,128] [--adapters 0,16,128] [--rank 16 | --ranks 8,16,32,64] [--steps 16]\n"
     "            [--prompt-len 16] [--kv-cache-dtype float32|bfloat16] [--rounds R (best of R interleaved)]\n"
-    "  ceilings: [--buffer-mib 512] (read bandwidth 1 / N threads, FMA, BF16-dot and AMX peaks)\n";
+    "  ceilings: [--buffer-mib 512] (read bandwidth 1 / N threads, FMA, BF16-dot and AMX peaks)\n"
+    "  write-random: --out-dir DIR (config.json + BF16 model.safetensors of the random model)\n";
 
 Args parseArgs(int argc, char** argv) {
   if (argc < 2) throw UsageError("no subcommand");
@@ -214,6 +218,22 @@ void fillRandom(uint64_t seed, const std::string& name, float* dst, int64_t n, i
   for (auto& t : ts) t.join();
 }
 
+/** This process's resident set now and its peak so far (/proc/self/status VmRSS, VmHWM; 0 elsewhere). */
+struct ResidentMemory {
+  int64_t rssBytes = 0, hwmBytes = 0;
+};
+ResidentMemory residentMemory() {
+  ResidentMemory m;
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    long long kb = 0;
+    if (std::sscanf(line.c_str(), "VmRSS: %lld kB", &kb) == 1) m.rssBytes = kb * 1024;
+    if (std::sscanf(line.c_str(), "VmHWM: %lld kB", &kb) == 1) m.hwmBytes = kb * 1024;
+  }
+  return m;
+}
+
 ModelSource loadSource(const Args& a) {
   // Fail fast (exit 3, SKIP) before loading or generating gigabytes for an unavailable backend.
   try {
@@ -241,7 +261,7 @@ ModelSource loadSource(const Args& a) {
   const uint64_t seed = src.seed;
   const double t0 = nowSec();
   src.model = Model::fromWeights(c, [&](const std::string& name, float* dst, int64_t n) { fillRandom(seed, name, dst, n, threads); },
-                                 Quantization::None, "BF16");
+                                 parseQuantization(a.get("quantization", "none")), "BF16");
   std::fprintf(stderr, "[openlora-cli] generated %s on the host in %.1f s\n", src.label.c_str(), nowSec() - t0);
   return src;
 }
@@ -645,6 +665,7 @@ int cmdBench(const Args& a) {
     upS += nowSec() - t0;
   }
   const int64_t adBytes = ads.empty() ? 0 : adapterBytes(*ads[0]);
+  const ResidentMemory mem = residentMemory();
   Roofline roof = measureCopy(be->name());
   // The CPU's measured read bandwidth (ceilings.h): a decode step reads the weights, each distinct
   // adapter and every row's KV once, so bytes / time over it is the step's roofline fraction.
@@ -658,6 +679,8 @@ int cmdBench(const Args& a) {
   std::printf("model %s\nbackend %s (%s), threads %d, gemm %s\n", src.label.c_str(), be->name(), reason.c_str(), threadsOf(a),
               cpu::gemmPackedKernelName());
   std::printf("kv cache %s\n", kvDtypeName.c_str());
+  std::printf("resident after load: %.1f MB (peak %.1f MB); model storage %.1f MB (%s)\n", mem.rssBytes / 1e6, mem.hwmBytes / 1e6,
+              src.model->residentBytes() / 1e6, quantizationName(src.model->quantization()));
   std::printf("weights %.1f MB; copy bandwidth %.1f GB/s (%s)\n", wBytes / 1e6, roof.copyGBps, roof.what.c_str());
   if (maxAd) {
     std::printf("adapters: %d x rank %s (%.2f MB the first): host build %.2f ms each, upload %.3f ms each (%s)\n", maxAd,
@@ -758,7 +781,10 @@ int cmdBench(const Args& a) {
                   ", \"copy_GBps\": " + JsonOut::num(roof.copyGBps) + ", \"ranks\": \"" + a.get("ranks", std::to_string(rank)) +
                   "\", \"tied\": " + (c.tieWordEmbeddings ? "true" : "false") +
                   (ceil.threads > 0 && !ceil.features.empty() ? ", \"ceilings\": " + ceil.toJson() : std::string()) +
-                  ", \"rows\": [" + rows + "]}");
+                  ", \"quantization\": " + JsonOut::str(quantizationName(src.model->quantization())) +
+                  ", \"model_bytes\": " + JsonOut::num(double(src.model->residentBytes())) +
+                  ", \"rss_after_load_bytes\": " + JsonOut::num(double(mem.rssBytes)) +
+                  ", \"peak_rss_after_load_bytes\": " + JsonOut::num(double(mem.hwmBytes)) + ", \"rows\": [" + rows + "]}");
   return 0;
 }
 
@@ -775,6 +801,13 @@ int main(int argc, char** argv) {
     if (a.cmd == "bench") return cmdBench(a);
     if (a.cmd == "roofline") return cmdRoofline(a);
     if (a.cmd == "ceilings") return cmdCeilings(a);
+    if (a.cmd == "write-random") {
+      if (!a.has("out-dir") || (!a.has("random-llama3-8b") && !a.has("random-shape"))) {
+        throw UsageError("write-random needs --random-llama3-8b | --random-shape ... and --out-dir DIR");
+      }
+      writeRandomModel(randomConfig(a), std::stoull(a.get("seed", "1234")), a.get("out-dir"), threadsOf(a));
+      return 0;
+    }
     if (a.cmd == "help" || a.cmd == "--help" || a.cmd == "-h") {
       std::fputs(kUsage, stdout);
       return 0;

@@ -61,7 +61,6 @@ void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, 
 void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPool& pool, Workspace& ws,
              std::vector<float>* logits) {
   const ModelConfig& c = model.config();
-  const std::vector<float>& embed = model.embed();
   const std::vector<float>& invFreq = model.ropeInvFreq();
   const std::vector<float>& invFreqLocal = model.ropeLocalInvFreq();
   const std::vector<float>& invFreqLong = model.ropeLongInvFreq();
@@ -84,7 +83,7 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
   // Embedding lookup.
   for (int64_t row = 0; row < T; row++) {
     float* xr = ws.x.data() + row * H;
-    std::copy_n(embed.data() + int64_t(plan.tokens()[size_t(row)]) * H, H, xr);
+    model.embedRow(plan.tokens()[size_t(row)], xr);
     if (c.embedScale != 1.0f) {  // Gemma: hidden_states * normalizer (sqrt(hidden_size), float32)
       for (int64_t j = 0; j < H; j++) xr[j] *= c.embedScale;
     }

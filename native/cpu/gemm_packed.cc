@@ -361,21 +361,31 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
 }  // namespace
 
 PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, DType storage) {
-  if (storage == DType::I8) throw std::invalid_argument("PackedMatrix::fromF32: int8 weights need fromI8 (and their scales)");
+  return fromRows(n, k, storage, [&](int64_t r0, int64_t count, float* dst) {
+    std::memcpy(dst, w + r0 * k, size_t(count * k) * sizeof(float));
+  });
+}
+
+PackedMatrix PackedMatrix::fromRows(int64_t n, int64_t k, DType storage, const RowReader& read) {
+  if (storage == DType::I8) throw std::invalid_argument("PackedMatrix::fromRows: int8 weights need fromI8 (and their scales)");
   PackedMatrix pm;
   pm.type_ = storage;
   pm.n_ = n;
   pm.k_ = k;
   pm.data_.assign(size_t(pm.panels() * k * kP * pm.elemSize()), 0);
-  for (int64_t row = 0; row < n; row++) {
-    const int64_t p = row / kP, j = row % kP;
-    for (int64_t i = 0; i < k; i++) {
-      const size_t e = size_t((p * k + i) * kP + j);
-      const float v = w[row * k + i];
-      if (storage == DType::F32) std::memcpy(pm.data_.data() + e * 4, &v, 4);
-      else {
-        const uint16_t h = floatToBf16(v);
-        std::memcpy(pm.data_.data() + e * 2, &h, 2);
+  std::vector<float> rows(size_t(kP * k));
+  for (int64_t p = 0; p < pm.panels(); p++) {
+    const int64_t count = std::min<int64_t>(kP, n - p * kP);
+    read(p * kP, count, rows.data());
+    for (int64_t j = 0; j < count; j++) {
+      for (int64_t i = 0; i < k; i++) {
+        const size_t e = size_t((p * k + i) * kP + j);
+        const float v = rows[size_t(j * k + i)];
+        if (storage == DType::F32) std::memcpy(pm.data_.data() + e * 4, &v, 4);
+        else {
+          const uint16_t h = floatToBf16(v);
+          std::memcpy(pm.data_.data() + e * 2, &h, 2);
+        }
       }
     }
   }
@@ -411,6 +421,10 @@ float PackedMatrix::at(int64_t row, int64_t col) const {
     default:
       return float(int8_t(data_[e]));
   }
+}
+
+void PackedMatrix::row(int64_t r, float* dst) const {
+  for (int64_t c = 0; c < k_; c++) dst[c] = at(r, c);
 }
 
 std::vector<float> PackedMatrix::unpack() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "../src/dtype.h"
@@ -32,6 +33,14 @@ class PackedMatrix {
    * nearest even): exact when W came from a BF16 file. @throws std::invalid_argument for I8.
    */
   static PackedMatrix fromF32(const float* w, int64_t n, int64_t k, DType storage);
+  /**
+   * Fills rows [r0, r0 + count) of W as float32 into dst ([count, k] row-major). The packers
+   * below ask for at most kPanel rows at a time, so a weight is never widened whole (loading
+   * reads a checkpoint tensor panel by panel: no float32 copy of the tensor).
+   */
+  using RowReader = std::function<void(int64_t r0, int64_t count, float* dst)>;
+  /** As fromF32, reading W [n, k] through `read` one panel (16 rows) at a time. */
+  static PackedMatrix fromRows(int64_t n, int64_t k, DType storage, const RowReader& read);
   /** Pack a row-major int8 W [n, k]. */
   static PackedMatrix fromI8(const int8_t* w, int64_t n, int64_t k);
 
@@ -46,6 +55,8 @@ class PackedMatrix {
   const uint8_t* panel(int64_t p) const { return data_.data() + p * k_ * kPanel * elemSize(); }
   /** W[row, col] widened to float32 (int8: the raw integer value). */
   float at(int64_t row, int64_t col) const;
+  /** Row `row` of W widened to float32 into dst[k] (int8: raw integer values); a strided gather. */
+  void row(int64_t row, float* dst) const;
   /** The whole of W [n, k] row-major, widened to float32 (int8: raw integer values). */
   std::vector<float> unpack() const;
   int elemSize() const { return int(dtypeSize(type_)); }

@@ -43,12 +43,24 @@ float* DeviceWeights::uploadF32(const std::vector<float>& v, const char* what) {
   return d;
 }
 
+void* DeviceWeights::uploadLinearBf16(const Linear& l, const char* what) {
+  std::vector<uint16_t> h(size_t(l.out * l.in));
+  std::vector<float> row(static_cast<size_t>(l.in));
+  for (int64_t r = 0; r < l.out; r++) {
+    l.row(r, row.data());
+    for (int64_t i = 0; i < l.in; i++) h[size_t(r * l.in + i)] = floatToBf16(row[size_t(i)]);
+  }
+  void* d = alloc(h.size() * 2, what);
+  check(cudaMemcpy(d, h.data(), h.size() * 2, cudaMemcpyHostToDevice), what);
+  return d;
+}
+
 DevLinear DeviceWeights::uploadLinear(std::initializer_list<const Linear*> parts, const char* what) {
   DevLinear d;
   d.in = int((*parts.begin())->in);
-  d.q8 = (*parts.begin())->quantized();
+  d.q8 = (*parts.begin())->q8();  // int8 per row stays int8; 4-bit is dequantized to bf16
   for (const Linear* p : parts) {
-    if (p->in != d.in || p->quantized() != d.q8) throw std::logic_error(std::string("CUDA forward: ") + what + ": parts differ");
+    if (p->in != d.in || p->q8() != d.q8) throw std::logic_error(std::string("CUDA forward: ") + what + ": parts differ");
     d.out += int(p->out);
   }
   if (!d.q8) {
@@ -64,8 +76,12 @@ DevLinear DeviceWeights::uploadLinear(std::initializer_list<const Linear*> parts
   std::vector<int8_t> q;
   std::vector<float> s;
   for (const Linear* p : parts) {
-    for (float v : p->rowMajor()) q.push_back(int8_t(v));  // quantized: the raw int8 values
-    s.insert(s.end(), p->scale.begin(), p->scale.end());
+    const size_t at = q.size();
+    q.resize(at + size_t(p->out * p->in));
+    for (int64_t r = 0; r < p->out; r++) {
+      p->rawQ8Row(r, q.data() + at + size_t(r * p->in));
+      s.push_back(p->q8Scale(r));
+    }
   }
   d.w = alloc(q.size(), what);
   check(cudaMemcpy(d.w, q.data(), q.size(), cudaMemcpyHostToDevice), what);
@@ -77,7 +93,7 @@ void DeviceWeights::upload(const Model& m) {
   if (uploaded_) return;
   const ModelConfig& c = m.config();
   const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
-  embed = uploadBf16({&m.embed()}, "embed_tokens");
+  embed = uploadLinearBf16(m.embedding(), "embed_tokens");
   layers.resize(size_t(c.numHiddenLayers));
   for (int l = 0; l < c.numHiddenLayers; l++) {
     const LayerWeights& w = m.layer(l);
@@ -108,8 +124,7 @@ void DeviceWeights::upload(const Model& m) {
   if (m.tiedHead()) {
     lmHead = embed;
   } else {
-    const std::vector<float> head = m.head().rowMajor();
-    lmHead = uploadBf16({&head}, "lm_head");
+    lmHead = uploadLinearBf16(m.head(), "lm_head");
   }
   bytes_ += 2 * H + 2 * V * H;
   // The global layers' tables (default, longrope's long factors, dynamic NTK) go with each

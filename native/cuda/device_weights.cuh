@@ -68,7 +68,9 @@ class DeviceWeights {
   void* alloc(size_t bytes, const char* what);
   /** Concatenate float vectors, convert to bf16, upload. */
   void* uploadBf16(std::initializer_list<const std::vector<float>*> parts, const char* what);
-  /** Stack linear layers along the output axis (same `in`); int8 when the model's are. */
+  /** A whole matrix as bf16 [out, in], row by row (dequantized when the host copy is quantized). */
+  void* uploadLinearBf16(const Linear& l, const char* what);
+  /** Stack linear layers along the output axis (same `in`); int8 when the model's are int8 per row (4-bit: bf16). */
   DevLinear uploadLinear(std::initializer_list<const Linear*> parts, const char* what);
   /** Upload `n` fp32 values. */
   float* uploadF32(const std::vector<float>& v, const char* what);

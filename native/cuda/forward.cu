@@ -93,6 +93,11 @@ class CudaForward final : public ForwardBackend {
   const char* name() const override { return "cuda"; }
   bool complete() const override { return true; }
   int64_t weightBytes() const override { return weights_ ? weights_->bytes() : 0; }
+  int64_t memoryAvailableBytes() const override {
+    size_t freeBytes = 0, total = 0;
+    if (cudaSetDevice(device_) != cudaSuccess || cudaMemGetInfo(&freeBytes, &total) != cudaSuccess) return -1;
+    return int64_t(freeBytes);
+  }
 
   void uploadWeights() override {
     check(cudaSetDevice(device_), "cudaSetDevice");

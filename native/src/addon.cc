@@ -104,7 +104,8 @@ Napi::Value cudaInfo(const Napi::CallbackInfo& info) {
  * engineDefaults(): the engine's defaults and bounds (engine_options.h), for config/schema.ts to
  * be checked against. Shape: { options: { <EngineOptions field>: {default, min, max} } for every
  * integer option (threads' default is this machine's hardware concurrency), enablePrefixCaching,
- * kvCacheDtype, quantization, backend (string/boolean defaults), autoKvCacheCapBytes,
+ * kvCacheDtype, quantization, backend (string/boolean defaults), kvCacheMemoryFraction
+ * ({default, min, max}), autoKvCacheCapBytes (the budget where available memory is unknown),
  * maxLogprobs, minEnsembleMembers, maxEnsembleMembers, defaultMaxTokens,
  * cudaMaxLoraRank (the CUDA kernels' rank limit), errorCodes: string[] }.
  */
@@ -120,6 +121,14 @@ Napi::Value engineDefaults(const Napi::CallbackInfo& info) {
     o.Set("min", double(opt.min));
     o.Set("max", double(opt.max));
     options.Set(opt.name, o);
+  }
+  {
+    const RealOption& f = d::kKvCacheMemoryFraction;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("default", f.def);
+    o.Set("min", f.min);
+    o.Set("max", f.max);
+    out.Set(f.name, o);
   }
   out.Set("options", options);
   out.Set("enablePrefixCaching", d::kEnablePrefixCaching);

@@ -1,7 +1,11 @@
 // See backend.h.
 #include "backend.h"
 
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <string>
 #include <stdexcept>
 
 #include "errors.h"
@@ -13,6 +17,16 @@
 #endif
 
 namespace openlora {
+
+int64_t ForwardBackend::memoryAvailableBytes() const {
+  std::ifstream f("/proc/meminfo");
+  std::string line;
+  while (std::getline(f, line)) {
+    long long kb = 0;
+    if (std::sscanf(line.c_str(), "MemAvailable: %lld kB", &kb) == 1) return int64_t(kb) * 1024;
+  }
+  return -1;
+}
 
 CudaInfo probeCuda() {
   CudaInfo info;

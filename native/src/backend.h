@@ -86,6 +86,12 @@ class ForwardBackend {
   /** Bytes of base weights one decode step streams (the roofline's numerator). */
   virtual int64_t weightBytes() const = 0;
   /**
+   * Bytes still free for a KV pool, or -1 when unknown (the automatic KV budget takes
+   * EngineOptions.kvCacheMemoryFraction of it). Default: the host's MemAvailable
+   * (/proc/meminfo: free memory plus reclaimable page cache); CUDA: the device's free memory.
+   */
+  virtual int64_t memoryAvailableBytes() const;
+  /**
    * Back `pool`'s block ids with backend storage ([layers, K/V, blocks, kvHeads, blockSize,
    * headDim]; CPU: the pool's own host storage). Call before a forward uses the pool.
    */

@@ -49,10 +49,13 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
   if (blocks <= 0) {
     int64_t bytes = o.kvCacheBytes;
     if (bytes <= 0) {
-      // NOTE(why): the default holds every allowed sequence at full context for small models, but
-      // is capped (256 MiB) so a big model does not reserve gigabytes; never below one sequence.
-      bytes = std::max(std::min(int64_t(o.maxNumSeqs) * blocksPerSeq * perBlock, engine_defaults::kAutoKvCacheCapBytes),
-                       blocksPerSeq * perBlock);
+      // NOTE(why): like vLLM's gpu_memory_utilization, the default takes a fraction of the memory
+      // the backend has left once the weights are in (one 8192-token sequence, the old floor for
+      // big models, made 64 streams preempt each other); no more than every allowed sequence at
+      // full context needs, never below one full-length sequence.
+      const int64_t avail = backend_->memoryAvailableBytes();
+      const int64_t budget = avail > 0 ? int64_t(o.kvCacheMemoryFraction * double(avail)) : engine_defaults::kAutoKvCacheCapBytes;
+      bytes = std::max(std::min(int64_t(o.maxNumSeqs) * blocksPerSeq * perBlock, budget), blocksPerSeq * perBlock);
     }
     blocks = bytes / perBlock;
     if (blocks < 1) {
@@ -234,6 +237,10 @@ EngineStats Engine::stats() const {
   s.kvBlocksCached = kvCached_.load();
   s.prefixHitTokens = prefixHitTokens_.load();
   s.preemptions = preemptions_.load();
+  s.weightBytes = model_->residentBytes();
+  s.kvCacheBytes = options_.kvCacheBytes;
+  s.kvUsedBytes = options_.numKvBlocks > 0 ? options_.kvCacheBytes / options_.numKvBlocks * (int64_t(options_.numKvBlocks) - s.kvBlocksFree) : 0;
+  s.adapterBytes = slots_.loadedBytes();
   return s;
 }
 

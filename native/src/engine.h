@@ -88,6 +88,11 @@ struct EngineStats {
   int kvBlocksCached = 0;      // blocks with no reference holding a cached prefix (evictable)
   int64_t prefixHitTokens = 0; // prompt/recompute tokens served from the prefix cache
   int64_t preemptions = 0;     // times a running sequence was preempted (blocks freed, recomputed later)
+  // Memory by part, bytes (host storage; the CUDA backend's device copies are not counted here).
+  int64_t weightBytes = 0;     // the model's weights as stored (Model::residentBytes)
+  int64_t kvCacheBytes = 0;    // the KV pool as sized (its pages become resident as blocks are first used)
+  int64_t kvUsedBytes = 0;     // blocks held by sequences or keeping a cached prefix
+  int64_t adapterBytes = 0;    // adapters in loaded slots
 };
 
 class Engine {
@@ -97,9 +102,9 @@ class Engine {
 
   /**
    * Sizes the KV pool and starts the engine thread. Pool size: options.numKvBlocks when > 0,
-   * else options.kvCacheBytes / bytesPerBlock when > 0, else enough for maxNumSeqs sequences
-   * of max_position_embeddings tokens, capped at 256 MiB but never below one full-length
-   * sequence. @throws Error (errors.h) for inconsistent options (named).
+   * else options.kvCacheBytes / bytesPerBlock when > 0, else options.kvCacheMemoryFraction of
+   * the backend's available memory (ForwardBackend::memoryAvailableBytes), at most maxNumSeqs
+   * full-length sequences and never below one. @throws Error (errors.h) for inconsistent options (named).
    * @param backend the compute backend (weights already uploaded); nullptr = the CPU forward on
    *   options.threads threads. The engine sizes its adapter pools and attaches its KV pool.
    */

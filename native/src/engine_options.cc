@@ -30,6 +30,11 @@ void checkEngineOptions(const EngineOptions& o) {
   checkRange(d::kBlockSize, o.blockSize);
   checkRange(d::kNumKvBlocks, o.numKvBlocks, " (0: from kvCacheBytes)");
   checkRange(d::kKvCacheBytes, o.kvCacheBytes, " (0: automatic)");
+  const auto& f = d::kKvCacheMemoryFraction;
+  if (!(o.kvCacheMemoryFraction >= f.min && o.kvCacheMemoryFraction <= f.max)) {
+    invalidArgument("EngineOptions.kvCacheMemoryFraction", "EngineOptions.kvCacheMemoryFraction must be in [" + std::to_string(f.min) + ", " +
+                                                               std::to_string(f.max) + "], got " + std::to_string(o.kvCacheMemoryFraction));
+  }
   if (o.maxNumBatchedTokens < o.maxNumSeqs) {
     invalidArgument("EngineOptions.maxNumBatchedTokens",
                     "EngineOptions.maxNumBatchedTokens (" + std::to_string(o.maxNumBatchedTokens) + ") must be >= maxNumSeqs (" +

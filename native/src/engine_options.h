@@ -29,6 +29,14 @@ struct IntOption {
   int64_t max;
 };
 
+/** A fractional option's default and inclusive bounds. */
+struct RealOption {
+  const char* name;  // EngineOptions field name (native/types.ts)
+  double def;
+  double min;
+  double max;
+};
+
 namespace engine_defaults {
 // threads: default std::thread::hardware_concurrency() (resolved at load), bounds below.
 inline constexpr IntOption kThreads{"threads", 0, 1, 1024};
@@ -43,7 +51,14 @@ inline constexpr IntOption kNumKvBlocks{"numKvBlocks", 0, 0, int64_t(1) << 30};
 /** Every integer option, in the order engineDefaults() lists them. */
 inline constexpr IntOption kIntOptions[] = {kThreads,  kThreadNice,          kMaxLoras,     kMaxLoraRank,  kMaxNumSeqs,
                                             kMaxNumBatchedTokens, kBlockSize, kKvCacheBytes, kNumKvBlocks};
-/** The automatic KV budget (kvCacheBytes 0) is capped here, but never below one full-length sequence. */
+/**
+ * The automatic KV budget (kvCacheBytes 0, numKvBlocks 0): this fraction of the memory the
+ * backend has available after the weights are loaded (ForwardBackend::memoryAvailableBytes:
+ * Linux MemAvailable on the CPU, free device memory on CUDA), like vLLM's
+ * gpu_memory_utilization; at most maxNumSeqs full-length sequences, at least one.
+ */
+inline constexpr RealOption kKvCacheMemoryFraction{"kvCacheMemoryFraction", 0.5, 0.01, 0.95};
+/** The automatic KV budget where the available memory is unknown (no /proc/meminfo). */
 inline constexpr int64_t kAutoKvCacheCapBytes = int64_t(256) << 20;
 inline constexpr bool kEnablePrefixCaching = true;
 // Per-sequence bounds (SequenceParams).
@@ -66,6 +81,7 @@ struct EngineOptions {
   int maxNumBatchedTokens = int(engine_defaults::kMaxNumBatchedTokens.def);
   int blockSize = int(engine_defaults::kBlockSize.def);  // tokens per KV block
   int64_t kvCacheBytes = 0;  // KV pool budget; 0 = auto (see Engine::Engine); resolved there
+  double kvCacheMemoryFraction = engine_defaults::kKvCacheMemoryFraction.def;  // the auto budget's share of available memory
   int numKvBlocks = 0;       // KV pool size in blocks; 0 = from kvCacheBytes; resolved there
   // Share full KV blocks between sequences with the same adapters and prefix.
   bool enablePrefixCaching = engine_defaults::kEnablePrefixCaching;

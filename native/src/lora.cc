@@ -310,6 +310,13 @@ void AdapterSlots::release(const std::vector<ActiveLora>& active) {
   }
 }
 
+int64_t AdapterSlots::loadedBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t b = 0;
+  for (const Slot& s : slots_) b += s.state == State::Loaded && s.adapter ? s.adapter->bytes() : 0;
+  return b;
+}
+
 int AdapterSlots::used() const {
   std::lock_guard<std::mutex> lock(mu_);
   int n = 0;

@@ -69,6 +69,12 @@ struct LoraAdapter {
   int numLayers = 0;
   std::vector<std::unique_ptr<LoraPair>> pairs;  // [numLayers * kNumLoraModules]
   const LoraPair* get(int layer, LoraModule m) const { return pairs[size_t(layer) * kNumLoraModules + int(m)].get(); }
+  /** Bytes of every A and B held. */
+  int64_t bytes() const {
+    int64_t b = 0;
+    for (const auto& p : pairs) b += p ? int64_t(p->a.bytes() + p->bT.bytes()) : 0;
+    return b;
+  }
 };
 
 /**
@@ -142,6 +148,8 @@ class AdapterSlots {
   void release(const std::vector<ActiveLora>& active);
   /** Slots loaded or loading. */
   int used() const;
+  /** Bytes of the adapters in loaded slots (LoraAdapter::bytes). */
+  int64_t loadedBytes() const;
 
  private:
   enum class State { Free, Loading, Loaded };

@@ -15,9 +15,9 @@ namespace openlora {
 
 namespace {
 
-/** Load a tensor that must have exactly `shape`, as float32. */
-std::vector<float> loadWeight(const TensorStore& store, const std::string& name, std::vector<int64_t> shape,
-                              const std::string& why) {
+/** The tensor `name`, which must have exactly `shape`. */
+const TensorView& checkedTensor(const TensorStore& store, const std::string& name, const std::vector<int64_t>& shape,
+                                const std::string& why) {
   const TensorView& t = store.get(name);
   if (t.shape != shape) {
     TensorView expect;
@@ -25,12 +25,12 @@ std::vector<float> loadWeight(const TensorStore& store, const std::string& name,
     raise(ErrorCode::BadFile, t.file + ": tensor " + name + " has shape " + t.shapeString() + ", expected " +
               expect.shapeString() + " (" + why + ")");
   }
-  return t.toF32();
+  return t;
 }
 
-/** Rows [r0, r0 + n) of a row-major [rows, cols] matrix (the q | k | v and gate | up parts of Phi-3's fused weights). */
-std::vector<float> rowSlice(const std::vector<float>& w, int64_t cols, int64_t r0, int64_t n) {
-  return std::vector<float>(w.begin() + r0 * cols, w.begin() + (r0 + n) * cols);
+/** Rows [r0, r0 + n) of a [rows, cols] matrix read through `read` (Phi-3's fused q | k | v and gate | up parts). */
+cpu::PackedMatrix::RowReader rowSlice(cpu::PackedMatrix::RowReader read, int64_t r0) {
+  return [read = std::move(read), r0](int64_t first, int64_t count, float* dst) { read(r0 + first, count, dst); };
 }
 
 }  // namespace
@@ -47,8 +47,10 @@ void Model::build(const WeightSource& src, Quantization quant) {
   const std::string kvs = "num_key_value_heads * head_dim = " + std::to_string(KV);
   const std::string is = "intermediate_size " + std::to_string(I);
   const std::string ds = "head_dim " + std::to_string(D);
-  auto lin = [&](const std::string& name, int64_t out, int64_t in, const std::string& why) {
-    return makeLinear(src.get(name, {out, in}, why), out, in, quant, src.dtype(name));
+  auto lin = [&](const std::string& name, int64_t out, int64_t in, const std::string& why, WeightRole role = WeightRole::Layer) {
+    Linear l = makeLinear(src.rows(name, {out, in}, why), out, in, quant, src.dtype(name), role);
+    src.done(name);
+    return l;
   };
   // Gemma's RMSNorm multiplies by (1 + w), computed in float32 (Gemma2RMSNorm): stored that way.
   auto norm = [&](const std::string& name, int64_t n, const std::string& why) {
@@ -61,7 +63,18 @@ void Model::build(const WeightSource& src, Quantization quant) {
   auto bias = [&](const std::string& name, bool expected, int64_t n, const std::string& why) {
     return expected ? src.get(name, {n}, why) : std::vector<float>{};
   };
-  embed_ = src.get(hf::kEmbedTokens, {V, H}, "vocab_size " + std::to_string(V) + ", " + hs);
+  const std::string vs = "vocab_size " + std::to_string(V) + ", " + hs;
+  // HF ties lm_head to embed_tokens when tie_word_embeddings; some tied checkpoints omit it.
+  // Tied: one matrix is both (the embedding gathers its rows); untied: the embedding is stored
+  // like a head (16-bit as in the file, or int8 per row when quantized), never as float32.
+  tiedHead_ = c.tieWordEmbeddings || !src.has(hf::kLmHead);
+  {
+    const std::string name = hf::kEmbedTokens;
+    Linear e = makeLinear(src.rows(name, {V, H}, vs), V, H, quant, src.dtype(name), WeightRole::Head);
+    src.done(name);
+    if (tiedHead_) head_ = std::move(e);
+    else embed_ = std::move(e);
+  }
   layers_.resize(size_t(c.numHiddenLayers));
   for (int l = 0; l < c.numHiddenLayers; l++) {
     LayerWeights& w = layers_[size_t(l)];
@@ -69,11 +82,12 @@ void Model::build(const WeightSource& src, Quantization quant) {
     if (c.fusedQkv) {
       // Phi3Attention: qkv_proj rows are q | k | v; splitting them is exact.
       const std::string name = hf::fusedQkvWeight(l);
-      const std::vector<float> qkv = src.get(name, {Q + 2 * KV, H}, qs + " + 2 * " + kvs + ", " + hs);
+      const auto qkv = src.rows(name, {Q + 2 * KV, H}, qs + " + 2 * " + kvs + ", " + hs);
       const DType dt = src.dtype(name);
-      w.wq = makeLinear(rowSlice(qkv, H, 0, Q), Q, H, quant, dt);
-      w.wk = makeLinear(rowSlice(qkv, H, Q, KV), KV, H, quant, dt);
-      w.wv = makeLinear(rowSlice(qkv, H, Q + KV, KV), KV, H, quant, dt);
+      w.wq = makeLinear(rowSlice(qkv, 0), Q, H, quant, dt);
+      w.wk = makeLinear(rowSlice(qkv, Q), KV, H, quant, dt);
+      w.wv = makeLinear(rowSlice(qkv, Q + KV), KV, H, quant, dt);
+      src.done(name);
     } else {
       w.wq = lin(hf::linearWeight(l, LoraModule::Q), Q, H, qs + ", " + hs);
       w.wk = lin(hf::linearWeight(l, LoraModule::K), KV, H, kvs + ", " + hs);
@@ -96,9 +110,10 @@ void Model::build(const WeightSource& src, Quantization quant) {
     if (c.fusedQkv) {
       // Phi3MLP: gate_up_proj rows are gate | up (up_states.chunk(2, dim=-1)).
       const std::string name = hf::fusedGateUpWeight(l);
-      const std::vector<float> gu = src.get(name, {2 * I, H}, "2 * " + is + ", " + hs);
-      w.wGate = makeLinear(rowSlice(gu, H, 0, I), I, H, quant, src.dtype(name));
-      w.wUp = makeLinear(rowSlice(gu, H, I, I), I, H, quant, src.dtype(name));
+      const auto gu = src.rows(name, {2 * I, H}, "2 * " + is + ", " + hs);
+      w.wGate = makeLinear(rowSlice(gu, 0), I, H, quant, src.dtype(name));
+      w.wUp = makeLinear(rowSlice(gu, I), I, H, quant, src.dtype(name));
+      src.done(name);
     } else {
       w.wGate = lin(hf::linearWeight(l, LoraModule::Gate), I, H, is + ", " + hs);
       w.wUp = lin(hf::linearWeight(l, LoraModule::Up), I, H, is + ", " + hs);
@@ -109,15 +124,7 @@ void Model::build(const WeightSource& src, Quantization quant) {
     w.bDown = bias(hf::linearBias(l, LoraModule::Down), c.mlpBias, H, hs);
   }
   finalNorm_ = norm(hf::kFinalNorm, H, hs);
-  // HF ties lm_head to embed_tokens when tie_word_embeddings; some tied checkpoints omit it.
-  tiedHead_ = c.tieWordEmbeddings || !src.has(hf::kLmHead);
-  if (tiedHead_) {
-    head_ = makeLinear(embed_, V, H, Quantization::None, src.dtype(hf::kEmbedTokens));
-  } else {
-    // lm_head is never quantized.
-    head_ = makeLinear(src.get(hf::kLmHead, {V, H}, "vocab_size " + std::to_string(V) + ", " + hs), V, H, Quantization::None,
-                       src.dtype(hf::kLmHead));
-  }
+  if (!tiedHead_) head_ = lin(hf::kLmHead, V, H, vs, WeightRole::Head);
 }
 
 std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
@@ -128,8 +135,21 @@ std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
   model->dtype_ = store->dominantDType();
   WeightSource src;
   src.get = [&](const std::string& name, std::vector<int64_t> shape, const std::string& why) {
-    return loadWeight(*store, name, std::move(shape), why);
+    std::vector<float> v = checkedTensor(*store, name, shape, why).toF32();
+    store->release(name);
+    return v;
   };
+  src.rows = [&](const std::string& name, std::vector<int64_t> shape, const std::string& why) -> cpu::PackedMatrix::RowReader {
+    const TensorView& t = checkedTensor(*store, name, shape, why);
+    const int64_t cols = shape[1];
+    return [&t, cols](int64_t r0, int64_t count, float* dst) {
+      const uint8_t* p = t.data + r0 * cols * int64_t(dtypeSize(t.dtype));
+      const size_t n = size_t(count * cols);
+      convertToF32(t.dtype, p, n, dst);
+      TensorStore::releaseBytes(p, n * dtypeSize(t.dtype));  // read once: the pages can go now
+    };
+  };
+  src.done = [&](const std::string& name) { store->release(name); };
   src.dtype = [&](const std::string& name) { return store->get(name).dtype; };
   src.has = [&](const std::string& name) { return store->find(name) != nullptr; };
   model->build(src, quant);
@@ -152,6 +172,17 @@ std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const Weigh
     fill(name, v.data(), n);
     return v;
   };
+  // NOTE(why): a filler writes whole tensors, so a generated model holds one float32 tensor at a
+  // time while packing (benchmarks and checks only; files go through load()).
+  auto whole = std::make_shared<std::vector<float>>();
+  src.rows = [&, whole](const std::string& name, std::vector<int64_t> shape, const std::string& why) -> cpu::PackedMatrix::RowReader {
+    *whole = src.get(name, shape, why);
+    const int64_t cols = shape[1];
+    return [whole, cols](int64_t r0, int64_t count, float* dst) {
+      std::copy_n(whole->data() + r0 * cols, count * cols, dst);
+    };
+  };
+  src.done = [whole](const std::string&) { std::vector<float>().swap(*whole); };
   src.dtype = [&](const std::string&) { return source; };
   src.has = [&](const std::string& name) { return name != hf::kLmHead || !config.tieWordEmbeddings; };
   model->build(src, quant);

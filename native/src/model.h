@@ -47,10 +47,14 @@ class Model {
  public:
   /**
    * Load config.json and the safetensors weights of a Hugging Face model folder, checking every
-   * shape against the config. Linear layers and lm_head keep BF16 checkpoints' precision as
-   * bfloat16 (exact), anything else becomes float32 (quant.h makeLinear).
-   * @param quant Int8: the seven linear layers of every decoder layer are stored int8 with
-   *   per-output-channel scales (quant.h); embeddings, norms, biases and lm_head are not quantized.
+   * shape against the config. Linear layers, lm_head and the embedding keep BF16 checkpoints'
+   * precision as bfloat16 (exact), anything else becomes float32 (quant.h makeLinear).
+   * Memory: tensors are read from the mapped files 16 rows at a time straight into their packed
+   * form, and each tensor's file pages are dropped from this process once packed, so the peak
+   * resident set stays near the packed weights' size; a tied head and the embedding are one
+   * matrix (embedding rows are gathered from it).
+   * @param quant Int8 / Int4: storage of the linear layers, lm_head and embedding (quant.h
+   *   Quantization); norms and biases stay float32.
    * @throws Error (errors.h) naming the file and field/tensor.
    */
   static std::shared_ptr<Model> load(const std::string& dir, Quantization quant = Quantization::None);
@@ -76,10 +80,13 @@ class Model {
   const std::string& storageDType() const { return dtype_; }
 
   // Read-only weight access for the backends' forwards (cpu/forward.cc, cuda/).
-  const std::vector<float>& embed() const { return embed_; }                 // [vocab, hidden]
+  /** embed_tokens [vocab, hidden]: lm_head itself when tiedHead(). */
+  const Linear& embedding() const { return tiedHead_ ? head_ : embed_; }
+  /** Embedding row of `token` widened (dequantized) to float32 into dst[hidden]. */
+  void embedRow(int32_t token, float* dst) const { embedding().row(token, dst); }
   const LayerWeights& layer(int l) const { return layers_[size_t(l)]; }
   const std::vector<float>& finalNorm() const { return finalNorm_; }         // [hidden]
-  /** lm_head [vocab, hidden], packed (a copy of embed() when tied). */
+  /** lm_head [vocab, hidden], packed (also the embedding when tied). */
   const Linear& head() const { return head_; }
   /** Whether lm_head is embed_tokens (tie_word_embeddings, or a tied checkpoint without lm_head). */
   bool tiedHead() const { return tiedHead_; }
@@ -90,11 +97,18 @@ class Model {
   const std::vector<float>& ropeLongInvFreq() const { return invFreqLong_; }
   /** Bytes of weights one forward step reads as stored here (embedding rows excluded). */
   int64_t weightBytes() const;
+  /** Bytes of every weight held (weightBytes() plus an untied embedding). */
+  int64_t residentBytes() const { return weightBytes() + embed_.bytes(); }
 
  private:
   /** Tensors by Hugging Face name: a checkpoint (shape-checked) or a WeightFiller. */
   struct WeightSource {
+    /** The whole tensor as float32 (norms and biases: small). */
     std::function<std::vector<float>(const std::string& name, std::vector<int64_t> shape, const std::string& why)> get;
+    /** A reader of the tensor's rows (checked against `shape` first), for the big matrices. */
+    std::function<cpu::PackedMatrix::RowReader(const std::string& name, std::vector<int64_t> shape, const std::string& why)> rows;
+    /** Called once a tensor is packed: its bytes are not read again (the file pages may go). */
+    std::function<void(const std::string& name)> done;
     std::function<DType(const std::string& name)> dtype;
     std::function<bool(const std::string& name)> has;
   };
@@ -107,7 +121,7 @@ class Model {
   std::vector<float> invFreq_;     // [headDim / 2] RoPE inverse frequencies
   std::vector<float> invFreqLocal_;  // [headDim / 2] Gemma 3 local layers' RoPE
   std::vector<float> invFreqLong_;   // [headDim / 2] longrope long_factor frequencies, or empty
-  std::vector<float> embed_;       // [vocab, hidden]
+  Linear embed_;                   // embed_tokens [vocab, hidden] when not tied (else empty: head_ is it)
   std::vector<LayerWeights> layers_;
   std::vector<float> finalNorm_;   // [hidden]
   Linear head_;                    // lm_head [vocab, hidden], packed (quant.h)

@@ -81,7 +81,7 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
   const double noBytes = 0;
   const double bytes = number(obj, "kvCacheBytes", "EngineOptions", &noBytes);
   Napi::Value qz = obj.Get("quantization");
-  if (!qz.IsUndefined() && !qz.IsString()) bad("EngineOptions.quantization", "\"none\" or \"int8\"", qz);
+  if (!qz.IsUndefined() && !qz.IsString()) bad("EngineOptions.quantization", "\"none\", \"int8\" or \"int4\"", qz);
   if (qz.IsString()) o.quantization = parseQuantization(qz.As<Napi::String>().Utf8Value());
   // KV pool element type (vLLM --kv-cache-dtype): "float32" (default) or "bfloat16".
   Napi::Value kd = obj.Get("kvCacheDtype");
@@ -98,6 +98,7 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
     invalidArgument("EngineOptions.kvCacheBytes", "EngineOptions.kvCacheBytes must be an integer number of bytes >= 0 (0: automatic), got " + std::to_string(bytes));
   }
   o.kvCacheBytes = int64_t(bytes);
+  o.kvCacheMemoryFraction = number(obj, "kvCacheMemoryFraction", "EngineOptions", &o.kvCacheMemoryFraction);
   checkEngineOptions(o);
   return o;
 }

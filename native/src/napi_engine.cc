@@ -373,6 +373,10 @@ Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {
     o.Set("kvBlocksCached", s.kvBlocksCached);
     o.Set("prefixHitTokens", double(s.prefixHitTokens));
     o.Set("preemptions", double(s.preemptions));
+    o.Set("weightBytes", double(s.weightBytes));
+    o.Set("kvCacheBytes", double(s.kvCacheBytes));
+    o.Set("kvUsedBytes", double(s.kvUsedBytes));
+    o.Set("adapterBytes", double(s.adapterBytes));
     return o;
   });
 }

@@ -1,55 +1,79 @@
-// See quant.h. Per-output-channel symmetric int8 (the "absmax" scheme of LLM.int8() /
-// bitsandbytes' weight-only path, without outlier decomposition): scale_o = max|W[o, :]| / 127,
-// q = round(W / scale_o). Dequantization is exact in float32: W' = scale_o * q.
+// See quant.h. The formats themselves (scales, rounding, layouts) are cpu/gemm_quant.h's.
 #include "quant.h"
 
-#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "errors.h"
-
 
 namespace openlora {
 
 Quantization parseQuantization(const std::string& s) {
   if (s == "none" || s.empty()) return Quantization::None;
   if (s == "int8") return Quantization::Int8;
-  invalidArgument("EngineOptions.quantization", "EngineOptions.quantization must be \"none\" or \"int8\", got \"" + s + "\"");
+  if (s == "int4") return Quantization::Int4;
+  invalidArgument("EngineOptions.quantization",
+                  "EngineOptions.quantization must be \"none\", \"int8\" or \"int4\", got \"" + s + "\"");
 }
 
-const char* quantizationName(Quantization q) { return q == Quantization::Int8 ? "int8" : "none"; }
+const char* quantizationName(Quantization q) {
+  switch (q) {
+    case Quantization::Int8: return "int8";
+    case Quantization::Int4: return "int4";
+    default: return "none";
+  }
+}
 
-Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source) {
+void Linear::row(int64_t r, float* dst) const {
+  if (quantized()) q.row(r, dst);
+  else w.row(r, dst);
+}
+
+std::vector<float> Linear::rowMajor() const {
+  std::vector<float> out(size_t(this->out * in));
+  for (int64_t r = 0; r < this->out; r++) row(r, out.data() + r * in);
+  return out;
+}
+
+void Linear::rawQ8Row(int64_t r, int8_t* dst) const {
+  if (!q8()) throw std::logic_error("Linear::rawQ8Row: not an int8 matrix");
+  const float s = q8Scale(r);
+  std::vector<float> f(static_cast<size_t>(in));
+  q.row(r, f.data());
+  for (int64_t i = 0; i < in; i++) dst[i] = int8_t(std::lround(f[size_t(i)] / s));  // f = s * q rounded, |q| <= 127: q is the nearest integer
+}
+
+float Linear::q8Scale(int64_t r) const {
+  float s;
+  std::memcpy(&s, q.scales() + r * 4, 4);
+  return s;
+}
+
+Linear makeLinear(const cpu::PackedMatrix::RowReader& read, int64_t out, int64_t in, Quantization quant, DType source,
+                  WeightRole role) {
   Linear l;
   l.out = out;
   l.in = in;
   if (quant == Quantization::None) {
-    const auto storage = source == DType::BF16 ? DType::BF16 : DType::F32;
-    l.w = cpu::PackedMatrix::fromF32(w.data(), out, in, storage);
-    return l;
+    l.w = cpu::PackedMatrix::fromRows(out, in, source == DType::BF16 ? DType::BF16 : DType::F32, read);
+  } else {
+    const bool q4 = quant == Quantization::Int4 && role == WeightRole::Layer;
+    l.q = cpu::QuantMatrix::quantize(q4 ? cpu::QuantFormat::Q4 : cpu::QuantFormat::Q8, out, in, read);
   }
-  std::vector<int8_t> q(size_t(out * in));
-  l.scale.resize(size_t(out));
-  for (int64_t o = 0; o < out; o++) {
-    const float* row = w.data() + o * in;
-    float amax = 0;
-    for (int64_t j = 0; j < in; j++) amax = std::max(amax, std::fabs(row[j]));
-    const float scale = amax > 0 ? amax / 127.0f : 1.0f;
-    l.scale[size_t(o)] = scale;
-    int8_t* qrow = q.data() + o * in;
-    for (int64_t j = 0; j < in; j++) {
-      const float v = std::nearbyint(row[j] / scale);
-      qrow[j] = int8_t(std::max(-127.0f, std::min(127.0f, v)));
-    }
-  }
-  l.w = cpu::PackedMatrix::fromI8(q.data(), out, in);
   return l;
+}
+
+Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source, WeightRole role) {
+  return makeLinear([&](int64_t r0, int64_t count, float* dst) { std::memcpy(dst, w.data() + r0 * in, size_t(count * in) * 4); },
+                    out, in, quant, source, role);
 }
 
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m, bool accumulate,
             const cpu::PrefetchRanges* prefetch) {
-  cpu::gemmPacked(pool, x, ldx, w.w, w.quantized() ? w.scale.data() : nullptr, y, ldy, m, 1.0f, accumulate, prefetch);
+  // NOTE(why): the quantized kernels take no prefetch ranges yet: LoRA prefetch applies to float weights only.
+  if (w.quantized()) cpu::gemmQuant(pool, x, ldx, w.q, y, ldy, m, 1.0f, accumulate);
+  else cpu::gemmPacked(pool, x, ldx, w.w, nullptr, y, ldy, m, 1.0f, accumulate, prefetch);
 }
 
 }  // namespace openlora

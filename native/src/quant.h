@@ -1,5 +1,6 @@
-// Weights of one linear layer: float32 or bfloat16 (the checkpoint's own precision), or int8
-// weight-only quantized (per-output-channel symmetric scales), and the matching product y = x W^T.
+// Weights of one linear layer: float32 or bfloat16 (the checkpoint's own precision), or weight
+// quantized (int8 per output channel, or 4-bit in groups of 32: cpu/gemm_quant.h), and the
+// matching product y = x W^T.
 #pragma once
 
 #include <cstdint>
@@ -7,41 +8,61 @@
 #include <vector>
 
 #include "../cpu/gemm_packed.h"
+#include "../cpu/gemm_quant.h"
 #include "../cpu/thread_pool.h"
 #include "dtype.h"
 
 namespace openlora {
 
-/** Base-weight storage chosen at load (EngineOptions.quantization). */
-enum class Quantization { None, Int8 };
+/**
+ * Base-weight storage chosen at load (EngineOptions.quantization). Int8: the decoder's linear
+ * layers and lm_head (and the embedding, which a tied head shares) int8 per row; Int4: the
+ * decoder's linear layers 4-bit in groups of 32 (Q4_0-like), lm_head and the embedding int8 per row
+ * (as llama.cpp keeps the output matrix at higher precision than Q4_0).
+ */
+enum class Quantization { None, Int8, Int4 };
 
-/** "none" | "int8" → Quantization. @throws Error (errors.h) naming the option for anything else. */
+/** "none" | "int8" | "int4" → Quantization. @throws Error (errors.h) naming the option for anything else. */
 Quantization parseQuantization(const std::string& s);
 const char* quantizationName(Quantization q);
 
+/** Which matrices get which format. */
+enum class WeightRole { Layer, Head };
+
 /**
- * The weight of one nn.Linear, [out, in], packed for the CPU kernels (cpu::PackedMatrix).
- * Storage: int8 when quantized; else bfloat16 when the checkpoint tensor was BF16 (widening back
- * to float32 is exact, so results equal a float32 copy's and the weights take half the bytes);
- * else float32 (F32 and F16 checkpoints).
+ * The weight of one nn.Linear, [out, in]: packed for the float kernels (cpu::PackedMatrix: F32,
+ * or BF16 when the checkpoint tensor was BF16, whose widening back to float32 is exact), or
+ * quantized (cpu::QuantMatrix: Q8 or Q4). Exactly one of `w` and `q` is non-empty.
  */
 struct Linear {
   int64_t out = 0, in = 0;
-  cpu::PackedMatrix w;        // [out, in] packed; type F32, BF16 or I8
-  std::vector<float> scale;   // [out] int8 only: max_j |W[o, j]| / 127 (1 for an all-zero row)
+  cpu::PackedMatrix w;  // float storage, or empty
+  cpu::QuantMatrix q;   // quantized storage, or empty
 
-  bool quantized() const { return w.type() == DType::I8; }
-  /** Bytes of weight storage (packing pads out to a multiple of 16 rows). */
-  int64_t bytes() const { return w.bytes() + int64_t(scale.size() * 4); }
-  /** [out, in] row-major float32: the weights (float32/bf16), or the raw int8 values (quantized; see scale). */
-  std::vector<float> rowMajor() const { return w.unpack(); }
+  bool quantized() const { return !q.empty(); }
+  /** Quantized int8 per row (cpu::QuantFormat::Q8): rawQ8Row / q8Scale apply. */
+  bool q8() const { return quantized() && q.format() == cpu::QuantFormat::Q8; }
+  /** Bytes of weight storage (padding and scales included). */
+  int64_t bytes() const { return w.bytes() + q.bytes(); }
+  /** Row r as float32 (dequantized when quantized) into dst[in]. */
+  void row(int64_t r, float* dst) const;
+  /** [out, in] row-major float32, dequantized when quantized. */
+  std::vector<float> rowMajor() const;
+  /** Q8 only: row r's raw int8 values into dst[in], and its scale (w = scale * q). */
+  void rawQ8Row(int64_t r, int8_t* dst) const;
+  float q8Scale(int64_t r) const;
 };
 
 /**
- * Take a float32 [out, in] weight read from a tensor of dtype `source`: quantize it to int8 when
- * asked, else keep it as bfloat16 when source is BF16 (exact), else float32.
+ * Build a Linear from W [out, in] read through `read` (at most 16 rows at a time: a checkpoint
+ * tensor is never widened whole): quantized as `quant` and `role` ask (see Quantization), else
+ * bfloat16 when source is BF16 (exact), else float32.
  */
-Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source = DType::F32);
+Linear makeLinear(const cpu::PackedMatrix::RowReader& read, int64_t out, int64_t in, Quantization quant, DType source,
+                  WeightRole role = WeightRole::Layer);
+/** As above from a float32 row-major [out, in] vector. */
+Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source = DType::F32,
+                  WeightRole role = WeightRole::Layer);
 
 /**
  * y = x W^T (+ y when accumulate). @param x [m, in] (row stride ldx); @param y [m, out] (row stride ldy).

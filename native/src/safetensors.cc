@@ -221,6 +221,24 @@ const TensorView& TensorStore::get(const std::string& name) const {
   return *t;
 }
 
+void TensorStore::releaseBytes(const uint8_t* p, size_t n) {
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+void TensorStore::release(const std::string& name) const {
+  const TensorView* t = find(name);
+  if (!t || t->numel() == 0) return;
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t->data) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(t->data) + uintptr_t(t->numel()) * dtypeSize(t->dtype);
+  // NOTE(why): rounding outward also drops the neighbours' edge pages; they fault back in from
+  // the page cache if read, so this is only ever a resident-set hint.
+  (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 std::string TensorStore::dominantDType() const {
   std::map<std::string, int64_t> bytes;
   for (const auto& [name, tv] : index_) bytes[dtypeName(tv->dtype)] += tv->numel();

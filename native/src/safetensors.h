@@ -70,6 +70,19 @@ class TensorStore {
   const TensorView* find(const std::string& name) const;
   /** The tensor; throws "<where>: tensor <name> not found" when absent. */
   const TensorView& get(const std::string& name) const;
+  /**
+   * Drop the mapped pages of tensor `name` from this process (madvise MADV_DONTNEED; the page
+   * cache keeps them): a loader that has packed a tensor calls this so the file does not stay in
+   * its resident set beside the packed copy. Reading the tensor again is still valid (the pages
+   * fault back in). No-op for an unknown name.
+   */
+  void release(const std::string& name) const;
+  /**
+   * Drop the whole pages inside [p, p + n) of a mapped tensor's bytes (rounded inward, so pages
+   * shared with bytes not yet read stay): a loader reading a big tensor in pieces calls this after
+   * each piece, so not even one tensor's file pages pile up in the resident set.
+   */
+  static void releaseBytes(const uint8_t* p, size_t n);
   /** The dtype most weights are stored in (for ModelInfo.dtype). */
   std::string dominantDType() const;
   /** Where the tensors came from (a file or a folder), for messages. */

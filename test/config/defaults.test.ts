@@ -53,6 +53,13 @@ test('the other engine defaults agree: backend, prefix caching, quantization, KV
   );
 });
 
+test('kvCacheMemoryFraction: config default and bounds equal the engine header', () => {
+  const e = engineDefaults().kvCacheMemoryFraction;
+  const f = shape.kvCacheMemoryFraction;
+  const inner = f.unwrap() as unknown as { minValue: number | null; maxValue: number | null };
+  assert.deepEqual([f.parse(undefined), inner.minValue, inner.maxValue], [e.default, e.min, e.max]);
+});
+
 test('the unified values (issue 12): maxLoras 16, maxLoraRank <= 512, threadNice 5, bodyLimit 16mb', () => {
   const c = EngineOptionsSchema.parse({});
   assert.deepEqual([c.maxLoras, c.maxLoraRank, c.threadNice], [16, 64, 5]);

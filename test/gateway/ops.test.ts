@@ -107,6 +107,15 @@ test('/metrics: openlora and vllm:* names and labels, with a running adapter', a
     assert.match(text, /^openlora_kv_blocks\{model="tiny-shakespeare",state="free"\} \d+/m);
     assert.match(text, /^openlora_kv_blocks\{model="tiny-shakespeare",state="used"\} \d+/m);
   }
+  // Memory by part: the engine's weights as stored (the demo: ~3.5M float32 parameters) and KV
+  // pool, with the adapters the requests above loaded (shout, at least) in their slots.
+  const part = (p: string) => Number(text.match(new RegExp(`^openlora_memory_bytes\\{model="tiny-shakespeare",part="${p}"\\} (\\d+)`, 'm'))?.[1]);
+  const st = engine.stats();
+  assert.equal(part('weights'), st.weightBytes);
+  assert.ok(part('weights') > 1e6, `weights ${part('weights')}`);
+  assert.ok(part('kv_cache') > 0 && part('kv_cache') === st.kvCacheBytes);
+  assert.ok(part('kv_used') >= 0 && part('kv_used') <= part('kv_cache'));
+  assert.ok(part('adapters') > 0, `adapters ${part('adapters')}`);
 });
 
 test('a non-streaming client that disconnects cancels its sequence and releases its pin', async () => {
