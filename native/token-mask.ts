@@ -25,6 +25,21 @@ export function tokenAllowed(mask: Int32Array, token: number): boolean {
 }
 
 /**
+ * Whether `mask` (tokenMaskWords(vocabSize) words) allows at least one token in [0, vocabSize).
+ * A grammar whose matcher is not terminated yet allows nothing can never be completed (e.g. a
+ * JSON schema whose `$ref` recurses without a base case).
+ */
+export function allowsAnyToken(mask: Int32Array | Uint32Array, vocabSize: number): boolean {
+  const words = Math.min(mask.length, tokenMaskWords(vocabSize));
+  const tail = vocabSize & 31;
+  for (let w = 0; w < words; w++) {
+    const bits = w === tokenMaskWords(vocabSize) - 1 && tail !== 0 ? mask[w]! & ((1 << tail) - 1) : mask[w]!;
+    if (bits !== 0) return true;
+  }
+  return false;
+}
+
+/**
  * Check a mask for a model of `vocabSize` tokens: an Int32Array (or Uint32Array) of
  * tokenMaskWords(vocabSize) words with at least one allowed token in [0, vocabSize).
  * @throws NativeError `invalid_argument` (param `field`) saying what is wrong.
@@ -41,11 +56,7 @@ export function checkTokenMask(mask: unknown, vocabSize: number, field = 'tokenM
       field,
     );
   }
-  const tail = vocabSize & 31;
-  for (let w = 0; w < words; w++) {
-    const bits = w === words - 1 && tail !== 0 ? mask[w] & ((1 << tail) - 1) : mask[w];
-    if (bits !== 0) return;
-  }
+  if (allowsAnyToken(mask as Int32Array, vocabSize)) return;
   throw new NativeError(
     `${field} allows no token in [0, ${vocabSize}): a constrained sequence needs at least one allowed token (is the grammar's matcher stuck?)`,
     'invalid_argument',

@@ -19,7 +19,8 @@ import { EngineError, InvalidRequestError, ServiceUnavailableError } from './err
 import { choiceSeed, completionBudget, logitBiasPairs } from './request-checks.ts';
 import type { ServedModel } from './registry.ts';
 import { StopMatcher } from './stop.ts';
-import { ConstrainedSequence, grammarServiceOf } from './structured/constrain.ts';
+import { allowsAnyToken } from '../native/token-mask.ts';
+import { ConstrainedSequence, grammarServiceOf, unsatisfiableGrammar } from './structured/constrain.ts';
 import { GrammarService, type SequenceGrammar } from './structured/service.ts';
 import type { GrammarSpec } from './structured/spec.ts';
 
@@ -181,7 +182,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
           const grammar = grammars[index];
           let handle: { setTokenMask(mask: Int32Array): void } | undefined;
           if (grammar) {
-            c.constrained = new ConstrainedSequence(grammar, (mask) => handle?.setTokenMask(mask), (err) => this.fail(err));
+            c.constrained = new ConstrainedSequence(grammar, (mask) => handle?.setTokenMask(mask), (err) => this.fail(err), model.info.vocabSize);
             seqParams.constrained = true;
             seqParams.tokenMask = grammar.mask;
           }
@@ -342,7 +343,13 @@ async function openGrammars(model: ServedModel, spec: GrammarSpec, count: number
     for (const r of opened) if (r.status === 'fulfilled') r.value.close();
     throw failed.reason;
   }
-  return opened.map((r) => (r as PromiseFulfilledResult<SequenceGrammar>).value);
+  const grammars = opened.map((r) => (r as PromiseFulfilledResult<SequenceGrammar>).value);
+  const dead = grammars.find((g) => !g.terminated && !allowsAnyToken(g.mask, model.info.vocabSize));
+  if (dead) {
+    for (const g of grammars) g.close();
+    throw unsatisfiableGrammar(dead, 0);
+  }
+  return grammars;
 }
 
 /** A whole (non-streaming) generation: per choice its text, token infos and finish reason. */

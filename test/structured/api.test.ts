@@ -83,3 +83,26 @@ test('bad structured input is a 400 naming the field; the server keeps serving',
   const ok = await postJson(srv.url, '/chat/completions', { model: 'tiny-shakespeare', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
   assert.equal(ok.status, 200);
 });
+
+test('a grammar that can never be completed is a 400 naming its field, at the first token or mid-output; the server keeps serving', async () => {
+  // Allows '{"a": ' and then nothing (the $ref recurses without a base case).
+  const midway = { type: 'object', properties: { a: { $ref: '#/$defs/x' } }, required: ['a'], $defs: { x: { $ref: '#/$defs/x' } } };
+  const cases: Array<[string, string, Record<string, unknown>, string]> = [
+    ['json_schema dead after some tokens', '/chat/completions', { messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'a', schema: midway } } }, 'response_format'],
+    ['guided_json dead after some tokens', '/chat/completions', { messages: [{ role: 'user', content: 'x' }], guided_json: midway }, 'guided_json'],
+    ['EBNF dead after "a"', '/completions', { prompt: 'x', guided_grammar: 'root ::= "a" x\nx ::= x "b"' }, 'guided_grammar'],
+    ['json_schema dead at the first token', '/chat/completions', { messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'b', schema: { $ref: '#/$defs/a', $defs: { a: { $ref: '#/$defs/a' } } } } } }, 'response_format'],
+  ];
+  for (const [name, path, body, param] of cases) {
+    const r = await postJson(srv.url, path, { model: 'tiny-shakespeare', max_tokens: 20, ...body });
+    assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.body)}`);
+    assert.ok(String(r.body.error.param).startsWith(param), `${name}: param ${r.body.error.param}`);
+    assert.match(r.body.error.message, /allows no token after \d+ generated token/, name);
+    // Streaming: the error arrives as an SSE error event, then [DONE]; the server stays up.
+    const s = await fetch(`${srv.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-shakespeare', max_tokens: 20, stream: true, ...body }) });
+    const text = await s.text();
+    assert.ok(s.status === 400 || /allows no token/.test(text), `${name} streamed: ${s.status} ${text.slice(0, 300)}`);
+  }
+  const ok = await postJson(srv.url, '/chat/completions', { model: 'tiny-shakespeare', messages: [{ role: 'user', content: 'Speak.' }], max_tokens: 4 });
+  assert.equal(ok.status, 200);
+});
