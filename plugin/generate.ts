@@ -296,6 +296,11 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   if (req.minTokens !== undefined && req.maxTokens !== undefined && req.minTokens > req.maxTokens) {
     throw new InvalidRequestError(`'min_tokens' (${req.minTokens}) must not exceed max_tokens (${req.maxTokens}).`, 'min_tokens');
   }
+  if (req.minTokens && req.grammar) {
+    // NOTE(why): a grammar may be complete before N tokens, and then allows only the end tokens
+    // that min_tokens masks: refused rather than silently ignored.
+    throw new InvalidRequestError("'min_tokens' cannot be combined with constrained output (response_format, guided_*, tool calls).", 'min_tokens');
+  }
   if (req.ignoreEos && req.grammar) {
     // NOTE(why): a finished grammar allows only the end tokens; ignoring them would leave it nothing to allow.
     throw new InvalidRequestError("'ignore_eos' cannot be combined with constrained output (response_format, guided_*, tool calls).", 'ignore_eos');

@@ -1,5 +1,5 @@
 // The engine's options, their defaults and their bounds: the one C++ home of every engine knob.
-// The addon exports this table as `engineDefaults()` (napi_convert.cc), so config/schema.ts can
+// The addon exports this table as `engineDefaults()` (addon.cc), so config/schema.ts can
 // be tied to it by a test; readEngineOptions (napi_convert.cc) and Engine::Engine check the
 // bounds here and name the field when a value falls outside them.
 //

@@ -73,6 +73,7 @@ test('bad ignore_eos / min_tokens are 400s naming the field', async () => {
     [COMPLETIONS, { prompt: [1], ignore_eos: 'yes' }, 'ignore_eos'],
     [CHAT, { messages: [{ role: 'user', content: 'x' }], ignore_eos: 1 }, 'ignore_eos'],
     [CHAT, { messages: [{ role: 'user', content: 'x' }], ignore_eos: true, response_format: { type: 'json_object' } }, 'ignore_eos'],
+    [COMPLETIONS, { prompt: [1], min_tokens: 5, guided_choice: ['yes', 'no'] }, 'min_tokens'],
   ];
   for (const [url, body, param] of cases) {
     const res = await request(app).post(url).send({ model: 'tiny', ...body });
