@@ -149,6 +149,12 @@ std::vector<float> ModelConfig::ropeLongInvFreq() const {
   return longropeInvFreq(ropeTheta, rotaryDim, ropeScaling.longFactor);
 }
 
+int ModelConfig::ropeLengthChoice(int seqLen) const {
+  if (ropeScaling.kind == RopeScaling::Kind::LongRope && seqLen > ropeScaling.originalMaxPositionEmbeddings) return 1;
+  if (ropeScaling.kind == RopeScaling::Kind::Dynamic && seqLen > maxPositionEmbeddings) return seqLen;
+  return 0;
+}
+
 std::vector<float> ModelConfig::ropeDynamicInvFreq(int seqLen) const {
   const double L = maxPositionEmbeddings, f = ropeScaling.factor, d = rotaryDim;
   const double n = std::max<double>(seqLen, L);

@@ -106,6 +106,13 @@ struct ModelConfig {
    * ^ (d / (d - 2)) once seqLen > L = max_position_embeddings; ropeInvFreq() below that).
    */
   std::vector<float> ropeDynamicInvFreq(int seqLen) const;
+  /**
+   * What length-dependent RoPE scaling (HF dynamic_rope_update) picks for a forward whose sequence
+   * length is `seqLen`: 0 = the fixed tables; 1 = longrope's long_factor (past
+   * original_max_position_embeddings); seqLen = dynamic NTK's own base (past max_position_embeddings:
+   * ropeDynamicInvFreq(seqLen)). Equal values rotate alike (the prefix cache keys on it).
+   */
+  int ropeLengthChoice(int seqLen) const;
 };
 
 /**

@@ -40,10 +40,7 @@ uint64_t Engine::adapterKey(const std::vector<ActiveLora>& loras) {
 
 uint64_t Engine::prefixSeed(const std::vector<ActiveLora>& loras, int promptLen) {
   const uint64_t key = adapterKey(loras);
-  const RopeScaling& r = model_->config().ropeScaling;
-  int32_t choice = 0;  // 0: the prompt's length changes nothing
-  if (r.kind == RopeScaling::Kind::LongRope && promptLen > r.originalMaxPositionEmbeddings) choice = 1;  // long_factor
-  if (r.kind == RopeScaling::Kind::Dynamic && promptLen > model_->config().maxPositionEmbeddings) choice = promptLen;  // its own base
+  const int32_t choice = model_->config().ropeLengthChoice(promptLen);  // 0: the prompt's length changes nothing
   return choice == 0 ? key : hashKvBlock(key, &choice, 1);
 }
 

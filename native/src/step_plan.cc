@@ -50,15 +50,15 @@ void StepPlan::build(const std::vector<BatchEntry>& batch, const ModelConfig& c)
     // original_max_position_embeddings; dynamic NTK recomputes the base past max_position_embeddings.
     // The length is the forward's last position + 1, or the whole prompt's for a prefill chunk
     // (BatchEntry::ropeLen: what one HF forward over the prompt picks).
-    const int ropeLen = std::max(ctx, e.ropeLen);
-    if (c.ropeScaling.kind == RopeScaling::Kind::LongRope && ropeLen > c.ropeScaling.originalMaxPositionEmbeddings) {
-      ropeTables_.push_back(kRopeLong);
-    } else if (c.ropeScaling.kind == RopeScaling::Kind::Dynamic && ropeLen > c.maxPositionEmbeddings) {
-      ropeTables_.push_back(kRopeDynamic + int32_t(dynamicInvFreq_.size() / size_t(ropeHalf_)));
-      const std::vector<float> inv = c.ropeDynamicInvFreq(ropeLen);
-      dynamicInvFreq_.insert(dynamicInvFreq_.end(), inv.begin(), inv.end());
-    } else {
+    const int choice = c.ropeLengthChoice(std::max(ctx, e.ropeLen));
+    if (choice == 0) {
       ropeTables_.push_back(kRopeDefault);
+    } else if (c.ropeScaling.kind == RopeScaling::Kind::LongRope) {
+      ropeTables_.push_back(kRopeLong);
+    } else {  // dynamic NTK: choice is the sequence length its base is computed for
+      ropeTables_.push_back(kRopeDynamic + int32_t(dynamicInvFreq_.size() / size_t(ropeHalf_)));
+      const std::vector<float> inv = c.ropeDynamicInvFreq(choice);
+      dynamicInvFreq_.insert(dynamicInvFreq_.end(), inv.begin(), inv.end());
     }
     anyLora_ = anyLora_ || (e.loras && !e.loras->empty());
   }
