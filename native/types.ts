@@ -42,6 +42,8 @@ export interface ModelInfo {
   quantization: string;
   /** Element type of the KV cache: "float32" or "bfloat16" (EngineOptions.kvCacheDtype). */
   kvCacheDtype: string;
+  /** Input precision of the CPU's BF16-weight products: "float32" or "bfloat16" (EngineOptions.activationDtype). */
+  activationDtype: string;
   /** Bytes of the KV pool as resolved (numKvBlocks x bytes per block, for kvCacheDtype's element size). */
   kvCacheBytes: number;
   /** Blocks in the KV pool as resolved (EngineStats.kvBlocksTotal). */
@@ -88,6 +90,17 @@ export interface EngineOptions {
    * keeps its device KV in bf16 either way; there the option only sizes the pool.
    */
   kvCacheDtype?: 'float32' | 'bfloat16';
+  /**
+   * Input precision of the CPU backend's products with BF16 weights (the decoder's linear layers
+   * and lm_head; vLLM `--dtype` for a BF16 checkpoint). "float32" (default): activations stay
+   * float32, logits within 1e-3 of float32 references. "bfloat16": each product's input is rounded
+   * to bfloat16 (nearest even) first, as llama.cpp and PyTorch bf16 inference do, and runs on
+   * AMX-BF16 tiles or AVX-512 BF16 `vdpbf16ps` where the CPU has them (2x or more the fp32 FMA
+   * rate: prefill and batched decode), else on the fp32 kernels; logits move by ~2e-2 on the demo
+   * model. LoRA, attention, norms and the residual stream stay float32; quantized weights and the
+   * CUDA backend ignore it. Anything else is refused naming EngineOptions.activationDtype.
+   */
+  activationDtype?: 'float32' | 'bfloat16';
   /**
    * Token budget of one engine step (default 512, and at least maxNumSeqs, which it must be
    * >= when given): decode tokens of the running sequences come first, then prefill chunks fill
@@ -346,6 +359,7 @@ export interface EngineDefaults {
   options: Record<'threads' | 'threadNice' | 'maxLoras' | 'maxLoraRank' | 'maxNumSeqs' | 'maxNumBatchedTokens' | 'blockSize' | 'kvCacheBytes' | 'numKvBlocks', IntOptionBounds>;
   enablePrefixCaching: boolean;
   kvCacheDtype: string;
+  activationDtype: string;
   quantization: string;
   backend: string;
   /** EngineOptions.kvCacheMemoryFraction's default and bounds. */

@@ -41,6 +41,7 @@ const { values: o } = parseArgs({
     'slora-requests': { type: 'string', default: '12' },
     'slora-adapters': { type: 'string', default: '16,100,1000' },
     'gguf-type': { type: 'string', default: 'f16' },
+    'activation-dtype': { type: 'string', default: 'float32' },
     'no-llamacpp': { type: 'boolean' },
     'max-seconds': { type: 'string', default: '600' },
     json: { type: 'string' },
@@ -87,7 +88,9 @@ const base = path.basename(model.dir);
 
 // ---- the servers ----
 const { parseConfig } = await import('../../config/load.ts');
-const engine = { threads, maxLoras: ENGINE_SLOTS, maxLoraRank: 64, maxNumSeqs: 64 };
+const activationDtype = o['activation-dtype'] as 'float32' | 'bfloat16';
+if (activationDtype !== 'float32' && activationDtype !== 'bfloat16') throw new Error(`--activation-dtype expects float32 or bfloat16, got ${activationDtype}`);
+const engine = { threads, maxLoras: ENGINE_SLOTS, maxLoraRank: 64, maxNumSeqs: 64, activationDtype };
 const config = parseConfig({ models: [{ name: base, path: model.dir, adapterDirs: [adapters.dir] }], host: '127.0.0.1', port: 0, logLevel: 'silent', engine });
 let child: ChildProcess | undefined;
 let llama: LlamaServer | undefined;

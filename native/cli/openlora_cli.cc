@@ -81,6 +81,7 @@ const char* kUsage =
     "  model:    --model DIR | --random-llama3-8b | --random-shape hidden,layers,heads,kvheads,inter\n"
     "            [--vocab V] [--layers N (override)] [--seed S] [--tied (lm_head = embed_tokens)]\n"
     "  common:   --backend cpu|cuda|auto (cpu)  --threads N (all cores)  --quantization none|int8|int4  --out FILE.json\n"
+    "            --activation-dtype float32|bfloat16 (float32; EngineOptions.activationDtype)\n"
     "  logits:   --prompt-ids 1,2,3 [--adapter DIR:WEIGHT ...]\n"
     "  check:    --reference reference.json [--adapters DIR] [--tol T (1e-3 fp32, 0.2 bf16)]\n"
     "  crosscheck: [--tokens 8] [--tol 2e-2 relative]\n"
@@ -267,8 +268,10 @@ ModelSource loadSource(const Args& a) {
 }
 
 std::unique_ptr<ForwardBackend> backendFor(const Args& a, const ModelSource& src, std::string* reason) {
+  const std::string act = a.get("activation-dtype", "float32");
+  if (act != "float32" && act != "bfloat16") throw std::invalid_argument("--activation-dtype must be float32 or bfloat16, got " + act);
   try {
-    auto b = makeForwardBackend(a.get("backend", "cpu"), src.model, threadsOf(a), reason);
+    auto b = makeForwardBackend(a.get("backend", "cpu"), src.model, threadsOf(a), reason, 0, act == "bfloat16");
     b->uploadWeights();
     return b;
   } catch (const std::exception& e) {

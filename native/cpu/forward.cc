@@ -51,7 +51,7 @@ void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, 
       pf.add(g.bT.data, int64_t(g.rank) * outDim * int64_t(dtypeSize(g.bT.dtype)));
     }
   }
-  linear(pool, in, inDim, w, out, outDim, T, false, lb.empty() || !prefetch ? nullptr : &pf);
+  linear(pool, in, inDim, w, out, outDim, T, false, lb.empty() || !prefetch ? nullptr : &pf, ws.bf16Activations);
   if (!bias.empty()) addBias(out, outDim, bias.data(), T, outDim);
   if (!lb.empty()) sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);  // none: costs nothing
 }
@@ -157,7 +157,7 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
   }
   rmsNorm(ws.sel.data(), model.finalNorm().data(), float(c.rmsNormEps), ws.sel.data(), R, H);
   logits->resize(size_t(R * V));
-  linear(pool, ws.sel.data(), H, model.head(), logits->data(), V, R);
+  linear(pool, ws.sel.data(), H, model.head(), logits->data(), V, R, false, nullptr, ws.bf16Activations);
   if (c.finalSoftcap > 0) softcap(logits->data(), R * V, c.finalSoftcap);  // Gemma 2 final_logit_softcapping
 }
 
@@ -168,8 +168,10 @@ namespace {
 /** ForwardBackend over cpu::forward on its own ThreadPool (the reference backend). */
 class CpuForward final : public ForwardBackend {
  public:
-  CpuForward(std::shared_ptr<const Model> model, int threads, int threadNice)
-      : model_(std::move(model)), pool_(std::make_unique<cpu::ThreadPool>(threads < 1 ? 1 : threads, threadNice)) {}
+  CpuForward(std::shared_ptr<const Model> model, int threads, int threadNice, bool bf16Activations)
+      : model_(std::move(model)), pool_(std::make_unique<cpu::ThreadPool>(threads < 1 ? 1 : threads, threadNice)) {
+    ws_.bf16Activations = bf16Activations;
+  }
 
   const char* name() const override { return "cpu"; }
   bool complete() const override { return true; }
@@ -190,8 +192,9 @@ class CpuForward final : public ForwardBackend {
 
 }  // namespace
 
-std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice) {
-  return std::make_unique<CpuForward>(std::move(model), threads, threadNice);
+std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice,
+                                               bool bf16Activations) {
+  return std::make_unique<CpuForward>(std::move(model), threads, threadNice, bf16Activations);
 }
 
 }  // namespace openlora

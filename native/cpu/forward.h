@@ -1,4 +1,5 @@
-// The CPU forward over a loaded Model (src/model.h): float32 activations and accumulation,
+// The CPU forward over a loaded Model (src/model.h): float32 activations and accumulation (or
+// activations rounded to bfloat16 at the products with BF16 weights: Workspace::bf16Activations),
 // weights as stored (float32, bfloat16 or int8), KV through the paged cache, batched unmerged
 // LoRA through cpu::sgmv, reading the step's StepPlan (src/step_plan.h) as the CUDA forward does.
 // makeCpuForward (src/backend.h) wraps it as the "cpu" ForwardBackend.
@@ -33,6 +34,10 @@ struct Workspace {
   PrefetchRanges loraPrefetch;  // that module's adapter matrices, prefetched during its base product
   std::vector<float> sel;     // [R, hidden] rows that need logits
   StepPlan plan;              // this step's rows, positions, block tables, RoPE tables, LoRA spans
+  // EngineOptions.activationDtype "bfloat16": the base products with BF16 weights (decoder
+  // layers and lm_head) round their input to bfloat16 (cpu::gemmPacked); LoRA, attention, norms
+  // and the residual stream stay float32. Set once by the backend.
+  bool bf16Activations = false;
 };
 
 /**

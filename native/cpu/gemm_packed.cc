@@ -131,14 +131,9 @@ Isa isa() {
   return v;
 }
 
-bool detectBf16Act() {
-  const char* a = std::getenv("OPENLORA_CPU_ACTIVATIONS");
-  return a && (std::strcmp(a, "bfloat16") == 0 || std::strcmp(a, "bf16") == 0);
-}
-
-/** vdpbf16ps for BF16 weights: bf16 activations requested, AVX-512 BF16 + BW present, not forced off. */
+/** vdpbf16ps for BF16 weights with bf16 activations: AVX-512 BF16 + BW present, not forced off. */
 bool detectDp() {
-  if (!gemmActivationsBf16() || isa() != Isa::Avx512) return false;
+  if (isa() != Isa::Avx512) return false;
   const char* force = std::getenv("OPENLORA_GEMM");
   if (force && std::strcmp(force, "avx512") == 0) return false;
   const CpuFeatures& f = cpuFeatures();
@@ -150,14 +145,14 @@ bool useDp() {
   return v;
 }
 
-/** AMX-BF16 tiles for BF16 weights (bf16 activations requested; gemm_amx.h's conditions). */
+/** AMX-BF16 tiles for BF16 weights with bf16 activations (gemm_amx.h's conditions). */
 bool useAmx() {
-  static const bool v = gemmActivationsBf16() && isa() == Isa::Avx512 && amx::usable();
+  static const bool v = isa() == Isa::Avx512 && amx::usable();
   return v;
 }
 
 // ---------------------------------------------------------------------------------------------
-// BF16 weights x bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16), AVX-512 BF16: vdpbf16ps
+// BF16 weights x bf16 activations (gemmPacked's bf16Activations), AVX-512 BF16: vdpbf16ps
 // multiplies 16 pairs (2 input features) per lane, 32 multiply-adds per instruction, twice the
 // fp32 FMA rate. x is converted once per call to pairs [m][ceil(k/2)] (uint32 = two bf16, RNE);
 // the panel's rows i and i+1 (64 contiguous bytes) are interleaved by one vpermw into the
@@ -435,7 +430,7 @@ std::vector<float> PackedMatrix::unpack() const {
 }
 
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
-                int64_t m, float alpha, bool accumulate, const PrefetchRanges* prefetch) {
+                int64_t m, float alpha, bool accumulate, const PrefetchRanges* prefetch, bool bf16Activations) {
   if (m <= 0 || w.empty()) return;
   if (prefetch && prefetch->total == 0) prefetch = nullptr;
   const Isa s = isa();
@@ -445,7 +440,7 @@ void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatri
   thread_local std::vector<float> xrStore;
   const uint32_t* xp = nullptr;
   int64_t ldxp = 0;
-  if (w.type() == DType::BF16 && gemmActivationsBf16()) {
+  if (w.type() == DType::BF16 && bf16Activations) {
     if (useAmx()) {
       ldxp = toBf16Pairs(x, ldx, m, w.cols(), amx::kRows, amx::kPairs, xpStore);
       xp = xpStore.data();
@@ -469,11 +464,6 @@ void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatri
       default: return gemmPanels<int8_t>(s, x, ldx, nullptr, 0, w, scale, y, ldy, m, alpha, accumulate, p0, p1, prefetch);
     }
   });
-}
-
-bool gemmActivationsBf16() {
-  static const bool v = detectBf16Act();
-  return v;
 }
 
 const char* gemmPackedBf16KernelName() {

@@ -103,24 +103,26 @@ struct PrefetchRanges {
  * OPENLORA_GEMM=portable forces the portable kernel, OPENLORA_GEMM=avx2 caps it at AVX2,
  * OPENLORA_GEMM=avx512 keeps the fp32 FMA kernel where vdpbf16ps would run.
  *
- * bf16 activations (opt-in, OPENLORA_CPU_ACTIVATIONS=bfloat16; gemmActivationsBf16()): for BF16
- * weights, x is rounded to bfloat16 (nearest even) before the product, as llama.cpp and PyTorch
- * bf16 inference do. With AMX-BF16 (and the tile permission) the product runs on tiles
+ * bf16Activations (EngineOptions.activationDtype "bfloat16", opt-in): for BF16 weights, x is
+ * rounded to bfloat16 (nearest even) before the product, as llama.cpp and PyTorch bf16 inference
+ * do (vLLM --dtype bfloat16). With AMX-BF16 (and the tile permission) the product runs on tiles
  * (gemm_amx.h); else with AVX-512 BF16 on vdpbf16ps (pairs of input features per step, twice the
  * fp32 FMA rate; an output is one chain over pairs in ascending order); elsewhere the rounded x
  * goes through the fp32 kernels. Every kernel is batch-invariant, none gives another's bits.
- * Relative error vs the fp32-activation product: ~2^-9 per term (the rounding of x).
+ * Relative error vs the fp32-activation product: ~2^-9 per term (the rounding of x). Ignored for
+ * F32 and I8 weights.
  */
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
-                int64_t m, float alpha = 1.0f, bool accumulate = false, const PrefetchRanges* prefetch = nullptr);
+                int64_t m, float alpha = 1.0f, bool accumulate = false, const PrefetchRanges* prefetch = nullptr,
+                bool bf16Activations = false);
 
 /** Kernel family gemmPacked uses here: "avx512", "avx2+fma" or "portable". */
 const char* gemmPackedKernelName();
 
-/** Whether BF16-weight products round their activations to bfloat16 (OPENLORA_CPU_ACTIVATIONS=bfloat16, read once). */
-bool gemmActivationsBf16();
-
-/** Kernel gemmPacked uses for BF16 weights: "amx-bf16", "avx512-bf16-dot" (vdpbf16ps), else gemmPackedKernelName(). */
+/**
+ * Kernel gemmPacked uses for BF16 weights with bf16Activations: "amx-bf16", "avx512-bf16-dot"
+ * (vdpbf16ps), else gemmPackedKernelName() (x rounded, then the fp32 kernels).
+ */
 const char* gemmPackedBf16KernelName();
 
 }  // namespace openlora::cpu

@@ -39,7 +39,7 @@ class LoadModelWorker : public Napi::AsyncWorker {
       chooseBackend(backendRequested_);  // fail fast, before reading the weights
       init_.model = Model::load(dir_, init_.options.quantization);
       init_.forward = makeForwardBackend(backendRequested_, init_.model, init_.options.threads, &init_.backendReason,
-                                        init_.options.threadNice);
+                                        init_.options.threadNice, init_.options.activationDtype == DType::BF16);
       init_.backend = init_.forward->name();
       init_.forward->uploadWeights();  // off the JS thread (CUDA: gigabytes for a big model)
     } catch (const std::exception& e) {
@@ -104,7 +104,7 @@ Napi::Value cudaInfo(const Napi::CallbackInfo& info) {
  * engineDefaults(): the engine's defaults and bounds (engine_options.h), for config/schema.ts to
  * be checked against. Shape: { options: { <EngineOptions field>: {default, min, max} } for every
  * integer option (threads' default is this machine's hardware concurrency), enablePrefixCaching,
- * kvCacheDtype, quantization, backend (string/boolean defaults), kvCacheMemoryFraction
+ * kvCacheDtype, activationDtype, quantization, backend (string/boolean defaults), kvCacheMemoryFraction
  * ({default, min, max}), autoKvCacheCapBytes (the budget where available memory is unknown),
  * maxLogprobs, minEnsembleMembers, maxEnsembleMembers, defaultMaxTokens,
  * cudaMaxLoraRank (the CUDA kernels' rank limit), errorCodes: string[] }.
@@ -133,6 +133,7 @@ Napi::Value engineDefaults(const Napi::CallbackInfo& info) {
   out.Set("options", options);
   out.Set("enablePrefixCaching", d::kEnablePrefixCaching);
   out.Set("kvCacheDtype", "float32");
+  out.Set("activationDtype", "float32");
   out.Set("quantization", "none");
   out.Set("backend", "auto");
   out.Set("autoKvCacheCapBytes", double(d::kAutoKvCacheCapBytes));

@@ -98,7 +98,7 @@ BackendChoice chooseBackend(const std::string& requested) {
 }
 
 std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,
-                                                   int threads, std::string* reason, int threadNice) {
+                                                   int threads, std::string* reason, int threadNice, bool bf16Activations) {
   BackendChoice choice = chooseBackend(requested);
   const std::string gaps = choice.backend == "cuda" ? cudaForwardGaps(model->config()) : "";
   if (!gaps.empty()) {
@@ -110,7 +110,9 @@ std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested,
     choice = {"cpu", "auto: cuda: the CUDA forward does not implement " + gaps + " (" + model->config().architecture + "); using cpu"};
   }
   if (reason) *reason = choice.reason;
-  if (choice.backend == "cpu") return makeCpuForward(std::move(model), threads, threadNice);
+  // NOTE(why): the CUDA forward has its own precision rules (its GEMMs read bf16 activations); the
+  // option only changes the CPU products.
+  if (choice.backend == "cpu") return makeCpuForward(std::move(model), threads, threadNice, bf16Activations);
 #ifdef OPENLORA_WITH_CUDA
   if (choice.backend == "cuda") return makeCudaForward(std::move(model));
 #endif

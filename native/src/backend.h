@@ -117,14 +117,20 @@ class ForwardBackend {
   virtual void forward(const std::vector<BatchEntry>& batch, std::vector<float>* logits) = 0;
 };
 
-/** The CPU backend: cpu::forward (native/cpu/forward.h) on a ThreadPool of `threads` threads (defined in cpu/forward.cc). */
-std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice = 0);
+/**
+ * The CPU backend: cpu::forward (native/cpu/forward.h) on a ThreadPool of `threads` threads
+ * (defined in cpu/forward.cc). bf16Activations: EngineOptions.activationDtype "bfloat16"
+ * (cpu::Workspace::bf16Activations).
+ */
+std::unique_ptr<ForwardBackend> makeCpuForward(std::shared_ptr<const Model> model, int threads, int threadNice = 0,
+                                               bool bf16Activations = false);
 
 /**
  * "cpu" | "cuda" | "auto" (chooseBackend's rule). @throws Error (errors.h) when the backend
  * is not available in this build / on this machine (the message says why).
  */
 std::unique_ptr<ForwardBackend> makeForwardBackend(const std::string& requested, std::shared_ptr<const Model> model,
-                                                   int threads, std::string* reason = nullptr, int threadNice = 0);
+                                                   int threads, std::string* reason = nullptr, int threadNice = 0,
+                                                   bool bf16Activations = false);
 
 }  // namespace openlora

@@ -92,6 +92,12 @@ struct EngineOptions {
   // rounded to nearest even on write, widened exactly by attention). The CUDA backend keeps its
   // device KV in bf16 whatever this says; the value there only sizes the pool.
   DType kvCacheDtype = DType::F32;
+  // Input precision of the CPU products with BF16 weights (vLLM --dtype for a BF16 checkpoint):
+  // F32 (default: activations stay float32, logits within 1e-3 of float32 references), or BF16
+  // (rounded to bfloat16 before each such product, as llama.cpp and PyTorch bf16 inference do: AMX-
+  // BF16 tiles or AVX-512 BF16 vdpbf16ps where the CPU has them, 2x or more the fp32 FMA rate for
+  // prefill and batched decode; logits move by ~2e-2). cpu::gemmPacked; the CUDA forward ignores it.
+  DType activationDtype = DType::F32;
 };
 
 /**

@@ -91,6 +91,15 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
     if (!parseKvCacheDtype(name, &o.kvCacheDtype))
       invalidArgument("EngineOptions.kvCacheDtype", "EngineOptions.kvCacheDtype must be \"float32\" or \"bfloat16\", got \"" + name + "\"");
   }
+  // Input precision of the CPU's BF16-weight products: "float32" (default) or "bfloat16".
+  Napi::Value ad = obj.Get("activationDtype");
+  if (!ad.IsUndefined()) {
+    if (!ad.IsString()) bad("EngineOptions.activationDtype", "\"float32\" or \"bfloat16\"", ad);
+    const std::string name = ad.As<Napi::String>().Utf8Value();
+    if (name != "float32" && name != "bfloat16")
+      invalidArgument("EngineOptions.activationDtype", "EngineOptions.activationDtype must be \"float32\" or \"bfloat16\", got \"" + name + "\"");
+    o.activationDtype = name == "bfloat16" ? DType::BF16 : DType::F32;
+  }
   Napi::Value pc = obj.Get("enablePrefixCaching");
   if (!pc.IsUndefined() && !pc.IsBoolean()) bad("EngineOptions.enablePrefixCaching", "a boolean", pc);
   if (pc.IsBoolean()) o.enablePrefixCaching = pc.As<Napi::Boolean>().Value();

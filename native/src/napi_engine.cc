@@ -196,6 +196,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("quantization", quantizationName(e.model().quantization()));
     o.Set("maxLoraRank", e.options().maxLoraRank);
     o.Set("kvCacheDtype", kvCacheDtypeName(e.options().kvCacheDtype));
+    o.Set("activationDtype", e.options().activationDtype == DType::BF16 ? "bfloat16" : "float32");
     o.Set("kvCacheBytes", double(e.options().kvCacheBytes));
     o.Set("numKvBlocks", e.options().numKvBlocks);
     return o;

@@ -70,10 +70,10 @@ Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantiza
 }
 
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m, bool accumulate,
-            const cpu::PrefetchRanges* prefetch) {
+            const cpu::PrefetchRanges* prefetch, bool bf16Activations) {
   // NOTE(why): the quantized kernels take no prefetch ranges yet: LoRA prefetch applies to float weights only.
   if (w.quantized()) cpu::gemmQuant(pool, x, ldx, w.q, y, ldy, m, 1.0f, accumulate);
-  else cpu::gemmPacked(pool, x, ldx, w.w, nullptr, y, ldy, m, 1.0f, accumulate, prefetch);
+  else cpu::gemmPacked(pool, x, ldx, w.w, nullptr, y, ldy, m, 1.0f, accumulate, prefetch, bf16Activations);
 }
 
 }  // namespace openlora

@@ -48,8 +48,8 @@ test('the other engine defaults agree: backend, prefix caching, quantization, KV
   const d = engineDefaults();
   const c = EngineOptionsSchema.parse({});
   assert.deepEqual(
-    [c.backend, c.enablePrefixCaching, c.quantization, c.kvCacheDtype],
-    [d.backend, d.enablePrefixCaching, d.quantization, d.kvCacheDtype],
+    [c.backend, c.enablePrefixCaching, c.quantization, c.kvCacheDtype, c.activationDtype],
+    [d.backend, d.enablePrefixCaching, d.quantization, d.kvCacheDtype, d.activationDtype],
   );
 });
 

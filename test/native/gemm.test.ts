@@ -26,8 +26,9 @@ interface CheckOutput {
 }
 
 function runCheck(kernel: string, activations = ''): CheckOutput {
-  const env = { ...process.env, OPENLORA_GEMM: kernel, OPENLORA_CPU_ACTIVATIONS: activations };
-  const r = spawnSync(exe, [], { env, encoding: 'utf8', timeout: 300_000 });
+  const env = { ...process.env, OPENLORA_GEMM: kernel };
+  const args = activations === 'bfloat16' ? ['--bf16-activations'] : [];
+  const r = spawnSync(exe, args, { env, encoding: 'utf8', timeout: 300_000 });
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout) as CheckOutput;
 }
@@ -60,7 +61,7 @@ const cpuFlags = (() => {
 const hasBf16Dot = cpuFlags.has('avx512_bf16') && cpuFlags.has('avx512bw');
 const missingAmx = ['amx_tile', 'amx_bf16', 'avx512bw'].filter((f) => !cpuFlags.has(f));
 
-test('bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16): every kernel matches the reference on bf16-rounded x, batch-invariant; AVX-512 and AVX2 FMA bit-identical', (t) => {
+test('bf16 activations (activationDtype "bfloat16"): every kernel matches the reference on bf16-rounded x, batch-invariant; AVX-512 and AVX2 FMA bit-identical', (t) => {
   const digests = new Map<string, string>();
   for (const kernel of ['avx512', 'avx2', 'portable']) {
     const out = runCheck(kernel, 'bfloat16');

@@ -51,11 +51,18 @@ test('the portable GEMM fallback matches the reference too', () => {
   assert.ok(err < 1e-3, `portable kernel max error ${err}`);
 });
 
-test('bf16 activations (OPENLORA_CPU_ACTIVATIONS=bfloat16, opt-in) stay within 5e-2 of the float32 reference', () => {
+test('activationDtype "bfloat16" (opt-in) stays within 5e-2 of the float32 reference, and is refused misspelled', async () => {
   // NOTE(why): rounding every product's input to bf16 moves the demo model's logits by up to
   // ~2.5e-2 (openlora-cli check, 2026-12-06); the float32 path's 1e-3 does not apply to this mode.
-  const got = childLastLogits({ OPENLORA_CPU_ACTIVATIONS: 'bfloat16' });
-  const err = maxErr(got, prompt.results.base.last_logits);
-  assert.ok(err < 5e-2, `bf16-activation max error ${err}`);
-  assert.ok(err > 1e-5, `bf16-activation logits equal float32's (${err}): the mode did not take effect`);
+  const engine = await Engine.load(modelDir, { threads: 2, activationDtype: 'bfloat16' });
+  try {
+    assert.equal(engine.info().activationDtype, 'bfloat16');
+    const out = await engine.forward(prompt.input_ids, []);
+    const err = maxErr(out.logits.subarray((out.numTokens - 1) * out.vocabSize), prompt.results.base.last_logits);
+    assert.ok(err < 5e-2, `bf16-activation max error ${err}`);
+    assert.ok(err > 1e-5, `bf16-activation logits equal float32's (${err}): the option did not take effect`);
+  } finally {
+    await engine.dispose();
+  }
+  await assert.rejects(Engine.load(modelDir, { activationDtype: 'fp16' as 'bfloat16' }), /EngineOptions\.activationDtype/);
 });

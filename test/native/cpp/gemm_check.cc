@@ -2,8 +2,9 @@
 // reference on random shapes (odd n and k, 1-70 rows, 1-3 threads, alpha, scales, accumulate),
 // and that a row's result does not depend on the other rows of the batch (bit for bit).
 // Prints one JSON line: {"cases", "failures", "maxRelErr", "kernel", "digest"}; the digest (a hash
-// of every output bit) lets the caller compare instruction sets. With OPENLORA_CPU_ACTIVATIONS=bfloat16
-// the BF16 cases are checked against the reference on bf16-rounded x. Built and run by gemm.test.ts.
+// of every output bit) lets the caller compare instruction sets. With the argument --bf16-activations
+// (gemmPacked's bf16Activations, EngineOptions.activationDtype "bfloat16") the BF16 cases are
+// checked against the reference on bf16-rounded x. Built and run by gemm.test.ts.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -29,7 +30,8 @@ void hashFloats(const std::vector<float>& v) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool bf16Act = argc > 1 && std::strcmp(argv[1], "--bf16-activations") == 0;
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
   int cases = 0, failures = 0;
@@ -57,10 +59,9 @@ int main() {
             pm = PackedMatrix::fromF32(w.data(), n, k, type == 0 ? DType::F32 : DType::BF16);
             if (type == 1) w = pm.unpack();  // reference on the bf16-rounded weights
           }
-          // bf16-activation mode (OPENLORA_CPU_ACTIVATIONS=bfloat16): BF16-weight products see x
-          // rounded to bf16, so the reference does too.
+          // bf16-activation mode: BF16-weight products see x rounded to bf16, so the reference does too.
           std::vector<float> xref = x;
-          if (type == 1 && gemmActivationsBf16()) {
+          if (type == 1 && bf16Act) {
             for (auto& v : xref) v = bf16ToFloat(floatToBf16(v));
           }
           const float* sc = type == 2 ? scale.data() : nullptr;
@@ -70,7 +71,7 @@ int main() {
           std::vector<float> y(size_t(m) * ldy), y0(size_t(m) * ldy);
           for (auto& v : y0) v = uni(rng);
           y = y0;
-          gemmPacked(pool, x.data(), ldx, pm, sc, y.data(), ldy, m, alpha, accumulate);
+          gemmPacked(pool, x.data(), ldx, pm, sc, y.data(), ldy, m, alpha, accumulate, nullptr, bf16Act);
           hashFloats(y);
           bool ok = true;
           for (int t = 0; t < m && ok; t++) {
@@ -92,7 +93,7 @@ int main() {
           for (int t = 0; t < m && ok; t += 7) {
             std::vector<float> one(static_cast<size_t>(ldy));
             std::copy(y0.begin() + size_t(t) * ldy, y0.begin() + size_t(t + 1) * ldy, one.begin());
-            gemmPacked(pool, x.data() + size_t(t) * ldx, ldx, pm, sc, one.data(), ldy, 1, alpha, accumulate);
+            gemmPacked(pool, x.data() + size_t(t) * ldx, ldx, pm, sc, one.data(), ldy, 1, alpha, accumulate, nullptr, bf16Act);
             if (std::memcmp(one.data(), y.data() + size_t(t) * ldy, size_t(n) * 4) != 0) ok = false;
           }
           // Unpacking returns the stored weights.
@@ -107,7 +108,7 @@ int main() {
     }
   }
   std::printf("{\"cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"kernel\": \"%s\", \"bf16Kernel\": \"%s\", \"bf16Act\": %s, \"digest\": \"%016llx\"}\n",
-              cases, failures, maxRel, gemmPackedKernelName(), gemmPackedBf16KernelName(), gemmActivationsBf16() ? "true" : "false",
+              cases, failures, maxRel, gemmPackedKernelName(), gemmPackedBf16KernelName(), bf16Act ? "true" : "false",
               (unsigned long long)digest);
   return failures == 0 ? 0 : 1;
 }
