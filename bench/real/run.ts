@@ -42,6 +42,7 @@ const { values: o } = parseArgs({
     'slora-adapters': { type: 'string', default: '16,100,1000' },
     'gguf-type': { type: 'string', default: 'f16' },
     'activation-dtype': { type: 'string', default: 'float32' },
+    quantization: { type: 'string', default: 'none' },
     'no-llamacpp': { type: 'boolean' },
     'max-seconds': { type: 'string', default: '600' },
     json: { type: 'string' },
@@ -90,7 +91,9 @@ const base = path.basename(model.dir);
 const { parseConfig } = await import('../../config/load.ts');
 const activationDtype = o['activation-dtype'] as 'float32' | 'bfloat16';
 if (activationDtype !== 'float32' && activationDtype !== 'bfloat16') throw new Error(`--activation-dtype expects float32 or bfloat16, got ${activationDtype}`);
-const engine = { threads, maxLoras: ENGINE_SLOTS, maxLoraRank: 64, maxNumSeqs: 64, activationDtype };
+const quantization = o.quantization as 'none' | 'int8' | 'int4';
+if (!['none', 'int8', 'int4'].includes(quantization)) throw new Error(`--quantization expects none, int8 or int4, got ${quantization}`);
+const engine = { threads, maxLoras: ENGINE_SLOTS, maxLoraRank: 64, maxNumSeqs: 64, activationDtype, quantization };
 const config = parseConfig({ models: [{ name: base, path: model.dir, adapterDirs: [adapters.dir] }], host: '127.0.0.1', port: 0, logLevel: 'silent', engine });
 let child: ChildProcess | undefined;
 let llama: LlamaServer | undefined;
