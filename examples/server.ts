@@ -36,6 +36,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const app = express();
   app.disable('x-powered-by');
   app.use(openlora.router);
+  // Paths outside the router (/v1, /console): an OpenAI-style JSON 404, not Express's HTML page.
+  app.use((req: express.Request, res: express.Response) => {
+    res.status(404).json({
+      error: { message: `Unknown request URL: ${req.method} ${req.originalUrl}.`, type: 'invalid_request_error', param: null, code: 'unknown_url' },
+    });
+  });
   // NOTE: express 5's app.listen passes a listen error to its callback, so use the http server's
   // own events: a port in use must reject with EADDRINUSE, not "resolve" an unbound server.
   const server = createServer(app);

@@ -73,6 +73,15 @@ test('a body that is not sent as JSON → 400 naming the Content-Type header', a
   }
 });
 
+test('a path outside /v1 → a JSON 404 naming the URL (not an HTML page)', async () => {
+  const r = await fetch(srv.url.replace(/\/v1$/, '/health-check?x=1'));
+  const body = await r.json();
+  assert.equal(r.status, 404);
+  assert.match(r.headers.get('content-type') ?? '', /application\/json/);
+  assert.equal(body.error.code, 'unknown_url');
+  assert.match(body.error.message, /GET \/health-check\?x=1/);
+});
+
 test('after all of that the server still serves', async () => {
   const r = await postJson(srv.url, '/chat/completions', chat({ model: 'tiny-shakespeare:romeo', max_tokens: 8 }));
   assert.equal(r.status, 200);
