@@ -72,7 +72,7 @@ export function parseMerge(s: string): AdapterWeight[] | undefined {
     const w = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : NaN;
     if (!name || !Number.isFinite(w) || (at >= 0 && part.slice(at + 1).trim() === '')) {
       throw new InvalidRequestError(
-        `Invalid model composition \`${s}\`: expected ADAPTER@WEIGHT terms joined by "+", e.g. "shout@0.6+whisper@0.4".`,
+        `Invalid model composition \`${s}\`: expected ADAPTER[@WEIGHT] terms joined by "+" (a bare ADAPTER has weight 1), e.g. "shout@0.6+whisper@0.4".`,
         'model',
       );
     }

@@ -36,7 +36,7 @@ test('4xx requests get OpenAI error bodies and the server keeps serving', async 
     { body: { ...ok, stop: ['a', 'b', 'c', 'd', 'e'] }, status: 400, param: 'stop' },
     { body: { ...ok, model: 'gpt-4o' }, status: 404, param: 'model', code: 'model_not_found' },
     { body: { ...ok, model: 'tiny:nope' }, status: 404, param: 'model', code: 'model_not_found', match: /`nope`/ },
-    { body: { ...ok, model: 'tiny:shout@0.5+whisper@x' }, status: 400, param: 'model', match: /ADAPTER@WEIGHT/ },
+    { body: { ...ok, model: 'tiny:shout@0.5+whisper@x' }, status: 400, param: 'model', match: /ADAPTER\[@WEIGHT\] terms .*bare ADAPTER has weight 1/ },
     { body: { ...ok, model: 'tiny', adapters: [{ name: 'shout', weight: 1 }], merge: { strategy: 'ties', density: 0 } }, status: 400, param: 'merge.density', match: /density/ },
     { body: { ...ok, model: 'tiny', adapters: [{ name: 'shout', weight: 1 }], merge: { strategy: 'mystery' } }, status: 400, param: 'merge.strategy' },
     { body: { ...ok, model: 'tiny', adapters: [{ name: 'shout', weight: 1 }], merge: { strategy: 'ensemble' } }, status: 400, param: 'adapters', match: /at least two/ },
