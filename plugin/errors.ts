@@ -174,6 +174,22 @@ export interface OpenAIErrorResponse {
 const GENERIC_MESSAGE = 'The server had an error while processing your request.';
 
 /**
+ * body-parser's strict mode refuses a body that is valid JSON but not an object or array
+ * (`null`, `"x"`, `3`) with a confusing "Unexpected token" message: say what was expected.
+ * @returns the message, or undefined when `body` is not valid JSON at all.
+ */
+function notAnObject(body: unknown): string | undefined {
+  if (typeof body !== 'string') return undefined;
+  try {
+    const v: unknown = JSON.parse(body);
+    const kind = v === null ? 'null' : typeof v === 'string' ? 'a string' : typeof v === 'number' ? 'a number' : typeof v === 'boolean' ? 'a boolean' : undefined;
+    return kind ? `Invalid request body: expected a JSON object, but got ${kind} instead.` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Map any thrown value to an OpenAI error response: OpenLoraError as it says, domain errors
  * through ERROR_TABLE, body-parser's 4xx as they are. Unknown errors become 500
  * `server_error` with a generic message (the detail goes to the log, not the client).
@@ -201,7 +217,7 @@ export function toOpenAIError(err: unknown): OpenAIErrorResponse {
   if (typeof status === 'number' && status >= 400 && status < 500) {
     const message =
       e?.type === 'entity.parse.failed'
-        ? `We could not parse the JSON body of your request. (${e.message ?? 'invalid JSON'})`
+        ? (notAnObject((e as { body?: unknown }).body) ?? `We could not parse the JSON body of your request. (${e.message ?? 'invalid JSON'})`)
         : e?.type === 'entity.too.large'
           ? 'Request body too large.'
           : (e?.message ?? 'Bad request');

@@ -25,7 +25,7 @@ export function describeType(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'an integer' : 'a decimal';
+  if (typeof v === 'number') return !Number.isFinite(v) ? 'a number too large to represent' : Number.isInteger(v) ? 'an integer' : 'a decimal';
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'boolean') return 'a boolean';
   return `a ${typeof v}`;
@@ -89,6 +89,11 @@ function describeIssue(issue: Issue, param: string, received: unknown): string {
       return `Invalid type for '${param}': ${issue.message === 'Invalid input' ? 'it matches none of the accepted types' : issue.message}, but got ${describeType(received)} (${show(received)}) instead.`;
     case 'invalid_format':
       return `Invalid value for '${param}': expected ${issue.format === 'regex' ? 'the format ' + String((issue as { pattern?: string }).pattern) : issue.format}, but got ${show(received)} instead.`;
+    case 'invalid_key': {
+      // A record's key (logit_bias): the key's own issue says what a key must be.
+      const inner = issue.issues[0]?.message;
+      return `Invalid key in '${formatParam(issue.path.slice(0, -1))}': ${inner ?? issue.message}, but got ${show(issue.path[issue.path.length - 1])} instead.`;
+    }
     default:
       return `Invalid value for '${param}': ${issue.message}`;
   }
