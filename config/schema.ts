@@ -113,7 +113,7 @@ export const EngineOptionsSchema = z.strictObject({
   /**
    * Base weights: "none" (as stored, computed in fp32), "int8" (int8 per output channel; lm_head and
    * embedding too) or "int4" (4-bit groups of 32 for the decoder's linear layers, lm_head and
-   * embedding int8); int8/int4 products quantize activations to int8 per 32 values (Q8_0).
+   * embedding too); int8/int4 products quantize activations to int8 per 32 values (Q8_0).
    */
   quantization: z.enum(['none', 'int8', 'int4']).default('none'),
   /** KV-cache element type (vLLM --kv-cache-dtype): "bfloat16" halves KV memory and decode's KV reads. */

@@ -75,8 +75,9 @@ export interface EngineOptions {
    * and the embedding (one matrix when tied) are stored as int8 with one symmetric float32 scale
    * per output row (scale = max|row| / 127). "int4": the seven linear layers 4-bit in groups of
    * 32 with an fp16 scale each (llama.cpp Q4_0's values: w = d (q - 8), d = extreme / -8),
-   * lm_head and embedding int8 as above. Both multiply with activations quantized to int8 per 32
-   * values (llama.cpp Q8_0) and int32 dot products (AVX-512 VNNI / AVX2 / portable, same bits);
+   * lm_head and the embedding too (int8 per row before 2026-12-07). Both multiply with
+   * activations quantized to int8 per 32 values (llama.cpp Q8_0) and int32 dot products
+   * (AVX-512 VNNI / AVX2 / portable, same bits);
    * norms, biases, accumulation and LoRA adapters stay float32 (cpu/gemm_quant.h).
    */
   quantization?: 'none' | 'int8' | 'int4';

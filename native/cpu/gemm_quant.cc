@@ -11,7 +11,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
+
+#include <sys/mman.h>
 
 #include "../src/dtype.h"
 #include "cpu_features.h"
@@ -119,6 +122,37 @@ constexpr int kMaxTileRows = 4;
 
 }  // namespace
 
+namespace {
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kHugeMin = kHugePage;  // smaller blocks hold no aligned huge page: operator new
+}  // namespace
+
+template <typename T>
+void* LargePageAllocator<T>::largePageAlloc(size_t bytes) {
+  if (bytes < kHugeMin) return ::operator new(bytes);
+  const size_t len = (bytes + 4095) & ~size_t(4095);
+  void* m = ::mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) throw std::bad_alloc();
+  // Keep [aligned, aligned + len) and unmap the slack on both sides.
+  const uintptr_t start = reinterpret_cast<uintptr_t>(m), aligned = (start + kHugePage - 1) & ~uintptr_t(kHugePage - 1);
+  if (aligned > start) ::munmap(m, aligned - start);
+  const uintptr_t end = start + len + kHugePage;
+  if (end > aligned + len) ::munmap(reinterpret_cast<void*>(aligned + len), end - (aligned + len));
+#ifdef MADV_HUGEPAGE
+  (void)::madvise(reinterpret_cast<void*>(aligned), len, MADV_HUGEPAGE);
+#endif
+  return reinterpret_cast<void*>(aligned);
+}
+
+template <typename T>
+void LargePageAllocator<T>::largePageFree(void* p, size_t bytes) {
+  if (!p) return;
+  if (bytes < kHugeMin) return ::operator delete(p);
+  ::munmap(p, (bytes + 4095) & ~size_t(4095));
+}
+
+template struct LargePageAllocator<uint8_t>;
+
 uint16_t floatToF16(float x) {
   uint32_t u;
   std::memcpy(&u, &x, 4);
@@ -220,22 +254,27 @@ void gemmQuant(ThreadPool& pool, const float* x, int64_t ldx, const QuantMatrix&
   const int64_t macsPerChunk = std::max<int64_t>(1, m * a.kp * kP * kChunkPanels);
   const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
   pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
-    float acc[kMaxTileRows * kP];
+    float acc[4 * kMaxTileRows * kP];
     const int64_t p1 = std::min(w.panels(), e * kChunkPanels);
     for (int64_t c0 = b * kChunkPanels; c0 < p1; c0 += kChunkPanels) {
       const int64_t c1 = std::min(p1, c0 + kChunkPanels);
       for (int64_t t0 = 0; t0 < m; t0 += kMaxTileRows) {
         const int mr = int(std::min<int64_t>(kMaxTileRows, m - t0));
-        for (int64_t p = c0; p < c1; p++) {
+        for (int64_t p = c0; p < c1;) {
+          // One row of x on AVX2: 4 (else 2) panels per tile when the chunk has them (gemm_quant_simd.cc).
+          const int np = s != Isa::Avx2 || mr > 1 ? 1 : p + 3 < c1 ? 4 : p + 1 < c1 ? 2 : 1;
           if (s == Isa::Avx512) quantTileAvx512(w, a, t0, mr, p, acc);
-          else if (s == Isa::Avx2) quantTileAvx2(w, a, t0, mr, p, acc);
+          else if (s == Isa::Avx2) quantTileAvx2(w, a, t0, mr, p, np, acc);
           else quantTilePortable(w, a, t0, mr, p, acc);
-          const int cols = int(std::min<int64_t>(kP, n - p * kP));
-          for (int r = 0; r < mr; r++) {
-            float* yr = y + (t0 + r) * ldy + p * kP;
-            for (int j = 0; j < cols; j++) {
-              const float v = alpha * (rowScale ? rowScale[p * kP + j] : 1.0f) * acc[r * kP + j];
-              yr[j] = accumulate ? yr[j] + v : v;
+          for (int q = 0; q < np; q++, p++) {
+            const int cols = int(std::min<int64_t>(kP, n - p * kP));
+            for (int r = 0; r < mr; r++) {
+              float* yr = y + (t0 + r) * ldy + p * kP;
+              const float* ar = acc + (q * mr + r) * kP;
+              for (int j = 0; j < cols; j++) {
+                const float v = alpha * (rowScale ? rowScale[p * kP + j] : 1.0f) * ar[j];
+                yr[j] = accumulate ? yr[j] + v : v;
+              }
             }
           }
         }

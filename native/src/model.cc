@@ -47,8 +47,8 @@ void Model::build(const WeightSource& src, Quantization quant) {
   const std::string kvs = "num_key_value_heads * head_dim = " + std::to_string(KV);
   const std::string is = "intermediate_size " + std::to_string(I);
   const std::string ds = "head_dim " + std::to_string(D);
-  auto lin = [&](const std::string& name, int64_t out, int64_t in, const std::string& why, WeightRole role = WeightRole::Layer) {
-    Linear l = makeLinear(src.rows(name, {out, in}, why), out, in, quant, src.dtype(name), role);
+  auto lin = [&](const std::string& name, int64_t out, int64_t in, const std::string& why) {
+    Linear l = makeLinear(src.rows(name, {out, in}, why), out, in, quant, src.dtype(name));
     src.done(name);
     return l;
   };
@@ -66,11 +66,11 @@ void Model::build(const WeightSource& src, Quantization quant) {
   const std::string vs = "vocab_size " + std::to_string(V) + ", " + hs;
   // HF ties lm_head to embed_tokens when tie_word_embeddings; some tied checkpoints omit it.
   // Tied: one matrix is both (the embedding gathers its rows); untied: the embedding is stored
-  // like a head (16-bit as in the file, or int8 per row when quantized), never as float32.
+  // like a head (16-bit as in the file, or quantized as the head), never as float32.
   tiedHead_ = c.tieWordEmbeddings || !src.has(hf::kLmHead);
   {
     const std::string name = hf::kEmbedTokens;
-    Linear e = makeLinear(src.rows(name, {V, H}, vs), V, H, quant, src.dtype(name), WeightRole::Head);
+    Linear e = makeLinear(src.rows(name, {V, H}, vs), V, H, quant, src.dtype(name));
     src.done(name);
     if (tiedHead_) head_ = std::move(e);
     else embed_ = std::move(e);
@@ -124,7 +124,7 @@ void Model::build(const WeightSource& src, Quantization quant) {
     w.bDown = bias(hf::linearBias(l, LoraModule::Down), c.mlpBias, H, hs);
   }
   finalNorm_ = norm(hf::kFinalNorm, H, hs);
-  if (!tiedHead_) head_ = lin(hf::kLmHead, V, H, vs, WeightRole::Head);
+  if (!tiedHead_) head_ = lin(hf::kLmHead, V, H, vs);
 }
 
 std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {

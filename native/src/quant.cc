@@ -50,23 +50,22 @@ float Linear::q8Scale(int64_t r) const {
   return s;
 }
 
-Linear makeLinear(const cpu::PackedMatrix::RowReader& read, int64_t out, int64_t in, Quantization quant, DType source,
-                  WeightRole role) {
+Linear makeLinear(const cpu::PackedMatrix::RowReader& read, int64_t out, int64_t in, Quantization quant, DType source) {
   Linear l;
   l.out = out;
   l.in = in;
   if (quant == Quantization::None) {
     l.w = cpu::PackedMatrix::fromRows(out, in, source == DType::BF16 ? DType::BF16 : DType::F32, read);
   } else {
-    const bool q4 = quant == Quantization::Int4 && role == WeightRole::Layer;
-    l.q = cpu::QuantMatrix::quantize(q4 ? cpu::QuantFormat::Q4 : cpu::QuantFormat::Q8, out, in, read);
+    const cpu::QuantFormat f = quant == Quantization::Int4 ? cpu::QuantFormat::Q4 : cpu::QuantFormat::Q8;
+    l.q = cpu::QuantMatrix::quantize(f, out, in, read);
   }
   return l;
 }
 
-Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source, WeightRole role) {
+Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source) {
   return makeLinear([&](int64_t r0, int64_t count, float* dst) { std::memcpy(dst, w.data() + r0 * in, size_t(count * in) * 4); },
-                    out, in, quant, source, role);
+                    out, in, quant, source);
 }
 
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m, bool accumulate,

@@ -16,18 +16,20 @@ namespace openlora {
 
 /**
  * Base-weight storage chosen at load (EngineOptions.quantization). Int8: the decoder's linear
- * layers and lm_head (and the embedding, which a tied head shares) int8 per row; Int4: the
- * decoder's linear layers 4-bit in groups of 32 (Q4_0-like), lm_head and the embedding int8 per row
- * (as llama.cpp keeps the output matrix at higher precision than Q4_0).
+ * layers and lm_head (and the embedding, which a tied head shares) int8 per row; Int4: all of them
+ * 4-bit in groups of 32 (Q4_0-like, as llama.cpp's --pure Q4_0).
+ *
+ * NOTE(why): until 2026-12-07 Int4 kept lm_head and the embedding int8 per row (as llama.cpp's
+ * Q4_0 keeps the output matrix at higher precision). At a 128k vocabulary that head was 123 of
+ * the 301 MB of a 360M model, which capped batch-1 decode near 2.9x BF16 at full bandwidth; a
+ * 4-bit head makes it 246 MB. Demo perplexity on the held-out text (bench/perplexity.ts): +0.98%
+ * over float32 with the int8 head, +1.29% with the 4-bit head (the goal is +3%).
  */
 enum class Quantization { None, Int8, Int4 };
 
 /** "none" | "int8" | "int4" → Quantization. @throws Error (errors.h) naming the option for anything else. */
 Quantization parseQuantization(const std::string& s);
 const char* quantizationName(Quantization q);
-
-/** Which matrices get which format. */
-enum class WeightRole { Layer, Head };
 
 /**
  * The weight of one nn.Linear, [out, in]: packed for the float kernels (cpu::PackedMatrix: F32,
@@ -55,14 +57,12 @@ struct Linear {
 
 /**
  * Build a Linear from W [out, in] read through `read` (at most 16 rows at a time: a checkpoint
- * tensor is never widened whole): quantized as `quant` and `role` ask (see Quantization), else
+ * tensor is never widened whole): quantized as `quant` asks (see Quantization), else
  * bfloat16 when source is BF16 (exact), else float32.
  */
-Linear makeLinear(const cpu::PackedMatrix::RowReader& read, int64_t out, int64_t in, Quantization quant, DType source,
-                  WeightRole role = WeightRole::Layer);
+Linear makeLinear(const cpu::PackedMatrix::RowReader& read, int64_t out, int64_t in, Quantization quant, DType source);
 /** As above from a float32 row-major [out, in] vector. */
-Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source = DType::F32,
-                  WeightRole role = WeightRole::Layer);
+Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantization quant, DType source = DType::F32);
 
 /**
  * y = x W^T (+ y when accumulate). @param x [m, in] (row stride ldx); @param y [m, out] (row stride ldy).

@@ -1,7 +1,7 @@
 /**
  * Quantized base weights (EngineOptions.quantization): "int8" (per-row symmetric int8 for the
- * decoder's linear layers, lm_head and embedding) and "int4" (4-bit groups of 32 for the linear
- * layers, int8 head/embedding), both with int8 activations (native/cpu/gemm_quant.h).
+ * decoder's linear layers, lm_head and embedding) and "int4" (4-bit groups of 32 for the same
+ * matrices), both with int8 activations (native/cpu/gemm_quant.h).
  * Fidelity: max |logit - float32 PyTorch reference| (reference.json, base config) and
  * perplexity on the held-out text (the last 10% of the Shakespeare corpus: see
  * test/fixtures/tiny-shakespeare/HELDOUT-PROVENANCE.txt) over the first 12 windows of 256
