@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../src/dtype.h"
+#include "large_pages.h"
 #include "thread_pool.h"
 
 namespace openlora::cpu {
@@ -64,7 +65,7 @@ class PackedMatrix {
  private:
   DType type_ = DType::F32;
   int64_t n_ = 0, k_ = 0;
-  std::vector<uint8_t> data_;  // [panels][k][16] elements
+  std::vector<uint8_t, LargePageAllocator<uint8_t>> data_;  // [panels][k][16] elements, in huge pages (large_pages.h)
 };
 
 /**

@@ -34,7 +34,7 @@ function runCheck(kernel: string, activations = ''): CheckOutput {
 }
 
 before(() => {
-  const src = ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
+  const src = ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
   const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
   assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
 });

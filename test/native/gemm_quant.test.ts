@@ -40,7 +40,7 @@ function runCheck(force: string): CheckOutput {
 }
 
 before(() => {
-  const src = ['test/native/cpp/gemm_quant_check.cc', 'native/cpu/gemm_quant.cc', 'native/cpu/gemm_quant_simd.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
+  const src = ['test/native/cpp/gemm_quant_check.cc', 'native/cpu/gemm_quant.cc', 'native/cpu/gemm_quant_simd.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
   const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
   assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
 });
