@@ -21,8 +21,9 @@ namespace {
 /**
  * One adapted projection of the whole batch: out = in W^T (+ bias) + sum_i w_i s_i B_i (A_i in)
  * per row, in that order of additions. The plan's LoRA terms are grouped first (ws.loraBatch:
- * adapter pairs, prefill rows as segments, decode rows gathered), the product with W prefetches
- * their A / B^T into L2 while it runs, then one sgmv adds them.
+ * adapter pairs, prefill rows as segments, decode rows gathered), then one sgmv adds them after
+ * the product with W (which prefetches their A / B^T while it runs only with
+ * OPENLORA_LORA_PREFETCH=1).
  * in [T, w.in], out [T, w.out] float32; bias [w.out] or empty.
  */
 void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, const Linear& w, const std::vector<float>& bias,
@@ -37,15 +38,19 @@ void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, 
   }
   PrefetchRanges& pf = ws.loraPrefetch;
   pf.clear();
-  // OPENLORA_LORA_PREFETCH=0 turns the prefetch off (for measurements).
+  // OPENLORA_LORA_PREFETCH=1: the base product prefetches the adapters (off by default).
+  // NOTE(why): off by default: with many rows the base product is bound by arithmetic and the bus
+  // idles, but the prefetched lines pass through the L2 that holds the product's own panels and
+  // x, and most are evicted again before the sgmv reads them. On the 2-vCPU Zen 3 (512 KB L2) the
+  // products with the prefetch took longer than the sgmv time it saved, in every module (16
+  // streams x 16 adapters, decode steps alternating on / off in one run: 323 vs 303 ms a step;
+  // bench/results/cpu-2026-12-07-lora-decode.json). sgmv streams the adapters itself (Pf).
   static const bool prefetch = [] {
     const char* v = std::getenv("OPENLORA_LORA_PREFETCH");
-    return !(v && std::string(v) == "0");
+    return v && std::string(v) == "1";
   }();
-  if (!lb.empty()) {
-    lb.finalize();
-    // NOTE(why): with many rows the base product is bound by arithmetic and the bus idles; the
-    // adapters the sgmv below reads (every distinct one, once, from DRAM) arrive meanwhile.
+  if (!lb.empty()) lb.finalize();
+  if (!lb.empty() && prefetch) {
     for (const auto& g : lb.groups()) {
       pf.add(g.a.data, int64_t(g.rank) * inDim * int64_t(dtypeSize(g.a.dtype)));
       pf.add(g.bT.data, int64_t(g.rank) * outDim * int64_t(dtypeSize(g.bT.dtype)));

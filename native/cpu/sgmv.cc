@@ -9,6 +9,7 @@
 
 #include "cpu_features.h"
 #include "dispatch.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
+#include "sgmv_kernels.h"  // Pf, hsum, the expand kernel
 
 namespace openlora::cpu {
 
@@ -116,6 +117,9 @@ void LoraBatch::finalize() {
 
 namespace {
 
+using sgmv_detail::hsum;
+using sgmv_detail::Pf;
+
 constexpr int64_t kRowsPerTask = 16;   // rows of one group per task (prefill segments are split)
 constexpr int64_t kPrefetchLines = 16;   // first cache lines of the next group's A and B^T, asked for at once
 constexpr int64_t kPartsPerThread = 2;  // runs of tasks per pool thread (see sgmv())
@@ -214,44 +218,6 @@ struct F16L {
   static inline float s1(const void* p, int64_t i) { return f16ToFloat(static_cast<const uint16_t*>(p)[i]); }
 };
 
-/** Fixed-order horizontal sum of 8 lanes. */
-OPENLORA_AVX2 inline float hsum(__m256 v) {
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
-}
-
-/**
- * Software prefetch of the next group's A and B^T into L2, paced by the current group's
- * consumption: advance(bytes) issues one prefetch per 64 bytes the kernel has just read, so the
- * next group is in L2 when its task starts (a decode step reads every adapter once, from
- * DRAM: without this, each group's first accesses wait on memory latency and the hardware
- * prefetcher tracks too few streams to keep the bus busy).
- */
-struct Pf {
-  const char* p = nullptr;
-  const char* end = nullptr;
-  const char* p2 = nullptr;
-  const char* end2 = nullptr;
-  int64_t credit = 0;
-  inline void advance(int64_t bytes) {
-    credit += bytes;
-    while (credit >= 64) {
-      credit -= 64;
-      if (p < end) {
-        _mm_prefetch(p, _MM_HINT_T1);
-        p += 64;
-      } else if (p2 < end2) {
-        _mm_prefetch(p2, _MM_HINT_T1);
-        p2 += 64;
-      } else {
-        credit = 0;
-        return;
-      }
-    }
-  }
-};
-
 /**
  * h[i * ld + r0 + q] = x_i . A[r0 + q] for R rows and C rows of A. Each dot product: one 8-lane
  * FMA accumulator over k (ascending), hsum, then the k tail with scalar fma: the same order for
@@ -303,78 +269,6 @@ OPENLORA_AVX2 void shrinkAvx2(const float* const* xs, int64_t n, const void* a, 
   if (n - i == 1) shrinkRowsR<L, 1>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
 }
 
-/**
- * dst_j[:out] (= 0 first when zero[j]) += sum_r coef_j[r] bT[r, :], every element accumulated
- * with FMA over r ascending, whatever n. One row: B^T streamed row by row (contiguous); several
- * rows: 32-column blocks of B^T (rank x 128 B, L1-resident) reused by every row.
- */
-template <class L>
-OPENLORA_AVX2 void expandAvx2(const float* coef, int64_t ld, int64_t n, float* const* dst, const bool* zero, const void* bT,
-                              int rank, int64_t out, Pf& pf, int64_t esz) {
-  if (n == 1) {
-    float* d = dst[0];
-    if (zero[0]) std::fill(d, d + out, 0.0f);
-    for (int r = 0; r < rank; r++) {
-      const __m256 cv = _mm256_broadcast_ss(coef + r);
-      const int64_t o = r * out;
-      int64_t q = 0;
-      for (; q + 32 <= out; q += 32) {
-        const __m256 b0 = L::v8(bT, o + q), b1 = L::v8(bT, o + q + 8), b2 = L::v8(bT, o + q + 16), b3 = L::v8(bT, o + q + 24);
-        _mm256_storeu_ps(d + q, _mm256_fmadd_ps(cv, b0, _mm256_loadu_ps(d + q)));
-        _mm256_storeu_ps(d + q + 8, _mm256_fmadd_ps(cv, b1, _mm256_loadu_ps(d + q + 8)));
-        _mm256_storeu_ps(d + q + 16, _mm256_fmadd_ps(cv, b2, _mm256_loadu_ps(d + q + 16)));
-        _mm256_storeu_ps(d + q + 24, _mm256_fmadd_ps(cv, b3, _mm256_loadu_ps(d + q + 24)));
-        pf.advance(32 * esz);
-      }
-      for (; q + 8 <= out; q += 8) _mm256_storeu_ps(d + q, _mm256_fmadd_ps(cv, L::v8(bT, o + q), _mm256_loadu_ps(d + q)));
-      for (; q < out; q++) d[q] = std::fma(coef[r], L::s1(bT, o + q), d[q]);
-    }
-    return;
-  }
-  int64_t q = 0;
-  for (; q + 32 <= out; q += 32) {
-    pf.advance(32 * esz * rank);
-    for (int64_t j = 0; j < n; j++) {
-      float* d = dst[j] + q;
-      const float* cj = coef + j * ld;
-      __m256 a0, a1, a2, a3;
-      if (zero[j]) {
-        a0 = a1 = a2 = a3 = _mm256_setzero_ps();
-      } else {
-        a0 = _mm256_loadu_ps(d), a1 = _mm256_loadu_ps(d + 8), a2 = _mm256_loadu_ps(d + 16), a3 = _mm256_loadu_ps(d + 24);
-      }
-      for (int r = 0; r < rank; r++) {
-        const __m256 cv = _mm256_broadcast_ss(cj + r);
-        const int64_t o = r * out + q;
-        a0 = _mm256_fmadd_ps(cv, L::v8(bT, o), a0);
-        a1 = _mm256_fmadd_ps(cv, L::v8(bT, o + 8), a1);
-        a2 = _mm256_fmadd_ps(cv, L::v8(bT, o + 16), a2);
-        a3 = _mm256_fmadd_ps(cv, L::v8(bT, o + 24), a3);
-      }
-      _mm256_storeu_ps(d, a0);
-      _mm256_storeu_ps(d + 8, a1);
-      _mm256_storeu_ps(d + 16, a2);
-      _mm256_storeu_ps(d + 24, a3);
-    }
-  }
-  for (; q + 8 <= out; q += 8) {
-    for (int64_t j = 0; j < n; j++) {
-      const float* cj = coef + j * ld;
-      __m256 acc = zero[j] ? _mm256_setzero_ps() : _mm256_loadu_ps(dst[j] + q);
-      for (int r = 0; r < rank; r++) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(cj + r), L::v8(bT, r * out + q), acc);
-      _mm256_storeu_ps(dst[j] + q, acc);
-    }
-  }
-  for (; q < out; q++) {
-    for (int64_t j = 0; j < n; j++) {
-      const float* cj = coef + j * ld;
-      float acc = zero[j] ? 0.0f : dst[j][q];
-      for (int r = 0; r < rank; r++) acc = std::fma(cj[r], L::s1(bT, r * out + q), acc);
-      dst[j][q] = acc;
-    }
-  }
-}
-
 OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
   const LoraBatch::Group& g = c.batch->groups()[size_t(t.g)];
   const int64_t n = t.t1 - t.t0;
@@ -392,11 +286,7 @@ OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
     const float s = c.batch->scales()[size_t(t.t0 + j)];
     for (int r = 0; r < g.rank; r++) h[j * c.ld + r] *= s;
   }
-  switch (g.bT.dtype) {
-    case DType::BF16: expandAvx2<Bf16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, dtypeSize(g.bT.dtype)); break;
-    case DType::F16: expandAvx2<F16L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, dtypeSize(g.bT.dtype)); break;
-    default: expandAvx2<F32L>(h, c.ld, n, dst, zero, g.bT.data, g.rank, c.out, pf, dtypeSize(g.bT.dtype)); break;
-  }
+  sgmv_detail::expandAvx2(h, c.ld, n, dst, zero, g.bT.data, g.bT.dtype, g.rank, c.out, pf);
 }
 
 /** A prefetch cursor over group g's A then B^T, less the first kPrefetchLines of each (already asked for). */

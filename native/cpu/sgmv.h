@@ -23,11 +23,13 @@
 // consumed), so only a run's first group waits on DRAM latency.
 // Decode steps are bound by memory bandwidth (every active adapter is read once per step), so
 // A / B stay in their file dtype when it is 16-bit (BF16 / F16, converted exactly to F32 in
-// registers: half the bytes of F32).
+// registers: half the bytes of F32). The expand (sgmv_expand.cc) keeps one row's sums for 4 rank
+// steps in registers and widens BF16 by a shift or a mask (no shuffle).
 //
 // Determinism: the arithmetic for one row never depends on the other rows of the step. Each dot
 // product and each output element is accumulated in a fixed order (whatever the row's group size
-// or task split). A row with one term is expanded straight into y; a row with several terms has
+// or task split, and whatever the adapter's dtype: an expand sums from 0, then adds to y;
+// sgmv_kernels.h). A row with one term is expanded straight into y; a row with several terms has
 // each term expanded into its own zero-initialised buffer, then added to y in the order the terms
 // were add()ed (not in group order, which depends on the other rows).
 #pragma once

@@ -17,7 +17,7 @@ import { repoRoot } from './helpers.ts';
 const exe = join(mkdtempSync(join(tmpdir(), 'openlora-sgmv-')), 'sgmv_check');
 
 before(() => {
-  const src = ['test/native/cpp/sgmv_check.cc', 'native/cpu/sgmv.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
+  const src = ['test/native/cpp/sgmv_check.cc', 'native/cpu/sgmv.cc', 'native/cpu/sgmv_expand.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
   const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
   assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
 });

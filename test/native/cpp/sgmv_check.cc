@@ -103,8 +103,11 @@ void compare(const std::vector<float>& got, const std::vector<float>& want, doub
   }
 }
 
-/** Demo shapes: (in, out) of q/k/v/o/gate/up/down of the tiny model, plus odd sizes for tails. */
-const int kShapes[][2] = {{256, 256}, {256, 128}, {256, 704}, {704, 256}, {37, 29}, {100, 9}};
+/**
+ * Demo shapes: (in, out) of q/k/v/o/gate/up/down of the tiny model, plus odd sizes for the tails
+ * of the 16-wide BF16 blocks (an 8-wide block, then scalars) and of the 8-wide F32 / F16 ones.
+ */
+const int kShapes[][2] = {{256, 256}, {256, 128}, {256, 704}, {704, 256}, {37, 29}, {100, 9}, {45, 23}};
 
 void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
   for (const auto& shape : kShapes) {
@@ -119,7 +122,7 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
       ad.bT.resize(ad.b.size());
       for (int o = 0; o < out; o++)
         for (int r = 0; r < ad.rank; r++) ad.bT[size_t(r) * out + o] = ad.b[size_t(o) * ad.rank + r];
-      storeAs(ad, DType(i % 3));  // F32, F16, BF16 (values rounded to the dtype)
+      storeAs(ad, DType((i + i / 9) % 3));  // F32, F16, BF16 (values rounded to the dtype), each with every rank
       for (int o = 0; o < out; o++)
         for (int r = 0; r < ad.rank; r++) ad.b[size_t(o) * ad.rank + r] = ad.bT[size_t(r) * out + o];
     }
