@@ -19,46 +19,107 @@ namespace cpu {
 namespace {
 
 /**
- * One adapted projection of the whole batch: out = in W^T (+ bias) + sum_i w_i s_i B_i (A_i in)
- * per row, in that order of additions. The plan's LoRA terms are grouped first (ws.loraBatch:
- * adapter pairs, prefill rows as segments, decode rows gathered), then one sgmv adds them after
- * the product with W (which prefetches their A / B^T while it runs only with
- * OPENLORA_LORA_PREFETCH=1).
- * in [T, w.in], out [T, w.out] float32; bias [w.out] or empty.
+ * fn(rowBegin, rowEnd) over [0, T) rows of `width` floats each: split over the pool when the rows
+ * hold more than ~32k elements (a prefill's norms, SwiGLU and residual adds), else inline (a
+ * decode step's few rows cost less than the hand-over). Per-row ops give the same bits either way.
  */
-void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, const Linear& w, const std::vector<float>& bias,
-                float* out, int64_t T, ThreadPool& pool, Workspace& ws) {
-  const int64_t inDim = w.in, outDim = w.out;
-  const LoraSpan* begin = plan.spansBegin(layer, m);
-  const LoraSpan* end = plan.spansEnd(layer, m);
-  LoraBatch& lb = ws.loraBatch;
-  lb.clear();
-  for (const LoraSpan* sp = begin; sp != end; ++sp) {
-    lb.add(sp->pair->a.data(), sp->pair->bT.data(), sp->pair->rank, sp->rowBegin, sp->rowEnd, sp->scale);
-  }
-  PrefetchRanges& pf = ws.loraPrefetch;
-  pf.clear();
-  // OPENLORA_LORA_PREFETCH=1: the base product prefetches the adapters (off by default).
+template <typename Fn>
+void forRows(ThreadPool& pool, int64_t T, int64_t width, Fn&& fn) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(32) * 1024 + width - 1) / std::max<int64_t>(1, width));
+  if (T <= grain) return fn(int64_t(0), T);
+  pool.parallelFor(T, grain, fn);
+}
+
+/** x[i] += d[i] over rows [b, e) of width n (the residual connection). */
+void addRows(float* x, const float* d, int64_t b, int64_t e, int64_t n) {
+  for (int64_t i = b * n; i < e * n; i++) x[i] += d[i];
+}
+
+/** OPENLORA_LORA_PREFETCH=1: the base products prefetch the adapters (off by default). */
+bool loraPrefetch() {
   // NOTE(why): off by default: with many rows the base product is bound by arithmetic and the bus
   // idles, but the prefetched lines pass through the L2 that holds the product's own panels and
   // x, and most are evicted again before the sgmv reads them. On the 2-vCPU Zen 3 (512 KB L2) the
   // products with the prefetch took longer than the sgmv time it saved, in every module (16
   // streams x 16 adapters, decode steps alternating on / off in one run: 323 vs 303 ms a step;
   // bench/results/cpu-2026-12-07-lora-decode.json). sgmv streams the adapters itself (Pf).
-  static const bool prefetch = [] {
+  static const bool on = [] {
     const char* v = std::getenv("OPENLORA_LORA_PREFETCH");
     return v && std::string(v) == "1";
   }();
+  return on;
+}
+
+/**
+ * Group module m's LoRA terms of this step into ws.loraBatch (adapter pairs, prefill rows as
+ * segments, decode rows gathered). Returns whether there are any.
+ */
+bool gatherAdapters(const StepPlan& plan, int layer, LoraModule m, Workspace& ws) {
+  LoraBatch& lb = ws.loraBatch;
+  lb.clear();
+  for (const LoraSpan* sp = plan.spansBegin(layer, m); sp != plan.spansEnd(layer, m); ++sp) {
+    lb.add(sp->pair->a.data(), sp->pair->bT.data(), sp->pair->rank, sp->rowBegin, sp->rowEnd, sp->scale);
+  }
   if (!lb.empty()) lb.finalize();
-  if (!lb.empty() && prefetch) {
+  return !lb.empty();
+}
+
+/**
+ * One adapted projection of the whole batch: out = in W^T (+ bias) + sum_i w_i s_i B_i (A_i in)
+ * per row, in that order of additions. The plan's LoRA terms are grouped first (gatherAdapters),
+ * then one sgmv adds them after the product with W (which prefetches their A / B^T while it runs
+ * only with OPENLORA_LORA_PREFETCH=1).
+ * in [T, w.in], out [T, w.out] float32; bias [w.out] or empty.
+ */
+void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, const Linear& w, const std::vector<float>& bias,
+                float* out, int64_t T, ThreadPool& pool, Workspace& ws) {
+  const int64_t inDim = w.in, outDim = w.out;
+  const bool adapted = gatherAdapters(plan, layer, m, ws);
+  LoraBatch& lb = ws.loraBatch;
+  PrefetchRanges& pf = ws.loraPrefetch;
+  pf.clear();
+  const bool prefetch = adapted && loraPrefetch();
+  if (prefetch) {
     for (const auto& g : lb.groups()) {
       pf.add(g.a.data, int64_t(g.rank) * inDim * int64_t(dtypeSize(g.a.dtype)));
       pf.add(g.bT.data, int64_t(g.rank) * outDim * int64_t(dtypeSize(g.bT.dtype)));
     }
   }
-  linear(pool, in, inDim, w, out, outDim, T, false, lb.empty() || !prefetch ? nullptr : &pf, ws.bf16Activations);
+  linear(pool, in, inDim, w, out, outDim, T, false, prefetch ? &pf : nullptr, ws.bf16Activations);
   if (!bias.empty()) addBias(out, outDim, bias.data(), T, outDim);
-  if (!lb.empty()) sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);  // none: costs nothing
+  if (adapted) sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);
+}
+
+/** One projection of projections(): its module, weight, bias and output [T, w->out]. */
+struct ProjectionOut {
+  LoraModule module;
+  const Linear* w;
+  const std::vector<float>* bias;
+  float* out;
+};
+
+/**
+ * Several projections of the same input (q/k/v, gate/up), each as projection() gives it, bit for
+ * bit: the base products run as one parallel job (linearMulti: the threads meet once and share
+ * the small k/v matrices), then each module's bias and LoRA terms. With OPENLORA_LORA_PREFETCH=1
+ * and adapters in the step, one projection() after another (the prefetch rides on each product).
+ */
+void projections(const StepPlan& plan, int layer, const float* in, const ProjectionOut* ps, int count, int64_t T, ThreadPool& pool,
+                 Workspace& ws) {
+  bool anyAdapter = false;
+  for (int j = 0; j < count; j++) anyAdapter = anyAdapter || plan.spansBegin(layer, ps[j].module) != plan.spansEnd(layer, ps[j].module);
+  if (anyAdapter && loraPrefetch()) {
+    for (int j = 0; j < count; j++) projection(plan, layer, ps[j].module, in, *ps[j].w, *ps[j].bias, ps[j].out, T, pool, ws);
+    return;
+  }
+  LinearOutput outs[4];
+  for (int j = 0; j < count; j++) outs[j] = LinearOutput{ps[j].w, ps[j].out, ps[j].w->out};
+  linearMulti(pool, in, ps[0].w->in, outs, count, T, ws.bf16Activations);
+  for (int j = 0; j < count; j++) {
+    const int64_t outDim = ps[j].w->out;
+    if (!ps[j].bias->empty()) addBias(ps[j].out, outDim, ps[j].bias->data(), T, outDim);
+    if (gatherAdapters(plan, layer, ps[j].module, ws)) sgmv(pool, in, ps[0].w->in, ps[0].w->in, ps[j].out, outDim, outDim, ws.loraBatch, ws.loraTmp);
+  }
 }
 
 }  // namespace
@@ -98,10 +159,11 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
   for (int l = 0; l < c.numHiddenLayers; l++) {
     const LayerWeights& w = model.layer(l);
     // --- self-attention block: h = h + o_proj(attn(input_layernorm(h)))
-    rmsNorm(ws.x.data(), w.inputNorm.data(), float(c.rmsNormEps), ws.xn.data(), T, H);
-    projection(plan, l, LoraModule::Q, ws.xn.data(), w.wq, w.bq, ws.q.data(), T, pool, ws);
-    projection(plan, l, LoraModule::K, ws.xn.data(), w.wk, w.bk, ws.k.data(), T, pool, ws);
-    projection(plan, l, LoraModule::V, ws.xn.data(), w.wv, w.bv, ws.v.data(), T, pool, ws);
+    forRows(pool, T, H, [&](int64_t b, int64_t e) { rmsNorm(ws.x.data() + b * H, w.inputNorm.data(), float(c.rmsNormEps), ws.xn.data() + b * H, e - b, H); });
+    const ProjectionOut qkv[3] = {{LoraModule::Q, &w.wq, &w.bq, ws.q.data()},
+                                  {LoraModule::K, &w.wk, &w.bk, ws.k.data()},
+                                  {LoraModule::V, &w.wv, &w.bv, ws.v.data()}};
+    projections(plan, l, ws.xn.data(), qkv, 3, T, pool, ws);
     if (c.qkNorm) {  // Qwen3Attention / Gemma3Attention: q_norm, k_norm over each head's head_dim, before RoPE
       rmsNorm(ws.q.data(), w.qNorm.data(), float(c.rmsNormEps), ws.q.data(), T * c.numAttentionHeads, c.headDim);
       rmsNorm(ws.k.data(), w.kNorm.data(), float(c.rmsNormEps), ws.k.data(), T * c.numKeyValueHeads, c.headDim);
@@ -139,19 +201,26 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
                         AttentionScores{c.attnScale, c.attnSoftcap});
     projection(plan, l, LoraModule::O, ws.attn.data(), w.wo, w.bo, ws.proj.data(), T, pool, ws);
     // Gemma2DecoderLayer: h = h + post_attention_layernorm(attn(...)).
-    if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
-    for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
+    forRows(pool, T, H, [&](int64_t b, int64_t e) {
+      if (c.gemmaNorms) rmsNorm(ws.proj.data() + b * H, w.postNorm.data(), float(c.rmsNormEps), ws.proj.data() + b * H, e - b, H);
+      addRows(ws.x.data(), ws.proj.data(), b, e, H);
+    });
 
     // --- MLP block: h = h + down_proj(act(gate_proj(x)) * up_proj(x)), x = post_attention_layernorm(h)
     // (Gemma: x = pre_feedforward_layernorm(h), and post_feedforward_layernorm on the MLP output).
-    rmsNorm(ws.x.data(), (c.gemmaNorms ? w.preFfnNorm : w.postNorm).data(), float(c.rmsNormEps), ws.xn.data(), T, H);
-    projection(plan, l, LoraModule::Gate, ws.xn.data(), w.wGate, w.bGate, ws.gate.data(), T, pool, ws);
-    projection(plan, l, LoraModule::Up, ws.xn.data(), w.wUp, w.bUp, ws.up.data(), T, pool, ws);
-    if (c.hiddenAct == Activation::GeluTanh) geluTanhMul(ws.gate.data(), ws.up.data(), T * I);
-    else siluMul(ws.gate.data(), ws.up.data(), T * I);
+    const float* ffnNorm = (c.gemmaNorms ? w.preFfnNorm : w.postNorm).data();
+    forRows(pool, T, H, [&](int64_t b, int64_t e) { rmsNorm(ws.x.data() + b * H, ffnNorm, float(c.rmsNormEps), ws.xn.data() + b * H, e - b, H); });
+    const ProjectionOut gateUp[2] = {{LoraModule::Gate, &w.wGate, &w.bGate, ws.gate.data()}, {LoraModule::Up, &w.wUp, &w.bUp, ws.up.data()}};
+    projections(plan, l, ws.xn.data(), gateUp, 2, T, pool, ws);
+    forRows(pool, T, I, [&](int64_t b, int64_t e) {
+      if (c.hiddenAct == Activation::GeluTanh) geluTanhMul(ws.gate.data() + b * I, ws.up.data() + b * I, (e - b) * I);
+      else siluMul(ws.gate.data() + b * I, ws.up.data() + b * I, (e - b) * I);
+    });
     projection(plan, l, LoraModule::Down, ws.gate.data(), w.wDown, w.bDown, ws.proj.data(), T, pool, ws);
-    if (c.gemmaNorms) rmsNorm(ws.proj.data(), w.postFfnNorm.data(), float(c.rmsNormEps), ws.proj.data(), T, H);
-    for (int64_t i = 0; i < T * H; i++) ws.x[size_t(i)] += ws.proj[size_t(i)];
+    forRows(pool, T, H, [&](int64_t b, int64_t e) {
+      if (c.gemmaNorms) rmsNorm(ws.proj.data() + b * H, w.postFfnNorm.data(), float(c.rmsNormEps), ws.proj.data() + b * H, e - b, H);
+      addRows(ws.x.data(), ws.proj.data(), b, e, H);
+    });
   }
   for (const BatchEntry& e : batch) e.kv->setLength(e.startPos + e.numTokens);
 

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -353,6 +354,64 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
   }
 }
 
+/**
+ * The products `ps` (each W of x's width, one type per product) as one parallel job over the
+ * concatenation of their panel chunks: gemmPacked for count 1, gemmPackedMulti otherwise.
+ */
+void gemmMany(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct* ps, int count, int64_t m, float alpha, bool accumulate,
+              const PrefetchRanges* prefetch, bool bf16Activations) {
+  const Isa s = isa();
+  const int64_t k = ps[0].w->cols();
+  bool anyBf16 = false;
+  for (int j = 0; j < count; j++) anyBf16 = anyBf16 || ps[j].w->type() == DType::BF16;
+  // bf16 activations for BF16 weights: vdpbf16ps on pairs, or x rounded then the fp32 kernels.
+  // NOTE(why): thread_local buffers referenced by the lambda (workers see the caller's).
+  thread_local std::vector<uint32_t> xpStore;
+  thread_local std::vector<float> xrStore;
+  const uint32_t* xp = nullptr;
+  const float* xr = x;
+  int64_t ldxp = 0, ldxr = ldx;
+  if (anyBf16 && bf16Activations) {
+    if (useAmx()) {
+      ldxp = toBf16Pairs(x, ldx, m, k, amx::kRows, amx::kPairs, xpStore);
+      xp = xpStore.data();
+    } else if (useDp()) {
+      ldxp = toBf16Pairs(x, ldx, m, k, 1, 1, xpStore);
+      xp = xpStore.data();
+    } else {
+      roundBf16(x, ldx, m, k, xrStore);
+      xr = xrStore.data();
+      ldxr = k;
+    }
+  }
+  // Chunk c of the job: product j with first[j] <= c < first[j + 1], its panels from (c - first[j]) * kChunkPanels.
+  std::vector<int64_t> first(size_t(count) + 1, 0);
+  int64_t* fst = first.data();
+  for (int j = 0; j < count; j++) fst[j + 1] = fst[j] + (ps[j].w->panels() + kChunkPanels - 1) / kChunkPanels;
+  const int64_t chunks = fst[count];
+  const int64_t macsPerChunk = std::max<int64_t>(1, m * k * kP * kChunkPanels);
+  const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
+  pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
+    for (int j = 0; j < count && b < e; j++) {
+      if (b >= fst[j + 1]) continue;
+      const PackedProduct& pr = ps[j];
+      const PackedMatrix& w = *pr.w;
+      const int64_t cEnd = std::min(e, fst[j + 1]);
+      const int64_t p0 = (b - fst[j]) * kChunkPanels, p1 = std::min(w.panels(), (cEnd - fst[j]) * kChunkPanels);
+      b = cEnd;
+      const bool bf16w = w.type() == DType::BF16;
+      // Rounded x only feeds BF16 weights (F32 / I8 weights ignore bf16Activations).
+      const float* xj = bf16w ? xr : x;
+      const int64_t ldxj = bf16w ? ldxr : ldx;
+      switch (w.type()) {
+        case DType::F32: gemmPanels<float>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch); break;
+        case DType::BF16: gemmPanels<uint16_t>(s, xj, ldxj, xp, ldxp, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch); break;
+        default: gemmPanels<int8_t>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch); break;
+      }
+    }
+  });
+}
+
 }  // namespace
 
 PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, DType storage) {
@@ -433,37 +492,19 @@ void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatri
                 int64_t m, float alpha, bool accumulate, const PrefetchRanges* prefetch, bool bf16Activations) {
   if (m <= 0 || w.empty()) return;
   if (prefetch && prefetch->total == 0) prefetch = nullptr;
-  const Isa s = isa();
-  // bf16 activations for BF16 weights: vdpbf16ps on pairs, or x rounded then the fp32 kernels.
-  // NOTE(why): thread_local buffers referenced by the lambda (workers see the caller's).
-  thread_local std::vector<uint32_t> xpStore;
-  thread_local std::vector<float> xrStore;
-  const uint32_t* xp = nullptr;
-  int64_t ldxp = 0;
-  if (w.type() == DType::BF16 && bf16Activations) {
-    if (useAmx()) {
-      ldxp = toBf16Pairs(x, ldx, m, w.cols(), amx::kRows, amx::kPairs, xpStore);
-      xp = xpStore.data();
-    } else if (useDp()) {
-      ldxp = toBf16Pairs(x, ldx, m, w.cols(), 1, 1, xpStore);
-      xp = xpStore.data();
-    } else {
-      roundBf16(x, ldx, m, w.cols(), xrStore);
-      x = xrStore.data();
-      ldx = w.cols();
-    }
+  const PackedProduct one{&w, scale, y, ldy};
+  gemmMany(pool, x, ldx, &one, 1, m, alpha, accumulate, prefetch, bf16Activations);
+}
+
+void gemmPackedMulti(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct* products, int count, int64_t m,
+                     bool bf16Activations) {
+  for (int j = 1; j < count; j++) {
+    if (products[j].w->cols() != products[0].w->cols())
+      throw std::invalid_argument("gemmPackedMulti: every weight must have x's width (" + std::to_string(products[0].w->cols()) + "), got " +
+                                  std::to_string(products[j].w->cols()));
   }
-  const int64_t chunks = (w.panels() + kChunkPanels - 1) / kChunkPanels;
-  const int64_t macsPerChunk = std::max<int64_t>(1, m * w.cols() * kP * kChunkPanels);
-  const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
-  pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
-    const int64_t p0 = b * kChunkPanels, p1 = std::min(w.panels(), e * kChunkPanels);
-    switch (w.type()) {
-      case DType::F32: return gemmPanels<float>(s, x, ldx, nullptr, 0, w, scale, y, ldy, m, alpha, accumulate, p0, p1, prefetch);
-      case DType::BF16: return gemmPanels<uint16_t>(s, x, ldx, xp, ldxp, w, scale, y, ldy, m, alpha, accumulate, p0, p1, prefetch);
-      default: return gemmPanels<int8_t>(s, x, ldx, nullptr, 0, w, scale, y, ldy, m, alpha, accumulate, p0, p1, prefetch);
-    }
-  });
+  if (m <= 0 || count <= 0) return;
+  gemmMany(pool, x, ldx, products, count, m, 1.0f, false, nullptr, bf16Activations);
 }
 
 const char* gemmPackedBf16KernelName() {

@@ -117,6 +117,25 @@ void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatri
                 int64_t m, float alpha = 1.0f, bool accumulate = false, const PrefetchRanges* prefetch = nullptr,
                 bool bf16Activations = false);
 
+/** One product of gemmPackedMulti: y = x W^T * scale, W packed, y [m, w->rows()] with row stride ldy. */
+struct PackedProduct {
+  const PackedMatrix* w = nullptr;
+  const float* scale = nullptr;  // [n] per-output-feature factors, or nullptr for 1
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
+/**
+ * Several products of the same x in one parallel region (the q/k/v projections of a layer, or its
+ * gate/up): y_j = x W_j^T * scale_j for j < count, as gemmPacked (alpha 1, no accumulate, no
+ * prefetch) gives each of them, bit for bit. The panels of all the W_j are handed out as one job,
+ * so small matrices (k/v: 320 rows) no longer leave a thread idle, the threads meet once instead of
+ * `count` times, and bf16Activations rounds x once. Every W_j must have x's width (cols()).
+ * @throws std::invalid_argument when the widths differ.
+ */
+void gemmPackedMulti(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct* products, int count, int64_t m,
+                     bool bf16Activations = false);
+
 /** Kernel family gemmPacked uses here: "avx512", "avx2+fma" or "portable". */
 const char* gemmPackedKernelName();
 

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <string>
 
 
 #include "../src/dtype.h"
@@ -206,49 +207,83 @@ void QuantMatrix::row(int64_t r, float* dst) const {
   }
 }
 
-void gemmQuant(ThreadPool& pool, const float* x, int64_t ldx, const QuantMatrix& w, float* y, int64_t ldy, int64_t m, float alpha,
-               bool accumulate) {
-  if (m <= 0 || w.empty()) return;
+namespace {
+
+/**
+ * The products `ps` (each of x's width and group count) as one parallel job over the
+ * concatenation of their panel chunks, x quantized once: gemmQuant for count 1, gemmQuantMulti
+ * otherwise.
+ */
+void gemmQuantMany(ThreadPool& pool, const float* x, int64_t ldx, const QuantProduct* ps, int count, int64_t m, float alpha, bool accumulate) {
   const Isa s = isa();
+  const QuantMatrix& w0 = *ps[0].w;
   // Reused across calls (no allocation per product). NOTE(why): the workers must see the caller's
   // buffers, so they get a plain reference: naming a thread_local inside the lambda would give
   // each worker its own (empty) one.
   thread_local QuantActs callerActs;
   QuantActs& a = callerActs;
-  quantizeActs(x, ldx, m, w.cols(), w.groups() * kG, &a);
-  const int64_t n = w.rows();
-  const float* rowScale = w.format() == QuantFormat::Q8 ? reinterpret_cast<const float*>(w.scales()) : nullptr;
-  const int64_t chunks = (w.panels() + kChunkPanels - 1) / kChunkPanels;
+  quantizeActs(x, ldx, m, w0.cols(), w0.groups() * kG, &a);
+  std::vector<int64_t> first(size_t(count) + 1, 0);  // chunk c belongs to product j with first[j] <= c < first[j + 1]
+  for (int j = 0; j < count; j++) first[size_t(j) + 1] = first[size_t(j)] + (ps[j].w->panels() + kChunkPanels - 1) / kChunkPanels;
+  const int64_t chunks = first[size_t(count)];
   const int64_t macsPerChunk = std::max<int64_t>(1, m * a.kp * kP * kChunkPanels);
   const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
   pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
     float acc[4 * kMaxTileRows * kP];
-    const int64_t p1 = std::min(w.panels(), e * kChunkPanels);
-    for (int64_t c0 = b * kChunkPanels; c0 < p1; c0 += kChunkPanels) {
-      const int64_t c1 = std::min(p1, c0 + kChunkPanels);
-      for (int64_t t0 = 0; t0 < m; t0 += kMaxTileRows) {
-        const int mr = int(std::min<int64_t>(kMaxTileRows, m - t0));
-        for (int64_t p = c0; p < c1;) {
-          // One row of x on AVX2: 4 (else 2) panels per tile when the chunk has them (gemm_quant_simd.cc).
-          const int np = s != Isa::Avx2 || mr > 1 ? 1 : p + 3 < c1 ? 4 : p + 1 < c1 ? 2 : 1;
-          if (s == Isa::Avx512) quantTileAvx512(w, a, t0, mr, p, acc);
-          else if (s == Isa::Avx2) quantTileAvx2(w, a, t0, mr, p, np, acc);
-          else quantTilePortable(w, a, t0, mr, p, acc);
-          for (int q = 0; q < np; q++, p++) {
-            const int cols = int(std::min<int64_t>(kP, n - p * kP));
-            for (int r = 0; r < mr; r++) {
-              float* yr = y + (t0 + r) * ldy + p * kP;
-              const float* ar = acc + (q * mr + r) * kP;
-              for (int j = 0; j < cols; j++) {
-                const float v = alpha * (rowScale ? rowScale[p * kP + j] : 1.0f) * ar[j];
-                yr[j] = accumulate ? yr[j] + v : v;
+    for (int j = 0; j < count && b < e; j++) {
+      if (b >= first[size_t(j) + 1]) continue;
+      const QuantMatrix& w = *ps[j].w;
+      float* y = ps[j].y;
+      const int64_t ldy = ps[j].ldy, n = w.rows();
+      const float* rowScale = w.format() == QuantFormat::Q8 ? reinterpret_cast<const float*>(w.scales()) : nullptr;
+      const int64_t cEnd = std::min(e, first[size_t(j) + 1]);
+      const int64_t p1 = std::min(w.panels(), (cEnd - first[size_t(j)]) * kChunkPanels);
+      for (int64_t c0 = (b - first[size_t(j)]) * kChunkPanels; c0 < p1; c0 += kChunkPanels) {
+        const int64_t c1 = std::min(p1, c0 + kChunkPanels);
+        for (int64_t t0 = 0; t0 < m; t0 += kMaxTileRows) {
+          const int mr = int(std::min<int64_t>(kMaxTileRows, m - t0));
+          for (int64_t p = c0; p < c1;) {
+            // One row of x on AVX2: 4 (else 2) panels per tile when the chunk has them (gemm_quant_simd.cc).
+            const int np = s != Isa::Avx2 || mr > 1 ? 1 : p + 3 < c1 ? 4 : p + 1 < c1 ? 2 : 1;
+            if (s == Isa::Avx512) quantTileAvx512(w, a, t0, mr, p, acc);
+            else if (s == Isa::Avx2) quantTileAvx2(w, a, t0, mr, p, np, acc);
+            else quantTilePortable(w, a, t0, mr, p, acc);
+            for (int q = 0; q < np; q++, p++) {
+              const int cols = int(std::min<int64_t>(kP, n - p * kP));
+              for (int r = 0; r < mr; r++) {
+                float* yr = y + (t0 + r) * ldy + p * kP;
+                const float* ar = acc + (q * mr + r) * kP;
+                for (int jj = 0; jj < cols; jj++) {
+                  const float v = alpha * (rowScale ? rowScale[p * kP + jj] : 1.0f) * ar[jj];
+                  yr[jj] = accumulate ? yr[jj] + v : v;
+                }
               }
             }
           }
         }
       }
+      b = cEnd;
     }
   });
+}
+
+}  // namespace
+
+void gemmQuant(ThreadPool& pool, const float* x, int64_t ldx, const QuantMatrix& w, float* y, int64_t ldy, int64_t m, float alpha,
+               bool accumulate) {
+  if (m <= 0 || w.empty()) return;
+  const QuantProduct one{&w, y, ldy};
+  gemmQuantMany(pool, x, ldx, &one, 1, m, alpha, accumulate);
+}
+
+void gemmQuantMulti(ThreadPool& pool, const float* x, int64_t ldx, const QuantProduct* products, int count, int64_t m) {
+  for (int j = 1; j < count; j++) {
+    if (products[j].w->cols() != products[0].w->cols())
+      throw std::invalid_argument("gemmQuantMulti: every weight must have x's width (" + std::to_string(products[0].w->cols()) + "), got " +
+                                  std::to_string(products[j].w->cols()));
+  }
+  if (m <= 0 || count <= 0) return;
+  gemmQuantMany(pool, x, ldx, products, count, m, 1.0f, false);
 }
 
 const char* gemmQuantKernelName() {

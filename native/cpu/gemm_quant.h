@@ -83,6 +83,21 @@ class QuantMatrix {
 void gemmQuant(ThreadPool& pool, const float* x, int64_t ldx, const QuantMatrix& w, float* y, int64_t ldy, int64_t m,
                float alpha = 1.0f, bool accumulate = false);
 
+/** One product of gemmQuantMulti: y = x W^T, y [m, w->rows()] with row stride ldy. */
+struct QuantProduct {
+  const QuantMatrix* w = nullptr;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
+/**
+ * Several products of the same x in one parallel region (a layer's q/k/v or gate/up): each y_j as
+ * gemmQuant (alpha 1, no accumulate) gives it, bit for bit, with x quantized once and the panels
+ * of all the W_j handed out as one job. Every W_j must have x's width (cols()).
+ * @throws std::invalid_argument when the widths differ.
+ */
+void gemmQuantMulti(ThreadPool& pool, const float* x, int64_t ldx, const QuantProduct* products, int count, int64_t m);
+
 /** Kernel family gemmQuant uses here: "avx512vnni", "avx2" or "portable". */
 const char* gemmQuantKernelName();
 

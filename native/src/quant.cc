@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "errors.h"
 
@@ -73,6 +75,29 @@ void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w,
   // NOTE(why): the quantized kernels take no prefetch ranges yet: LoRA prefetch applies to float weights only.
   if (w.quantized()) cpu::gemmQuant(pool, x, ldx, w.q, y, ldy, m, 1.0f, accumulate);
   else cpu::gemmPacked(pool, x, ldx, w.w, nullptr, y, ldy, m, 1.0f, accumulate, prefetch, bf16Activations);
+}
+
+void linearMulti(cpu::ThreadPool& pool, const float* x, int64_t ldx, const LinearOutput* outs, int count, int64_t m, bool bf16Activations) {
+  if (count <= 0) return;
+  bool allQuantized = true, allPacked = true;
+  for (int j = 0; j < count; j++) {
+    if (outs[j].w->in != outs[0].w->in)
+      throw std::invalid_argument("linearMulti: every weight must have x's width (" + std::to_string(outs[0].w->in) + "), got " +
+                                  std::to_string(outs[j].w->in));
+    allQuantized = allQuantized && outs[j].w->quantized();
+    allPacked = allPacked && !outs[j].w->quantized();
+  }
+  if (allQuantized) {
+    std::vector<cpu::QuantProduct> ps;
+    for (int j = 0; j < count; j++) ps.push_back({&outs[j].w->q, outs[j].y, outs[j].ldy});
+    cpu::gemmQuantMulti(pool, x, ldx, ps.data(), count, m);
+  } else if (allPacked) {
+    std::vector<cpu::PackedProduct> ps;
+    for (int j = 0; j < count; j++) ps.push_back({&outs[j].w->w, nullptr, outs[j].y, outs[j].ldy});
+    cpu::gemmPackedMulti(pool, x, ldx, ps.data(), count, m, bf16Activations);
+  } else {
+    for (int j = 0; j < count; j++) linear(pool, x, ldx, *outs[j].w, outs[j].y, outs[j].ldy, m, false, nullptr, bf16Activations);
+  }
 }
 
 }  // namespace openlora

@@ -73,4 +73,21 @@ Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantiza
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m,
             bool accumulate = false, const cpu::PrefetchRanges* prefetch = nullptr, bool bf16Activations = false);
 
+/** One product of linearMulti: y = x w^T into y [m, w->out] with row stride ldy. */
+struct LinearOutput {
+  const Linear* w = nullptr;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+
+/**
+ * The products of one x [m, in] (row stride ldx) with several weights of the same width (a
+ * layer's q/k/v, or gate/up) in one parallel region (cpu::gemmPackedMulti / cpu::gemmQuantMulti):
+ * each y as linear() gives it, bit for bit. Weights stored alike (all float-packed, or all
+ * quantized) run as one job; a mix runs one product after another.
+ * @throws std::invalid_argument when the widths differ.
+ */
+void linearMulti(cpu::ThreadPool& pool, const float* x, int64_t ldx, const LinearOutput* outs, int count, int64_t m,
+                 bool bf16Activations = false);
+
 }  // namespace openlora

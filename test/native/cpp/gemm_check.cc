@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "../../../native/cpu/gemm_packed.h"
@@ -105,6 +106,66 @@ int main(int argc, char** argv) {
           }
         }
       }
+    }
+  }
+  // gemmPackedMulti: several weights of x's width (mixed types, 3-704 rows) in one job give each
+  // product's gemmPacked bits; a weight of another width is refused.
+  for (int threads = 1; threads <= 3; threads++) {
+    ThreadPool pool(threads);
+    for (int k : {7, 256}) {
+      for (int m : {1, 5, 16, 70}) {
+        const int ns[4] = {704, 3, 128, 33};
+        std::vector<PackedMatrix> pms;
+        std::vector<std::vector<float>> scales, ys(4), solo(4);
+        for (int j = 0; j < 4; j++) {
+          std::vector<float> w(size_t(ns[j]) * k);
+          for (auto& v : w) v = uni(rng);
+          if (j == 3) {
+            std::vector<int8_t> q(w.size());
+            for (size_t i = 0; i < q.size(); i++) q[i] = int8_t(int(std::lround(w[i] * 127)));
+            pms.push_back(PackedMatrix::fromI8(q.data(), ns[j], k));
+          } else {
+            pms.push_back(PackedMatrix::fromF32(w.data(), ns[j], k, j == 1 ? DType::F32 : DType::BF16));
+          }
+          scales.emplace_back(size_t(ns[j]));
+          for (auto& v : scales.back()) v = 0.01f + std::fabs(uni(rng));
+        }
+        std::vector<float> x(size_t(m) * (k + 1));
+        for (auto& v : x) v = uni(rng);
+        PackedProduct ps[4];
+        for (int j = 0; j < 4; j++) {
+          const float* sc = j == 3 ? scales[size_t(j)].data() : nullptr;
+          ys[size_t(j)].assign(size_t(m) * (ns[j] + 2), 0.0f);
+          solo[size_t(j)] = ys[size_t(j)];
+          ps[j] = PackedProduct{&pms[size_t(j)], sc, ys[size_t(j)].data(), ns[j] + 2};
+          gemmPacked(pool, x.data(), k + 1, pms[size_t(j)], sc, solo[size_t(j)].data(), ns[j] + 2, m, 1.0f, false, nullptr, bf16Act);
+        }
+        gemmPackedMulti(pool, x.data(), k + 1, ps, 4, m, bf16Act);
+        bool ok = true;
+        for (int j = 0; j < 4; j++) ok = ok && std::memcmp(ys[size_t(j)].data(), solo[size_t(j)].data(), ys[size_t(j)].size() * 4) == 0;
+        cases++;
+        if (!ok) {
+          failures++;
+          std::fprintf(stderr, "FAIL multi threads=%d k=%d m=%d\n", threads, k, m);
+        }
+      }
+    }
+  }
+  {
+    ThreadPool pool(2);
+    std::vector<float> w(64 * 8, 0.5f), x(8, 1.0f), y(64 * 2);
+    const PackedMatrix a = PackedMatrix::fromF32(w.data(), 64, 8, DType::F32), b = PackedMatrix::fromF32(w.data(), 8, 64, DType::F32);
+    const PackedProduct ps[2] = {{&a, nullptr, y.data(), 64}, {&b, nullptr, y.data() + 64, 64}};
+    bool threw = false;
+    try {
+      gemmPackedMulti(pool, x.data(), 8, ps, 2, 1);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    cases++;
+    if (!threw) {
+      failures++;
+      std::fprintf(stderr, "FAIL multi: widths 8 and 64 were not refused\n");
     }
   }
   std::printf("{\"cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"kernel\": \"%s\", \"bf16Kernel\": \"%s\", \"bf16Act\": %s, \"digest\": \"%016llx\"}\n",

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "../../../native/cpu/gemm_quant.h"
@@ -117,6 +118,60 @@ int main() {
           if (!ok) failures++;
         }
       }
+    }
+  }
+  // gemmQuantMulti: Q8 and Q4 weights of x's width (3-300 rows) in one job give each product's
+  // gemmQuant bits, x quantized once; a weight of another width is refused.
+  for (int threads = 1; threads <= 3; threads++) {
+    ThreadPool pool(threads);
+    for (int k : {33, 256}) {
+      for (int m : {1, 3, 9}) {
+        const int ns[3] = {300, 3, 64};
+        std::vector<QuantMatrix> qms;
+        for (int j = 0; j < 3; j++) {
+          std::vector<float> w(size_t(ns[j]) * k);
+          for (auto& v : w) v = uni(rng);
+          qms.push_back(QuantMatrix::quantize(j == 1 ? QuantFormat::Q8 : QuantFormat::Q4, ns[j], k, [&](int64_t r0, int64_t count, float* dst) {
+            std::memcpy(dst, w.data() + r0 * k, size_t(count * k) * 4);
+          }));
+        }
+        std::vector<float> x(size_t(m) * k);
+        for (auto& v : x) v = uni(rng);
+        std::vector<std::vector<float>> ys(3), solo(3);
+        QuantProduct ps[3];
+        for (int j = 0; j < 3; j++) {
+          ys[size_t(j)].assign(size_t(m) * ns[j], 0.0f);
+          solo[size_t(j)] = ys[size_t(j)];
+          ps[j] = QuantProduct{&qms[size_t(j)], ys[size_t(j)].data(), ns[j]};
+          gemmQuant(pool, x.data(), k, qms[size_t(j)], solo[size_t(j)].data(), ns[j], m);
+        }
+        gemmQuantMulti(pool, x.data(), k, ps, 3, m);
+        bool ok = true;
+        for (int j = 0; j < 3; j++) ok = ok && std::memcmp(ys[size_t(j)].data(), solo[size_t(j)].data(), ys[size_t(j)].size() * 4) == 0;
+        cases++;
+        if (!ok) {
+          failures++;
+          std::fprintf(stderr, "multi threads %d k %d m %d: not the bits of one product at a time\n", threads, k, m);
+        }
+      }
+    }
+  }
+  {
+    ThreadPool pool(2);
+    std::vector<float> x(64, 1.0f), y(128);
+    const QuantMatrix a = QuantMatrix::quantize(QuantFormat::Q8, 4, 32, [](int64_t, int64_t count, float* dst) { std::fill_n(dst, count * 32, 0.5f); });
+    const QuantMatrix b = QuantMatrix::quantize(QuantFormat::Q8, 2, 64, [](int64_t, int64_t count, float* dst) { std::fill_n(dst, count * 64, 0.5f); });
+    const QuantProduct ps[2] = {{&a, y.data(), 4}, {&b, y.data() + 64, 2}};
+    bool threw = false;
+    try {
+      gemmQuantMulti(pool, x.data(), 64, ps, 2, 1);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    cases++;
+    if (!threw) {
+      failures++;
+      std::fprintf(stderr, "multi: widths 32 and 64 were not refused\n");
     }
   }
   // floatToF16 against exact cases: 1, 65504, 2^-24 (smallest subnormal), 2^-14 (smallest normal), rounding to even.
