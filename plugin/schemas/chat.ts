@@ -2,7 +2,7 @@
  * Zod schema of a `POST /v1/chat/completions` body.
  */
 import { z } from 'zod';
-import { commonFields } from './common.ts';
+import { checkStreamOptions, commonFields } from './common.ts';
 import { checkTools, structuredFields, toolFields } from './structured.ts';
 
 /** OpenAI's bounds: at most 2048 messages per request and 128 tool calls per message. */
@@ -103,6 +103,7 @@ export const ChatCompletionRequestSchema = z
   .superRefine((b, ctx) => {
     checkTools(b, ctx);
     checkToolTurns(b.messages, ctx);
+    checkStreamOptions(b, ctx);
     if (b.top_logprobs != null && b.top_logprobs > 0 && b.logprobs !== true) {
       ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: '`logprobs` must be true when `top_logprobs` is set.' });
     }

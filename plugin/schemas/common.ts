@@ -19,6 +19,20 @@ export const StopSchema = z.union([z.string(), z.array(z.string()).max(MAX_STOP)
 export const AdapterSetSchema = z.array(AdapterWeightSchema).min(1).max(16);
 
 /** Sampling and output fields common to both endpoints. */
+
+/**
+ * logit_bias: token id (a decimal string) -> bias in [-100, 100]. NOTE(why): zod's record skips
+ * an own "__proto__" key (JSON.parse makes one), which would drop it silently: it is refused first,
+ * as any other key that is not a token id.
+ */
+const LogitBiasSchema = z
+  .custom<unknown>()
+  .superRefine((v, ctx) => {
+    if (v !== null && typeof v === 'object' && Object.prototype.hasOwnProperty.call(v, '__proto__')) {
+      ctx.addIssue({ code: 'custom', message: 'expected a token id (decimal integer string) as every key, but got "__proto__" instead.' });
+    }
+  })
+  .pipe(z.record(z.string().regex(/^\d+$/, { error: 'expected a token id (decimal integer string)' }), z.number().min(-100).max(100)));
 export const commonFields = {
   model: z.string().min(1),
   max_tokens: z.number().int().min(1).nullish(),
@@ -32,7 +46,7 @@ export const commonFields = {
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   /** Token id (as a decimal string) → bias in [-100, 100]; ids are checked against the vocabulary at use. */
-  logit_bias: z.record(z.string().regex(/^\d+$/, { error: 'expected a token id (decimal integer string)' }), z.number().min(-100).max(100)).nullish(),
+  logit_bias: LogitBiasSchema.nullish(),
   /**
    * vLLM extension: keep generating past the end-of-sequence tokens (EOS / end of turn) until
    * max_tokens or a stop string; every serving benchmark sends it.
@@ -52,4 +66,14 @@ export const commonFields = {
 export function stopList(stop: string | string[] | null | undefined): string[] {
   if (stop == null) return [];
   return typeof stop === 'string' ? [stop] : stop;
+}
+
+/**
+ * Cross-field check shared by both endpoints (zod superRefine helper): `stream_options` only with
+ * `stream: true`, as OpenAI and vLLM refuse it otherwise (400 naming `stream_options`).
+ */
+export function checkStreamOptions(b: { stream?: boolean | null; stream_options?: unknown }, ctx: z.RefinementCtx): void {
+  if (b.stream_options != null && b.stream !== true) {
+    ctx.addIssue({ code: 'custom', path: ['stream_options'], message: '`stream_options` is only allowed when `stream` is true.' });
+  }
 }

@@ -2,7 +2,7 @@
  * Zod schema of a `POST /v1/completions` body.
  */
 import { z } from 'zod';
-import { commonFields } from './common.ts';
+import { checkStreamOptions, commonFields } from './common.ts';
 import { structuredFields } from './structured.ts';
 
 const TokenIds = z.array(z.number().int().min(0)).min(1);
@@ -23,6 +23,7 @@ export const CompletionRequestSchema = z
     ...structuredFields,
   })
   .superRefine((b, ctx) => {
+    checkStreamOptions(b, ctx);
     if (b.suffix) ctx.addIssue({ code: 'custom', path: ['suffix'], message: 'insertion (suffix) is not supported.' });
     if (b.best_of != null && b.best_of !== (b.n ?? 1)) {
       ctx.addIssue({ code: 'custom', path: ['best_of'], message: 'best_of other than n is not supported.' });

@@ -51,6 +51,15 @@ test('range checks: max_tokens, top_p, penalties, top_logprobs, stop, logit_bias
   assert.equal(refused(ChatCompletionRequestSchema, chat({ stop: [1] })).param, 'stop[0]');
   assert.equal(refused(ChatCompletionRequestSchema, chat({ logit_bias: { '5': 101 } })).param, 'logit_bias.5');
   assert.equal(refused(ChatCompletionRequestSchema, chat({ logit_bias: { abc: 1 } })).param, 'logit_bias.abc');
+  // stream_options only with stream: true (OpenAI and vLLM: 400); null passes.
+  const so = refused(ChatCompletionRequestSchema, chat({ stream_options: { include_usage: true } }));
+  assert.equal(so.param, 'stream_options');
+  assert.equal(ChatCompletionRequestSchema.safeParse(chat({ stream: true, stream_options: { include_usage: true } })).success, true);
+  assert.equal(ChatCompletionRequestSchema.safeParse(chat({ stream: false, stream_options: null })).success, true);
+  // JSON.parse makes "__proto__" an own key, which zod's record would skip: refused, not dropped.
+  const proto = refused(ChatCompletionRequestSchema, chat({ logit_bias: JSON.parse('{"__proto__": 100}') }));
+  assert.equal(proto.param, 'logit_bias');
+  assert.match(proto.message, /token id.*"__proto__"/);
   assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 'x', logprobs: 6 }).param, 'logprobs');
 });
 
