@@ -154,7 +154,12 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   const host = env.OPENLORA_HOST || env.HOST;
   if (host) input.host = host;
   const port = envInt(env, ['OPENLORA_PORT', 'PORT']);
-  if (port !== undefined) input.port = port;
+  if (port !== undefined) {
+    // NOTE(why): checked here, so the error names the variable rather than the defaults' `port`.
+    const key = env.OPENLORA_PORT ? 'OPENLORA_PORT' : 'PORT';
+    if (port > 65535) throw new ConfigError(`environment: ${key}: expected a port number 0..65535, received "${env[key]}"`);
+    input.port = port;
+  }
   if (env.OPENLORA_LOG_LEVEL) input.logLevel = env.OPENLORA_LOG_LEVEL;
   applyAdapterEnv(input, env);
   return parseConfig(input, source, baseDir);

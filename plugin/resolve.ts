@@ -69,7 +69,11 @@ export function parseMerge(s: string): AdapterWeight[] | undefined {
     const name = at < 0 ? part : part.slice(0, at);
     // Decimal numbers only (Number() would also take "0x10", "0b1", " 1 ").
     const text = at < 0 ? '1' : part.slice(at + 1);
-    const w = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? Number(text) : NaN;
+    const decimal = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text);
+    const w = decimal ? Number(text) : NaN;
+    if (name && decimal && !Number.isFinite(w)) {
+      throw new InvalidRequestError(`Invalid model composition \`${s}\`: the weight of \`${name}\` (${text}) is too large to represent.`, 'model');
+    }
     if (!name || !Number.isFinite(w) || (at >= 0 && part.slice(at + 1).trim() === '')) {
       throw new InvalidRequestError(
         `Invalid model composition \`${s}\`: expected ADAPTER[@WEIGHT] terms joined by "+" (a bare ADAPTER has weight 1), e.g. "shout@0.6+whisper@0.4".`,

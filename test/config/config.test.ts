@@ -19,6 +19,7 @@ test('environment overrides host and port; a bad port names the variable', () =>
   assert.equal(cfg.port, 9123);
   assert.equal(cfg.host, '0.0.0.0');
   assert.throws(() => loadConfig([], { OPENLORA_PORT: '80a' }), /OPENLORA_PORT: expected an integer/);
+  assert.throws(() => loadConfig([], { PORT: '99999' }), /environment: PORT: expected a port number 0\.\.65535, received "99999"/);
 });
 
 test('a config file is read with --config, paths resolved against its folder', () => {

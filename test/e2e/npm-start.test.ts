@@ -1,0 +1,44 @@
+/**
+ * The README's `npm start`: SIGTERM to npm (what a supervisor or `kill` sends) reaches the
+ * server, which shuts down gracefully; the node process is not left behind listening.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { test } from 'node:test';
+
+/** Whether process `pid` is alive (signal 0 probes without sending). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('SIGTERM to `npm start` stops the server (no orphaned node process)', { timeout: 60_000 }, async () => {
+  const npm = spawn('npm', ['start', '--silent'], { env: { ...process.env, PORT: '0', OPENLORA_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let serverPid: number | undefined;
+  const listening = new Promise<void>((resolve, reject) => {
+    npm.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      for (const line of out.split('\n')) {
+        if (!line.includes('"event":"listening"')) continue;
+        serverPid = (JSON.parse(line) as { pid: number }).pid;
+        resolve();
+      }
+    });
+    npm.on('exit', (code) => reject(new Error(`npm start exited (${code}) before listening: ${out.slice(-2000)}`)));
+  });
+  await listening;
+  assert.ok(serverPid && alive(serverPid));
+  npm.kill('SIGTERM');
+  await once(npm, 'exit');
+  for (let i = 0; i < 100 && alive(serverPid!); i++) await new Promise((r) => setTimeout(r, 100));
+  const left = alive(serverPid!);
+  if (left) process.kill(serverPid!, 'SIGKILL');
+  assert.equal(left, false, 'the server process outlived npm');
+  assert.match(out, /"event":"stopped"/);
+});
