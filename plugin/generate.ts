@@ -24,6 +24,10 @@ import { ConstrainedSequence, grammarServiceOf, unsatisfiableGrammar } from './s
 import { GrammarService, type SequenceGrammar } from './structured/service.ts';
 import type { GrammarSpec } from './structured/spec.ts';
 
+/** The smallest positive normal float32 (2^-126). */
+const FLOAT32_MIN_NORMAL = 1.1754943508222875e-38;
+const INT32_MAX = 2147483647;
+
 /** Why a choice ended, in OpenAI's words. */
 export type FinishReason = 'stop' | 'length';
 
@@ -39,6 +43,8 @@ export interface GenerateRequest {
   n: number;
   /** Requested completion length; default and ceiling is the rest of the context window. */
   maxTokens?: number;
+  /** Completion length when maxTokens is not given, capped by what the context leaves (undefined: all of it). */
+  defaultMaxTokens?: number;
   temperature?: number;
   topP?: number;
   topK?: number;
@@ -161,7 +167,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
     const ends: Promise<void>[] = [];
     try {
       prompts.forEach((promptIds, p) => {
-        const maxTokens = completionBudget(promptIds.length, model.info.maxModelLen, this.req.maxTokens, this.req.promptParam);
+        const maxTokens = completionBudget(promptIds.length, model.info.maxModelLen, this.req.maxTokens, this.req.promptParam, this.req.defaultMaxTokens);
         for (let i = 0; i < n; i++) {
           const index = p * n + i;
           let onEngineDone!: () => void;
@@ -310,8 +316,10 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   const params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'> = {
     adapters: [],
     temperature,
-    topP: req.topP ?? 1,
-    topK: req.topK ?? -1,
+    // NOTE(why): the engine takes float32 / int32: a top_p below float32's smallest normal (it would
+    // round to 0) keeps only the most likely token either way, and a top_k past int32 keeps all.
+    topP: req.topP === undefined ? 1 : Math.max(req.topP, FLOAT32_MIN_NORMAL),
+    topK: req.topK === undefined ? -1 : Math.min(req.topK, INT32_MAX),
     presencePenalty: req.presencePenalty ?? 0,
     frequencyPenalty: req.frequencyPenalty ?? 0,
     logitBias,

@@ -38,12 +38,14 @@ export function logitBiasPairs(bias: Record<string, number> | undefined, vocabSi
  * Completion budget for one prompt, as vLLM's OpenAI server decides it: a prompt that leaves no
  * room is a 400 naming the prompt field; an explicit max_tokens / max_completion_tokens with
  * prompt + max over the context is a 400 with vLLM's message (context, total, both parts), never
- * clamped; with no max given, the completion may use what is left of the context.
+ * clamped; with no max given, the completion may use what is left of the context, or
+ * `defaultMax` of it (completions: 16, vLLM's and OpenAI's default).
  * @param promptLength Prompt tokens. @param context Model context (max_position_embeddings).
  * @param requested The client's max, or undefined. @param param The prompt field (`messages` / `prompt`).
+ * @param defaultMax The endpoint's default when `requested` is undefined (capped by the context), or undefined.
  * @throws ContextLengthError (400, code context_length_exceeded).
  */
-export function completionBudget(promptLength: number, context: number, requested: number | undefined, param: string): number {
+export function completionBudget(promptLength: number, context: number, requested: number | undefined, param: string, defaultMax?: number): number {
   if (promptLength >= context) {
     throw new ContextLengthError(
       `This model's maximum context length is ${context} tokens. However, your ${param} resulted in ${promptLength} tokens. ` +
@@ -51,7 +53,7 @@ export function completionBudget(promptLength: number, context: number, requeste
       param,
     );
   }
-  if (requested === undefined) return context - promptLength;
+  if (requested === undefined) return defaultMax === undefined ? context - promptLength : Math.min(defaultMax, context - promptLength);
   if (promptLength + requested > context) {
     // vLLM serving_engine `_validate_input`, word for word (it says "messages" for both endpoints).
     throw new ContextLengthError(

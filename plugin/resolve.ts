@@ -32,6 +32,7 @@ import { accessOf, mayUseAdapter, mayUseModel } from './auth.ts';
 import { InvalidRequestError, ModelNotFoundError } from './errors.ts';
 import type { ModelRegistry, ServedModel } from './registry.ts';
 import { setMetricModel } from './request-context.ts';
+import { MAX_COMPOSITION_MEMBERS } from './schemas/common.ts';
 
 /** Largest |weight| of one adapter in a composition. */
 export const MAX_ADAPTER_WEIGHT = 1000;
@@ -64,7 +65,11 @@ export interface ResolvedModel {
 /** Parse `A@0.6+B@0.4` (a bare `A` has weight 1); undefined when `s` is a plain adapter name. */
 export function parseMerge(s: string): AdapterWeight[] | undefined {
   if (!s.includes('+') && !s.includes('@')) return undefined;
-  return s.split('+').map((part) => {
+  const parts = s.split('+');
+  if (parts.length > MAX_COMPOSITION_MEMBERS) {
+    throw new InvalidRequestError(`Invalid model composition: ${parts.length} adapters; a composition names at most ${MAX_COMPOSITION_MEMBERS}.`, 'model');
+  }
+  return parts.map((part) => {
     const at = part.lastIndexOf('@');
     const name = at < 0 ? part : part.slice(0, at);
     // Decimal numbers only (Number() would also take "0x10", "0b1", " 1 ").

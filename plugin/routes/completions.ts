@@ -16,6 +16,9 @@ import type { TokenInfo } from '../generate.ts';
 import type { RouteContext } from './context.ts';
 import { generationRoute, type GenerationEndpoint, type Prepared } from './generation.ts';
 
+/** max_tokens of a completions request that gives none (OpenAI's and vLLM's default). */
+export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
+
 /** Prepared completions: the token ids of each prompt and its text (for `echo`). */
 interface PreparedPrompts extends Prepared {
   texts: string[];
@@ -41,7 +44,8 @@ export const completionsEndpoint: GenerationEndpoint<CompletionRequest, Prepared
   label: 'completion',
   prepare(body, model) {
     const { ids, texts } = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxModelLen, body.n ?? 1);
-    return { prompts: ids, texts, logprobs: body.logprobs ?? undefined, grammar: grammarFromBody(body) };
+    // OpenAI's legacy completions and vLLM's /v1/completions stop at 16 tokens without max_tokens.
+    return { prompts: ids, texts, defaultMaxTokens: DEFAULT_COMPLETION_MAX_TOKENS, logprobs: body.logprobs ?? undefined, grammar: grammarFromBody(body) };
   },
   renderer(body, model, prepared, n, size) {
     const topN = body.logprobs ?? 0;

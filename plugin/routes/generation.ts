@@ -55,6 +55,8 @@ export interface Prepared {
   prompts: number[][];
   /** Completion length when the endpoint has its own field for it (chat: max_completion_tokens); else `max_tokens`. */
   maxTokens?: number;
+  /** Completion length without a max in the body (completions: 16), within what the context leaves; undefined: all of it. */
+  defaultMaxTokens?: number;
   /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
   logprobs?: number;
   /** The grammar every choice's output must follow (response_format, guided_*, forced tool calls). */
@@ -114,6 +116,7 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
     const { gen, done } = await runGeneration(ctx, req, watch, log, {
       ...sampling,
       maxTokens: prepared.maxTokens ?? sampling.maxTokens,
+      defaultMaxTokens: prepared.defaultMaxTokens,
       model,
       composition,
       prompts: prepared.prompts,

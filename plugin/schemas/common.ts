@@ -15,8 +15,11 @@ export const MAX_STOP = 4;
 /** `stop`: one string or up to 4. */
 export const StopSchema = z.union([z.string(), z.array(z.string()).max(MAX_STOP)]);
 
+/** Most adapters one composition may name (the `adapters` field and `A@w+B@w+...` model names). */
+export const MAX_COMPOSITION_MEMBERS = 16;
+
 /** Body extension: an explicit adapter set `[{name, weight}]` (1 to 16 members, finite weights). */
-export const AdapterSetSchema = z.array(AdapterWeightSchema).min(1).max(16);
+export const AdapterSetSchema = z.array(AdapterWeightSchema).min(1).max(MAX_COMPOSITION_MEMBERS);
 
 /** Sampling and output fields common to both endpoints. */
 

@@ -74,16 +74,22 @@ export function splitTopLevel(s: string, sep: string): string[] {
 /**
  * Split a finished output into content and tool calls.
  * @param text The decoded output (special tokens skipped).
+ * @param truncated The output was cut by max_tokens (finish_reason `length`): a last call that
+ *   does not parse was cut short and is dropped, keeping the complete calls before it (what the
+ *   stream of the same output sends); otherwise any call that does not parse leaves the whole
+ *   text as content.
  */
-export function parseToolCalls(text: string, format: ToolFormat): ParsedOutput {
+export function parseToolCalls(text: string, format: ToolFormat, truncated = false): ParsedOutput {
   const none: ParsedOutput = { content: text === '' ? null : text, toolCalls: [] };
   if (format.name === 'hermes') {
     const calls: ToolCall[] = [];
     const re = /<tool_call>([\s\S]*?)(?:<\/tool_call>|$)/g;
     const first = text.indexOf('<tool_call>');
     if (first < 0) return none;
-    for (const m of text.matchAll(re)) {
+    const matches = [...text.matchAll(re)];
+    for (const [i, m] of matches.entries()) {
       const call = toCall(tryJson(m[1]!.trim()), format);
+      if (!call && truncated && i === matches.length - 1 && i > 0 && !m[0].endsWith('</tool_call>')) break;
       if (!call) return none;
       calls.push(call);
     }
@@ -103,6 +109,7 @@ export function parseToolCalls(text: string, format: ToolFormat): ParsedOutput {
   }
   if (!body.startsWith('{')) return none;
   const calls = splitTopLevel(body, ';').map((part) => toCall(tryJson(part.trim()), format));
+  if (truncated && calls.length > 1 && !calls[calls.length - 1]) calls.pop();
   if (calls.some((c) => !c)) return none;
   return { content: null, toolCalls: calls as ToolCall[] };
 }

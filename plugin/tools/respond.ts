@@ -59,7 +59,7 @@ export function planTools(body: ToolRequest, template: string | undefined, overr
 /** A finished choice's assistant message and finish reason under a tool plan. */
 export function toolMessage(text: string, finish: string | null, format: ToolFormat | undefined): { message: Record<string, unknown>; finishReason: string | null } {
   if (!format) return { message: { role: 'assistant', content: text, refusal: null }, finishReason: finish };
-  const parsed = parseToolCalls(text, format);
+  const parsed = parseToolCalls(text, format, finish === 'length');
   if (parsed.toolCalls.length === 0) return { message: { role: 'assistant', content: text, refusal: null }, finishReason: finish };
   return {
     message: { role: 'assistant', content: parsed.content, refusal: null, tool_calls: parsed.toolCalls },

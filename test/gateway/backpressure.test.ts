@@ -64,12 +64,16 @@ test('a body over bodyLimit is 413 with an OpenAI error body', async () => {
   assert.match(r.body.error.message, /too large/);
 });
 
-test('max_tokens beyond the context is a 400; without it the completion gets the rest of the context', async () => {
+test('max_tokens beyond the context is a 400; without it a completion stops at 16 tokens (OpenAI / vLLM default)', async () => {
   const over = await post(srv.url + '/v1/completions', { model: 'tiny', prompt: [1, 2, 3, 4], max_tokens: 1_000_000_000 });
   assert.equal(over.status, 400, over.text);
   assert.equal(over.body.error.code, 'context_length_exceeded');
   const r = await post(srv.url + '/v1/completions', { model: 'tiny', prompt: [1, 2, 3, 4] });
   assert.equal(r.status, 200, r.text);
-  assert.equal(srv.engine.added.at(-1)!.maxTokens, TINY_INFO.maxModelLen - 4);
-  assert.ok(r.body.usage.completion_tokens <= TINY_INFO.maxModelLen - 4);
+  assert.equal(srv.engine.added.at(-1)!.maxTokens, 16);
+  assert.ok(r.body.usage.completion_tokens <= 16);
+  // Chat keeps the rest of the context as its default.
+  const c = await post(srv.url + '/v1/chat/completions', { model: 'tiny', messages: [{ role: 'user', content: 'x' }] });
+  assert.equal(c.status, 200, c.text);
+  assert.ok(srv.engine.added.at(-1)!.maxTokens > 16);
 });

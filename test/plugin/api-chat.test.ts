@@ -41,6 +41,15 @@ test('non-stream chat: OpenAI shape, defaults in SequenceParams, usage', async (
   assert.ok(Number.isInteger(p.seed) && p.seed >= 0 && p.seed < 2 ** 32);
 });
 
+test('top_p below float32 range and top_k past int32 reach the engine as their float32 / int32 equivalents', async () => {
+  const { app, engine } = await makeApp(() => [65]);
+  const res = await request(app).post(CHAT).send({ model: 'tiny', messages, top_p: 1e-300, top_k: 2 ** 31, max_tokens: 1 });
+  assert.equal(res.status, 200);
+  const p = engine.added[0]!;
+  assert.equal(p.topP, 2 ** -126);
+  assert.equal(p.topK, 2 ** 31 - 1);
+});
+
 test('sampling fields map to the engine; adapter lease pinned and released', async () => {
   const { app, engine, adapters } = await makeApp(() => [65, 66, 67, 68, 69, 70]);
   const res = await request(app)

@@ -43,6 +43,8 @@ test('merge syntax parses into members (unknown members 404)', () => {
   assert.throws(() => parseMerge('shout@x'), InvalidRequestError);
   for (const bad of ['shout@0x10', 'shout@0b1', 'shout@ 1', 'shout@1e999', 'shout@'])
     assert.throws(() => parseMerge(bad), InvalidRequestError, bad);
+  assert.equal(parseMerge(Array(16).fill('shout@0.1').join('+'))!.length, 16);
+  assert.throws(() => parseMerge(Array(17).fill('shout@0.1').join('+')), (e: unknown) => e instanceof InvalidRequestError && /17 adapters; a composition names at most 16/.test(e.message));
   assert.throws(() => parseMerge('shout@1e400'), (e: unknown) => e instanceof InvalidRequestError && /`shout` \(1e400\) is too large/.test(e.message));
   assert.deepEqual(parseMerge('shout@-.5+whisper@2e-1'), [{ name: 'shout', weight: -0.5 }, { name: 'whisper', weight: 0.2 }]);
   assert.deepEqual(parseModelName('tiny:shout@0.6+whisper@0.4', bases), {

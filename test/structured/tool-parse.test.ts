@@ -71,3 +71,17 @@ for (const [name, format, text, want] of CASES) {
     }
   });
 }
+
+test('a max_tokens cut drops the last, unfinished call and keeps the complete ones (as the stream does)', () => {
+  const cut = '<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\n<tool_call>\n{"name": "b", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "ge';
+  const r = parseToolCalls(cut, H, true);
+  assert.deepEqual(r.toolCalls.map((c) => c.function.name), ['a', 'b']);
+  assert.equal(r.content, null);
+  // Not cut (the model stopped inside a call): the text stays content, nothing is guessed.
+  assert.deepEqual(parseToolCalls(cut, H).toolCalls, []);
+  // A single unfinished call is no call.
+  assert.deepEqual(parseToolCalls('<tool_call>\n{"name": "ge', H, true).toolCalls, []);
+  const llama = '{"name": "f", "parameters": {"a": 1}}; {"name": "g", "param';
+  assert.deepEqual(parseToolCalls(llama, L, true).toolCalls.map((c) => c.function.name), ['f']);
+  assert.deepEqual(parseToolCalls(llama, L).toolCalls, []);
+});
