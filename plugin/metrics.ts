@@ -143,18 +143,22 @@ gauge('openlora_running_requests', 'Requests admitted and running', ['model'], (
 gauge('openlora_running_sequences', 'Engine sequences running', ['model'], (g, ms) => {
   for (const [model, xs] of ms) g.set({ model }, sum(xs, (s) => s.runningSequences));
 });
-gauge('openlora_kv_blocks', 'KV cache blocks by state', ['model', 'state'], (g, ms) => {
+// States as the console shows them: used (held by sequences), cached (a finished prefix kept for
+// reuse, evicted on demand), free; they add up to the pool. The engine counts cached blocks as free.
+gauge('openlora_kv_blocks', 'KV cache blocks by state: used by sequences, cached (reusable prefixes, evictable), free', ['model', 'state'], (g, ms) => {
   for (const [model, xs] of ms) {
     if (!xs.some((s) => s.kvBlocksTotal !== undefined)) continue;
     const total = sum(xs, (s) => s.kvBlocksTotal);
-    const free = sum(xs, (s) => s.kvBlocksFree);
-    g.set({ model, state: 'free' }, free);
-    g.set({ model, state: 'used' }, total - free);
+    const freeOrCached = sum(xs, (s) => s.kvBlocksFree);
+    const cached = sum(xs, (s) => s.kvBlocksCached);
+    g.set({ model, state: 'free' }, freeOrCached - cached);
+    g.set({ model, state: 'cached' }, cached);
+    g.set({ model, state: 'used' }, total - freeOrCached);
   }
 });
 // Memory by part: weights as stored, the KV pool as sized and its used blocks, loaded adapters.
 // The process's own resident set is process_resident_memory_bytes (default metrics).
-gauge('openlora_memory_bytes', 'Engine memory by part (bytes): weights, kv_cache (pool as sized), kv_used, adapters', ['model', 'part'], (g, ms) => {
+gauge('openlora_memory_bytes', 'Engine memory by part (bytes): weights, kv_cache (pool as sized), kv_used (blocks held by sequences or keeping a cached prefix), adapters', ['model', 'part'], (g, ms) => {
   for (const [model, xs] of ms) {
     if (!xs.some((s) => s.memory)) continue;
     g.set({ model, part: 'weights' }, sum(xs, (s) => s.memory?.weights));

@@ -106,6 +106,9 @@ test('/metrics: openlora and vllm:* names and labels, with a running adapter', a
   if ((engine.stats() as { kvBlocksTotal?: number }).kvBlocksTotal !== undefined) {
     assert.match(text, /^openlora_kv_blocks\{model="tiny-shakespeare",state="free"\} \d+/m);
     assert.match(text, /^openlora_kv_blocks\{model="tiny-shakespeare",state="used"\} \d+/m);
+    const blocks = (state: string) => Number(new RegExp(`^openlora_kv_blocks\\{model="tiny-shakespeare",state="${state}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+    assert.ok(blocks('cached') >= 0, 'the cached state is reported');
+    assert.equal(blocks('used') + blocks('cached') + blocks('free'), (engine.stats() as { kvBlocksTotal: number }).kvBlocksTotal);
   }
   // Memory by part: the engine's weights as stored (the demo: ~3.5M float32 parameters) and KV
   // pool, with the adapters the requests above loaded (shout, at least) in their slots.
