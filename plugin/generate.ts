@@ -56,6 +56,8 @@ export interface GenerateRequest {
   stop?: string[];
   /** vLLM's `ignore_eos`: the model's stop token ids do not end a choice (max_tokens or a stop string does). */
   ignoreEos?: boolean;
+  /** vLLM's `stop_token_ids`: more token ids that end a choice (finish_reason `stop`), kept with ignoreEos. */
+  stopTokenIds?: number[];
   /**
    * vLLM's `min_tokens`: the engine masks the stop token ids (SequenceParams.minTokens) and stop
    * strings are not matched until a choice has this many tokens. At most `maxTokens`.
@@ -130,7 +132,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
     private readonly req: GenerateRequest,
     private readonly wantLogprobs: boolean,
   ) {
-    this.stopIds = new Set(req.ignoreEos ? [] : req.model.tokenizer.stopTokenIds);
+    this.stopIds = new Set(stopIdsOf(req));
     this.promptTokens = req.prompts.reduce((s, p) => s + p.length, 0);
   }
 
@@ -283,6 +285,11 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
  * Validate, pin the adapter, queue the sequences. Throws (before anything is queued) the 400s
  * for context length and logit_bias, and whatever `AdapterProvider.pin` throws.
  */
+/** The ids that end a choice: the model's stop tokens (unless ignore_eos) and the request's stop_token_ids, once each. */
+function stopIdsOf(req: GenerateRequest): number[] {
+  return [...new Set([...(req.ignoreEos ? [] : req.model.tokenizer.stopTokenIds), ...(req.stopTokenIds ?? [])])];
+}
+
 export async function startGeneration(req: GenerateRequest): Promise<Generation> {
   const { model } = req;
   const context = model.info.maxModelLen;
@@ -297,6 +304,10 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
       );
     }
     completionBudget(p.length, context, req.maxTokens, req.promptParam);
+  }
+  const badStop = req.stopTokenIds?.find((id) => id >= vocab);
+  if (badStop !== undefined) {
+    throw new InvalidRequestError(`Invalid 'stop_token_ids': token id ${badStop} is out of range; this model's vocabulary has ids 0..${vocab - 1}.`, 'stop_token_ids');
   }
   const logitBias = logitBiasPairs(req.logitBias, vocab);
   if (req.minTokens !== undefined && req.maxTokens !== undefined && req.minTokens > req.maxTokens) {
@@ -323,7 +334,7 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
     presencePenalty: req.presencePenalty ?? 0,
     frequencyPenalty: req.frequencyPenalty ?? 0,
     logitBias,
-    stopTokenIds: req.ignoreEos ? [] : [...model.tokenizer.stopTokenIds],
+    stopTokenIds: stopIdsOf(req),
     ...(req.minTokens ? { minTokens: req.minTokens } : {}),
     logprobs: req.logprobs ?? -1,
   };

@@ -44,6 +44,7 @@ export interface GenerationBody extends CompositionBody {
   seed?: number | null;
   stop?: string | string[] | null;
   ignore_eos?: boolean | null;
+  stop_token_ids?: number[] | null;
   min_tokens?: number | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean | null } | null;
@@ -178,6 +179,7 @@ function samplingFromBody(body: GenerationBody): Omit<GenerateRequest, 'model' |
     seed: body.seed ?? undefined,
     stop: stopList(body.stop),
     ignoreEos: body.ignore_eos ?? undefined,
+    stopTokenIds: body.stop_token_ids ?? undefined,
     minTokens: body.min_tokens ?? undefined,
   };
 }

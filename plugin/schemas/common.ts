@@ -55,6 +55,8 @@ export const commonFields = {
    * max_tokens or a stop string; every serving benchmark sends it.
    */
   ignore_eos: z.boolean().nullish(),
+  /** vLLM extension: token ids that end a choice like the model's own stop tokens (also with ignore_eos). */
+  stop_token_ids: z.array(z.number().int().min(0)).max(64).nullish(),
   /** vLLM extension: the end-of-sequence tokens cannot be sampled, nor stop strings match, before this many tokens. */
   min_tokens: z.number().int().min(0).nullish(),
   stream: z.boolean().nullish(),

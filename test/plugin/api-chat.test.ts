@@ -50,6 +50,17 @@ test('top_p below float32 range and top_k past int32 reach the engine as their f
   assert.equal(p.topK, 2 ** 31 - 1);
 });
 
+test("vLLM's stop_token_ids join the model's stop tokens (and stay with ignore_eos); out of range is a 400", async () => {
+  const { app, engine } = await makeApp(() => [65]);
+  assert.equal((await request(app).post(CHAT).send({ model: 'tiny', messages, stop_token_ids: [5, 1023], max_tokens: 1 })).status, 200);
+  assert.deepEqual(engine.added[0]!.stopTokenIds, [1020, 1023, 5]);
+  assert.equal((await request(app).post(CHAT).send({ model: 'tiny', messages, stop_token_ids: [5], ignore_eos: true, max_tokens: 1 })).status, 200);
+  assert.deepEqual(engine.added[1]!.stopTokenIds, [5]);
+  const bad = await request(app).post(CHAT).send({ model: 'tiny', messages, stop_token_ids: [999999] });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.error.param, 'stop_token_ids');
+});
+
 test('sampling fields map to the engine; adapter lease pinned and released', async () => {
   const { app, engine, adapters } = await makeApp(() => [65, 66, 67, 68, 69, 70]);
   const res = await request(app)
