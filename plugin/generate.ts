@@ -281,15 +281,15 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   }
 }
 
-/**
- * Validate, pin the adapter, queue the sequences. Throws (before anything is queued) the 400s
- * for context length and logit_bias, and whatever `AdapterProvider.pin` throws.
- */
 /** The ids that end a choice: the model's stop tokens (unless ignore_eos) and the request's stop_token_ids, once each. */
 function stopIdsOf(req: GenerateRequest): number[] {
   return [...new Set([...(req.ignoreEos ? [] : req.model.tokenizer.stopTokenIds), ...(req.stopTokenIds ?? [])])];
 }
 
+/**
+ * Validate, pin the adapter, queue the sequences. Throws (before anything is queued) the 400s
+ * for context length and logit_bias, and whatever `AdapterProvider.pin` throws.
+ */
 export async function startGeneration(req: GenerateRequest): Promise<Generation> {
   const { model } = req;
   const context = model.info.maxModelLen;
@@ -310,8 +310,9 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
     throw new InvalidRequestError(`Invalid 'stop_token_ids': token id ${badStop} is out of range; this model's vocabulary has ids 0..${vocab - 1}.`, 'stop_token_ids');
   }
   const logitBias = logitBiasPairs(req.logitBias, vocab);
-  if (req.minTokens !== undefined && req.maxTokens !== undefined && req.minTokens > req.maxTokens) {
-    throw new InvalidRequestError(`'min_tokens' (${req.minTokens}) must not exceed max_tokens (${req.maxTokens}).`, 'min_tokens');
+  const maxGiven = req.maxTokens ?? req.defaultMaxTokens;  // the endpoint's default counts as vLLM's does
+  if (req.minTokens !== undefined && maxGiven !== undefined && req.minTokens > maxGiven) {
+    throw new InvalidRequestError(`'min_tokens' (${req.minTokens}) must not exceed max_tokens (${maxGiven}).`, 'min_tokens');
   }
   if (req.minTokens && req.grammar) {
     // NOTE(why): a grammar may be complete before N tokens, and then allows only the end tokens

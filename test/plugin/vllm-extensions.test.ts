@@ -69,6 +69,7 @@ test('bad ignore_eos / min_tokens are 400s naming the field', async () => {
     [COMPLETIONS, { prompt: [1], min_tokens: -1 }, 'min_tokens'],
     [COMPLETIONS, { prompt: [1], min_tokens: 1.5 }, 'min_tokens'],
     [COMPLETIONS, { prompt: [1], min_tokens: 9, max_tokens: 4 }, 'min_tokens'],
+    [COMPLETIONS, { prompt: [1], min_tokens: 17 }, 'min_tokens'], // above the default max_tokens (16)
     [CHAT, { messages: [{ role: 'user', content: 'x' }], min_tokens: 9, max_completion_tokens: 4 }, 'min_tokens'],
     [COMPLETIONS, { prompt: [1], ignore_eos: 'yes' }, 'ignore_eos'],
     [CHAT, { messages: [{ role: 'user', content: 'x' }], ignore_eos: 1 }, 'ignore_eos'],
