@@ -21,8 +21,6 @@ export const MAX_COMPOSITION_MEMBERS = 16;
 /** Body extension: an explicit adapter set `[{name, weight}]` (1 to 16 members, finite weights). */
 export const AdapterSetSchema = z.array(AdapterWeightSchema).min(1).max(MAX_COMPOSITION_MEMBERS);
 
-/** Sampling and output fields common to both endpoints. */
-
 /**
  * logit_bias: token id (a decimal string) -> bias in [-100, 100]. NOTE(why): zod's record skips
  * an own "__proto__" key (JSON.parse makes one), which would drop it silently: it is refused first,
@@ -36,6 +34,8 @@ const LogitBiasSchema = z
     }
   })
   .pipe(z.record(z.string().regex(/^\d+$/, { error: 'expected a token id (decimal integer string)' }), z.number().min(-100).max(100)));
+
+/** Sampling and output fields common to both endpoints. */
 export const commonFields = {
   model: z.string().min(1),
   max_tokens: z.number().int().min(1).nullish(),
