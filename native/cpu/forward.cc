@@ -108,11 +108,12 @@ void projections(const StepPlan& plan, int layer, const float* in, const Project
                  Workspace& ws) {
   bool anyAdapter = false;
   for (int j = 0; j < count; j++) anyAdapter = anyAdapter || plan.spansBegin(layer, ps[j].module) != plan.spansEnd(layer, ps[j].module);
-  if (anyAdapter && loraPrefetch()) {
+  constexpr int kMaxFused = 4;  // q/k/v or gate/up
+  if (count > kMaxFused || (anyAdapter && loraPrefetch())) {
     for (int j = 0; j < count; j++) projection(plan, layer, ps[j].module, in, *ps[j].w, *ps[j].bias, ps[j].out, T, pool, ws);
     return;
   }
-  LinearOutput outs[4];
+  LinearOutput outs[kMaxFused];
   for (int j = 0; j < count; j++) outs[j] = LinearOutput{ps[j].w, ps[j].out, ps[j].w->out};
   linearMulti(pool, in, ps[0].w->in, outs, count, T, ws.bf16Activations);
   for (int j = 0; j < count; j++) {
