@@ -86,6 +86,7 @@ function describeIssue(issue: Issue, param: string, received: unknown): string {
     case 'invalid_value':
       return `Invalid value for '${param}': expected one of ${issue.values.map(show).join(', ')}, but got ${show(received)} instead.`;
     case 'invalid_union':
+      if (received === undefined) return `Missing required parameter: '${param}'.`;
       return `Invalid type for '${param}': ${issue.message === 'Invalid input' ? 'it matches none of the accepted types' : issue.message}, but got ${describeType(received)} (${show(received)}) instead.`;
     case 'invalid_format':
       return `Invalid value for '${param}': expected ${issue.format === 'regex' ? 'the format ' + String((issue as { pattern?: string }).pattern) : issue.format}, but got ${show(received)} instead.`;

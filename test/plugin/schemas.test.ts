@@ -31,6 +31,10 @@ test('the first issue path becomes param and the message says expected vs receiv
   e = refused(ChatCompletionRequestSchema, { messages: [{ role: 'user', content: 'x' }] });
   assert.equal(e.param, 'model');
   assert.match(e.message, /Missing required parameter/);
+  // A missing field whose schema is a union (prompt: string, strings or token ids) says so too.
+  e = refused(CompletionRequestSchema, { model: 'tiny' });
+  assert.equal(e.param, 'prompt');
+  assert.equal(e.message, "Missing required parameter: 'prompt'.");
   e = refused(ChatCompletionRequestSchema, [1, 2]);
   assert.equal(e.param, null);
 });
