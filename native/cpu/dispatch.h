@@ -1,8 +1,11 @@
 // Kernel dispatch shared by the CPU backend's kernels (packed GEMM, attention, LoRA): whether the
-// AVX2/FMA paths are in use, and the smallest parallel task of a product.
+// AVX2/FMA paths are in use, the smallest parallel task of a product, and how the panel chunks
+// of several products form one parallel job.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace openlora::cpu {
 
@@ -20,5 +23,46 @@ const char* gemmKernelName();
  * below it the hand-over (~1 us spinning) and the lost locality cost more than the split gains.
  */
 int64_t gemmMinTaskMacs();
+
+/**
+ * The panel chunks of several products numbered as one parallel job (gemmPackedMulti,
+ * gemmQuantMulti): product j owns chunks [first[j], first[j + 1]), ceil(panels_j / chunkPanels)
+ * of them, in product order. Reusable: assign() keeps the capacity (no allocation per product
+ * once warm).
+ */
+class ProductChunks {
+ public:
+  /** Number the chunks of `count` products; panelsOf(j) is product j's panel count. */
+  template <typename PanelsOf>
+  void assign(int count, int64_t chunkPanels, PanelsOf&& panelsOf) {
+    chunkPanels_ = chunkPanels;
+    panels_.resize(size_t(count));
+    first_.assign(size_t(count) + 1, 0);
+    for (int j = 0; j < count; j++) {
+      panels_[size_t(j)] = panelsOf(j);
+      first_[size_t(j) + 1] = first_[size_t(j)] + (panels_[size_t(j)] + chunkPanels - 1) / chunkPanels;
+    }
+  }
+  /** Chunks of the whole job. */
+  int64_t chunks() const { return first_.empty() ? 0 : first_.back(); }
+  /**
+   * A claimed range [b, e) of chunks as panel ranges of each product it covers, in order:
+   * fn(j, p0, p1) for panels [p0, p1) of product j (p1 clamped to its panel count).
+   */
+  template <typename Fn>
+  void forEach(int64_t b, int64_t e, Fn&& fn) const {
+    for (size_t j = 0; j + 1 < first_.size() && b < e; j++) {
+      if (b >= first_[j + 1]) continue;
+      const int64_t end = std::min(e, first_[j + 1]);
+      fn(int(j), (b - first_[j]) * chunkPanels_, std::min(panels_[j], (end - first_[j]) * chunkPanels_));
+      b = end;
+    }
+  }
+
+ private:
+  int64_t chunkPanels_ = 1;
+  std::vector<int64_t> panels_;  // [count]
+  std::vector<int64_t> first_;   // [count + 1]
+};
 
 }  // namespace openlora::cpu

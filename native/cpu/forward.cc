@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <memory>
 
@@ -19,15 +20,12 @@ namespace cpu {
 namespace {
 
 /**
- * fn(rowBegin, rowEnd) over [0, T) rows of `width` floats each: split over the pool when the rows
- * hold more than ~32k elements (a prefill's norms, SwiGLU and residual adds), else inline (a
- * decode step's few rows cost less than the hand-over). Per-row ops give the same bits either way.
+ * fn(rowBegin, rowEnd) over [0, T) rows of `width` floats each, in tasks of at least ~32k
+ * elements: a prefill's norms, SwiGLU and residual adds are split over the pool, a decode step's
+ * few rows run inline (parallelFor does so when T <= grain). Per-row ops give the same bits either way.
  */
-template <typename Fn>
-void forRows(ThreadPool& pool, int64_t T, int64_t width, Fn&& fn) {
-  const int64_t grain = std::max<int64_t>(1, (int64_t(32) * 1024 + width - 1) / std::max<int64_t>(1, width));
-  if (T <= grain) return fn(int64_t(0), T);
-  pool.parallelFor(T, grain, fn);
+void forRows(ThreadPool& pool, int64_t T, int64_t width, const std::function<void(int64_t, int64_t)>& fn) {
+  pool.parallelFor(T, std::max<int64_t>(1, (int64_t(32) * 1024 + width - 1) / std::max<int64_t>(1, width)), fn);
 }
 
 /** x[i] += d[i] over rows [b, e) of width n (the residual connection). */

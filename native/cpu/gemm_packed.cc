@@ -394,31 +394,26 @@ void gemmMany(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct
       ldxr = k;
     }
   }
-  // Chunk c of the job: product j with first[j] <= c < first[j + 1], its panels from (c - first[j]) * kChunkPanels.
-  std::vector<int64_t> first(size_t(count) + 1, 0);
-  int64_t* fst = first.data();
-  for (int j = 0; j < count; j++) fst[j + 1] = fst[j] + (ps[j].w->panels() + kChunkPanels - 1) / kChunkPanels;
-  const int64_t chunks = fst[count];
+  // NOTE(why): thread_local like the buffers above (the lambda sees the caller's).
+  thread_local ProductChunks job;
+  job.assign(count, kChunkPanels, [&](int j) { return ps[j].w->panels(); });
   const int64_t macsPerChunk = std::max<int64_t>(1, m * k * kP * kChunkPanels);
   const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
-  pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
-    for (int j = 0; j < count && b < e; j++) {
-      if (b >= fst[j + 1]) continue;
+  const ProductChunks& chunks = job;
+  pool.parallelFor(chunks.chunks(), grain, [&](int64_t b, int64_t e) {
+    chunks.forEach(b, e, [&](int j, int64_t p0, int64_t p1) {
       const PackedProduct& pr = ps[j];
       const PackedMatrix& w = *pr.w;
-      const int64_t cEnd = std::min(e, fst[j + 1]);
-      const int64_t p0 = (b - fst[j]) * kChunkPanels, p1 = std::min(w.panels(), (cEnd - fst[j]) * kChunkPanels);
-      b = cEnd;
       const bool bf16w = w.type() == DType::BF16;
       // Rounded x only feeds BF16 weights (F32 / I8 weights ignore bf16Activations).
       const float* xj = bf16w ? xr : x;
       const int64_t ldxj = bf16w ? ldxr : ldx;
       switch (w.type()) {
-        case DType::F32: gemmPanels<float>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch); break;
-        case DType::BF16: gemmPanels<uint16_t>(s, xj, ldxj, xp, ldxp, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch); break;
-        default: gemmPanels<int8_t>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch); break;
+        case DType::F32: return gemmPanels<float>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch);
+        case DType::BF16: return gemmPanels<uint16_t>(s, xj, ldxj, xp, ldxp, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch);
+        default: return gemmPanels<int8_t>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch);
       }
-    }
+    });
   });
 }
 

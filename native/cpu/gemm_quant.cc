@@ -223,22 +223,19 @@ void gemmQuantMany(ThreadPool& pool, const float* x, int64_t ldx, const QuantPro
   thread_local QuantActs callerActs;
   QuantActs& a = callerActs;
   quantizeActs(x, ldx, m, w0.cols(), w0.groups() * kG, &a);
-  std::vector<int64_t> first(size_t(count) + 1, 0);  // chunk c belongs to product j with first[j] <= c < first[j + 1]
-  for (int j = 0; j < count; j++) first[size_t(j) + 1] = first[size_t(j)] + (ps[j].w->panels() + kChunkPanels - 1) / kChunkPanels;
-  const int64_t chunks = first[size_t(count)];
+  thread_local ProductChunks job;  // as callerActs: the lambda sees the caller's
+  job.assign(count, kChunkPanels, [&](int j) { return ps[j].w->panels(); });
+  const ProductChunks& chunks = job;
   const int64_t macsPerChunk = std::max<int64_t>(1, m * a.kp * kP * kChunkPanels);
   const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
-  pool.parallelFor(chunks, grain, [&](int64_t b, int64_t e) {
+  pool.parallelFor(chunks.chunks(), grain, [&](int64_t b, int64_t e) {
     float acc[4 * kMaxTileRows * kP];
-    for (int j = 0; j < count && b < e; j++) {
-      if (b >= first[size_t(j) + 1]) continue;
+    chunks.forEach(b, e, [&](int j, int64_t p0, int64_t p1) {
       const QuantMatrix& w = *ps[j].w;
       float* y = ps[j].y;
       const int64_t ldy = ps[j].ldy, n = w.rows();
       const float* rowScale = w.format() == QuantFormat::Q8 ? reinterpret_cast<const float*>(w.scales()) : nullptr;
-      const int64_t cEnd = std::min(e, first[size_t(j) + 1]);
-      const int64_t p1 = std::min(w.panels(), (cEnd - first[size_t(j)]) * kChunkPanels);
-      for (int64_t c0 = (b - first[size_t(j)]) * kChunkPanels; c0 < p1; c0 += kChunkPanels) {
+      for (int64_t c0 = p0; c0 < p1; c0 += kChunkPanels) {
         const int64_t c1 = std::min(p1, c0 + kChunkPanels);
         for (int64_t t0 = 0; t0 < m; t0 += kMaxTileRows) {
           const int mr = int(std::min<int64_t>(kMaxTileRows, m - t0));
@@ -262,8 +259,7 @@ void gemmQuantMany(ThreadPool& pool, const float* x, int64_t ldx, const QuantPro
           }
         }
       }
-      b = cEnd;
-    }
+    });
   });
 }
 
