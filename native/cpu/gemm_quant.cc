@@ -62,9 +62,14 @@ void quantizeActs(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t kp,
   a->q.assign(size_t(m * kp), 0);
   a->d.assign(size_t(m * a->groups), 0.0f);
   a->s.assign(size_t(m * a->groups), 0);
+  // NOTE(why): the scalar loop cost ~3 ns a value (~0.5 ms of a 360M model's int4 decode step,
+  // 4% of it); the AVX2 one gives the same bits for the full groups.
+  const int64_t simdGroups = isa() == Isa::Portable ? 0 : k / kG;
   for (int64_t t = 0; t < m; t++) {
     const float* xr = x + t * ldx;
-    for (int64_t g = 0; g < a->groups; g++) {
+    if (simdGroups > 0)
+      quantizeGroupsAvx2(xr, simdGroups, a->q.data() + t * kp, a->d.data() + t * a->groups, a->s.data() + t * a->groups);
+    for (int64_t g = simdGroups; g < a->groups; g++) {
       const int64_t j0 = g * kG, j1 = std::min(k, j0 + kG);
       float amax = 0;
       for (int64_t j = j0; j < j1; j++) amax = std::max(amax, std::fabs(xr[j]));

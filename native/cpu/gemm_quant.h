@@ -115,6 +115,13 @@ struct QuantActs {
 };
 
 /**
+ * The first `groups` full groups of 32 of one row x (float32) quantized as gemmQuant does (AVX2):
+ * q [groups * 32] int8, d [groups] scales, sum [groups] sums of q. The same bits as the portable
+ * loop (cvtps rounds to nearest even like its roundEven; a NaN never raises the group's max).
+ */
+void quantizeGroupsAvx2(const float* x, int64_t groups, int8_t* q, float* d, int32_t* sum);
+
+/**
  * acc[r][j] for rows [0, mr) (mr <= 4) of `a` starting at row t0 and the 16 rows of panel p:
  * the float32 accumulators described at gemmQuant (before the Q8 row scale).
  */

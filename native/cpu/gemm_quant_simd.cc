@@ -210,6 +210,47 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
 
 }  // namespace
 
+__attribute__((target("avx2,fma"))) void quantizeGroupsAvx2(const float* x, int64_t groups, int8_t* q, float* d, int32_t* sum) {
+  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i lim = _mm256_set1_epi32(127), nlim = _mm256_set1_epi32(-127);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t g = 0; g < groups; g++) {
+    const float* xg = x + g * kG;
+    __m256 v[4];
+    __m256 mx = _mm256_setzero_ps();
+    for (int i = 0; i < 4; i++) {
+      v[i] = _mm256_loadu_ps(xg + 8 * i);
+      mx = _mm256_max_ps(_mm256_and_ps(v[i], absMask), mx);  // a NaN |x| keeps mx (the second operand)
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0) {
+      std::memset(q + g * kG, 0, kG);
+      d[g] = 0;
+      sum[g] = 0;
+      continue;
+    }
+    d[g] = amax / 127.0f;
+    const __m256 id = _mm256_set1_ps(127.0f / amax);
+    __m256i r[4];
+    __m256i total = _mm256_setzero_si256();
+    for (int i = 0; i < 4; i++) {
+      // cvtps rounds to nearest even (the default MXCSR mode), as roundEven in gemm_quant.cc.
+      r[i] = _mm256_max_epi32(_mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[i], id)), lim), nlim);
+      total = _mm256_add_epi32(total, r[i]);
+    }
+    const __m256i packed = _mm256_permutevar8x32_epi32(
+        _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3])), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + g * kG), packed);
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+    sum[g] = _mm_cvtsi128_si32(t);
+  }
+}
+
 void quantTileAvx512(const QuantMatrix& w, const QuantActs& a, int64_t t0, int mr, int64_t p, float* acc) {
   switch (mr) {
     case 1: return tile512<1>(w, a, t0, p, acc);

@@ -77,6 +77,12 @@ int main() {
           const int ldx = k + 3, ldy = n + 5;
           std::vector<float> x(size_t(m) * ldx), y0(size_t(m) * ldy);
           for (auto& v : x) v = uni(rng);
+          if (m == 5 && k >= 64) {
+            // Row 0: a group whose values scale to exact halves (ties to even: 127 / amax = 1) and
+            // an all-zero group (scale 0), the activation quantizer's edge cases.
+            for (int i = 0; i < 32; i++) x[size_t(i)] = i == 7 ? 127.0f : i % 2 ? 2.5f : -3.5f;
+            for (int i = 32; i < 64; i++) x[size_t(i)] = 0.0f;
+          }
           for (auto& v : y0) v = uni(rng);
           const bool accumulate = (m + n) % 2 == 1;
           const float alpha = m % 3 == 0 ? 0.5f : 1.0f;
