@@ -231,6 +231,14 @@ export interface SequenceParams {
    * may). It does not stop `maxTokens` from ending the sequence first.
    */
   minTokens?: number;
+  /**
+   * vLLM's `repetition_penalty` (optional, default 1 = off; > 0): each token of the prompt or
+   * generated so far gets logit / r when positive, logit * r otherwise (after logit_bias, before
+   * the frequency and presence penalties).
+   */
+  repetitionPenalty?: number;
+  /** vLLM's `min_p` (optional, default 0 = off; [0, 1]): after temperature, tokens below min_p times the largest probability are dropped. */
+  minP?: number;
   /** RNG seed; the same seed and inputs give the same tokens. */
   seed: number;
   /** Return this many top logprobs per token (0 = none, the chosen token's logprob only when >= 0; -1 = no logprobs at all). */

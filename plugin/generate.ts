@@ -50,10 +50,16 @@ export interface GenerateRequest {
   topK?: number;
   presencePenalty?: number;
   frequencyPenalty?: number;
+  /** vLLM's `repetition_penalty` (SequenceParams.repetitionPenalty). */
+  repetitionPenalty?: number;
+  /** vLLM's `min_p` (SequenceParams.minP). */
+  minP?: number;
   /** Token id (decimal string) → bias. */
   logitBias?: Record<string, number>;
   seed?: number;
   stop?: string[];
+  /** vLLM's `include_stop_str_in_output`: a matched stop string stays at the end of the text. */
+  includeStopStr?: boolean;
   /** vLLM's `ignore_eos`: the model's stop token ids do not end a choice (max_tokens or a stop string does). */
   ignoreEos?: boolean;
   /** vLLM's `stop_token_ids`: more token ids that end a choice (finish_reason `stop`), kept with ignoreEos. */
@@ -179,7 +185,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
             seqId: -1,
             maxTokens,
             detok: new IncrementalDetokenizer(model.tokenizer, promptIds),
-            stop: new StopMatcher(this.req.stop),
+            stop: new StopMatcher(this.req.stop, this.req.includeStopStr),
             finished: false,
             engineDone: false,
             completionTokens: 0,
@@ -334,6 +340,8 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
     topK: req.topK === undefined ? -1 : Math.min(req.topK, INT32_MAX),
     presencePenalty: req.presencePenalty ?? 0,
     frequencyPenalty: req.frequencyPenalty ?? 0,
+    ...(req.repetitionPenalty !== undefined && req.repetitionPenalty !== 1 ? { repetitionPenalty: req.repetitionPenalty } : {}),
+    ...(req.minP ? { minP: req.minP } : {}),
     logitBias,
     stopTokenIds: stopIdsOf(req),
     ...(req.minTokens ? { minTokens: req.minTokens } : {}),

@@ -4,14 +4,15 @@
  * Text arrives in arbitrary pieces, so a stop string may start in one piece and end in a later
  * one. The matcher emits everything that cannot be the start of a stop string and holds back
  * only the longest suffix that is a proper prefix of some stop string. On a match the output
- * ends just before the stop string (OpenAI does not return the stop sequence).
+ * ends just before the stop string (OpenAI does not return the stop sequence), or right after it
+ * with vLLM's `include_stop_str_in_output`.
  */
 
 /** Result of feeding text to the matcher. */
 export interface StopResult {
   /** Text that is safe to send now. */
   text: string;
-  /** True once a stop string matched; `text` then ends right before it and later input is ignored. */
+  /** True once a stop string matched; `text` then ends right before it (or after it, includeStop) and later input is ignored. */
   stopped: boolean;
 }
 
@@ -29,8 +30,14 @@ export class StopMatcher {
   private held = '';
   private done = false;
 
-  /** @param stops Stop strings; empty strings are ignored. */
-  constructor(stops: readonly string[] = []) {
+  /**
+   * @param stops Stop strings; empty strings are ignored.
+   * @param includeStop Keep the matched stop string at the end of the text (vLLM's include_stop_str_in_output).
+   */
+  constructor(
+    stops: readonly string[] = [],
+    private readonly includeStop = false,
+  ) {
     this.stops = stops.filter((s) => s.length > 0);
   }
 
@@ -44,16 +51,21 @@ export class StopMatcher {
     if (this.done) return { text: '', stopped: true };
     if (this.stops.length === 0) return { text, stopped: false };
     const buf = this.held + text;
-    // Earliest match wins; a match can only involve the held suffix plus the new text.
+    // Earliest match wins (at the same start, the stop listed first); a match can only involve
+    // the held suffix plus the new text.
     let cut = -1;
+    let matched = '';
     for (const stop of this.stops) {
       const i = buf.indexOf(stop);
-      if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+      if (i >= 0 && (cut < 0 || i < cut)) {
+        cut = i;
+        matched = stop;
+      }
     }
     if (cut >= 0) {
       this.done = true;
       this.held = '';
-      return { text: buf.slice(0, cut), stopped: true };
+      return { text: buf.slice(0, this.includeStop ? cut + matched.length : cut), stopped: true };
     }
     let keep = 0;
     for (const stop of this.stops) keep = Math.max(keep, partialSuffix(buf, stop));

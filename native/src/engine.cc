@@ -95,6 +95,8 @@ void Engine::validate(const SequenceRequest& r) const {
   if (!(s.topP > 0 && s.topP <= 1)) invalid("topP", "topP must be in (0, 1]");
   if (s.topK < -1) invalid("topK", "topK must be >= -1 (0 or -1 disable it)");
   if (!std::isfinite(s.presencePenalty) || !std::isfinite(s.frequencyPenalty)) invalid(std::isfinite(s.presencePenalty) ? "frequencyPenalty" : "presencePenalty", "penalties must be finite");
+  if (!(std::isfinite(s.repetitionPenalty) && s.repetitionPenalty > 0)) invalid("repetitionPenalty", "repetitionPenalty must be a finite number > 0");
+  if (!(s.minP >= 0 && s.minP <= 1)) invalid("minP", "minP must be in [0, 1]");
   for (const auto& [tok, bias] : s.logitBias) {
     if (tok < 0 || tok >= c.vocabSize) invalid("logitBias", "logitBias token " + std::to_string(tok) + " is out of range [0, " + std::to_string(c.vocabSize) + ")");
     if (!std::isfinite(bias)) invalid("logitBias", "logitBias for token " + std::to_string(tok) + " must be finite");

@@ -157,6 +157,8 @@ SequenceRequest readSequenceParams(const Napi::Value& v) {
   r.sampling.topK = integer(o, "topK", P, &zeroI);
   r.sampling.presencePenalty = float(number(o, "presencePenalty", P, &zero));
   r.sampling.frequencyPenalty = float(number(o, "frequencyPenalty", P, &zero));
+  r.sampling.repetitionPenalty = float(number(o, "repetitionPenalty", P, &one));
+  r.sampling.minP = float(number(o, "minP", P, &zero));
   r.sampling.seed = uint64_t(int64_t(number(o, "seed", P, &zero)));
   r.logprobs = integer(o, "logprobs", P, &minusOne);
   r.sampling.minTokens = integer(o, "minTokens", P, &zeroI);

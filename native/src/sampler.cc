@@ -63,11 +63,29 @@ float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<d
   return float(logp(chosen));
 }
 
-Sampler::Sampler(SamplingParams params, int vocab) : p_(std::move(params)), vocab_(vocab), rng_(p_.seed) {}
+Sampler::Sampler(SamplingParams params, int vocab) : p_(std::move(params)), vocab_(vocab), rng_(p_.seed) {
+  if (p_.repetitionPenalty != 1.0f) {
+    promptSeen_ = std::move(p_.promptIds);
+    std::sort(promptSeen_.begin(), promptSeen_.end());
+    promptSeen_.erase(std::unique(promptSeen_.begin(), promptSeen_.end()), promptSeen_.end());
+  }
+  p_.promptIds.clear();
+}
 
 void Sampler::adjust(const float* logits, std::vector<float>* out, bool suppress) const {
   out->assign(logits, logits + vocab_);
   for (const auto& [tok, bias] : p_.logitBias) (*out)[size_t(tok)] += bias;
+  if (p_.repetitionPenalty != 1.0f) {
+    const float r = p_.repetitionPenalty;
+    auto penalize = [&](int tok) {
+      float& l = (*out)[size_t(tok)];
+      l = l > 0 ? l / r : l * r;
+    };
+    for (int tok : promptSeen_) penalize(tok);
+    for (const auto& entry : counts_) {  // once per token: generated tokens not already in the prompt
+      if (!std::binary_search(promptSeen_.begin(), promptSeen_.end(), entry.first)) penalize(entry.first);
+    }
+  }
   if (p_.frequencyPenalty != 0.0f || p_.presencePenalty != 0.0f) {
     for (const auto& [tok, n] : counts_) (*out)[size_t(tok)] -= p_.frequencyPenalty * float(n) + p_.presencePenalty;
   }
@@ -176,6 +194,17 @@ int Sampler::sampleMixture(const std::vector<const float*>& rows, const std::vec
 }
 
 int Sampler::draw(double sum) {
+  if (p_.minP > 0.0f) {
+    // min_p: drop every candidate below min_p times the largest (vLLM removes p < min_p * max p).
+    float mx = 0;
+    for (const auto& c : cand_) mx = std::max(mx, c.first);
+    const float threshold = p_.minP * mx;
+    sum = 0;
+    for (auto& c : cand_) {
+      if (c.first < threshold) c.first = 0;
+      sum += c.first;
+    }
+  }
   size_t keep = cand_.size();
   const bool useTopK = p_.topK > 0 && size_t(p_.topK) < cand_.size();
   const bool useTopP = p_.topP < 1.0f;

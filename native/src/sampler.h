@@ -22,6 +22,13 @@ struct SamplingParams {
   // the `suppressIds` (the sequence's stop token ids) get logit -inf, so generation cannot end.
   int minTokens = 0;
   std::vector<int> suppressIds;
+  // vLLM / transformers' repetition_penalty (CTRL, Keskar et al. 2019, eq. 2): every token seen in
+  // the prompt or generated so far gets logit / r when positive, logit * r otherwise. 1 disables.
+  float repetitionPenalty = 1.0f;
+  std::vector<int> promptIds;  // the prompt's tokens (read only when repetitionPenalty != 1)
+  // vLLM's min_p (Nguyen et al. 2024, "Min P sampling"): after temperature, tokens whose
+  // probability is below min_p * (the largest probability) are dropped. 0 disables.
+  float minP = 0.0f;
 };
 
 /** A token and its natural-log probability. */
@@ -54,9 +61,11 @@ float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<d
  * (token_mask.h) sets disallowed logits to -inf first, then logit_bias is added, then while
  * fewer than min_tokens tokens were generated the stop ids get -inf (vLLM's
  * MinTokensLogitsProcessor; dropped for that step if it would leave no token at all), then
- * logit[t] -= frequency_penalty * count[t] + presence_penalty * (count[t] > 0) over generated
- * tokens only, then greedy argmax (ties to the lowest id) when temperature == 0, else
- * softmax(l / T), top_k, top_p (smallest prefix with mass >= p, at least one token), one draw.
+ * vLLM's apply_penalties: repetition_penalty over the prompt's and the generated tokens
+ * (l / r when l > 0, else l * r), then logit[t] -= frequency_penalty * count[t] +
+ * presence_penalty * (count[t] > 0) over generated tokens only; then greedy argmax (ties to the
+ * lowest id) when temperature == 0, else softmax(l / T), min_p (drop p < min_p * max p), top_k,
+ * top_p (smallest prefix with mass >= p, at least one token), one draw.
  * The RNG (std::mt19937_64 seeded with `seed`) is private to the sequence, so results do not
  * depend on what else is in the batch.
  */
@@ -105,6 +114,7 @@ class Sampler {
   SamplingParams p_;
   int vocab_;
   std::mt19937_64 rng_;
+  std::vector<int> promptSeen_;               // sorted distinct prompt tokens (repetition_penalty only)
   std::unordered_map<int, int> counts_;       // generated token -> occurrences
   int generated_ = 0;                         // tokens observed so far
   std::vector<float> work_;                   // [vocab] adjusted logits

@@ -199,6 +199,7 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
     if (!s.sampler) {  // first admission (a preempted sequence keeps its sampler and RNG state)
       SamplingParams sp = s.req.sampling;
       sp.suppressIds = s.req.stopTokenIds;  // min_tokens masks the stop ids (sampler.h)
+      if (sp.repetitionPenalty != 1.0f) sp.promptIds = s.req.prompt;  // repetition_penalty covers the prompt
       s.sampler = std::make_unique<Sampler>(std::move(sp), c.vocabSize);
       s.tokens = s.req.prompt;
       for (Member& m : s.members) {

@@ -40,6 +40,9 @@ export interface GenerationBody extends CompositionBody {
   top_k?: number | null;
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
+  repetition_penalty?: number | null;
+  min_p?: number | null;
+  include_stop_str_in_output?: boolean | null;
   logit_bias?: Record<string, number> | null;
   seed?: number | null;
   stop?: string | string[] | null;
@@ -175,6 +178,9 @@ function samplingFromBody(body: GenerationBody): Omit<GenerateRequest, 'model' |
     topK: body.top_k ?? undefined,
     presencePenalty: body.presence_penalty ?? undefined,
     frequencyPenalty: body.frequency_penalty ?? undefined,
+    repetitionPenalty: body.repetition_penalty ?? undefined,
+    minP: body.min_p ?? undefined,
+    includeStopStr: body.include_stop_str_in_output ?? undefined,
     logitBias: body.logit_bias ?? undefined,
     seed: body.seed ?? undefined,
     stop: stopList(body.stop),

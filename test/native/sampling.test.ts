@@ -1,14 +1,18 @@
 /**
- * Engine-side sampling and finish reasons: seeds, top-k/top-p, logit_bias, penalties, stop
- * tokens, maxTokens, the context limit, cancellation.
+ * Engine-side sampling and finish reasons: seeds, top-k/top-p, min_p, logit_bias, penalties
+ * (presence, frequency, repetition), stop tokens, maxTokens, the context limit, cancellation.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { Engine } from '../../native/engine.ts';
 import { NativeError } from '../../native/errors.ts';
 import { tokenMaskOf } from '../../native/token-mask.ts';
-import { adapterSpec, loadReference, modelDir, params, testThreads } from './helpers.ts';
+import { adapterSpec, loadReference, modelDir, params, repoRoot, testThreads } from './helpers.ts';
 
 const ref = loadReference();
 const prompt = ref.prompts[0].input_ids;  // "<|begin_of_text|>ROMEO:\n"
@@ -71,6 +75,32 @@ describe('sampling', () => {
       if (scored[0].score - scored[1].score > 1e-4) assert.equal(tok, scored[0].token, `step ${k}`);
       counts.set(tok, (counts.get(tok) ?? 0) + 1);
     });
+  });
+
+  test('repetition_penalty (vLLM): 1 changes nothing; > 1 makes the repetitive prompt repeat less', async () => {
+    const repetitive = ref.prompts[1].input_ids;  // base greedy repeats "SICINIUS: He's appears"
+    const plain = await engine.generate(params(repetitive, { maxTokens: 32 })).done;
+    assert.deepEqual((await engine.generate(params(repetitive, { maxTokens: 32, repetitionPenalty: 1 })).done).tokens, plain.tokens);
+    const r = await engine.generate(params(repetitive, { maxTokens: 32, repetitionPenalty: 1.5 })).done;
+    const distinct = (t: number[]) => new Set(t).size;
+    assert.ok(distinct(r.tokens) > distinct(plain.tokens), `${distinct(r.tokens)} distinct tokens vs ${distinct(plain.tokens)}`);
+  });
+
+  test('min_p = 1 keeps only the most likely token: any temperature and seed give greedy', async () => {
+    const greedy = await run({ maxTokens: 16 });
+    assert.deepEqual((await run({ temperature: 1.7, minP: 1, seed: 11, maxTokens: 16 })).tokens, greedy.tokens);
+  });
+
+  test('the sampler\'s repetition_penalty and min_p formulas on hand-made logits (C++ driver)', () => {
+    const exe = join(mkdtempSync(join(tmpdir(), 'openlora-sampler-')), 'sampler_check');
+    const src = ['test/native/cpp/sampler_check.cc', 'native/src/sampler.cc', 'native/src/token_mask.cc'].map((s) => join(repoRoot, s));
+    const build = spawnSync('g++', ['-std=c++17', '-O2', '-o', exe, ...src], { encoding: 'utf8' });
+    assert.equal(build.status, 0, build.stderr);
+    const r = spawnSync(exe, [], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { checks: number; failures: string[] };
+    assert.deepEqual(out.failures, []);
+    assert.ok(out.checks >= 10);
   });
 
   test('a sampled stop token ends with "stop" and is reported', async () => {
@@ -156,6 +186,8 @@ describe('sampling', () => {
       [{ stopTokenIds: [1024] }, /stopTokenIds/],
       [{ logitBias: [[2000, 1]] }, /logitBias/],
       [{ minTokens: -1 }, /minTokens/],
+      [{ repetitionPenalty: 0 }, /repetitionPenalty/],
+      [{ minP: 1.5 }, /minP/],
     ];
     for (const [over, re] of bad) {
       assert.throws(() => engine.generate(params(prompt, over)), (e: unknown) => e instanceof NativeError && e.code === 'invalid_argument' && re.test(e.message), re.source);

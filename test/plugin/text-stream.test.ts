@@ -92,3 +92,12 @@ test('byte-level fast path: streamed text equals the windowed path and a full de
   const bom = new IncrementalDetokenizer(tok);
   assert.equal([0xef, 0xbb, 0xbf, 104].map((id) => bom.push(id)).join('') + bom.flush(), '\uFEFFh');
 });
+
+test('stop matcher with includeStop ends the text after the earliest match, held prefix included', () => {
+  const m = new StopMatcher(['t, wh', 'XYZ'], true);
+  assert.deepEqual(m.push('But sof'), { text: 'But sof', stopped: false });
+  assert.deepEqual(m.push('t, w'), { text: '', stopped: false });
+  assert.deepEqual(m.push('hat'), { text: 't, wh', stopped: true });
+  const tie = new StopMatcher(['ab', 'abc'], true);
+  assert.deepEqual(tie.push('xabcd'), { text: 'xab', stopped: true });
+});

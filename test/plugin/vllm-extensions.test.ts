@@ -88,3 +88,38 @@ test('bad ignore_eos / min_tokens are 400s naming the field', async () => {
   assert.equal(ok.status, 200);
   assert.ok(engine.added[0]!.stopTokenIds.includes(EOS));
 });
+
+test('repetition_penalty and min_p go to the engine (defaults omitted); bad values are 400s naming the field', async () => {
+  const { app, engine } = await makeApp(() => [A, B]);
+  const res = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 2, repetition_penalty: 1.3, min_p: 0.05 });
+  assert.equal(res.status, 200);
+  assert.equal(engine.added[0]!.repetitionPenalty, 1.3);
+  assert.equal(engine.added[0]!.minP, 0.05);
+  const plain = await request(app).post(CHAT).send({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, repetition_penalty: 1, min_p: 0 });
+  assert.equal(plain.status, 200);
+  assert.equal(engine.added[1]!.repetitionPenalty, undefined);
+  assert.equal(engine.added[1]!.minP, undefined);
+  for (const [field, value] of [['repetition_penalty', 0], ['repetition_penalty', -1], ['min_p', 1.5], ['min_p', -0.1]] as const) {
+    const bad = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], [field]: value });
+    assert.equal(bad.status, 400, `${field}: ${value}`);
+    assert.equal(bad.body.error.param, field);
+  }
+});
+
+test('include_stop_str_in_output keeps the matched stop string, streamed or not', async () => {
+  const { app } = await makeApp(() => [A, B, C, D]);
+  const cut = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 4, stop: ['BC'] });
+  assert.equal(cut.body.choices[0].text, 'A');
+  const kept = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 4, stop: ['BC'], include_stop_str_in_output: true });
+  assert.equal(kept.body.choices[0].text, 'ABC');
+  assert.equal(kept.body.choices[0].finish_reason, 'stop');
+  const streamed = await request(app)
+    .post(CHAT)
+    .send({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stop: 'BC', include_stop_str_in_output: true, stream: true });
+  const text = streamed.text
+    .split('\n\n')
+    .filter((l) => l.startsWith('data: {'))
+    .map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '')
+    .join('');
+  assert.equal(text, 'ABC');
+});

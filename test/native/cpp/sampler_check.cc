@@ -1,0 +1,85 @@
+// Checks the logit processing of Sampler (native/src/sampler.cc) on hand-made logits, where the
+// expected choice follows from the formulas alone: vLLM's repetition_penalty (logit / r when
+// positive, logit * r otherwise, over the prompt's and the generated tokens, once per token) and
+// min_p (after temperature, drop p < min_p * max p), and their order with the presence penalty.
+// Prints one JSON line {"checks": N, "failures": [...]} and exits 0. Built and run by sampling.test.ts.
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../../../native/src/sampler.h"
+
+using namespace openlora;
+
+namespace {
+
+int checks = 0;
+std::vector<std::string> failures;
+
+void expect(bool ok, const std::string& what) {
+  checks++;
+  if (!ok) failures.push_back(what);
+}
+
+}  // namespace
+
+int main() {
+  // Repetition penalty, greedy. Prompt {0, 3, 0}: token 0 (2.0 -> 1.0) and token 3 (-0.5 -> -1.0).
+  {
+    SamplingParams p;
+    p.temperature = 0;
+    p.repetitionPenalty = 2.0f;
+    p.promptIds = {0, 3, 0};
+    Sampler s(p, 5);
+    const std::vector<float> l = {2.0f, 1.5f, -1.0f, -0.5f, 1.9f};
+    expect(s.sample(l.data()) == 4, "prompt token 0 penalised: 2.0 / 2 < 1.9");
+    s.observe(4);  // generated: 1.9 / 2 = 0.95 < 1.5
+    expect(s.sample(l.data()) == 1, "generated token 4 penalised once");
+    s.observe(4);  // twice generated: still divided once (1.9 / 2 = 0.95 < 1.0 of token 0)
+    const std::vector<float> l2 = {2.0f, -3.0f, -3.0f, -3.0f, 1.9f};
+    expect(s.sample(l2.data()) == 0, "a token seen twice is divided once, as one seen once in the prompt");
+    // Token 3 (prompt): -0.6 * 2 = -1.2; token 4 (generated): -1.1 * 2 = -2.2; unseen 1 at -1.1 wins.
+    const std::vector<float> neg = {-3.0f, -1.1f, -4.0f, -0.6f, -1.1f};
+    expect(s.sample(neg.data()) == 1, "negative logits of seen tokens are multiplied");
+    const std::vector<float> neg2 = {-3.0f, -1.3f, -4.0f, -0.6f, -4.0f};
+    expect(s.sample(neg2.data()) == 3, "-0.6 * 2 = -1.2 still beats an unseen -1.3");
+  }
+  // Order with the presence penalty (vLLM: repetition first, then presence): token 1 seen,
+  // logit 1.0 -> 1.0 / 2 - 0.4 = 0.1; with the other order (1.0 - 0.4) / 2 = 0.3. Token 2 at 0.2 decides.
+  {
+    SamplingParams p;
+    p.temperature = 0;
+    p.repetitionPenalty = 2.0f;
+    p.presencePenalty = 0.4f;
+    Sampler s(p, 3);
+    s.observe(1);
+    const std::vector<float> l = {-5.0f, 1.0f, 0.2f};
+    expect(s.sample(l.data()) == 2, "repetition before presence");
+  }
+  // min_p: probabilities 0.5, 0.3, 0.15, 0.05 (T = 1). min_p 0.2 (threshold 0.1) never draws token
+  // 3; min_p 0.5 (threshold 0.25) draws only 0 and 1, about 5 : 3; min_p 1 is greedy.
+  {
+    const std::vector<float> l = {std::log(0.5f), std::log(0.3f), std::log(0.15f), std::log(0.05f)};
+    for (float minP : {0.0f, 0.2f, 0.5f, 1.0f}) {
+      SamplingParams p;
+      p.temperature = 1;
+      p.minP = minP;
+      p.seed = 5;
+      Sampler s(p, 4);
+      int count[4] = {0, 0, 0, 0};
+      const int draws = 4000;
+      for (int i = 0; i < draws; i++) count[s.sample(l.data())]++;
+      const std::string tag = "min_p " + std::to_string(minP) + ": counts " + std::to_string(count[0]) + "," + std::to_string(count[1]) + "," +
+                              std::to_string(count[2]) + "," + std::to_string(count[3]);
+      if (minP == 0.0f) expect(count[3] > 100 && count[2] > 400, tag);
+      if (minP == 0.2f) expect(count[3] == 0 && count[2] > 400, tag);
+      if (minP == 0.5f) expect(count[2] == 0 && count[3] == 0 && std::fabs(double(count[0]) / draws - 0.625) < 0.04, tag);
+      if (minP == 1.0f) expect(count[0] == draws, tag);
+    }
+  }
+  std::printf("{\"checks\": %d, \"failures\": [", checks);
+  for (size_t i = 0; i < failures.size(); i++) std::printf("%s\"%s\"", i ? ", " : "", failures[i].c_str());
+  std::printf("]}\n");
+  return 0;
+}
