@@ -318,11 +318,16 @@ export class AdapterManager implements RuntimeAdapterProvider {
     if (src.kind === 'url' && !this.allowUrls) {
       throw new AdapterError(`lora_path ${JSON.stringify(location)}: URL sources are disabled (adapterSources.allowUrls)`, 'invalid_lora_path', { param: 'lora_path' });
     }
-    const info = await this.registry.registerSource(name, src);
+    let info: AdapterInfo | undefined;
     try {
+      info = await this.registry.registerSource(name, src);
       await this.specs.get(this.registry.get(name)!);
     } catch (err) {
-      this.unregister(name);
+      if (info) this.unregister(name);  // only what this call registered (a concurrent load of the name keeps its own)
+      // The adapter's files are the request's lora_path, not its model: name that field.
+      if (err instanceof AdapterError && err.param === 'model') {
+        throw new AdapterError(err.message, err.code, { param: 'lora_path', cause: err.cause, retryAfterSeconds: err.retryAfterSeconds });
+      }
       throw err;
     }
     return info;

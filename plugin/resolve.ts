@@ -152,7 +152,8 @@ function bodyMembers(base: string, members: AdapterWeight[], provider: AdapterPr
   return members.map((m, i) => {
     let name = m.name;
     if (name.startsWith(base + ':')) name = name.slice(base.length + 1);
-    else if (name.includes(':')) {
+    else if (name.includes(':') && !/^[a-z][a-z0-9+.-]*:\/\//i.test(name)) {
+      // (A URL is not `BASE:ADAPTER`: it falls through to the 404 of an adapter this base lacks.)
       throw new InvalidRequestError(
         `adapters[${i}].name \`${m.name}\` belongs to another base model; every adapter of a composition must be an adapter of \`${base}\`.`,
         `adapters[${i}].name`,

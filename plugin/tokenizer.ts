@@ -275,7 +275,7 @@ export class ModelTokenizer {
     const atLeast = Math.ceil(bytes / this.maxTokenBytes);
     if (atLeast > limit.maxTokens) {
       throw new ContextLengthError(
-        `This model's maximum context length is ${limit.maxTokens} tokens, but the ${limit.param} is at least ${atLeast} tokens long.`,
+        `This model's maximum context length is ${limit.maxTokens} tokens, but the ${limit.param} ${limit.param.endsWith('s') ? 'are' : 'is'} at least ${atLeast} tokens long.`,
         limit.param,
       );
     }

@@ -252,6 +252,7 @@ describe('adapter lifecycle over HTTP', { skip: built ? false : 'native addon no
       ]);
       assert.ok(r.status >= 400 && r.status < 500, `${name}: ${r.status}`);
       assert.match(r.body.error.message, re, name);
+      assert.equal(r.body.error.param, 'lora_path', `${name}: the files are the request's lora_path`);
       assert.equal(neighbour.status, 200, `neighbour while loading ${name}`);
       assert.equal(mgr(main).get(name), undefined, `${name} not registered`);
     }

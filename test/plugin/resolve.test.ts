@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InvalidRequestError, ModelNotFoundError } from '../../plugin/errors.ts';
-import { parseMerge, parseModelName } from '../../plugin/resolve.ts';
+import { parseMerge, parseModelName, resolveComposition } from '../../plugin/resolve.ts';
 import { FakeAdapters } from './fakes.ts';
 
 const bases = new Map([
@@ -55,4 +55,16 @@ test('merge syntax parses into members (unknown members 404)', () => {
     ],
   });
   assert.throws(() => parseModelName('tiny:shout@0.6+ghost@0.4', bases), (e: unknown) => e instanceof ModelNotFoundError && /`ghost`/.test(e.message));
+});
+
+test('body adapters: another base is a 400; a URL is an adapter this base lacks (404), not another base', () => {
+  const tiny = bases.get('tiny')!;
+  assert.throws(
+    () => resolveComposition({ base: 'tiny' }, { adapters: [{ name: 'llama3:8b:solo', weight: 1 }] }, tiny),
+    (e: unknown) => e instanceof InvalidRequestError && /belongs to another base model/.test(e.message) && e.param === 'adapters[0].name',
+  );
+  assert.throws(
+    () => resolveComposition({ base: 'tiny' }, { adapters: [{ name: 'https://example.com/a.safetensors', weight: 1 }] }, tiny),
+    (e: unknown) => e instanceof ModelNotFoundError && e.status === 404 && /has no adapter `https:\/\/example.com\/a.safetensors`/.test(e.message),
+  );
 });
