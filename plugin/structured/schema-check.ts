@@ -22,17 +22,48 @@ const LIST_KEYS = ['anyOf', 'oneOf', 'allOf', 'prefixItems'];
 export interface UnsupportedFeature {
   keyword: string;
   path: string;
+  /** Why, when it is not that xgrammar ignores the keyword (the callers' default wording). */
+  reason?: string;
 }
 
 const ptr = (s: string): string => s.replaceAll('~', '~0').replaceAll('/', '~1');
 
 /**
+ * Whether `ref` is a pointer into `root` that xgrammar 0.1.27 resolves: `#`, or `#/a/b` looked up
+ * segment by segment as written (it does not unescape RFC 6901's `~1` / `~0` nor %-encoding).
+ * A pointer to nothing fails a FATAL check inside xgrammar (its WASM instance aborts), so it is
+ * refused up front.
+ */
+function refResolves(root: unknown, ref: string): boolean {
+  if (ref === '#') return true;
+  if (!ref.startsWith('#/')) return false;
+  let cur: unknown = root;
+  for (const part of ref.slice(2).split('/')) {
+    if (!cur || typeof cur !== 'object' || !Object.hasOwn(cur, part)) return false;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return cur !== null && typeof cur === 'object';
+}
+
+/**
  * The first keyword of `schema` xgrammar would not enforce, or undefined when all are enforced.
+ * Also a `$ref` that is not a pointer into `root` (the whole schema) that resolves.
  * Walks properties, items, combinators and definitions (depth-first, document order).
  */
-export function findUnsupportedFeature(schema: unknown, path = ''): UnsupportedFeature | undefined {
+export function findUnsupportedFeature(schema: unknown, path = '', root: unknown = schema): UnsupportedFeature | undefined {
   if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return undefined;
   const s = schema as Record<string, unknown>;
+  if ('$ref' in s) {
+    const ref = s.$ref;
+    if (typeof ref !== 'string' || !refResolves(root, ref)) {
+      const local = typeof ref === 'string' && (ref === '#' || ref.startsWith('#/'));
+      return {
+        keyword: `$ref ${JSON.stringify(ref)}`,
+        path: path || '/',
+        reason: local ? 'which points to nothing in this schema (segments are matched as written: ~0, ~1 and %-escapes are not decoded)' : 'which is not a local reference (only "#" and "#/..." pointers into this schema are resolved)',
+      };
+    }
+  }
   for (const k of ALWAYS) {
     if (k in s && !(k === 'uniqueItems' && s[k] === false)) return { keyword: k, path: path || '/' };
   }
@@ -48,19 +79,19 @@ export function findUnsupportedFeature(schema: unknown, path = ''): UnsupportedF
     const m = s[k];
     if (m && typeof m === 'object') {
       for (const [name, sub] of Object.entries(m)) {
-        const f = findUnsupportedFeature(sub, `${path}/${k}/${ptr(name)}`);
+        const f = findUnsupportedFeature(sub, `${path}/${k}/${ptr(name)}`, root);
         if (f) return f;
       }
     }
   }
   for (const k of ONE_KEYS) {
-    const f = findUnsupportedFeature(s[k], `${path}/${k}`);
+    const f = findUnsupportedFeature(s[k], `${path}/${k}`, root);
     if (f) return f;
   }
   for (const k of LIST_KEYS) {
     if (!Array.isArray(s[k])) continue;
     for (let i = 0; i < (s[k] as unknown[]).length; i++) {
-      const f = findUnsupportedFeature((s[k] as unknown[])[i], `${path}/${k}/${i}`);
+      const f = findUnsupportedFeature((s[k] as unknown[])[i], `${path}/${k}/${i}`, root);
       if (f) return f;
     }
   }

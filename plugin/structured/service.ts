@@ -221,7 +221,7 @@ export class GrammarService {
     if (spec.kind === 'json_schema') {
       const f = findUnsupportedFeature(spec.schema);
       if (f) {
-        throw new InvalidRequestError(`${this.describe(spec)} uses \`${f.keyword}\` at ${f.path}, which this server cannot enforce (xgrammar ignores it).`, spec.param, 'unsupported_schema_feature');
+        throw new InvalidRequestError(`${this.describe(spec)} uses \`${f.keyword}\` at ${f.path}, ${f.reason ?? 'which this server cannot enforce (xgrammar ignores it)'}.`, spec.param, 'unsupported_schema_feature');
       }
     }
     const key = specKey(spec);

@@ -31,7 +31,7 @@ export function toolCallGrammar(tools: FunctionTool[], names: string[], parallel
     const f = findUnsupportedFeature(schema);
     if (f) {
       throw new InvalidRequestError(
-        `The parameters schema of tool '${name}' uses \`${f.keyword}\` at ${f.path}, which this server cannot enforce (xgrammar ignores it).`,
+        `The parameters schema of tool '${name}' uses \`${f.keyword}\` at ${f.path}, ${f.reason ?? 'which this server cannot enforce (xgrammar ignores it)'}.`,
         `tools[${i}].function.parameters`,
         'unsupported_schema_feature',
       );

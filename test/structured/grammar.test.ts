@@ -87,6 +87,39 @@ test('an over-long spec is refused before compiling', async () => {
   }
 });
 
+test('a $ref that points to nothing or outside the schema is a 400 naming it; local refs compile, and the service keeps working', async () => {
+  const tok = loadTestTokenizer('demo');
+  const svc = new GrammarService(tok.grammarVocab());
+  try {
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      // xgrammar 0.1.27 aborts its WASM instance on this one (a FATAL check): never sent to it.
+      [{ type: 'object', properties: { a: { $ref: '#/$defs/missing' } }, $defs: { x: { type: 'string' } } }, /\$ref "#\/\$defs\/missing"` at \/properties\/a, which points to nothing/],
+      [{ type: 'object', properties: { a: { $ref: 'http://example.com/s.json' } } }, /not a local reference/],
+      [{ type: 'object', properties: { a: { $ref: 7 } } }, /\$ref 7/],
+      [{ $defs: { x: { type: 'array', items: { $ref: '#/$defs/y' } } }, $ref: '#/$defs/x' }, /\/\$defs\/x\/items/],
+      // RFC 6901 escapes: xgrammar looks segments up as written, so this one would not resolve there.
+      [{ type: 'object', properties: { 'a/b': { type: 'integer' }, c: { $ref: '#/properties/a~1b' } } }, /points to nothing/],
+    ];
+    for (const [schema, re] of bad) {
+      await assert.rejects(svc.open({ kind: 'json_schema', schema, param: 'response_format' }), (e: unknown) => {
+        assert.ok(e instanceof InvalidRequestError);
+        assert.equal(e.param, 'response_format');
+        assert.match(e.message, re);
+        return true;
+      });
+    }
+    for (const schema of [
+      { type: 'object', properties: { a: { $ref: '#/definitions/x' } }, definitions: { x: { type: 'string' } } },
+      { type: 'object', properties: { next: { anyOf: [{ type: 'null' }, { $ref: '#' }] } } },
+    ]) {
+      const g = await svc.open({ kind: 'json_schema', schema, param: 'response_format' });
+      g.close();
+    }
+  } finally {
+    await svc.dispose();
+  }
+});
+
 test('schema keywords xgrammar does not enforce are 400s naming the keyword and where it is', async () => {
   const tok = loadTestTokenizer('demo');
   const svc = new GrammarService(tok.grammarVocab());
