@@ -23,9 +23,10 @@
  * One input adapter always merges as `linear` (PEFT).
  *
  * NOTE(event loop): the server runs this on a worker thread (./off-thread.ts), so the event loop
- * only waits for a message. The A/B strategies take ~0.1 s for the demo model; the SVD variants use
- * ml-matrix's dense SVD, ~0.65 s per 704x256 module (~18 s for shout+rs on all 28 modules). Next
- * step: for plain `svd`, the low-rank form (QR of the stacked B's and A's, SVD of the small core).
+ * only waits for a message. The A/B strategies take ~0.1 s for the demo model, and so does plain
+ * `svd` (the SVD of the stacked factors' small core, strategies.ts lowRankSvdFactors); the
+ * ties/dare/magnitude_prune `*_svd` variants prune the dense deltas first, so they take
+ * ml-matrix's dense SVD, ~0.65 s per 704x256 module (~18 s for shout+rs on all 28 modules).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -38,7 +39,7 @@ import { baseModules, moduleDims, modulesOf, type LoraModule } from '../peft-mat
 import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from '../peft.ts';
 import { SafetensorsWriter, type TensorDecl } from './safetensors-writer.ts';
 import {
-  abWeights, deltaWeight, mergeTaskTensors, substream, svdFactors, type MajoritySignMethod, type TaskMerge,
+  abWeights, deltaWeight, lowRankSvdFactors, mergeTaskTensors, substream, svdFactors, type MajoritySignMethod, type TaskMerge,
 } from './strategies.ts';
 import { AdapterTensors, type LoraPair } from './tensors.ts';
 
@@ -316,8 +317,13 @@ export function mergeModule(
     }
     return { A, B };
   }
+  if (strategy === 'svd') {
+    // delta = sum_i (w_i s_i) (s_i B_i A_i), as PEFT: its SVD from the factors, never dense.
+    const terms = present.map(({ pair, w }) => ({ B: pair.B, A: pair.A, r: pair.rank, c: w * pair.scaling * pair.scaling }));
+    return lowRankSvdFactors(terms, d.out, d.in, rank, o.svdClamp);
+  }
   if (strategy.endsWith('svd')) {
-    const kind: TaskMerge = strategy === 'svd' ? 'linear' : (strategy.slice(0, -4) as TaskMerge);
+    const kind = strategy.slice(0, -4) as TaskMerge;
     const deltas = present.map(({ pair }) => deltaWeight(pair.B, pair.A, d.out, pair.rank, d.in, pair.scaling));
     const weights = present.map(({ pair, w }) => w * pair.scaling);
     const rngs = present.map(({ i }) => substream(seed, `${moduleName}.delta#${i}`));

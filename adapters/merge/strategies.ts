@@ -19,7 +19,7 @@
  * - `torch.topk` does not specify which of equal magnitudes it keeps; `magnitudeBasedPruning`
  *   keeps the lower flat index.
  */
-import { Matrix, SingularValueDecomposition } from 'ml-matrix';
+import { Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
 
 /** `majority_sign_method` of PEFT `calculate_majority_sign_mask`. */
 export type MajoritySignMethod = 'total' | 'frequency';
@@ -266,9 +266,52 @@ export function svdFactors(delta: Float32Array, out: number, inF: number, rank: 
   const m = new Matrix(out, inF);
   for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) m.set(o, i, delta[o * inF + i]!);
   const svd = new SingularValueDecomposition(m, { autoTranspose: true });
-  const U = svd.leftSingularVectors; // [out, min(out, in)]
-  const V = svd.rightSingularVectors; // [in, min(out, in)]
-  const S = svd.diagonal; // descending
+  // U [out, min(out, in)], V [in, min(out, in)], S descending
+  return factorsOf(svd.leftSingularVectors, svd.diagonal, svd.rightSingularVectors, out, inF, rank, clamp);
+}
+
+/**
+ * svdFactors of delta = sum_j B_j A_j (B_j [out, r_j], A_j [r_j, in], coefficients folded in)
+ * without forming delta: with Bc = [B_1 .. B_n] [out, R] and Ac = [A_1; ..; A_n] [R, in]
+ * (R = sum r_j), QR gives Bc = Qb Rb and Ac^T = Qa Ra, so delta = Qb (Rb Ra^T) Qa^T and the SVD
+ * of the R x R core C = Uc S Vc^T gives U = Qb Uc, V = Qa Vc (the low-rank SVD of Halko et al.
+ * 2011, sec. 5.1, exact here because the rank is known). O((out + in) R^2 + R^3) instead of the
+ * dense SVD's O(out in min(out, in)): at 704 x 256 with R = 12, milliseconds instead of ~0.65 s.
+ * Falls back to svdFactors when R > min(out, in) (the delta's rank is then at most min(out, in)).
+ * @param terms each { B: [out, r] row-major, A: [r, in] row-major, r, c } contributes c * B A.
+ */
+export function lowRankSvdFactors(
+  terms: Array<{ B: Float32Array; A: Float32Array; r: number; c: number }>, out: number, inF: number, rank: number, clamp?: number,
+): { A: Float32Array; B: Float32Array } {
+  const R = terms.reduce((n, t) => n + t.r, 0);
+  if (R === 0) return { A: new Float32Array(rank * inF), B: new Float32Array(out * rank) };
+  if (R > Math.min(out, inF)) {
+    const delta = new Float32Array(out * inF);
+    for (const t of terms) {
+      const d = deltaWeight(t.B, t.A, out, t.r, inF, t.c);
+      for (let j = 0; j < d.length; j++) delta[j]! += d[j]!;
+    }
+    return svdFactors(delta, out, inF, rank, clamp);
+  }
+  const Bc = new Matrix(out, R);
+  const AcT = new Matrix(inF, R);
+  let off = 0;
+  for (const t of terms) {
+    for (let o = 0; o < out; o++) for (let k = 0; k < t.r; k++) Bc.set(o, off + k, t.c * t.B[o * t.r + k]!);
+    for (let k = 0; k < t.r; k++) for (let i = 0; i < inF; i++) AcT.set(i, off + k, t.A[k * inF + i]!);
+    off += t.r;
+  }
+  const qb = new QrDecomposition(Bc);
+  const qa = new QrDecomposition(AcT);
+  const core = qb.upperTriangularMatrix.mmul(qa.upperTriangularMatrix.transpose());  // [R, R]
+  const svd = new SingularValueDecomposition(core);
+  const U = qb.orthogonalMatrix.mmul(svd.leftSingularVectors);  // [out, R]
+  const V = qa.orthogonalMatrix.mmul(svd.rightSingularVectors);  // [in, R]
+  return factorsOf(U, svd.diagonal, V, out, inF, rank, clamp);
+}
+
+/** B = U[:, :k] diag(S[:k]), A = V[:, :k]^T with k = min(rank, |S|), zero-padded to rank; then svd_clamp (see svdFactors). */
+function factorsOf(U: Matrix, S: number[], V: Matrix, out: number, inF: number, rank: number, clamp?: number): { A: Float32Array; B: Float32Array } {
   const k = Math.min(rank, S.length);
   const B = new Float32Array(out * rank);
   const A = new Float32Array(rank * inF);

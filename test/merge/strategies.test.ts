@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { mergeModule } from '../../adapters/merge/materialize.ts';
 import {
-  calculateMajoritySignMask, dareLinear, dareTies, deltaWeight, magnitudePrune, mergeTaskTensors, substream, svdFactors, ties,
+  calculateMajoritySignMask, dareLinear, dareTies, deltaWeight, lowRankSvdFactors, magnitudePrune, mergeTaskTensors, substream, svdFactors, ties,
   type Rng,
 } from '../../adapters/merge/strategies.ts';
 import type { LoraPair } from '../../adapters/merge/tensors.ts';
@@ -167,6 +167,30 @@ describe('svd strategies (PEFT _svd_generalized_task_arithmetic_weighted_adapter
     const want = matmul(q1.B, q1.A, out, r, inF).map((x, j) => ws[0]! * 2 * 2 * x + ws[1]! * 0.5 * 0.5 * matmul(q2.B, q2.A, out, r, inF)[j]!);
     close(matmul(B, A, out, 5, inF), want, 1e-5);
     close(deltaWeight(q1.B, q1.A, out, r, inF, 2), matmul(q1.B, q1.A, out, r, inF).map((x) => 2 * x), 1e-6);
+  });
+
+  test('lowRankSvdFactors (QR of the stacked factors) gives the dense SVD\'s truncation: same B A, same singular values', () => {
+    const rnd = substream(11, 'lowrank');
+    const out = 40;
+    const inF = 24;
+    const terms = [3, 5, 2].map((r, j) => ({
+      r, c: [0.7, -1.3, 2][j]!,
+      B: Float32Array.from({ length: out * r }, () => rnd() - 0.5), A: Float32Array.from({ length: r * inF }, () => rnd() - 0.5),
+    }));
+    const delta = new Float32Array(out * inF);
+    for (const t of terms) deltaWeight(t.B, t.A, out, t.r, inF, t.c).forEach((x, j) => (delta[j]! += x));
+    for (const rank of [10, 6, 1, 16]) {
+      const dense = svdFactors(delta, out, inF, rank);
+      const low = lowRankSvdFactors(terms, out, inF, rank);
+      close(matmul(low.B, low.A, out, rank, inF), matmul(dense.B, dense.A, out, rank, inF), 1e-4);
+      // column norms of B are the singular values (A's rows are unit vectors)
+      const norms = (B: Float32Array) => Array.from({ length: rank }, (_, j) => Math.hypot(...Array.from({ length: out }, (_, o) => B[o * rank + j]!)));
+      close(norms(low.B), norms(dense.B), 1e-4);
+    }
+    // More factor columns than min(out, in): the dense fallback, same result.
+    const wide = [{ r: 30, c: 1, B: Float32Array.from({ length: out * 30 }, () => rnd() - 0.5), A: Float32Array.from({ length: 30 * inF }, () => rnd() - 0.5) }];
+    const dw = deltaWeight(wide[0]!.B, wide[0]!.A, out, 30, inF, 1);
+    close(matmul(lowRankSvdFactors(wide, out, inF, 8).B, lowRankSvdFactors(wide, out, inF, 8).A, out, 8, inF), matmul(svdFactors(dw, out, inF, 8).B, svdFactors(dw, out, inF, 8).A, out, 8, inF), 1e-4);
   });
 
   test('svdFactors pads zero components past min(out, in)', () => {
