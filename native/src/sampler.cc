@@ -2,6 +2,7 @@
 #include "sampler.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 
 #include "token_mask.h"
@@ -77,9 +78,11 @@ void Sampler::adjust(const float* logits, std::vector<float>* out, bool suppress
   for (const auto& [tok, bias] : p_.logitBias) (*out)[size_t(tok)] += bias;
   if (p_.repetitionPenalty != 1.0f) {
     const float r = p_.repetitionPenalty;
+    // Kept finite (a -inf stays -inf): an overflow to +inf would make the softmax NaN.
     auto penalize = [&](int tok) {
       float& l = (*out)[size_t(tok)];
-      l = l > 0 ? l / r : l * r;
+      l = l > 0 ? std::min(l / r, FLT_MAX) : l * r;
+      if (l < -FLT_MAX && l > -INFINITY) l = -FLT_MAX;
     };
     for (int tok : promptSeen_) penalize(tok);
     for (const auto& entry : counts_) {  // once per token: generated tokens not already in the prompt

@@ -48,8 +48,12 @@ export const commonFields = {
   seed: z.number().int().nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
-  /** vLLM extension: prompt and generated tokens get logit / r (positive) or logit * r (negative). */
-  repetition_penalty: z.number().gt(0).max(1e6).nullish(),
+  /**
+   * vLLM extension: prompt and generated tokens get logit / r (positive) or logit * r (negative).
+   * vLLM takes any r > 0; past [1e-6, 1e6] the float32 logits overflow (r = 1e-38 made every
+   * token +inf), and such a penalty acts as an infinite one anyway.
+   */
+  repetition_penalty: z.number().min(1e-6).max(1e6).nullish(),
   /** vLLM extension: drop tokens whose probability is below min_p times the most likely one's. */
   min_p: z.number().min(0).max(1).nullish(),
   /** vLLM extension: a matched stop string is kept at the end of the text. */

@@ -99,7 +99,7 @@ test('repetition_penalty and min_p go to the engine (defaults omitted); bad valu
   assert.equal(plain.status, 200);
   assert.equal(engine.added[1]!.repetitionPenalty, undefined);
   assert.equal(engine.added[1]!.minP, undefined);
-  for (const [field, value] of [['repetition_penalty', 0], ['repetition_penalty', -1], ['min_p', 1.5], ['min_p', -0.1]] as const) {
+  for (const [field, value] of [['repetition_penalty', 0], ['repetition_penalty', -1], ['repetition_penalty', 1e-38], ['min_p', 1.5], ['min_p', -0.1]] as const) {
     const bad = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], [field]: value });
     assert.equal(bad.status, 400, `${field}: ${value}`);
     assert.equal(bad.body.error.param, field);

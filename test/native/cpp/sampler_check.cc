@@ -45,6 +45,23 @@ int main() {
     const std::vector<float> neg2 = {-3.0f, -1.3f, -4.0f, -0.6f, -4.0f};
     expect(s.sample(neg2.data()) == 3, "-0.6 * 2 = -1.2 still beats an unseen -1.3");
   }
+  // A penalty that overflows float32 keeps the logits finite: the larger one still wins, no NaN
+  // (the engine accepts any finite r > 0; the HTTP schema bounds it to [1e-6, 1e6]).
+  {
+    SamplingParams p;
+    p.temperature = 1;
+    p.repetitionPenalty = 1e-38f;
+    p.promptIds = {1, 2};
+    p.seed = 3;
+    Sampler s(p, 4);
+    const std::vector<float> l = {0.5f, 5.0f, 4.0f, -1.0f};  // 5 / 1e-38 and 4 / 1e-38 overflow
+    int ok = 0;
+    for (int i = 0; i < 50; i++) {
+      const int t = s.sample(l.data());
+      ok += t == 1 || t == 2 ? 1 : 0;
+    }
+    expect(ok == 50, "an overflowing repetition_penalty samples among the largest (finite) logits");
+  }
   // Order with the presence penalty (vLLM: repetition first, then presence): token 1 seen,
   // logit 1.0 -> 1.0 / 2 - 0.4 = 0.1; with the other order (1.0 - 0.4) / 2 = 0.3. Token 2 at 0.2 decides.
   {
