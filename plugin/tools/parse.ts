@@ -88,7 +88,9 @@ export function parseToolCalls(text: string, format: ToolFormat, truncated = fal
     if (first < 0) return none;
     const matches = [...text.matchAll(re)];
     for (const [i, m] of matches.entries()) {
-      const call = toCall(tryJson(m[1]!.trim()), format);
+      // An unclosed last call (the output ended): drop a cut-off start of its closing tag.
+      const body = m[0].endsWith('</tool_call>') ? m[1]! : m[1]!.slice(0, m[1]!.length - heldBack(m[1]!, '</tool_call>'));
+      const call = toCall(tryJson(body.trim()), format);
       if (!call && truncated && i === matches.length - 1 && i > 0 && !m[0].endsWith('</tool_call>')) break;
       if (!call) return none;
       calls.push(call);
@@ -112,4 +114,10 @@ export function parseToolCalls(text: string, format: ToolFormat, truncated = fal
   if (truncated && calls.length > 1 && !calls[calls.length - 1]) calls.pop();
   if (calls.some((c) => !c)) return none;
   return { content: null, toolCalls: calls as ToolCall[] };
+}
+
+/** Length of the longest suffix of `s` that is a proper prefix of `marker` (text to hold back while it may start one). */
+export function heldBack(s: string, marker: string): number {
+  for (let n = Math.min(marker.length - 1, s.length); n > 0; n--) if (marker.startsWith(s.slice(s.length - n))) return n;
+  return 0;
 }

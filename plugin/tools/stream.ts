@@ -8,7 +8,7 @@
  * the rules for missing special-token markers: ./format.ts, ./parse.ts.
  */
 import type { ToolFormat } from './format.ts';
-import { newCallId, type ToolCall, toCall } from './parse.ts';
+import { heldBack, newCallId, type ToolCall, toCall } from './parse.ts';
 
 /** A streamed tool-call delta (OpenAI `choices[].delta.tool_calls[]`). */
 export interface ToolCallDelta {
@@ -112,11 +112,6 @@ class CallScanner {
   }
 }
 
-/** The longest suffix of `s` that is a proper prefix of `marker`. */
-function heldBack(s: string, marker: string): number {
-  for (let n = Math.min(marker.length - 1, s.length); n > 0; n--) if (marker.startsWith(s.slice(s.length - n))) return n;
-  return 0;
-}
 
 /** Streaming parser of one choice's output. */
 export class ToolStreamParser {
@@ -270,6 +265,10 @@ export class ToolStreamParser {
       this.calls.push(call);
       return;
     }
+    // A call the output ended inside (a stop string, max_tokens) streamed its name and part of its
+    // arguments, but is not a call: it does not count (finish_reason stays stop / length, as the
+    // non-streamed response, which keeps such text as content).
+    if (truncated) return;
     this.calls.push({ id: this.callId, type: 'function', function: { name: s.name, arguments: this.args } });
   }
 

@@ -85,3 +85,21 @@ test('a max_tokens cut drops the last, unfinished call and keeps the complete on
   assert.deepEqual(parseToolCalls(llama, L, true).toolCalls.map((c) => c.function.name), ['f']);
   assert.deepEqual(parseToolCalls(llama, L).toolCalls, []);
 });
+
+test('the output ending inside a call: whole arguments before a cut-off closing tag parse (streamed and not); cut arguments are no call', () => {
+  const streamed = (text: string) => {
+    const p = new ToolStreamParser(H);
+    p.push(text);
+    p.end();
+    return p.calls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]);
+  };
+  for (const tail of ['', '\n', '\n</tool', '\n</tool_call']) {
+    const text = `<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}${tail}`;
+    assert.deepEqual(parseToolCalls(text, H, true).toolCalls.map((c) => [c.function.name, JSON.parse(c.function.arguments)]), [['get_weather', { city: 'Rome' }]], JSON.stringify(tail));
+    assert.deepEqual(streamed(text), [['get_weather', { city: 'Rome' }]], JSON.stringify(tail));
+  }
+  // Cut inside the arguments (a stop string, max_tokens): neither side counts a call.
+  const cut = '<tool_call>\n{"name": "get_weather", "arguments": {"city';
+  assert.deepEqual(parseToolCalls(cut, H).toolCalls, []);
+  assert.deepEqual(streamed(cut), []);
+});
