@@ -31,6 +31,7 @@ export function describeType(v: unknown): string {
   return `a ${typeof v}`;
 }
 
+/** The value at `path` inside `input` (undefined where the path leaves it). */
 function valueAt(input: unknown, path: Path): unknown {
   let v = input;
   for (const key of path) {
@@ -54,16 +55,30 @@ const EXPECTED: Record<string, string> = {
   object: 'an object',
 };
 
-/** Descend into the union branch whose type matched the input (the one that got past the root). */
-function unwrapUnion(issue: Issue, path: Path): [Issue, Path] {
+/** Whether an invalid_type issue's expected type is of the value's own kind (an integer for 1.5). */
+function sameKind(expected: string, v: unknown): boolean {
+  if (expected === 'int' || expected === 'number') return typeof v === 'number';
+  if (expected === 'array') return Array.isArray(v);
+  if (expected === 'object') return v !== null && typeof v === 'object' && !Array.isArray(v);
+  return typeof v === expected;
+}
+
+/**
+ * Descend into the union branch that matched the input best: one that got past the root, and
+ * among those, one whose issue is not a wrong type, else one that expected the value's own kind
+ * (`prompt: [1.5]` is a token id that is not an integer, not a string that is a number).
+ */
+function unwrapUnion(issue: Issue, path: Path, input: unknown): [Issue, Path] {
   if (issue.code !== 'invalid_union') return [issue, path];
+  let best: Issue | undefined;
+  let bestScore = -1;
   for (const branch of issue.errors) {
     const first = branch[0];
-    if (first && !(first.code === 'invalid_type' && first.path.length === 0)) {
-      return unwrapUnion(first, [...path, ...first.path]);
-    }
+    if (!first || (first.code === 'invalid_type' && first.path.length === 0)) continue;
+    const score = first.code !== 'invalid_type' ? 2 : sameKind(first.expected, valueAt(input, [...path, ...first.path])) ? 1 : 0;
+    if (score > bestScore) [best, bestScore] = [first, score];
   }
-  return [issue, path];
+  return best ? unwrapUnion(best, [...path, ...best.path], input) : [issue, path];
 }
 
 /** Build the message for one issue. */
@@ -104,7 +119,7 @@ function describeIssue(issue: Issue, param: string, received: unknown): string {
 export function issueToError(error: z.ZodError, input: unknown): InvalidRequestError {
   const first = error.issues[0];
   if (!first) return new InvalidRequestError('Invalid request body.');
-  const [issue, path] = unwrapUnion(first, first.path);
+  const [issue, path] = unwrapUnion(first, first.path, input);
   const param = formatParam(path);
   if (path.length === 0) {
     return new InvalidRequestError(`Invalid request body: expected a JSON object, but got ${describeType(input)} instead.`);

@@ -109,6 +109,11 @@ test('completions prompt forms and the adapters extension', () => {
     assert.deepEqual(parseRequest(CompletionRequestSchema, { model: 'tiny', prompt }).prompt, prompt);
   }
   assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: [] }).param, 'prompt');
+  // A number that is not a token id is named as such (the token-id branch of the union), not as a string.
+  const dec = refused(CompletionRequestSchema, { model: 'tiny', prompt: [1.5] });
+  assert.equal(dec.param, 'prompt[0]');
+  assert.match(dec.message, /expected an integer, but got a decimal/);
+  assert.match(refused(CompletionRequestSchema, { model: 'tiny', prompt: ['a', 2] }).message, /expected a string, but got an integer/);
   assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: [1, -2] }).param, 'prompt[1]');
   assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: 5 }).param, 'prompt');
   const b = parseRequest(CompletionRequestSchema, { model: 'tiny', prompt: 'x', adapters: [{ name: 'shout', weight: 0.5 }] });
