@@ -37,5 +37,6 @@ export type Reply =
   | { type: 'begin'; id: number }
   | { type: 'opened'; id: number; mask: Int32Array; terminated: boolean; compileMs: number; cached: boolean }
   | { type: 'stepped'; id: number; results: StepResult[] }
-  | { type: 'error'; id: number; message: string }
+  /** `poisoned`: a WASM trap other than xgrammar's own abort (e.g. its stack overflowed): the instance may be corrupt, replace the worker. */
+  | { type: 'error'; id: number; message: string; poisoned?: boolean }
   | { type: 'fatal'; message: string };

@@ -13,6 +13,12 @@
 const ALWAYS = ['multipleOf', 'uniqueItems', 'not', 'if', 'then', 'else', 'contains', 'minContains', 'maxContains', 'propertyNames', 'dependentRequired', 'dependentSchemas', 'dependencies'];
 /** Bounds enforced for "integer" but not for "number". */
 const NUMBER_BOUNDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'];
+/**
+ * Deepest sub-schema accepted. NOTE(why): xgrammar 0.1.27's WASM build overflows its stack on
+ * schemas nested ~70 levels deep (arrays of arrays: 60 compiled, 80 trapped) and is corrupt
+ * afterwards; 32 leaves a margin for wider levels (objects, combinators).
+ */
+const MAX_DEPTH = 32;
 /** Sub-schema holders to walk into: keyword → how its value holds schemas. */
 const MAP_KEYS = ['properties', 'patternProperties', '$defs', 'definitions'];
 const ONE_KEYS = ['items', 'additionalProperties', 'unevaluatedProperties'];
@@ -47,11 +53,13 @@ function refResolves(root: unknown, ref: string): boolean {
 
 /**
  * The first keyword of `schema` xgrammar would not enforce, or undefined when all are enforced.
- * Also a `$ref` that is not a pointer into `root` (the whole schema) that resolves.
+ * Also a `$ref` that is not a pointer into `root` (the whole schema) that resolves, and a
+ * sub-schema nested more than MAX_DEPTH levels deep.
  * Walks properties, items, combinators and definitions (depth-first, document order).
  */
-export function findUnsupportedFeature(schema: unknown, path = '', root: unknown = schema): UnsupportedFeature | undefined {
+export function findUnsupportedFeature(schema: unknown, path = '', root: unknown = schema, depth = 0): UnsupportedFeature | undefined {
   if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return undefined;
+  if (depth > MAX_DEPTH) return { keyword: `a sub-schema ${depth} levels deep`, path, reason: `more than this server compiles (${MAX_DEPTH})` };
   const s = schema as Record<string, unknown>;
   if ('$ref' in s) {
     const ref = s.$ref;
@@ -79,19 +87,19 @@ export function findUnsupportedFeature(schema: unknown, path = '', root: unknown
     const m = s[k];
     if (m && typeof m === 'object') {
       for (const [name, sub] of Object.entries(m)) {
-        const f = findUnsupportedFeature(sub, `${path}/${k}/${ptr(name)}`, root);
+        const f = findUnsupportedFeature(sub, `${path}/${k}/${ptr(name)}`, root, depth + 1);
         if (f) return f;
       }
     }
   }
   for (const k of ONE_KEYS) {
-    const f = findUnsupportedFeature(s[k], `${path}/${k}`, root);
+    const f = findUnsupportedFeature(s[k], `${path}/${k}`, root, depth + 1);
     if (f) return f;
   }
   for (const k of LIST_KEYS) {
     if (!Array.isArray(s[k])) continue;
     for (let i = 0; i < (s[k] as unknown[]).length; i++) {
-      const f = findUnsupportedFeature((s[k] as unknown[])[i], `${path}/${k}/${i}`, root);
+      const f = findUnsupportedFeature((s[k] as unknown[])[i], `${path}/${k}/${i}`, root, depth + 1);
       if (f) return f;
     }
   }

@@ -162,7 +162,7 @@ export class GrammarService {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const message = `${this.describe(spec)} could not be compiled within ${this.opts.compileTimeoutMs} ms; simplify it.`;
-      this.refused.set(specKey(spec), message);
+      this.refuse(specKey(spec), message);
       const p = this.pending.get(id);
       this.pending.delete(id);
       p?.reject(new InvalidRequestError(message, spec.param, 'grammar_too_complex'));
@@ -171,7 +171,13 @@ export class GrammarService {
     this.timer.unref();
   }
 
-  /** Replace the worker (after a compile overran): rebuild live matchers by replaying their tokens. */
+  /** Remember a refused spec (at most 1000, the oldest forgotten first). */
+  private refuse(key: string, message: string): void {
+    if (this.refused.size >= 1000) this.refused.delete(this.refused.keys().next().value!);
+    this.refused.set(key, message);
+  }
+
+  /** Replace the worker (after a compile overran or trapped): rebuild live matchers by replaying their tokens. */
   private restart(): void {
     const old = this.worker;
     const inflight = [...this.pending.values()];
@@ -231,7 +237,13 @@ export class GrammarService {
     for (;;) {
       try {
         const r = await this.call({ type: 'open', id: 0, matcherId, key, spec, replay: [] }, spec);
-        if (r.type === 'error') throw new InvalidRequestError(`${this.describe(spec)} is not supported: ${r.message}`, spec.param, 'invalid_grammar');
+        if (r.type === 'error') {
+          if (r.poisoned) {
+            this.refuse(key, `${this.describe(spec)} is not supported: ${r.message}`);
+            this.restart();
+          }
+          throw new InvalidRequestError(`${this.describe(spec)} is not supported: ${r.message}`, spec.param, 'invalid_grammar');
+        }
         if (r.type !== 'opened') throw new Error(`grammar worker: unexpected reply ${r.type}`);
         const sg = new SequenceGrammar(this, matcherId, key, spec, r);
         this.live.set(matcherId, sg);

@@ -128,7 +128,11 @@ async function handle(req: Request): Promise<void> {
       const mask = await maskOf(m);
       send({ type: 'opened', id: req.id, mask, terminated: m.isTerminated(), compileMs: ms, cached }, [mask.buffer as ArrayBuffer]);
     } catch (err) {
-      send({ type: 'error', id: req.id, message: reason(err) });
+      // NOTE(why): xgrammar's own errors abort the call ("Aborted()") and leave the module usable;
+      // any other trap (a schema nested ~70 levels deep overflows its stack: "memory access out of
+      // bounds") leaves it corrupt, and every later compile failed the same way.
+      const poisoned = err instanceof WebAssembly.RuntimeError && !/Aborted\(/.test(err.message);
+      send({ type: 'error', id: req.id, message: reason(err), ...(poisoned ? { poisoned } : {}) });
     }
     return;
   }

@@ -87,6 +87,27 @@ test('an over-long spec is refused before compiling', async () => {
   }
 });
 
+test('a trap inside xgrammar (its WASM stack overflowing) is a 400 and the worker is replaced: later grammars still compile', async () => {
+  const tok = loadTestTokenizer('demo');
+  const svc = new GrammarService(tok.grammarVocab(), { maxSpecBytes: 100_000 });
+  try {
+    const deep = 'root ::= ' + '('.repeat(5000) + '"a"' + ')'.repeat(5000);
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(svc.open({ kind: 'ebnf', grammar: deep, param: 'guided_grammar' }), (e: unknown) => e instanceof InvalidRequestError && e.param === 'guided_grammar');
+    }
+    for (const spec of [{ kind: 'choice', choices: ['yes', 'no'], param: 'guided_choice' }, { kind: 'json_object', param: 'response_format' }] as const) {
+      const g = await svc.open(spec);
+      g.close();
+    }
+    // Nested past the schema check's limit: refused before xgrammar sees it.
+    let schema: Record<string, unknown> = { type: 'integer' };
+    for (let d = 0; d < 40; d++) schema = { type: 'array', items: schema };
+    await assert.rejects(svc.open({ kind: 'json_schema', schema, param: 'guided_json' }), (e: unknown) => e instanceof InvalidRequestError && /a sub-schema 33 levels deep/.test(e.message));
+  } finally {
+    await svc.dispose();
+  }
+});
+
 test('a $ref that points to nothing or outside the schema is a 400 naming it; local refs compile, and the service keeps working', async () => {
   const tok = loadTestTokenizer('demo');
   const svc = new GrammarService(tok.grammarVocab());
