@@ -30,13 +30,54 @@ export function newCallId(): string {
   return 'call_' + randomBytes(18).toString('base64url').replace(/[-_]/g, 'x').slice(0, 24);
 }
 
-/** `{name, arguments|parameters}` → a ToolCall; undefined when the object is not a call. */
-export function toCall(v: unknown, format: ToolFormat): ToolCall | undefined {
+/**
+ * `{name, arguments|parameters}` → a ToolCall; undefined when the object is not a call.
+ * @param raw The object's JSON text, when known: the arguments are then its own text (as the
+ *   stream sends them), not JSON.stringify of the parsed value, which rounds integers past 2^53
+ *   (`-33332333333333933332033333` became `-3.333233333333393e+25`) and respaces the object.
+ */
+export function toCall(v: unknown, format: ToolFormat, raw?: string): ToolCall | undefined {
   if (!v || typeof v !== 'object' || Array.isArray(v)) return undefined;
   const o = v as Record<string, unknown>;
   if (typeof o.name !== 'string' || o.name === '') return undefined;
-  const args = o[format.argsKey] ?? o.arguments ?? o.parameters ?? {};
-  return { id: newCallId(), type: 'function', function: { name: o.name, arguments: typeof args === 'string' ? args : JSON.stringify(args) } };
+  const key = [format.argsKey, 'arguments', 'parameters'].find((k) => o[k] != null);
+  const args = key ? o[key] : {};
+  const text = typeof args === 'string' ? args : ((key && raw !== undefined ? rawMember(raw, key) : undefined) ?? JSON.stringify(args));
+  return { id: newCallId(), type: 'function', function: { name: o.name, arguments: text } };
+}
+
+/**
+ * The text of the value of top-level member `key` of the JSON object at the start of `text`
+ * (whitespace around it dropped), or undefined when `text` is not such an object.
+ */
+export function rawMember(text: string, key: string): string | undefined {
+  let i = text.indexOf('{') + 1;
+  if (i === 0) return undefined;
+  const n = text.length;
+  const skipWs = () => {
+    while (i < n && /\s/.test(text[i]!)) i++;
+  };
+  for (;;) {
+    skipWs();
+    if (text[i] !== '"') return undefined;
+    const ks = i++;
+    while (i < n && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+    if (i >= n) return undefined;
+    let k: string;
+    try {
+      k = JSON.parse(text.slice(ks, ++i)) as string;
+    } catch {
+      return undefined;
+    }
+    skipWs();
+    if (text[i++] !== ':') return undefined;
+    skipWs();
+    const vs = i;
+    i = scanJson(text, i, 0, (c, depth) => depth === 0 && (c === ',' || c === '}' || c === ']'));
+    if (i >= n) return undefined;
+    if (k === key) return text.slice(vs, i).trimEnd();
+    if (text[i++] !== ',') return undefined;
+  }
 }
 
 function tryJson(s: string): unknown {
@@ -50,25 +91,36 @@ function tryJson(s: string): unknown {
 /** Split `s` at top-level occurrences of `sep` (outside JSON strings and brackets). */
 export function splitTopLevel(s: string, sep: string): string[] {
   const out: string[] = [];
-  let depth = 0;
-  let inStr = false;
   let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
+  for (;;) {
+    const i = scanJson(s, start, 0, (_c, depth, at) => depth === 0 && s.startsWith(sep, at));
+    out.push(s.slice(start, i));
+    if (i >= s.length) return out;
+    start = i + sep.length;
+  }
+}
+
+/**
+ * Walk `s` from `from` over the characters outside JSON strings (escapes honoured): the index of
+ * the first one for which `stop(c, depth, index)` holds, or s.length. `depth` is the number of
+ * brackets (`{` / `[`) open before c, counting from `depth0` at `from`.
+ */
+export function scanJson(s: string, from: number, depth0: number, stop: (c: string, depth: number, at: number) => boolean): number {
+  let depth = depth0;
+  let inStr = false;
+  for (let i = from; i < s.length; i++) {
+    const c = s[i]!;
     if (inStr) {
       if (c === '\\') i++;
       else if (c === '"') inStr = false;
-    } else if (c === '"') inStr = true;
+      continue;
+    }
+    if (stop(c, depth, i)) return i;
+    if (c === '"') inStr = true;
     else if (c === '{' || c === '[') depth++;
     else if (c === '}' || c === ']') depth--;
-    else if (depth === 0 && s.startsWith(sep, i)) {
-      out.push(s.slice(start, i));
-      start = i + sep.length;
-      i += sep.length - 1;
-    }
   }
-  out.push(s.slice(start));
-  return out;
+  return s.length;
 }
 
 /**
@@ -90,7 +142,7 @@ export function parseToolCalls(text: string, format: ToolFormat, truncated = fal
     for (const [i, m] of matches.entries()) {
       // An unclosed last call (the output ended): drop a cut-off start of its closing tag.
       const body = m[0].endsWith('</tool_call>') ? m[1]! : m[1]!.slice(0, m[1]!.length - heldBack(m[1]!, '</tool_call>'));
-      const call = toCall(tryJson(body.trim()), format);
+      const call = toCall(tryJson(body.trim()), format, body);
       if (!call && truncated && i === matches.length - 1 && i > 0 && !m[0].endsWith('</tool_call>')) break;
       if (!call) return none;
       calls.push(call);
@@ -110,7 +162,7 @@ export function parseToolCalls(text: string, format: ToolFormat, truncated = fal
     return { content: null, toolCalls: calls as ToolCall[] };
   }
   if (!body.startsWith('{')) return none;
-  const calls = splitTopLevel(body, ';').map((part) => toCall(tryJson(part.trim()), format));
+  const calls = splitTopLevel(body, ';').map((part) => toCall(tryJson(part.trim()), format, part));
   if (truncated && calls.length > 1 && !calls[calls.length - 1]) calls.pop();
   if (calls.some((c) => !c)) return none;
   return { content: null, toolCalls: calls as ToolCall[] };

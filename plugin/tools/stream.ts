@@ -8,7 +8,7 @@
  * the rules for missing special-token markers: ./format.ts, ./parse.ts.
  */
 import type { ToolFormat } from './format.ts';
-import { heldBack, newCallId, type ToolCall, toCall } from './parse.ts';
+import { heldBack, newCallId, scanJson, type ToolCall, toCall } from './parse.ts';
 
 /** A streamed tool-call delta (OpenAI `choices[].delta.tool_calls[]`). */
 export interface ToolCallDelta {
@@ -57,6 +57,8 @@ class CallScanner {
     }
     let args = '';
     if (this.argsEnd < 0) {
+      // Whitespace before the value (HEAD matched before it arrived) is not part of the arguments.
+      if (this.pos === this.argsStart) while (this.pos < this.text.length && /\s/.test(this.text[this.pos]!)) this.argsStart = ++this.pos;
       const from = this.pos;
       for (; this.pos < this.text.length; this.pos++) {
         const c = this.text[this.pos]!;
@@ -89,26 +91,11 @@ class CallScanner {
     return { name, args };
   }
 
-  /** Find the close of the object from `from` (string- and depth-aware). */
+  /** Find the close of the object from `from` (the start, or inside it past the arguments). */
   private findEnd(from: number): void {
     if (this.end >= 0) return;
-    let depth = from === 0 ? 0 : 1;
-    let inStr = false;
-    for (let i = from; i < this.text.length; i++) {
-      const c = this.text[i];
-      if (inStr) {
-        if (c === '\\') i++;
-        else if (c === '"') inStr = false;
-      } else if (c === '"') inStr = true;
-      else if (c === '{' || c === '[') depth++;
-      else if (c === '}' || c === ']') {
-        depth--;
-        if (depth === 0) {
-          this.end = i + 1;
-          return;
-        }
-      }
-    }
+    const i = scanJson(this.text, from, from === 0 ? 0 : 1, (c, depth) => depth === 1 && (c === '}' || c === ']'));
+    if (i < this.text.length) this.end = i + 1;
   }
 }
 
@@ -252,7 +239,8 @@ export class ToolStreamParser {
       // Keys in another order: parse the whole object once it is complete.
       let call: ToolCall | undefined;
       try {
-        call = toCall(JSON.parse(s.text.slice(0, s.end >= 0 ? s.end : undefined)), this.format);
+        const text = s.text.slice(0, s.end >= 0 ? s.end : undefined);
+        call = toCall(JSON.parse(text), this.format, text);
       } catch {
         call = undefined;
       }

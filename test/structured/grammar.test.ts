@@ -95,7 +95,7 @@ test('a trap inside xgrammar (its WASM stack overflowing) is a 400 and the worke
     for (let i = 0; i < 2; i++) {
       await assert.rejects(svc.open({ kind: 'ebnf', grammar: deep, param: 'guided_grammar' }), (e: unknown) => e instanceof InvalidRequestError && e.param === 'guided_grammar');
     }
-    for (const spec of [{ kind: 'choice', choices: ['yes', 'no'], param: 'guided_choice' }, { kind: 'json_object', param: 'response_format' }] as const) {
+    for (const spec of [{ kind: 'choice' as const, choices: ['yes', 'no'], param: 'guided_choice' }, { kind: 'json_object' as const, param: 'response_format' }]) {
       const g = await svc.open(spec);
       g.close();
     }

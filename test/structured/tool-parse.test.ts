@@ -103,3 +103,21 @@ test('the output ending inside a call: whole arguments before a cut-off closing 
   assert.deepEqual(parseToolCalls(cut, H).toolCalls, []);
   assert.deepEqual(streamed(cut), []);
 });
+
+test('arguments are the generated text itself: integers past 2^53 keep their digits, streamed or not, without leading spaces', () => {
+  const text = '<tool_call>\n{"name": "add", "arguments": {"a": 3333533333343353333, "b": -33332333333333933332033333}}\n</tool_call>';
+  const want = '{"a": 3333533333343353333, "b": -33332333333333933332033333}';
+  assert.equal(parseToolCalls(text, H).toolCalls[0]!.function.arguments, want);
+  const p = new ToolStreamParser(H);
+  let args = '';
+  for (const piece of ['<tool_call>\n{"name": "add", "arguments":', ' ', '{"a": 3333533333343353333, ', '"b": -33332333333333933332033333}}\n</tool_call>']) {
+    for (const d of p.push(piece)) if ('toolCall' in d) args += d.toolCall.function.arguments ?? '';
+  }
+  p.end();
+  assert.equal(args, want);
+  assert.equal(p.calls[0]!.function.arguments, want);
+  // Keys in another order (the stream parses the finished object) and Llama's JSON form.
+  const late = '<tool_call>\n{"arguments": {"n": 12345678901234567890}, "name": "f"}\n</tool_call>';
+  assert.equal(parseToolCalls(late, H).toolCalls[0]!.function.arguments, '{"n": 12345678901234567890}');
+  assert.equal(parseToolCalls('{"name": "f", "parameters": {"n": 12345678901234567890}}', L).toolCalls[0]!.function.arguments, '{"n": 12345678901234567890}');
+});
