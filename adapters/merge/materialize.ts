@@ -25,8 +25,9 @@
  * NOTE(event loop): the server runs this on a worker thread (./off-thread.ts), so the event loop
  * only waits for a message. The A/B strategies take ~0.1 s for the demo model, and so does plain
  * `svd` (the SVD of the stacked factors' small core, strategies.ts lowRankSvdFactors); the
- * ties/dare/magnitude_prune `*_svd` variants prune the dense deltas first, so they take
- * ml-matrix's dense SVD, ~0.65 s per 704x256 module (~18 s for shout+rs on all 28 modules).
+ * ties/dare/magnitude_prune `*_svd` variants prune the dense deltas first, so they take a dense
+ * SVD (the Gram matrix's eigenvectors, strategies.ts svdFactors): ~0.4 s per module of the demo,
+ * 6-11 s for two adapters on all 28 modules (ml-matrix's SVD took 27-32 s).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';

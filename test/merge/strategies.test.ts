@@ -3,6 +3,7 @@
  * out by hand from huggingface/peft merge_utils.py / lora/model.py (derivations in the comments).
  */
 import assert from 'node:assert/strict';
+import { Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { describe, test } from 'node:test';
 import { mergeModule } from '../../adapters/merge/materialize.ts';
 import {
@@ -191,6 +192,24 @@ describe('svd strategies (PEFT _svd_generalized_task_arithmetic_weighted_adapter
     const wide = [{ r: 30, c: 1, B: Float32Array.from({ length: out * 30 }, () => rnd() - 0.5), A: Float32Array.from({ length: 30 * inF }, () => rnd() - 0.5) }];
     const dw = deltaWeight(wide[0]!.B, wide[0]!.A, out, 30, inF, 1);
     close(matmul(lowRankSvdFactors(wide, out, inF, 8).B, lowRankSvdFactors(wide, out, inF, 8).A, out, 8, inF), matmul(svdFactors(dw, out, inF, 8).B, svdFactors(dw, out, inF, 8).A, out, 8, inF), 1e-4);
+  });
+
+  test('svdFactors (Gram eigenvectors) truncates as ml-matrix\'s SVD does, tall and wide, with a clamp', () => {
+    const rnd = substream(5, 'gram');
+    for (const [out, inF] of [[30, 12], [12, 30]] as const) {
+      const d = Float32Array.from({ length: out * inF }, () => rnd() - 0.5);
+      const m = new Matrix(out, inF);
+      for (let o = 0; o < out; o++) for (let i = 0; i < inF; i++) m.set(o, i, d[o * inF + i]!);
+      const ref = new SingularValueDecomposition(m, { autoTranspose: true });
+      for (const rank of [4, 12]) {
+        const { A, B } = svdFactors(d, out, inF, rank);
+        const want = ref.leftSingularVectors.subMatrix(0, out - 1, 0, rank - 1).mulRowVector(ref.diagonal.slice(0, rank)).mmul(ref.rightSingularVectors.subMatrix(0, inF - 1, 0, rank - 1).transpose());
+        close(matmul(B, A, out, rank, inF), Array.from(want.to1DArray()), 1e-5, `${out}x${inF} rank ${rank}`);
+      }
+      const clamped = svdFactors(d, out, inF, 4, 0.9);
+      const hi = Math.max(...clamped.B.map(Math.abs), ...clamped.A.map(Math.abs));
+      assert.ok(hi < Math.max(...svdFactors(d, out, inF, 4).B.map(Math.abs)), 'the clamp cuts the largest entries');
+    }
   });
 
   test('svdFactors pads zero components past min(out, in)', () => {
