@@ -46,12 +46,13 @@ export class InvalidRequestError extends OpenLoraError {
 
 /** 404: the model (base, adapter or composition) named by the request is not served here. */
 export class ModelNotFoundError extends OpenLoraError {
-  constructor(model: string, detail = '') {
+  /** @param param The request field that named it (`model`, or `adapters[i].name` for a body composition). */
+  constructor(model: string, detail = '', param = 'model') {
     super(
       404,
       `The model \`${model}\` does not exist or you do not have access to it.${detail ? ' ' + detail : ''}`,
       'invalid_request_error',
-      'model',
+      param,
       'model_not_found',
     );
   }

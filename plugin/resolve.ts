@@ -94,8 +94,8 @@ export function parseMerge(s: string): AdapterWeight[] | undefined {
  * the reason: DoRA, modules_to_save, bad JSON, ...) when it found and refused the folder, else
  * a 404.
  */
-function missingAdapter(provider: AdapterProvider, model: string, name: string, detail: string): Error {
-  return provider.refusal?.(name) ?? new ModelNotFoundError(model, detail);
+function missingAdapter(provider: AdapterProvider, model: string, name: string, detail: string, param = 'model'): Error {
+  return provider.refusal?.(name) ?? new ModelNotFoundError(model, detail, param);
 }
 
 /**
@@ -159,7 +159,7 @@ function bodyMembers(base: string, members: AdapterWeight[], provider: AdapterPr
         `adapters[${i}].name`,
       );
     }
-    if (!provider.get(name)) throw missingAdapter(provider, `${base}:${name}`, name, `Base model \`${base}\` has no adapter \`${name}\` (adapters[${i}]).`);
+    if (!provider.get(name)) throw missingAdapter(provider, `${base}:${name}`, name, `Base model \`${base}\` has no adapter \`${name}\` (adapters[${i}]).`, `adapters[${i}].name`);
     return { name, weight: m.weight };
   });
 }

@@ -18,7 +18,7 @@ import type { GrammarService, SequenceGrammar } from './service.ts';
 export function unsatisfiableGrammar(grammar: SequenceGrammar, generated: number): InvalidRequestError {
   const param = grammar.spec.param;
   return new InvalidRequestError(
-    `Invalid '${param}': the grammar allows no token after ${generated} generated token${generated === 1 ? '' : 's'}, so no output can ever satisfy it (for example a $ref or rule that recurses without a base case).`,
+    `Invalid '${param}': the grammar allows no token after ${generated} generated token${generated === 1 ? '' : 's'}, so no output can ever satisfy it (for example a $ref or rule that recurses without a base case, or a character such as an emoji that this model's vocabulary has no whole piece for: constrained output is built from pieces that decode to whole UTF-8 characters).`,
     param,
   );
 }

@@ -44,7 +44,7 @@ test('4xx requests get OpenAI error bodies and the server keeps serving', async 
     { body: { ...ok, model: 'tiny', adapters: [{ name: 'shout', weight: 1 }], merge: { strategy: 'ties', density: 0 } }, status: 400, param: 'merge.density', match: /density/ },
     { body: { ...ok, model: 'tiny', adapters: [{ name: 'shout', weight: 1 }], merge: { strategy: 'mystery' } }, status: 400, param: 'merge.strategy' },
     { body: { ...ok, model: 'tiny', adapters: [{ name: 'shout', weight: 1 }], merge: { strategy: 'ensemble' } }, status: 400, param: 'adapters', match: /at least two/ },
-    { body: { ...ok, model: 'tiny', adapters: [{ name: 'ghost', weight: 1 }] }, status: 404, param: 'model', match: /ghost/ },
+    { body: { ...ok, model: 'tiny', adapters: [{ name: 'ghost', weight: 1 }] }, status: 404, param: 'adapters[0].name', match: /ghost/ },
     { body: { ...ok, model: 'tiny', adapters: [{ name: 'other:shout', weight: 1 }] }, status: 400, param: 'adapters[0].name', match: /another base/ },
     { body: { ...ok, logit_bias: { '5000': 5 } }, status: 400, param: 'logit_bias', match: /5000/ },
     { body: { ...ok, model: 'tiny:shout', adapters: [{ name: 'shout', weight: 1 }] }, status: 400, param: 'adapters', match: /not both/ },

@@ -65,6 +65,6 @@ test('body adapters: another base is a 400; a URL is an adapter this base lacks 
   );
   assert.throws(
     () => resolveComposition({ base: 'tiny' }, { adapters: [{ name: 'https://example.com/a.safetensors', weight: 1 }] }, tiny),
-    (e: unknown) => e instanceof ModelNotFoundError && e.status === 404 && /has no adapter `https:\/\/example.com\/a.safetensors`/.test(e.message),
+    (e: unknown) => e instanceof ModelNotFoundError && e.status === 404 && e.param === 'adapters[0].name' && /has no adapter `https:\/\/example.com\/a.safetensors`/.test(e.message),
   );
 });
