@@ -127,9 +127,9 @@ export function scanJson(s: string, from: number, depth0: number, stop: (c: stri
  * Split a finished output into content and tool calls.
  * @param text The decoded output (special tokens skipped).
  * @param truncated The output was cut by max_tokens (finish_reason `length`): a last call that
- *   does not parse was cut short and is dropped, keeping the complete calls before it (what the
- *   stream of the same output sends); otherwise any call that does not parse leaves the whole
- *   text as content.
+ *   does not parse was cut short and is dropped, keeping the prose and the complete calls before
+ *   it (what the stream of the same output sends); otherwise any call that does not parse leaves
+ *   the whole text as content.
  */
 export function parseToolCalls(text: string, format: ToolFormat, truncated = false): ParsedOutput {
   const none: ParsedOutput = { content: text === '' ? null : text, toolCalls: [] };
@@ -143,7 +143,7 @@ export function parseToolCalls(text: string, format: ToolFormat, truncated = fal
       // An unclosed last call (the output ended): drop a cut-off start of its closing tag.
       const body = m[0].endsWith('</tool_call>') ? m[1]! : m[1]!.slice(0, m[1]!.length - heldBack(m[1]!, '</tool_call>'));
       const call = toCall(tryJson(body.trim()), format, body);
-      if (!call && truncated && i === matches.length - 1 && i > 0 && !m[0].endsWith('</tool_call>')) break;
+      if (!call && truncated && i === matches.length - 1 && !m[0].endsWith('</tool_call>')) break;
       if (!call) return none;
       calls.push(call);
     }

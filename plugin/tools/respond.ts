@@ -60,7 +60,8 @@ export function planTools(body: ToolRequest, template: string | undefined, overr
 export function toolMessage(text: string, finish: string | null, format: ToolFormat | undefined): { message: Record<string, unknown>; finishReason: string | null } {
   if (!format) return { message: { role: 'assistant', content: text, refusal: null }, finishReason: finish };
   const parsed = parseToolCalls(text, format, finish === 'length');
-  if (parsed.toolCalls.length === 0) return { message: { role: 'assistant', content: text, refusal: null }, finishReason: finish };
+  // No calls: the text, or (cut by max_tokens inside a first call) the prose before that call.
+  if (parsed.toolCalls.length === 0) return { message: { role: 'assistant', content: parsed.content ?? '', refusal: null }, finishReason: finish };
   return {
     message: { role: 'assistant', content: parsed.content, refusal: null, tool_calls: parsed.toolCalls },
     finishReason: finish === 'stop' ? 'tool_calls' : finish,

@@ -176,7 +176,11 @@ export class ToolStreamParser {
       this.startCall();
       return;
     }
-    const keep = final ? 0 : heldBack(this.buf, '<tool_call>');
+    // At the end, after a call, a cut-off start of another tag is markup, not prose: dropped
+    // (the non-streamed response keeps only the prose before the first call).
+    const partialTag = heldBack(this.buf, '<tool_call>');
+    if (final && this.calls.length > 0 && partialTag > 0 && this.buf.slice(0, this.buf.length - partialTag).trim() === '') this.buf = '';
+    const keep = final ? 0 : partialTag;
     const emit = this.buf.slice(0, this.buf.length - keep);
     if (emit !== '' && (this.calls.length === 0 || emit.trim() !== '')) out.push({ content: emit });
     this.buf = this.buf.slice(this.buf.length - keep);

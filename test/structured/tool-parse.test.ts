@@ -121,3 +121,16 @@ test('arguments are the generated text itself: integers past 2^53 keep their dig
   assert.equal(parseToolCalls(late, H).toolCalls[0]!.function.arguments, '{"n": 12345678901234567890}');
   assert.equal(parseToolCalls('{"name": "f", "parameters": {"n": 12345678901234567890}}', L).toolCalls[0]!.function.arguments, '{"n": 12345678901234567890}');
 });
+
+test('cut by max_tokens: a first call cut short leaves only the prose before it; a cut-off tag after a call is not content (streamed or not)', () => {
+  const r = parseToolCalls('Let me check.\n<tool_call>\n{"n', H, true);
+  assert.deepEqual(r.toolCalls, []);
+  assert.equal(r.content, 'Let me check.');
+  assert.equal(parseToolCalls('<tool_call>\n{"n', H, true).content, null);
+  const after = '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>\n<t';
+  assert.equal(parseToolCalls(after, H, true).content, null);
+  const p = new ToolStreamParser(H);
+  const deltas = [...p.push(after), ...p.end()];
+  assert.deepEqual(deltas.filter((d) => 'content' in d), []);
+  assert.equal(p.calls.length, 1);
+});
