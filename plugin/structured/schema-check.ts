@@ -52,15 +52,34 @@ function refResolves(root: unknown, ref: string): boolean {
 }
 
 /**
+ * Keywords of one schema level that no value can satisfy (xgrammar compiles some of them into a
+ * grammar that still emits `{}`, others fail with its internal text), or undefined.
+ */
+function unsatisfiable(s: Record<string, unknown>): string | undefined {
+  if (Array.isArray(s.enum) && s.enum.length === 0) return 'enum: []';
+  for (const [lo, hi] of [['minLength', 'maxLength'], ['minItems', 'maxItems'], ['minProperties', 'maxProperties'], ['minimum', 'maximum']]) {
+    if (typeof s[lo!] === 'number' && typeof s[hi!] === 'number' && (s[lo!] as number) > (s[hi!] as number)) return `${lo} ${String(s[lo!])} > ${hi} ${String(s[hi!])}`;
+  }
+  if (s.additionalProperties === false && Array.isArray(s.required)) {
+    const props = s.properties && typeof s.properties === 'object' ? (s.properties as Record<string, unknown>) : {};
+    const missing = s.required.find((k) => typeof k === 'string' && !Object.hasOwn(props, k));
+    if (missing !== undefined) return `required "${String(missing)}" (not in properties, and additionalProperties is false)`;
+  }
+  return undefined;
+}
+
+/**
  * The first keyword of `schema` xgrammar would not enforce, or undefined when all are enforced.
- * Also a `$ref` that is not a pointer into `root` (the whole schema) that resolves, and a
- * sub-schema nested more than MAX_DEPTH levels deep.
+ * Also a `$ref` that is not a pointer into `root` (the whole schema) that resolves, a
+ * sub-schema nested more than MAX_DEPTH levels deep, and keywords no value satisfies.
  * Walks properties, items, combinators and definitions (depth-first, document order).
  */
 export function findUnsupportedFeature(schema: unknown, path = '', root: unknown = schema, depth = 0): UnsupportedFeature | undefined {
   if (!schema || typeof schema !== 'object' || Array.isArray(schema)) return undefined;
   if (depth > MAX_DEPTH) return { keyword: `a sub-schema ${depth} levels deep`, path, reason: `more than this server compiles (${MAX_DEPTH})` };
   const s = schema as Record<string, unknown>;
+  const empty = unsatisfiable(s);
+  if (empty) return { keyword: empty, path: path || '/', reason: 'which no value satisfies' };
   if ('$ref' in s) {
     const ref = s.$ref;
     if (typeof ref !== 'string' || !refResolves(root, ref)) {

@@ -151,6 +151,9 @@ test('schema keywords xgrammar does not enforce are 400s naming the keyword and 
       [{ type: 'array', items: { type: 'integer' }, uniqueItems: true }, /uniqueItems/],
       [{ type: 'object', properties: { a: { allOf: [{ type: 'integer' }, { minimum: 1 }] } } }, /allOf/],
       [{ type: 'string', format: 'email', maxLength: 20 }, /format together/],
+      [{ type: 'object', properties: { c: { enum: [] } } }, /enum: \[\]` at \/properties\/c, which no value satisfies/],
+      [{ type: 'string', minLength: 5, maxLength: 2 }, /minLength 5 > maxLength 2/],
+      [{ type: 'object', properties: {}, required: ['z'], additionalProperties: false }, /required "z" \(not in properties/],
     ];
     for (const [schema, re] of cases) {
       await assert.rejects(svc.open({ kind: 'json_schema', schema, param: 'tools[0].function.parameters' }), (e: unknown) => {
