@@ -40,5 +40,8 @@ test('SIGTERM to `npm start` stops the server (no orphaned node process)', { tim
   const left = alive(serverPid!);
   if (left) process.kill(serverPid!, 'SIGKILL');
   assert.equal(left, false, 'the server process outlived npm');
+  // NOTE(why): the server writes into the pipe itself; its last lines can still be unread when
+  // npm's 'exit' fires. Once it is gone the pipe has no writer left and closes after them.
+  if (!npm.stdout.closed) await once(npm.stdout, 'close');
   assert.match(out, /"event":"stopped"/);
 });
