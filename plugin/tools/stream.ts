@@ -99,7 +99,6 @@ class CallScanner {
   }
 }
 
-
 /** Streaming parser of one choice's output. */
 export class ToolStreamParser {
   /** The calls seen so far (complete once `end()` has run). */
