@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace openlora::cpu {
@@ -23,6 +25,20 @@ const char* gemmKernelName();
  * below it the hand-over (~1 us spinning) and the lost locality cost more than the split gains.
  */
 int64_t gemmMinTaskMacs();
+
+/**
+ * The check of every several-products entry (gemmPackedMulti, gemmQuantMulti, linearMulti): all
+ * `count` weights must have x's width, widthOf(0).
+ * @throws std::invalid_argument naming `who` and the first width that differs.
+ */
+template <typename WidthOf>
+void requireSameWidth(const char* who, int count, WidthOf&& widthOf) {
+  for (int j = 1; j < count; j++) {
+    if (widthOf(j) != widthOf(0))
+      throw std::invalid_argument(std::string(who) + ": every weight must have x's width (" + std::to_string(widthOf(0)) + "), got " +
+                                  std::to_string(widthOf(j)));
+  }
+}
 
 /**
  * The panel chunks of several products numbered as one parallel job (gemmPackedMulti,

@@ -63,6 +63,16 @@ bool gatherAdapters(const StepPlan& plan, int layer, LoraModule m, Workspace& ws
 }
 
 /**
+ * The rest of a projection after out = in W^T: the bias, then (when gatherAdapters found any) the
+ * step's LoRA terms in ws.loraBatch, in that order of additions.
+ */
+void addBiasAndAdapters(const float* in, int64_t inDim, const std::vector<float>& bias, float* out, int64_t outDim, int64_t T, bool adapted,
+                        ThreadPool& pool, Workspace& ws) {
+  if (!bias.empty()) addBias(out, outDim, bias.data(), T, outDim);
+  if (adapted) sgmv(pool, in, inDim, inDim, out, outDim, outDim, ws.loraBatch, ws.loraTmp);
+}
+
+/**
  * One adapted projection of the whole batch: out = in W^T (+ bias) + sum_i w_i s_i B_i (A_i in)
  * per row, in that order of additions. The plan's LoRA terms are grouped first (gatherAdapters),
  * then one sgmv adds them after the product with W (which prefetches their A / B^T while it runs
@@ -84,8 +94,7 @@ void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, 
     }
   }
   linear(pool, in, inDim, w, out, outDim, T, false, prefetch ? &pf : nullptr, ws.bf16Activations);
-  if (!bias.empty()) addBias(out, outDim, bias.data(), T, outDim);
-  if (adapted) sgmv(pool, in, inDim, inDim, out, outDim, outDim, lb, ws.loraTmp);
+  addBiasAndAdapters(in, inDim, bias, out, outDim, T, adapted, pool, ws);
 }
 
 /** One projection of projections(): its module, weight, bias and output [T, w->out]. */
@@ -115,9 +124,8 @@ void projections(const StepPlan& plan, int layer, const float* in, const Project
   for (int j = 0; j < count; j++) outs[j] = LinearOutput{ps[j].w, ps[j].out, ps[j].w->out};
   linearMulti(pool, in, ps[0].w->in, outs, count, T, ws.bf16Activations);
   for (int j = 0; j < count; j++) {
-    const int64_t outDim = ps[j].w->out;
-    if (!ps[j].bias->empty()) addBias(ps[j].out, outDim, ps[j].bias->data(), T, outDim);
-    if (gatherAdapters(plan, layer, ps[j].module, ws)) sgmv(pool, in, ps[0].w->in, ps[0].w->in, ps[j].out, outDim, outDim, ws.loraBatch, ws.loraTmp);
+    const bool adapted = gatherAdapters(plan, layer, ps[j].module, ws);
+    addBiasAndAdapters(in, ps[j].w->in, *ps[j].bias, ps[j].out, ps[j].w->out, T, adapted, pool, ws);
   }
 }
 

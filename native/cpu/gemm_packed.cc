@@ -24,7 +24,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
-#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -503,11 +502,7 @@ void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatri
 
 void gemmPackedMulti(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct* products, int count, int64_t m,
                      bool bf16Activations) {
-  for (int j = 1; j < count; j++) {
-    if (products[j].w->cols() != products[0].w->cols())
-      throw std::invalid_argument("gemmPackedMulti: every weight must have x's width (" + std::to_string(products[0].w->cols()) + "), got " +
-                                  std::to_string(products[j].w->cols()));
-  }
+  requireSameWidth("gemmPackedMulti", count, [&](int j) { return products[j].w->cols(); });
   if (m <= 0 || count <= 0) return;
   gemmMany(pool, x, ldx, products, count, m, 1.0f, false, nullptr, bf16Activations);
 }

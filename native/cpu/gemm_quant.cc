@@ -13,7 +13,6 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
-#include <string>
 
 
 #include "../src/dtype.h"
@@ -278,11 +277,7 @@ void gemmQuant(ThreadPool& pool, const float* x, int64_t ldx, const QuantMatrix&
 }
 
 void gemmQuantMulti(ThreadPool& pool, const float* x, int64_t ldx, const QuantProduct* products, int count, int64_t m) {
-  for (int j = 1; j < count; j++) {
-    if (products[j].w->cols() != products[0].w->cols())
-      throw std::invalid_argument("gemmQuantMulti: every weight must have x's width (" + std::to_string(products[0].w->cols()) + "), got " +
-                                  std::to_string(products[j].w->cols()));
-  }
+  requireSameWidth("gemmQuantMulti", count, [&](int j) { return products[j].w->cols(); });
   if (m <= 0 || count <= 0) return;
   gemmQuantMany(pool, x, ldx, products, count, m, 1.0f, false);
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/dispatch.h"
 #include "errors.h"
 
 namespace openlora {
@@ -79,11 +80,9 @@ void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w,
 
 void linearMulti(cpu::ThreadPool& pool, const float* x, int64_t ldx, const LinearOutput* outs, int count, int64_t m, bool bf16Activations) {
   if (count <= 0) return;
+  cpu::requireSameWidth("linearMulti", count, [&](int j) { return outs[j].w->in; });
   bool allQuantized = true, allPacked = true;
   for (int j = 0; j < count; j++) {
-    if (outs[j].w->in != outs[0].w->in)
-      throw std::invalid_argument("linearMulti: every weight must have x's width (" + std::to_string(outs[0].w->in) + "), got " +
-                                  std::to_string(outs[j].w->in));
     allQuantized = allQuantized && outs[j].w->quantized();
     allPacked = allPacked && !outs[j].w->quantized();
   }
