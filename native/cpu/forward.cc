@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "../src/backend.h"
+#include "dispatch.h"  // useAvx2()
 #include "ops.h"
 #include "paged_attention.h"
 
@@ -221,7 +222,7 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
     projections(plan, l, ws.xn.data(), gateUp, 2, T, pool, ws);
     forRows(pool, T, I, [&](int64_t b, int64_t e) {
       if (c.hiddenAct == Activation::GeluTanh) geluTanhMul(ws.gate.data() + b * I, ws.up.data() + b * I, (e - b) * I);
-      else siluMul(ws.gate.data() + b * I, ws.up.data() + b * I, (e - b) * I);
+      else siluMul(ws.gate.data() + b * I, ws.up.data() + b * I, (e - b) * I, useAvx2());
     });
     projection(plan, l, LoraModule::Down, ws.gate.data(), w.wDown, w.bDown, ws.proj.data(), T, pool, ws);
     forRows(pool, T, H, [&](int64_t b, int64_t e) {

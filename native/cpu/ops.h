@@ -33,8 +33,13 @@ void geluTanhMul(float* gate, const float* up, int64_t count);
 /** Soft-capping in place (Gemma 2 final_logit_softcapping): x = cap * tanh(x / cap). [count]; cap > 0. */
 void softcap(float* x, int64_t count, float cap);
 
-/** SwiGLU gate in place: gate[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + exp(-v)). [count]. */
-void siluMul(float* gate, const float* up, int64_t count);
+/**
+ * SwiGLU gate in place: gate[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + exp(-v)). [count].
+ * With avx2 (the caller's useAvx2(), dispatch.h; the CPU must have AVX2 and FMA), exp is the
+ * vectorised expAvx2 (simd_math.h, within 2 ulp of std::exp): the two paths agree to float
+ * rounding, and each gives every row of a batch the same bits.
+ */
+void siluMul(float* gate, const float* up, int64_t count, bool avx2 = false);
 
 /** y[i] += b[i % n] for a [m, n] matrix with row stride ld (linear-layer bias). */
 void addBias(float* y, int64_t ld, const float* b, int64_t m, int64_t n);

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "dispatch.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
+#include "simd_math.h"  // expAvx2
 
 namespace openlora::cpu {
 
@@ -16,6 +18,7 @@ namespace {
 
 constexpr int kTile = kAttentionTile;
 constexpr int kMaxGroup = 8;  // query heads per task (one KV head's group, in chunks of 8)
+constexpr int kMaxRows = 4;   // consecutive query rows of one sequence per AVX2 task (prefill)
 
 /** KV element storage types: float32, or bfloat16 bits (uint16_t). */
 inline float widen(float x) { return x; }
@@ -110,32 +113,6 @@ void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int h
 // ---------------------------------------------------------------------------------------------
 // AVX2/FMA kernel.
 
-/**
- * exp(x) for x <= 0, 8 lanes: Cephes expf. x = n ln2 + r with n = round(x log2 e), r by a
- * two-constant (Cody-Waite) reduction, exp(r) by a degree-7 polynomial (1 + r + r^2 P(r)),
- * times 2^n built in the exponent bits. exp(0) = 1 exactly; lanes below ln(2^-126) give 0
- * (no denormals); NaN stays NaN.
- */
-__attribute__((target("avx2,fma"))) inline __m256 expAvx2(__m256 x) {
-  const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654475f), _CMP_LT_OQ);
-  // max/min(c, x) return x when x is NaN, so NaN reaches the polynomial and propagates.
-  x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f), _mm256_max_ps(_mm256_set1_ps(-88.0f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r);
-  y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_andnot_ps(tiny, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
-}
-
 /** 8 KV elements from p (any alignment) as float32: a plain load, or bf16 widened exactly. */
 __attribute__((target("avx2,fma"))) inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 __attribute__((target("avx2,fma"))) inline __m256 load8(const uint16_t* p) {
@@ -204,30 +181,41 @@ __attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], 
   for (; d < hd; d += 8) pvBlockAvx2<GC, 1, T>(p, corr, vp, n, hd, d, o);
 }
 
-/** As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0; T: KV element type. */
+/**
+ * As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0; T: KV element type; for R
+ * (1..kMaxRows) consecutive query rows of one sequence (rows[r].nCtx = rows[0].nCtx + r, one block
+ * table and start): q of row r at q + r ldq, its output at o + r ldo. The rows share the tiles'
+ * row pointers, prefetches and L1-resident K/V, and their independent chains overlap; each row's
+ * arithmetic (its tiles, octets, reductions, exps and P.V order) is exactly that of R = 1, so
+ * grouping changes no bit (padded score lanes past a row's nCtx read real later positions and
+ * are dropped as before: each lane's sum is its own).
+ */
 template <int GC, typename T>
-__attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd,
-                                                    float scale, float cap, const float* q, float* o) {
-  float mRun[GC], lRun[GC], corr[GC];
-  for (int g = 0; g < GC; g++) {
-    mRun[g] = -INFINITY;
-    lRun[g] = 0.0f;
+__attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow* rows, int R, int numKvHeads, int kvh, int hd,
+                                                    float scale, float cap, const float* q, int64_t ldq, float* o, int64_t ldo) {
+  const PagedAttentionRow& row = rows[0];
+  const int nCtxMax = row.nCtx + R - 1;  // rows[R - 1].nCtx
+  float mRun[kMaxRows][GC], lRun[kMaxRows][GC], corr[kMaxRows][GC];
+  for (int r = 0; r < R; r++) {
+    for (int g = 0; g < GC; g++) {
+      mRun[r][g] = -INFINITY;
+      lRun[r][g] = 0.0f;
+    }
+    std::fill(o + r * ldo, o + r * ldo + int64_t(GC) * hd, 0.0f);
   }
-  std::fill(o, o + int64_t(GC) * hd, 0.0f);
-  const T* rowPtrs[2][2][kTile];      // [this tile, next tile][K, V][position]
-  alignas(32) float s[GC][kTile];      // scores, then exp(score - running max)
+  const T* rowPtrs[2][2][kTile];             // [this tile, next tile][K, V][position]
+  alignas(32) float s[kMaxRows][GC][kTile];  // scores, then exp(score - running max)
   const __m256 vscale = _mm256_set1_ps(scale);
-  tileRows(row, numKvHeads, kvh, hd, row.start, std::min(kTile, row.nCtx - row.start), rowPtrs[0][0], rowPtrs[0][1]);
-  for (int j0 = row.start, cur = 0; j0 < row.nCtx; j0 += kTile, cur ^= 1) {
-    const int n = std::min(kTile, row.nCtx - j0);
-    const int n8 = (n + 7) & ~7;
+  tileRows(row, numKvHeads, kvh, hd, row.start, std::min(kTile, nCtxMax - row.start), rowPtrs[0][0], rowPtrs[0][1]);
+  for (int j0 = row.start, cur = 0; j0 < nCtxMax; j0 += kTile, cur ^= 1) {
+    const int nAll = std::min(kTile, nCtxMax - j0);  // positions of this tile some row sees
     const T** kp = rowPtrs[cur][0];
     const T** vp = rowPtrs[cur][1];
-    for (int i = n; i < n8; i++) kp[i] = kp[n - 1];  // pad the last octet (its scores are dropped)
+    for (int i = nAll; i < ((nAll + 7) & ~7); i++) kp[i] = kp[nAll - 1];  // pad the last octet (its scores are dropped)
     // NOTE(why): blocks sit anywhere in the pool, so the hardware prefetcher loses the stream at
     // every block edge; fetching the next tile's rows while this one computes hides that.
-    if (j0 + kTile < row.nCtx) {
-      const int nn = std::min(kTile, row.nCtx - j0 - kTile);
+    if (j0 + kTile < nCtxMax) {
+      const int nn = std::min(kTile, nCtxMax - j0 - kTile);
       const T** nk = rowPtrs[cur ^ 1][0];
       const T** nv = rowPtrs[cur ^ 1][1];
       tileRows(row, numKvHeads, kvh, hd, j0 + kTile, nn, nk, nv);
@@ -238,67 +226,81 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow& row
         }
       }
     }
+    // Rows [r0, R) see this tile (a row whose nCtx ends before it is done).
+    const int r0 = std::max(0, j0 - row.nCtx + 1);
 
     // Scores: 8 positions at a time, each K row loaded once per query head from L1.
-    for (int i0 = 0; i0 < n8; i0 += 8) {
-      const T* const* k8 = kp + i0;
-      for (int g = 0; g < GC; g++) {
-        const float* qh = q + int64_t(g) * hd;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        for (int d = 0; d < hd; d += 8) {
-          const __m256 qv = _mm256_loadu_ps(qh + d);
-          a0 = _mm256_fmadd_ps(load8(k8[0] + d), qv, a0);
-          a1 = _mm256_fmadd_ps(load8(k8[1] + d), qv, a1);
-          a2 = _mm256_fmadd_ps(load8(k8[2] + d), qv, a2);
-          a3 = _mm256_fmadd_ps(load8(k8[3] + d), qv, a3);
-          a4 = _mm256_fmadd_ps(load8(k8[4] + d), qv, a4);
-          a5 = _mm256_fmadd_ps(load8(k8[5] + d), qv, a5);
-          a6 = _mm256_fmadd_ps(load8(k8[6] + d), qv, a6);
-          a7 = _mm256_fmadd_ps(load8(k8[7] + d), qv, a7);
-        }
-        _mm256_store_ps(&s[g][i0], _mm256_mul_ps(reduce8(a0, a1, a2, a3, a4, a5, a6, a7), vscale));
-      }
-    }
-    if (cap > 0) {  // Gemma 2 attn_logit_softcapping (padded lanes are overwritten below)
-      for (int g = 0; g < GC; g++)
-        for (int i = 0; i < n; i++) s[g][i] = cap * std::tanh(s[g][i] / cap);
-    }
-
-    // Online softmax update (FlashAttention-2): running max m, running sum l, rescale c.
-    for (int g = 0; g < GC; g++) {
-      for (int i = n; i < n8; i++) s[g][i] = -INFINITY;
-      __m256 mx = _mm256_load_ps(&s[g][0]);
-      for (int i0 = 8; i0 < n8; i0 += 8) mx = _mm256_max_ps(mx, _mm256_load_ps(&s[g][i0]));
-      const float mNew = std::max(mRun[g], hmax(mx));
-      corr[g] = std::exp(mRun[g] - mNew);  // 0 on the first tile (m = -inf)
-      const __m256 vm = _mm256_set1_ps(mNew);
-      __m256 sum = _mm256_setzero_ps();
+    for (int r = r0; r < R; r++) {
+      const int n8 = (std::min(kTile, row.nCtx + r - j0) + 7) & ~7;
       for (int i0 = 0; i0 < n8; i0 += 8) {
-        const __m256 e = expAvx2(_mm256_sub_ps(_mm256_load_ps(&s[g][i0]), vm));  // padded lanes: exp(-inf) = 0
-        _mm256_store_ps(&s[g][i0], e);
-        sum = _mm256_add_ps(sum, e);
+        const T* const* k8 = kp + i0;
+        for (int g = 0; g < GC; g++) {
+          const float* qh = q + r * ldq + int64_t(g) * hd;
+          __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+          for (int d = 0; d < hd; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(qh + d);
+            a0 = _mm256_fmadd_ps(load8(k8[0] + d), qv, a0);
+            a1 = _mm256_fmadd_ps(load8(k8[1] + d), qv, a1);
+            a2 = _mm256_fmadd_ps(load8(k8[2] + d), qv, a2);
+            a3 = _mm256_fmadd_ps(load8(k8[3] + d), qv, a3);
+            a4 = _mm256_fmadd_ps(load8(k8[4] + d), qv, a4);
+            a5 = _mm256_fmadd_ps(load8(k8[5] + d), qv, a5);
+            a6 = _mm256_fmadd_ps(load8(k8[6] + d), qv, a6);
+            a7 = _mm256_fmadd_ps(load8(k8[7] + d), qv, a7);
+          }
+          _mm256_store_ps(&s[r][g][i0], _mm256_mul_ps(reduce8(a0, a1, a2, a3, a4, a5, a6, a7), vscale));
+        }
       }
-      lRun[g] = lRun[g] * corr[g] + hsum(sum);
-      mRun[g] = mNew;
     }
-
+    // Online softmax update (FlashAttention-2): running max m, running sum l, rescale c.
+    for (int r = r0; r < R; r++) {
+      const int n = std::min(kTile, row.nCtx + r - j0), n8 = (n + 7) & ~7;
+      if (cap > 0) {  // Gemma 2 attn_logit_softcapping (padded lanes are overwritten below)
+        for (int g = 0; g < GC; g++)
+          for (int i = 0; i < n; i++) s[r][g][i] = cap * std::tanh(s[r][g][i] / cap);
+      }
+      for (int g = 0; g < GC; g++) {
+        for (int i = n; i < n8; i++) s[r][g][i] = -INFINITY;
+        __m256 mx = _mm256_load_ps(&s[r][g][0]);
+        for (int i0 = 8; i0 < n8; i0 += 8) mx = _mm256_max_ps(mx, _mm256_load_ps(&s[r][g][i0]));
+        const float mNew = std::max(mRun[r][g], hmax(mx));
+        corr[r][g] = std::exp(mRun[r][g] - mNew);  // 0 on the first tile (m = -inf)
+        const __m256 vm = _mm256_set1_ps(mNew);
+        __m256 sum = _mm256_setzero_ps();
+        for (int i0 = 0; i0 < n8; i0 += 8) {
+          const __m256 e = expAvx2(_mm256_sub_ps(_mm256_load_ps(&s[r][g][i0]), vm));  // padded lanes: exp(-inf) = 0
+          _mm256_store_ps(&s[r][g][i0], e);
+          sum = _mm256_add_ps(sum, e);
+        }
+        lRun[r][g] = lRun[r][g] * corr[r][g] + hsum(sum);
+        mRun[r][g] = mNew;
+      }
+    }
     // acc = c acc + sum_j p_j v_j: each V row loaded once for the GC query heads.
-    pvAvx2<GC, T>(s, corr, vp, n, hd, o);
+    for (int r = r0; r < R; r++) pvAvx2<GC, T>(s[r], corr[r], vp, std::min(kTile, row.nCtx + r - j0), hd, o + r * ldo);
   }
-  for (int g = 0; g < GC; g++) {
-    const __m256 inv = _mm256_set1_ps(1.0f / lRun[g]);
-    float* oh = o + int64_t(g) * hd;
-    for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(oh + d, _mm256_mul_ps(_mm256_loadu_ps(oh + d), inv));
+  for (int r = 0; r < R; r++) {
+    for (int g = 0; g < GC; g++) {
+      const __m256 inv = _mm256_set1_ps(1.0f / lRun[r][g]);
+      float* oh = o + r * ldo + int64_t(g) * hd;
+      for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(oh + d, _mm256_mul_ps(_mm256_loadu_ps(oh + d), inv));
+    }
   }
 }
 
-using AttendFn = void (*)(const PagedAttentionRow&, int, int, int, float, float, const float*, float*);
+using AttendFn = void (*)(const PagedAttentionRow*, int, int, int, int, float, float, const float*, int64_t, float*, int64_t);
 template <typename T>
 constexpr AttendFn kAttendAvx2[kMaxGroup + 1] = {nullptr,          attendAvx2<1, T>, attendAvx2<2, T>, attendAvx2<3, T>,
                                                  attendAvx2<4, T>, attendAvx2<5, T>, attendAvx2<6, T>, attendAvx2<7, T>,
                                                  attendAvx2<8, T>};
 
 bool avx2For(int headDim) { return useAvx2() && headDim % 8 == 0; }
+
+/** Whether b is the row `ahead` positions after a in the same sequence (one KV view and start). */
+bool sameSequence(const PagedAttentionRow& a, const PagedAttentionRow& b, int ahead) {
+  return b.keyCache == a.keyCache && b.valueCache == a.valueCache && b.blockTable == a.blockTable && b.blockSize == a.blockSize &&
+         b.kvDtype == a.kvDtype && b.start == a.start && b.nCtx == a.nCtx + ahead;
+}
 
 __attribute__((target("avx2,fma"))) void expAvx2Array(const float* x, float* y, int64_t n) {
   int64_t i = 0;
@@ -340,11 +342,27 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
   const float scale = scores.scale > 0 ? scores.scale : 1.0f / std::sqrt(float(headDim));
   const float cap = scores.softcap;
   const bool avx2 = avx2For(headDim);
-  const int64_t jobs = m * jobsPerRow;
+  // Groups of up to kMaxRows consecutive rows of one sequence (a prompt's rows: same cache, block
+  // table and start, nCtx one apart) share a task on the AVX2 path; elsewhere every row is alone.
+  // NOTE(why): thread_local like the gemm's buffers (no allocation per call once warm); the
+  // lambda reads it through `starts` (a worker naming groupStart would see its own, empty one).
+  thread_local std::vector<int64_t> groupStart;
+  groupStart.clear();
+  for (int64_t t = 0; t < m; t++) {
+    const int64_t g0 = groupStart.empty() ? -1 : groupStart.back();
+    const bool joins = avx2 && g0 >= 0 && t - g0 < kMaxRows && sameSequence(rows[g0], rows[t], int(t - g0));
+    if (!joins) groupStart.push_back(t);
+  }
+  const int64_t groups = int64_t(groupStart.size());
+  groupStart.push_back(m);
+  const std::vector<int64_t>& starts = groupStart;
+  const int64_t jobs = groups * jobsPerRow;
   const int64_t macsPerJob = std::max<int64_t>(1, 2 * totalCtx * numHeads * int64_t(headDim) / jobs);
   pool.parallelFor(jobs, std::max<int64_t>(1, kMinChunkMacs / macsPerJob), [&](int64_t begin, int64_t end) {
     for (int64_t job = begin; job < end; job++) {
-      const int64_t t = job / jobsPerRow;
+      const int64_t grp = job / jobsPerRow;
+      const int64_t t = starts[size_t(grp)];
+      const int rowsIn = int(starts[size_t(grp) + 1] - t);
       const int rest = int(job % jobsPerRow);
       const int kvh = rest / chunksPerKv;
       const int g0 = (rest % chunksPerKv) * kMaxGroup;
@@ -353,7 +371,7 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
       const float* qh = q + t * ldq + int64_t(h0) * headDim;
       float* oh = out + t * ldo + int64_t(h0) * headDim;
       const bool bf16 = rows[t].kvDtype == DType::BF16;
-      if (avx2) (bf16 ? kAttendAvx2<uint16_t> : kAttendAvx2<float>)[gc](rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh);
+      if (avx2) (bf16 ? kAttendAvx2<uint16_t> : kAttendAvx2<float>)[gc](rows + t, rowsIn, numKvHeads, kvh, headDim, scale, cap, qh, ldq, oh, ldo);
       else if (bf16) attendPortable<uint16_t>(rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh, gc);
       else attendPortable<float>(rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh, gc);
     }

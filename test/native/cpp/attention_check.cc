@@ -1,7 +1,7 @@
 // Checks cpu::pagedAttention against a naive float64 softmax attention over contiguous K/V, on
 // random inputs: head_dim 32/64/128 plus odd sizes (portable path), GQA groups 1-16, block
 // sizes 1-64, contexts 1-300 (tile tails). Also checks that paging, the batch around a row and
-// the thread count change no bit of its output, the vectorised exp against float64 exp, and the
+// the thread count change no bit of its output, a prompt's rows in one call give each row's bits alone, the vectorised exp against float64 exp, and the
 // argument errors. bfloat16 K/V (PagedAttentionRow::kvDtype, EngineOptions.kvCacheDtype): against
 // the float64 reference computed on the bf16-rounded K/V, bit-identical to the float32 kernel on
 // those rounded values, and bit-stable under paging, batching and threads too. Built and run by test/native/attention.test.ts (with OPENLORA_GEMM=portable
@@ -248,6 +248,57 @@ void checkShape(ThreadPool* pools[3], const Shape& sh) {
   checkBf16(pools, sh, seqs);
 }
 
+/**
+ * A prompt's rows in one call (the AVX2 path runs up to 4 consecutive rows of one sequence as one
+ * task) give every row the bits it gets alone: chunks starting at 0, mid-tile and at the last
+ * position, block sizes 1 / 16 / 32, float32 and bf16 K/V, a sliding window (rows not grouped),
+ * two sequences' chunks and a decode row in one batch, 1-3 threads.
+ */
+void checkPromptRows(ThreadPool* pools[3], const Shape& sh) {
+  const int hd = sh.headDim, L = 150;
+  const int64_t ld = int64_t(sh.heads) * hd;
+  Seq s;
+  s.nCtx = L;
+  s.k = randn(size_t(L) * sh.kvHeads * hd);
+  s.v = randn(size_t(L) * sh.kvHeads * hd);
+  const std::vector<float> qs = randn(size_t(L) * size_t(ld), 3.0f);  // the query of every position
+  for (int bs : {1, 16, 32}) {
+    const Pool f32 = page({s, s}, sh, bs);
+    for (const Pool& p : {f32, toBf16(f32)}) {
+      const void* kc = p.bf16 ? static_cast<const void*>(p.keys16.data()) : p.keys.data();
+      const void* vc = p.bf16 ? static_cast<const void*>(p.values16.data()) : p.values.data();
+      const DType dt = p.bf16 ? DType::BF16 : DType::F32;
+      for (int window : {0, 40}) {
+        for (int p0 : {0, 37, L - 1}) {
+          // Rows: sequence 0's positions [p0, L), a decode row of sequence 1, sequence 1's [p0, L).
+          std::vector<PagedAttentionRow> rows;
+          std::vector<float> q;
+          for (int part = 0; part < 3; part++) {
+            const int seq = part == 0 ? 0 : 1, from = part == 1 ? L - 1 : p0, to = part == 1 ? L : L;
+            for (int pos = from; pos < to; pos++) {
+              const int start = window > 0 ? std::max(0, pos + 1 - window) : 0;
+              rows.push_back(PagedAttentionRow{kc, vc, p.tables[size_t(seq)].data(), bs, pos + 1, dt, start});
+              q.insert(q.end(), qs.begin() + pos * ld, qs.begin() + (pos + 1) * ld);
+            }
+          }
+          const int64_t m = int64_t(rows.size());
+          const int th = int(rows.size() % 3);
+          std::vector<float> got(size_t(m * ld), NAN), alone(size_t(ld), NAN);
+          pagedAttention(*pools[th], q.data(), ld, rows.data(), got.data(), ld, m, sh.heads, sh.kvHeads, hd);
+          for (int64_t t = 0; t < m; t++) {
+            pagedAttention(*pools[0], q.data() + t * ld, ld, &rows[size_t(t)], alone.data(), ld, 1, sh.heads, sh.kvHeads, hd);
+            bitCases++;
+            if (std::memcmp(&got[size_t(t * ld)], alone.data(), sizeof(float) * size_t(ld)) != 0)
+              fail("prompt rows differ from alone: heads " + std::to_string(sh.heads) + "/" + std::to_string(sh.kvHeads) + " hd " +
+                   std::to_string(hd) + " blockSize " + std::to_string(bs) + (p.bf16 ? " bf16" : " f32") + " window " +
+                   std::to_string(window) + " chunk from " + std::to_string(p0) + " row " + std::to_string(t));
+          }
+        }
+      }
+    }
+  }
+}
+
 double ulpDiff(float got, double want) {
   const float w = float(want);
   const float ulp = std::nextafter(w, INFINITY) - w;
@@ -307,6 +358,7 @@ int main() {
   const Shape shapes[] = {{8, 4, 32}, {8, 8, 64}, {16, 2, 128}, {32, 4, 128}, {12, 4, 64}, {6, 2, 32}, {7, 1, 24},
                           {16, 1, 64}, {20, 2, 32}, {12, 4, 40}, {6, 3, 20}, {2, 1, 3}};
   for (const Shape& sh : shapes) checkShape(pools, sh);
+  for (const Shape& sh : {shapes[0], shapes[2], shapes[4], shapes[9]}) checkPromptRows(pools, sh);
   const double expUlp = checkExp();
   checkErrors(p2);
   // Rounding: nearest even, ties, infinities, NaN, overflow to infinity; widening is exact.
