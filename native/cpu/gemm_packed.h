@@ -97,8 +97,8 @@ struct PrefetchRanges {
  * Every output is one fused multiply-add chain over k in ascending order, whatever m, the tile it
  * falls in, the thread that computes it or the instruction set (AVX-512 and AVX2 kernels give
  * the same bits; the portable fallback rounds each product separately). So a row's result does not
- * depend on the other rows of the batch (batch invariance). Register tiles of up to 8 rows of x by
- * 2-4 panels; parallel over panel groups when the op is large enough to pay for the hand-over.
+ * depend on the other rows of the batch (batch invariance). Register tiles of up to 12 (AVX-512) or
+ * 6 (AVX2) rows of x by 1-4 panels; parallel over panel groups when the op is large enough to pay for the hand-over.
  * prefetch: optional memory to prefetch into L2 (spread over the tasks in proportion to their
  * panels, a tile's share after each tile); never read or changed otherwise.
  * OPENLORA_GEMM=portable forces the portable kernel, OPENLORA_GEMM=avx2 caps it at AVX2,
