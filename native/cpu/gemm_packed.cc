@@ -215,14 +215,6 @@ void tileDpAny(int mr, int np, const uint32_t* xp, int64_t ldxp, const uint16_t*
   }
 }
 
-/**
- * x [m, k] (stride ldx) -> bf16 pairs (RNE, as floatToBf16; an odd k's last pair ends in 0), row
- * stride ldxp >= ceil(k/2) pairs, mPad >= m rows; the padding is zeros. Returns ldxp.
- */
-/**
- * o[i] = floatToBf16(x[i]) for i < n rounded down to 16, 16 at a time with AVX2 integer ops (the
- * same bits: round to nearest even, NaN kept quiet); returns how many were done.
- */
 /** 8 floats -> floatToBf16 of each, in the low halves of 8 u32 lanes. */
 __attribute__((target("avx2"))) inline __m256i bf16Of8(const float* p) {
   const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -233,6 +225,10 @@ __attribute__((target("avx2"))) inline __m256i bf16Of8(const float* p) {
   return _mm256_blendv_epi8(rne, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
 }
 
+/**
+ * o[i] = floatToBf16(x[i]) for i < n rounded down to 16, 16 at a time with AVX2 integer ops (the
+ * same bits: round to nearest even, NaN kept quiet); returns how many were done.
+ */
 __attribute__((target("avx2"))) int64_t floatsToBf16Avx2(const float* x, uint16_t* o, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -243,6 +239,10 @@ __attribute__((target("avx2"))) int64_t floatsToBf16Avx2(const float* x, uint16_
   return i;
 }
 
+/**
+ * x [m, k] (stride ldx) -> bf16 pairs (RNE, as floatToBf16; an odd k's last pair ends in 0), row
+ * stride ldxp >= ceil(k/2) pairs, mPad >= m rows; the padding is zeros. Returns ldxp.
+ */
 int64_t toBf16Pairs(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t rowAlign, int64_t pairAlign, std::vector<uint32_t>& xp) {
   const int64_t k2 = (k + 1) / 2;
   const int64_t ldxp = (k2 + pairAlign - 1) / pairAlign * pairAlign, mPad = (m + rowAlign - 1) / rowAlign * rowAlign;

@@ -43,9 +43,10 @@ struct AttentionScores {
  * zero-extend 8 x u16 to u32, shift left 16), so a bf16 row computes exactly what the float32
  * kernel computes on the bf16-rounded K/V, at half the bytes read. The float32 path is unchanged.
  *
- * Algorithm: one task per (row, KV head, up to 8 of its query heads). Positions are visited in
- * tiles of kAttentionTile logical positions [start + 32i, start + 32i + 32); per tile the scores
- * s = q.k * scale (then soft-capped when asked)
+ * Algorithm: one task per (row, KV head, up to 8 of its query heads); on the AVX2 path up to 4
+ * consecutive rows of one sequence (a prompt's rows) share a task, each with its own arithmetic.
+ * Positions are visited in tiles of kAttentionTile logical positions [start + 32i, start + 32i +
+ * 32); per tile the scores s = q.k * scale (then soft-capped when asked)
  * are computed, then the FlashAttention-2 update for each query head:
  *   m' = max(m, max_j s_j),  c = exp(m - m'),  l' = c l + sum_j exp(s_j - m'),
  *   acc' = c acc + sum_j exp(s_j - m') v_j        (positions j in order),

@@ -9,8 +9,8 @@ namespace openlora::cpu {
  * exp(x), 8 lanes: Cephes expf. x = n ln2 + r with n = round(x log2 e), r by a
  * two-constant (Cody-Waite) reduction, exp(r) by a degree-7 polynomial (1 + r + r^2 P(r)),
  * times 2^n built in the exponent bits. exp(0) = 1 exactly; lanes below ln(2^-126) give 0
- * (no denormals); NaN stays NaN; x is clamped to [-88, 88.376], and n = 128 (x > ~88.03)
- * builds an infinite 2^n, so large x overflows to +inf as std::exp does (from a smaller x).
+ * (no denormals); NaN stays NaN. x is clamped to [-88, 88.376] first: meant for x <= 0 (the
+ * attention's scores minus their max) and x < 87 (the SwiGLU gate blends larger ones away).
  */
 __attribute__((target("avx2,fma"))) inline __m256 expAvx2(__m256 x) {
   const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654475f), _CMP_LT_OQ);
