@@ -127,6 +127,12 @@ void quantizeGroupsAvx2(const float* x, int64_t groups, int8_t* q, float* d, int
  */
 void quantTileAvx512(const QuantMatrix& w, const QuantActs& a, int64_t t0, int mr, int64_t p, float* acc);
 /**
+ * As quantTileAvx512 for one row (t0) and the four panels ps[0..3] of a Q4 matrix (any four:
+ * gemmQuant's one-row products pass the j-th panel of four contiguous quarters), acc [4][16]; the
+ * same bits.
+ */
+void quantRow4Avx512(const QuantMatrix& w, const QuantActs& a, int64_t t0, const int64_t* ps, float* acc);
+/**
  * As quantTileAvx512 for np panels p .. p + np - 1 (np = 2 or 4 only with mr = 1: several
  * weight streams at batch 1), acc [np][mr][16].
  */

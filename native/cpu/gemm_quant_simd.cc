@@ -101,6 +101,51 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
   for (int r = 0; r < MR; r++) _mm512_storeu_ps(acc + r * kP, f[r]);
 }
 
+/**
+ * One row of x (row t0) against four panels ps[0..3] anywhere in W (gemmQuant's one-row products
+ * pass the j-th panel of four contiguous quarters: four long weight streams, as gemm_packed.cc's
+ * one-row tiles). Q4 only (Q8 measured slower this way: its one-panel tile already reads 8 lines
+ * per group). Per panel the arithmetic is tile512<1>'s: int32 group sums are exact whatever
+ * their accumulation order, and the float update per group is the same, so the bits are too.
+ * Two int32 accumulators per panel (eight chains in all) cover vpdpbusd's latency.
+ */
+__attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void row4Avx512(const QuantMatrix& w, const QuantActs& a, int64_t t0,
+                                                                                 const int64_t* ps, float* acc) {
+  constexpr int NP = 4;
+  const int64_t G = w.groups();
+  const uint8_t* base[NP];
+  for (int c = 0; c < NP; c++) base[c] = w.panel(ps[c]);
+  const int8_t* xq = a.q.data() + t0 * a.kp;
+  const float* dx = a.d.data() + t0 * a.groups;
+  const int32_t* sx = a.s.data() + t0 * a.groups;
+  __m512 f[NP];
+  for (int c = 0; c < NP; c++) f[c] = _mm512_setzero_ps();
+  const __m512i zero = _mm512_setzero_si512(), low = _mm512_set1_epi8(0x0f);
+  const uint16_t* ws[NP];
+  for (int c = 0; c < NP; c++) ws[c] = reinterpret_cast<const uint16_t*>(w.scales()) + ps[c] * G * kP;
+  for (int64_t g = 0; g < G; g++) {
+    __m512i s[NP][2];
+    for (int c = 0; c < NP; c++) s[c][0] = s[c][1] = zero;
+    for (int blk = 0; blk < 4; blk++) {
+      const __m512i xl = _mm512_set1_epi32(load4(xq + g * kG + blk * 4));
+      const __m512i xh = _mm512_set1_epi32(load4(xq + g * kG + 16 + blk * 4));
+      for (int c = 0; c < NP; c++) {
+        const __m512i wv = _mm512_loadu_si512(base[c] + g * 256 + blk * 64);
+        s[c][0] = _mm512_dpbusd_epi32(s[c][0], _mm512_and_si512(wv, low), xl);
+        s[c][1] = _mm512_dpbusd_epi32(s[c][1], _mm512_and_si512(_mm512_srli_epi16(wv, 4), low), xh);
+      }
+    }
+    const __m512 d = _mm512_set1_ps(dx[g]);
+    const __m512i z = _mm512_set1_epi32(8 * sx[g]);
+    for (int c = 0; c < NP; c++) {
+      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws[c] + g * kP)));
+      const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(s[c][0], s[c][1]), z);
+      f[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, dw), _mm512_cvtepi32_ps(isum), f[c]);
+    }
+  }
+  for (int c = 0; c < NP; c++) _mm512_storeu_ps(acc + c * kP, f[c]);
+}
+
 // NOTE(why): at batch 1 the product streams the weights once, so the kernel must use each cache
 // line as it arrives and keep loads in flight. The earlier kernel made two passes over a panel
 // (rows 0-7, then 8-15), each using half of every 64-byte line: the second pass ran from cache
@@ -259,6 +304,8 @@ void quantTileAvx512(const QuantMatrix& w, const QuantActs& a, int64_t t0, int m
     default: return tile512<4>(w, a, t0, p, acc);
   }
 }
+
+void quantRow4Avx512(const QuantMatrix& w, const QuantActs& a, int64_t t0, const int64_t* ps, float* acc) { row4Avx512(w, a, t0, ps, acc); }
 
 void quantTileAvx2(const QuantMatrix& w, const QuantActs& a, int64_t t0, int mr, int64_t p, int np, float* acc) {
   switch (mr) {
