@@ -9,19 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { before, test } from 'node:test';
 
-import { repoRoot } from './helpers.ts';
+import { buildCppCheck } from './helpers.ts';
 
-const exe = join(mkdtempSync(join(tmpdir(), 'openlora-attention-')), 'attention_check');
+let exe = '';  // built in before()
 
 before(() => {
-  const src = ['test/native/cpp/attention_check.cc', 'native/cpu/paged_attention.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
-  const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
+  exe = buildCppCheck('attention_check', ['test/native/cpp/attention_check.cc', 'native/cpu/paged_attention.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc']);
 });
 
 for (const kernel of ['dispatched', 'portable']) {

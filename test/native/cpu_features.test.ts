@@ -6,25 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { repoRoot } from './helpers.ts';
+import { buildCppCheck, cpuFlags } from './helpers.ts';
 
 const flags = ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_bf16', 'avx512_vnni', 'amx_tile', 'amx_bf16', 'amx_int8'];
 
 test('the CPU-feature probe matches /proc/cpuinfo', { skip: process.arch !== 'x64' || !existsSync('/proc/cpuinfo') ? 'needs x86-64 Linux' : false }, (t) => {
-  const exe = join(mkdtempSync(join(tmpdir(), 'openlora-cpufeat-')), 'cpu_features_check');
-  const src = ['test/native/cpp/cpu_features_check.cc', 'native/cpu/cpu_features.cc'].map((s) => join(repoRoot, s));
-  const build = spawnSync('g++', ['-std=c++17', '-O1', '-o', exe, ...src], { encoding: 'utf8' });
-  assert.equal(build.status, 0, `g++ failed: ${build.error?.message ?? ''}${build.stderr}`);
+  const exe = buildCppCheck('cpu_features_check', ['test/native/cpp/cpu_features_check.cc', 'native/cpu/cpu_features.cc'], '-O1');
   const r = spawnSync(exe, [], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const probed = new Set(r.stdout.trim().split(' '));
   t.diagnostic(`probe: ${r.stdout.trim()}`);
-  const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
-  const cpuinfo = new Set(line.replace(/^flags\s*:\s*/, '').split(/\s+/));
-  for (const f of flags) assert.equal(probed.has(f), cpuinfo.has(f), `${f}: probe ${probed.has(f)}, /proc/cpuinfo ${cpuinfo.has(f)}`);
+  for (const f of flags) assert.equal(probed.has(f), cpuFlags.has(f), `${f}: probe ${probed.has(f)}, /proc/cpuinfo ${cpuFlags.has(f)}`);
 });

@@ -6,14 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { before, test } from 'node:test';
 
-import { repoRoot } from './helpers.ts';
+import { buildCppCheck, cpuFlags } from './helpers.ts';
 
-const exe = join(mkdtempSync(join(tmpdir(), 'openlora-gemm-')), 'gemm_check');
+let exe = '';  // built in before()
 
 interface CheckOutput {
   cases: number;
@@ -34,9 +31,7 @@ function runCheck(kernel: string, activations = ''): CheckOutput {
 }
 
 before(() => {
-  const src = ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
-  const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
+  exe = buildCppCheck('gemm_check', ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc']);
 });
 
 test('packed gemm matches the reference and is batch-invariant on every kernel, AVX-512 and AVX2 bit-identical', (t) => {
@@ -51,13 +46,6 @@ test('packed gemm matches the reference and is batch-invariant on every kernel, 
   if (digests.has('avx512') && digests.has('avx2+fma')) assert.equal(digests.get('avx512'), digests.get('avx2+fma'));
 });
 
-const cpuFlags = (() => {
-  try {
-    return new Set((readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '').split(/\s+/));
-  } catch {
-    return new Set<string>();
-  }
-})();
 const hasBf16Dot = cpuFlags.has('avx512_bf16') && cpuFlags.has('avx512bw');
 const missingAmx = ['amx_tile', 'amx_bf16', 'avx512bw'].filter((f) => !cpuFlags.has(f));
 

@@ -8,14 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { before, test } from 'node:test';
 
-import { repoRoot } from './helpers.ts';
+import { buildCppCheck, cpuFlags } from './helpers.ts';
 
-const exe = join(mkdtempSync(join(tmpdir(), 'openlora-gemmq-')), 'gemm_quant_check');
+let exe = '';  // built in before()
 
 interface CheckOutput {
   cases: number;
@@ -26,11 +23,6 @@ interface CheckOutput {
   digest: string;
 }
 
-const cpuFlags = new Set(
-  existsSync('/proc/cpuinfo')
-    ? (readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '').replace(/^flags\s*:\s*/, '').split(/\s+/)
-    : [],
-);
 const missing = (need: string[]) => need.filter((f) => !cpuFlags.has(f));
 
 function runCheck(force: string): CheckOutput {
@@ -40,9 +32,7 @@ function runCheck(force: string): CheckOutput {
 }
 
 before(() => {
-  const src = ['test/native/cpp/gemm_quant_check.cc', 'native/cpu/gemm_quant.cc', 'native/cpu/gemm_quant_simd.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
-  const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
+  exe = buildCppCheck('gemm_quant_check', ['test/native/cpp/gemm_quant_check.cc', 'native/cpu/gemm_quant.cc', 'native/cpu/gemm_quant_simd.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc']);
 });
 
 const digests = new Map<string, string>();

@@ -1,8 +1,11 @@
 /**
- * Shared fixtures of the native tests: paths, the reference outputs, adapter load specs and
- * default sampling parameters.
+ * Shared fixtures of the native tests: paths, the reference outputs, adapter load specs,
+ * default sampling parameters, the CPU's flags and the build of the C++ check drivers.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,6 +18,26 @@ export const referencePath = join(repoRoot, 'test', 'fixtures', 'tiny-shakespear
 
 /** Engine threads for tests: CI boxes have 2 cores. */
 export const testThreads = 2;
+
+/** The CPU's flags as /proc/cpuinfo lists them (its first `flags` line); empty where there is none. */
+export const cpuFlags: ReadonlySet<string> = new Set(
+  existsSync('/proc/cpuinfo')
+    ? (readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '').replace(/^flags\s*:\s*/, '').split(/\s+/)
+    : [],
+);
+
+/**
+ * Builds a C++ check driver (test/native/cpp/*_check.cc and the engine sources it tests, paths
+ * relative to the repo root) with g++ -std=c++17 -pthread into a new temporary directory.
+ * @param name The executable's name. @param opt The optimisation flag (-O2 unless given).
+ * @returns The executable's path. @throws AssertionError with g++'s output when the build fails.
+ */
+export function buildCppCheck(name: string, sources: string[], opt = '-O2'): string {
+  const exe = join(mkdtempSync(join(tmpdir(), `openlora-${name}-`)), name);
+  const r = spawnSync('g++', ['-std=c++17', opt, '-pthread', '-o', exe, ...sources.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
+  assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
+  return exe;
+}
 
 export interface GreedyStep {
   token: number;

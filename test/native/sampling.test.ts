@@ -4,15 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { Engine } from '../../native/engine.ts';
 import { NativeError } from '../../native/errors.ts';
 import { tokenMaskOf } from '../../native/token-mask.ts';
-import { adapterSpec, loadReference, modelDir, params, repoRoot, testThreads } from './helpers.ts';
+import { adapterSpec, buildCppCheck, loadReference, modelDir, params, testThreads } from './helpers.ts';
 
 const ref = loadReference();
 const prompt = ref.prompts[0].input_ids;  // "<|begin_of_text|>ROMEO:\n"
@@ -92,10 +89,7 @@ describe('sampling', () => {
   });
 
   test('the sampler\'s repetition_penalty and min_p formulas on hand-made logits (C++ driver)', () => {
-    const exe = join(mkdtempSync(join(tmpdir(), 'openlora-sampler-')), 'sampler_check');
-    const src = ['test/native/cpp/sampler_check.cc', 'native/src/sampler.cc', 'native/src/token_mask.cc'].map((s) => join(repoRoot, s));
-    const build = spawnSync('g++', ['-std=c++17', '-O2', '-o', exe, ...src], { encoding: 'utf8' });
-    assert.equal(build.status, 0, build.stderr);
+    const exe = buildCppCheck('sampler_check', ['test/native/cpp/sampler_check.cc', 'native/src/sampler.cc', 'native/src/token_mask.cc']);
     const r = spawnSync(exe, [], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { checks: number; failures: string[] };

@@ -7,19 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { before, test } from 'node:test';
 
-import { repoRoot } from './helpers.ts';
+import { buildCppCheck } from './helpers.ts';
 
-const exe = join(mkdtempSync(join(tmpdir(), 'openlora-sgmv-')), 'sgmv_check');
+let exe = '';  // built in before()
 
 before(() => {
-  const src = ['test/native/cpp/sgmv_check.cc', 'native/cpu/sgmv.cc', 'native/cpu/sgmv_expand.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
-  const r = spawnSync('g++', ['-std=c++17', '-O2', '-pthread', '-o', exe, ...src.map((s) => join(repoRoot, s))], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `g++ failed: ${r.error?.message ?? ''}${r.stderr}`);
+  exe = buildCppCheck('sgmv_check', ['test/native/cpp/sgmv_check.cc', 'native/cpu/sgmv.cc', 'native/cpu/sgmv_expand.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc']);
 });
 
 for (const kernel of ['dispatched', 'portable']) {

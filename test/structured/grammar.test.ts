@@ -108,6 +108,18 @@ test('a trap inside xgrammar (its WASM stack overflowing) is a 400 and the worke
   }
 });
 
+/** Each schema, opened as `param`, is a 400 (InvalidRequestError) naming `param` whose message matches its pattern. */
+async function expectRefused(svc: GrammarService, cases: Array<[Record<string, unknown>, RegExp]>, param: string): Promise<void> {
+  for (const [schema, re] of cases) {
+    await assert.rejects(svc.open({ kind: 'json_schema', schema, param }), (e: unknown) => {
+      assert.ok(e instanceof InvalidRequestError);
+      assert.equal(e.param, param);
+      assert.match(e.message, re);
+      return true;
+    });
+  }
+}
+
 test('a $ref that points to nothing or outside the schema is a 400 naming it; local refs compile, and the service keeps working', async () => {
   const tok = loadTestTokenizer('demo');
   const svc = new GrammarService(tok.grammarVocab());
@@ -121,14 +133,7 @@ test('a $ref that points to nothing or outside the schema is a 400 naming it; lo
       // RFC 6901 escapes: xgrammar looks segments up as written, so this one would not resolve there.
       [{ type: 'object', properties: { 'a/b': { type: 'integer' }, c: { $ref: '#/properties/a~1b' } } }, /points to nothing/],
     ];
-    for (const [schema, re] of bad) {
-      await assert.rejects(svc.open({ kind: 'json_schema', schema, param: 'response_format' }), (e: unknown) => {
-        assert.ok(e instanceof InvalidRequestError);
-        assert.equal(e.param, 'response_format');
-        assert.match(e.message, re);
-        return true;
-      });
-    }
+    await expectRefused(svc, bad, 'response_format');
     for (const schema of [
       { type: 'object', properties: { a: { $ref: '#/definitions/x' } }, definitions: { x: { type: 'string' } } },
       { type: 'object', properties: { next: { anyOf: [{ type: 'null' }, { $ref: '#' }] } } },
@@ -155,14 +160,7 @@ test('schema keywords xgrammar does not enforce are 400s naming the keyword and 
       [{ type: 'string', minLength: 5, maxLength: 2 }, /minLength 5 > maxLength 2/],
       [{ type: 'object', properties: {}, required: ['z'], additionalProperties: false }, /required "z" \(not in properties/],
     ];
-    for (const [schema, re] of cases) {
-      await assert.rejects(svc.open({ kind: 'json_schema', schema, param: 'tools[0].function.parameters' }), (e: unknown) => {
-        assert.ok(e instanceof InvalidRequestError);
-        assert.equal(e.param, 'tools[0].function.parameters');
-        assert.match(e.message, re);
-        return true;
-      });
-    }
+    await expectRefused(svc, cases, 'tools[0].function.parameters');
   } finally {
     await svc.dispose();
   }
