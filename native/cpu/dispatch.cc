@@ -18,7 +18,14 @@ bool useAvx2() {
   return v;
 }
 
-const char* gemmKernelName() { return useAvx2() ? "avx2+fma" : "portable"; }
+bool useAvx512() {
+  static const bool v = [] {
+    const char* force = std::getenv("OPENLORA_GEMM");
+    if (force && std::strcmp(force, "avx2") == 0) return false;
+    return useAvx2() && cpuFeatures().avx512f && cpuFeatures().avx512bw;
+  }();
+  return v;
+}
 
 // NOTE(why): a parallel op must carry at least this many multiply-adds per task; below it the
 // hand-over (even spinning, ~1 us) and the lost cache locality cost more than the split gains.

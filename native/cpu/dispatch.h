@@ -17,8 +17,12 @@ namespace openlora::cpu {
  */
 bool useAvx2();
 
-/** Name of that kernel family: "avx2+fma" or "portable". */
-const char* gemmKernelName();
+/**
+ * Whether the AVX-512 F/BW kernels are in use: useAvx2(), the CPU has AVX-512 F and BW with the
+ * OS saving ZMM state, and OPENLORA_GEMM is not "avx2" (tests force the AVX2 kernels with it).
+ */
+bool useAvx512();
+
 
 /**
  * Fewest multiply-adds a parallel GEMM task must carry (96 Ki; OPENLORA_GEMM_GRAIN overrides):

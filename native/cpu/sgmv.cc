@@ -269,7 +269,8 @@ OPENLORA_AVX2 void shrinkAvx2(const float* const* xs, int64_t n, const void* a, 
   if (n - i == 1) shrinkRowsR<L, 1>(xs + i, a, in, rank, h + i * ld, ld, pf, i == 0 ? esz : 0);
 }
 
-OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
+/** One task on the vector kernels: AVX-512 F/BW when avx512 (sgmv_avx512.cc), else AVX2/FMA. */
+OPENLORA_AVX2 void taskVector(const Ctx& c, const Task& t, Pf& pf, bool avx512) {
   const LoraBatch::Group& g = c.batch->groups()[size_t(t.g)];
   const int64_t n = t.t1 - t.t0;
   const float* xs[kRowsPerTask];
@@ -277,16 +278,21 @@ OPENLORA_AVX2 void taskAvx2(const Ctx& c, const Task& t, Pf& pf) {
   bool zero[kRowsPerTask];
   taskRows(c, t, xs, dst, zero);
   float* h = c.h + t.t0 * c.ld;
-  switch (g.a.dtype) {
-    case DType::BF16: shrinkAvx2<Bf16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
-    case DType::F16: shrinkAvx2<F16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
-    default: shrinkAvx2<F32L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
+  if (avx512) {
+    sgmv_detail::shrinkAvx512(xs, n, g.a.data, g.a.dtype, c.in, g.rank, h, c.ld, pf);
+  } else {
+    switch (g.a.dtype) {
+      case DType::BF16: shrinkAvx2<Bf16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
+      case DType::F16: shrinkAvx2<F16L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
+      default: shrinkAvx2<F32L>(xs, n, g.a.data, c.in, g.rank, h, c.ld, pf, dtypeSize(g.a.dtype)); break;
+    }
   }
   for (int64_t j = 0; j < n; j++) {
     const float s = c.batch->scales()[size_t(t.t0 + j)];
     for (int r = 0; r < g.rank; r++) h[j * c.ld + r] *= s;
   }
-  sgmv_detail::expandAvx2(h, c.ld, n, dst, zero, g.bT.data, g.bT.dtype, g.rank, c.out, pf);
+  if (avx512) sgmv_detail::expandAvx512(h, c.ld, n, dst, zero, g.bT.data, g.bT.dtype, g.rank, c.out, pf);
+  else sgmv_detail::expandAvx2(h, c.ld, n, dst, zero, g.bT.data, g.bT.dtype, g.rank, c.out, pf);
 }
 
 /** A prefetch cursor over group g's A then B^T, less the first kPrefetchLines of each (already asked for). */
@@ -339,7 +345,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
     macs += (gr.termEnd - gr.termBegin + 4) * gr.rank * (in + out);  // + 4: streaming A and B costs too
   }
   const int64_t nt = int64_t(tasks.size());
-  const bool avx2 = useAvx2();
+  const bool avx2 = useAvx2(), avx512 = useAvx512();
   const bool f16c = avx2 && cpuFeatures().f16c;
   // Parts: contiguous runs of tasks of about equal cost, kPartsPerThread per thread, handed out
   // dynamically (a thread that is not running leaves its parts to the others).
@@ -364,7 +370,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
       if (i + 1 < i1 && tasks[size_t(i + 1)].g != t.g) pf = prefetcherFor(groups[size_t(tasks[size_t(i + 1)].g)], in, out);
       const auto& g = groups[size_t(t.g)];
       const bool vec = avx2 && (f16c || (g.a.dtype != DType::F16 && g.bT.dtype != DType::F16));
-      if (vec) taskAvx2(c, t, pf);
+      if (vec) taskVector(c, t, pf, avx512);
       else taskPortable(c, t);
     }
   });
@@ -384,5 +390,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
     }
   });
 }
+
+const char* sgmvKernelName() { return useAvx512() ? "avx512" : useAvx2() ? "avx2+fma" : "portable"; }
 
 }  // namespace openlora::cpu

@@ -120,10 +120,14 @@ class LoraBatch {
  * @param x [rows, in] float32 (row stride ldx); @param y [rows, out] float32 (row stride ldy),
  *   accumulated. Rows absent from the batch are left untouched.
  * @param tmp scratch, resized to [terms, maxRank] + [shared terms, out] floats.
- * AVX2/FMA (+F16C for F16 weights) when useAvx2(), else portable C++ (same results up to float
- * rounding). Throws only what the pool rethrows (std::bad_alloc).
+ * AVX-512 F/BW when useAvx512() (sgmv_avx512.cc), else AVX2/FMA (+F16C for F16 weights) when
+ * useAvx2(), else portable C++: the same results up to float rounding (the shrink's dot products
+ * sum in a different order on each). Throws only what the pool rethrows (std::bad_alloc).
  */
 void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, int64_t ldy, int64_t out, const LoraBatch& batch,
           std::vector<float>& tmp);
+
+/** The kernels sgmv() runs on this machine: "avx512", "avx2+fma" or "portable". */
+const char* sgmvKernelName();
 
 }  // namespace openlora::cpu

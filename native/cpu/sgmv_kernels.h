@@ -1,5 +1,5 @@
-// Internal to cpu::sgmv (sgmv.cc, sgmv_expand.cc): the paced prefetcher, hsum and the AVX2 expand
-// kernel. Not a public interface.
+// Internal to cpu::sgmv (sgmv.cc, sgmv_expand.cc, sgmv_avx512.cc): the paced prefetcher, hsum,
+// the AVX2 expand kernel and the AVX-512 shrink / one-row expand. Not a public interface.
 #pragma once
 
 #include <immintrin.h>
@@ -57,5 +57,21 @@ __attribute__((target("avx"))) inline float hsum(__m256 v) {
  */
 void expandAvx2(const float* coef, int64_t ld, int64_t n, float* const* dst, const bool* zero, const void* bT, DType dtype, int rank,
                 int64_t out, Pf& pf);
+
+/**
+ * h[j * ld + r] = x_j . A[r] for rows j < n (n <= 16) and r < rank (AVX-512 F/BW; call only when
+ * useAvx512()). xs[j]: row j of x [in] float32; A [rank, in] of `dtype` (F32, F16 or BF16,
+ * widened exactly). Each dot product: even / odd 16-lane accumulators over 32-element blocks,
+ * their sum reduced, then the in % 32 tail in order (sgmv_avx512.cc): the same bits for every n,
+ * tile and dtype of the same values. pf.advance is called with the bytes of A read.
+ */
+void shrinkAvx512(const float* const* xs, int64_t n, const void* a, DType dtype, int64_t in, int rank, float* h, int64_t ld, Pf& pf);
+
+/**
+ * expandAvx2's contract and bits (AVX-512 F/BW; call only when useAvx512()): one row (n == 1)
+ * runs 8 rank steps a pass over 32-output blocks; several rows go to expandAvx2.
+ */
+void expandAvx512(const float* coef, int64_t ld, int64_t n, float* const* dst, const bool* zero, const void* bT, DType dtype, int rank,
+                  int64_t out, Pf& pf);
 
 }  // namespace openlora::cpu::sgmv_detail

@@ -105,9 +105,10 @@ void compare(const std::vector<float>& got, const std::vector<float>& want, doub
 
 /**
  * Demo shapes: (in, out) of q/k/v/o/gate/up/down of the tiny model, plus odd sizes for the tails
- * of the 16-wide BF16 blocks (an 8-wide block, then scalars) and of the 8-wide F32 / F16 ones.
+ * of the 16-wide BF16 blocks (an 8-wide block, then scalars) and of the 8-wide F32 / F16 ones,
+ * and of the AVX-512 kernels' 32-element blocks (in % 32 and out % 32 left to scalars).
  */
-const int kShapes[][2] = {{256, 256}, {256, 128}, {256, 704}, {704, 256}, {37, 29}, {100, 9}, {45, 23}};
+const int kShapes[][2] = {{256, 256}, {256, 128}, {256, 704}, {704, 256}, {37, 29}, {100, 9}, {45, 23}, {64, 57}, {96, 48}};
 
 void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
   for (const auto& shape : kShapes) {
@@ -208,6 +209,6 @@ int main() {
       }
     }
   }
-  std::printf("{\"cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"kernel\": \"%s\"}\n", cases, failures, maxRel, gemmKernelName());
+  std::printf("{\"cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"kernel\": \"%s\"}\n", cases, failures, maxRel, sgmvKernelName());
   return failures ? 1 : 0;
 }
