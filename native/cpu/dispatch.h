@@ -1,6 +1,6 @@
 // Kernel dispatch shared by the CPU backend's kernels (packed GEMM, attention, LoRA): whether the
-// AVX2/FMA paths are in use, the smallest parallel task of a product, and how the panel chunks
-// of several products form one parallel job.
+// AVX2/FMA and AVX-512 paths are in use, the smallest parallel task of a product, how the panel
+// chunks of several products form one parallel job, and the memory a run prefetches.
 #pragma once
 
 #include <algorithm>
@@ -83,6 +83,26 @@ class ProductChunks {
   int64_t chunkPanels_ = 1;
   std::vector<int64_t> panels_;  // [count]
   std::vector<int64_t> first_;   // [count + 1]
+};
+
+/**
+ * Memory a run of a product should bring into L2 while it runs: the operands of the work its
+ * thread does next (cpu/fused_lora.cc passes the LoRA A / B^T that the thread's next sgmv tasks
+ * read). A product with many rows is bound by arithmetic and leaves the memory bus idle; the
+ * LoRA tasks (bound by memory) then find their weights on chip. Reusable (clear() keeps capacity).
+ */
+struct PrefetchRanges {
+  std::vector<std::pair<const char*, int64_t>> ranges;  // (start, bytes)
+  int64_t total = 0;
+  void clear() {
+    ranges.clear();
+    total = 0;
+  }
+  void add(const void* p, int64_t bytes) {
+    if (bytes <= 0) return;
+    ranges.push_back({static_cast<const char*>(p), bytes});
+    total += bytes;
+  }
 };
 
 }  // namespace openlora::cpu

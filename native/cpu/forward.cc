@@ -12,6 +12,7 @@
 
 #include "../src/backend.h"
 #include "dispatch.h"  // useAvx2()
+#include "fused_lora.h"
 #include "ops.h"
 #include "paged_attention.h"
 
@@ -34,68 +35,17 @@ void addRows(float* x, const float* d, int64_t b, int64_t e, int64_t n) {
   for (int64_t i = b * n; i < e * n; i++) x[i] += d[i];
 }
 
-/** OPENLORA_LORA_PREFETCH=1: the base products prefetch the adapters (off by default). */
-bool loraPrefetch() {
-  // NOTE(why): off by default: with many rows the base product is bound by arithmetic and the bus
-  // idles, but the prefetched lines pass through the L2 that holds the product's own panels and
-  // x, and most are evicted again before the sgmv reads them. On the 2-vCPU Zen 3 (512 KB L2) the
-  // products with the prefetch took longer than the sgmv time it saved, in every module (16
-  // streams x 16 adapters, decode steps alternating on / off in one run: 323 vs 303 ms a step;
-  // bench/results/cpu-2026-12-07-lora-decode.json). sgmv streams the adapters itself (Pf).
-  static const bool on = [] {
-    const char* v = std::getenv("OPENLORA_LORA_PREFETCH");
-    return v && std::string(v) == "1";
-  }();
-  return on;
-}
-
 /**
- * Group module m's LoRA terms of this step into ws.loraBatch (adapter pairs, prefill rows as
- * segments, decode rows gathered). Returns whether there are any.
+ * Group module m's LoRA terms of this step into lb (adapter pairs, prefill rows as segments,
+ * decode rows gathered). Returns whether there are any.
  */
-bool gatherAdapters(const StepPlan& plan, int layer, LoraModule m, Workspace& ws) {
-  LoraBatch& lb = ws.loraBatch;
+bool gatherAdapters(const StepPlan& plan, int layer, LoraModule m, LoraBatch& lb) {
   lb.clear();
   for (const LoraSpan* sp = plan.spansBegin(layer, m); sp != plan.spansEnd(layer, m); ++sp) {
     lb.add(sp->pair->a.data(), sp->pair->bT.data(), sp->pair->rank, sp->rowBegin, sp->rowEnd, sp->scale);
   }
   if (!lb.empty()) lb.finalize();
   return !lb.empty();
-}
-
-/**
- * The rest of a projection after out = in W^T: the bias, then (when gatherAdapters found any) the
- * step's LoRA terms in ws.loraBatch, in that order of additions.
- */
-void addBiasAndAdapters(const float* in, int64_t inDim, const std::vector<float>& bias, float* out, int64_t outDim, int64_t T, bool adapted,
-                        ThreadPool& pool, Workspace& ws) {
-  if (!bias.empty()) addBias(out, outDim, bias.data(), T, outDim);
-  if (adapted) sgmv(pool, in, inDim, inDim, out, outDim, outDim, ws.loraBatch, ws.loraTmp);
-}
-
-/**
- * One adapted projection of the whole batch: out = in W^T (+ bias) + sum_i w_i s_i B_i (A_i in)
- * per row, in that order of additions. The plan's LoRA terms are grouped first (gatherAdapters),
- * then one sgmv adds them after the product with W (which prefetches their A / B^T while it runs
- * only with OPENLORA_LORA_PREFETCH=1).
- * in [T, w.in], out [T, w.out] float32; bias [w.out] or empty.
- */
-void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, const Linear& w, const std::vector<float>& bias,
-                float* out, int64_t T, ThreadPool& pool, Workspace& ws) {
-  const int64_t inDim = w.in, outDim = w.out;
-  const bool adapted = gatherAdapters(plan, layer, m, ws);
-  LoraBatch& lb = ws.loraBatch;
-  PrefetchRanges& pf = ws.loraPrefetch;
-  pf.clear();
-  const bool prefetch = adapted && loraPrefetch();
-  if (prefetch) {
-    for (const auto& g : lb.groups()) {
-      pf.add(g.a.data, int64_t(g.rank) * inDim * int64_t(dtypeSize(g.a.dtype)));
-      pf.add(g.bT.data, int64_t(g.rank) * outDim * int64_t(dtypeSize(g.bT.dtype)));
-    }
-  }
-  linear(pool, in, inDim, w, out, outDim, T, false, prefetch ? &pf : nullptr, ws.bf16Activations);
-  addBiasAndAdapters(in, inDim, bias, out, outDim, T, adapted, pool, ws);
 }
 
 /** One projection of projections(): its module, weight, bias and output [T, w->out]. */
@@ -107,27 +57,52 @@ struct ProjectionOut {
 };
 
 /**
- * Several projections of the same input (q/k/v, gate/up), each as projection() gives it, bit for
- * bit: the base products run as one parallel job (linearMulti: the threads meet once and share
- * the small k/v matrices), then each module's bias and LoRA terms. With OPENLORA_LORA_PREFETCH=1
- * and adapters in the step, one projection() after another (the prefetch rides on each product).
+ * NOTE(why): below this many rows the base products are bound by reading W, as the LoRA is:
+ * running them together gains nothing and cuts the one-row products' weight streams short.
+ */
+constexpr int64_t kFusedMinRows = 4;
+
+/**
+ * Several projections of the same input (q/k/v, gate/up, or one): out_j = in W_j^T (+ bias_j) +
+ * sum_i w_i s_i B_i (A_i in) per row, in that order of additions, the same bits on every path.
+ * With adapters in the step, float weights and at least kFusedMinRows rows: one fused job
+ * (cpu/fused_lora.h: the adapters prefetched during the base products). Otherwise the base
+ * products run as one parallel job (linearMulti: the threads meet once and share the small k/v
+ * matrices), then each module's bias and one sgmv.
  */
 void projections(const StepPlan& plan, int layer, const float* in, const ProjectionOut* ps, int count, int64_t T, ThreadPool& pool,
                  Workspace& ws) {
-  bool anyAdapter = false;
-  for (int j = 0; j < count; j++) anyAdapter = anyAdapter || plan.spansBegin(layer, ps[j].module) != plan.spansEnd(layer, ps[j].module);
-  constexpr int kMaxFused = 4;  // q/k/v or gate/up
-  if (count > kMaxFused || (anyAdapter && loraPrefetch())) {
-    for (int j = 0; j < count; j++) projection(plan, layer, ps[j].module, in, *ps[j].w, *ps[j].bias, ps[j].out, T, pool, ws);
+  bool anyAdapter = false, allPacked = true;
+  for (int j = 0; j < count; j++) {
+    anyAdapter = gatherAdapters(plan, layer, ps[j].module, ws.loraBatches[size_t(j)]) || anyAdapter;
+    allPacked = allPacked && !ps[j].w->quantized();
+  }
+  const int64_t inDim = ps[0].w->in;
+  if (anyAdapter && allPacked && T >= kFusedMinRows) {
+    FusedProjection fp[kMaxFusedProjections];
+    for (int j = 0; j < count; j++) {
+      fp[j] = FusedProjection{&ps[j].w->w, ps[j].bias->empty() ? nullptr : ps[j].bias->data(), &ws.loraBatches[size_t(j)], ps[j].out,
+                              ps[j].w->out};
+    }
+    fusedProjections(pool, in, inDim, T, fp, count, ws.bf16Activations, ws.fused);
     return;
   }
-  LinearOutput outs[kMaxFused];
+  LinearOutput outs[kMaxFusedProjections];
   for (int j = 0; j < count; j++) outs[j] = LinearOutput{ps[j].w, ps[j].out, ps[j].w->out};
-  linearMulti(pool, in, ps[0].w->in, outs, count, T, ws.bf16Activations);
+  linearMulti(pool, in, inDim, outs, count, T, ws.bf16Activations);
   for (int j = 0; j < count; j++) {
-    const bool adapted = gatherAdapters(plan, layer, ps[j].module, ws);
-    addBiasAndAdapters(in, ps[j].w->in, *ps[j].bias, ps[j].out, ps[j].w->out, T, adapted, pool, ws);
+    const int64_t outDim = ps[j].w->out;
+    if (!ps[j].bias->empty()) addBias(ps[j].out, outDim, ps[j].bias->data(), T, outDim);
+    const LoraBatch& lb = ws.loraBatches[size_t(j)];
+    if (!lb.empty()) sgmv(pool, in, inDim, inDim, ps[j].out, outDim, outDim, lb, ws.loraTmp);
   }
+}
+
+/** One projection: projections() with count 1. */
+void projection(const StepPlan& plan, int layer, LoraModule m, const float* in, const Linear& w, const std::vector<float>& bias,
+                float* out, int64_t T, ThreadPool& pool, Workspace& ws) {
+  const ProjectionOut one{m, &w, &bias, out};
+  projections(plan, layer, in, &one, 1, T, pool, ws);
 }
 
 }  // namespace
@@ -239,7 +214,7 @@ void forward(const Model& model, const std::vector<BatchEntry>& batch, ThreadPoo
   }
   rmsNorm(ws.sel.data(), model.finalNorm().data(), float(c.rmsNormEps), ws.sel.data(), R, H);
   logits->resize(size_t(R * V));
-  linear(pool, ws.sel.data(), H, model.head(), logits->data(), V, R, false, nullptr, ws.bf16Activations);
+  linear(pool, ws.sel.data(), H, model.head(), logits->data(), V, R, false, ws.bf16Activations);
   if (c.finalSoftcap > 0) softcap(logits->data(), R * V, c.finalSoftcap);  // Gemma 2 final_logit_softcapping
 }
 

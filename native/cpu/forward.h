@@ -11,6 +11,7 @@
 #include "../src/batch.h"
 #include "../src/model.h"
 #include "../src/step_plan.h"
+#include "fused_lora.h"
 #include "gemm_packed.h"
 #include "sgmv.h"
 #include "thread_pool.h"
@@ -30,8 +31,8 @@ struct Workspace {
   std::vector<float> gate;    // [T, intermediate]
   std::vector<float> up;      // [T, intermediate]
   std::vector<float> loraTmp; // [terms, maxRank] LoRA shrink output (cpu::sgmv)
-  LoraBatch loraBatch;        // one module's grouped LoRA terms of this step
-  PrefetchRanges loraPrefetch;  // that module's adapter matrices, prefetched during its base product
+  LoraBatch loraBatches[kMaxFusedProjections];  // the grouped LoRA terms of the modules of one projections() call
+  FusedScratch fused;         // base products + LoRA as one job (cpu/fused_lora.h)
   std::vector<float> sel;     // [R, hidden] rows that need logits
   StepPlan plan;              // this step's rows, positions, block tables, RoPE tables, LoRA spans
   // EngineOptions.activationDtype "bfloat16": the base products with BF16 weights (decoder

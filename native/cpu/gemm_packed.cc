@@ -61,16 +61,37 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
+/**
+ * Lines a tile prefetches into L2 while it runs (the memory of the work its thread does next,
+ * PackedJob::run): `lines` consecutive 64-byte lines from p, spread evenly over the tile's k
+ * steps (at most one a step), so the misses stay in flight beside the FMAs instead of a burst
+ * that fills the miss buffers and stalls the core.
+ */
+struct TilePrefetch {
+  const char* p = nullptr;
+  int64_t lines = 0;  // <= k
+};
+
 // ---------------------------------------------------------------------------------------------
 // Micro-kernels: out[r * NP * 16 + p * 16 + j] = sum_i x[r, i] * panel_p[i][j], for MR rows of
-// x and NP consecutive panels (pstride elements apart).
+// x and NP consecutive panels (pstride elements apart). pf: TilePrefetch (the arithmetic ignores it).
 
 template <int MR, int NP, typename T>
-__attribute__((target("avx512f"))) void tile512(const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out) {
+__attribute__((target("avx512f"))) void tile512(const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out,
+                                                TilePrefetch pf = {}) {
   __m512 acc[MR][NP];
   for (int r = 0; r < MR; r++)
     for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
+  int64_t pfAcc = 0;
   for (int64_t i = 0; i < k; i++) {
+    if (pf.lines > 0) {  // Bresenham: pf.lines of the k steps issue one line each
+      pfAcc += pf.lines;
+      if (pfAcc >= k) {
+        pfAcc -= k;
+        _mm_prefetch(pf.p, _MM_HINT_T1);
+        pf.p += 64;
+      }
+    }
     __m512 wv[NP];
     for (int p = 0; p < NP; p++) wv[p] = load16(w + p * pstride + i * kP);
     for (int r = 0; r < MR; r++) {
@@ -83,11 +104,21 @@ __attribute__((target("avx512f"))) void tile512(const float* x, int64_t ldx, con
 }
 
 template <int MR, int NP, typename T>
-__attribute__((target("avx2,fma"))) void tile256(const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out) {
+__attribute__((target("avx2,fma"))) void tile256(const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out,
+                                                 TilePrefetch pf = {}) {
   __m256 acc[MR][2 * NP];
   for (int r = 0; r < MR; r++)
     for (int p = 0; p < 2 * NP; p++) acc[r][p] = _mm256_setzero_ps();
+  int64_t pfAcc = 0;
   for (int64_t i = 0; i < k; i++) {
+    if (pf.lines > 0) {  // as tile512
+      pfAcc += pf.lines;
+      if (pfAcc >= k) {
+        pfAcc -= k;
+        _mm_prefetch(pf.p, _MM_HINT_T1);
+        pf.p += 64;
+      }
+    }
     __m256 wv[2 * NP];
     for (int p = 0; p < NP; p++) {
       wv[2 * p] = load8(w + p * pstride + i * kP);
@@ -276,37 +307,37 @@ int panelsFor(Isa s, int mr) {
 }
 
 template <typename T, int MR>
-void tileNp(Isa s, int np, const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out) {
+void tileNp(Isa s, int np, const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out, TilePrefetch pf) {
   // np is 1, 2 or 4 (callers split 3 into 2 + 1).
   switch (s) {
     case Isa::Avx512:
-      if (np == 4) return tile512<MR, 4>(x, ldx, w, pstride, k, out);
-      if (np == 2) return tile512<MR, 2>(x, ldx, w, pstride, k, out);
-      return tile512<MR, 1>(x, ldx, w, pstride, k, out);
+      if (np == 4) return tile512<MR, 4>(x, ldx, w, pstride, k, out, pf);
+      if (np == 2) return tile512<MR, 2>(x, ldx, w, pstride, k, out, pf);
+      return tile512<MR, 1>(x, ldx, w, pstride, k, out, pf);
     case Isa::Avx2:
-      if (np == 4) return tile256<MR, 4>(x, ldx, w, pstride, k, out);
-      if (np == 2) return tile256<MR, 2>(x, ldx, w, pstride, k, out);
-      return tile256<MR, 1>(x, ldx, w, pstride, k, out);
+      if (np == 4) return tile256<MR, 4>(x, ldx, w, pstride, k, out, pf);
+      if (np == 2) return tile256<MR, 2>(x, ldx, w, pstride, k, out, pf);
+      return tile256<MR, 1>(x, ldx, w, pstride, k, out, pf);
     default:
       return tilePortable<MR, 1>(x, ldx, w, pstride, k, out);
   }
 }
 
 template <typename T>
-void tile(Isa s, int mr, int np, const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out) {
+void tile(Isa s, int mr, int np, const float* x, int64_t ldx, const T* w, int64_t pstride, int64_t k, float* out, TilePrefetch pf = {}) {
   switch (mr) {
-    case 1: return tileNp<T, 1>(s, np, x, ldx, w, pstride, k, out);
-    case 2: return tileNp<T, 2>(s, np, x, ldx, w, pstride, k, out);
-    case 3: return tileNp<T, 3>(s, np, x, ldx, w, pstride, k, out);
-    case 4: return tileNp<T, 4>(s, np, x, ldx, w, pstride, k, out);
-    case 5: return tileNp<T, 5>(s, np, x, ldx, w, pstride, k, out);
-    case 6: return tileNp<T, 6>(s, np, x, ldx, w, pstride, k, out);
-    case 7: return tileNp<T, 7>(s, np, x, ldx, w, pstride, k, out);
-    case 8: return tileNp<T, 8>(s, np, x, ldx, w, pstride, k, out);
-    case 9: return tileNp<T, 9>(s, np, x, ldx, w, pstride, k, out);
-    case 10: return tileNp<T, 10>(s, np, x, ldx, w, pstride, k, out);
-    case 11: return tileNp<T, 11>(s, np, x, ldx, w, pstride, k, out);
-    default: return tileNp<T, 12>(s, np, x, ldx, w, pstride, k, out);
+    case 1: return tileNp<T, 1>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 2: return tileNp<T, 2>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 3: return tileNp<T, 3>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 4: return tileNp<T, 4>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 5: return tileNp<T, 5>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 6: return tileNp<T, 6>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 7: return tileNp<T, 7>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 8: return tileNp<T, 8>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 9: return tileNp<T, 9>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 10: return tileNp<T, 10>(s, np, x, ldx, w, pstride, k, out, pf);
+    case 11: return tileNp<T, 11>(s, np, x, ldx, w, pstride, k, out, pf);
+    default: return tileNp<T, 12>(s, np, x, ldx, w, pstride, k, out, pf);
   }
 }
 
@@ -326,18 +357,39 @@ void prefetchSpan(const PrefetchRanges& pf, int64_t b0, int64_t b1, size_t& at, 
 }
 
 /**
+ * Pacing of a PrefetchRanges over one run of tiles (PackedJob::run): each tile gets, of the
+ * ranges' bytes, the share of the run's work (rows x panels) it does, as a TilePrefetch within
+ * one range (at most k lines; what a tile cannot take is owed to the next); flush() issues what
+ * is left at the end of the run.
+ */
+struct PrefetchPacer {
+  const PrefetchRanges* pf = nullptr;
+  int64_t work = 1, done = 0, issued = 0, atStart = 0;
+  size_t at = 0;
+  TilePrefetch next(int64_t units, int64_t k) {
+    done += units;
+    const int64_t to = pf->total * std::min(done, work) / work;
+    while (at < pf->ranges.size() && atStart + pf->ranges[at].second <= issued) atStart += pf->ranges[at++].second;
+    if (at >= pf->ranges.size() || to <= issued) return {};
+    const int64_t size = pf->ranges[at].second, off = issued - atStart;
+    const int64_t lines = std::min(k, (std::min(to - atStart, size) - off + 63) / 64);
+    issued = std::min(atStart + size, issued + lines * 64);
+    return TilePrefetch{pf->ranges[at].first + off, lines};
+  }
+  void flush() {
+    prefetchSpan(*pf, issued, pf->total, at, atStart);
+    issued = pf->total;
+  }
+};
+
+/**
  * Panels [p0, p1) for all m rows of x. xp: x as bf16 pairs (row stride ldxp) when the vdpbf16ps
- * kernel runs (T = uint16_t), else nullptr.
+ * kernel runs (T = uint16_t), else nullptr. pacer (optional) is advanced after every tile.
  */
 template <typename T>
 void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t ldxp, const PackedMatrix& w, const float* scale,
-                float* y, int64_t ldy, int64_t m, float alpha, bool accumulate, int64_t p0, int64_t p1, const PrefetchRanges* pf) {
+                float* y, int64_t ldy, int64_t m, float alpha, bool accumulate, int64_t p0, int64_t p1, PrefetchPacer* pacer) {
   const int64_t k = w.cols(), n = w.rows(), pstride = k * kP;
-  // Prefetch share: of pf's bytes, the fraction of the product's tiles done so far (tiles of
-  // mr rows x np panels count mr * np), issued after each tile: spread evenly over the tasks.
-  const int64_t pfTotal = pf ? pf->total : 0, work = w.panels() * m;
-  size_t pfAt = 0;
-  int64_t pfAtStart = 0, pfDone = pfTotal * (p0 * m) / std::max<int64_t>(1, work), workDone = p0 * m;
   // out [mr][np][16] of rows [t0, t0 + mr) and panels [q, q + np) -> y (alpha, scale, accumulate).
   // alpha 1 without scales (every float linear layer): v = 1 * 1 * o = o exactly, so whole
   // panels are copied (or added) without the per-element multiplies and selects.
@@ -366,12 +418,6 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
         }
       }
     }
-    if (pfTotal > 0) {
-      workDone += int64_t(np) * mr;
-      const int64_t to = pfTotal * workDone / work;
-      prefetchSpan(*pf, pfDone, to, pfAt, pfAtStart);
-      pfDone = to;
-    }
   };
   if constexpr (std::is_same_v<T, uint16_t>) {
     if (xp && useAmx()) return amx::gemmPanels(xp, ldxp, m, w, p0, p1, emit);
@@ -391,9 +437,9 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
       const T* wp = reinterpret_cast<const T*>(w.panel(p0 + j));
       if constexpr (std::is_same_v<T, uint16_t>) {
         if (xp) tileDpAny(1, 4, xp, ldxp, wp, quarter * pstride, k, out);
-        else tile<T>(s, 1, 4, x, ldx, wp, quarter * pstride, k, out);
+        else tile<T>(s, 1, 4, x, ldx, wp, quarter * pstride, k, out, pacer ? pacer->next(4, k) : TilePrefetch{});
       } else {
-        tile<T>(s, 1, 4, x, ldx, wp, quarter * pstride, k, out);
+        tile<T>(s, 1, 4, x, ldx, wp, quarter * pstride, k, out, pacer ? pacer->next(4, k) : TilePrefetch{});
       }
       for (int p = 0; p < 4; p++) emit(out + p * kP, 1, 1, 0, p0 + j + p * quarter);
     }
@@ -410,9 +456,9 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
         const T* wp = reinterpret_cast<const T*>(w.panel(q));
         if constexpr (std::is_same_v<T, uint16_t>) {
           if (xp) tileDpAny(mr, np, xp + t0 * ldxp, ldxp, wp, pstride, k, out);
-          else tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out);
+          else tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k) : TilePrefetch{});
         } else {
-          tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out);
+          tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k) : TilePrefetch{});
         }
         emit(out, mr, np, t0, q);
         q += np;
@@ -421,57 +467,75 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
   }
 }
 
+}  // namespace
+
+void PackedJob::prepare(const float* x, int64_t ldx, const PackedProduct* ps, int count, int64_t m, bool bf16Activations, float alpha,
+                        bool accumulate) {
+  x_ = x, ldx_ = ldx, m_ = m, alpha_ = alpha, accumulate_ = accumulate;
+  ps_.assign(ps, ps + count);
+  const int64_t k = ps[0].w->cols();
+  bool anyBf16 = false;
+  for (int j = 0; j < count; j++) anyBf16 = anyBf16 || ps[j].w->type() == DType::BF16;
+  // bf16 activations for BF16 weights: vdpbf16ps on pairs, or x rounded then the fp32 kernels.
+  xp_ = nullptr, xr_ = x, ldxp_ = 0, ldxr_ = ldx;
+  if (anyBf16 && bf16Activations) {
+    if (useAmx()) {
+      ldxp_ = toBf16Pairs(x, ldx, m, k, amx::kRows, amx::kPairs, xpStore_);
+      xp_ = xpStore_.data();
+    } else if (useDp()) {
+      ldxp_ = toBf16Pairs(x, ldx, m, k, 1, 1, xpStore_);
+      xp_ = xpStore_.data();
+    } else {
+      roundBf16(x, ldx, m, k, xrStore_);
+      xr_ = xrStore_.data();
+      ldxr_ = k;
+    }
+  }
+  chunks_.assign(count, kChunkPanels, [&](int j) { return ps[j].w->panels(); });
+}
+
+int64_t PackedJob::chunkMacs() const { return std::max<int64_t>(1, m_ * (ps_.empty() ? 0 : ps_[0].w->cols()) * kP * kChunkPanels); }
+
+void PackedJob::run(int64_t b, int64_t e, const PrefetchRanges* prefetch) const {
+  const Isa s = isa();
+  PrefetchPacer pacer;
+  if (prefetch && prefetch->total > 0) {
+    int64_t panels = 0;
+    chunks_.forEach(b, e, [&](int, int64_t p0, int64_t p1) { panels += p1 - p0; });
+    pacer.pf = prefetch;
+    pacer.work = std::max<int64_t>(1, panels * m_);
+  }
+  PrefetchPacer* pp = pacer.pf ? &pacer : nullptr;
+  chunks_.forEach(b, e, [&](int j, int64_t p0, int64_t p1) {
+    const PackedProduct& pr = ps_[size_t(j)];
+    const PackedMatrix& w = *pr.w;
+    const bool bf16w = w.type() == DType::BF16;
+    // Rounded x only feeds BF16 weights (F32 / I8 weights ignore bf16Activations).
+    const float* xj = bf16w ? xr_ : x_;
+    const int64_t ldxj = bf16w ? ldxr_ : ldx_;
+    switch (w.type()) {
+      case DType::F32: return gemmPanels<float>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
+      case DType::BF16: return gemmPanels<uint16_t>(s, xj, ldxj, xp_, ldxp_, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
+      default: return gemmPanels<int8_t>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
+    }
+  });
+  if (pp) pp->flush();  // the share the tiles could not take (and the AMX / vdpbf16ps tiles, which take none)
+}
+
+namespace {
+
 /**
  * The products `ps` (each W of x's width, one type per product) as one parallel job over the
  * concatenation of their panel chunks: gemmPacked for count 1, gemmPackedMulti otherwise.
  */
 void gemmMany(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct* ps, int count, int64_t m, float alpha, bool accumulate,
-              const PrefetchRanges* prefetch, bool bf16Activations) {
-  const Isa s = isa();
-  const int64_t k = ps[0].w->cols();
-  bool anyBf16 = false;
-  for (int j = 0; j < count; j++) anyBf16 = anyBf16 || ps[j].w->type() == DType::BF16;
-  // bf16 activations for BF16 weights: vdpbf16ps on pairs, or x rounded then the fp32 kernels.
-  // NOTE(why): thread_local buffers referenced by the lambda (workers see the caller's).
-  thread_local std::vector<uint32_t> xpStore;
-  thread_local std::vector<float> xrStore;
-  const uint32_t* xp = nullptr;
-  const float* xr = x;
-  int64_t ldxp = 0, ldxr = ldx;
-  if (anyBf16 && bf16Activations) {
-    if (useAmx()) {
-      ldxp = toBf16Pairs(x, ldx, m, k, amx::kRows, amx::kPairs, xpStore);
-      xp = xpStore.data();
-    } else if (useDp()) {
-      ldxp = toBf16Pairs(x, ldx, m, k, 1, 1, xpStore);
-      xp = xpStore.data();
-    } else {
-      roundBf16(x, ldx, m, k, xrStore);
-      xr = xrStore.data();
-      ldxr = k;
-    }
-  }
-  // NOTE(why): thread_local like the buffers above (the lambda sees the caller's).
-  thread_local ProductChunks job;
-  job.assign(count, kChunkPanels, [&](int j) { return ps[j].w->panels(); });
-  const int64_t macsPerChunk = std::max<int64_t>(1, m * k * kP * kChunkPanels);
-  const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + macsPerChunk - 1) / macsPerChunk);
-  const ProductChunks& chunks = job;
-  pool.parallelFor(chunks.chunks(), grain, [&](int64_t b, int64_t e) {
-    chunks.forEach(b, e, [&](int j, int64_t p0, int64_t p1) {
-      const PackedProduct& pr = ps[j];
-      const PackedMatrix& w = *pr.w;
-      const bool bf16w = w.type() == DType::BF16;
-      // Rounded x only feeds BF16 weights (F32 / I8 weights ignore bf16Activations).
-      const float* xj = bf16w ? xr : x;
-      const int64_t ldxj = bf16w ? ldxr : ldx;
-      switch (w.type()) {
-        case DType::F32: return gemmPanels<float>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch);
-        case DType::BF16: return gemmPanels<uint16_t>(s, xj, ldxj, xp, ldxp, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch);
-        default: return gemmPanels<int8_t>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m, alpha, accumulate, p0, p1, prefetch);
-      }
-    });
-  });
+              bool bf16Activations) {
+  // NOTE(why): thread_local (no allocation per call once warm); the lambda sees the caller's.
+  thread_local PackedJob jobStore;
+  PackedJob& job = jobStore;
+  job.prepare(x, ldx, ps, count, m, bf16Activations, alpha, accumulate);
+  const int64_t grain = std::max<int64_t>(1, (gemmMinTaskMacs() + job.chunkMacs() - 1) / job.chunkMacs());
+  pool.parallelFor(job.chunks(), grain, [&](int64_t b, int64_t e) { job.run(b, e, nullptr); });
 }
 
 }  // namespace
@@ -551,18 +615,17 @@ std::vector<float> PackedMatrix::unpack() const {
 }
 
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
-                int64_t m, float alpha, bool accumulate, const PrefetchRanges* prefetch, bool bf16Activations) {
+                int64_t m, float alpha, bool accumulate, bool bf16Activations) {
   if (m <= 0 || w.empty()) return;
-  if (prefetch && prefetch->total == 0) prefetch = nullptr;
   const PackedProduct one{&w, scale, y, ldy};
-  gemmMany(pool, x, ldx, &one, 1, m, alpha, accumulate, prefetch, bf16Activations);
+  gemmMany(pool, x, ldx, &one, 1, m, alpha, accumulate, bf16Activations);
 }
 
 void gemmPackedMulti(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct* products, int count, int64_t m,
                      bool bf16Activations) {
   requireSameWidth("gemmPackedMulti", count, [&](int j) { return products[j].w->cols(); });
   if (m <= 0 || count <= 0) return;
-  gemmMany(pool, x, ldx, products, count, m, 1.0f, false, nullptr, bf16Activations);
+  gemmMany(pool, x, ldx, products, count, m, 1.0f, false, bf16Activations);
 }
 
 const char* gemmPackedBf16KernelName() {

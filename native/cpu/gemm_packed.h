@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../src/dtype.h"
+#include "dispatch.h"  // ProductChunks, PrefetchRanges
 #include "large_pages.h"
 #include "thread_pool.h"
 
@@ -69,26 +70,6 @@ class PackedMatrix {
 };
 
 /**
- * Memory a product should bring into cache while it runs: the operands of the op that follows it
- * (the forward passes this module's LoRA A / B^T matrices). A product with many rows is bound by
- * arithmetic and leaves the memory bus idle; the next op (the batched LoRA, bound by memory) then
- * finds its weights on chip. Reusable (clear() keeps capacity).
- */
-struct PrefetchRanges {
-  std::vector<std::pair<const char*, int64_t>> ranges;  // (start, bytes)
-  int64_t total = 0;
-  void clear() {
-    ranges.clear();
-    total = 0;
-  }
-  void add(const void* p, int64_t bytes) {
-    if (bytes <= 0) return;
-    ranges.push_back({static_cast<const char*>(p), bytes});
-    total += bytes;
-  }
-};
-
-/**
  * y = alpha * (x W^T) * scale (+ y when accumulate), W packed (see PackedMatrix).
  *
  * @param x [m, k] float32 row-major, row stride ldx (>= k).
@@ -99,8 +80,6 @@ struct PrefetchRanges {
  * the same bits; the portable fallback rounds each product separately). So a row's result does not
  * depend on the other rows of the batch (batch invariance). Register tiles of up to 12 (AVX-512) or
  * 6 (AVX2) rows of x by 1-4 panels; parallel over panel groups when the op is large enough to pay for the hand-over.
- * prefetch: optional memory to prefetch into L2 (spread over the tasks in proportion to their
- * panels, a tile's share after each tile); never read or changed otherwise.
  * OPENLORA_GEMM=portable forces the portable kernel, OPENLORA_GEMM=avx2 caps it at AVX2,
  * OPENLORA_GEMM=avx512 keeps the fp32 FMA kernel where vdpbf16ps would run.
  *
@@ -114,8 +93,7 @@ struct PrefetchRanges {
  * F32 and I8 weights.
  */
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
-                int64_t m, float alpha = 1.0f, bool accumulate = false, const PrefetchRanges* prefetch = nullptr,
-                bool bf16Activations = false);
+                int64_t m, float alpha = 1.0f, bool accumulate = false, bool bf16Activations = false);
 
 /** One product of gemmPackedMulti: y = x W^T * scale, W packed, y [m, w->rows()] with row stride ldy. */
 struct PackedProduct {
@@ -135,6 +113,42 @@ struct PackedProduct {
  */
 void gemmPackedMulti(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct* products, int count, int64_t m,
                      bool bf16Activations = false);
+
+/**
+ * gemmPackedMulti's job with the hand-out left to the caller, for a caller that mixes the panel
+ * chunks with other work in its own parallel region (cpu/fused_lora.cc): prepare() on the calling
+ * thread (rounds x to bf16 once when asked), then run() every chunk exactly once, on any threads.
+ * The results are gemmPackedMulti's (alpha, accumulate as gemmPacked's), bit for bit. Reusable:
+ * prepare() keeps the buffers' capacity. x, the weights and the outputs must outlive the runs.
+ */
+class PackedJob {
+ public:
+  /** The products ps[0..count) of x [m, k] (row stride ldx); every W_j of width k. */
+  void prepare(const float* x, int64_t ldx, const PackedProduct* ps, int count, int64_t m, bool bf16Activations, float alpha = 1.0f,
+               bool accumulate = false);
+  /** Chunks of the job (4 panels of one product each). */
+  int64_t chunks() const { return chunks_.chunks(); }
+  /** Multiply-adds of one whole chunk (the grain unit). */
+  int64_t chunkMacs() const;
+  /**
+   * Chunks [b, e) on this thread. prefetch (optional): brought into L2 while they run, a tile's
+   * share of its bytes after each tile; never read otherwise.
+   */
+  void run(int64_t b, int64_t e, const PrefetchRanges* prefetch) const;
+
+ private:
+  const float* x_ = nullptr;
+  int64_t ldx_ = 0, m_ = 0;
+  float alpha_ = 1.0f;
+  bool accumulate_ = false;
+  std::vector<PackedProduct> ps_;
+  const uint32_t* xp_ = nullptr;  // x as bf16 pairs (AMX / vdpbf16ps), or nullptr
+  const float* xr_ = nullptr;     // x rounded to bf16 (fp32 kernels), or x
+  int64_t ldxp_ = 0, ldxr_ = 0;
+  std::vector<uint32_t> xpStore_;
+  std::vector<float> xrStore_;
+  ProductChunks chunks_;
+};
 
 /** Kernel family gemmPacked uses here: "avx512", "avx2+fma" or "portable". */
 const char* gemmPackedKernelName();

@@ -142,13 +142,11 @@ struct Ctx {
   int64_t ldy, out;
   float* h;      // [terms, ld]: coef = scale * (x A^T) per term
   int64_t ld;
-  float* delta;  // [shared terms, out]
+  float* delta;  // [shared terms, out], or [terms, out] when ownBuffers
+  bool ownBuffers = false;  // every term into its own buffer (SgmvJob), not only shared ones
 };
 
-struct Task {
-  int g;
-  int64_t t0, t1;
-};
+using Task = SgmvTask;
 
 /** Gather the task's input rows and output targets (y row, or the term's own delta buffer). */
 void taskRows(const Ctx& c, const Task& t, const float** xs, float** dst, bool* zero) {
@@ -158,13 +156,18 @@ void taskRows(const Ctx& c, const Task& t, const float** xs, float** dst, bool* 
     const int64_t row = rows[size_t(j)];
     const int32_t s = shared[size_t(j)];
     xs[j - t.t0] = c.x + row * c.ldx;
-    dst[j - t.t0] = s < 0 ? c.y + row * c.ldy : c.delta + int64_t(s) * c.out;
-    zero[j - t.t0] = s >= 0;
+    if (c.ownBuffers) {
+      dst[j - t.t0] = c.delta + j * c.out;
+      zero[j - t.t0] = true;
+    } else {
+      dst[j - t.t0] = s < 0 ? c.y + row * c.ldy : c.delta + int64_t(s) * c.out;
+      zero[j - t.t0] = s >= 0;
+    }
   }
 }
 
 // Portable: per (row, r) a k-ordered dot product; per output element an r-ordered accumulation
-// starting from y (or 0 for a shared term).
+// from 0, then added to y (or stored, for a term in its own buffer).
 void taskPortable(const Ctx& c, const Task& t) {
   const LoraBatch::Group& g = c.batch->groups()[size_t(t.g)];
   const int64_t n = t.t1 - t.t0;
@@ -180,20 +183,25 @@ void taskPortable(const Ctx& c, const Task& t) {
       for (int64_t k = 0; k < c.in; k++) acc += xs[j][k] * loadAny(g.a.dtype, g.a.data, r * c.in + k);
       hj[r] = s * acc;
     }
-    if (zero[j]) std::fill(dst[j], dst[j] + c.out, 0.0f);
+    // NOTE(why): summed from 0, then added to dst, as the vector kernels do: a term gives the
+    // same bits added straight to y (sgmv) or kept in its own buffer first (SgmvJob).
+    thread_local std::vector<float> sumStore;
+    sumStore.assign(size_t(c.out), 0.0f);
+    float* sum = sumStore.data();
     for (int r = 0; r < g.rank; r++) {
       const float cr = hj[r];
       const int64_t o = r * c.out;
       switch (g.bT.dtype) {
         case DType::F32: {
           const float* b = static_cast<const float*>(g.bT.data) + o;
-          for (int64_t q = 0; q < c.out; q++) dst[j][q] += cr * b[q];
+          for (int64_t q = 0; q < c.out; q++) sum[q] += cr * b[q];
           break;
         }
         default:
-          for (int64_t q = 0; q < c.out; q++) dst[j][q] += cr * loadAny(g.bT.dtype, g.bT.data, o + q);
+          for (int64_t q = 0; q < c.out; q++) sum[q] += cr * loadAny(g.bT.dtype, g.bT.data, o + q);
       }
     }
+    for (int64_t q = 0; q < c.out; q++) dst[j][q] = zero[j] ? sum[q] : dst[j][q] + sum[q];
   }
 }
 
@@ -312,6 +320,40 @@ Pf prefetcherFor(const LoraBatch::Group& g, int64_t in, int64_t out) {
   return pf;
 }
 
+/**
+ * The tasks of a finalized batch: (group, <= kRowsPerTask of its terms), in group order, with
+ * the prefix sums of a cost estimate each ([tasks + 1]: bytes of A and B^T streamed plus the
+ * multiply-adds; a byte ~ 2 FMAs at memory speed). Returns the multiply-adds of the whole batch
+ * (+ 4 rows per group for streaming A and B).
+ */
+int64_t buildTasks(const LoraBatch& batch, int64_t in, int64_t out, std::vector<Task>& tasks, std::vector<int64_t>& cost) {
+  const auto& groups = batch.groups();
+  tasks.clear();
+  cost.assign(1, 0);
+  int64_t macs = 0;
+  for (size_t g = 0; g < groups.size(); g++) {
+    const auto& gr = groups[g];
+    const int64_t bytes = int64_t(gr.rank) * (in * dtypeSize(gr.a.dtype) + out * dtypeSize(gr.bT.dtype));
+    for (int64_t t0 = gr.termBegin; t0 < gr.termEnd; t0 += kRowsPerTask) {
+      const int64_t t1 = std::min(gr.termEnd, t0 + kRowsPerTask);
+      tasks.push_back(Task{int(g), t0, t1});
+      cost.push_back(cost.back() + bytes + (t1 - t0) * gr.rank * (in + out) / 2);
+    }
+    macs += (gr.termEnd - gr.termBegin + 4) * gr.rank * (in + out);
+  }
+  return macs;
+}
+
+/** One task on the best kernels this CPU has for its dtypes. */
+void runTask(const Ctx& c, const Task& t, Pf& pf) {
+  const bool avx2 = useAvx2();
+  const bool f16c = avx2 && cpuFeatures().f16c;
+  const auto& g = c.batch->groups()[size_t(t.g)];
+  const bool vec = avx2 && (f16c || (g.a.dtype != DType::F16 && g.bT.dtype != DType::F16));
+  if (vec) taskVector(c, t, pf, useAvx512());
+  else taskPortable(c, t);
+}
+
 }  // namespace
 
 void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, int64_t ldy, int64_t out, const LoraBatch& batch,
@@ -324,29 +366,13 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
   tmp.resize(size_t(terms * ld + sharedTerms * out));
   const Ctx c{&batch, x, ldx, in, y, ldy, out, tmp.data(), ld, tmp.data() + terms * ld};
 
-  // Tasks: (group, <= kRowsPerTask of its terms), in group order, with a cost estimate each:
-  // bytes of A and B^T streamed plus the multiply-adds (a byte ~ 2 FMAs at memory speed).
   // NOTE(why): references, not the thread_locals themselves: pool workers must see the caller's.
   thread_local std::vector<Task> taskStore;
   thread_local std::vector<int64_t> costStore;
   std::vector<Task>& tasks = taskStore;
   std::vector<int64_t>& cost = costStore;  // prefix sums, [tasks + 1]
-  tasks.clear();
-  cost.assign(1, 0);
-  int64_t macs = 0;
-  for (size_t g = 0; g < groups.size(); g++) {
-    const auto& gr = groups[g];
-    const int64_t bytes = int64_t(gr.rank) * (in * dtypeSize(gr.a.dtype) + out * dtypeSize(gr.bT.dtype));
-    for (int64_t t0 = gr.termBegin; t0 < gr.termEnd; t0 += kRowsPerTask) {
-      const int64_t t1 = std::min(gr.termEnd, t0 + kRowsPerTask);
-      tasks.push_back(Task{int(g), t0, t1});
-      cost.push_back(cost.back() + bytes + (t1 - t0) * gr.rank * (in + out) / 2);
-    }
-    macs += (gr.termEnd - gr.termBegin + 4) * gr.rank * (in + out);  // + 4: streaming A and B costs too
-  }
+  const int64_t macs = buildTasks(batch, in, out, tasks, cost);
   const int64_t nt = int64_t(tasks.size());
-  const bool avx2 = useAvx2(), avx512 = useAvx512();
-  const bool f16c = avx2 && cpuFeatures().f16c;
   // Parts: contiguous runs of tasks of about equal cost, kPartsPerThread per thread, handed out
   // dynamically (a thread that is not running leaves its parts to the others).
   // NOTE(why): long runs, not single tasks: within a run a thread knows the next group and
@@ -368,10 +394,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
       const Task& t = tasks[size_t(i)];
       Pf pf;  // empty: prefetches nothing
       if (i + 1 < i1 && tasks[size_t(i + 1)].g != t.g) pf = prefetcherFor(groups[size_t(tasks[size_t(i + 1)].g)], in, out);
-      const auto& g = groups[size_t(t.g)];
-      const bool vec = avx2 && (f16c || (g.a.dtype != DType::F16 && g.bT.dtype != DType::F16));
-      if (vec) taskVector(c, t, pf, avx512);
-      else taskPortable(c, t);
+      runTask(c, t, pf);
     }
   });
 
@@ -389,6 +412,64 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
       }
     }
   });
+}
+
+void SgmvJob::prepare(const float* x, int64_t ldx, int64_t in, int64_t out, const LoraBatch& batch) {
+  batch_ = &batch;
+  x_ = x, ldx_ = ldx, in_ = in, out_ = out;
+  buildTasks(batch, in, out, tasks_, cost_);
+  const int64_t terms = int64_t(batch.rows().size());
+  ld_ = batch.maxRank();
+  h_.resize(size_t(terms * ld_));
+  delta_.resize(size_t(terms * out));
+  // Per row of the batch: its only term, or (shared rows) its terms in add() order.
+  const auto& rows = batch.rows();
+  const auto& shared = batch.sharedSlot();
+  int64_t maxRow = -1;
+  for (int64_t r : rows) maxRow = std::max(maxRow, r);
+  rowTerm_.assign(size_t(maxRow + 1), -1);
+  const int64_t sharedTerms = batch.sharedRowBegin().empty() ? 0 : int64_t(batch.sharedRowBegin().back());
+  slotTerm_.assign(size_t(sharedTerms), -1);
+  for (int64_t t = 0; t < terms; t++) {
+    const int32_t sl = shared[size_t(t)];
+    if (sl < 0) rowTerm_[size_t(rows[size_t(t)])] = int32_t(t);
+    else slotTerm_[size_t(sl)] = int32_t(t);
+  }
+  const auto& sharedRows = batch.sharedRows();
+  for (size_t k = 0; k < sharedRows.size(); k++) rowTerm_[size_t(sharedRows[k])] = -2 - int32_t(k);  // -2 - k: shared row k
+}
+
+void SgmvJob::addPrefetch(int64_t i, PrefetchRanges& pf) const {
+  const LoraBatch::Group& g = batch_->groups()[size_t(tasks_[size_t(i)].g)];
+  pf.add(g.a.data, int64_t(g.rank) * in_ * int64_t(dtypeSize(g.a.dtype)));
+  pf.add(g.bT.data, int64_t(g.rank) * out_ * int64_t(dtypeSize(g.bT.dtype)));
+}
+
+void SgmvJob::run(int64_t i) const {
+  Ctx c{batch_, x_, ldx_, in_, nullptr, 0, out_, h_.data(), ld_, delta_.data()};
+  c.ownBuffers = true;
+  Pf pf;  // empty: the caller prefetched the task's A and B^T (addPrefetch)
+  runTask(c, tasks_[size_t(i)], pf);
+}
+
+void SgmvJob::finishRows(int64_t r0, int64_t r1, float* y, int64_t ldy) const {
+  const auto& begin = batch_->sharedRowBegin();
+  r1 = std::min<int64_t>(r1, int64_t(rowTerm_.size()));
+  for (int64_t r = r0; r < r1; r++) {
+    const int32_t t = rowTerm_[size_t(r)];
+    if (t == -1) continue;
+    float* yr = y + r * ldy;
+    auto add = [&](int32_t term) {
+      const float* d = delta_.data() + int64_t(term) * out_;
+      for (int64_t q = 0; q < out_; q++) yr[q] += d[q];
+    };
+    if (t >= 0) {
+      add(t);
+    } else {
+      const int32_t k = -2 - t;
+      for (int32_t s = begin[size_t(k)]; s < begin[size_t(k) + 1]; s++) add(slotTerm_[size_t(s)]);
+    }
+  }
 }
 
 const char* sgmvKernelName() { return useAvx512() ? "avx512" : useAvx2() ? "avx2+fma" : "portable"; }

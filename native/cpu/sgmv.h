@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "../src/dtype.h"  // DType of LoRA weights (F32, BF16, F16)
+#include "dispatch.h"  // PrefetchRanges
 #include "thread_pool.h"
 
 namespace openlora::cpu {
@@ -126,6 +127,44 @@ class LoraBatch {
  */
 void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, int64_t ldy, int64_t out, const LoraBatch& batch,
           std::vector<float>& tmp);
+
+/** One task of an sgmv: group g's terms [t0, t1) (a group, or a <= 16-term chunk of a long one). */
+struct SgmvTask {
+  int g;
+  int64_t t0, t1;
+};
+
+/**
+ * sgmv() as tasks the caller hands out itself (the LoRA half of cpu/fused_lora.cc, mixed with the
+ * base product's panel chunks in one parallel region): prepare() on the calling thread, run()
+ * every task exactly once on any threads (each term's scale * B (A x) into its own buffer, from
+ * 0), then finishRows() adds them to y, a row's terms in add() order. y ends bit-identical to
+ * what sgmv() gives (an expand sums from 0 and adds to y either way). Reusable (capacity kept);
+ * x and the batch must outlive the runs.
+ */
+class SgmvJob {
+ public:
+  /** The terms of `batch` (finalized) on x [rows, in] (row stride ldx) for outputs of width out. */
+  void prepare(const float* x, int64_t ldx, int64_t in, int64_t out, const LoraBatch& batch);
+  int64_t tasks() const { return int64_t(tasks_.size()); }
+  /** Appends the memory task i reads (its group's A and B^T) to pf. */
+  void addPrefetch(int64_t i, PrefetchRanges& pf) const;
+  /** Task i on this thread (after prepare(); each task once). */
+  void run(int64_t i) const;
+  /** y[r] += the results of row r's terms, in add() order, for rows [r0, r1) (y [rows, out], row stride ldy); after every run(). */
+  void finishRows(int64_t r0, int64_t r1, float* y, int64_t ldy) const;
+
+ private:
+  const LoraBatch* batch_ = nullptr;
+  const float* x_ = nullptr;
+  int64_t ldx_ = 0, in_ = 0, out_ = 0, ld_ = 0;
+  std::vector<SgmvTask> tasks_;
+  std::vector<int64_t> cost_;
+  mutable std::vector<float> h_;      // [terms, ld] scale * (x A^T) (run() writes its tasks' rows)
+  mutable std::vector<float> delta_;  // [terms, out] each term's result (run() writes its tasks' terms)
+  std::vector<int32_t> rowTerm_;  // per row: its only term, -1 none, -2 - k: shared row k
+  std::vector<int32_t> slotTerm_;  // shared slot -> term
+};
 
 /** The kernels sgmv() runs on this machine: "avx512", "avx2+fma" or "portable". */
 const char* sgmvKernelName();

@@ -72,10 +72,9 @@ Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantiza
 }
 
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m, bool accumulate,
-            const cpu::PrefetchRanges* prefetch, bool bf16Activations) {
-  // NOTE(why): the quantized kernels take no prefetch ranges yet: LoRA prefetch applies to float weights only.
+            bool bf16Activations) {
   if (w.quantized()) cpu::gemmQuant(pool, x, ldx, w.q, y, ldy, m, 1.0f, accumulate);
-  else cpu::gemmPacked(pool, x, ldx, w.w, nullptr, y, ldy, m, 1.0f, accumulate, prefetch, bf16Activations);
+  else cpu::gemmPacked(pool, x, ldx, w.w, nullptr, y, ldy, m, 1.0f, accumulate, bf16Activations);
 }
 
 void linearMulti(cpu::ThreadPool& pool, const float* x, int64_t ldx, const LinearOutput* outs, int count, int64_t m, bool bf16Activations) {
@@ -95,7 +94,7 @@ void linearMulti(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linea
     for (int j = 0; j < count; j++) ps.push_back({&outs[j].w->w, nullptr, outs[j].y, outs[j].ldy});
     cpu::gemmPackedMulti(pool, x, ldx, ps.data(), count, m, bf16Activations);
   } else {
-    for (int j = 0; j < count; j++) linear(pool, x, ldx, *outs[j].w, outs[j].y, outs[j].ldy, m, false, nullptr, bf16Activations);
+    for (int j = 0; j < count; j++) linear(pool, x, ldx, *outs[j].w, outs[j].y, outs[j].ldy, m, false, bf16Activations);
   }
 }
 

@@ -66,12 +66,11 @@ Linear makeLinear(const std::vector<float>& w, int64_t out, int64_t in, Quantiza
 
 /**
  * y = x W^T (+ y when accumulate). @param x [m, in] (row stride ldx); @param y [m, out] (row stride ldy).
- * @param prefetch memory brought into cache while the product runs (cpu::gemmPacked), or nullptr.
  * @param bf16Activations BF16 weights only: x rounded to bfloat16 first (cpu::gemmPacked; the
  *   engine's activationDtype "bfloat16"). Quantized and float32 weights ignore it.
  */
 void linear(cpu::ThreadPool& pool, const float* x, int64_t ldx, const Linear& w, float* y, int64_t ldy, int64_t m,
-            bool accumulate = false, const cpu::PrefetchRanges* prefetch = nullptr, bool bf16Activations = false);
+            bool accumulate = false, bool bf16Activations = false);
 
 /** One product of linearMulti: y = x w^T into y [m, w->out] with row stride ldy. */
 struct LinearOutput {

@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
           std::vector<float> y(size_t(m) * ldy), y0(size_t(m) * ldy);
           for (auto& v : y0) v = uni(rng);
           y = y0;
-          gemmPacked(pool, x.data(), ldx, pm, sc, y.data(), ldy, m, alpha, accumulate, nullptr, bf16Act);
+          gemmPacked(pool, x.data(), ldx, pm, sc, y.data(), ldy, m, alpha, accumulate, bf16Act);
           hashFloats(y);
           bool ok = true;
           for (int t = 0; t < m && ok; t++) {
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
           for (int t = 0; t < m && ok; t += 7) {
             std::vector<float> one(static_cast<size_t>(ldy));
             std::copy(y0.begin() + size_t(t) * ldy, y0.begin() + size_t(t + 1) * ldy, one.begin());
-            gemmPacked(pool, x.data() + size_t(t) * ldx, ldx, pm, sc, one.data(), ldy, 1, alpha, accumulate, nullptr, bf16Act);
+            gemmPacked(pool, x.data() + size_t(t) * ldx, ldx, pm, sc, one.data(), ldy, 1, alpha, accumulate, bf16Act);
             if (std::memcmp(one.data(), y.data() + size_t(t) * ldy, size_t(n) * 4) != 0) ok = false;
           }
           // Unpacking returns the stored weights.
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
           ys[size_t(j)].assign(size_t(m) * (ns[j] + 2), 0.0f);
           solo[size_t(j)] = ys[size_t(j)];
           ps[j] = PackedProduct{&pms[size_t(j)], sc, ys[size_t(j)].data(), ns[j] + 2};
-          gemmPacked(pool, x.data(), k + 1, pms[size_t(j)], sc, solo[size_t(j)].data(), ns[j] + 2, m, 1.0f, false, nullptr, bf16Act);
+          gemmPacked(pool, x.data(), k + 1, pms[size_t(j)], sc, solo[size_t(j)].data(), ns[j] + 2, m, 1.0f, false, bf16Act);
         }
         gemmPackedMulti(pool, x.data(), k + 1, ps, 4, m, bf16Act);
         bool ok = true;
