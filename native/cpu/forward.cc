@@ -5,9 +5,7 @@
 #include "forward.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <functional>
-#include <string>
 #include <memory>
 
 #include "../src/backend.h"
@@ -72,6 +70,10 @@ constexpr int64_t kFusedMinRows = 4;
  */
 void projections(const StepPlan& plan, int layer, const float* in, const ProjectionOut* ps, int count, int64_t T, ThreadPool& pool,
                  Workspace& ws) {
+  if (count > kMaxFusedProjections) {  // one at a time (no caller has more today)
+    for (int j = 0; j < count; j++) projections(plan, layer, in, ps + j, 1, T, pool, ws);
+    return;
+  }
   bool anyAdapter = false, allPacked = true;
   for (int j = 0; j < count; j++) {
     anyAdapter = gatherAdapters(plan, layer, ps[j].module, ws.loraBatches[size_t(j)]) || anyAdapter;
