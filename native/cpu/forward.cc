@@ -59,12 +59,19 @@ struct ProjectionOut {
  * running them together gains nothing and cuts the one-row products' weight streams short.
  */
 constexpr int64_t kFusedMinRows = 4;
+/**
+ * NOTE(why): the fused job pays when the adapters' bytes are many per row (decode rows over many
+ * adapters); with long prompt segments each adapter serves many rows, the sgmv is bound by
+ * arithmetic, and the fused job measured ~4% slower (4 x 256-token prefills over 4 adapters).
+ */
+constexpr int64_t kFusedMaxRowsPerGroup = 16;
 
 /**
  * Several projections of the same input (q/k/v, gate/up, or one): out_j = in W_j^T (+ bias_j) +
  * sum_i w_i s_i B_i (A_i in) per row, in that order of additions, the same bits on every path.
- * With adapters in the step, float weights and at least kFusedMinRows rows: one fused job
- * (cpu/fused_lora.h: the adapters prefetched during the base products). Otherwise the base
+ * With adapters in the step, float weights, at least kFusedMinRows rows and at most
+ * kFusedMaxRowsPerGroup LoRA rows per adapter on average: one fused job (cpu/fused_lora.h: the
+ * adapters prefetched during the base products). Otherwise the base
  * products run as one parallel job (linearMulti: the threads meet once and share the small k/v
  * matrices), then each module's bias and one sgmv.
  */
@@ -74,13 +81,18 @@ void projections(const StepPlan& plan, int layer, const float* in, const Project
     for (int j = 0; j < count; j++) projections(plan, layer, in, ps + j, 1, T, pool, ws);
     return;
   }
-  bool anyAdapter = false, allPacked = true;
+  bool allPacked = true;
+  int64_t terms = 0, groups = 0;
   for (int j = 0; j < count; j++) {
-    anyAdapter = gatherAdapters(plan, layer, ps[j].module, ws.loraBatches[size_t(j)]) || anyAdapter;
+    LoraBatch& lb = ws.loraBatches[size_t(j)];
+    if (gatherAdapters(plan, layer, ps[j].module, lb)) {
+      terms += int64_t(lb.rows().size());
+      groups += int64_t(lb.groups().size());
+    }
     allPacked = allPacked && !ps[j].w->quantized();
   }
   const int64_t inDim = ps[0].w->in;
-  if (anyAdapter && allPacked && T >= kFusedMinRows) {
+  if (groups > 0 && allPacked && T >= kFusedMinRows && terms <= kFusedMaxRowsPerGroup * groups) {
     FusedProjection fp[kMaxFusedProjections];
     for (int j = 0; j < count; j++) {
       fp[j] = FusedProjection{&ps[j].w->w, ps[j].bias->empty() ? nullptr : ps[j].bias->data(), &ws.loraBatches[size_t(j)], ps[j].out,

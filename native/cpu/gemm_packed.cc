@@ -195,7 +195,7 @@ bool useAmx() {
 
 template <int MR, int NP>
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) void tileDp(const uint32_t* xp, int64_t ldxp, const uint16_t* w,
-                                                                    int64_t pstride, int64_t k, float* out) {
+                                                                    int64_t pstride, int64_t k, float* out, TilePrefetch pf = {}) {
   __m512 acc[MR][NP];
   for (int r = 0; r < MR; r++)
     for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
@@ -203,7 +203,16 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void tileDp(const uint32_
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
                                        18, 2, 17, 1, 16, 0);
   const int64_t k2 = k / 2;
+  int64_t pfAcc = 0;
   for (int64_t i2 = 0; i2 < k2; i2++) {
+    if (pf.lines > 0) {  // as tile512, over the k / 2 pair steps
+      pfAcc += pf.lines;
+      if (pfAcc >= k2) {
+        pfAcc -= k2;
+        _mm_prefetch(pf.p, _MM_HINT_T1);
+        pf.p += 64;
+      }
+    }
     __m512i wv[NP];
     for (int p = 0; p < NP; p++) wv[p] = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(w + p * pstride + i2 * 2 * kP));
     for (int r = 0; r < MR; r++) {
@@ -227,22 +236,24 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void tileDp(const uint32_
 }
 
 template <int MR>
-void tileDpNp(int np, const uint32_t* xp, int64_t ldxp, const uint16_t* w, int64_t pstride, int64_t k, float* out) {
-  if (np == 4) return tileDp<MR, 4>(xp, ldxp, w, pstride, k, out);
-  if (np == 2) return tileDp<MR, 2>(xp, ldxp, w, pstride, k, out);
-  return tileDp<MR, 1>(xp, ldxp, w, pstride, k, out);
+void tileDpNp(int np, const uint32_t* xp, int64_t ldxp, const uint16_t* w, int64_t pstride, int64_t k, float* out, TilePrefetch pf) {
+  if (np == 4) return tileDp<MR, 4>(xp, ldxp, w, pstride, k, out, pf);
+  if (np == 2) return tileDp<MR, 2>(xp, ldxp, w, pstride, k, out, pf);
+  return tileDp<MR, 1>(xp, ldxp, w, pstride, k, out, pf);
 }
 
-void tileDpAny(int mr, int np, const uint32_t* xp, int64_t ldxp, const uint16_t* w, int64_t pstride, int64_t k, float* out) {
+/** TilePrefetch lines: at most k / 2 (one per pair step). */
+void tileDpAny(int mr, int np, const uint32_t* xp, int64_t ldxp, const uint16_t* w, int64_t pstride, int64_t k, float* out,
+               TilePrefetch pf = {}) {
   switch (mr) {
-    case 1: return tileDpNp<1>(np, xp, ldxp, w, pstride, k, out);
-    case 2: return tileDpNp<2>(np, xp, ldxp, w, pstride, k, out);
-    case 3: return tileDpNp<3>(np, xp, ldxp, w, pstride, k, out);
-    case 4: return tileDpNp<4>(np, xp, ldxp, w, pstride, k, out);
-    case 5: return tileDpNp<5>(np, xp, ldxp, w, pstride, k, out);
-    case 6: return tileDpNp<6>(np, xp, ldxp, w, pstride, k, out);
-    case 7: return tileDpNp<7>(np, xp, ldxp, w, pstride, k, out);
-    default: return tileDpNp<8>(np, xp, ldxp, w, pstride, k, out);
+    case 1: return tileDpNp<1>(np, xp, ldxp, w, pstride, k, out, pf);
+    case 2: return tileDpNp<2>(np, xp, ldxp, w, pstride, k, out, pf);
+    case 3: return tileDpNp<3>(np, xp, ldxp, w, pstride, k, out, pf);
+    case 4: return tileDpNp<4>(np, xp, ldxp, w, pstride, k, out, pf);
+    case 5: return tileDpNp<5>(np, xp, ldxp, w, pstride, k, out, pf);
+    case 6: return tileDpNp<6>(np, xp, ldxp, w, pstride, k, out, pf);
+    case 7: return tileDpNp<7>(np, xp, ldxp, w, pstride, k, out, pf);
+    default: return tileDpNp<8>(np, xp, ldxp, w, pstride, k, out, pf);
   }
 }
 
@@ -436,7 +447,7 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
     for (int64_t j = 0; j < quarter; j++) {
       const T* wp = reinterpret_cast<const T*>(w.panel(p0 + j));
       if constexpr (std::is_same_v<T, uint16_t>) {
-        if (xp) tileDpAny(1, 4, xp, ldxp, wp, quarter * pstride, k, out);
+        if (xp) tileDpAny(1, 4, xp, ldxp, wp, quarter * pstride, k, out, pacer ? pacer->next(4, k / 2) : TilePrefetch{});
         else tile<T>(s, 1, 4, x, ldx, wp, quarter * pstride, k, out, pacer ? pacer->next(4, k) : TilePrefetch{});
       } else {
         tile<T>(s, 1, 4, x, ldx, wp, quarter * pstride, k, out, pacer ? pacer->next(4, k) : TilePrefetch{});
@@ -455,7 +466,7 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
         if (np == 3) np = 2;
         const T* wp = reinterpret_cast<const T*>(w.panel(q));
         if constexpr (std::is_same_v<T, uint16_t>) {
-          if (xp) tileDpAny(mr, np, xp + t0 * ldxp, ldxp, wp, pstride, k, out);
+          if (xp) tileDpAny(mr, np, xp + t0 * ldxp, ldxp, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k / 2) : TilePrefetch{});
           else tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k) : TilePrefetch{});
         } else {
           tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k) : TilePrefetch{});
@@ -519,7 +530,7 @@ void PackedJob::run(int64_t b, int64_t e, const PrefetchRanges* prefetch) const 
       default: return gemmPanels<int8_t>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
     }
   });
-  if (pp) pp->flush();  // the share the tiles could not take (and the AMX / vdpbf16ps tiles, which take none)
+  if (pp) pp->flush();  // the share the tiles could not take (and the AMX tiles, which take none)
 }
 
 namespace {

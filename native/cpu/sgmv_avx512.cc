@@ -7,13 +7,12 @@
 // (16 adapters of ranks 8-64 on a 960 x 2560 module): bound by instructions, not memory (one
 // 8-lane FMA per 16 bytes of BF16 plus a lane-crossing widen; 4 dot chains at FMA latency).
 // Here one 64-byte line of BF16 widens with one shift and one AND into its even and odd elements
-// (no shuffle) and feeds two 16-lane FMAs; the one-row shrink keeps 8 rows of A (16 chains) in
+// (no shuffle) and feeds two 16-lane FMAs; the one-row shrink keeps 8 rows of A (8 chains) in
 // flight, the expand 8 rank steps per pass over its running sums.
 //
-// Arithmetic order. Shrink (a dot product x . A[r]): per 32-element block k, an "even" 16-lane
-// accumulator takes x[k + 2i] A[r][k + 2i] and an "odd" one x[k + 2i + 1] A[r][k + 2i + 1]
-// (blocks ascending, one FMA each); then hsum16(even + odd) (_mm512_reduce_add_ps), then the
-// in % 32 tail with scalar fma in order. The same for every tile shape (rows of x, rows of A) and
+// Arithmetic order. Shrink (a dot product x . A[r]): one 16-lane accumulator; per 32-element
+// block k (ascending), lane i takes x[k + 2i] A[r][k + 2i], then x[k + 2i + 1] A[r][k + 2i + 1]
+// (two FMAs); then hsum16 (_mm512_reduce_add_ps), then the in % 32 tail with scalar fma in order. The same for every tile shape (rows of x, rows of A) and
 // for F32 / F16 / BF16 A of the same values (F32 and F16 are permuted into the BF16 lane order),
 // so a row's bits never depend on the other rows of its group. It differs from the AVX2
 // kernel's 8-lane order (and from the portable one) by float rounding only. Expand: each output
@@ -93,9 +92,9 @@ struct F32E {
 template <class L, int R, int C>
 OPENLORA_AVX512 void shrinkTile(const float* const* xp, const float* const* xs, const void* a, int64_t in, int r0, float* h, int64_t ld,
                                 Pf& pf) {
-  __m512 ae[R][C], ao[R][C];
+  __m512 acc[R][C];
   for (int i = 0; i < R; i++)
-    for (int q = 0; q < C; q++) ae[i][q] = ao[i][q] = _mm512_setzero_ps();
+    for (int q = 0; q < C; q++) acc[i][q] = _mm512_setzero_ps();
   const int64_t blocks = in / 32;
   for (int64_t b = 0; b < blocks; b++) {
     const int64_t k = b * 32;
@@ -104,32 +103,29 @@ OPENLORA_AVX512 void shrinkTile(const float* const* xp, const float* const* xs, 
     for (int q = 0; q < C; q++) {
       __m512 we, wo;
       L::evenOdd(a, (r0 + q) * in + k, &we, &wo);
-      for (int i = 0; i < R; i++) {
-        ae[i][q] = _mm512_fmadd_ps(xe[i], we, ae[i][q]);
-        ao[i][q] = _mm512_fmadd_ps(xo[i], wo, ao[i][q]);
-      }
+      for (int i = 0; i < R; i++) acc[i][q] = _mm512_fmadd_ps(xo[i], wo, _mm512_fmadd_ps(xe[i], we, acc[i][q]));
     }
     pf.advance(C * 32 * L::kSize);
   }
   for (int i = 0; i < R; i++) {
     for (int q = 0; q < C; q++) {
-      float s = _mm512_reduce_add_ps(_mm512_add_ps(ae[i][q], ao[i][q]));
+      float s = _mm512_reduce_add_ps(acc[i][q]);
       for (int64_t k = blocks * 32; k < in; k++) s = std::fma(xs[i][k], L::s1(a, (r0 + q) * in + k), s);
       h[i * ld + r0 + q] = s;
     }
   }
 }
 
-/** All rank rows of A for R rows of x: C rows of A at a time (8 for one row, 2 for several), then the remainder. */
+/** All rank rows of A for R rows of x: C rows of A at a time (8 for one row, 4 for several), then the remainder. */
 template <class L, int R>
 OPENLORA_AVX512 void shrinkRows(const float* const* xp, const float* const* xs, const void* a, int64_t in, int rank, float* h, int64_t ld,
                                 Pf& pf) {
   int r0 = 0;
   if constexpr (R == 1) {
     for (; r0 + 8 <= rank; r0 += 8) shrinkTile<L, R, 8>(xp, xs, a, in, r0, h, ld, pf);
-    if (r0 + 4 <= rank) shrinkTile<L, R, 4>(xp, xs, a, in, r0, h, ld, pf), r0 += 4;
   }
-  for (; r0 + 2 <= rank; r0 += 2) shrinkTile<L, R, 2>(xp, xs, a, in, r0, h, ld, pf);
+  for (; r0 + 4 <= rank; r0 += 4) shrinkTile<L, R, 4>(xp, xs, a, in, r0, h, ld, pf);
+  if (r0 + 2 <= rank) shrinkTile<L, R, 2>(xp, xs, a, in, r0, h, ld, pf), r0 += 2;
   if (r0 < rank) shrinkTile<L, R, 1>(xp, xs, a, in, r0, h, ld, pf);
 }
 
@@ -150,9 +146,10 @@ OPENLORA_AVX512 void shrinkL(const float* const* xs, int64_t n, const void* a, i
     }
     xp[i] = d;
   }
-  // NOTE(why): one row takes 8 rows of A a pass (16 independent chains cover the FMA latency);
-  // several rows (prefill segments, decode rows sharing an adapter) take 4 at a time, sharing
-  // each line of A.
+  // NOTE(why): one row takes 8 rows of A a pass (8 chains of two FMAs a block cover the FMA
+  // latency); several rows (prefill segments, decode rows sharing an adapter) take 4 x 4 tiles
+  // (16 accumulators): each line of A feeds 8 FMAs, 12 loads per 32 FMAs. 4 x 2 tiles with
+  // separate even / odd accumulators ran a prefill's LoRA 13-15% slower than the AVX2 kernel.
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) shrinkRows<L, 4>(xp + i, xs + i, a, in, rank, h + i * ld, ld, pf);
   switch (n - i) {

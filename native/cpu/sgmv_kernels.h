@@ -61,8 +61,8 @@ void expandAvx2(const float* coef, int64_t ld, int64_t n, float* const* dst, con
 /**
  * h[j * ld + r] = x_j . A[r] for rows j < n (n <= 16) and r < rank (AVX-512 F/BW; call only when
  * useAvx512()). xs[j]: row j of x [in] float32; A [rank, in] of `dtype` (F32, F16 or BF16,
- * widened exactly). Each dot product: even / odd 16-lane accumulators over 32-element blocks,
- * their sum reduced, then the in % 32 tail in order (sgmv_avx512.cc): the same bits for every n,
+ * widened exactly). Each dot product: one 16-lane accumulator over 32-element blocks (even then
+ * odd elements), reduced, then the in % 32 tail in order (sgmv_avx512.cc): the same bits for every n,
  * tile and dtype of the same values. pf.advance is called with the bytes of A read.
  */
 void shrinkAvx512(const float* const* xs, int64_t n, const void* a, DType dtype, int64_t in, int rank, float* h, int64_t ld, Pf& pf);
