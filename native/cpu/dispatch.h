@@ -23,7 +23,6 @@ bool useAvx2();
  */
 bool useAvx512();
 
-
 /**
  * Fewest multiply-adds a parallel GEMM task must carry (96 Ki; OPENLORA_GEMM_GRAIN overrides):
  * below it the hand-over (~1 us spinning) and the lost locality cost more than the split gains.

@@ -131,8 +131,9 @@ class PackedJob {
   /** Multiply-adds of one whole chunk (the grain unit). */
   int64_t chunkMacs() const;
   /**
-   * Chunks [b, e) on this thread. prefetch (optional): brought into L2 while they run, a tile's
-   * share of its bytes after each tile; never read otherwise.
+   * Chunks [b, e) on this thread. prefetch (optional): brought into L2 while they run, each
+   * tile taking its share (its rows x panels of the run's) spread over its k loop, the rest at
+   * the end; never read otherwise.
    */
   void run(int64_t b, int64_t e, const PrefetchRanges* prefetch) const;
 
