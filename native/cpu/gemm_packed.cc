@@ -466,8 +466,9 @@ void gemmPanels(Isa s, const float* x, int64_t ldx, const uint32_t* xp, int64_t 
         if (np == 3) np = 2;
         const T* wp = reinterpret_cast<const T*>(w.panel(q));
         if constexpr (std::is_same_v<T, uint16_t>) {
-          if (xp) tileDpAny(mr, np, xp + t0 * ldxp, ldxp, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k / 2) : TilePrefetch{});
-          else tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k) : TilePrefetch{});
+          const int64_t units = int64_t(mr) * np;
+          if (xp) tileDpAny(mr, np, xp + t0 * ldxp, ldxp, wp, pstride, k, out, pacer ? pacer->next(units, k / 2) : TilePrefetch{});
+          else tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out, pacer ? pacer->next(units, k) : TilePrefetch{});
         } else {
           tile<T>(s, mr, np, x + t0 * ldx, ldx, wp, pstride, k, out, pacer ? pacer->next(int64_t(mr) * np, k) : TilePrefetch{});
         }
@@ -526,7 +527,8 @@ void PackedJob::run(int64_t b, int64_t e, const PrefetchRanges* prefetch) const 
     const int64_t ldxj = bf16w ? ldxr_ : ldx_;
     switch (w.type()) {
       case DType::F32: return gemmPanels<float>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
-      case DType::BF16: return gemmPanels<uint16_t>(s, xj, ldxj, xp_, ldxp_, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
+      case DType::BF16:
+        return gemmPanels<uint16_t>(s, xj, ldxj, xp_, ldxp_, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
       default: return gemmPanels<int8_t>(s, xj, ldxj, nullptr, 0, w, pr.scale, pr.y, pr.ldy, m_, alpha_, accumulate_, p0, p1, pp);
     }
   });

@@ -12,9 +12,10 @@
 //
 // Arithmetic order. Shrink (a dot product x . A[r]): one 16-lane accumulator; per 32-element
 // block k (ascending), lane i takes x[k + 2i] A[r][k + 2i], then x[k + 2i + 1] A[r][k + 2i + 1]
-// (two FMAs); then hsum16 (_mm512_reduce_add_ps), then the in % 32 tail with scalar fma in order. The same for every tile shape (rows of x, rows of A) and
-// for F32 / F16 / BF16 A of the same values (F32 and F16 are permuted into the BF16 lane order),
-// so a row's bits never depend on the other rows of its group. It differs from the AVX2
+// (two FMAs); then hsum16 (_mm512_reduce_add_ps), then the in % 32 tail with scalar fma in
+// order. The same for every tile shape (rows of x, rows of A) and for F32 / F16 / BF16 A of the
+// same values (F32 and F16 are permuted into the BF16 lane order), so a row's bits never depend
+// on the other rows of its group. It differs from the AVX2
 // kernel's 8-lane order (and from the portable one) by float rounding only. Expand: each output
 // is one FMA chain over the rank ascending, from 0, then added to dst: the bits of
 // expandAvx2 (sgmv_kernels.h), whatever the vector width.
