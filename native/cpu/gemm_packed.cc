@@ -69,7 +69,18 @@ __attribute__((target("avx2,fma"))) inline __m256 load8(const int8_t* p) {
  */
 struct TilePrefetch {
   const char* p = nullptr;
-  int64_t lines = 0;  // <= k
+  int64_t lines = 0;  // <= steps
+  int64_t acc = 0;
+  /** Once per k step of a loop of `steps`: issues the next line on `lines` of the steps (Bresenham). */
+  inline void step(int64_t steps) {
+    if (lines <= 0) return;
+    acc += lines;
+    if (acc >= steps) {
+      acc -= steps;
+      _mm_prefetch(p, _MM_HINT_T1);
+      p += 64;
+    }
+  }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -82,16 +93,8 @@ __attribute__((target("avx512f"))) void tile512(const float* x, int64_t ldx, con
   __m512 acc[MR][NP];
   for (int r = 0; r < MR; r++)
     for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
-  int64_t pfAcc = 0;
   for (int64_t i = 0; i < k; i++) {
-    if (pf.lines > 0) {  // Bresenham: pf.lines of the k steps issue one line each
-      pfAcc += pf.lines;
-      if (pfAcc >= k) {
-        pfAcc -= k;
-        _mm_prefetch(pf.p, _MM_HINT_T1);
-        pf.p += 64;
-      }
-    }
+    pf.step(k);
     __m512 wv[NP];
     for (int p = 0; p < NP; p++) wv[p] = load16(w + p * pstride + i * kP);
     for (int r = 0; r < MR; r++) {
@@ -109,16 +112,8 @@ __attribute__((target("avx2,fma"))) void tile256(const float* x, int64_t ldx, co
   __m256 acc[MR][2 * NP];
   for (int r = 0; r < MR; r++)
     for (int p = 0; p < 2 * NP; p++) acc[r][p] = _mm256_setzero_ps();
-  int64_t pfAcc = 0;
   for (int64_t i = 0; i < k; i++) {
-    if (pf.lines > 0) {  // as tile512
-      pfAcc += pf.lines;
-      if (pfAcc >= k) {
-        pfAcc -= k;
-        _mm_prefetch(pf.p, _MM_HINT_T1);
-        pf.p += 64;
-      }
-    }
+    pf.step(k);
     __m256 wv[2 * NP];
     for (int p = 0; p < NP; p++) {
       wv[2 * p] = load8(w + p * pstride + i * kP);
@@ -203,16 +198,8 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void tileDp(const uint32_
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3,
                                        18, 2, 17, 1, 16, 0);
   const int64_t k2 = k / 2;
-  int64_t pfAcc = 0;
   for (int64_t i2 = 0; i2 < k2; i2++) {
-    if (pf.lines > 0) {  // as tile512, over the k / 2 pair steps
-      pfAcc += pf.lines;
-      if (pfAcc >= k2) {
-        pfAcc -= k2;
-        _mm_prefetch(pf.p, _MM_HINT_T1);
-        pf.p += 64;
-      }
-    }
+    pf.step(k2);  // over the k / 2 pair steps
     __m512i wv[NP];
     for (int p = 0; p < NP; p++) wv[p] = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(w + p * pstride + i2 * 2 * kP));
     for (int r = 0; r < MR; r++) {
@@ -552,80 +539,6 @@ void gemmMany(ThreadPool& pool, const float* x, int64_t ldx, const PackedProduct
 }
 
 }  // namespace
-
-PackedMatrix PackedMatrix::fromF32(const float* w, int64_t n, int64_t k, DType storage) {
-  return fromRows(n, k, storage, [&](int64_t r0, int64_t count, float* dst) {
-    std::memcpy(dst, w + r0 * k, size_t(count * k) * sizeof(float));
-  });
-}
-
-PackedMatrix PackedMatrix::fromRows(int64_t n, int64_t k, DType storage, const RowReader& read) {
-  if (storage == DType::I8) throw std::invalid_argument("PackedMatrix::fromRows: int8 weights need fromI8 (and their scales)");
-  PackedMatrix pm;
-  pm.type_ = storage;
-  pm.n_ = n;
-  pm.k_ = k;
-  pm.data_.assign(size_t(pm.panels() * k * kP * pm.elemSize()), 0);
-  std::vector<float> rows(size_t(kP * k));
-  for (int64_t p = 0; p < pm.panels(); p++) {
-    const int64_t count = std::min<int64_t>(kP, n - p * kP);
-    read(p * kP, count, rows.data());
-    for (int64_t j = 0; j < count; j++) {
-      for (int64_t i = 0; i < k; i++) {
-        const size_t e = size_t((p * k + i) * kP + j);
-        const float v = rows[size_t(j * k + i)];
-        if (storage == DType::F32) std::memcpy(pm.data_.data() + e * 4, &v, 4);
-        else {
-          const uint16_t h = floatToBf16(v);
-          std::memcpy(pm.data_.data() + e * 2, &h, 2);
-        }
-      }
-    }
-  }
-  return pm;
-}
-
-PackedMatrix PackedMatrix::fromI8(const int8_t* w, int64_t n, int64_t k) {
-  PackedMatrix pm;
-  pm.type_ = DType::I8;
-  pm.n_ = n;
-  pm.k_ = k;
-  pm.data_.assign(size_t(pm.panels() * k * kP), 0);
-  for (int64_t row = 0; row < n; row++) {
-    const int64_t p = row / kP, j = row % kP;
-    for (int64_t i = 0; i < k; i++) pm.data_[size_t((p * k + i) * kP + j)] = uint8_t(w[row * k + i]);
-  }
-  return pm;
-}
-
-float PackedMatrix::at(int64_t row, int64_t col) const {
-  const size_t e = size_t(((row / kP) * k_ + col) * kP + row % kP);
-  switch (type_) {
-    case DType::F32: {
-      float v;
-      std::memcpy(&v, data_.data() + e * 4, 4);
-      return v;
-    }
-    case DType::BF16: {
-      uint16_t h;
-      std::memcpy(&h, data_.data() + e * 2, 2);
-      return bf16ToFloat(h);
-    }
-    default:
-      return float(int8_t(data_[e]));
-  }
-}
-
-void PackedMatrix::row(int64_t r, float* dst) const {
-  for (int64_t c = 0; c < k_; c++) dst[c] = at(r, c);
-}
-
-std::vector<float> PackedMatrix::unpack() const {
-  std::vector<float> out(size_t(n_ * k_));
-  for (int64_t r = 0; r < n_; r++)
-    for (int64_t c = 0; c < k_; c++) out[size_t(r * k_ + c)] = at(r, c);
-  return out;
-}
 
 void gemmPacked(ThreadPool& pool, const float* x, int64_t ldx, const PackedMatrix& w, const float* scale, float* y, int64_t ldy,
                 int64_t m, float alpha, bool accumulate, bool bf16Activations) {

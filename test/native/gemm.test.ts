@@ -31,7 +31,7 @@ function runCheck(kernel: string, activations = ''): CheckOutput {
 }
 
 before(() => {
-  exe = buildCppCheck('gemm_check', ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc']);
+  exe = buildCppCheck('gemm_check', ['test/native/cpp/gemm_check.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/packed_matrix.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/large_pages.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc']);
 });
 
 test('packed gemm matches the reference and is batch-invariant on every kernel, AVX-512 and AVX2 bit-identical', (t) => {
