@@ -321,15 +321,15 @@ Pf prefetcherFor(const LoraBatch::Group& g, int64_t in, int64_t out) {
 }
 
 /**
- * The tasks of a finalized batch: (group, <= kRowsPerTask of its terms), in group order, with
- * the prefix sums of a cost estimate each ([tasks + 1]: bytes of A and B^T streamed plus the
- * multiply-adds; a byte ~ 2 FMAs at memory speed). Returns the multiply-adds of the whole batch
- * (+ 4 rows per group for streaming A and B).
+ * The tasks of a finalized batch: (group, <= kRowsPerTask of its terms), in group order; when
+ * `cost` is given, the prefix sums of a cost estimate each ([tasks + 1]: bytes of A and B^T
+ * streamed plus the multiply-adds; a byte ~ 2 FMAs at memory speed). Returns the multiply-adds
+ * of the whole batch (+ 4 rows per group for streaming A and B).
  */
-int64_t buildTasks(const LoraBatch& batch, int64_t in, int64_t out, std::vector<Task>& tasks, std::vector<int64_t>& cost) {
+int64_t buildTasks(const LoraBatch& batch, int64_t in, int64_t out, std::vector<Task>& tasks, std::vector<int64_t>* cost) {
   const auto& groups = batch.groups();
   tasks.clear();
-  cost.assign(1, 0);
+  if (cost) cost->assign(1, 0);
   int64_t macs = 0;
   for (size_t g = 0; g < groups.size(); g++) {
     const auto& gr = groups[g];
@@ -337,7 +337,7 @@ int64_t buildTasks(const LoraBatch& batch, int64_t in, int64_t out, std::vector<
     for (int64_t t0 = gr.termBegin; t0 < gr.termEnd; t0 += kRowsPerTask) {
       const int64_t t1 = std::min(gr.termEnd, t0 + kRowsPerTask);
       tasks.push_back(Task{int(g), t0, t1});
-      cost.push_back(cost.back() + bytes + (t1 - t0) * gr.rank * (in + out) / 2);
+      if (cost) cost->push_back(cost->back() + bytes + (t1 - t0) * gr.rank * (in + out) / 2);
     }
     macs += (gr.termEnd - gr.termBegin + 4) * gr.rank * (in + out);
   }
@@ -371,7 +371,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
   thread_local std::vector<int64_t> costStore;
   std::vector<Task>& tasks = taskStore;
   std::vector<int64_t>& cost = costStore;  // prefix sums, [tasks + 1]
-  const int64_t macs = buildTasks(batch, in, out, tasks, cost);
+  const int64_t macs = buildTasks(batch, in, out, tasks, &cost);
   const int64_t nt = int64_t(tasks.size());
   // Parts: contiguous runs of tasks of about equal cost, kPartsPerThread per thread, handed out
   // dynamically (a thread that is not running leaves its parts to the others).
@@ -417,7 +417,7 @@ void sgmv(ThreadPool& pool, const float* x, int64_t ldx, int64_t in, float* y, i
 void SgmvJob::prepare(const float* x, int64_t ldx, int64_t in, int64_t out, const LoraBatch& batch) {
   batch_ = &batch;
   x_ = x, ldx_ = ldx, in_ = in, out_ = out;
-  buildTasks(batch, in, out, tasks_, cost_);
+  buildTasks(batch, in, out, tasks_, nullptr);
   const int64_t terms = int64_t(batch.rows().size());
   ld_ = batch.maxRank();
   h_.resize(size_t(terms * ld_));

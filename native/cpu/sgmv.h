@@ -159,7 +159,6 @@ class SgmvJob {
   const float* x_ = nullptr;
   int64_t ldx_ = 0, in_ = 0, out_ = 0, ld_ = 0;
   std::vector<SgmvTask> tasks_;
-  std::vector<int64_t> cost_;
   mutable std::vector<float> h_;      // [terms, ld] scale * (x A^T) (run() writes its tasks' rows)
   mutable std::vector<float> delta_;  // [terms, out] each term's result (run() writes its tasks' terms)
   std::vector<int32_t> rowTerm_;  // per row: its only term, -1 none, -2 - k: shared row k
