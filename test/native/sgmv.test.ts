@@ -19,7 +19,7 @@ let fusedExe = '';
 const sgmvSources = ['native/cpu/sgmv.cc', 'native/cpu/sgmv_expand.cc', 'native/cpu/sgmv_avx512.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc', 'native/cpu/thread_pool.cc'];
 before(() => {
   exe = buildCppCheck('sgmv_check', ['test/native/cpp/sgmv_check.cc', ...sgmvSources]);
-  fusedExe = buildCppCheck('fused_lora_check', ['test/native/cpp/fused_lora_check.cc', 'native/cpu/fused_lora.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/large_pages.cc', 'native/cpu/ops.cc', ...sgmvSources]);
+  fusedExe = buildCppCheck('fused_lora_check', ['test/native/cpp/fused_lora_check.cc', 'native/cpu/fused_lora.cc', 'native/cpu/gemm_packed.cc', 'native/cpu/packed_matrix.cc', 'native/cpu/gemm_amx.cc', 'native/cpu/large_pages.cc', 'native/cpu/ops.cc', ...sgmvSources]);
 });
 
 const missingAvx512 = ['avx512f', 'avx512bw'].filter((f) => !cpuFlags.has(f));

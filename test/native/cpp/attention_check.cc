@@ -17,19 +17,14 @@
 
 #include "../../../native/cpu/dispatch.h"
 #include "../../../native/cpu/paged_attention.h"
+#include "check_random.h"
 
 using namespace openlora;
 using namespace openlora::cpu;
 
 namespace {
 
-std::mt19937 rng(4321);
-std::vector<float> randn(size_t n, float sd = 1.0f) {
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+CheckRandom rnd(4321);
 
 double maxRel = 0, maxRelBf16 = 0;
 int cases = 0, failures = 0, bitCases = 0, bf16Cases = 0;
@@ -86,10 +81,10 @@ Pool page(const std::vector<Seq>& seqs, const Shape& sh, int bs) {
   total += 3;  // unused blocks in between
   std::vector<int32_t> ids(static_cast<size_t>(total));
   std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng);
+  std::shuffle(ids.begin(), ids.end(), rnd.rng);
   const size_t blockFloats = size_t(sh.kvHeads) * bs * sh.headDim;
-  p.keys = randn(size_t(total) * blockFloats);  // garbage outside the visible positions
-  p.values = randn(size_t(total) * blockFloats);
+  p.keys = rnd.randn(size_t(total) * blockFloats);  // garbage outside the visible positions
+  p.values = rnd.randn(size_t(total) * blockFloats);
   size_t next = 0;
   for (const Seq& s : seqs) {
     std::vector<int32_t> table;
@@ -182,7 +177,7 @@ void checkBf16(ThreadPool* pools[3], const Shape& sh, const std::vector<Seq>& se
     const Pool p = toBf16(page(rounded, sh, bs));
     for (int th = 0; th < 3; th++) {
       std::vector<int> order = all;
-      std::shuffle(order.begin(), order.end(), rng);
+      std::shuffle(order.begin(), order.end(), rnd.rng);
       const std::vector<float> got = run(*pools[th], rounded, order, p, sh);
       for (size_t t = 0; t < order.size(); t++) {
         bitCases++;
@@ -204,9 +199,9 @@ void checkShape(ThreadPool* pools[3], const Shape& sh) {
   for (int c : ctxs) {
     Seq s;
     s.nCtx = c;
-    s.k = randn(size_t(c) * sh.kvHeads * hd);
-    s.v = randn(size_t(c) * sh.kvHeads * hd);
-    s.q = randn(size_t(sh.heads) * hd, c % 2 ? 1.0f : 4.0f);
+    s.k = rnd.randn(size_t(c) * sh.kvHeads * hd);
+    s.v = rnd.randn(size_t(c) * sh.kvHeads * hd);
+    s.q = rnd.randn(size_t(sh.heads) * hd, c % 2 ? 1.0f : 4.0f);
     seqs.push_back(std::move(s));
   }
   const size_t rowFloats = size_t(sh.heads) * hd;
@@ -233,7 +228,7 @@ void checkShape(ThreadPool* pools[3], const Shape& sh) {
     const Pool p = page(seqs, sh, bs);
     for (int th = 0; th < 3; th++) {
       std::vector<int> order = all;
-      std::shuffle(order.begin(), order.end(), rng);
+      std::shuffle(order.begin(), order.end(), rnd.rng);
       order.push_back(order[0]);  // a row twice in one batch
       const std::vector<float> got = run(*pools[th], seqs, order, p, sh);
       for (size_t t = 0; t < order.size(); t++) {
@@ -259,9 +254,9 @@ void checkPromptRows(ThreadPool* pools[3], const Shape& sh) {
   const int64_t ld = int64_t(sh.heads) * hd;
   Seq s;
   s.nCtx = L;
-  s.k = randn(size_t(L) * sh.kvHeads * hd);
-  s.v = randn(size_t(L) * sh.kvHeads * hd);
-  const std::vector<float> qs = randn(size_t(L) * size_t(ld), 3.0f);  // the query of every position
+  s.k = rnd.randn(size_t(L) * sh.kvHeads * hd);
+  s.v = rnd.randn(size_t(L) * sh.kvHeads * hd);
+  const std::vector<float> qs = rnd.randn(size_t(L) * size_t(ld), 3.0f);  // the query of every position
   for (int bs : {1, 16, 32}) {
     const Pool f32 = page({s, s}, sh, bs);
     for (const Pool& p : {f32, toBf16(f32)}) {

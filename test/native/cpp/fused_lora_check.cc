@@ -15,20 +15,14 @@
 #include "../../../native/cpu/gemm_packed.h"
 #include "../../../native/cpu/ops.h"
 #include "../../../native/cpu/sgmv.h"
+#include "check_random.h"
 
 using namespace openlora;
 using namespace openlora::cpu;
 
 namespace {
 
-std::mt19937 rng(4321);
-std::vector<float> randn(size_t n, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+CheckRandom rnd(4321);
 
 /** One adapter's A [rank, in] and B^T [rank, out] as 16-bit bits (BF16 / F16 top halves) or F32. */
 struct Adapter {
@@ -44,8 +38,8 @@ struct Adapter {
 std::vector<uint16_t> bits16(size_t n, DType t) {
   std::vector<uint16_t> v(n);
   for (auto& h : v) {
-    const uint16_t sign = uint16_t(randint(0, 1) << 15);
-    h = t == DType::BF16 ? uint16_t(sign | (uint16_t(randint(0x3a00, 0x3f7f)))) : uint16_t(sign | uint16_t(randint(0x1c00, 0x3bff)));
+    const uint16_t sign = uint16_t(rnd.randint(0, 1) << 15);
+    h = t == DType::BF16 ? uint16_t(sign | (uint16_t(rnd.randint(0x3a00, 0x3f7f)))) : uint16_t(sign | uint16_t(rnd.randint(0x1c00, 0x3bff)));
   }
   return v;
 }
@@ -53,11 +47,11 @@ std::vector<uint16_t> bits16(size_t n, DType t) {
 Adapter makeAdapter(int in, int out) {
   Adapter ad;
   const int ranks[] = {1, 3, 8, 16, 33, 64};
-  ad.rank = ranks[randint(0, 5)];
-  ad.dtype = DType(randint(0, 2));  // F32, F16, BF16
+  ad.rank = ranks[rnd.randint(0, 5)];
+  ad.dtype = DType(rnd.randint(0, 2));  // F32, F16, BF16
   if (ad.dtype == DType::F32) {
-    ad.a = randn(size_t(ad.rank) * in, 0.1f);
-    ad.bT = randn(size_t(ad.rank) * out, 0.1f);
+    ad.a = rnd.randn(size_t(ad.rank) * in, 0.1f);
+    ad.bT = rnd.randn(size_t(ad.rank) * out, 0.1f);
   } else {
     ad.a16 = bits16(size_t(ad.rank) * in, ad.dtype);
     ad.bT16 = bits16(size_t(ad.rank) * out, ad.dtype);
@@ -68,30 +62,30 @@ Adapter makeAdapter(int in, int out) {
 int cases = 0, failures = 0;
 
 void checkOnce(ThreadPool& pool, int count, int m, bool bf16Act) {
-  const int in = randint(1, 5) == 1 ? randint(17, 100) : 32 * randint(2, 12);
+  const int in = rnd.randint(1, 5) == 1 ? rnd.randint(17, 100) : 32 * rnd.randint(2, 12);
   std::vector<PackedMatrix> ws;
   std::vector<std::vector<float>> biases;
   std::vector<int> outs;
   for (int j = 0; j < count; j++) {
-    const int out = randint(1, 4) == 1 ? randint(5, 90) : 16 * randint(2, 24);
+    const int out = rnd.randint(1, 4) == 1 ? rnd.randint(5, 90) : 16 * rnd.randint(2, 24);
     outs.push_back(out);
-    const std::vector<float> w = randn(size_t(out) * in, 0.2f);
-    ws.push_back(PackedMatrix::fromF32(w.data(), out, in, randint(0, 1) ? DType::BF16 : DType::F32));
-    biases.push_back(randint(0, 1) ? randn(size_t(out)) : std::vector<float>());
+    const std::vector<float> w = rnd.randn(size_t(out) * in, 0.2f);
+    ws.push_back(PackedMatrix::fromF32(w.data(), out, in, rnd.randint(0, 1) ? DType::BF16 : DType::F32));
+    biases.push_back(rnd.randint(0, 1) ? rnd.randn(size_t(out)) : std::vector<float>());
   }
-  const std::vector<float> x = randn(size_t(m) * in);
+  const std::vector<float> x = rnd.randn(size_t(m) * in);
   // Adapters per projection, and each row's set (0-3 terms; some rows share an adapter).
   std::vector<LoraBatch> batches{size_t(count)};
   std::vector<std::vector<Adapter>> ads{size_t(count)};
   for (int j = 0; j < count; j++) {
-    const int na = randint(1, 6);
+    const int na = rnd.randint(1, 6);
     for (int a = 0; a < na; a++) ads[size_t(j)].push_back(makeAdapter(in, outs[size_t(j)]));
     for (int r = 0; r < m;) {
-      const int len = randint(1, 3), terms = randint(0, 3);
+      const int len = rnd.randint(1, 3), terms = rnd.randint(0, 3);
       const int end = std::min(m, r + len);
       for (int t = 0; t < terms; t++) {
-        const Adapter& ad = ads[size_t(j)][size_t(randint(0, na - 1))];
-        batches[size_t(j)].add(ad.viewA(), ad.viewB(), ad.rank, r, end, std::uniform_real_distribution<float>(-2.0f, 2.0f)(rng));
+        const Adapter& ad = ads[size_t(j)][size_t(rnd.randint(0, na - 1))];
+        batches[size_t(j)].add(ad.viewA(), ad.viewB(), ad.rank, r, end, std::uniform_real_distribution<float>(-2.0f, 2.0f)(rnd.rng));
       }
       r = end;
     }
@@ -137,7 +131,7 @@ int main() {
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     for (int rep = 0; rep < 12; rep++) {
-      for (int m : {4, 7, 16, 40}) checkOnce(pool, randint(1, 3), m, rep % 3 == 2);
+      for (int m : {4, 7, 16, 40}) checkOnce(pool, rnd.randint(1, 3), m, rep % 3 == 2);
     }
   }
   std::printf("{\"cases\": %d, \"failures\": %d, \"kernel\": \"%s\"}\n", cases, failures, sgmvKernelName());

@@ -13,20 +13,14 @@
 
 #include "../../../native/cpu/dispatch.h"
 #include "../../../native/cpu/sgmv.h"
+#include "check_random.h"
 
 using namespace openlora;
 using namespace openlora::cpu;
 
 namespace {
 
-std::mt19937 rng(1234);
-std::vector<float> randn(size_t n) {
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-int randint(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+CheckRandom rnd(1234);
 
 struct Adapter {
   int rank;
@@ -118,8 +112,8 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
     for (int i = 0; i < numAdapters; i++) {
       Adapter& ad = ads[size_t(i)];
       ad.rank = ranks[i % 9];
-      ad.a = randn(size_t(ad.rank) * in);
-      ad.b = randn(size_t(out) * ad.rank);
+      ad.a = rnd.randn(size_t(ad.rank) * in);
+      ad.b = rnd.randn(size_t(out) * ad.rank);
       ad.bT.resize(ad.b.size());
       for (int o = 0; o < out; o++)
         for (int r = 0; r < ad.rank; r++) ad.bT[size_t(r) * out + o] = ad.b[size_t(o) * ad.rank + r];
@@ -133,14 +127,14 @@ void checkSgmv(ThreadPool& pool, int numSeqs, int numAdapters, bool decode) {
     int T = 0;
     for (int s = 0; s < numSeqs; s++) {
       Seq q;
-      q.rows = decode ? 1 : randint(1, 40);
-      const int n = randint(0, 3);
-      for (int j = 0; j < n; j++) q.set.push_back({randint(0, numAdapters - 1), std::uniform_real_distribution<float>(-1.5f, 1.5f)(rng)});
+      q.rows = decode ? 1 : rnd.randint(1, 40);
+      const int n = rnd.randint(0, 3);
+      for (int j = 0; j < n; j++) q.set.push_back({rnd.randint(0, numAdapters - 1), std::uniform_real_distribution<float>(-1.5f, 1.5f)(rnd.rng)});
       T += q.rows;
       seqs.push_back(q);
     }
-    const std::vector<float> x = randn(size_t(T) * in);
-    std::vector<float> y = randn(size_t(T) * out);
+    const std::vector<float> x = rnd.randn(size_t(T) * in);
+    std::vector<float> y = rnd.randn(size_t(T) * out);
     const std::vector<float> y0 = y;
     std::vector<float> want = y;
     LoraBatch lb;
