@@ -26,6 +26,7 @@ import type {
   EngineOptions,
   EngineStats,
   ForwardResult,
+  PromptLogprobsResult,
   ModelInfo,
   NativeEngine,
   SequenceEvent,
@@ -157,6 +158,21 @@ export class Engine {
   async forward(promptIds: number[], adapters: AdapterRef[] = []): Promise<ForwardResult> {
     try {
       return await this.raw.forward(promptIds, adapters);
+    } catch (err) {
+      throw wrapNativeError(err);
+    }
+  }
+
+  /**
+   * The prompt's token logprobs (vLLM's `prompt_logprobs`) with an adapter set: for every prompt
+   * token after the first, log_softmax of the raw logits before it at that token, and the `topN`
+   * (0..20) most likely tokens there. Computed on the engine thread in chunks of rows (no
+   * [numTokens, vocab] logits leave it), between generation steps, in a private KV pool.
+   * @throws NativeError `invalid_argument` naming the field (empty prompt, token id, slot, promptTopN).
+   */
+  async promptLogprobs(promptIds: number[], adapters: AdapterRef[], topN: number): Promise<PromptLogprobsResult> {
+    try {
+      return await this.raw.forward(promptIds, adapters, topN);
     } catch (err) {
       throw wrapNativeError(err);
     }

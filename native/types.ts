@@ -311,6 +311,22 @@ export interface ForwardResult {
   vocabSize: number;
 }
 
+/**
+ * A prompt's token logprobs (vLLM's `prompt_logprobs`): position i in [0, numTokens - 1) scores
+ * prompt token i + 1 given the tokens before it; the first prompt token has no entry.
+ */
+export interface PromptLogprobsResult {
+  /** log_softmax of the raw logits at the next prompt token, [numTokens - 1]. */
+  tokenLogprobs: Float32Array;
+  /** The topN most likely tokens of each position (most likely first, ties to the lower id), [numTokens - 1, topN]. */
+  topIds: Int32Array;
+  /** Their logprobs, [numTokens - 1, topN]. */
+  topLogprobs: Float32Array;
+  topN: number;
+  numTokens: number;
+  vocabSize: number;
+}
+
 /** The native engine object returned by `loadModel`. */
 export interface NativeEngine {
   info(): ModelInfo;
@@ -339,6 +355,8 @@ export interface NativeEngine {
   onEvents(cb: (events: SequenceEvent[]) => void): void;
   /** All-position logits for a prompt with an adapter set, computed on the engine thread. */
   forward(promptIds: number[], adapters: AdapterRef[]): Promise<ForwardResult>;
+  /** The prompt's token logprobs and top `promptTopN` (0..20) alternatives instead of its logits. */
+  forward(promptIds: number[], adapters: AdapterRef[], promptTopN: number): Promise<PromptLogprobsResult>;
   /** Engine counters: sequences, adapter slots, steps, KV blocks, prefix hits, preemptions. */
   stats(): EngineStats;
   /** Stop the engine thread and free memory. Idempotent. Pending sequences finish "cancelled". */

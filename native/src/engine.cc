@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "engine_sequence.h"
@@ -15,6 +16,7 @@ struct Engine::ForwardJob {
   std::vector<int32_t> prompt;  // [numTokens]
   std::vector<ActiveLora> loras;
   std::function<void(ForwardOutput&&)> done;
+  int promptTopN = -1;          // >= 0: prompt logprobs instead of all logits
 };
 
 namespace {
@@ -196,9 +198,12 @@ void Engine::stop(int64_t seqId) {
 }
 
 void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
-                     std::function<void(ForwardOutput&&)> done) {
+                     std::function<void(ForwardOutput&&)> done, int promptTopN) {
   const ModelConfig& c = model_->config();
   if (prompt.empty()) invalid("promptIds", "promptIds must not be empty");
+  if (promptTopN > engine_defaults::kMaxLogprobs) {
+    invalid("promptTopN", "promptTopN must be at most " + std::to_string(engine_defaults::kMaxLogprobs) + ", got " + std::to_string(promptTopN));
+  }
   checkTokens(prompt, c.vocabSize, "promptIds");
   if (int64_t(prompt.size()) > c.maxModelLen) {
     invalid("promptIds", "the prompt has " + std::to_string(prompt.size()) + " tokens; the context (max_model_len) is " + std::to_string(c.maxModelLen));
@@ -207,6 +212,7 @@ void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<in
   job->loras = slots_.acquire(adapters);
   job->prompt = std::move(prompt);
   job->done = std::move(done);
+  job->promptTopN = std::max(-1, promptTopN);
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
     slots_.release(job->loras);
@@ -385,15 +391,20 @@ void Engine::runForward(ForwardJob& job) {
     } detach{*backend_, cache};
     SequenceKv kv(&cache, c.maxModelLen, c.kvWindow());
     if (!kv.grow(int(job.prompt.size()))) throw std::logic_error("private KV pool too small");
+    const int n = int(job.prompt.size());
     BatchEntry e;
     e.tokens = job.prompt.data();
-    e.numTokens = int(job.prompt.size());
+    e.numTokens = n;
     e.kv = &kv;
     e.loras = &job.loras;
     e.allLogits = true;
-    backend_->forward({e}, &out.logits);
-    out.numTokens = e.numTokens;
+    out.numTokens = n;
     out.vocab = c.vocabSize;
+    if (job.promptTopN < 0) {
+      backend_->forward({e}, &out.logits);
+    } else {
+      promptLogprobs(job.prompt, e, job.promptTopN, &out);
+    }
   } catch (const std::exception& ex) {
     out = ForwardOutput();
     out.error = std::string("forward failed: ") + ex.what();
@@ -401,6 +412,40 @@ void Engine::runForward(ForwardJob& job) {
   }
   slots_.release(job.loras);
   job.done(std::move(out));
+}
+
+void Engine::promptLogprobs(const std::vector<int32_t>& prompt, BatchEntry e, int topN, ForwardOutput* out) {
+  const int n = int(prompt.size()), V = model_->config().vocabSize;
+  topN = std::min(topN, V);
+  // NOTE(why): rows of logits per forward: [chunk, vocab] floats stay near 32 MiB (a whole
+  // 2k-token prompt at a 128k vocabulary would be 1 GiB); chunks continue the same KV like a
+  // chunked prefill, with the whole prompt's RoPE length (BatchEntry::ropeLen).
+  // OPENLORA_PROMPT_LOGPROBS_ROWS sets the rows per chunk (tests run several chunks at a small vocabulary).
+  const char* rowsEnv = std::getenv("OPENLORA_PROMPT_LOGPROBS_ROWS");
+  const int chunk = rowsEnv && std::atoi(rowsEnv) > 0 ? std::atoi(rowsEnv) : int(std::max<int64_t>(1, (int64_t(32) << 20) / (int64_t(V) * 4)));
+  out->topN = topN;
+  out->tokenLogprobs.assign(size_t(std::max(0, n - 1)), 0.0f);
+  out->topIds.assign(size_t(std::max(0, n - 1)) * size_t(topN), 0);
+  out->topLogprobs.assign(out->topIds.size(), 0.0f);
+  std::vector<float> logits;
+  std::vector<TokenLogprob> top;
+  // Only rows 0 .. n - 2 predict a prompt token: the last row is not run through the head twice.
+  for (int start = 0; start < n - 1; start += chunk) {
+    const int rows = std::min(chunk, n - 1 - start);
+    e.tokens = prompt.data() + start;
+    e.numTokens = rows;
+    e.startPos = start;
+    e.ropeLen = n;
+    backend_->forward({e}, &logits);
+    for (int r = 0; r < rows; r++) {
+      const int i = start + r;
+      out->tokenLogprobs[size_t(i)] = computeLogprobs(logits.data() + int64_t(r) * V, V, prompt[size_t(i) + 1], topN, &top);
+      for (int j = 0; j < topN; j++) {
+        out->topIds[size_t(i) * topN + j] = top[size_t(j)].token;
+        out->topLogprobs[size_t(i) * topN + j] = top[size_t(j)].logprob;
+      }
+    }
+  }
 }
 
 void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::map<int64_t, const char*>& ends,

@@ -68,9 +68,19 @@ struct SequenceEvent {
   int completionTokens = 0;
 };
 
-/** Result of Engine::forward: logits of every position, or an error. */
+/**
+ * Result of Engine::forward: logits of every position (promptTopN < 0), or the prompt's token
+ * logprobs (promptTopN >= 0: vLLM's prompt_logprobs), or an error.
+ */
 struct ForwardOutput {
-  std::vector<float> logits;  // [numTokens, vocab]
+  std::vector<float> logits;  // [numTokens, vocab] (promptTopN < 0)
+  // promptTopN >= 0: position i in [0, numTokens - 1) gives log_softmax(logits_i) at prompt[i + 1]
+  // (raw logits, as computeLogprobs) and its topN most likely tokens (most likely first, ties to
+  // the lower id); the first prompt token has none.
+  std::vector<float> tokenLogprobs;  // [numTokens - 1]
+  std::vector<int32_t> topIds;       // [numTokens - 1, topN]
+  std::vector<float> topLogprobs;    // [numTokens - 1, topN]
+  int topN = 0;
   int numTokens = 0;
   int vocab = 0;
   std::string error;          // non-empty on failure
@@ -150,11 +160,14 @@ class Engine {
    */
   void setTokenMask(int64_t seqId, std::vector<uint32_t> mask);
   /**
-   * All-position logits for `prompt` with an adapter set, run on the engine thread between steps.
-   * `done` is called on the engine thread. @throws synchronously for invalid ids / slots.
+   * All-position logits for `prompt` with an adapter set (promptTopN < 0), or its prompt logprobs
+   * with the top `promptTopN` (0..20) alternatives of each position (ForwardOutput), run on the
+   * engine thread between steps in a private KV pool; the prompt logprobs are computed in chunks of
+   * rows, so their memory stays [chunk, vocab] floats whatever the prompt's length.
+   * `done` is called on the engine thread. @throws synchronously for invalid ids / slots / promptTopN.
    */
   void forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
-               std::function<void(ForwardOutput&&)> done);
+               std::function<void(ForwardOutput&&)> done, int promptTopN = -1);
   /**
    * Ask the thread to stop: every pending sequence finishes "cancelled" (one last event batch),
    * pending forwards fail, then `done` runs on the engine thread and the thread exits. Call join()
@@ -222,6 +235,8 @@ class Engine {
   bool step(std::vector<SequenceEvent>* events);
   void publishStats();
   void runForward(ForwardJob& job);
+  /** runForward's prompt-logprobs mode: `e` (the whole prompt's entry) run in row chunks into `out`. */
+  void promptLogprobs(const std::vector<int32_t>& prompt, BatchEntry e, int topN, ForwardOutput* out);
   SequenceEvent finish(Sequence& seq, const char* reason, const std::string& error = "");
 
   std::shared_ptr<const Model> model_;

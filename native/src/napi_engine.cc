@@ -1,6 +1,7 @@
 // See napi_engine.h.
 #include "napi_engine.h"
 
+#include <cmath>
 #include <functional>
 #include <stdexcept>
 
@@ -328,26 +329,47 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
   try {
     std::vector<int32_t> ids = readTokenIds(info[0], "promptIds");
     auto adapters = readAdapterRefs(info[1], "adapters");
+    // Optional third argument: promptTopN (>= 0: prompt logprobs instead of all logits).
+    int promptTopN = -1;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      if (!info[2].IsNumber()) raise(ErrorCode::InvalidArgument, "promptTopN must be an integer");
+      const double v = info[2].As<Napi::Number>().DoubleValue();
+      if (!(v >= 0 && v <= 1e6) || v != std::floor(v)) raise(ErrorCode::InvalidArgument, "promptTopN must be an integer >= 0");
+      promptTopN = int(v);
+    }
     Tsfn tsfn = bridge_->tsfn;
     bridge_->beginWork(env);
     try {
-      bridge_->engine->forward(std::move(ids), adapters, [tsfn, deferred](ForwardOutput&& out) {
+      const bool promptMode = promptTopN >= 0;
+      bridge_->engine->forward(std::move(ids), adapters, [tsfn, deferred, promptMode](ForwardOutput&& out) {
         auto shared = std::make_shared<ForwardOutput>(std::move(out));
-        Bridge::post(tsfn, [shared, deferred](Napi::Env env, Bridge& b) {
+        Bridge::post(tsfn, [shared, deferred, promptMode](Napi::Env env, Bridge& b) {
           b.endWork(env);
           if (!shared->error.empty()) {
             deferred.Reject(jsError(env, shared->errorCode, shared->error).Value());
             return;
           }
-          Napi::Float32Array logits = Napi::Float32Array::New(env, shared->logits.size());
-          std::copy(shared->logits.begin(), shared->logits.end(), logits.Data());
+          auto floats = [&](const std::vector<float>& v) {
+            Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+            std::copy(v.begin(), v.end(), a.Data());
+            return a;
+          };
           Napi::Object r = Napi::Object::New(env);
-          r.Set("logits", logits);
+          if (promptMode) {
+            r.Set("tokenLogprobs", floats(shared->tokenLogprobs));
+            Napi::Int32Array ids = Napi::Int32Array::New(env, shared->topIds.size());
+            std::copy(shared->topIds.begin(), shared->topIds.end(), ids.Data());
+            r.Set("topIds", ids);
+            r.Set("topLogprobs", floats(shared->topLogprobs));
+            r.Set("topN", shared->topN);
+          } else {
+            r.Set("logits", floats(shared->logits));
+          }
           r.Set("numTokens", shared->numTokens);
           r.Set("vocabSize", shared->vocab);
           deferred.Resolve(r);
         });
-      });
+      }, promptTopN);
     } catch (...) {
       bridge_->endWork(env);
       throw;

@@ -1,0 +1,107 @@
+/**
+ * Engine.promptLogprobs (vLLM's prompt_logprobs; completions' `echo` with `logprobs`): every
+ * prompt token after the first scored by the engine in C++, against log_softmax of the
+ * all-position logits of Engine.forward computed here in float64, and the top-1 token against
+ * the independent PyTorch reference's per-position argmax (test/fixtures reference.json), for the
+ * base model, an adapter and a `cat` merge; the same numbers when the prompt runs in chunks of
+ * 1, 3 and 7 rows (OPENLORA_PROMPT_LOGPROBS_ROWS); refused arguments name their field.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { Engine } from '../../native/engine.ts';
+import type { AdapterRef, PromptLogprobsResult } from '../../native/types.ts';
+import { adapterSpec, loadReference, logsumexp, modelDir, testThreads } from './helpers.ts';
+
+const TOL = 1e-3;
+const TOP = 5;
+const ref = loadReference();
+
+describe('Engine.promptLogprobs', () => {
+  let engine: Engine;
+  const slots = new Map<string, number>();
+  const refsFor = (config: string): AdapterRef[] => ref.configs[config].map(({ adapter, weight }) => ({ slot: slots.get(adapter)!, weight }));
+
+  before(async () => {
+    engine = await Engine.load(modelDir, { threads: testThreads });
+    for (const name of ['shout', 'whisper']) slots.set(name, await engine.loadAdapter(adapterSpec(name)));
+  });
+  after(async () => {
+    delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
+    await engine.dispose();
+  });
+
+  /** Every position of `got` against log_softmax of forward()'s logits (float64 here). */
+  async function compare(ids: number[], adapters: AdapterRef[], got: PromptLogprobsResult): Promise<number> {
+    const fw = await engine.forward(ids, adapters);
+    const V = fw.vocabSize;
+    assert.equal(got.numTokens, ids.length);
+    assert.equal(got.topN, TOP);
+    assert.equal(got.tokenLogprobs.length, ids.length - 1);
+    assert.equal(got.topIds.length, (ids.length - 1) * TOP);
+    let maxErr = 0;
+    for (let i = 0; i + 1 < ids.length; i++) {
+      const row = fw.logits.subarray(i * V, (i + 1) * V);
+      const lse = logsumexp(row);
+      maxErr = Math.max(maxErr, Math.abs(got.tokenLogprobs[i]! - (row[ids[i + 1]!]! - lse)));
+      // The top list: most likely first, ties to the lower id, each logprob that of its id.
+      const order = Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
+      for (let j = 0; j < TOP; j++) {
+        const id = got.topIds[i * TOP + j]!;
+        maxErr = Math.max(maxErr, Math.abs(got.topLogprobs[i * TOP + j]! - (row[id]! - lse)));
+        if (j > 0) assert.ok(got.topLogprobs[i * TOP + j]! <= got.topLogprobs[i * TOP + j - 1]!, `position ${i}: top list out of order`);
+        if (Math.abs(row[id]! - row[order[j]!]!) > 1e-5) assert.fail(`position ${i}: top[${j}] = ${id}, expected ${order[j]}`);
+      }
+    }
+    return maxErr;
+  }
+
+  for (const config of ['base', 'shout', 'cat_shout0.5_whisper0.5']) {
+    test(`matches log_softmax of forward() and the reference's argmax [${config}]`, async (t) => {
+      let maxErr = 0;
+      for (const p of ref.prompts) {
+        const got = await engine.promptLogprobs(p.input_ids, refsFor(config), TOP);
+        maxErr = Math.max(maxErr, await compare(p.input_ids, refsFor(config), got));
+        const r = p.results[config];
+        for (let i = 0; i + 1 < p.input_ids.length; i++) {
+          if (r.position_margins[i] < TOL) continue;
+          assert.equal(got.topIds[i * TOP], r.argmax[i], `${p.id} position ${i}: top-1 vs the reference's argmax`);
+        }
+      }
+      t.diagnostic(`max |logprob - log_softmax(forward)| ${maxErr.toExponential(2)}`);
+      assert.ok(maxErr < 1e-4, `max error ${maxErr}`);
+    });
+  }
+
+  test('the same logprobs whatever the rows per chunk (the prompt continues its KV across chunks)', async () => {
+    const p = ref.prompts.reduce((a, b) => (b.input_ids.length > a.input_ids.length ? b : a));
+    assert.ok(p.input_ids.length > 8, 'a prompt longer than the chunks');
+    const whole = await engine.promptLogprobs(p.input_ids, refsFor('shout'), TOP);
+    for (const rows of ['1', '3', '7']) {
+      process.env.OPENLORA_PROMPT_LOGPROBS_ROWS = rows;
+      const got = await engine.promptLogprobs(p.input_ids, refsFor('shout'), TOP);
+      assert.deepEqual(Array.from(got.topIds), Array.from(whole.topIds), `${rows} rows per chunk: top ids`);
+      for (let i = 0; i < whole.tokenLogprobs.length; i++) {
+        assert.ok(Math.abs(got.tokenLogprobs[i]! - whole.tokenLogprobs[i]!) < 1e-4, `${rows} rows per chunk, position ${i}`);
+      }
+    }
+    delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
+  });
+
+  test('a one-token prompt has no positions to score; topN 0 gives no alternatives', async () => {
+    const one = await engine.promptLogprobs([ref.prompts[0]!.input_ids[0]!], [], TOP);
+    assert.equal(one.tokenLogprobs.length, 0);
+    assert.equal(one.topIds.length, 0);
+    const ids = ref.prompts[0]!.input_ids;
+    const none = await engine.promptLogprobs(ids, [], 0);
+    assert.equal(none.tokenLogprobs.length, ids.length - 1);
+    assert.equal(none.topIds.length, 0);
+  });
+
+  test('bad arguments are refused naming the field', async () => {
+    await assert.rejects(engine.promptLogprobs([], [], 1), /promptIds/);
+    await assert.rejects(engine.promptLogprobs([1, 2], [], 21), /promptTopN/);
+    await assert.rejects(engine.promptLogprobs([1, 1 << 30], [], 1), /promptIds\[1\]/);
+    await assert.rejects(engine.promptLogprobs([1, 2], [{ slot: 99, weight: 1 }], 1), /slot/);
+  });
+});
