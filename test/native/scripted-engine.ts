@@ -3,7 +3,7 @@
  * face): `ScriptedEngine` and the demo model's `ModelInfo` (`tinyInfo`, `TINY_INFO`).
  */
 import { Engine } from '../../native/engine.ts';
-import type { AdapterLoadSpec, EngineStats, ForwardResult, ModelInfo, NativeEngine, SequenceEvent, SequenceParams } from '../../native/types.ts';
+import type { AdapterLoadSpec, EngineStats, ModelInfo, NativeEngine, SequenceEvent, SequenceParams } from '../../native/types.ts';
 
 /** examples/models/tiny-shakespeare/config.json as the engine reports it. */
 export function tinyInfo(over: Partial<ModelInfo> = {}): ModelInfo {
@@ -119,7 +119,7 @@ export class ScriptedEngine implements NativeEngine {
 
   setTokenMask(): void {}
 
-  async forward(): Promise<ForwardResult> {
+  async forward(): Promise<never> {
     throw new Error('ScriptedEngine computes no logits');
   }
 
