@@ -12,7 +12,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Composition } from '../adapters/composition.ts';
-import type { SequenceEvent, SequenceParams, TokenLogprob } from '../native/types.ts';
+import type { PromptLogprobsResult, SequenceEvent, SequenceParams, TokenLogprob } from '../native/types.ts';
 import { Channel } from './channel.ts';
 import { IncrementalDetokenizer } from './detokenizer.ts';
 import { EngineError, InvalidRequestError, ServiceUnavailableError } from './errors.ts';
@@ -71,6 +71,12 @@ export interface GenerateRequest {
   minTokens?: number;
   /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
   logprobs?: number;
+  /**
+   * vLLM's `prompt_logprobs` (completions' `echo` with `logprobs`): k >= 0 also scores every
+   * prompt token after the first, with k alternatives, under the request's adapters
+   * (Generation.promptLogprobs). Not with an ensemble.
+   */
+  promptLogprobs?: number;
   /**
    * Constrain every choice's output to this grammar (plugin/structured/): each sequence gets its
    * own matcher, and the engine samples each token under the matcher's mask.
@@ -133,6 +139,12 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   /** Prompt tokens of the request (counted once per prompt, not per choice). */
   readonly promptTokens: number;
 
+  /**
+   * Per prompt, its token logprobs (GenerateRequest.promptLogprobs), computed by the engine
+   * between steps; undefined when not requested. Rejects with the engine's error.
+   */
+  promptLogprobs: Promise<PromptLogprobsResult[] | undefined> = Promise.resolve(undefined);
+
   /** @internal Use `startGeneration`. */
   constructor(
     private readonly req: GenerateRequest,
@@ -192,6 +204,14 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
             pending: [],
             onEngineDone,
           };
+          if (maxTokens === 0) {
+            // Completions' echo with max_tokens 0 (vLLM's echo without generation): the choice is the prompt alone.
+            grammars[index]?.close();
+            c.engineDone = true;
+            this.choices.push(c);
+            this.finish(c, 'length');
+            continue;
+          }
           const seqParams: SequenceParams = { ...params, promptIds, maxTokens, seed: choiceSeed(seed, index) };
           const grammar = grammars[index];
           let handle: { setTokenMask(mask: Int32Array): void } | undefined;
@@ -207,6 +227,16 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
           this.choices.push(c);
         }
       });
+      const topN = this.req.promptLogprobs;
+      if (topN !== undefined) {
+        const scored = Promise.all(prompts.map((promptIds) => model.engine.promptLogprobs(promptIds, params.adapters, topN)));
+        this.promptLogprobs = scored;
+        // The adapters stay pinned until the scoring is done too; its failure reaches whoever awaits promptLogprobs.
+        ends.push(scored.then(
+          () => undefined,
+          () => undefined,
+        ));
+      }
     } catch (err) {
       // Release the slot only after the sequences already queued have ended.
       for (const g of grammars.slice(this.choices.length)) g.close();
@@ -348,6 +378,11 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
     logprobs: req.logprobs ?? -1,
   };
   const seed = req.seed ?? randomInt(0, 2 ** 32 - 1);
+  if (req.promptLogprobs !== undefined && req.composition?.merge.strategy === 'ensemble') {
+    // NOTE(why): an ensemble's distribution is a mixture of its members' (SequenceParams.ensemble);
+    // the engine scores a prompt under one adapter set only.
+    throw new InvalidRequestError('echo with logprobs (prompt logprobs) is not supported for an ensemble.', 'echo');
+  }
 
   const grammars = req.grammar ? await openGrammars(model, req.grammar, req.prompts.length * req.n) : [];
   let pinned: Awaited<ReturnType<typeof model.adapters.pin>>;

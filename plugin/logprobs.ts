@@ -5,6 +5,7 @@
  * Completions (legacy): `{tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}`.
  * A token that is only part of a UTF-8 character is shown as `\xNN` escapes; `bytes` is exact.
  */
+import type { PromptLogprobsResult } from '../native/types.ts';
 import type { TokenInfo } from './generate.ts';
 import { tokenDisplay } from './token-bytes.ts';
 import type { ModelTokenizer } from './tokenizer.ts';
@@ -21,11 +22,11 @@ export interface ChatTokenLogprob extends ChatTopLogprob {
   top_logprobs: ChatTopLogprob[];
 }
 
-/** Legacy completions logprobs. */
+/** Legacy completions logprobs (the first token of an echoed prompt has null entries: nothing precedes it). */
 export interface CompletionLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Array<Record<string, number>>;
+  token_logprobs: Array<number | null>;
+  top_logprobs: Array<Record<string, number> | null>;
   text_offset: number[];
 }
 
@@ -65,5 +66,39 @@ export function completionLogprobs(
     out.text_offset.push(offset);
     offset += text.length;
   }
+  return { logprobs: out, offset };
+}
+
+/**
+ * Legacy completions `logprobs` of an echoed prompt (vLLM's prompt logprobs for `echo` with
+ * `logprobs`): every prompt token, its logprob given the tokens before it (null for the first)
+ * and the `topN` most likely tokens there (null for the first); text offsets count from 0 over
+ * the tokens' texts. Returns the offset after the last prompt token (the generated tokens' start).
+ * @param ids the prompt's token ids; @param scored the engine's scoring of them (Engine.promptLogprobs).
+ */
+export function promptCompletionLogprobs(
+  tok: ModelTokenizer,
+  ids: number[],
+  scored: PromptLogprobsResult,
+  topN: number,
+): { logprobs: CompletionLogprobs; offset: number } {
+  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  const k = scored.topN;
+  let offset = 0;
+  ids.forEach((id, i) => {
+    const text = tokenDisplay(tok.tokenBytes(id));
+    out.tokens.push(text);
+    out.text_offset.push(offset);
+    offset += text.length;
+    if (i === 0) {
+      out.token_logprobs.push(null);
+      out.top_logprobs.push(null);
+      return;
+    }
+    out.token_logprobs.push(scored.tokenLogprobs[i - 1]!);
+    const top: Record<string, number> = {};
+    for (let j = 0; j < Math.min(topN, k); j++) top[tokenDisplay(tok.tokenBytes(scored.topIds[(i - 1) * k + j]!))] = scored.topLogprobs[(i - 1) * k + j]!;
+    out.top_logprobs.push(top);
+  });
   return { logprobs: out, offset };
 }

@@ -7,7 +7,7 @@
  * special tokens (BOS), as HF does. A stream's last text chunk of a choice carries its
  * `finish_reason` (OpenAI's shape for this endpoint).
  */
-import { completionLogprobs, type CompletionLogprobs } from '../logprobs.ts';
+import { completionLogprobs, promptCompletionLogprobs, type CompletionLogprobs } from '../logprobs.ts';
 import { grammarFromBody } from '../structured/from-body.ts';
 import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
@@ -45,23 +45,40 @@ export const completionsEndpoint: GenerationEndpoint<CompletionRequest, Prepared
   prepare(body, model) {
     const { ids, texts } = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxModelLen, body.n ?? 1);
     // OpenAI's legacy completions and vLLM's /v1/completions stop at 16 tokens without max_tokens.
-    return { prompts: ids, texts, defaultMaxTokens: DEFAULT_COMPLETION_MAX_TOKENS, logprobs: body.logprobs ?? undefined, grammar: grammarFromBody(body) };
+    // echo with logprobs: the prompt's tokens are scored too (vLLM's prompt logprobs), and lead each choice's logprobs.
+    const promptLogprobs = body.echo && body.logprobs != null ? body.logprobs : undefined;
+    return { prompts: ids, texts, defaultMaxTokens: DEFAULT_COMPLETION_MAX_TOKENS, logprobs: body.logprobs ?? undefined, promptLogprobs, grammar: grammarFromBody(body) };
   },
-  renderer(body, model, prepared, n, size) {
+  renderer(body, model, prepared, n, size, scored) {
     const topN = body.logprobs ?? 0;
     const echo = (index: number) => (body.echo ? prepared.texts[Math.floor(index / n)]! : '');
+    // The echoed prompt's logprobs per prompt (echo with logprobs), and where its text offsets end.
+    const promptPart = scored?.map((r, p) => promptCompletionLogprobs(model.tokenizer, prepared.prompts[p]!, r, topN));
     // Text offset of each choice's next token (legacy logprobs count from the echoed prompt on).
-    const offsets = Array.from({ length: size }, (_, i) => echo(i).length);
+    const offsets = Array.from({ length: size }, (_, i) => promptPart?.[Math.floor(i / n)]!.offset ?? echo(i).length);
     const logprobsOf = (index: number, tokens: TokenInfo[]): CompletionLogprobs | null => {
       if (body.logprobs == null) return null;
       const r = completionLogprobs(model.tokenizer, tokens, topN, offsets[index]!);
       offsets[index] = r.offset;
       return r.logprobs;
     };
+    /** Non-streaming: the prompt's logprobs (if scored) followed by the generated tokens'. */
+    const wholeLogprobs = (index: number, tokens: TokenInfo[]): CompletionLogprobs | null => {
+      const generated = logprobsOf(index, tokens);
+      const lead = promptPart?.[Math.floor(index / n)]!.logprobs;
+      if (!lead || !generated) return generated;
+      return {
+        tokens: [...lead.tokens, ...generated.tokens],
+        token_logprobs: [...lead.token_logprobs, ...generated.token_logprobs],
+        top_logprobs: [...lead.top_logprobs, ...generated.top_logprobs],
+        text_offset: [...lead.text_offset, ...generated.text_offset],
+      };
+    };
     return {
       prefix: echo,
-      choice: (index, text, tokens, finish) => ({ text, index, logprobs: logprobsOf(index, tokens), finish_reason: finish }),
-      opening: (index) => (body.echo ? { text: echo(index), index, logprobs: null, finish_reason: null } : undefined),
+      choice: (index, text, tokens, finish) => ({ text, index, logprobs: wholeLogprobs(index, tokens), finish_reason: finish }),
+      opening: (index) =>
+        body.echo ? { text: echo(index), index, logprobs: promptPart?.[Math.floor(index / n)]!.logprobs ?? null, finish_reason: null } : undefined,
       delta(d, send) {
         if (d.text || d.tokens.length > 0 || d.finishReason) {
           send(JSON.stringify({ text: d.text, index: d.index, logprobs: logprobsOf(d.index, d.tokens), finish_reason: d.finishReason }));

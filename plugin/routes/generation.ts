@@ -19,6 +19,7 @@ import type { z } from 'zod';
 import { accessOf, holdStream } from '../auth.ts';
 import { toOpenAIError } from '../errors.ts';
 import { collectChoices, startGeneration, type ChoiceDelta, type FinishReason, type GenerateRequest, type Generation, type TokenInfo } from '../generate.ts';
+import type { PromptLogprobsResult } from '../../native/types.ts';
 import type { LoggerLike } from '../logger.ts';
 import { generationTokensTotal, itlSeconds, promptTokensTotal, ttftSeconds } from '../metrics.ts';
 import type { ServedModel } from '../registry.ts';
@@ -63,6 +64,8 @@ export interface Prepared {
   defaultMaxTokens?: number;
   /** undefined: no logprobs; k >= 0: the chosen token's logprob plus k alternatives. */
   logprobs?: number;
+  /** k >= 0: score the prompt tokens too, with k alternatives (GenerateRequest.promptLogprobs). */
+  promptLogprobs?: number;
   /** The grammar every choice's output must follow (response_format, guided_*, forced tool calls). */
   grammar?: GrammarSpec;
 }
@@ -100,8 +103,11 @@ export interface GenerationEndpoint<B extends GenerationBody, P extends Prepared
    * @throws InvalidRequestError / ContextLengthError (400) naming the prompt field.
    */
   prepare(body: B, model: ServedModel): P;
-  /** The renderer of one started generation of `gen.size` choices, `n` per prompt. */
-  renderer(body: B, model: ServedModel, prepared: P, n: number, size: number): ChoiceRenderer;
+  /**
+   * The renderer of one started generation of `gen.size` choices, `n` per prompt; `promptLogprobs`
+   * per prompt when `prepared.promptLogprobs` asked for them.
+   */
+  renderer(body: B, model: ServedModel, prepared: P, n: number, size: number, promptLogprobs?: PromptLogprobsResult[]): ChoiceRenderer;
 }
 
 /** Handler factory: one generation endpoint over the shared request path. */
@@ -126,11 +132,20 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
       prompts: prepared.prompts,
       promptParam: endpoint.promptParam,
       logprobs: prepared.logprobs,
+      promptLogprobs: prepared.promptLogprobs,
       grammar: prepared.grammar,
     });
-    const render = endpoint.renderer(body, model, prepared, sampling.n, gen.size);
     const head = { id: newId(endpoint.idPrefix), object: endpoint.object, created: unixNow(), model: body.model, system_fingerprint: model.fingerprint };
     try {
+      let promptLogprobs: PromptLogprobsResult[] | undefined;
+      try {
+        promptLogprobs = await gen.promptLogprobs;
+      } catch (err) {
+        gen.abort();
+        throw err;
+      }
+      if (watch.gone) return;
+      const render = endpoint.renderer(body, model, prepared, sampling.n, gen.size, promptLogprobs);
       if (!body.stream) {
         const { text, tokens, finish } = await collectChoices(gen, render.prefix);
         if (watch.gone) return;

@@ -18,18 +18,20 @@ export const CompletionRequestSchema = z
     /** Legacy logprobs: how many alternatives per token, 0..5. */
     logprobs: z.number().int().min(0).max(5).nullish(),
     echo: z.boolean().nullish(),
+    /** As commonFields', and 0 with `echo` (vLLM: the prompt alone, e.g. to score it with `logprobs`). */
+    max_tokens: z.number().int().min(0).nullish(),
     suffix: z.string().nullish(),
     best_of: z.number().int().min(1).nullish(),
     ...structuredFields,
   })
   .superRefine((b, ctx) => {
     checkStreamOptions(b, ctx);
+    if (b.max_tokens === 0 && !b.echo) {
+      ctx.addIssue({ code: 'custom', path: ['max_tokens'], message: 'max_tokens must be at least 1 (0 only with echo).' });
+    }
     if (b.suffix) ctx.addIssue({ code: 'custom', path: ['suffix'], message: 'insertion (suffix) is not supported.' });
     if (b.best_of != null && b.best_of !== (b.n ?? 1)) {
       ctx.addIssue({ code: 'custom', path: ['best_of'], message: 'best_of other than n is not supported.' });
-    }
-    if (b.echo && b.logprobs != null) {
-      ctx.addIssue({ code: 'custom', path: ['echo'], message: 'echo with logprobs (prompt logprobs) is not supported.' });
     }
   });
 

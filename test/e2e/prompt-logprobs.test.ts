@@ -1,0 +1,135 @@
+/**
+ * Completions with `echo` and `logprobs` (prompt logprobs) over HTTP, the requests
+ * lm-evaluation-harness sends for loglikelihood tasks (`local-completions`: token-id prompts in a
+ * batch, `echo: true, logprobs: 1, max_tokens: 1, temperature: 0`), against the PyTorch reference:
+ * - a prompt extended by its reference greedy token scores that token at log_softmax of the
+ *   reference's last logits (within 1e-3), and each position's most likely token is the
+ *   reference's argmax where its margin allows;
+ * - the echoed prompt's entries lead the choice's logprobs (null for the first token), followed
+ *   by the generated token's, text offsets ascending over the tokens' texts;
+ * - streamed, the opening chunk carries the prompt's logprobs; an ensemble is refused (400, `echo`).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import type { RunningServer } from '../../examples/server.ts';
+import { postJson, startDemo } from './server.ts';
+
+const ref = JSON.parse(readFileSync(new URL('../fixtures/tiny-shakespeare/reference.json', import.meta.url), 'utf8'));
+const BASE = 'tiny-shakespeare';
+const TOL = 1e-3;
+
+let srv: RunningServer;
+before(async () => {
+  srv = await startDemo({
+    compositions: { chorus: { base: BASE, adapters: [{ name: 'shout', weight: 0.5 }, { name: 'whisper', weight: 0.5 }], merge: { strategy: 'ensemble' } } },
+  });
+});
+after(async () => {
+  await srv?.close();
+});
+
+function logsumexp(v: number[]): number {
+  const m = Math.max(...v);
+  return m + Math.log(v.reduce((s, x) => s + Math.exp(x - m), 0));
+}
+
+for (const config of ['base', 'shout', 'cat_shout0.5_whisper0.5']) {
+  const model = config === 'base' ? BASE : config === 'shout' ? `${BASE}:shout` : `${BASE}:shout@0.5+whisper@0.5`;
+  test(`lm-eval loglikelihood requests score the prompt like the reference [${config}]`, async () => {
+    // Each prompt extended by its reference greedy token: the extension's logprob is known exactly.
+    const prompts = ref.prompts.map((p: any) => [...p.input_ids, p.results[config].greedy.tokens[0]]);
+    const r = await postJson(srv.url, '/completions', { model, prompt: prompts, echo: true, logprobs: 1, max_tokens: 1, temperature: 0, seed: 1234 });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.choices.length, prompts.length);
+    for (const choice of r.body.choices) {
+      const p = ref.prompts[choice.index];
+      const res = p.results[config];
+      const ids: number[] = prompts[choice.index];
+      const lp = choice.logprobs;
+      assert.equal(lp.tokens.length, ids.length + 1, `${p.id}: the prompt's tokens and the generated one`);
+      assert.equal(lp.token_logprobs[0], null);
+      assert.equal(lp.top_logprobs[0], null);
+      for (let i = 1; i < lp.text_offset.length; i++) assert.ok(lp.text_offset[i] >= lp.text_offset[i - 1], 'text offsets ascend');
+      assert.equal(lp.text_offset[1], lp.tokens[0].length);
+      // The extension token (the last prompt token) against the reference's last-position distribution.
+      const expect = res.last_logits[res.greedy.tokens[0]] - res.last_logsumexp;
+      assert.ok(Math.abs(lp.token_logprobs[ids.length - 1] - expect) < TOL, `${p.id}: ${lp.token_logprobs[ids.length - 1]} vs ${expect}`);
+      assert.ok(Math.abs(expect - (res.last_logits[res.greedy.tokens[0]] - logsumexp(res.last_logits))) < 1e-4);
+      // lm-eval's is_greedy: the scored token is its position's most likely one where the reference says so.
+      for (let i = 1; i < ids.length - 1; i++) {
+        if (res.position_margins[i - 1] < TOL) continue;
+        const top = lp.top_logprobs[i] as Record<string, number>;
+        assert.equal(Object.keys(top).length, 1);
+        const greedyHere = res.argmax[i - 1] === ids[i];
+        assert.equal(lp.token_logprobs[i] >= Object.values(top)[0]! - 1e-6, greedyHere, `${p.id} position ${i}: greedy ${greedyHere}`);
+      }
+      // The generated token follows with its own entries, continuing the text offsets.
+      assert.equal(typeof lp.token_logprobs[ids.length], 'number');
+      assert.equal(lp.text_offset[ids.length], lp.text_offset[ids.length - 1] + lp.tokens[ids.length - 1].length);
+      assert.ok(choice.text.length > 0);
+    }
+  });
+}
+
+test('streamed echo with logprobs: the opening chunk carries the prompt logprobs, a string prompt starts at BOS', async () => {
+  const res = await fetch(`${srv.url}/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: `${BASE}:whisper`, prompt: 'ROMEO:\nBut soft', echo: true, logprobs: 2, max_tokens: 3, temperature: 0, stream: true }),
+  });
+  assert.equal(res.status, 200);
+  const chunks = (await res.text())
+    .split('\n\n')
+    .map((e) => e.replace(/^data: /, '').trim())
+    .filter((e) => e && e !== '[DONE]')
+    .map((e) => JSON.parse(e));
+  const opening = chunks[0].choices[0];
+  assert.equal(opening.text, 'ROMEO:\nBut soft');
+  const lp = opening.logprobs;
+  assert.ok(lp.tokens.length >= 3);
+  assert.equal(lp.token_logprobs[0], null, 'BOS has no logprob');
+  for (let i = 1; i < lp.tokens.length; i++) {
+    assert.ok(lp.token_logprobs[i] <= 0);
+    assert.equal(Object.keys(lp.top_logprobs[i]).length, 2);
+  }
+  const end = lp.text_offset.at(-1) + lp.tokens.at(-1).length;
+  const next = chunks.slice(1).find((c) => c.choices[0]?.logprobs);
+  assert.equal(next.choices[0].logprobs.text_offset[0], end, 'generated offsets continue after the prompt');
+});
+
+test('echo with logprobs for an ensemble is refused naming echo; echo alone and logprobs alone still work', async () => {
+  const bad = await postJson(srv.url, '/completions', { model: 'chorus', prompt: [5, 6, 7], echo: true, logprobs: 1, max_tokens: 1 });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.error.param, 'echo');
+  assert.match(bad.body.error.message, /ensemble/);
+  const echoOnly = await postJson(srv.url, '/completions', { model: 'chorus', prompt: [5, 6, 7], echo: true, max_tokens: 1 });
+  assert.equal(echoOnly.status, 200);
+  assert.equal(echoOnly.body.choices[0].logprobs, null);
+});
+
+test('max_tokens 0 with echo scores the prompt alone (vLLM); without echo it is a 400 naming max_tokens', async () => {
+  const ids = ref.prompts[1].input_ids;
+  for (const stream of [false, true]) {
+    const body = { model: `${BASE}:romeo`, prompt: ids, echo: true, logprobs: 0, max_tokens: 0, stream };
+    if (!stream) {
+      const r = await postJson(srv.url, '/completions', body);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const c = r.body.choices[0];
+      assert.equal(c.finish_reason, 'length');
+      assert.equal(c.logprobs.tokens.length, ids.length);
+      assert.deepEqual(c.logprobs.top_logprobs.slice(1), Array(ids.length - 1).fill({}));
+      assert.deepEqual(r.body.usage, { prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length });
+      assert.ok(c.logprobs.tokens.join('').endsWith(c.text), 'the echoed text is the scored tokens (a BOS shows only in the tokens)');
+    } else {
+      const res = await fetch(`${srv.url}/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const text = await res.text();
+      assert.equal(res.status, 200);
+      assert.match(text, /"finish_reason":"length"/);
+      assert.match(text, /data: \[DONE\]/);
+    }
+  }
+  const bad = await postJson(srv.url, '/completions', { model: BASE, prompt: ids, max_tokens: 0 });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.error.param, 'max_tokens');
+});
