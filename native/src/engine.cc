@@ -3,21 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <stdexcept>
 
 #include "engine_sequence.h"
 #include "token_mask.h"
 
 namespace openlora {
-
-/** A pending Engine::forward call. */
-struct Engine::ForwardJob {
-  std::vector<int32_t> prompt;  // [numTokens]
-  std::vector<ActiveLora> loras;
-  std::function<void(ForwardOutput&&)> done;
-  int promptTopN = -1;          // >= 0: prompt logprobs instead of all logits
-};
 
 namespace {
 
@@ -391,20 +382,15 @@ void Engine::runForward(ForwardJob& job) {
     } detach{*backend_, cache};
     SequenceKv kv(&cache, c.maxModelLen, c.kvWindow());
     if (!kv.grow(int(job.prompt.size()))) throw std::logic_error("private KV pool too small");
-    const int n = int(job.prompt.size());
     BatchEntry e;
     e.tokens = job.prompt.data();
-    e.numTokens = n;
+    e.numTokens = int(job.prompt.size());
     e.kv = &kv;
     e.loras = &job.loras;
     e.allLogits = true;
-    out.numTokens = n;
+    backend_->forward({e}, &out.logits);
+    out.numTokens = e.numTokens;
     out.vocab = c.vocabSize;
-    if (job.promptTopN < 0) {
-      backend_->forward({e}, &out.logits);
-    } else {
-      promptLogprobs(job.prompt, e, job.promptTopN, &out);
-    }
   } catch (const std::exception& ex) {
     out = ForwardOutput();
     out.error = std::string("forward failed: ") + ex.what();
@@ -412,40 +398,6 @@ void Engine::runForward(ForwardJob& job) {
   }
   slots_.release(job.loras);
   job.done(std::move(out));
-}
-
-void Engine::promptLogprobs(const std::vector<int32_t>& prompt, BatchEntry e, int topN, ForwardOutput* out) {
-  const int n = int(prompt.size()), V = model_->config().vocabSize;
-  topN = std::min(topN, V);
-  // NOTE(why): rows of logits per forward: [chunk, vocab] floats stay near 32 MiB (a whole
-  // 2k-token prompt at a 128k vocabulary would be 1 GiB); chunks continue the same KV like a
-  // chunked prefill, with the whole prompt's RoPE length (BatchEntry::ropeLen).
-  // OPENLORA_PROMPT_LOGPROBS_ROWS sets the rows per chunk (tests run several chunks at a small vocabulary).
-  const char* rowsEnv = std::getenv("OPENLORA_PROMPT_LOGPROBS_ROWS");
-  const int chunk = rowsEnv && std::atoi(rowsEnv) > 0 ? std::atoi(rowsEnv) : int(std::max<int64_t>(1, (int64_t(32) << 20) / (int64_t(V) * 4)));
-  out->topN = topN;
-  out->tokenLogprobs.assign(size_t(std::max(0, n - 1)), 0.0f);
-  out->topIds.assign(size_t(std::max(0, n - 1)) * size_t(topN), 0);
-  out->topLogprobs.assign(out->topIds.size(), 0.0f);
-  std::vector<float> logits;
-  std::vector<TokenLogprob> top;
-  // Only rows 0 .. n - 2 predict a prompt token: the last row is not run through the head twice.
-  for (int start = 0; start < n - 1; start += chunk) {
-    const int rows = std::min(chunk, n - 1 - start);
-    e.tokens = prompt.data() + start;
-    e.numTokens = rows;
-    e.startPos = start;
-    e.ropeLen = n;
-    backend_->forward({e}, &logits);
-    for (int r = 0; r < rows; r++) {
-      const int i = start + r;
-      out->tokenLogprobs[size_t(i)] = computeLogprobs(logits.data() + int64_t(r) * V, V, prompt[size_t(i) + 1], topN, &top);
-      for (int j = 0; j < topN; j++) {
-        out->topIds[size_t(i) * topN + j] = top[size_t(j)].token;
-        out->topLogprobs[size_t(i) * topN + j] = top[size_t(j)].logprob;
-      }
-    }
-  }
 }
 
 void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::map<int64_t, const char*>& ends,
@@ -476,10 +428,13 @@ void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, 
       out.error = "the engine was disposed before the forward pass ran";
       out.errorCode = ErrorCode::Disposed;
       job->done(std::move(out));
+    } else if (job->promptTopN >= 0) {
+      startScoring(std::move(job));
     } else {
       runForward(*job);
     }
   }
+  if (stopping) failScoring("the engine was disposed before the prompt was scored", ErrorCode::Disposed);
 }
 
 void Engine::failAll(const std::string& error, std::deque<std::unique_ptr<ForwardJob>>* forwards,
@@ -491,6 +446,7 @@ void Engine::failAll(const std::string& error, std::deque<std::unique_ptr<Forwar
     job->done(std::move(out));
   }
   forwards->clear();
+  failScoring(error, ErrorCode::Internal);
   for (auto& s : running_) events->push_back(finish(*s, "error", error));
   for (auto& s : waiting_) events->push_back(finish(*s, "error", error));
   running_.clear();
@@ -507,7 +463,7 @@ void Engine::threadMain() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stopping_ || !inbox_.empty() || !forwards_.empty() || !ends_.empty() || !maskInbox_.empty() ||
+        return stopping_ || !inbox_.empty() || !forwards_.empty() || !ends_.empty() || !maskInbox_.empty() || !scoring_.empty() ||
                (!idle_ && (!running_.empty() || !waiting_.empty()));
       });
       while (!inbox_.empty()) {
@@ -524,6 +480,7 @@ void Engine::threadMain() {
       processCommands(forwards, ends, stopping, &events);
       idle_ = true;
       if (!stopping) {
+        scoreChunk();  // one chunk of rows of a prompt being scored, then a step: neither waits long for the other
         applyMasks(masks, &events);
         sampleHeld(&events);
         if (!running_.empty() || !waiting_.empty()) idle_ = !step(&events);

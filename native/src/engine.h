@@ -160,10 +160,10 @@ class Engine {
    */
   void setTokenMask(int64_t seqId, std::vector<uint32_t> mask);
   /**
-   * All-position logits for `prompt` with an adapter set (promptTopN < 0), or its prompt logprobs
-   * with the top `promptTopN` (0..20) alternatives of each position (ForwardOutput), run on the
-   * engine thread between steps in a private KV pool; the prompt logprobs are computed in chunks of
-   * rows, so their memory stays [chunk, vocab] floats whatever the prompt's length.
+   * All-position logits for `prompt` with an adapter set (promptTopN < 0: run whole between two
+   * steps), or its prompt logprobs with the top `promptTopN` (0..20) alternatives of each position
+   * (ForwardOutput; prompt_scoring.cc: one chunk of rows per loop of the engine thread, between
+   * steps, so their memory stays [chunk, vocab] floats), in a private KV pool.
    * `done` is called on the engine thread. @throws synchronously for invalid ids / slots / promptTopN.
    */
   void forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
@@ -235,8 +235,14 @@ class Engine {
   bool step(std::vector<SequenceEvent>* events);
   void publishStats();
   void runForward(ForwardJob& job);
-  /** runForward's prompt-logprobs mode: `e` (the whole prompt's entry) run in row chunks into `out`. */
-  void promptLogprobs(const std::vector<int32_t>& prompt, BatchEntry e, int topN, ForwardOutput* out);
+  /** Queue a prompt-logprobs job on scoring_ with its private KV pool attached (prompt_scoring.cc); fails it (done) on error. */
+  void startScoring(std::unique_ptr<ForwardJob> job);
+  /** Run the next chunk of rows of the first scoring job; finish it (done) after its last chunk or on an error. */
+  void scoreChunk();
+  /** Finish the first scoring job with `out`: free its pool (detached from the backend) and adapters, then done(out). */
+  void endScoring(ForwardOutput&& out);
+  /** Fail every scoring job (done with `error`, `code`), freeing their pools and adapters. */
+  void failScoring(const std::string& error, ErrorCode code);
   SequenceEvent finish(Sequence& seq, const char* reason, const std::string& error = "");
 
   std::shared_ptr<const Model> model_;
@@ -261,6 +267,7 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;
   std::vector<float> logits_;  // [rows, vocab] of the last step
+  std::deque<std::unique_ptr<ForwardJob>> scoring_;  // prompt-logprobs jobs in progress, first come first served
   bool idle_ = false;          // the last step scheduled nothing: wait for a command before stepping again
   // Adapter object -> load generation: every load (even into the same slot) is a new object,
   // so a reloaded slot never matches KV cached for its previous adapter.

@@ -1,7 +1,9 @@
 // Engine-internal state of one live sequence, shared by engine.cc (step loop, sampling) and
-// scheduler.cc (admission, chunked prefill, preemption). Engine thread only.
+// scheduler.cc (admission, chunked prefill, preemption), and of a pending forward / prompt
+// scoring job (prompt_scoring.cc). Engine thread only.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -34,6 +36,22 @@ struct Engine::Sequence {
   bool hasMask = false;
   bool held = false;                  // logits of the next token are ready but its mask is not: heldLogits
   std::vector<float> heldLogits;      // [members, vocab] kept last-position logits while held
+};
+
+/**
+ * A pending Engine::forward call. A prompt-logprobs job (promptTopN >= 0) is resumable: it holds
+ * its private KV pool and the rows scored so far, and runs one chunk of rows per loop of the
+ * engine thread between steps (prompt_scoring.cc).
+ */
+struct Engine::ForwardJob {
+  std::vector<int32_t> prompt;        // [numTokens]
+  std::vector<ActiveLora> loras;
+  std::function<void(ForwardOutput&&)> done;
+  int promptTopN = -1;                // >= 0: prompt logprobs instead of all logits
+  std::unique_ptr<KvCache> cache;     // the private pool while scoring (attached to the backend)
+  std::unique_ptr<SequenceKv> kv;     // the prompt's block table in it
+  int scored = 0;                     // rows run so far (positions [0, scored) scored)
+  ForwardOutput out;                  // filled as chunks run
 };
 
 /** What one step computes for one sequence. */

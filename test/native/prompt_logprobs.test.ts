@@ -4,14 +4,16 @@
  * all-position logits of Engine.forward computed here in float64, and the top-1 token against
  * the independent PyTorch reference's per-position argmax (test/fixtures reference.json), for the
  * base model, an adapter and a `cat` merge; the same numbers when the prompt runs in chunks of
- * 1, 3 and 7 rows (OPENLORA_PROMPT_LOGPROBS_ROWS); refused arguments name their field.
+ * 1, 3 and 7 rows (OPENLORA_PROMPT_LOGPROBS_ROWS), one chunk per loop of the engine thread
+ * (a running generation keeps stepping meanwhile; dispose fails the job); refused arguments
+ * name their field.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { Engine } from '../../native/engine.ts';
 import type { AdapterRef, PromptLogprobsResult } from '../../native/types.ts';
-import { adapterSpec, loadReference, logsumexp, modelDir, testThreads } from './helpers.ts';
+import { adapterSpec, loadReference, logsumexp, modelDir, params, testThreads } from './helpers.ts';
 
 const TOL = 1e-3;
 const TOP = 5;
@@ -86,6 +88,38 @@ describe('Engine.promptLogprobs', () => {
       }
     }
     delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
+  });
+
+  test('a long prompt is scored a chunk per engine loop: a running generation keeps stepping meanwhile', async () => {
+    const long = Array.from({ length: 120 }, (_, i) => 1 + ((i * 37) % 900));
+    process.env.OPENLORA_PROMPT_LOGPROBS_ROWS = '1';
+    try {
+      const order: string[] = [];
+      const gen = engine.generate(params(ref.prompts[0]!.input_ids, { maxTokens: 24, stopTokenIds: [] })).done.then(() => order.push('generation'));
+      const scored = engine.promptLogprobs(long, [], 2).then((r) => {
+        order.push('scoring');
+        return r;
+      });
+      const [, r] = await Promise.all([gen, scored]);
+      assert.equal(r.tokenLogprobs.length, long.length - 1);
+      // 119 one-row chunks against 24 steps: interleaved, the generation ends first.
+      assert.deepEqual(order, ['generation', 'scoring']);
+    } finally {
+      delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
+    }
+  });
+
+  test('disposing the engine fails a prompt still being scored with disposed', async () => {
+    const e2 = await Engine.load(modelDir, { threads: 1 });
+    process.env.OPENLORA_PROMPT_LOGPROBS_ROWS = '1';
+    try {
+      const pending = e2.promptLogprobs(Array.from({ length: 200 }, (_, i) => 1 + (i % 500)), [], 1);
+      const disposed = e2.dispose();
+      await assert.rejects(pending, (e: Error & { code?: string }) => e.code === 'disposed' || /disposed/.test(e.message));
+      await disposed;
+    } finally {
+      delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
+    }
   });
 
   test('a one-token prompt has no positions to score; topN 0 gives no alternatives', async () => {

@@ -1,0 +1,122 @@
+// Prompt logprobs (Engine::forward with promptTopN >= 0; vLLM's prompt_logprobs): a resumable job
+// on the engine thread. Each loop of the thread runs one chunk of the first job's prompt rows in
+// the job's private KV pool, then reduces each row's logits to the next prompt token's logprob
+// and the top-N there, so neither a long prompt's scoring nor the running sequences' steps wait
+// long for the other, and no [rows, vocab] logits outlive a chunk.
+#include <algorithm>
+#include <cstdlib>
+
+#include "engine.h"
+#include "engine_sequence.h"
+
+namespace openlora {
+
+namespace {
+
+/**
+ * Rows per chunk: [rows, vocab] float32 logits near 32 MiB (a 2k-token prompt at a 128k
+ * vocabulary would need 1 GiB at once), at most the step's token budget (maxNumBatchedTokens);
+ * OPENLORA_PROMPT_LOGPROBS_ROWS overrides it (tests run several chunks at a small vocabulary).
+ */
+int chunkRows(int vocab, int maxBatchedTokens) {
+  const char* env = std::getenv("OPENLORA_PROMPT_LOGPROBS_ROWS");
+  if (env && std::atoi(env) > 0) return std::atoi(env);
+  const int64_t byMemory = std::max<int64_t>(1, (int64_t(32) << 20) / (int64_t(vocab) * 4));
+  return int(std::max<int64_t>(1, std::min<int64_t>(byMemory, maxBatchedTokens)));
+}
+
+}  // namespace
+
+void Engine::startScoring(std::unique_ptr<ForwardJob> job) {
+  const ModelConfig& c = model_->config();
+  const int n = int(job->prompt.size());
+  ForwardOutput& out = job->out;
+  out.numTokens = n;
+  out.vocab = c.vocabSize;
+  out.topN = std::min(job->promptTopN, c.vocabSize);
+  out.tokenLogprobs.assign(size_t(n - 1), 0.0f);
+  out.topIds.assign(size_t(n - 1) * size_t(out.topN), 0);
+  out.topLogprobs.assign(out.topIds.size(), 0.0f);
+  try {
+    // NOTE(why): a private pool sized for this prompt (as runForward), so scoring never competes
+    // with (or preempts) the running sequences for blocks. Only rows 0 .. n - 2 predict a prompt
+    // token: the last one is never run.
+    const int bs = options_.blockSize;
+    job->cache = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, std::max(1, (n - 1 + bs - 1) / bs), bs, false,
+                                           options_.kvCacheDtype);
+    backend_->attachKv(*job->cache);
+  } catch (const std::exception& ex) {
+    job->cache.reset();
+    slots_.release(job->loras);
+    ForwardOutput failed;
+    failed.error = std::string("prompt scoring failed: ") + ex.what();
+    failed.errorCode = errorCodeOf(ex);
+    job->done(std::move(failed));
+    return;
+  }
+  job->kv = std::make_unique<SequenceKv>(job->cache.get(), c.maxModelLen, c.kvWindow());
+  scoring_.push_back(std::move(job));
+}
+
+void Engine::scoreChunk() {
+  if (scoring_.empty()) return;
+  ForwardJob& job = *scoring_.front();
+  ForwardOutput& out = job.out;
+  const int n = out.numTokens, V = out.vocab, k = out.topN;
+  bool finished = false;
+  try {
+    const int rows = std::min(chunkRows(V, options_.maxNumBatchedTokens), n - 1 - job.scored);
+    if (rows > 0) {
+      if (!job.kv->grow(job.scored + rows)) throw std::logic_error("private KV pool too small");
+      BatchEntry e;
+      e.tokens = job.prompt.data() + job.scored;
+      e.numTokens = rows;
+      e.startPos = job.scored;
+      e.kv = job.kv.get();
+      e.loras = &job.loras;
+      e.allLogits = true;
+      e.ropeLen = n;  // the whole prompt's RoPE length, as a chunked prefill (BatchEntry::ropeLen)
+      // NOTE(why): thread_local, not logits_: the step's logits stay the step's (engine thread only either way).
+      thread_local std::vector<float> logits;
+      backend_->forward({e}, &logits);
+      std::vector<TokenLogprob> top;
+      for (int r = 0; r < rows; r++) {
+        const size_t i = size_t(job.scored + r);
+        out.tokenLogprobs[i] = computeLogprobs(logits.data() + int64_t(r) * V, V, job.prompt[i + 1], k, &top);
+        for (int j = 0; j < k; j++) {
+          out.topIds[i * size_t(k) + size_t(j)] = top[size_t(j)].token;
+          out.topLogprobs[i * size_t(k) + size_t(j)] = top[size_t(j)].logprob;
+        }
+      }
+      job.scored += rows;
+    }
+    finished = job.scored >= n - 1;
+  } catch (const std::exception& ex) {
+    out = ForwardOutput();
+    out.error = std::string("prompt scoring failed: ") + ex.what();
+    out.errorCode = errorCodeOf(ex);
+    finished = true;
+  }
+  if (finished) endScoring(std::move(job.out));
+}
+
+void Engine::endScoring(ForwardOutput&& out) {
+  std::unique_ptr<ForwardJob> job = std::move(scoring_.front());
+  scoring_.pop_front();
+  job->kv.reset();  // its blocks go back to the private pool before the pool goes
+  backend_->detachKv(*job->cache);
+  job->cache.reset();
+  slots_.release(job->loras);
+  job->done(std::move(out));
+}
+
+void Engine::failScoring(const std::string& error, ErrorCode code) {
+  while (!scoring_.empty()) {
+    ForwardOutput out;
+    out.error = error;
+    out.errorCode = code;
+    endScoring(std::move(out));
+  }
+}
+
+}  // namespace openlora
