@@ -39,7 +39,7 @@ struct TokenLogprob {
 
 /**
  * log_softmax of raw logits at `chosen`, plus the `topN` most likely tokens (most likely first,
- * ties to the lower id). Computed in double for the normaliser.
+ * ties to the lower id). The normaliser is summed in double (its terms by a float expf on AVX2 CPUs).
  * @param logits [vocab] raw model logits.
  */
 float computeLogprobs(const float* logits, int vocab, int chosen, int topN, std::vector<TokenLogprob>* top);

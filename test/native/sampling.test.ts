@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { Engine } from '../../native/engine.ts';
 import { NativeError } from '../../native/errors.ts';
 import { tokenMaskOf } from '../../native/token-mask.ts';
-import { adapterSpec, buildCppCheck, loadReference, modelDir, params, testThreads } from './helpers.ts';
+import { adapterSpec, buildCppCheck, cpuFlags, loadReference, modelDir, params, testThreads } from './helpers.ts';
 
 const ref = loadReference();
 const prompt = ref.prompts[0].input_ids;  // "<|begin_of_text|>ROMEO:\n"
@@ -88,13 +88,16 @@ describe('sampling', () => {
     assert.deepEqual((await run({ temperature: 1.7, minP: 1, seed: 11, maxTokens: 16 })).tokens, greedy.tokens);
   });
 
-  test('the sampler\'s repetition_penalty and min_p formulas on hand-made logits (C++ driver)', () => {
-    const exe = buildCppCheck('sampler_check', ['test/native/cpp/sampler_check.cc', 'native/src/sampler.cc', 'native/src/token_mask.cc']);
-    const r = spawnSync(exe, [], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { checks: number; failures: string[] };
-    assert.deepEqual(out.failures, []);
-    assert.ok(out.checks >= 10);
+  test('the sampler\'s repetition_penalty and min_p formulas on hand-made logits, computeLogprobs vs a naive one (C++ driver)', () => {
+    const exe = buildCppCheck('sampler_check', ['test/native/cpp/sampler_check.cc', 'native/src/sampler.cc', 'native/src/token_mask.cc', 'native/cpu/dispatch.cc', 'native/cpu/cpu_features.cc']);
+    // computeLogprobs' normaliser has an AVX2 path and a portable one: both, where the CPU has AVX2.
+    for (const force of cpuFlags.has('avx2') && cpuFlags.has('fma') ? ['', 'portable'] : ['portable']) {
+      const r = spawnSync(exe, [], { encoding: 'utf8', env: { ...process.env, OPENLORA_GEMM: force } });
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout) as { checks: number; failures: string[] };
+      assert.deepEqual(out.failures, [], `OPENLORA_GEMM=${force}`);
+      assert.ok(out.checks >= 34);
+    }
   });
 
   test('a sampled stop token ends with "stop" and is reported', async () => {

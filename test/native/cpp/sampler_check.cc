@@ -1,9 +1,12 @@
 // Checks the logit processing of Sampler (native/src/sampler.cc) on hand-made logits, where the
 // expected choice follows from the formulas alone: vLLM's repetition_penalty (logit / r when
 // positive, logit * r otherwise, over the prompt's and the generated tokens, once per token) and
-// min_p (after temperature, drop p < min_p * max p), and their order with the presence penalty.
+// min_p (after temperature, drop p < min_p * max p), and their order with the presence penalty;
+// computeLogprobs against a naive float64 log_softmax and full sort.
 // Prints one JSON line {"checks": N, "failures": [...]} and exits 0. Built and run by sampling.test.ts.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -95,6 +98,40 @@ int main() {
       if (minP == 1.0f) expect(count[0] == draws, tag);
     }
   }
+  // computeLogprobs against a naive float64 log_softmax and a full sort (higher first, ties to the
+  // lower id), on a 128k-token row with many ties, a tail below exp's range and a row not a
+  // multiple of the vector width: logprobs within 1e-5, the same top lists.
+  for (int vocab : {128256, 1001, 7}) {
+    std::vector<float> l(static_cast<size_t>(vocab), 0.0f);
+    uint64_t st = 0x9e3779b97f4a7c15ull + uint64_t(vocab);
+    for (int i = 0; i < vocab; i++) {
+      st = st * 6364136223846793005ull + 1442695040888963407ull;
+      l[size_t(i)] = float(int(st >> 40) % 400) / 16.0f - 12.0f;  // steps of 1/16: many exact ties
+    }
+    l[size_t(vocab / 2)] = -200.0f;  // exp underflows: contributes nothing
+    float mx = -INFINITY;
+    for (float v : l) mx = std::max(mx, v);
+    double sum = 0;
+    for (float v : l) sum += std::exp(double(v) - double(mx));
+    const double lse = double(mx) + std::log(sum);
+    std::vector<int> order(static_cast<size_t>(vocab), 0);
+    for (int i = 0; i < vocab; i++) order[size_t(i)] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l[size_t(a)] > l[size_t(b)]; });
+    for (int topN : {0, 1, 5, 20}) {
+      std::vector<TokenLogprob> top;
+      const int chosen = vocab / 3;
+      const float got = computeLogprobs(l.data(), vocab, chosen, topN, &top);
+      const std::string at = "computeLogprobs vocab " + std::to_string(vocab) + " topN " + std::to_string(topN);
+      expect(std::fabs(double(got) - (double(l[size_t(chosen)]) - lse)) < 1e-5, at + ": chosen logprob");
+      const size_t n = size_t(std::min(topN, vocab));
+      bool same = top.size() == n;
+      for (size_t j = 0; same && j < n; j++) {
+        same = top[j].token == order[j] && std::fabs(double(top[j].logprob) - (double(l[size_t(order[j])]) - lse)) < 1e-5;
+      }
+      expect(same, at + ": top list (ties to the lower id)");
+    }
+  }
+
   std::printf("{\"checks\": %d, \"failures\": [", checks);
   for (size_t i = 0; i < failures.size(); i++) std::printf("%s\"%s\"", i ? ", " : "", failures[i].c_str());
   std::printf("]}\n");
