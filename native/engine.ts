@@ -168,15 +168,25 @@ export class Engine {
    * token after the first, log_softmax of the raw logits before it at that token, and the `topN`
    * (0..20) most likely tokens there. Computed on the engine thread in chunks of rows (no
    * [numTokens, vocab] logits leave it), between generation steps, in a private KV pool.
+   * `signal` aborts it (the engine drops it before its next chunk; the promise rejects).
    * @throws NativeError `invalid_argument` naming the field (empty prompt, token id, slot, promptTopN).
    */
-  async promptLogprobs(promptIds: number[], adapters: AdapterRef[], topN: number): Promise<PromptLogprobsResult> {
+  async promptLogprobs(promptIds: number[], adapters: AdapterRef[], topN: number, signal?: AbortSignal): Promise<PromptLogprobsResult> {
+    const cancelId = ++this.nextCancelId;
+    const onAbort = () => native(() => this.raw.cancelForward(cancelId));
     try {
-      return await this.raw.forward(promptIds, adapters, topN);
+      const pending = this.raw.forward(promptIds, adapters, topN, cancelId);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+      return await pending;
     } catch (err) {
       throw wrapNativeError(err);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
   }
+
+  private nextCancelId = 0;
 
   /**
    * Start generating. `onEvent` (optional) sees every event of this sequence as it arrives

@@ -355,8 +355,13 @@ export interface NativeEngine {
   onEvents(cb: (events: SequenceEvent[]) => void): void;
   /** All-position logits for a prompt with an adapter set, computed on the engine thread. */
   forward(promptIds: number[], adapters: AdapterRef[]): Promise<ForwardResult>;
-  /** The prompt's token logprobs and top `promptTopN` (0..20) alternatives instead of its logits. */
-  forward(promptIds: number[], adapters: AdapterRef[], promptTopN: number): Promise<PromptLogprobsResult>;
+  /**
+   * The prompt's token logprobs and top `promptTopN` (0..20) alternatives instead of its logits;
+   * `cancelId` (> 0) lets cancelForward drop it (it then rejects with "cancelled").
+   */
+  forward(promptIds: number[], adapters: AdapterRef[], promptTopN: number, cancelId?: number): Promise<PromptLogprobsResult>;
+  /** Drop the forward queued with this cancel id before its next chunk; unknown ids are ignored. */
+  cancelForward(cancelId: number): void;
   /** Engine counters: sequences, adapter slots, steps, KV blocks, prefix hits, preemptions. */
   stats(): EngineStats;
   /** Stop the engine thread and free memory. Idempotent. Pending sequences finish "cancelled". */

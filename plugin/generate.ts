@@ -144,6 +144,8 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
    * between steps; undefined when not requested. Rejects with the engine's error.
    */
   promptLogprobs: Promise<PromptLogprobsResult[] | undefined> = Promise.resolve(undefined);
+  /** Aborts the prompt scoring (the client went away, the request failed). */
+  private readonly scoring = new AbortController();
 
   /** @internal Use `startGeneration`. */
   constructor(
@@ -229,7 +231,8 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
       });
       const topN = this.req.promptLogprobs;
       if (topN !== undefined) {
-        const scored = Promise.all(prompts.map((promptIds) => model.engine.promptLogprobs(promptIds, params.adapters, topN)));
+        const signal = this.scoring.signal;
+        const scored = Promise.all(prompts.map((promptIds) => model.engine.promptLogprobs(promptIds, params.adapters, topN, signal)));
         this.promptLogprobs = scored;
         // The adapters stay pinned until the scoring is done too; its failure reaches whoever awaits promptLogprobs.
         ends.push(scored.then(
@@ -255,6 +258,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
 
   private cancelLive(): void {
     for (const c of this.choices) if (!c.engineDone) this.req.model.engine.cancel(c.seqId);
+    this.scoring.abort();
   }
 
   private onEvent(c: ChoiceState, ev: SequenceEvent): void {

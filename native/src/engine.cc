@@ -189,7 +189,7 @@ void Engine::stop(int64_t seqId) {
 }
 
 void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
-                     std::function<void(ForwardOutput&&)> done, int promptTopN) {
+                     std::function<void(ForwardOutput&&)> done, int promptTopN, int64_t cancelId) {
   const ModelConfig& c = model_->config();
   if (prompt.empty()) invalid("promptIds", "promptIds must not be empty");
   if (promptTopN > engine_defaults::kMaxLogprobs) {
@@ -204,12 +204,20 @@ void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<in
   job->prompt = std::move(prompt);
   job->done = std::move(done);
   job->promptTopN = std::max(-1, promptTopN);
+  job->cancelId = cancelId;
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {
     slots_.release(job->loras);
     raise(ErrorCode::Disposed, "the engine is disposed");
   }
   forwards_.push_back(std::move(job));
+  cv_.notify_one();
+}
+
+void Engine::cancelForward(int64_t cancelId) {
+  if (cancelId <= 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelledForwards_.insert(cancelId);
   cv_.notify_one();
 }
 
@@ -401,7 +409,7 @@ void Engine::runForward(ForwardJob& job) {
 }
 
 void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::map<int64_t, const char*>& ends,
-                             bool stopping, std::vector<SequenceEvent>* events) {
+                             const std::set<int64_t>& cancelledForwards, bool stopping, std::vector<SequenceEvent>* events) {
   auto reasonFor = [&](const Sequence& s) -> const char* {
     if (stopping) return "cancelled";
     auto it = ends.find(s.id);
@@ -419,10 +427,16 @@ void Engine::processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, 
   };
   dropCancelled(waiting_);
   dropCancelled(running_);
+  dropCancelledScoring(cancelledForwards);
   while (!forwards.empty()) {
     std::unique_ptr<ForwardJob> job = std::move(forwards.front());
     forwards.pop_front();
-    if (stopping) {
+    if (job->cancelId > 0 && cancelledForwards.count(job->cancelId)) {
+      slots_.release(job->loras);
+      ForwardOutput out;
+      out.error = "cancelled";
+      job->done(std::move(out));
+    } else if (stopping) {
       slots_.release(job->loras);
       ForwardOutput out;
       out.error = "the engine was disposed before the forward pass ran";
@@ -458,12 +472,14 @@ void Engine::threadMain() {
   for (;;) {
     std::deque<std::unique_ptr<ForwardJob>> forwards;
     std::map<int64_t, const char*> ends;
+    std::set<int64_t> cancelledForwards;
     std::vector<std::pair<int64_t, std::vector<uint32_t>>> masks;
     bool stopping;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
         return stopping_ || !inbox_.empty() || !forwards_.empty() || !ends_.empty() || !maskInbox_.empty() || !scoring_.empty() ||
+               !cancelledForwards_.empty() ||
                (!idle_ && (!running_.empty() || !waiting_.empty()));
       });
       while (!inbox_.empty()) {
@@ -472,12 +488,13 @@ void Engine::threadMain() {
       }
       forwards.swap(forwards_);
       ends.swap(ends_);
+      cancelledForwards.swap(cancelledForwards_);
       masks.swap(maskInbox_);
       stopping = stopping_;
     }
     std::vector<SequenceEvent> events;
     try {
-      processCommands(forwards, ends, stopping, &events);
+      processCommands(forwards, ends, cancelledForwards, stopping, &events);
       idle_ = true;
       if (!stopping) {
         scoreChunk();  // one chunk of rows of a prompt being scored, then a step: neither waits long for the other

@@ -167,7 +167,13 @@ class Engine {
    * `done` is called on the engine thread. @throws synchronously for invalid ids / slots / promptTopN.
    */
   void forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
-               std::function<void(ForwardOutput&&)> done, int promptTopN = -1);
+               std::function<void(ForwardOutput&&)> done, int promptTopN = -1, int64_t cancelId = 0);
+  /**
+   * Drop the forward / prompt scoring queued with `cancelId` (> 0) before it runs its next chunk
+   * (a client that went away): `done` gets the error "cancelled" and its pool and adapters are
+   * freed. Unknown or finished ids are ignored.
+   */
+  void cancelForward(int64_t cancelId);
   /**
    * Ask the thread to stop: every pending sequence finishes "cancelled" (one last event batch),
    * pending forwards fail, then `done` runs on the engine thread and the thread exits. Call join()
@@ -186,9 +192,12 @@ class Engine {
 
   void threadMain();
   void validate(const SequenceRequest& req) const;
-  /** Apply cancels (and the stop) to the waiting/running lists, then run queued forwards. */
-  void processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::map<int64_t, const char*>& ends, bool stopping,
-                       std::vector<SequenceEvent>* events);
+  /**
+   * Apply cancels (and the stop) to the waiting/running lists, drop cancelled forwards and
+   * scoring jobs, then run queued forwards (prompt-logprobs ones join scoring_).
+   */
+  void processCommands(std::deque<std::unique_ptr<ForwardJob>>& forwards, const std::map<int64_t, const char*>& ends,
+                       const std::set<int64_t>& cancelledForwards, bool stopping, std::vector<SequenceEvent>* events);
   /**
    * During a step, after the forward (constrained.cc): take the one arrived mask of each planned
    * constrained sequence that samples and has none; leaves every other mask in the inbox.
@@ -239,8 +248,10 @@ class Engine {
   void startScoring(std::unique_ptr<ForwardJob> job);
   /** Run the next chunk of rows of the first scoring job; finish it (done) after its last chunk or on an error. */
   void scoreChunk();
-  /** Finish the first scoring job with `out`: free its pool (detached from the backend) and adapters, then done(out). */
-  void endScoring(ForwardOutput&& out);
+  /** Finish a scoring job taken off scoring_ with `out`: free its pool (detached from the backend) and adapters, then done(out). */
+  void endScoring(std::unique_ptr<ForwardJob> job, ForwardOutput&& out);
+  /** End the scoring jobs whose cancelId is in `cancelled` with the error "cancelled". */
+  void dropCancelledScoring(const std::set<int64_t>& cancelled);
   /** Fail every scoring job (done with `error`, `code`), freeing their pools and adapters. */
   void failScoring(const std::string& error, ErrorCode code);
   SequenceEvent finish(Sequence& seq, const char* reason, const std::string& error = "");
@@ -257,6 +268,7 @@ class Engine {
   std::deque<std::unique_ptr<ForwardJob>> forwards_;
   std::map<int64_t, const char*> ends_;  // seqId -> "cancelled" | "stop" (cancel / stop)
   std::vector<std::pair<int64_t, std::vector<uint32_t>>> maskInbox_;  // setTokenMask, in call order
+  std::set<int64_t> cancelledForwards_;  // cancelForward ids
   bool stopping_ = false;
   std::function<void()> onStopped_;
   int64_t nextId_ = 1;

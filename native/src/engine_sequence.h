@@ -48,6 +48,7 @@ struct Engine::ForwardJob {
   std::vector<ActiveLora> loras;
   std::function<void(ForwardOutput&&)> done;
   int promptTopN = -1;                // >= 0: prompt logprobs instead of all logits
+  int64_t cancelId = 0;               // > 0: Engine::cancelForward(cancelId) drops the job
   std::unique_ptr<KvCache> cache;     // the private pool while scoring (attached to the backend)
   std::unique_ptr<SequenceKv> kv;     // the prompt's block table in it
   int scored = 0;                     // rows run so far (positions [0, scored) scored)

@@ -95,6 +95,7 @@ Napi::Function EngineWrap::defineClass(Napi::Env env) {
                      {InstanceMethod<&EngineWrap::info>("info"), InstanceMethod<&EngineWrap::loadAdapter>("loadAdapter"),
                       InstanceMethod<&EngineWrap::unloadAdapter>("unloadAdapter"),
                       InstanceMethod<&EngineWrap::addSequence>("addSequence"), InstanceMethod<&EngineWrap::cancel>("cancel"),
+                      InstanceMethod<&EngineWrap::cancelForward>("cancelForward"),
                       InstanceMethod<&EngineWrap::stop>("stop"), InstanceMethod<&EngineWrap::setTokenMask>("setTokenMask"),
                       InstanceMethod<&EngineWrap::onEvents>("onEvents"), InstanceMethod<&EngineWrap::forward>("forward"),
                       InstanceMethod<&EngineWrap::stats>("stats"), InstanceMethod<&EngineWrap::dispose>("dispose")});
@@ -295,6 +296,15 @@ Napi::Value EngineWrap::cancel(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value EngineWrap::cancelForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (!info[0].IsNumber()) invalidArgument("cancelId", "Expected a cancel id for cancelForward(cancelId)");
+    bridge_->engine->cancelForward(info[0].As<Napi::Number>().Int64Value());
+    return env.Undefined();
+  });
+}
+
 Napi::Value EngineWrap::stop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -337,6 +347,12 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
       if (!(v >= 0 && v <= 1e6) || v != std::floor(v)) raise(ErrorCode::InvalidArgument, "promptTopN must be an integer >= 0");
       promptTopN = int(v);
     }
+    // Optional fourth argument: a cancel id (> 0) for cancelForward.
+    int64_t cancelId = 0;
+    if (info.Length() > 3 && !info[3].IsUndefined()) {
+      if (!info[3].IsNumber()) raise(ErrorCode::InvalidArgument, "cancelId must be an integer");
+      cancelId = info[3].As<Napi::Number>().Int64Value();
+    }
     Tsfn tsfn = bridge_->tsfn;
     bridge_->beginWork(env);
     try {
@@ -369,7 +385,7 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
           r.Set("vocabSize", shared->vocab);
           deferred.Resolve(r);
         });
-      }, promptTopN);
+      }, promptTopN, cancelId);
     } catch (...) {
       bridge_->endWork(env);
       throw;

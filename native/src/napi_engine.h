@@ -46,6 +46,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value unloadAdapter(const Napi::CallbackInfo& info);
   Napi::Value addSequence(const Napi::CallbackInfo& info);
   Napi::Value cancel(const Napi::CallbackInfo& info);
+  /** cancelForward(cancelId): drop a forward / prompt scoring queued with that id (Engine::cancelForward). */
+  Napi::Value cancelForward(const Napi::CallbackInfo& info);
   Napi::Value stop(const Napi::CallbackInfo& info);
   Napi::Value setTokenMask(const Napi::CallbackInfo& info);
   Napi::Value onEvents(const Napi::CallbackInfo& info);

@@ -97,12 +97,14 @@ void Engine::scoreChunk() {
     out.errorCode = errorCodeOf(ex);
     finished = true;
   }
-  if (finished) endScoring(std::move(job.out));
+  if (!finished) return;
+  std::unique_ptr<ForwardJob> ended = std::move(scoring_.front());
+  scoring_.pop_front();
+  ForwardOutput result = std::move(ended->out);
+  endScoring(std::move(ended), std::move(result));
 }
 
-void Engine::endScoring(ForwardOutput&& out) {
-  std::unique_ptr<ForwardJob> job = std::move(scoring_.front());
-  scoring_.pop_front();
+void Engine::endScoring(std::unique_ptr<ForwardJob> job, ForwardOutput&& out) {
   job->kv.reset();  // its blocks go back to the private pool before the pool goes
   backend_->detachKv(*job->cache);
   job->cache.reset();
@@ -110,12 +112,29 @@ void Engine::endScoring(ForwardOutput&& out) {
   job->done(std::move(out));
 }
 
+void Engine::dropCancelledScoring(const std::set<int64_t>& cancelled) {
+  if (cancelled.empty()) return;
+  for (auto it = scoring_.begin(); it != scoring_.end();) {
+    if ((*it)->cancelId > 0 && cancelled.count((*it)->cancelId)) {
+      std::unique_ptr<ForwardJob> job = std::move(*it);
+      it = scoring_.erase(it);
+      ForwardOutput out;
+      out.error = "cancelled";
+      endScoring(std::move(job), std::move(out));
+    } else {
+      ++it;
+    }
+  }
+}
+
 void Engine::failScoring(const std::string& error, ErrorCode code) {
   while (!scoring_.empty()) {
+    std::unique_ptr<ForwardJob> job = std::move(scoring_.front());
+    scoring_.pop_front();
     ForwardOutput out;
     out.error = error;
     out.errorCode = code;
-    endScoring(std::move(out));
+    endScoring(std::move(job), std::move(out));
   }
 }
 

@@ -141,6 +141,7 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
       try {
         promptLogprobs = await gen.promptLogprobs;
       } catch (err) {
+        if (watch.gone) return;  // the client left: its scoring was cancelled
         gen.abort();
         throw err;
       }

@@ -5,8 +5,8 @@
  * the independent PyTorch reference's per-position argmax (test/fixtures reference.json), for the
  * base model, an adapter and a `cat` merge; the same numbers when the prompt runs in chunks of
  * 1, 3 and 7 rows (OPENLORA_PROMPT_LOGPROBS_ROWS), one chunk per loop of the engine thread
- * (a running generation keeps stepping meanwhile; dispose fails the job); refused arguments
- * name their field.
+ * (a running generation keeps stepping meanwhile; an AbortSignal drops it before its next chunk;
+ * dispose fails it); refused arguments name their field.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -104,6 +104,33 @@ describe('Engine.promptLogprobs', () => {
       assert.equal(r.tokenLogprobs.length, long.length - 1);
       // 119 one-row chunks against 24 steps: interleaved, the generation ends first.
       assert.deepEqual(order, ['generation', 'scoring']);
+    } finally {
+      delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
+    }
+  });
+
+  test('an aborted scoring stops before its next chunk and frees its adapter; the engine goes on', async () => {
+    const slot = await engine.loadAdapter(adapterSpec('romeo'));
+    process.env.OPENLORA_PROMPT_LOGPROBS_ROWS = '1';
+    try {
+      const ac = new AbortController();
+      const long = Array.from({ length: 400 }, (_, i) => 1 + ((i * 13) % 700));
+      const t0 = performance.now();
+      const pending = engine.promptLogprobs(long, [{ slot, weight: 1 }], 1, ac.signal);
+      setTimeout(() => ac.abort(), 30);
+      await assert.rejects(pending, /cancelled/);
+      const aborted = performance.now() - t0;
+      // Unpinned again: the slot unloads (a pinned slot is refused).
+      engine.unloadAdapter(slot);
+      const t1 = performance.now();
+      const whole = await engine.promptLogprobs(long, [], 1);
+      const full = performance.now() - t1;
+      assert.equal(whole.tokenLogprobs.length, long.length - 1);
+      assert.ok(aborted < full, `aborted after ${aborted.toFixed(0)} ms, a whole scoring takes ${full.toFixed(0)} ms`);
+      // Already aborted: rejected without scoring.
+      const gone = new AbortController();
+      gone.abort();
+      await assert.rejects(engine.promptLogprobs(long, [], 1, gone.signal), /cancelled/);
     } finally {
       delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
     }

@@ -123,6 +123,8 @@ export class ScriptedEngine implements NativeEngine {
     throw new Error('ScriptedEngine computes no logits');
   }
 
+  cancelForward(): void {}
+
   async dispose(): Promise<void> {}
 
   /** This double behind the one engine face the plugin takes (one Engine per double: it owns onEvents). */
