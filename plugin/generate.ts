@@ -11,6 +11,7 @@
  * every sequence, so a slot is never freed under a live sequence.
  */
 import { randomInt } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Composition } from '../adapters/composition.ts';
 import type { PromptLogprobsResult, SequenceEvent, SequenceParams, TokenLogprob } from '../native/types.ts';
 import { Channel } from './channel.ts';
@@ -146,6 +147,8 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   promptLogprobs: Promise<PromptLogprobsResult[] | undefined> = Promise.resolve(undefined);
   /** Aborts the prompt scoring (the client went away, the request failed). */
   private readonly scoring = new AbortController();
+  /** Why abort() was called, if it was given a reason (e.g. the 503 of a shutdown). */
+  private abortReason: Error | undefined;
 
   /** @internal Use `startGeneration`. */
   constructor(
@@ -178,6 +181,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   abort(reason?: Error): void {
     if (this.aborted) return;
     this.aborted = true;
+    this.abortReason = reason;
     this.cancelLive();
     if (reason) this.channel.fail(reason);
     else this.channel.close();
@@ -232,8 +236,11 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
       const topN = this.req.promptLogprobs;
       if (topN !== undefined) {
         const signal = this.scoring.signal;
+        setMaxListeners(prompts.length + 1, signal);  // one listener per prompt's scoring (up to 128 prompts)
         const scored = Promise.all(prompts.map((promptIds) => model.engine.promptLogprobs(promptIds, params.adapters, topN, signal)));
-        this.promptLogprobs = scored;
+        // A scoring cut by abort(reason) fails with that reason (a shutdown's 503), not the engine's "cancelled".
+        this.promptLogprobs = scored.catch((err: unknown) => Promise.reject(this.abortReason ?? err));
+        this.promptLogprobs.catch(() => undefined);  // awaited by the route; never an unhandled rejection
         // The adapters stay pinned until the scoring is done too; its failure reaches whoever awaits promptLogprobs.
         ends.push(scored.then(
           () => undefined,

@@ -272,6 +272,12 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     const gens = [...inFlight];
     for (const g of gens) g.abort(shutting);
     await Promise.all(gens.map((g) => g.settled));
+    // NOTE(why): a handler waiting on its generation (a prompt scoring) answers the 503 only as the
+    // generation settles, and the error middleware writes it a few microtasks after the handler
+    // untracks itself: let them finish before the caller closes the connections.
+    const drainUntil = Date.now() + 2000;
+    while (inFlight.size > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setImmediate(r));
     pins.releaseAll();
     for (const u of unregister.splice(0)) u();
     const registry = await loading.catch(() => undefined);

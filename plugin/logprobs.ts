@@ -2,7 +2,9 @@
  * Engine logprobs → the two OpenAI logprobs shapes.
  *
  * Chat: `{content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}`.
- * Completions (legacy): `{tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}`.
+ * Completions (legacy): `{tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}`;
+ * each `top_logprobs` entry has the k most likely tokens and the token itself (OpenAI's and vLLM's
+ * "up to logprobs + 1 elements").
  * A token that is only part of a UTF-8 character is shown as `\xNN` escapes; `bytes` is exact.
  */
 import type { PromptLogprobsResult } from '../native/types.ts';
@@ -62,6 +64,7 @@ export function completionLogprobs(
     out.token_logprobs.push(t.logprob);
     const top: Record<string, number> = {};
     for (const a of t.top.slice(0, topN)) top[tokenDisplay(tok.tokenBytes(a.token))] = a.logprob;
+    if (!(text in top)) top[text] = t.logprob;  // OpenAI / vLLM: the sampled token is always there (up to k + 1 entries)
     out.top_logprobs.push(top);
     out.text_offset.push(offset);
     offset += text.length;
@@ -95,9 +98,11 @@ export function promptCompletionLogprobs(
       out.top_logprobs.push(null);
       return;
     }
-    out.token_logprobs.push(scored.tokenLogprobs[i - 1]!);
+    const logprob = scored.tokenLogprobs[i - 1]!;
+    out.token_logprobs.push(logprob);
     const top: Record<string, number> = {};
     for (let j = 0; j < Math.min(topN, k); j++) top[tokenDisplay(tok.tokenBytes(scored.topIds[(i - 1) * k + j]!))] = scored.topLogprobs[(i - 1) * k + j]!;
+    if (!(text in top)) top[text] = logprob;  // the prompt token itself, as for a sampled one
     out.top_logprobs.push(top);
   });
   return { logprobs: out, offset };

@@ -36,7 +36,7 @@ export function logitBiasPairs(bias: Record<string, number> | undefined, vocabSi
 
 /**
  * Completion budget for one prompt, as vLLM's OpenAI server decides it: a prompt that leaves no
- * room is a 400 naming the prompt field; an explicit max_tokens / max_completion_tokens with
+ * room is a 400 naming the prompt field (max 0, completions' echo of the prompt alone, needs none); an explicit max_tokens / max_completion_tokens with
  * prompt + max over the context is a 400 with vLLM's message (context, total, both parts), never
  * clamped; with no max given, the completion may use what is left of the context, or
  * `defaultMax` of it (completions: 16, vLLM's and OpenAI's default).
@@ -46,6 +46,8 @@ export function logitBiasPairs(bias: Record<string, number> | undefined, vocabSi
  * @throws ContextLengthError (400, code context_length_exceeded).
  */
 export function completionBudget(promptLength: number, context: number, requested: number | undefined, param: string, defaultMax?: number): number {
+  // max_tokens 0 (completions' echo: the prompt alone) needs no room after the prompt.
+  if (requested === 0 && promptLength <= context) return 0;
   if (promptLength >= context) {
     throw new ContextLengthError(
       `This model's maximum context length is ${context} tokens. However, your ${param} resulted in ${promptLength} tokens. ` +

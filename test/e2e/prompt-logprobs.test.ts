@@ -7,7 +7,9 @@
  *   reference's argmax where its margin allows;
  * - the echoed prompt's entries lead the choice's logprobs (null for the first token), followed
  *   by the generated token's, text offsets ascending over the tokens' texts;
- * - streamed, the opening chunk carries the prompt's logprobs; an ensemble is refused (400, `echo`).
+ * - each top_logprobs entry holds the top k and the token itself; streamed, the opening chunk
+ *   carries the prompt's logprobs; max_tokens 0 scores the prompt alone (a whole context of it);
+ *   an ensemble is refused (400, `echo`).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -59,10 +61,12 @@ for (const config of ['base', 'shout', 'cat_shout0.5_whisper0.5']) {
       // lm-eval's is_greedy: the scored token is its position's most likely one where the reference says so.
       for (let i = 1; i < ids.length - 1; i++) {
         if (res.position_margins[i - 1] < TOL) continue;
+        // The top 1 and the token itself (OpenAI's "up to logprobs + 1" entries).
         const top = lp.top_logprobs[i] as Record<string, number>;
-        assert.equal(Object.keys(top).length, 1);
         const greedyHere = res.argmax[i - 1] === ids[i];
-        assert.equal(lp.token_logprobs[i] >= Object.values(top)[0]! - 1e-6, greedyHere, `${p.id} position ${i}: greedy ${greedyHere}`);
+        assert.equal(Object.keys(top).length, greedyHere ? 1 : 2, `${p.id} position ${i}`);
+        assert.equal(top[lp.tokens[i]], lp.token_logprobs[i]);
+        assert.equal(lp.token_logprobs[i] === Math.max(...Object.values(top)), greedyHere, `${p.id} position ${i}: greedy ${greedyHere}`);
       }
       // The generated token follows with its own entries, continuing the text offsets.
       assert.equal(typeof lp.token_logprobs[ids.length], 'number');
@@ -91,7 +95,8 @@ test('streamed echo with logprobs: the opening chunk carries the prompt logprobs
   assert.equal(lp.token_logprobs[0], null, 'BOS has no logprob');
   for (let i = 1; i < lp.tokens.length; i++) {
     assert.ok(lp.token_logprobs[i] <= 0);
-    assert.equal(Object.keys(lp.top_logprobs[i]).length, 2);
+    assert.ok([2, 3].includes(Object.keys(lp.top_logprobs[i]).length), 'the top 2 and the token itself');
+    assert.equal(lp.top_logprobs[i][lp.tokens[i]], lp.token_logprobs[i]);
   }
   const end = lp.text_offset.at(-1) + lp.tokens.at(-1).length;
   const next = chunks.slice(1).find((c) => c.choices[0]?.logprobs);
@@ -118,7 +123,10 @@ test('max_tokens 0 with echo scores the prompt alone (vLLM); without echo it is 
       const c = r.body.choices[0];
       assert.equal(c.finish_reason, 'length');
       assert.equal(c.logprobs.tokens.length, ids.length);
-      assert.deepEqual(c.logprobs.top_logprobs.slice(1), Array(ids.length - 1).fill({}));
+      // logprobs 0: each entry is the token itself alone.
+      c.logprobs.top_logprobs.slice(1).forEach((top: Record<string, number>, j: number) => {
+        assert.deepEqual(top, { [c.logprobs.tokens[j + 1]]: c.logprobs.token_logprobs[j + 1] });
+      });
       assert.deepEqual(r.body.usage, { prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length });
       assert.ok(c.logprobs.tokens.join('').endsWith(c.text), 'the echoed text is the scored tokens (a BOS shows only in the tokens)');
     } else {
@@ -132,4 +140,36 @@ test('max_tokens 0 with echo scores the prompt alone (vLLM); without echo it is 
   const bad = await postJson(srv.url, '/completions', { model: BASE, prompt: ids, max_tokens: 0 });
   assert.equal(bad.status, 400);
   assert.equal(bad.body.error.param, 'max_tokens');
+  // A prompt filling the whole context can be scored (max_tokens 0 needs no room after it); one more token cannot.
+  const models = await (await fetch(`${srv.url}/models`)).json();
+  const context: number = models.data.find((m: any) => m.id === BASE).max_model_len;
+  const full = Array.from({ length: context }, (_, i) => 1 + ((i * 31) % 900));
+  const whole = await postJson(srv.url, '/completions', { model: BASE, prompt: full, echo: true, logprobs: 1, max_tokens: 0 });
+  assert.equal(whole.status, 200, JSON.stringify(whole.body));
+  assert.equal(whole.body.choices[0].logprobs.tokens.length, context);
+  const over = await postJson(srv.url, '/completions', { model: BASE, prompt: full, echo: true, logprobs: 1, max_tokens: 1 });
+  assert.equal(over.status, 400);
+  assert.equal(over.body.error.code, 'context_length_exceeded');
+});
+
+test('a client leaving mid-scoring cancels it: the engine is free again at once, nothing stays running', async () => {
+  const prompts = Array.from({ length: 48 }, (_, p) => Array.from({ length: 500 }, (_, i) => 1 + ((p * 11 + i * 17) % 1000)));
+  const body = JSON.stringify({ model: `${BASE}:shout`, prompt: prompts, echo: true, logprobs: 1, max_tokens: 0 });
+  const post = (signal?: AbortSignal) => fetch(`${srv.url}/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal });
+  const t0 = performance.now();
+  const whole = await post();
+  assert.equal(whole.status, 200);
+  await whole.arrayBuffer();
+  const full = performance.now() - t0;
+  const ac = new AbortController();
+  const left = post(ac.signal).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, full / 10));
+  ac.abort();
+  await left;
+  const t1 = performance.now();
+  const next = await postJson(srv.url, '/completions', { model: BASE, prompt: [5, 6, 7], max_tokens: 2 });
+  assert.equal(next.status, 200);
+  assert.ok(performance.now() - t1 < full / 2, `a request after the abort waited ${(performance.now() - t1).toFixed(0)} ms (a whole scoring: ${full.toFixed(0)} ms)`);
+  const metrics = await (await fetch(`${srv.url.replace(/\/v1$/, '')}/metrics`)).text();
+  assert.match(metrics, /^openlora_running_requests\{[^}]*\} 0$/m);
 });
