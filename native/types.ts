@@ -159,6 +159,8 @@ export interface EngineStats {
   prefixHitTokens: number;
   /** Times a running sequence was preempted for lack of KV blocks and requeued to recompute (cumulative). */
   preemptions: number;
+  /** Prompts being scored (Engine.promptLogprobs), queued or between chunks: engine work that is no sequence. */
+  scoring: number;
   /** Host bytes of the base model's weights as stored (quantized or 16-bit; a tied head counted once). */
   weightBytes: number;
   /** Bytes of the KV pool as sized (its pages become resident as blocks are first used). */

@@ -148,6 +148,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
             waiting: adm.waiting,
             runningRequests: adm.runningRequests,
             runningSequences: st.running,
+            scoringPrompts: st.scoring,
             engineWaiting: st.waiting,
             kvBlocksTotal: st.kvBlocksTotal,
             // Unreferenced prefix-cache blocks are evictable: free, as vLLM counts them.

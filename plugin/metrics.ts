@@ -21,6 +21,8 @@ export interface ModelSnapshot {
   runningRequests: number;
   /** Engine sequences running (engine stats when available, else the plugin's count). */
   runningSequences: number;
+  /** Prompts the engine is scoring (echo + logprobs; EngineStats.scoring), when it reports them. */
+  scoringPrompts?: number;
   /** Sequences the engine itself has queued. */
   engineWaiting: number;
   /** KV cache blocks, when the engine reports them. */
@@ -143,6 +145,9 @@ gauge('openlora_running_requests', 'Requests admitted and running', ['model'], (
 gauge('openlora_running_sequences', 'Engine sequences running', ['model'], (g, ms) => {
   for (const [model, xs] of ms) g.set({ model }, sum(xs, (s) => s.runningSequences));
 });
+gauge('openlora_scoring_prompts', 'Prompts the engine is scoring (echo with logprobs), queued or in progress', ['model'], (g, ms) => {
+  for (const [model, xs] of ms) g.set({ model }, sum(xs, (s) => s.scoringPrompts ?? 0));
+});
 // States as the console shows them: used (held by sequences), cached (a finished prefix kept for
 // reuse, evicted on demand), free; they add up to the pool. The engine counts cached blocks as free.
 gauge('openlora_kv_blocks', 'KV cache blocks by state: used by sequences, cached (reusable prefixes, evictable), free', ['model', 'state'], (g, ms) => {
@@ -172,9 +177,10 @@ gauge('vllm:num_requests_waiting', 'Requests waiting to be processed (Gateway AP
 });
 // NOTE: like vLLM's scheduler, running and waiting count engine sequences (a preempted sequence
 // is waiting, not running), plus requests still in the admission queue as waiting: no request
-// is counted twice.
+// is counted twice. Prompts being scored are running work too (vLLM runs them as requests), so
+// a router reading this sees an engine busy with echo + logprobs as busy.
 gauge('vllm:num_requests_running', 'Requests running', ['model_name'], (g, ms) => {
-  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.runningSequences));
+  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.runningSequences + (s.scoringPrompts ?? 0)));
 });
 gauge('vllm:gpu_cache_usage_perc', 'KV cache usage, 0..1 (1 = full)', ['model_name'], (g, ms) => {
   for (const [model, xs] of ms) {

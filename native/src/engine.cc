@@ -236,6 +236,7 @@ void Engine::join() {
 EngineStats Engine::stats() const {
   EngineStats s;
   s.running = runningCount_.load();
+  s.scoring = scoringCount_.load();
   s.waiting = waitingCount_.load();
   s.slotsUsed = slots_.used();
   s.steps = steps_.load();
@@ -510,6 +511,7 @@ void Engine::threadMain() {
       failAll("engine step failed: unknown error", &forwards, &events);
     }
     runningCount_ = int(running_.size());
+    scoringCount_ = int(scoring_.size());
     publishStats();
     {
       std::lock_guard<std::mutex> lock(mu_);

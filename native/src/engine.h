@@ -90,6 +90,7 @@ struct ForwardOutput {
 /** Engine counters. */
 struct EngineStats {
   int running = 0;
+  int scoring = 0;             // prompts being scored (prompt logprobs: Engine::forward with promptTopN >= 0)
   int waiting = 0;
   int slotsUsed = 0;
   int64_t steps = 0;
@@ -287,6 +288,7 @@ class Engine {
   uint64_t nextAdapterGen_ = 0;
 
   std::atomic<int> runningCount_{0};
+  std::atomic<int> scoringCount_{0};
   std::atomic<int> waitingCount_{0};
   std::atomic<int64_t> steps_{0};
   std::atomic<int> kvFree_{0};

@@ -412,6 +412,7 @@ Napi::Value EngineWrap::stats(const Napi::CallbackInfo& info) {
     o.Set("kvBlocksCached", s.kvBlocksCached);
     o.Set("prefixHitTokens", double(s.prefixHitTokens));
     o.Set("preemptions", double(s.preemptions));
+    o.Set("scoring", s.scoring);
     o.Set("weightBytes", double(s.weightBytes));
     o.Set("kvCacheBytes", double(s.kvCacheBytes));
     o.Set("kvUsedBytes", double(s.kvUsedBytes));

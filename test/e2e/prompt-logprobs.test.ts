@@ -157,7 +157,18 @@ test('a client leaving mid-scoring cancels it: the engine is free again at once,
   const body = JSON.stringify({ model: `${BASE}:shout`, prompt: prompts, echo: true, logprobs: 1, max_tokens: 0 });
   const post = (signal?: AbortSignal) => fetch(`${srv.url}/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal });
   const t0 = performance.now();
-  const whole = await post();
+  const pending = post();
+  // While it runs, /metrics shows the prompts being scored, and vLLM's running count includes them.
+  const root = srv.url.replace(/\/v1$/, '');
+  let seen = '';
+  for (let i = 0; i < 200 && !seen; i++) {
+    const m = await (await fetch(`${root}/metrics`)).text();
+    if (/^openlora_scoring_prompts\{[^}]*\} [1-9]/m.test(m)) seen = m;
+    else await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.ok(seen, 'openlora_scoring_prompts > 0 while scoring');
+  assert.match(seen, /^vllm:num_requests_running\{[^}]*\} [1-9]/m);
+  const whole = await pending;
   assert.equal(whole.status, 200);
   await whole.arrayBuffer();
   const full = performance.now() - t0;
@@ -172,4 +183,5 @@ test('a client leaving mid-scoring cancels it: the engine is free again at once,
   assert.ok(performance.now() - t1 < full / 2, `a request after the abort waited ${(performance.now() - t1).toFixed(0)} ms (a whole scoring: ${full.toFixed(0)} ms)`);
   const metrics = await (await fetch(`${srv.url.replace(/\/v1$/, '')}/metrics`)).text();
   assert.match(metrics, /^openlora_running_requests\{[^}]*\} 0$/m);
+  assert.match(metrics, /^openlora_scoring_prompts\{[^}]*\} 0$/m);
 });

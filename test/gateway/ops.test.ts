@@ -98,6 +98,7 @@ test('/metrics: openlora and vllm:* names and labels, with a running adapter', a
     /^openlora_inter_token_latency_seconds_count\{model="tiny-shakespeare"\} [1-9]\d*/m,
     /^openlora_queue_depth\{model="tiny-shakespeare"\} 0$/m,
     /^openlora_running_sequences\{model="tiny-shakespeare"\} \d+/m,
+    /^openlora_scoring_prompts\{model="tiny-shakespeare"\} 0$/m,
     /^process_resident_memory_bytes \d+/m,
   ]) {
     assert.match(text, re);

@@ -88,7 +88,7 @@ export class ScriptedEngine implements NativeEngine {
 
   stats(): EngineStats {
     const running = this.live.size;
-    return { running, waiting: 0, slotsUsed: 0, steps: 0, kvBlocksTotal: 64, kvBlocksFree: 64 - running, kvBlocksCached: 0, prefixHitTokens: 0, preemptions: 0, weightBytes: 0, kvCacheBytes: 64 * 1024, kvUsedBytes: running * 1024, adapterBytes: 0 };
+    return { running, waiting: 0, slotsUsed: 0, steps: 0, kvBlocksTotal: 64, kvBlocksFree: 64 - running, kvBlocksCached: 0, prefixHitTokens: 0, preemptions: 0, scoring: 0, weightBytes: 0, kvCacheBytes: 64 * 1024, kvUsedBytes: running * 1024, adapterBytes: 0 };
   }
 
   async loadAdapter(spec: AdapterLoadSpec): Promise<number> {
