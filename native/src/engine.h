@@ -245,8 +245,10 @@ class Engine {
   bool step(std::vector<SequenceEvent>* events);
   void publishStats();
   void runForward(ForwardJob& job);
-  /** Queue a prompt-logprobs job on scoring_ with its private KV pool attached (prompt_scoring.cc); fails it (done) on error. */
+  /** Queue a prompt-logprobs job on scoring_ (prompt_scoring.cc). */
   void startScoring(std::unique_ptr<ForwardJob> job);
+  /** Make the front scoring job's output arrays and private KV pool (attached to the backend). @throws on allocation / device errors. */
+  void openScoring(ForwardJob& job);
   /** Run the next chunk of rows of the first scoring job; finish it (done) after its last chunk or on an error. */
   void scoreChunk();
   /** Finish a scoring job taken off scoring_ with `out`: free its pool (detached from the backend) and adapters, then done(out). */

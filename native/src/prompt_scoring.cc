@@ -28,43 +28,45 @@ int chunkRows(int vocab, int maxBatchedTokens) {
 }  // namespace
 
 void Engine::startScoring(std::unique_ptr<ForwardJob> job) {
+  // NOTE(why): only queued here; its pool and output are made when it reaches the front
+  // (scoreChunk), so a burst of long prompts holds one private pool at a time, not one each
+  // (128 prompts of 2k tokens at a 360M shape would be ~20 GB of pools at once).
+  scoring_.push_back(std::move(job));
+}
+
+void Engine::openScoring(ForwardJob& job) {
   const ModelConfig& c = model_->config();
-  const int n = int(job->prompt.size());
-  ForwardOutput& out = job->out;
+  const int n = int(job.prompt.size());
+  ForwardOutput& out = job.out;
   out.numTokens = n;
   out.vocab = c.vocabSize;
-  out.topN = std::min(job->promptTopN, c.vocabSize);
+  out.topN = std::min(job.promptTopN, c.vocabSize);
   out.tokenLogprobs.assign(size_t(n - 1), 0.0f);
   out.topIds.assign(size_t(n - 1) * size_t(out.topN), 0);
   out.topLogprobs.assign(out.topIds.size(), 0.0f);
+  // A private pool sized for this prompt (as runForward), so scoring never competes with (or
+  // preempts) the running sequences for blocks. Only rows 0 .. n - 2 predict a prompt token: the
+  // last one is never run.
+  const int bs = options_.blockSize;
+  job.cache = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, std::max(1, (n - 1 + bs - 1) / bs), bs, false,
+                                        options_.kvCacheDtype);
   try {
-    // NOTE(why): a private pool sized for this prompt (as runForward), so scoring never competes
-    // with (or preempts) the running sequences for blocks. Only rows 0 .. n - 2 predict a prompt
-    // token: the last one is never run.
-    const int bs = options_.blockSize;
-    job->cache = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, std::max(1, (n - 1 + bs - 1) / bs), bs, false,
-                                           options_.kvCacheDtype);
-    backend_->attachKv(*job->cache);
-  } catch (const std::exception& ex) {
-    job->cache.reset();
-    slots_.release(job->loras);
-    ForwardOutput failed;
-    failed.error = std::string("prompt scoring failed: ") + ex.what();
-    failed.errorCode = errorCodeOf(ex);
-    job->done(std::move(failed));
-    return;
+    backend_->attachKv(*job.cache);
+  } catch (...) {
+    job.cache.reset();
+    throw;
   }
-  job->kv = std::make_unique<SequenceKv>(job->cache.get(), c.maxModelLen, c.kvWindow());
-  scoring_.push_back(std::move(job));
+  job.kv = std::make_unique<SequenceKv>(job.cache.get(), c.maxModelLen, c.kvWindow());
 }
 
 void Engine::scoreChunk() {
   if (scoring_.empty()) return;
   ForwardJob& job = *scoring_.front();
   ForwardOutput& out = job.out;
-  const int n = out.numTokens, V = out.vocab, k = out.topN;
   bool finished = false;
   try {
+    if (!job.cache) openScoring(job);
+    const int n = out.numTokens, V = out.vocab, k = out.topN;
     const int rows = std::min(chunkRows(V, options_.maxNumBatchedTokens), n - 1 - job.scored);
     if (rows > 0) {
       if (!job.kv->grow(job.scored + rows)) throw std::logic_error("private KV pool too small");
@@ -106,7 +108,7 @@ void Engine::scoreChunk() {
 
 void Engine::endScoring(std::unique_ptr<ForwardJob> job, ForwardOutput&& out) {
   job->kv.reset();  // its blocks go back to the private pool before the pool goes
-  backend_->detachKv(*job->cache);
+  if (job->cache) backend_->detachKv(*job->cache);
   job->cache.reset();
   slots_.release(job->loras);
   job->done(std::move(out));
