@@ -320,6 +320,8 @@ export interface ForwardResult {
 export interface PromptLogprobsResult {
   /** log_softmax of the raw logits at the next prompt token, [numTokens - 1]. */
   tokenLogprobs: Float32Array;
+  /** That token's rank there: 1 + the tokens with a higher logit (vLLM's `rank`), [numTokens - 1]. */
+  tokenRanks: Int32Array;
   /** The topN most likely tokens of each position (most likely first, ties to the lower id), [numTokens - 1, topN]. */
   topIds: Int32Array;
   /** Their logprobs, [numTokens - 1, topN]. */

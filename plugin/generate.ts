@@ -78,6 +78,8 @@ export interface GenerateRequest {
    * (Generation.promptLogprobs). Not with an ensemble.
    */
   promptLogprobs?: number;
+  /** The request field that asked for promptLogprobs (`echo`, `prompt_logprobs`), named by its 400s. */
+  promptLogprobsParam?: string;
   /**
    * Constrain every choice's output to this grammar (plugin/structured/): each sequence gets its
    * own matcher, and the engine samples each token under the matcher's mask.
@@ -392,7 +394,8 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   if (req.promptLogprobs !== undefined && req.composition?.merge.strategy === 'ensemble') {
     // NOTE(why): an ensemble's distribution is a mixture of its members' (SequenceParams.ensemble);
     // the engine scores a prompt under one adapter set only.
-    throw new InvalidRequestError('echo with logprobs (prompt logprobs) is not supported for an ensemble.', 'echo');
+    const param = req.promptLogprobsParam ?? 'echo';
+    throw new InvalidRequestError(`Prompt logprobs ('${param}') are not supported for an ensemble.`, param);
   }
 
   const grammars = req.grammar ? await openGrammars(model, req.grammar, req.prompts.length * req.n) : [];

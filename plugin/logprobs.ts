@@ -107,3 +107,35 @@ export function promptCompletionLogprobs(
   });
   return { logprobs: out, offset };
 }
+
+/** One entry of vLLM's `prompt_logprobs`: a token's logprob, its vocabulary rank (1 = most likely) and its text. */
+export interface VllmLogprob {
+  logprob: number;
+  rank: number;
+  decoded_token: string;
+}
+
+/**
+ * vLLM's `prompt_logprobs` for one prompt: null for the first token, then per prompt token a map
+ * from token id (a decimal string) to VllmLogprob holding the token itself and the `topN` most
+ * likely tokens there (ranks 1..topN).
+ * @param scored the engine's scoring of `ids` (Engine.promptLogprobs) with at least topN alternatives.
+ */
+export function vllmPromptLogprobs(tok: ModelTokenizer, ids: number[], scored: PromptLogprobsResult, topN: number): Array<Record<string, VllmLogprob> | null> {
+  const k = scored.topN;
+  return ids.map((id, i) => {
+    if (i === 0) return null;
+    const at: Record<string, VllmLogprob> = {};
+    at[String(id)] = { logprob: scored.tokenLogprobs[i - 1]!, rank: scored.tokenRanks[i - 1]!, decoded_token: tokenDisplay(tok.tokenBytes(id)) };
+    for (let j = 0; j < Math.min(topN, k); j++) {
+      const t = scored.topIds[(i - 1) * k + j]!;
+      if (String(t) in at) continue;
+      const lp = scored.topLogprobs[(i - 1) * k + j]!;
+      // The rank counts strictly more likely tokens, as the prompt token's (ties share a rank): all of them are earlier in the list.
+      let rank = 1;
+      for (let m = 0; m < j; m++) if (scored.topLogprobs[(i - 1) * k + m]! > lp) rank++;
+      at[String(t)] = { logprob: lp, rank, decoded_token: tokenDisplay(tok.tokenBytes(t)) };
+    }
+    return at;
+  });
+}

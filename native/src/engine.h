@@ -78,6 +78,7 @@ struct ForwardOutput {
   // (raw logits, as computeLogprobs) and its topN most likely tokens (most likely first, ties to
   // the lower id); the first prompt token has none.
   std::vector<float> tokenLogprobs;  // [numTokens - 1]
+  std::vector<int32_t> tokenRanks;   // [numTokens - 1] 1 + the tokens more likely than prompt[i + 1] (vLLM's rank)
   std::vector<int32_t> topIds;       // [numTokens - 1, topN]
   std::vector<float> topLogprobs;    // [numTokens - 1, topN]
   int topN = 0;

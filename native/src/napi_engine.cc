@@ -373,6 +373,9 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
           Napi::Object r = Napi::Object::New(env);
           if (promptMode) {
             r.Set("tokenLogprobs", floats(shared->tokenLogprobs));
+            Napi::Int32Array ranks = Napi::Int32Array::New(env, shared->tokenRanks.size());
+            std::copy(shared->tokenRanks.begin(), shared->tokenRanks.end(), ranks.Data());
+            r.Set("tokenRanks", ranks);
             Napi::Int32Array ids = Napi::Int32Array::New(env, shared->topIds.size());
             std::copy(shared->topIds.begin(), shared->topIds.end(), ids.Data());
             r.Set("topIds", ids);

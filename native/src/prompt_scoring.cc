@@ -42,6 +42,7 @@ void Engine::openScoring(ForwardJob& job) {
   out.vocab = c.vocabSize;
   out.topN = std::min(job.promptTopN, c.vocabSize);
   out.tokenLogprobs.assign(size_t(n - 1), 0.0f);
+  out.tokenRanks.assign(size_t(n - 1), 0);
   out.topIds.assign(size_t(n - 1) * size_t(out.topN), 0);
   out.topLogprobs.assign(out.topIds.size(), 0.0f);
   // A private pool sized for this prompt (as runForward), so scoring never competes with (or
@@ -84,7 +85,12 @@ void Engine::scoreChunk() {
       std::vector<TokenLogprob> top;
       for (int r = 0; r < rows; r++) {
         const size_t i = size_t(job.scored + r);
-        out.tokenLogprobs[i] = computeLogprobs(logits.data() + int64_t(r) * V, V, job.prompt[i + 1], k, &top);
+        const float* row = logits.data() + int64_t(r) * V;
+        out.tokenLogprobs[i] = computeLogprobs(row, V, job.prompt[i + 1], k, &top);
+        const float own = row[job.prompt[i + 1]];
+        int32_t above = 0;
+        for (int t = 0; t < V; t++) above += row[t] > own;
+        out.tokenRanks[i] = above + 1;
         for (int j = 0; j < k; j++) {
           out.topIds[i * size_t(k) + size_t(j)] = top[size_t(j)].token;
           out.topLogprobs[i * size_t(k) + size_t(j)] = top[size_t(j)].logprob;

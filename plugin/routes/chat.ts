@@ -7,8 +7,8 @@
  * the model's format: `message.tool_calls` / `delta.tool_calls` and finish_reason `tool_calls`.
  */
 import { InvalidRequestError } from '../errors.ts';
-import { chatLogprobs } from '../logprobs.ts';
-import { ChatCompletionRequestSchema, type ChatCompletionRequest } from '../schemas/index.ts';
+import { chatLogprobs, vllmPromptLogprobs } from '../logprobs.ts';
+import { ChatCompletionRequestSchema, promptLogprobsOf, type ChatCompletionRequest } from '../schemas/index.ts';
 import { grammarFromBody } from '../structured/from-body.ts';
 import type { ToolFormat } from '../tools/format.ts';
 import { planTools, ToolChoiceStream, toolMessage } from '../tools/respond.ts';
@@ -41,12 +41,15 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
       prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools)],
       maxTokens: body.max_completion_tokens ?? undefined,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
+      promptLogprobs: promptLogprobsOf(body),
+      promptLogprobsParam: 'prompt_logprobs',
       grammar,
       toolFormat: tools.format,
     };
   },
-  renderer(body, model, prepared, _n, size) {
+  renderer(body, model, prepared, _n, size, scored) {
     const topN = body.top_logprobs ?? 0;
+    const vllmK = promptLogprobsOf(body);
     const logprobsOf = (tokens: Parameters<typeof chatLogprobs>[1]) => (body.logprobs ? chatLogprobs(model.tokenizer, tokens, topN) : null);
     const format = prepared.toolFormat;
     const streams = format ? Array.from({ length: size }, () => new ToolChoiceStream(format)) : undefined;
@@ -56,6 +59,8 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
         return { index, message, logprobs: logprobsOf(tokens), finish_reason: finishReason };
       },
       opening: (index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
+      // vLLM's prompt_logprobs: top level (one prompt per chat request).
+      responseFields: () => (vllmK !== undefined && scored ? { prompt_logprobs: vllmPromptLogprobs(model.tokenizer, prepared.prompts[0]!, scored[0]!, vllmK) } : {}),
       delta(d, send) {
         const ts = streams?.[d.index];
         if (ts) {

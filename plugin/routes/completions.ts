@@ -7,11 +7,11 @@
  * special tokens (BOS), as HF does. A stream's last text chunk of a choice carries its
  * `finish_reason` (OpenAI's shape for this endpoint).
  */
-import { completionLogprobs, promptCompletionLogprobs, type CompletionLogprobs } from '../logprobs.ts';
+import { completionLogprobs, promptCompletionLogprobs, vllmPromptLogprobs, type CompletionLogprobs } from '../logprobs.ts';
 import { grammarFromBody } from '../structured/from-body.ts';
 import { checkSequenceCount } from '../request-checks.ts';
 import type { ModelTokenizer } from '../tokenizer.ts';
-import { CompletionRequestSchema, type CompletionRequest } from '../schemas/index.ts';
+import { CompletionRequestSchema, promptLogprobsOf, type CompletionRequest } from '../schemas/index.ts';
 import type { TokenInfo } from '../generate.ts';
 import type { RouteContext } from './context.ts';
 import { generationRoute, type GenerationEndpoint, type Prepared } from './generation.ts';
@@ -45,15 +45,28 @@ export const completionsEndpoint: GenerationEndpoint<CompletionRequest, Prepared
   prepare(body, model) {
     const { ids, texts } = tokenizePrompts(model.tokenizer, body.prompt, model.info.maxModelLen, body.n ?? 1);
     // OpenAI's legacy completions and vLLM's /v1/completions stop at 16 tokens without max_tokens.
-    // echo with logprobs: the prompt's tokens are scored too (vLLM's prompt logprobs), and lead each choice's logprobs.
-    const promptLogprobs = body.echo && body.logprobs != null ? body.logprobs : undefined;
-    return { prompts: ids, texts, defaultMaxTokens: DEFAULT_COMPLETION_MAX_TOKENS, logprobs: body.logprobs ?? undefined, promptLogprobs, grammar: grammarFromBody(body) };
+    // echo with logprobs: the prompt's tokens are scored too, and lead each choice's logprobs;
+    // vLLM's prompt_logprobs: the same scoring, in its own field. One scoring serves both.
+    const echoK = body.echo && body.logprobs != null ? body.logprobs : undefined;
+    const vllmK = promptLogprobsOf(body);
+    const promptLogprobs = echoK === undefined ? vllmK : vllmK === undefined ? echoK : Math.max(echoK, vllmK);
+    return {
+      prompts: ids,
+      texts,
+      defaultMaxTokens: DEFAULT_COMPLETION_MAX_TOKENS,
+      logprobs: body.logprobs ?? undefined,
+      promptLogprobs,
+      promptLogprobsParam: echoK !== undefined ? 'echo' : 'prompt_logprobs',
+      grammar: grammarFromBody(body),
+    };
   },
   renderer(body, model, prepared, n, size, scored) {
     const topN = body.logprobs ?? 0;
     const echo = (index: number) => (body.echo ? prepared.texts[Math.floor(index / n)]! : '');
     // The echoed prompt's logprobs per prompt (echo with logprobs), and where its text offsets end.
-    const promptPart = scored?.map((r, p) => promptCompletionLogprobs(model.tokenizer, prepared.prompts[p]!, r, topN));
+    const promptPart = body.echo && body.logprobs != null ? scored?.map((r, p) => promptCompletionLogprobs(model.tokenizer, prepared.prompts[p]!, r, topN)) : undefined;
+    const vllmK = promptLogprobsOf(body);
+    const vllmPart = vllmK === undefined ? undefined : scored?.map((r, p) => vllmPromptLogprobs(model.tokenizer, prepared.prompts[p]!, r, vllmK));
     // Text offset of each choice's next token (legacy logprobs count from the echoed prompt on).
     const offsets = Array.from({ length: size }, (_, i) => promptPart?.[Math.floor(i / n)]!.offset ?? echo(i).length);
     const logprobsOf = (index: number, tokens: TokenInfo[]): CompletionLogprobs | null => {
@@ -76,7 +89,13 @@ export const completionsEndpoint: GenerationEndpoint<CompletionRequest, Prepared
     };
     return {
       prefix: echo,
-      choice: (index, text, tokens, finish) => ({ text, index, logprobs: wholeLogprobs(index, tokens), finish_reason: finish }),
+      choice: (index, text, tokens, finish) => ({
+        text,
+        index,
+        logprobs: wholeLogprobs(index, tokens),
+        finish_reason: finish,
+        ...(vllmPart ? { prompt_logprobs: vllmPart[Math.floor(index / n)] } : {}),
+      }),
       opening: (index) =>
         body.echo ? { text: echo(index), index, logprobs: promptPart?.[Math.floor(index / n)]!.logprobs ?? null, finish_reason: null } : undefined,
       delta(d, send) {

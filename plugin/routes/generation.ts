@@ -66,6 +66,8 @@ export interface Prepared {
   logprobs?: number;
   /** k >= 0: score the prompt tokens too, with k alternatives (GenerateRequest.promptLogprobs). */
   promptLogprobs?: number;
+  /** The field that asked for the prompt's scoring (`echo`, `prompt_logprobs`), named by its refusals. */
+  promptLogprobsParam?: string;
   /** The grammar every choice's output must follow (response_format, guided_*, forced tool calls). */
   grammar?: GrammarSpec;
 }
@@ -78,6 +80,8 @@ export interface ChoiceRenderer {
   choice(index: number, text: string, tokens: TokenInfo[], finish: FinishReason | null): unknown;
   /** Streaming: the choice of the chunk sent before any token (chat: the role; completions: the echo), or undefined. */
   opening(index: number): unknown;
+  /** Non-streaming: fields of the whole response after `usage` (chat: vLLM's `prompt_logprobs`), if any. */
+  responseFields?: () => Record<string, unknown>;
   /**
    * Streaming: call `send` with each choice (serialized as JSON: the per-token hot path may
    * build it by hand) to send for `d`, one chunk each; none when `d` has nothing to show.
@@ -133,6 +137,7 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
       promptParam: endpoint.promptParam,
       logprobs: prepared.logprobs,
       promptLogprobs: prepared.promptLogprobs,
+      promptLogprobsParam: prepared.promptLogprobsParam,
       grammar: prepared.grammar,
     });
     const head = { id: newId(endpoint.idPrefix), object: endpoint.object, created: unixNow(), model: body.model, system_fingerprint: model.fingerprint };
@@ -150,7 +155,7 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
       if (!body.stream) {
         const { text, tokens, finish } = await collectChoices(gen, render.prefix);
         if (watch.gone) return;
-        res.json({ ...head, choices: text.map((t, index) => render.choice(index, t, tokens[index]!, finish[index]!)), usage: gen.usage });
+        res.json({ ...head, choices: text.map((t, index) => render.choice(index, t, tokens[index]!, finish[index]!)), usage: gen.usage, ...render.responseFields?.() });
         return;
       }
       const includeUsage = body.stream_options?.include_usage === true;

@@ -69,6 +69,12 @@ export const commonFields = {
   stop_token_ids: z.array(z.number().int().min(0)).max(64).nullish(),
   /** vLLM extension: the end-of-sequence tokens cannot be sampled, nor stop strings match, before this many tokens. */
   min_tokens: z.number().int().min(0).nullish(),
+  /**
+   * vLLM extension: score the prompt too: `prompt_logprobs` in the response (chat: top level;
+   * completions: per choice), per prompt token its logprob, rank and the k most likely tokens.
+   * `true` means 1, as vLLM's int field takes it. Not with `stream` (as vLLM).
+   */
+  prompt_logprobs: z.union([z.number().int().min(0).max(20), z.boolean()]).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   user: z.string().nullish(),
@@ -76,6 +82,12 @@ export const commonFields = {
   /** Body extension: how the adapters combine (adapters/composition.ts). */
   merge: MergeOptionsSchema.partial().nullish(),
 };
+
+/** vLLM's `prompt_logprobs` as a count of alternatives (`true` is 1), or undefined when not asked for. */
+export function promptLogprobsOf(b: { prompt_logprobs?: number | boolean | null }): number | undefined {
+  const v = b.prompt_logprobs;
+  return v === true ? 1 : typeof v === 'number' ? v : undefined;
+}
 
 /** The stop field as a list (empty when absent). */
 export function stopList(stop: string | string[] | null | undefined): string[] {
@@ -85,10 +97,17 @@ export function stopList(stop: string | string[] | null | undefined): string[] {
 
 /**
  * Cross-field check shared by both endpoints (zod superRefine helper): `stream_options` only with
- * `stream: true`, as OpenAI and vLLM refuse it otherwise (400 naming `stream_options`).
+ * `stream: true`, as OpenAI and vLLM refuse it otherwise (400 naming `stream_options`), and
+ * `prompt_logprobs` only without it (vLLM's rule; 400 naming `prompt_logprobs`).
  */
-export function checkStreamOptions(b: { stream?: boolean | null; stream_options?: unknown }, ctx: z.RefinementCtx): void {
+export function checkStreamOptions(
+  b: { stream?: boolean | null; stream_options?: unknown; prompt_logprobs?: number | boolean | null },
+  ctx: z.RefinementCtx,
+): void {
   if (b.stream_options != null && b.stream !== true) {
     ctx.addIssue({ code: 'custom', path: ['stream_options'], message: '`stream_options` is only allowed when `stream` is true.' });
+  }
+  if (promptLogprobsOf(b) !== undefined && b.stream === true) {
+    ctx.addIssue({ code: 'custom', path: ['prompt_logprobs'], message: '`prompt_logprobs` is not available when `stream` is true.' });
   }
 }

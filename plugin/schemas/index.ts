@@ -3,5 +3,5 @@
  */
 export { ChatCompletionRequestSchema, MessageSchema, type ChatCompletionRequest } from './chat.ts';
 export { CompletionRequestSchema, PromptSchema, type CompletionRequest } from './completions.ts';
-export { StopSchema, AdapterSetSchema, MAX_STOP, stopList } from './common.ts';
+export { StopSchema, AdapterSetSchema, MAX_STOP, promptLogprobsOf, stopList } from './common.ts';
 export { parseRequest, issueToError, formatParam } from './issues.ts';

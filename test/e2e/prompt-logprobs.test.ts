@@ -9,7 +9,8 @@
  *   by the generated token's, text offsets ascending over the tokens' texts;
  * - each top_logprobs entry holds the top k and the token itself; streamed, the opening chunk
  *   carries the prompt's logprobs; max_tokens 0 scores the prompt alone (a whole context of it);
- *   an ensemble is refused (400, `echo`).
+ *   an ensemble is refused (400, `echo`); vLLM's `prompt_logprobs` field gives the same scoring
+ *   with ranks (completions per choice, chat at the top level), not with `stream`.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -184,4 +185,46 @@ test('a client leaving mid-scoring cancels it: the engine is free again at once,
   const metrics = await (await fetch(`${srv.url.replace(/\/v1$/, '')}/metrics`)).text();
   assert.match(metrics, /^openlora_running_requests\{[^}]*\} 0$/m);
   assert.match(metrics, /^openlora_scoring_prompts\{[^}]*\} 0$/m);
+});
+
+test("vLLM's prompt_logprobs: completions per choice, chat at the top level, ranks; not with stream", async () => {
+  const ids: number[] = ref.prompts[2].input_ids;
+  const model = `${BASE}:shout`;
+  const echoed = await postJson(srv.url, '/completions', { model, prompt: ids, echo: true, logprobs: 2, max_tokens: 1, temperature: 0 });
+  const r = await postJson(srv.url, '/completions', { model, prompt: ids, prompt_logprobs: 2, max_tokens: 1, temperature: 0 });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const pl = r.body.choices[0].prompt_logprobs;
+  assert.equal(pl.length, ids.length);
+  assert.equal(pl[0], null);
+  assert.equal(r.body.choices[0].logprobs, null, 'no legacy logprobs asked for');
+  for (let i = 1; i < ids.length; i++) {
+    const own = pl[i][String(ids[i])];
+    assert.equal(own.logprob, echoed.body.choices[0].logprobs.token_logprobs[i], `position ${i}: the same scoring as echo`);
+    const entries = Object.values(pl[i]) as Array<{ logprob: number; rank: number; decoded_token: string }>;
+    assert.ok(entries.length >= 2 && entries.length <= 3, 'the token and the top 2');
+    // A rank counts the strictly more likely tokens; all of them are listed, except for a prompt token outside the top 2.
+    for (const e of entries) if (e !== own || entries.length === 2) assert.equal(e.rank, 1 + entries.filter((o) => o.logprob > e.logprob).length, `position ${i}`);
+    if (entries.length === 3) assert.ok(own.rank > 2, `position ${i}: a token outside the top 2 ranks below them`);
+    assert.equal(own.decoded_token, echoed.body.choices[0].logprobs.tokens[i]);
+  }
+  // The reference's argmax is rank 1 where its margin allows.
+  const res = ref.prompts[2].results.shout;
+  for (let i = 1; i < ids.length; i++) {
+    if (res.position_margins[i - 1] < TOL) continue;
+    const top = Object.entries(pl[i]).find(([, e]: any) => e.rank === 1)!;
+    assert.equal(Number(top[0]), res.argmax[i - 1], `position ${i}`);
+  }
+
+  const chat = await postJson(srv.url, '/chat/completions', { model, messages: [{ role: 'user', content: 'Speak.' }], prompt_logprobs: true, max_tokens: 2 });
+  assert.equal(chat.status, 200, JSON.stringify(chat.body));
+  assert.equal(chat.body.prompt_logprobs.length, chat.body.usage.prompt_tokens);
+  assert.equal(chat.body.prompt_logprobs[0], null);
+  assert.ok(chat.body.prompt_logprobs.slice(1).every((d: Record<string, unknown>) => Object.keys(d).length >= 1 && Object.keys(d).length <= 2));
+
+  const streamed = await postJson(srv.url, '/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], prompt_logprobs: 1, stream: true });
+  assert.equal(streamed.status, 400);
+  assert.equal(streamed.body.error.param, 'prompt_logprobs');
+  const ens = await postJson(srv.url, '/completions', { model: 'chorus', prompt: [5, 6, 7], prompt_logprobs: 1, max_tokens: 1 });
+  assert.equal(ens.status, 400);
+  assert.equal(ens.body.error.param, 'prompt_logprobs');
 });

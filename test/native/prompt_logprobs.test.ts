@@ -46,6 +46,7 @@ describe('Engine.promptLogprobs', () => {
       const row = fw.logits.subarray(i * V, (i + 1) * V);
       const lse = logsumexp(row);
       maxErr = Math.max(maxErr, Math.abs(got.tokenLogprobs[i]! - (row[ids[i + 1]!]! - lse)));
+      assert.equal(got.tokenRanks[i], 1 + row.filter((v) => v > row[ids[i + 1]!]!).length, `position ${i}: rank`);
       // The top list: most likely first, ties to the lower id, each logprob that of its id.
       const order = Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
       for (let j = 0; j < TOP; j++) {
