@@ -173,14 +173,23 @@ gauge('openlora_memory_bytes', 'Engine memory by part (bytes): weights, kv_cache
   }
 });
 gauge('vllm:num_requests_waiting', 'Requests waiting to be processed (Gateway API Inference Extension)', ['model_name'], (g, ms) => {
-  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.waiting + s.engineWaiting));
+  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.waiting + s.engineWaiting + scoringSplit(s).queued));
 });
+/**
+ * Prompts being scored as vLLM would count them: the engine scores one at a time (running), the
+ * rest wait their turn (queued).
+ */
+function scoringSplit(s: ModelSnapshot): { running: number; queued: number } {
+  const n = s.scoringPrompts ?? 0;
+  return { running: Math.min(1, n), queued: Math.max(0, n - 1) };
+}
+
 // NOTE: like vLLM's scheduler, running and waiting count engine sequences (a preempted sequence
 // is waiting, not running), plus requests still in the admission queue as waiting: no request
-// is counted twice. Prompts being scored are running work too (vLLM runs them as requests), so
-// a router reading this sees an engine busy with echo + logprobs as busy.
+// is counted twice. The prompt being scored is running work too (vLLM runs it as a request, and a
+// router reading this must see an engine busy with echo + logprobs as busy), the queued ones wait.
 gauge('vllm:num_requests_running', 'Requests running', ['model_name'], (g, ms) => {
-  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.runningSequences + (s.scoringPrompts ?? 0)));
+  for (const [model, xs] of ms) g.set({ model_name: model }, sum(xs, (s) => s.runningSequences + scoringSplit(s).running));
 });
 gauge('vllm:gpu_cache_usage_perc', 'KV cache usage, 0..1 (1 = full)', ['model_name'], (g, ms) => {
   for (const [model, xs] of ms) {

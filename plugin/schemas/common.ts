@@ -74,7 +74,7 @@ export const commonFields = {
    * completions: per choice), per prompt token its logprob, rank and the k most likely tokens.
    * `true` means 1, as vLLM's int field takes it. Not with `stream` (as vLLM).
    */
-  prompt_logprobs: z.union([z.number().int().min(0).max(20), z.boolean()]).nullish(),
+  prompt_logprobs: z.union([z.number().min(0).max(20).int(), z.boolean()]).nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   user: z.string().nullish(),

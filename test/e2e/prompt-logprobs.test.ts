@@ -221,6 +221,10 @@ test("vLLM's prompt_logprobs: completions per choice, chat at the top level, ran
   assert.equal(chat.body.prompt_logprobs[0], null);
   assert.ok(chat.body.prompt_logprobs.slice(1).every((d: Record<string, unknown>) => Object.keys(d).length >= 1 && Object.keys(d).length <= 2));
 
+  const huge = await postJson(srv.url, '/completions', { model, prompt: [5, 6], prompt_logprobs: 1e300 });
+  assert.equal(huge.status, 400);
+  assert.equal(huge.body.error.param, 'prompt_logprobs');
+  assert.match(huge.body.error.message, /20/, 'names the limit');
   const streamed = await postJson(srv.url, '/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], prompt_logprobs: 1, stream: true });
   assert.equal(streamed.status, 400);
   assert.equal(streamed.body.error.param, 'prompt_logprobs');
