@@ -85,27 +85,22 @@ export function promptCompletionLogprobs(
   scored: PromptLogprobsResult,
   topN: number,
 ): { logprobs: CompletionLogprobs; offset: number } {
-  const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  const first = tokenDisplay(tok.tokenBytes(ids[0]!));
   const k = scored.topN;
-  let offset = 0;
-  ids.forEach((id, i) => {
-    const text = tokenDisplay(tok.tokenBytes(id));
-    out.tokens.push(text);
-    out.text_offset.push(offset);
-    offset += text.length;
-    if (i === 0) {
-      out.token_logprobs.push(null);
-      out.top_logprobs.push(null);
-      return;
-    }
-    const logprob = scored.tokenLogprobs[i - 1]!;
-    out.token_logprobs.push(logprob);
-    const top: Record<string, number> = {};
-    for (let j = 0; j < Math.min(topN, k); j++) top[tokenDisplay(tok.tokenBytes(scored.topIds[(i - 1) * k + j]!))] = scored.topLogprobs[(i - 1) * k + j]!;
-    if (!(text in top)) top[text] = logprob;  // the prompt token itself, as for a sampled one
-    out.top_logprobs.push(top);
-  });
-  return { logprobs: out, offset };
+  // Every later prompt token as a generated one would be: its logprob and the top k there.
+  const rest: TokenInfo[] = ids.slice(1).map((id, i) => ({
+    id,
+    logprob: scored.tokenLogprobs[i]!,
+    top: Array.from({ length: k }, (_, j) => ({ token: scored.topIds[i * k + j]!, logprob: scored.topLogprobs[i * k + j]! })),
+  }));
+  const r = completionLogprobs(tok, rest, topN, first.length);
+  const out: CompletionLogprobs = {
+    tokens: [first, ...r.logprobs.tokens],
+    token_logprobs: [null, ...r.logprobs.token_logprobs],
+    top_logprobs: [null, ...r.logprobs.top_logprobs],
+    text_offset: [0, ...r.logprobs.text_offset],
+  };
+  return { logprobs: out, offset: r.offset };
 }
 
 /** One entry of vLLM's `prompt_logprobs`: a token's logprob, its vocabulary rank (1 = most likely) and its text. */

@@ -48,6 +48,24 @@ double sumExp(const float* l, int vocab, float mx) {
   return sum;
 }
 
+/**
+ * The n largest of values[0, vocab) as (value, id), in byProbThenId's order (higher first, ties
+ * to the lower id): one pass keeping the n best so far, sorted (ids ascend, so a value equal to
+ * a kept one goes after it); most tokens fail the first comparison.
+ */
+std::vector<std::pair<float, int>> topValues(const float* values, int vocab, size_t n) {
+  std::vector<std::pair<float, int>> best;
+  best.reserve(n + 1);
+  for (int i = 0; i < vocab; i++) {
+    const float v = values[i];
+    if (best.size() == n && !(v > best.back().first)) continue;
+    if (best.size() == n) best.pop_back();
+    const auto at = std::upper_bound(best.begin(), best.end(), v, [](float x, const std::pair<float, int>& e) { return x > e.first; });
+    best.insert(at, {v, i});
+  }
+  return best;
+}
+
 }  // namespace
 
 float computeLogprobs(const float* logits, int vocab, int chosen, int topN, std::vector<TokenLogprob>* top) {
@@ -55,20 +73,8 @@ float computeLogprobs(const float* logits, int vocab, int chosen, int topN, std:
   for (int i = 0; i < vocab; i++) mx = std::max(mx, logits[i]);
   const double lse = double(mx) + std::log(sumExp(logits, vocab, mx));
   if (top && topN > 0) {
-    // One pass keeping the n best so far, sorted (byProbThenId's order: ids ascend, so a value
-    // equal to a kept one goes after it); most tokens fail the first comparison.
-    const size_t n = size_t(std::min(topN, vocab));
-    std::vector<std::pair<float, int>> best;
-    best.reserve(n + 1);
-    for (int i = 0; i < vocab; i++) {
-      const float v = logits[i];
-      if (best.size() == n && !(v > best.back().first)) continue;
-      if (best.size() == n) best.pop_back();
-      const auto at = std::upper_bound(best.begin(), best.end(), v, [](float x, const std::pair<float, int>& e) { return x > e.first; });
-      best.insert(at, {v, i});
-    }
     top->clear();
-    for (const auto& [v, id] : best) top->push_back({id, float(double(v) - lse)});
+    for (const auto& [v, id] : topValues(logits, vocab, size_t(std::min(topN, vocab)))) top->push_back({id, float(double(v) - lse)});
   }
   return float(double(logits[chosen]) - lse);
 }
@@ -92,12 +98,10 @@ float mixtureLogprobs(const std::vector<const float*>& rows, const std::vector<d
     return mx + std::log(s);
   };
   if (top && topN > 0) {
-    std::vector<std::pair<float, int>> all(static_cast<size_t>(vocab));  // (log p, token) for ranking
-    for (int i = 0; i < vocab; i++) all[size_t(i)] = {float(logp(i)), i};
-    const int k = std::min(topN, vocab);
-    std::partial_sort(all.begin(), all.begin() + k, all.end(), byProbThenId);
-    top->assign(static_cast<size_t>(k), TokenLogprob{0, 0});
-    for (int i = 0; i < k; i++) (*top)[size_t(i)] = {all[size_t(i)].second, all[size_t(i)].first};
+    std::vector<float> lp(static_cast<size_t>(vocab));  // log p of every token, for ranking
+    for (int i = 0; i < vocab; i++) lp[size_t(i)] = float(logp(i));
+    top->clear();
+    for (const auto& [v, id] : topValues(lp.data(), vocab, size_t(std::min(topN, vocab)))) top->push_back({id, v});
   }
   return float(logp(chosen));
 }
