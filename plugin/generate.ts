@@ -40,7 +40,7 @@ export interface GenerateRequest {
   /** One or more tokenized prompts; each gets `n` choices (choice index = prompt * n + i). */
   prompts: number[][];
   /** Field named by context-length errors: `messages` or `prompt`. */
-  promptParam: 'messages' | 'prompt';
+  promptParam: string;
   n: number;
   /** Requested completion length; default and ceiling is the rest of the context window. */
   maxTokens?: number;

@@ -30,6 +30,8 @@ import { requestContext, requestId, requestLog, setMetricModel } from './request
 import { chatCompletions } from './routes/chat.ts';
 import { completions } from './routes/completions.ts';
 import { listModels, retrieveModel } from './routes/models.ts';
+import { createResponse, deleteResponse, listInputItems, retrieveResponse } from './routes/responses.ts';
+import { ResponseStore } from './responses/store.ts';
 import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes/admin.ts';
 import type { RouteContext } from './routes/context.ts';
 import { servesModel } from './resolve.ts';
@@ -184,6 +186,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     admission: (model) => admission(model),
   };
 
+  /** Stored Responses API responses (previous_response_id, GET / DELETE /v1/responses/{id}). */
+  const responses = new ResponseStore();
   /** Adapters pinned by an operator (POST /v1/pin_lora_adapter), released on close. */
   const pins = new OperatorPins();
   const router = express.Router() as OpenLoraRouter;
@@ -240,6 +244,10 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   });
   router.post('/v1/chat/completions', chatCompletions(ctx));
   router.post('/v1/completions', completions(ctx));
+  router.post('/v1/responses', createResponse(ctx, responses));
+  router.get('/v1/responses/:id', retrieveResponse(responses));
+  router.get('/v1/responses/:id/input_items', listInputItems(responses));
+  router.delete('/v1/responses/:id', deleteResponse(responses));
   router.all('/v1/*rest', function unknownRoute(req: Request) {
     throw new OpenLoraError(404, `Unknown request URL: ${req.method} ${req.originalUrl}.`, 'invalid_request_error', null, 'unknown_url');
   });

@@ -44,6 +44,15 @@ export class SseWriter {
 
   /** Send one chunk already serialized as JSON (the per-token hot path builds it by hand). */
   sendJson(json: string): void {
+    this.write(`data: ${json}\n\n`);
+  }
+
+  /** Send one named event, `event: NAME` then `data: JSON` (the Responses API's stream). */
+  sendEvent(event: string, json: string): void {
+    this.write(`event: ${event}\ndata: ${json}\n\n`);
+  }
+
+  private write(text: string): void {
     if (this.closed) return;
     this.start();
     // NOTE(why): chunks written in one turn of the event loop leave in one socket write. The
@@ -55,7 +64,7 @@ export class SseWriter {
       this.res.cork();
       setImmediate(this.uncork);
     }
-    this.res.write(`data: ${json}\n\n`);
+    this.res.write(text);
     // compression middleware adds flush(); without it each write goes out at once.
     (this.res as unknown as { flush?: () => void }).flush?.();
   }
@@ -67,6 +76,15 @@ export class SseWriter {
     this.ended = true;
     this.res.end('data: [DONE]\n\n');
     this.uncork(); // before the response lets go of a kept-alive socket
+  }
+
+  /** End the response without `[DONE]` (the Responses API's streams end with their last event). */
+  end(): void {
+    if (this.closed) return;
+    this.start();
+    this.ended = true;
+    this.res.end();
+    this.uncork();
   }
 
   /** Send an error event (OpenAI body), then `[DONE]`, and end the response. */

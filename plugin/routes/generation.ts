@@ -94,7 +94,7 @@ export interface GenerationEndpoint<B extends GenerationBody, P extends Prepared
   /** Zod schema of the body (plugin/schemas/). */
   schema: z.ZodType<B>;
   /** Field named by prompt errors (context length, empty prompt): `messages` or `prompt`. */
-  promptParam: 'messages' | 'prompt';
+  promptParam: string;
   /** Response id prefix (`chatcmpl-`, `cmpl-`). */
   idPrefix: string;
   /** `object` of a whole response and of a stream chunk. */
@@ -190,7 +190,7 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
 }
 
 /** Body → the sampling part of a GenerateRequest (nulls become defaults). */
-function samplingFromBody(body: GenerationBody): Omit<GenerateRequest, 'model' | 'composition' | 'prompts' | 'promptParam'> {
+export function samplingFromBody(body: GenerationBody): Omit<GenerateRequest, 'model' | 'composition' | 'prompts' | 'promptParam'> {
   return {
     n: body.n ?? 1,
     maxTokens: body.max_tokens ?? undefined,
@@ -218,7 +218,7 @@ function samplingFromBody(body: GenerationBody): Omit<GenerateRequest, 'model' |
  * TTFT and ITL per token, prompt and generation token counts per request.
  * @returns the generation and the cleanup to call when the response is done.
  */
-async function runGeneration(
+export async function runGeneration(
   ctx: RouteContext,
   req: Request,
   watch: DisconnectWatch,
@@ -274,7 +274,7 @@ async function runGeneration(
  * Log a stream that failed after its headers went out: a 503 (shutdown cut it, the model went
  * away) is expected and logged as a warning without a stack; anything else is an error.
  */
-function logStreamFailure(log: LoggerLike, err: unknown, what: string): void {
+export function logStreamFailure(log: LoggerLike, err: unknown, what: string): void {
   const out = toOpenAIError(err);
   if (out.status === 503) log.warn({ error: out.body.error }, `${what} cut: ${out.body.error.message}`);
   else log.error({ err }, `${what} failed`);
@@ -287,7 +287,7 @@ function newId(prefix: string): string {
 }
 
 /** Unix seconds now. */
-function unixNow(): number {
+export function unixNow(): number {
   return Math.floor(Date.now() / 1000);
 }
 
@@ -295,7 +295,7 @@ function unixNow(): number {
  * Run a request's synchronous preparation (schema check, template, tokenization) in its turn
  * (turn-gate.ts): a burst of requests is spread over loop turns instead of blocking running streams.
  */
-async function inTurn<T>(prepare: () => T): Promise<T> {
+export async function inTurn<T>(prepare: () => T): Promise<T> {
   const leave = await enterTurn();
   try {
     return prepare();
@@ -305,13 +305,13 @@ async function inTurn<T>(prepare: () => T): Promise<T> {
 }
 
 /** Whether the client went away before the response finished, and a hook for when it does. */
-interface DisconnectWatch {
+export interface DisconnectWatch {
   readonly gone: boolean;
   onGone(cb: () => void): void;
 }
 
 /** Watch `res` for a premature close (registered early: the client may leave while an adapter loads). */
-function watchDisconnect(res: Response): DisconnectWatch {
+export function watchDisconnect(res: Response): DisconnectWatch {
   const callbacks: Array<() => void> = [];
   const watch = {
     gone: false,

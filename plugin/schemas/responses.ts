@@ -1,0 +1,199 @@
+/**
+ * Zod schema of a `POST /v1/responses` body (OpenAI's Responses API), the part of it this server
+ * runs: text in and out, function tools, structured output (`text.format`), sampling, and
+ * conversation state by `previous_response_id`.
+ *
+ * As for the other endpoints, unknown keys are stripped and explicit nulls accepted; what cannot be
+ * honoured (images and files in the input, hosted tools, `background`, `conversation`, stored
+ * prompts) is refused with a 400 naming the field rather than ignored. Shapes follow openai-node's
+ * `resources/responses/responses.d.ts` (ResponseCreateParamsBase, ResponseInputItem, FunctionTool,
+ * ResponseTextConfig).
+ */
+import { z } from 'zod';
+import { AdapterSetSchema, StopSchema } from './common.ts';
+import { MergeOptionsSchema } from '../../adapters/composition.ts';
+
+/** Most input items one request may carry (OpenAI's chat bound on messages, applied to items). */
+export const MAX_INPUT_ITEMS = 2048;
+
+const JsonSchemaObject = z.record(z.string(), z.unknown());
+const NAME = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_", "." or "-"' });
+
+/** One content part of an input message: text only (`input_text`, or `output_text` / `refusal` replayed from an output). */
+const ContentPartSchema = z
+  .object({ type: z.string(), text: z.unknown().optional(), refusal: z.unknown().optional() })
+  .superRefine((p, ctx) => {
+    if (p.type === 'input_text' || p.type === 'output_text') {
+      if (typeof p.text !== 'string') ctx.addIssue({ code: 'custom', path: ['text'], message: 'expected a string.' });
+    } else if (p.type === 'refusal') {
+      if (typeof p.refusal !== 'string') ctx.addIssue({ code: 'custom', path: ['refusal'], message: 'expected a string.' });
+    } else {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['type'],
+        message: `only text content parts ("input_text", "output_text", "refusal") are supported, but got ${JSON.stringify(p.type)}.`,
+      });
+    }
+  })
+  .transform((p) => (p.type === 'refusal' ? (p.refusal as string) : (p.text as string)));
+
+/** A message item (`type` "message" or absent: OpenAI's EasyInputMessage). */
+const MessageItemSchema = z.object({
+  type: z.literal('message'),
+  role: z.enum(['user', 'assistant', 'system', 'developer']),
+  content: z.union([z.string(), z.array(ContentPartSchema).max(1024)]),
+  id: z.string().nullish(),
+});
+
+/** A function call the model made (replayed from an earlier output). */
+const FunctionCallItemSchema = z.object({
+  type: z.literal('function_call'),
+  call_id: z.string().min(1),
+  name: z.string().min(1),
+  arguments: z.string(),
+  id: z.string().nullish(),
+});
+
+/** The result of a function call, for the model to read. */
+const FunctionCallOutputItemSchema = z.object({
+  type: z.literal('function_call_output'),
+  call_id: z.string().min(1),
+  output: z.union([z.string(), z.array(ContentPartSchema).max(1024)]),
+  id: z.string().nullish(),
+});
+
+/** A reasoning item replayed from another provider's output: this server has none to continue, so it is skipped. */
+const ReasoningItemSchema = z.object({ type: z.literal('reasoning') });
+
+const ITEM_TYPES = ['message', 'function_call', 'function_call_output', 'reasoning'] as const;
+
+/** One input item. A role without `type` is a message; other item types name themselves in the 400. */
+export const InputItemSchema = z.preprocess(
+  (v) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+    const o = v as Record<string, unknown>;
+    return o.type === undefined && 'role' in o ? { ...o, type: 'message' } : o;
+  },
+  z
+    .object({ type: z.string() })
+    .loose()
+    .superRefine((o, ctx) => {
+      if (!(ITEM_TYPES as readonly string[]).includes(o.type)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['type'],
+          message: `input items of type ${JSON.stringify(o.type)} are not supported (supported: ${ITEM_TYPES.join(', ')}; this server runs function tools only).`,
+        });
+      }
+    })
+    .pipe(z.discriminatedUnion('type', [MessageItemSchema, FunctionCallItemSchema, FunctionCallOutputItemSchema, ReasoningItemSchema])),
+);
+
+/** A validated input item. */
+export type InputItem = z.output<typeof InputItemSchema>;
+
+/** A function tool (Responses shape: the function's fields at the top level). */
+const FunctionToolSchema = z.object({
+  type: z.literal('function'),
+  name: NAME,
+  description: z.string().nullish(),
+  parameters: JsonSchemaObject.nullish(),
+  strict: z.boolean().nullish(),
+});
+
+/** Tools: function tools only; a hosted tool (web search, file search, ...) names its type in the 400. */
+const ToolSchema = z
+  .object({ type: z.string() })
+  .loose()
+  .superRefine((t, ctx) => {
+    if (t.type !== 'function') {
+      ctx.addIssue({ code: 'custom', path: ['type'], message: `tools of type ${JSON.stringify(t.type)} are not supported (this server runs function tools only).` });
+    }
+  })
+  .pipe(FunctionToolSchema);
+
+/** `tool_choice`: a mode, or one named function. */
+const ToolChoiceSchema = z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), name: z.string().min(1) })]);
+
+/** `text.format` (ResponseFormatTextConfig). */
+const TextFormatSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_" or "-"' }),
+    schema: JsonSchemaObject,
+    description: z.string().nullish(),
+    strict: z.boolean().nullish(),
+  }),
+]);
+
+/** Fields refused when set: they ask for what this server does not keep or run. */
+function refuseSet(ctx: z.RefinementCtx, path: string, set: boolean, why: string): void {
+  if (set) ctx.addIssue({ code: 'custom', path: [path], message: why });
+}
+
+/** `POST /v1/responses`. */
+export const ResponseCreateRequestSchema = z
+  .object({
+    model: z.string().min(1),
+    input: z.union([z.string(), z.array(z.unknown()).max(MAX_INPUT_ITEMS).pipe(z.array(InputItemSchema))]),
+    instructions: z.string().nullish(),
+    previous_response_id: z.string().min(1).nullish(),
+    tools: z.array(ToolSchema).max(128).nullish(),
+    tool_choice: ToolChoiceSchema.nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
+    text: z.object({ format: TextFormatSchema.nullish() }).nullish(),
+    max_output_tokens: z.number().int().min(1).nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().gt(0).max(1).nullish(),
+    top_logprobs: z.number().int().min(0).max(20).nullish(),
+    include: z.array(z.string()).max(32).nullish(),
+    store: z.boolean().nullish(),
+    stream: z.boolean().nullish(),
+    metadata: z.record(z.string().max(64), z.string().max(512)).nullish(),
+    user: z.string().nullish(),
+    truncation: z.enum(['auto', 'disabled']).nullish(),
+    background: z.boolean().nullish(),
+    conversation: z.unknown().optional(),
+    prompt: z.unknown().optional(),
+    // vLLM's sampling extensions, as on the other endpoints.
+    top_k: z.number().int().min(-1).nullish(),
+    min_p: z.number().min(0).max(1).nullish(),
+    repetition_penalty: z.number().min(1e-6).max(1e6).nullish(),
+    presence_penalty: z.number().min(-2).max(2).nullish(),
+    frequency_penalty: z.number().min(-2).max(2).nullish(),
+    seed: z.number().int().nullish(),
+    stop: StopSchema.nullish(),
+    ignore_eos: z.boolean().nullish(),
+    min_tokens: z.number().int().min(0).nullish(),
+    adapters: AdapterSetSchema.nullish(),
+    merge: MergeOptionsSchema.partial().nullish(),
+  })
+  .superRefine((b, ctx) => {
+    refuseSet(ctx, 'background', b.background === true, 'background responses are not supported; send the request without `background` (or stream it).');
+    refuseSet(ctx, 'conversation', b.conversation != null, 'conversations are not kept by this server; use `previous_response_id` or send the whole input.');
+    refuseSet(ctx, 'prompt', b.prompt != null, 'stored prompt templates are not supported; send `instructions` and `input`.');
+    if (Array.isArray(b.input) && b.input.length === 0 && !b.previous_response_id) {
+      ctx.addIssue({ code: 'custom', path: ['input'], message: 'expected at least one input item.' });
+    }
+    const names = (b.tools ?? []).map((t) => t.name);
+    names.forEach((n, i) => {
+      if (names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: ['tools', i, 'name'], message: `duplicate tool name "${n}".` });
+    });
+    const choice = b.tool_choice;
+    if (choice === 'required' || (typeof choice === 'object' && choice !== null)) {
+      if (names.length === 0) ctx.addIssue({ code: 'custom', path: ['tool_choice'], message: `tool_choice ${JSON.stringify(choice)} needs \`tools\`.` });
+      else if (typeof choice === 'object' && !names.includes(choice.name)) {
+        ctx.addIssue({ code: 'custom', path: ['tool_choice', 'name'], message: `no tool named "${choice.name}" in \`tools\` (${names.join(', ')}).` });
+      }
+    }
+  });
+
+/** A validated Responses request. */
+export type ResponseCreateRequest = z.output<typeof ResponseCreateRequestSchema>;
+
+/** Whether the request asks for output-token logprobs (`include` or `top_logprobs`). */
+export function wantsLogprobs(b: ResponseCreateRequest): boolean {
+  return b.top_logprobs != null || (b.include ?? []).includes('message.output_text.logprobs');
+}
