@@ -20,7 +20,7 @@ let out: number[] = [];
 
 before(async () => {
   const tok = await demoTokenizer();
-  out = tok.encode('Good morrow');
+  out = tok.encode('Good morrow', false);
   srv = await fakeServer(
     (p: SequenceParams) => {
       prompts.push(p.promptIds);

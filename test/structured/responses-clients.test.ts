@@ -68,7 +68,7 @@ for (const model of ['rand-qwen3', 'rand-llama3']) {
     assert.ok(['completed', 'incomplete'].includes(chained.status!), JSON.stringify(chained));
     const replayed = await client.responses.create({
       model,
-      input: [{ role: 'user', content: 'Weather in Oslo?' }, ...first.output, answer],
+      input: [{ role: 'user', content: 'Weather in Oslo?' }, ...(first.output as OpenAI.Responses.ResponseInputItem[]), answer],
       tools: [weatherTool],
       tool_choice: 'none',
       max_output_tokens: 8,
