@@ -169,6 +169,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     () => {},
   );
 
+  /** Requests whose generation is starting (pinning adapters): close() fails them past the grace. */
+  const starting = new Set<(err: Error) => void>();
   const ctx: RouteContext = {
     logger,
     async registry() {
@@ -182,6 +184,22 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     track(gen) {
       inFlight.add(gen);
       return () => inFlight.delete(gen);
+    },
+    async starting(start) {
+      // NOTE(why): a generation that is still starting (waiting for an adapter slot) is not yet
+      // tracked; close() waits for it like an in-flight one, and past the grace fails it with the
+      // shutdown's 503 at once (the generation, if it starts later, is aborted, its pins released).
+      let fail!: (err: Error) => void;
+      const cut = new Promise<never>((_, reject) => (fail = reject));
+      starting.add(fail);
+      try {
+        return await Promise.race([start, cut]);
+      } catch (err) {
+        void start.then((gen) => gen.abort(err as Error), () => {});
+        throw err;
+      } finally {
+        starting.delete(fail);
+      }
     },
     admission: (model) => admission(model),
   };
@@ -276,8 +294,9 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     const shutting = new ServiceUnavailableError('The server is shutting down.');
     for (const a of admissions.values()) a.close(shutting);
     const until = Date.now() + graceMs;
-    while (inFlight.size + proxied.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    while (inFlight.size + proxied.size + starting.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     for (const r of proxied) r.destroy();
+    for (const fail of [...starting]) fail(shutting);
     const gens = [...inFlight];
     for (const g of gens) g.abort(shutting);
     await Promise.all(gens.map((g) => g.settled));

@@ -237,7 +237,7 @@ export async function runGeneration(
   let first = true;
   try {
     ticket = await ctx.admission(name).admit(r.prompts.length * r.n, adapters, watch);
-    const gen = await startGeneration({
+    const gen = await ctx.starting(startGeneration({
       ...r,
       onToken(index) {
         const now = performance.now();
@@ -249,7 +249,7 @@ export async function runGeneration(
         if (prev !== undefined) itl.observe((now - prev) / 1000);
         last[index] = now;
       },
-    });
+    }));
     promptTokensTotal.inc({ model: name }, gen.promptTokens);
     const t = ticket;
     void gen.settled.finally(() => {
