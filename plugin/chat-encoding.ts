@@ -264,3 +264,43 @@ export function splitSpecial(pieces: readonly PromptPiece[], matcher: SpecialTok
   }
   return spans;
 }
+
+/**
+ * transformers' `apply_chat_template(continue_final_message=True)` on rendered pieces: the
+ * prompt is cut right after the last occurrence of `final` (the final message's text), stripped
+ * of surrounding whitespace, in the rendered text, so the model continues that message instead
+ * of seeing its end-of-turn markup. As transformers: when the text found is followed by `final`'s
+ * own trailing whitespace (and `final` has none leading), that whitespace is kept too. The cut
+ * works on pieces, so user text stays marked as user text (a piece cut in two keeps its kind).
+ * @param final The final message's content as the template got it (parts joined).
+ * @returns The pieces up to the cut (the input is not modified).
+ * @throws InvalidRequestError (400, `continue_final_message`) when `final` is blank (nothing to
+ *   continue) or its stripped text does not occur in the rendered prompt (the template rewrote it).
+ */
+export function cutAfterFinalMessage(pieces: readonly PromptPiece[], final: string): PromptPiece[] {
+  const stripped = final.trim();
+  if (stripped === '') {
+    throw new InvalidRequestError(
+      '`continue_final_message` needs text to continue, but the final message has none; use `add_generation_prompt` to start a new assistant message.',
+      'continue_final_message',
+    );
+  }
+  const text = pieces.map((p) => p.text).join('');
+  const at = text.lastIndexOf(stripped);
+  if (at < 0) {
+    throw new InvalidRequestError(
+      '`continue_final_message` is set but the final message does not appear in the chat after applying the chat template (the template changes its text); it cannot be continued.',
+      'continue_final_message',
+    );
+  }
+  const lead = final.trimStart();
+  const end = text.slice(at, at + lead.length) === final ? at + lead.length : at + stripped.length;
+  const out: PromptPiece[] = [];
+  let pos = 0;
+  for (const p of pieces) {
+    if (pos >= end) break;
+    out.push(pos + p.text.length <= end ? p : { text: p.text.slice(0, end - pos), user: p.user });
+    pos += p.text.length;
+  }
+  return out;
+}

@@ -13,8 +13,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
-import { Placeholders, SpecialTokenMatcher, splitSpecial, type PromptPiece } from './chat-encoding.ts';
+import { cutAfterFinalMessage, Placeholders, SpecialTokenMatcher, splitSpecial, type PromptPiece } from './chat-encoding.ts';
 import { ContextLengthError, InvalidRequestError } from './errors.ts';
+import { checkRenderOptions, TEMPLATE_TOKENS, type ChatRenderOptions } from './template-kwargs.ts';
 import { buildTokenBytes } from './token-bytes.ts';
 import { buildXGrammarVocab, type XGrammarVocab } from './structured/vocab.ts';
 
@@ -54,8 +55,7 @@ export interface TokenizerFiles {
   chatTemplate?: string;
 }
 
-/** Special tokens passed to the chat template besides `messages` and `add_generation_prompt`. */
-const TEMPLATE_TOKENS = ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token'];
+export type { ChatRenderOptions } from './template-kwargs.ts';
 
 /** A token string from tokenizer_config: either a plain string or a serialized AddedToken. */
 function tokenContent(v: unknown): string | undefined {
@@ -302,38 +302,57 @@ export class ModelTokenizer {
   }
 
   /**
-   * Render the chat template for `messages` with `add_generation_prompt: true` into markup and
-   * user pieces (chat-encoding.ts): every client string is shielded so that only markup can
-   * hold special tokens. Template errors (e.g. `raise_exception('Conversation roles must
-   * alternate')`) become 400 naming `messages`. `tools` (the request's function tools) is
-   * passed to the template when given, its strings shielded like the messages'.
+   * Render the chat template for `messages` into markup and user pieces (chat-encoding.ts): every
+   * client string is shielded so that only markup can hold special tokens. Template errors (e.g.
+   * `raise_exception('Conversation roles must alternate')`) become 400 naming `messages`.
+   * `tools` (the request's function tools) is passed to the template when given, its strings
+   * shielded like the messages'. `options` (template-kwargs.ts): `addGenerationPrompt` (default
+   * true); `templateKwargs`, extra variables whose strings (object keys below the top level
+   * included) are shielded too, and which cannot replace a variable the server sets (the
+   * server's value would win anyway); `continueFinalMessage`, rendered without the generation
+   * prompt and cut after the final message's text (`cutAfterFinalMessage`).
+   * @throws InvalidRequestError (400) naming `messages` (no template, the template refused),
+   *   `chat_template_kwargs[.<name>]`, `add_generation_prompt` or `continue_final_message`.
    */
-  private renderPieces(messages: ChatMessage[], tools?: unknown[]): PromptPiece[] {
+  private renderPieces(messages: ChatMessage[], tools?: unknown[], options: ChatRenderOptions = {}): PromptPiece[] {
     if (!this.template) {
       throw new InvalidRequestError(
         'This model has no chat template (no chat_template.jinja, and tokenizer_config.json has no `chat_template`); use /v1/completions.',
         'messages',
       );
     }
+    checkRenderOptions(messages, options);
+    const kwargs = Object.entries(options.templateKwargs ?? {});
     const strings: string[] = [this.templateSource, ...Object.values(this.templateVars)];
-    for (const m of messages) templateMessage(m, (s) => (strings.push(s), s));
-    if (tools) mapStrings(tools, (s) => (strings.push(s), s));
+    const collect = (s: string) => (strings.push(s), s);
+    for (const m of messages) templateMessage(m, collect);
+    if (tools) mapStrings(tools, collect);
+    for (const [, v] of kwargs) mapStrings(v, collect);
     const ph = new Placeholders(strings);
-    const msgs = messages.map((m) => templateMessage(m, (s) => this.specials.shield(s, ph)));
-    const vars: Record<string, unknown> = { ...this.templateVars, messages: msgs, add_generation_prompt: true };
-    if (tools && tools.length > 0) vars.tools = mapStrings(tools, (s) => this.specials.shield(s, ph));
+    const shield = (s: string) => this.specials.shield(s, ph);
+    const msgs = messages.map((m) => templateMessage(m, shield));
+    // NOTE(why): top-level names are variable names, never rendered, so they stay as sent (a
+    // shielded name would no longer be the variable the template reads); fromEntries makes an
+    // own property even of "__proto__". The server's own variables come after and win.
+    const vars: Record<string, unknown> = Object.fromEntries(kwargs.map(([k, v]) => [k, mapStrings(v, shield)]));
+    Object.assign(vars, this.templateVars, { messages: msgs, add_generation_prompt: options.addGenerationPrompt ?? true });
+    if (tools && tools.length > 0) vars.tools = mapStrings(tools, shield);
     let rendered: string;
     try {
       rendered = this.template.render(vars);
     } catch (err) {
       throw new InvalidRequestError(`The chat template rejected the messages: ${(err as Error).message}`, 'messages');
     }
-    return ph.restore(rendered);
+    const pieces = ph.restore(rendered);
+    if (options.continueFinalMessage !== true) return pieces;
+    return cutAfterFinalMessage(pieces, contentText(messages[messages.length - 1]?.content));
   }
 
-  /** The rendered chat prompt as text (see `renderPieces`). */
-  renderChat(messages: ChatMessage[], tools?: unknown[]): string {
-    return this.renderPieces(messages, tools)
+  /**
+   * The rendered chat prompt as text (see `renderPieces` for `tools`, `options` and the errors).
+   */
+  renderChat(messages: ChatMessage[], tools?: unknown[], options?: ChatRenderOptions): string {
+    return this.renderPieces(messages, tools, options)
       .map((p) => p.text)
       .join('');
   }
@@ -341,10 +360,12 @@ export class ModelTokenizer {
   /**
    * Render and encode a chat prompt. Special tokens come only from the template's markup; every
    * client string is encoded as plain text (no special-token parsing, no BOS added: the template
-   * wrote it). `maxTokens` as in `encode`, naming `messages`.
+   * wrote it). `maxTokens` as in `encode`, naming `messages`; `tools` and `options` (vLLM's
+   * `add_generation_prompt`, `continue_final_message`, `chat_template_kwargs`) and the 400s as
+   * in `renderPieces`.
    */
-  encodeChat(messages: ChatMessage[], maxTokens?: number, tools?: unknown[]): number[] {
-    const pieces = this.renderPieces(messages, tools);
+  encodeChat(messages: ChatMessage[], maxTokens?: number, tools?: unknown[], options?: ChatRenderOptions): number[] {
+    const pieces = this.renderPieces(messages, tools, options);
     if (maxTokens !== undefined) {
       this.checkFits(
         pieces.reduce((n, p) => n + Buffer.byteLength(p.text), 0),

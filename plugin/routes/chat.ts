@@ -1,6 +1,8 @@
 /**
  * `POST /v1/chat/completions`: the chat endpoint's own parts over the shared generation route
- * (routes/generation.ts): messages rendered by the model's chat template, and OpenAI's chat shapes.
+ * (routes/generation.ts): messages rendered by the model's chat template (with vLLM's
+ * `add_generation_prompt`, `continue_final_message` and `chat_template_kwargs`:
+ * template-kwargs.ts), and OpenAI's chat shapes.
  *
  * Stream order per choice: `{delta: {role: "assistant", content: ""}}`, content deltas, then
  * `{delta: {}, finish_reason}`. With tools (plugin/tools/), calls are parsed from the output in
@@ -10,6 +12,7 @@ import { InvalidRequestError } from '../errors.ts';
 import { chatLogprobs, vllmPromptLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, promptLogprobsOf, type ChatCompletionRequest } from '../schemas/index.ts';
 import { grammarFromBody } from '../structured/from-body.ts';
+import { renderOptionsOf } from '../template-kwargs.ts';
 import type { ToolFormat } from '../tools/format.ts';
 import { planTools, ToolChoiceStream, toolMessage } from '../tools/respond.ts';
 import type { RouteContext } from './context.ts';
@@ -38,7 +41,7 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
       grammar = tools.grammar;
     }
     return {
-      prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools)],
+      prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools, renderOptionsOf(body))],
       maxTokens: body.max_completion_tokens ?? undefined,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
       promptLogprobs: promptLogprobsOf(body),

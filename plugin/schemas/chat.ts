@@ -2,6 +2,7 @@
  * Zod schema of a `POST /v1/chat/completions` body.
  */
 import { z } from 'zod';
+import { renderOptionsOf, renderOptionsProblem } from '../template-kwargs.ts';
 import { checkStreamOptions, commonFields } from './common.ts';
 import { checkTools, structuredFields, toolFields } from './structured.ts';
 
@@ -86,6 +87,25 @@ function checkToolTurns(messages: Array<z.output<typeof MessageSchema>>, ctx: z.
   unanswered();
 }
 
+/**
+ * vLLM's `chat_template_kwargs`: any JSON object (the type is checked here, the rest with the
+ * other render options in `checkRenderFields`); the value is passed on as sent, keys included
+ * (a record schema would drop a "__proto__" key silently).
+ */
+const ChatTemplateKwargsSchema = z.custom<Record<string, unknown>>().superRefine((v, ctx) => {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) ctx.addIssue({ code: 'invalid_type', expected: 'object', input: v });
+});
+
+/**
+ * vLLM's chat-template fields (template-kwargs.ts `renderOptionsProblem`): reserved or oversized
+ * `chat_template_kwargs`, `continue_final_message` with `add_generation_prompt` true (its
+ * default) or without a final assistant message; the issue names the field.
+ */
+function checkRenderFields(b: Parameters<typeof renderOptionsOf>[0] & { messages: Array<{ role: string }> }, ctx: z.core.$RefinementCtx): void {
+  const p = renderOptionsProblem(b.messages, renderOptionsOf(b));
+  if (p) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+}
+
 /** `POST /v1/chat/completions`. */
 export const ChatCompletionRequestSchema = z
   .object({
@@ -99,9 +119,16 @@ export const ChatCompletionRequestSchema = z
     top_logprobs: z.number().int().min(0).max(20).nullish(),
     ...structuredFields,
     ...toolFields,
+    /** vLLM extension: the template opens the assistant's turn (default true). */
+    add_generation_prompt: z.boolean().nullish(),
+    /** vLLM extension: the last (assistant) message is left open and continued; needs `add_generation_prompt: false`. */
+    continue_final_message: z.boolean().nullish(),
+    /** vLLM extension: extra chat-template variables (`{"enable_thinking": false}`). */
+    chat_template_kwargs: ChatTemplateKwargsSchema.nullish(),
   })
   .superRefine((b, ctx) => {
     checkTools(b, ctx);
+    checkRenderFields(b, ctx);
     checkToolTurns(b.messages, ctx);
     checkStreamOptions(b, ctx);
     if (b.top_logprobs != null && b.top_logprobs > 0 && b.logprobs !== true) {
