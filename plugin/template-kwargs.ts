@@ -54,7 +54,7 @@ export interface ChatRenderOptions {
   addGenerationPrompt?: boolean;
   /**
    * `continue_final_message` (default false): the last message (an assistant message) is left
-   * open, its content a prefix of the reply; needs `addGenerationPrompt: false`.
+   * open, its content a prefix of the reply; `addGenerationPrompt` then defaults to false (true is refused).
    */
   continueFinalMessage?: boolean;
   /** `chat_template_kwargs`: extra template variables (a JSON object), strings shielded. */
@@ -131,9 +131,10 @@ export function renderOptionsProblem(messages: ReadonlyArray<{ role: string }>, 
     }
   }
   if (o.continueFinalMessage === true) {
-    if (o.addGenerationPrompt !== false) {
-      const hint = o.addGenerationPrompt === undefined ? ' `add_generation_prompt` defaults to true: send `"add_generation_prompt": false` with `continue_final_message`.' : '';
-      return { path: ['add_generation_prompt'], message: `Cannot set both \`continue_final_message\` and \`add_generation_prompt\` to True.${hint}` };
+    // Left out, add_generation_prompt follows continue_final_message (vLLM's check sees only
+    // fields the client sent); set to true explicitly it is vLLM's 400.
+    if (o.addGenerationPrompt === true) {
+      return { path: ['add_generation_prompt'], message: 'Cannot set both `continue_final_message` and `add_generation_prompt` to True.' };
     }
     const last = messages[messages.length - 1];
     if (last && last.role !== 'assistant') {

@@ -335,7 +335,7 @@ export class ModelTokenizer {
     // shielded name would no longer be the variable the template reads); fromEntries makes an
     // own property even of "__proto__". The server's own variables come after and win.
     const vars: Record<string, unknown> = Object.fromEntries(kwargs.map(([k, v]) => [k, mapStrings(v, shield)]));
-    Object.assign(vars, this.templateVars, { messages: msgs, add_generation_prompt: options.addGenerationPrompt ?? true });
+    Object.assign(vars, this.templateVars, { messages: msgs, add_generation_prompt: options.addGenerationPrompt ?? !options.continueFinalMessage });
     if (tools && tools.length > 0) vars.tools = mapStrings(tools, shield);
     let rendered: string;
     try {

@@ -93,15 +93,13 @@ test('schema: chat_template_kwargs must be an object, within bounds, and set no 
   assert.match(big.message, /at most 65536 characters/);
 });
 
-test("schema: continue_final_message needs add_generation_prompt false (vLLM's message) and a final assistant message", () => {
+test("schema: continue_final_message refuses add_generation_prompt true (vLLM's message) and needs a final assistant message", () => {
   const withPrefix = [...USER, { role: 'assistant', content: 'Well,' }];
   const both = refused({ model: 'tiny', messages: withPrefix, continue_final_message: true, add_generation_prompt: true });
   assert.equal(both.param, 'add_generation_prompt');
   assert.match(both.message, /Cannot set both `continue_final_message` and `add_generation_prompt` to True\./);
-  // add_generation_prompt defaults to true (as vLLM, where transformers refuses the pair): said so.
-  const byDefault = refused({ model: 'tiny', messages: withPrefix, continue_final_message: true });
-  assert.equal(byDefault.param, 'add_generation_prompt');
-  assert.match(byDefault.message, /defaults to true/);
+  // left out, add_generation_prompt follows continue_final_message (only a sent true is refused)
+  assert.equal(parseRequest(ChatCompletionRequestSchema, { model: 'tiny', messages: withPrefix, continue_final_message: true }).continue_final_message, true);
   const notAssistant = refused(chat({ continue_final_message: true, add_generation_prompt: false }));
   assert.equal(notAssistant.param, 'continue_final_message');
   assert.match(notAssistant.message, /messages\[0\] has role "user"/);
@@ -146,7 +144,8 @@ test('the tokenizer refuses reserved kwargs and bad option pairs itself (callers
   assert.equal(throws400(() => tok.encodeChat(USER, undefined, undefined, { templateKwargs: { messages: [] } })).param, 'chat_template_kwargs.messages');
   assert.equal(throws400(() => tok.renderChat(USER, undefined, { templateKwargs: [] as unknown as Record<string, unknown> })).param, 'chat_template_kwargs');
   const prefix: ChatMessage[] = [...USER, { role: 'assistant', content: 'Well,' }];
-  assert.equal(throws400(() => tok.renderChat(prefix, undefined, { continueFinalMessage: true })).param, 'add_generation_prompt');
+  assert.equal(throws400(() => tok.renderChat(prefix, undefined, { continueFinalMessage: true, addGenerationPrompt: true })).param, 'add_generation_prompt');
+  assert.equal(tok.renderChat(prefix, undefined, { continueFinalMessage: true }), tok.renderChat(prefix, undefined, { continueFinalMessage: true, addGenerationPrompt: false }));
   assert.equal(throws400(() => tok.renderChat(USER, undefined, { continueFinalMessage: true, addGenerationPrompt: false })).param, 'continue_final_message');
 });
 
