@@ -65,6 +65,16 @@ export const ModelEntrySchema = z.strictObject({
    * (config/ does not import plugin/; test/structured/tool-parse.test.ts checks they agree).
    */
   toolCallFormat: z.enum(['hermes', 'llama3_json', 'mistral']).optional(),
+  /**
+   * Reasoning outputs (plugin/reasoning.ts): `think` splits a `<think>…</think>` block from the
+   * answer (`message.reasoning`; vLLM's `qwen3` / `deepseek_r1` parsers, accepted as names for
+   * it), `none` leaves it in the text, `auto` (default) is `think` when the chat template writes
+   * both tags.
+   */
+  reasoningParser: z
+    .enum(['auto', 'think', 'none', 'qwen3', 'deepseek_r1'])
+    .default('auto')
+    .transform((v) => (v === 'qwen3' || v === 'deepseek_r1' ? 'think' : v)),
 });
 
 /**

@@ -32,6 +32,7 @@ import { completions } from './routes/completions.ts';
 import { listModels, retrieveModel } from './routes/models.ts';
 import { createResponse, deleteResponse, listInputItems, retrieveResponse } from './routes/responses.ts';
 import { ResponseStore } from './responses/store.ts';
+import type { ReasoningParserSetting } from './reasoning.ts';
 import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes/admin.ts';
 import type { RouteContext } from './routes/context.ts';
 import { servesModel } from './resolve.ts';
@@ -56,6 +57,8 @@ export interface OpenLoraModel {
   maxRunningSequences?: number;
   /** Tool-call format of the model's outputs, when its chat template's markers do not show it (plugin/tools/format.ts). */
   toolCallFormat?: ToolFormatName;
+  /** Reasoning outputs (`<think>` blocks) split from the answer: `auto` (default: when the template writes the tags), `think`, `none`. */
+  reasoningParser?: ReasoningParserSetting;
 }
 
 /** Options of `openLora`. */
@@ -103,6 +106,7 @@ async function buildRegistry(options: OpenLoraOptions) {
       adapters: m.adapters,
       maxRunningSequences: m.maxRunningSequences,
       toolCallFormat: m.toolCallFormat,
+      reasoningParser: m.reasoningParser,
       tokenizer: typeof m.tokenizer === 'string' ? await loadTokenizer(m.tokenizer) : m.tokenizer,
     })),
   );

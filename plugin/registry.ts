@@ -3,6 +3,7 @@
  * adapter provider, plus the named compositions of the config. Which of them serves a request
  * is decided in plugin/resolve.ts.
  */
+import { reasoningEnabled, type ReasoningParserSetting } from './reasoning.ts';
 import { createHash } from 'node:crypto';
 import type { CompositionConfig } from '../adapters/composition.ts';
 import type { AdapterProvider } from '../adapters/types.ts';
@@ -26,6 +27,8 @@ export interface ServedModel {
   fingerprint: string;
   /** Configured tool-call format (overrides detection from the chat template; plugin/tools/format.ts). */
   toolCallFormat?: ToolFormatName;
+  /** Whether outputs are split into reasoning and answer (plugin/reasoning.ts `reasoningEnabled`). */
+  reasoning: boolean;
 }
 
 /** What the registry is built from (tokenizers already loaded). */
@@ -35,6 +38,7 @@ export interface ServedModelInit {
   tokenizer: ModelTokenizer;
   adapters: AdapterProvider;
   toolCallFormat?: ToolFormatName;
+  reasoningParser?: ReasoningParserSetting;
 }
 
 /** Name → served model, and the named compositions over them. */
@@ -68,6 +72,7 @@ export class ModelRegistry {
         created: now,
         fingerprint: `fp_${fp.slice(0, 10)}`,
         toolCallFormat: m.toolCallFormat,
+        reasoning: reasoningEnabled(m.reasoningParser, m.tokenizer.chatTemplate),
       });
       this.providers.set(m.name, m.adapters);
     }

@@ -63,7 +63,7 @@ async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<
       log.info({ model: entry.name, dir, adapters: registered.map((a) => a.name), skipped: skipped.length }, 'scanned adapter directory');
     }
     for (const a of entry.adapters) await adapters.registerSource(a.name, configAdapterSource(a.path, a.sha256));
-    return { model: { name: entry.name, engine, tokenizer: entry.path, adapters, maxRunningSequences: e.maxNumSeqs, toolCallFormat: entry.toolCallFormat }, adapters };
+    return { model: { name: entry.name, engine, tokenizer: entry.path, adapters, maxRunningSequences: e.maxNumSeqs, toolCallFormat: entry.toolCallFormat, reasoningParser: entry.reasoningParser }, adapters };
   } catch (err) {
     await engine.dispose();
     throw err;

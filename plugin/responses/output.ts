@@ -31,7 +31,8 @@ export type OutputItem =
       role: 'assistant';
       content: Array<{ type: 'output_text'; text: string; annotations: []; logprobs: ChatTokenLogprob[] }>;
     }
-  | { id: string; type: 'function_call'; status: 'in_progress' | 'completed' | 'incomplete'; call_id: string; name: string; arguments: string };
+  | { id: string; type: 'function_call'; status: 'in_progress' | 'completed' | 'incomplete'; call_id: string; name: string; arguments: string }
+  | { id: string; type: 'reasoning'; status: 'in_progress' | 'completed' | 'incomplete'; summary: []; content: Array<{ type: 'reasoning_text'; text: string }> };
 
 /** The response's status and why it is incomplete, from the choice's finish reason. */
 export function statusOf(finish: string | null): { status: 'completed' | 'incomplete'; incomplete_details: { reason: 'max_output_tokens' } | null } {
@@ -99,12 +100,16 @@ export function responseObject(
 }
 
 /**
- * Output items of a finished choice: a message with the text (when there is text, or nothing else),
- * then one function_call item per call.
+ * Output items of a finished choice: the reasoning (a reasoning model's `<think>` block, when it
+ * wrote one), a message with the text (when there is text, or nothing else), then one
+ * function_call item per call.
  */
-export function outputItems(text: string | null, calls: ToolCall[], logprobs: ChatTokenLogprob[], finish: string | null): OutputItem[] {
+export function outputItems(text: string | null, calls: ToolCall[], logprobs: ChatTokenLogprob[], finish: string | null, reasoning: string | null = null): OutputItem[] {
   const status = finish === 'length' ? 'incomplete' : 'completed';
   const items: OutputItem[] = [];
+  if (reasoning !== null) {
+    items.push({ id: itemId('rs_'), type: 'reasoning', status: text || calls.length > 0 ? 'completed' : status, summary: [], content: [{ type: 'reasoning_text', text: reasoning }] });
+  }
   if ((text ?? '') !== '' || calls.length === 0) {
     items.push({ id: itemId('msg_'), type: 'message', status, role: 'assistant', content: [{ type: 'output_text', text: text ?? '', annotations: [], logprobs }] });
   }
@@ -117,6 +122,8 @@ export function outputMessages(items: OutputItem[]): ChatMessage[] {
   let text: string | null = null;
   const calls: ToolCall[] = [];
   for (const it of items) {
+    // Reasoning is not replayed: the templates of reasoning models drop earlier turns' blocks.
+    if (it.type === 'reasoning') continue;
     if (it.type === 'message') text = (text ?? '') + it.content.map((p) => p.text).join('');
     else calls.push({ id: it.call_id, type: 'function', function: { name: it.name, arguments: it.arguments } });
   }
@@ -134,6 +141,7 @@ export class ResponseEvents {
   private seq = 0;
   readonly items: OutputItem[] = [];
   private message: Extract<OutputItem, { type: 'message' }> | undefined;
+  private thinking: Extract<OutputItem, { type: 'reasoning' }> | undefined;
   private readonly calls = new Map<number, Extract<OutputItem, { type: 'function_call' }>>();
   private current: OutputItem | undefined;
 
@@ -169,6 +177,24 @@ export class ResponseEvents {
     m.content.push({ type: 'output_text', text: '', annotations: [], logprobs: [] });
     this.send('response.content_part.added', { item_id: m.id, output_index: this.index(m), content_index: 0, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
     return m;
+  }
+
+  /** Reasoning text: the open reasoning item's, opening one (and its reasoning_text part) if needed. */
+  reasoning(delta: string): void {
+    if (delta === '') return;
+    let r = this.thinking;
+    if (!r) {
+      this.closeCurrent('completed');
+      r = { id: itemId('rs_'), type: 'reasoning', status: 'in_progress', summary: [], content: [] };
+      this.items.push(r);
+      this.thinking = r;
+      this.current = r;
+      this.send('response.output_item.added', { output_index: this.index(r), item: structuredClone(r) });
+      r.content.push({ type: 'reasoning_text', text: '' });
+      this.send('response.content_part.added', { item_id: r.id, output_index: this.index(r), content_index: 0, part: { type: 'reasoning_text', text: '' } });
+    }
+    r.content[0]!.text += delta;
+    this.send('response.reasoning_text.delta', { item_id: r.id, output_index: this.index(r), content_index: 0, delta });
   }
 
   /** Text (and its tokens' logprobs) of the open message item, opening one if needed. */
@@ -213,10 +239,15 @@ export class ResponseEvents {
       const part = it.content[0]!;
       this.send('response.output_text.done', { item_id: it.id, output_index, content_index: 0, text: part.text, logprobs: part.logprobs });
       this.send('response.content_part.done', { item_id: it.id, output_index, content_index: 0, part: structuredClone(part) });
+    } else if (it.type === 'reasoning') {
+      this.thinking = undefined;
+      const part = it.content[0]!;
+      this.send('response.reasoning_text.done', { item_id: it.id, output_index, content_index: 0, text: part.text });
+      this.send('response.content_part.done', { item_id: it.id, output_index, content_index: 0, part: structuredClone(part) });
     } else {
       this.send('response.function_call_arguments.done', { item_id: it.id, output_index, arguments: it.arguments });
     }
-    it.status = it.type === 'message' ? status : 'completed';
+    it.status = it.type === 'function_call' ? 'completed' : status;
     this.send('response.output_item.done', { output_index, item: structuredClone(it) });
   }
 
@@ -226,7 +257,7 @@ export class ResponseEvents {
    * @returns the final response object (what the store keeps).
    */
   finish(finish: string | null, usage: Usage): Record<string, unknown> {
-    if (this.items.length === 0) this.openMessage();
+    if (!this.items.some((it) => it.type !== 'reasoning')) this.openMessage();
     const { status, incomplete_details } = statusOf(finish);
     this.closeCurrent(status === 'incomplete' ? 'incomplete' : 'completed');
     const r = responseObject(this.head, status, this.items, responseUsage(usage), incomplete_details);

@@ -7,20 +7,36 @@
  * Stream order per choice: `{delta: {role: "assistant", content: ""}}`, content deltas, then
  * `{delta: {}, finish_reason}`. With tools (plugin/tools/), calls are parsed from the output in
  * the model's format: `message.tool_calls` / `delta.tool_calls` and finish_reason `tool_calls`.
+ * For a reasoning model (plugin/reasoning.ts) the `<think>` block comes apart from the answer:
+ * `message.reasoning` and `reasoning_content` (null without a block), `delta.reasoning` /
+ * `delta.reasoning_content` pieces before the answer's `content` deltas.
  */
 import { InvalidRequestError } from '../errors.ts';
 import { chatLogprobs, vllmPromptLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, promptLogprobsOf, type ChatCompletionRequest } from '../schemas/index.ts';
 import { grammarFromBody } from '../structured/from-body.ts';
 import { renderOptionsOf } from '../template-kwargs.ts';
+import { promptOpensReasoning, ReasoningSplitter, splitReasoning } from '../reasoning.ts';
+import type { ServedModel } from '../registry.ts';
 import type { ToolFormat } from '../tools/format.ts';
 import { planTools, ToolChoiceStream, toolMessage } from '../tools/respond.ts';
 import type { RouteContext } from './context.ts';
 import { generationRoute, type GenerationEndpoint, type Prepared } from './generation.ts';
 
-/** What chat prepares: the prompt, the grammar, and the tool-call format to parse outputs with. */
-interface ChatPrepared extends Prepared {
+/** What chat prepares: the prompt, the grammar, the tool-call format and the reasoning split to parse outputs with. */
+export interface ChatPrepared extends Prepared {
   toolFormat?: ToolFormat;
+  /** Set when the output's `<think>` block is split from the answer (plugin/reasoning.ts); off with a grammar. */
+  reasoning?: { insidePrompt: boolean };
+}
+
+/**
+ * The reasoning split of a request: the model's setting, and never under a grammar (constrained
+ * output is enforced from the first token, so there is no reasoning block to split).
+ */
+export function reasoningPlan(model: ServedModel, prompt: number[], grammar: unknown): { insidePrompt: boolean } | undefined {
+  if (!model.reasoning || grammar) return undefined;
+  return { insidePrompt: promptOpensReasoning(model.tokenizer.decode(prompt.slice(-16), false)) };
 }
 
 /** The chat endpoint: one prompt (the rendered messages); `max_completion_tokens` wins over `max_tokens`. */
@@ -40,14 +56,16 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
       }
       grammar = tools.grammar;
     }
+    const prompt = model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools, renderOptionsOf(body));
     return {
-      prompts: [model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools, renderOptionsOf(body))],
+      prompts: [prompt],
       maxTokens: body.max_completion_tokens ?? undefined,
       logprobs: body.logprobs ? (body.top_logprobs ?? 0) : undefined,
       promptLogprobs: promptLogprobsOf(body),
       promptLogprobsParam: 'prompt_logprobs',
       grammar,
       toolFormat: tools.format,
+      reasoning: reasoningPlan(model, prompt, grammar),
     };
   },
   renderer(body, model, prepared, _n, size, scored) {
@@ -56,9 +74,19 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
     const logprobsOf = (tokens: Parameters<typeof chatLogprobs>[1]) => (body.logprobs ? chatLogprobs(model.tokenizer, tokens, topN) : null);
     const format = prepared.toolFormat;
     const streams = format ? Array.from({ length: size }, () => new ToolChoiceStream(format)) : undefined;
+    const think = prepared.reasoning;
+    const splitters = think ? Array.from({ length: size }, () => new ReasoningSplitter(think.insidePrompt)) : undefined;
+    // vLLM's include_reasoning: false drops the reasoning (the answer is split from it all the same).
+    const showReasoning = body.include_reasoning !== false;
     return {
-      choice: (index, content, tokens, finish) => {
-        const { message, finishReason } = toolMessage(content, finish, format);
+      choice: (index, text, tokens, finish) => {
+        const split = think ? splitReasoning(text, think.insidePrompt) : undefined;
+        const { message, finishReason } = toolMessage(split ? split.content : text, finish, format);
+        if (split) {
+          // `reasoning` (vLLM's name now) and `reasoning_content` (its older one, which LangChain reads).
+          const r = showReasoning ? split.reasoning : null;
+          Object.assign(message, { reasoning: r, reasoning_content: r });
+        }
         return { index, message, logprobs: logprobsOf(tokens), finish_reason: finishReason };
       },
       opening: (index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }),
@@ -66,6 +94,32 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
       responseFields: () => (vllmK !== undefined && scored ? { prompt_logprobs: vllmPromptLogprobs(model.tokenizer, prepared.prompts[0]!, scored[0]!, vllmK) } : {}),
       delta(d, send) {
         const ts = streams?.[d.index];
+        const rs = splitters?.[d.index];
+        if (rs) {
+          // Reasoning and answer pieces as the splitter releases them; the answer goes on to the
+          // tool parser when there is one. Logprobs ride with the first piece of the delta.
+          let lp = logprobsOf(d.tokens);
+          const sendDelta = (delta: Record<string, unknown>) => {
+            send(JSON.stringify({ index: d.index, delta, logprobs: lp, finish_reason: null }));
+            lp = null;
+          };
+          for (const p of [...rs.push(d.text), ...(d.finishReason ? rs.end() : [])]) {
+            if ('reasoning' in p) {
+              if (showReasoning) sendDelta({ reasoning: p.reasoning, reasoning_content: p.reasoning });
+            } else if (ts) {
+              for (const delta of ts.push(p.content)) sendDelta(delta);
+            } else {
+              sendDelta({ content: p.content });
+            }
+          }
+          if (lp !== null) sendDelta({ content: '' });
+          if (d.finishReason) {
+            const end = ts?.end(d.finishReason);
+            for (const delta of end?.deltas ?? []) sendDelta(delta);
+            send(JSON.stringify({ index: d.index, delta: {}, logprobs: null, finish_reason: end ? end.finishReason : d.finishReason }));
+          }
+          return;
+        }
         if (ts) {
           // Tool-call parsing: prose and call pieces as the parser releases them; logprobs ride
           // with the first piece of the delta that produced them.

@@ -8,12 +8,14 @@
  * disconnect handling as chat (routes/generation.ts), and answered as a `response` object or its
  * event stream (plugin/responses/output.ts). With `store` (the default), the response and its
  * conversation are kept (plugin/responses/store.ts) for `previous_response_id` and the GET routes.
+ * A reasoning model's `<think>` block (plugin/reasoning.ts) is a `reasoning` output item.
  */
 import type { Request, Response } from 'express';
 import { accessOf } from '../auth.ts';
 import { toOpenAIError } from '../errors.ts';
 import { collectChoices } from '../generate.ts';
 import { chatLogprobs, type ChatTokenLogprob } from '../logprobs.ts';
+import { ReasoningSplitter, splitReasoning } from '../reasoning.ts';
 import { requestLog } from '../request-context.ts';
 import { resolveRequest } from '../resolve.ts';
 import { outputItems, outputMessages, ResponseEvents, responseObject, responseUsage, itemId, statusOf, type OutputItem } from '../responses/output.ts';
@@ -75,8 +77,10 @@ export function createResponse(ctx: RouteContext, store: ResponseStore) {
       if (!body.stream) {
         const { text, tokens, finish } = await collectChoices(gen);
         if (watch.gone) return;
-        const { message } = toolMessage(text[0]!, finish[0]!, prepared.toolFormat);
-        const items = outputItems(message.content as string | null, (message.tool_calls as ToolCall[] | undefined) ?? [], logprobsOf(tokens[0]!), finish[0]!);
+        const split = prepared.reasoning ? splitReasoning(text[0]!, prepared.reasoning.insidePrompt) : undefined;
+        const { message } = toolMessage(split ? split.content : text[0]!, finish[0]!, prepared.toolFormat);
+        const calls = (message.tool_calls as ToolCall[] | undefined) ?? [];
+        const items = outputItems(message.content as string | null, calls, logprobsOf(tokens[0]!), finish[0]!, split?.reasoning ?? null);
         const { status, incomplete_details } = statusOf(finish[0]!);
         const response = responseObject(head, status, items, responseUsage(gen.usage), incomplete_details);
         keep(response, items);
@@ -86,13 +90,28 @@ export function createResponse(ctx: RouteContext, store: ResponseStore) {
       const sse = new SseWriter(res);
       const events = new ResponseEvents(head, (type, payload) => sse.sendEvent(type, JSON.stringify(payload)));
       const tools = prepared.toolFormat ? new ToolChoiceStream(prepared.toolFormat) : undefined;
+      const thinking = prepared.reasoning ? new ReasoningSplitter(prepared.reasoning.insidePrompt) : undefined;
+      /** The answer's text: to the tool parser when there is one; logprobs with its first piece. */
+      const answer = (text: string, lp: ChatTokenLogprob[]) => {
+        if (!tools) events.text(text, lp);
+        else tools.push(text).forEach((delta, i) => events.chatDelta(delta, i === 0 ? lp : []));
+      };
       try {
         events.start();
         let finish: string | null = null;
         for await (const d of gen) {
           const lp = logprobsOf(d.tokens);
-          if (!tools) events.text(d.text, lp);
-          else tools.push(d.text).forEach((delta, i) => events.chatDelta(delta, i === 0 ? lp : []));
+          if (!thinking) answer(d.text, lp);
+          else {
+            let pending = lp;  // the delta's logprobs go with its first answer piece
+            for (const p of [...thinking.push(d.text), ...(d.finishReason ? thinking.end() : [])]) {
+              if ('reasoning' in p) events.reasoning(p.reasoning);
+              else {
+                answer(p.content, pending);
+                pending = [];
+              }
+            }
+          }
           if (d.finishReason) {
             finish = d.finishReason;
             for (const delta of tools?.end(finish).deltas ?? []) events.chatDelta(delta);

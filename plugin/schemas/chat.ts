@@ -117,6 +117,8 @@ export const ChatCompletionRequestSchema = z
     max_completion_tokens: z.number().int().min(1).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
+    /** vLLM extension: false drops a reasoning model's `<think>` block from the response (plugin/reasoning.ts). */
+    include_reasoning: z.boolean().nullish(),
     ...structuredFields,
     ...toolFields,
     /** vLLM extension: the template opens the assistant's turn (default true). */
