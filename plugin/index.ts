@@ -31,6 +31,7 @@ import { chatCompletions } from './routes/chat.ts';
 import { completions } from './routes/completions.ts';
 import { listModels, retrieveModel } from './routes/models.ts';
 import { createResponse, deleteResponse, listInputItems, retrieveResponse } from './routes/responses.ts';
+import { detokenize, tokenize, version } from './routes/tokenize.ts';
 import { ResponseStore } from './responses/store.ts';
 import type { ReasoningParserSetting } from './reasoning.ts';
 import { loadLoraAdapter, rescanLoraAdapters, unloadLoraAdapter } from './routes/admin.ts';
@@ -113,7 +114,7 @@ async function buildRegistry(options: OpenLoraOptions) {
   return { registry: new ModelRegistry(inits, options.logger, options.compositions), inits };
 }
 
-/** Build the OpenAI-compatible router (`/v1/models`, `/v1/chat/completions`, `/v1/completions`, `/health`, `/ready`, `/metrics`, and `/console` when asked). */
+/** Build the OpenAI-compatible router (`/v1/models`, `/v1/chat/completions`, `/v1/completions`, vLLM's `/tokenize`, `/detokenize`, `/version`, `/health`, `/ready`, `/metrics`, and `/console` when asked). */
 export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   const logger = options.logger ?? silentLogger;
   const built = buildRegistry(options);
@@ -230,6 +231,11 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     const m = await scrape();
     res.set('content-type', m.contentType).send(m.text);
   });
+
+  router.get('/version', version);
+  // vLLM's tokenizer routes sit at the root; they name a model, so keys apply as on /v1.
+  router.post('/tokenize', authenticate(ring), json, tokenize(ctx));
+  router.post('/detokenize', authenticate(ring), json, detokenize(ctx));
 
   router.use('/v1', authenticate(ring));
   router.get('/v1/models', listModels(ctx));

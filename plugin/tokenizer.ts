@@ -270,6 +270,37 @@ export class ModelTokenizer {
     return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 
+  /**
+   * `ids` (a rendered chat prompt's, from `encodeChat`) with the special tokens the tokenizer's
+   * post-processor puts around one sequence (BOS for Llama), as `encode(text, true)` would: vLLM's
+   * `add_special_tokens: true` on a chat prompt (a template that writes BOS then gets it twice, as in vLLM).
+   * @throws InvalidRequestError (400) naming `add_special_tokens` for a post-processor that does
+   *   not keep a sequence whole between its additions (none of the Hugging Face ones).
+   */
+  addSpecialTokens(ids: number[]): number[] {
+    // The additions are what encoding a probe with them adds around its encoding without them.
+    const bare = this.tok.encode('a', { add_special_tokens: false }).ids;
+    const full = this.tok.encode('a', { add_special_tokens: true }).ids;
+    for (let at = 0; at + bare.length <= full.length; at++) {
+      if (bare.every((id, i) => full[at + i] === id)) return [...full.slice(0, at), ...ids, ...full.slice(at + bare.length)];
+    }
+    throw new InvalidRequestError("This tokenizer's post-processor cannot add its special tokens to a chat prompt.", 'add_special_tokens');
+  }
+
+  /** Whether `id` is one of this tokenizer's ids (`0 <= id < vocabSize`). */
+  hasId(id: number): boolean {
+    return Number.isInteger(id) && id >= 0 && id < this.vocabSize;
+  }
+
+  /**
+   * The vocabulary string of each id, as Hugging Face's `convert_ids_to_tokens` (vLLM's
+   * `token_strs`): the raw piece (`Ġworld` for byte-level BPE, `▁world` for SentencePiece), a
+   * special token's content; ids must be `hasId`.
+   */
+  tokenStrings(ids: number[]): string[] {
+    return ids.map((id) => this.tok.id_to_token(id) ?? '');
+  }
+
   /** Refuse `bytes` of text that cannot fit in `limit.maxTokens` tokens (see `encode`). */
   private checkFits(bytes: number, limit: { maxTokens: number; param: string }): void {
     const atLeast = Math.ceil(bytes / this.maxTokenBytes);

@@ -106,14 +106,43 @@ function checkRenderFields(b: Parameters<typeof renderOptionsOf>[0] & { messages
   if (p) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
 }
 
+/** vLLM's chat-template fields (template-kwargs.ts), checked by `checkRenderFields`. */
+const renderFields = {
+  /** vLLM extension: the template opens the assistant's turn (default true). */
+  add_generation_prompt: z.boolean().nullish(),
+  /** vLLM extension: the last (assistant) message is left open and continued; needs `add_generation_prompt: false`. */
+  continue_final_message: z.boolean().nullish(),
+  /** vLLM extension: extra chat-template variables (`{"enable_thinking": false}`). */
+  chat_template_kwargs: ChatTemplateKwargsSchema.nullish(),
+};
+
+/**
+ * The fields of a chat prompt (what the template renders besides the tools), shared by
+ * `POST /v1/chat/completions` and the chat form of `POST /tokenize` (./tokenize.ts): checked
+ * by `checkChatPrompt`.
+ */
+export const chatPromptFields = {
+  // NOTE(why): the length is checked before any message is parsed or rendered, so a body of
+  // hundreds of thousands of tiny messages is refused at once instead of holding the event
+  // loop for seconds in the template; 2048 is OpenAI's own bound on `messages`.
+  messages: z.array(z.unknown()).max(MAX_MESSAGES).pipe(z.array(MessageSchema).min(1)),
+  ...renderFields,
+};
+
+/**
+ * Cross-field checks of `chatPromptFields` (zod superRefine helper): the render options
+ * (`checkRenderFields`), then the pairing of tool turns (`checkToolTurns`); issues name the field.
+ */
+export function checkChatPrompt(b: Parameters<typeof checkRenderFields>[0] & { messages: Array<z.output<typeof MessageSchema>> }, ctx: z.core.$RefinementCtx): void {
+  checkRenderFields(b, ctx);
+  checkToolTurns(b.messages, ctx);
+}
+
 /** `POST /v1/chat/completions`. */
 export const ChatCompletionRequestSchema = z
   .object({
     ...commonFields,
-    // NOTE(why): the length is checked before any message is parsed or rendered, so a body of
-    // hundreds of thousands of tiny messages is refused at once instead of holding the event
-    // loop for seconds in the template; 2048 is OpenAI's own bound on `messages`.
-    messages: z.array(z.unknown()).max(MAX_MESSAGES).pipe(z.array(MessageSchema).min(1)),
+    messages: chatPromptFields.messages,
     max_completion_tokens: z.number().int().min(1).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: z.number().int().min(0).max(20).nullish(),
@@ -121,17 +150,11 @@ export const ChatCompletionRequestSchema = z
     include_reasoning: z.boolean().nullish(),
     ...structuredFields,
     ...toolFields,
-    /** vLLM extension: the template opens the assistant's turn (default true). */
-    add_generation_prompt: z.boolean().nullish(),
-    /** vLLM extension: the last (assistant) message is left open and continued; needs `add_generation_prompt: false`. */
-    continue_final_message: z.boolean().nullish(),
-    /** vLLM extension: extra chat-template variables (`{"enable_thinking": false}`). */
-    chat_template_kwargs: ChatTemplateKwargsSchema.nullish(),
+    ...renderFields,
   })
   .superRefine((b, ctx) => {
     checkTools(b, ctx);
-    checkRenderFields(b, ctx);
-    checkToolTurns(b.messages, ctx);
+    checkChatPrompt(b, ctx);
     checkStreamOptions(b, ctx);
     if (b.top_logprobs != null && b.top_logprobs > 0 && b.logprobs !== true) {
       ctx.addIssue({ code: 'custom', path: ['top_logprobs'], message: '`logprobs` must be true when `top_logprobs` is set.' });

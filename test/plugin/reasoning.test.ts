@@ -106,7 +106,7 @@ function describeHttp(): void {
     assert.equal(reasoning, 'weigh it');
     assert.equal(deltas.map((d) => d.reasoning_content ?? '').join(''), 'weigh it');
     assert.equal(content, 'Good morrow.');
-    const lastReasoning = deltas.findLastIndex((d) => d.reasoning);
+    const lastReasoning = deltas.length - 1 - [...deltas].reverse().findIndex((d: { reasoning?: string }) => d.reasoning);
     const firstContent = deltas.findIndex((d) => d.content);
     assert.ok(lastReasoning < firstContent, 'the reasoning comes before the answer');
 
