@@ -2,8 +2,10 @@
  * PEFT's module-name matching rules, ported to TypeScript for Llama-family bases.
  *
  * Module names are those of the Hugging Face base model's `named_modules()`, e.g.
- * `model.layers.0.self_attn.q_proj`; PEFT matches `target_modules`, `exclude_modules`,
- * `layers_to_transform`/`layers_pattern`, `rank_pattern` and `alpha_pattern` against them.
+ * `model.layers.0.self_attn.q_proj` (`language_model.model.layers...` or
+ * `model.language_model.layers...` in Gemma3ForConditionalGeneration: ModelInfo.textModelPrefix);
+ * PEFT matches `target_modules`, `exclude_modules`, `layers_to_transform`/`layers_pattern`,
+ * `rank_pattern` and `alpha_pattern` against them.
  * Sources: peft/tuners/tuners_utils.py (`check_target_module_exists`, `_check_exclude_modules`,
  * INCLUDE_LINEAR_LAYERS_SHORTHAND) and peft/utils/other.py (`get_pattern_key`).
  */
@@ -31,21 +33,67 @@ export const MODULE_PARENT: Readonly<Record<LoraModule, 'self_attn' | 'mlp'>> = 
   gate_proj: 'mlp', up_proj: 'mlp', down_proj: 'mlp', gate_up_proj: 'mlp',
 };
 
+/**
+ * Where Gemma3ForConditionalGeneration keeps its text decoder (ModelInfo.textModelPrefix):
+ * transformers < 4.52 named it `language_model.model`, later versions `model.language_model`
+ * (and convert the old names when loading). An adapter of such a base may have been trained
+ * under either version, whatever its base checkpoint's layout, so its modules go by both names.
+ */
+export const MULTIMODAL_TEXT_PREFIXES = ['language_model.model', 'model.language_model'] as const;
+
+/** Whether the base is the language model of a multimodal checkpoint (its vision tower is not served). */
+export function isMultimodalBase(info: ModelInfo): boolean {
+  return (MULTIMODAL_TEXT_PREFIXES as readonly string[]).includes(info.textModelPrefix);
+}
+
+/** The decoder prefixes this base's adapters may name modules under: the base's own first, then the other multimodal spelling. */
+export function textPrefixes(info: ModelInfo): string[] {
+  const own = info.textModelPrefix;
+  return isMultimodalBase(info) ? [own, ...MULTIMODAL_TEXT_PREFIXES.filter((p) => p !== own)] : [own];
+}
+
+/**
+ * The linear layers of Gemma 3's SigLIP vision tower that no text module shares a name with
+ * (`vision_tower.vision_model.encoder.layers.{i}.self_attn.out_proj`, `.mlp.fc1`, `.mlp.fc2`;
+ * its q/k/v_proj share the text ones' names). PEFT's `all-linear` on a multimodal base saves
+ * them in target_modules; they act on images only.
+ */
+export const VISION_TOWER_MODULES = ['out_proj', 'fc1', 'fc2'] as const;
+
+/**
+ * Whether a target_modules list entry names the vision side of a multimodal base only: one of
+ * VISION_TOWER_MODULES, or a path through `vision_tower` / `multi_modal_projector`.
+ */
+export function isVisionEntry(entry: string): boolean {
+  return VISION_TOWER_MODULES.some((v) => entry === v || entry.endsWith(`.${v}`)) || /(^|\.)(vision_tower|multi_modal_projector)(\.|$)/.test(entry);
+}
+
 /** A linear module of the base that LoRA can adapt. */
 export interface BaseModule {
-  /** Full module name, e.g. `model.layers.3.mlp.down_proj`. */
+  /** Full module name in the base's layout, e.g. `model.layers.3.mlp.down_proj`. */
   name: string;
+  /** The same module's name in the other layout a multimodal base's adapters may use (else empty). */
+  aliases: string[];
   layer: number;
   module: LoraModule;
 }
 
 /** Every adaptable module of the base: numHiddenLayers x modulesOf(info), layer-major. */
 export function baseModules(info: ModelInfo): BaseModule[] {
+  const [own, ...others] = textPrefixes(info);
   const out: BaseModule[] = [];
   for (let layer = 0; layer < info.numHiddenLayers; layer++) {
-    for (const module of modulesOf(info)) out.push({ name: `model.layers.${layer}.${MODULE_PARENT[module]}.${module}`, layer, module });
+    for (const module of modulesOf(info)) {
+      const tail = `layers.${layer}.${MODULE_PARENT[module]}.${module}`;
+      out.push({ name: `${own}.${tail}`, aliases: others.map((p) => `${p}.${tail}`), layer, module });
+    }
   }
   return out;
+}
+
+/** `selectorMatches` of the module under any of its names (BaseModule.name, then its aliases). */
+export function moduleSelected(sel: ModuleSelector, m: BaseModule, compiled?: RegExp): boolean {
+  return selectorMatches(sel, m.name, compiled) || m.aliases.some((n) => selectorMatches(sel, n, compiled));
 }
 
 /**
@@ -116,9 +164,13 @@ export function layerSelected(name: string, layers: number | number[], pattern: 
 
 /**
  * PEFT `get_pattern_key`: the first key (in object order) such that
- * `re.match(rf"(.*\.)?({key})$", name)`; undefined when none matches (PEFT then uses the
- * default r / lora_alpha).
+ * `re.match(rf"(.*\.)?({key})$", name)` for the name (or any of the names: a BaseModule's name
+ * and aliases); undefined when none matches (PEFT then uses the default r / lora_alpha).
  */
-export function patternKey(keys: string[], name: string): string | undefined {
-  return keys.find((k) => pyFullmatch(`(.*\\.)?(${k})`).test(name));
+export function patternKey(keys: string[], name: string | readonly string[]): string | undefined {
+  const names = typeof name === 'string' ? [name] : name;
+  return keys.find((k) => {
+    const re = pyFullmatch(`(.*\\.)?(${k})`);
+    return names.some((n) => re.test(n));
+  });
 }

@@ -4,7 +4,8 @@
  *
  * Two steps, so that registering thousands of adapters stays cheap:
  *   1. `parseAdapterDir(dir, info)`: reads only the JSON config (and checks the weights file
- *      exists) -> `ParsedAdapter` with the resolved target modules, ranks and scalings.
+ *      exists; on a multimodal base, reads its header too, to warn of vision-tower tensors) ->
+ *      `ParsedAdapter` with the resolved target modules, ranks and scalings.
  *   2. `buildLoadSpec(parsed, info)`: reads the safetensors header (never the data) and
  *      checks every tensor against the config and the base model -> `AdapterLoadSpec`.
  * Sources: peft/tuners/lora/config.py (LoraConfig fields), peft/tuners/lora/model.py
@@ -19,8 +20,8 @@ import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
 import { AdapterError } from './errors.ts';
 import { checkNoAddedVocab } from './added-vocab.ts';
 import {
-  baseModules, layerSelected, MODULE_PARENT, moduleDims, modulesOf, patternKey, pyFullmatch, selectorMatches,
-  type LoraModule, type ModuleSelector,
+  baseModules, isMultimodalBase, isVisionEntry, layerSelected, MODULE_PARENT, moduleDims, moduleSelected, modulesOf, patternKey,
+  pyFullmatch, textPrefixes, type LoraModule, type ModuleSelector,
 } from './peft-match.ts';
 import { readSafetensorsHeader, type SafetensorsHeader } from './safetensors-header.ts';
 
@@ -74,7 +75,7 @@ const isSet = (v: unknown): boolean =>
 
 /** One targeted base module with its resolved rank and scaling. */
 export interface TargetModule {
-  /** Full base module name, e.g. `model.layers.0.self_attn.q_proj`. */
+  /** Full base module name in the base's layout, e.g. `model.layers.0.self_attn.q_proj`. */
   name: string;
   layer: number;
   module: LoraModule;
@@ -104,7 +105,8 @@ export interface ParsedAdapter {
 const exists = (p: string) => stat(p).then((s) => s.isFile(), () => false);
 
 /**
- * Read and validate a PEFT LoRA folder's config (cheap: no tensor data, no header).
+ * Read and validate a PEFT LoRA folder's config (cheap: no tensor data, no header but on a
+ * multimodal base, whose vision-tower LoRA tensors are ignored with a warning: visionTensors).
  * @param dir folder holding adapter_config.json and adapter_model.safetensors
  * @throws AdapterError naming the file and field: missing files, pickle-only `.bin` weights,
  *   schema errors, unsupported features (DoRA, bias, modules_to_save, ...), target modules that
@@ -134,6 +136,14 @@ export async function parseAdapterDir(dir: string, info: ModelInfo): Promise<Par
   }
   const resolved = resolveConfig(json, info, configPath);
   await checkNoAddedVocab(dir, info.vocabSize);
+  if (isMultimodalBase(info)) {
+    // Said once, at registration (the registry logs warnings): the header alone, no tensor data.
+    const header = await readSafetensorsHeader(weightsPath, { allowedDtypes: LORA_DTYPES }).catch(() => undefined);
+    const vision = header ? visionTensors(header, info) : [];
+    if (vision.length > 0) {
+      resolved.warnings.push(`${vision.length} LoRA tensors of the vision tower (e.g. ${vision[0]}) are ignored: they act on images only, and this server takes text input only`);
+    }
+  }
   return { dir, weightsPath, ...resolved };
 }
 
@@ -173,9 +183,11 @@ export function resolveConfig(json: unknown, info: ModelInfo, file = 'adapter_co
     }
   };
   const all = baseModules(info);
+  const prefixes = textPrefixes(info);
+  const p = prefixes.length > 1 ? `{${prefixes.join(',')}}` : prefixes[0]!;
   const supported = info.modelType === 'phi3'
-    ? 'model.layers.{i}.self_attn.{qkv,o}_proj and model.layers.{i}.mlp.{gate_up,down}_proj'
-    : 'model.layers.{i}.self_attn.{q,k,v,o}_proj and model.layers.{i}.mlp.{gate,up,down}_proj';
+    ? `${p}.layers.{i}.self_attn.{qkv,o}_proj and ${p}.layers.{i}.mlp.{gate_up,down}_proj`
+    : `${p}.layers.{i}.self_attn.{q,k,v,o}_proj and ${p}.layers.{i}.mlp.{gate,up,down}_proj`;
   let targetSel: ModuleSelector;
   if (cfg.target_modules == null) {
     targetSel = DEFAULT_TARGETS[info.modelType] ?? fail(`target_modules is missing and model_type ${info.modelType} has no PEFT default`);
@@ -187,11 +199,18 @@ export function resolveConfig(json: unknown, info: ModelInfo, file = 'adapter_co
   // Every entry of target_modules must name something this base has (PEFT raises the same way).
   const targetRe = typeof targetSel === 'string' ? compile('target_modules', targetSel) : undefined;
   if (typeof targetSel === 'string') {
-    if (!all.some((m) => targetRe!.test(m.name))) fail(`target_modules regex ${JSON.stringify(targetSel)} matches no module of the base (supported: ${supported})`);
+    if (!all.some((m) => moduleSelected(targetSel, m, targetRe))) fail(`target_modules regex ${JSON.stringify(targetSel)} matches no module of the base (supported: ${supported})`);
   } else {
     if (targetSel.length === 0) fail('target_modules is empty');
+    const vision: string[] = [];
     for (const e of targetSel) {
-      if (!all.some((m) => selectorMatches([e], m.name))) fail(`target_modules entry ${JSON.stringify(e)} matches no module of the base (supported: ${supported})`);
+      if (all.some((m) => moduleSelected([e], m))) continue;
+      // PEFT's all-linear on a multimodal base also lists the vision tower's own layers.
+      if (isMultimodalBase(info) && isVisionEntry(e)) vision.push(e);
+      else fail(`target_modules entry ${JSON.stringify(e)} matches no module of the base (supported: ${supported})`);
+    }
+    if (vision.length > 0) {
+      warnings.push(`target_modules ${vision.map((e) => JSON.stringify(e)).join(', ')} name vision-tower layers only: ignored (the vision tower is not served: text input only)`);
     }
   }
   const excl = cfg.exclude_modules;
@@ -205,12 +224,12 @@ export function resolveConfig(json: unknown, info: ModelInfo, file = 'adapter_co
   for (const k of alphaKeys) compile('alpha_pattern key', k, `(.*\\.)?(${k})`);
   const targets: TargetModule[] = [];
   for (const m of all) {
-    if (excl != null && selectorMatches(excl, m.name, exclRe)) continue;
-    if (!selectorMatches(targetSel, m.name, targetRe)) continue;
+    if (excl != null && moduleSelected(excl, m, exclRe)) continue;
+    if (!moduleSelected(targetSel, m, targetRe)) continue;
     // NOTE: PEFT applies layers_to_transform only to list-form target_modules.
     if (useLayers && typeof targetSel !== 'string' && !layerSelected(m.name, layers, cfg.layers_pattern)) continue;
-    const rk = patternKey(rankKeys, m.name);
-    const ak = patternKey(alphaKeys, m.name);
+    const rk = patternKey(rankKeys, [m.name, ...m.aliases]);
+    const ak = patternKey(alphaKeys, [m.name, ...m.aliases]);
     const rank = rk === undefined ? cfg.r : cfg.rank_pattern![rk]!;
     const alpha = ak === undefined ? cfg.lora_alpha : cfg.alpha_pattern![ak]!;
     if (rank > info.maxLoraRank) {
@@ -224,9 +243,13 @@ export function resolveConfig(json: unknown, info: ModelInfo, file = 'adapter_co
   return { configPath: file, config: cfg, targets, targetKinds: modulesOf(info).filter((k) => kinds.has(k)), warnings };
 }
 
-// base_model.model.model.layers.{i}.{self_attn|mlp}.{x}_proj.lora_{A|B}[.default].weight (peft/utils/save_and_load.py
-// strips the adapter name on save; some tools keep `.default` or drop the `base_model.model.` wrapper).
-const KEY_RE = /^(?:base_model\.model\.)?(model\.layers\.(\d+)\.(\w+)\.(\w+))\.lora_(A|B)(?:\.default)?\.weight$/;
+// base_model.model.{prefix}.layers.{i}.{self_attn|mlp}.{x}_proj.lora_{A|B}[.default].weight (peft/utils/save_and_load.py
+// strips the adapter name on save; some tools keep `.default` or drop the `base_model.model.` wrapper). The
+// prefix is `model`, or for Gemma3ForConditionalGeneration `language_model.model` / `model.language_model`
+// (ModelInfo.textModelPrefix; textPrefixes says which this base takes).
+const KEY_RE = /^(?:base_model\.model\.)?(model|language_model\.model|model\.language_model)\.layers\.(\d+)\.(\w+)\.(\w+)\.lora_(A|B)(?:\.default)?\.weight$/;
+// A multimodal base's vision side (vision_tower.*, multi_modal_projector.*, under model. from transformers 4.52).
+const VISION_KEY_RE = /^(?:base_model\.model\.)?(?:model\.)?(?:vision_tower|multi_modal_projector)\./;
 const HINTS: Array<[RegExp, string]> = [
   [/lora_magnitude_vector/, ' (DoRA magnitude vectors are not supported)'],
   [/lora_embedding_/, ' (embedding LoRA is not supported)'],
@@ -252,6 +275,15 @@ export async function buildLoadSpec(parsed: ParsedAdapter, info: ModelInfo): Pro
   return specFromHeader(parsed, header, info);
 }
 
+/**
+ * The tensors of `header` on a multimodal base's vision side (vision_tower.*, multi_modal_projector.*,
+ * with or without the base_model.model. wrapper, either transformers layout), in header order;
+ * empty for a text-only base. specFromHeader skips them: they only act on images.
+ */
+export function visionTensors(header: SafetensorsHeader, info: ModelInfo): string[] {
+  return isMultimodalBase(info) ? [...header.tensors.keys()].filter((n) => VISION_KEY_RE.test(n)) : [];
+}
+
 /** `buildLoadSpec` without the I/O: validate a header already read. @throws AdapterError. */
 export function specFromHeader(parsed: ParsedAdapter, header: SafetensorsHeader, info: ModelInfo): AdapterLoadSpec {
   const file = parsed.weightsPath;
@@ -260,20 +292,29 @@ export function specFromHeader(parsed: ParsedAdapter, header: SafetensorsHeader,
   };
   const byName = new Map(parsed.targets.map((t) => [t.name, t]));
   const pairs = new Map<string, { A?: string; B?: string }>();
+  const prefixes = textPrefixes(info);
+  const vision = new Set(visionTensors(header, info));
   for (const name of header.tensors.keys()) {
+    if (vision.has(name)) continue; // acts on images only (parseAdapterDir warned)
     const m = KEY_RE.exec(name);
     if (!m) fail(`tensor ${name} is not a lora_A/lora_B weight of a decoder-layer projection${HINTS.find(([re]) => re.test(name))?.[1] ?? ''}`);
-    const [, moduleName, layerStr, parent, module, ab] = m;
+    const [, prefix, layerStr, parent, module, ab] = m;
+    if (!prefixes.includes(prefix!)) {
+      fail(`tensor ${name}: the ${info.architecture} base keeps its decoder layers under ${prefixes.join(' or ')}, not ${prefix}` +
+        (isMultimodalBase(info) ? ' (an adapter of a text-only checkpoint?)' : ' (an adapter of a multimodal checkpoint\'s language model?)'));
+    }
     const layer = Number(layerStr);
+    // The name in the base's layout: the targets' (an adapter may use the other multimodal spelling).
+    const moduleName = `${prefixes[0]}.layers.${layer}.${parent}.${module}`;
     if (layer >= info.numHiddenLayers) fail(`tensor ${name}: layer ${layer} is out of range (the base has ${info.numHiddenLayers} layers)`);
     if (!(modulesOf(info) as readonly string[]).includes(module!) || MODULE_PARENT[module as LoraModule] !== parent) {
       fail(`tensor ${name}: ${parent}.${module} is not one of the base's adaptable projections (${modulesOf(info).join(', ')})`);
     }
-    if (!byName.has(moduleName!)) fail(`tensor ${name}: module ${moduleName} is not targeted by adapter_config.json target_modules`);
-    const pair = pairs.get(moduleName!) ?? {};
+    if (!byName.has(moduleName)) fail(`tensor ${name}: module ${moduleName} is not targeted by adapter_config.json target_modules`);
+    const pair = pairs.get(moduleName) ?? {};
     if (pair[ab as 'A' | 'B']) fail(`tensor ${name}: duplicate lora_${ab} for ${moduleName} (also ${pair[ab as 'A' | 'B']})`);
     pair[ab as 'A' | 'B'] = name;
-    pairs.set(moduleName!, pair);
+    pairs.set(moduleName, pair);
   }
   const modules = parsed.targets.map((t) => {
     const pair = pairs.get(t.name);

@@ -8,10 +8,21 @@
 
 /** Model hyper-parameters read from a Hugging Face `config.json`, as the engine understood them. */
 export interface ModelInfo {
-  /** `model_type` from config.json: "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text" or "phi3". */
+  /**
+   * `model_type` of the text model served: "llama", "mistral", "qwen2", "qwen3", "gemma2",
+   * "gemma3_text" or "phi3" (Gemma3ForConditionalGeneration, whose config.json says "gemma3":
+   * its text_config's "gemma3_text").
+   */
   modelType: string;
-  /** `architectures[0]` from config.json (e.g. "Qwen3ForCausalLM"). */
+  /** `architectures[0]` from config.json (e.g. "Qwen3ForCausalLM", "Gemma3ForConditionalGeneration"). */
   architecture: string;
+  /**
+   * Module path of the text decoder in the checkpoint, which its PEFT adapters' module names
+   * follow: "model" (every ...ForCausalLM: `model.layers.{i}...`), or for
+   * Gemma3ForConditionalGeneration "language_model.model" (saved by transformers < 4.52) or
+   * "model.language_model" (later). native/src/hf_names.h TextLayout.
+   */
+  textModelPrefix: string;
   /** Every architecture this engine build serves (config.json `architectures[0]` values). */
   supportedArchitectures: string[];
   vocabSize: number;
@@ -25,7 +36,8 @@ export interface ModelInfo {
   maxPositionEmbeddings: number;
   /**
    * Longest sequence (prompt + completion) served, in tokens: vLLM's derived max_model_len
-   * (max_position_embeddings, times rope_scaling.factor for linear / dynamic / yarn scaling).
+   * (max_position_embeddings, times rope_scaling.factor for linear / dynamic / yarn scaling but
+   * on Gemma 3, whose max_position_embeddings already counts it).
    */
   maxModelLen: number;
   /** Storage dtype of the weights on disk ("F32" | "F16" | "BF16"). */

@@ -363,7 +363,7 @@ int cmdLogits(const Args& a) {
     const size_t colon = spec.rfind(':');
     const std::string dir = colon == std::string::npos ? spec : spec.substr(0, colon);
     const float w = colon == std::string::npos ? 1.0f : std::stof(spec.substr(colon + 1));
-    PeftAdapter p = loadPeftDir(dir, src.config, 256);
+    PeftAdapter p = loadPeftDir(dir, src.config, src.model->textLayout(), 256);
     maxRank = std::max(maxRank, maxRankOf(*p.adapter));
     loras.push_back(ActiveLora{slot++, w, p.adapter});
   }
@@ -426,7 +426,7 @@ int cmdCheck(const Args& a) {
     for (const JsonValue& mem : members.items()) {
       const std::string ad = mem.find("adapter")->asString();
       if (adapters.count(ad)) continue;
-      adapters[ad] = loadPeftDir(adaptersDir + "/" + ad, src.config, 256);
+      adapters[ad] = loadPeftDir(adaptersDir + "/" + ad, src.config, src.model->textLayout(), 256);
       slotOf[ad] = nextSlot++;
       maxRank = std::max(maxRank, maxRankOf(*adapters[ad].adapter));
     }
@@ -606,14 +606,15 @@ int cmdBench(const Args& a) {
       numel.push_back(n), streams.push_back(streamOf(name)), scale.push_back(s), offset.push_back(o);
     };
     const int64_t H = c.hiddenSize, I = c.intermediateSize, Q = c.qDim(), KV = c.kvDim(), V = c.vocabSize;
-    add(hf::kEmbedTokens, V * H);
+    const hf::TextLayout& L = hf::kCausalLM;  // Llama-3-8B's tensor names
+    add(hf::embedTokens(L), V * H);
     for (int l = 0; l < c.numHiddenLayers; l++) {
       using M = LoraModule;
-      add(hf::inputNorm(l), H), add(hf::linearWeight(l, M::Q), Q * H), add(hf::linearWeight(l, M::K), KV * H);
-      add(hf::linearWeight(l, M::V), KV * H), add(hf::linearWeight(l, M::O), H * Q), add(hf::postAttentionNorm(l), H);
-      add(hf::linearWeight(l, M::Gate), I * H), add(hf::linearWeight(l, M::Up), I * H), add(hf::linearWeight(l, M::Down), H * I);
+      add(hf::inputNorm(L, l), H), add(hf::linearWeight(L, l, M::Q), Q * H), add(hf::linearWeight(L, l, M::K), KV * H);
+      add(hf::linearWeight(L, l, M::V), KV * H), add(hf::linearWeight(L, l, M::O), H * Q), add(hf::postAttentionNorm(L, l), H);
+      add(hf::linearWeight(L, l, M::Gate), I * H), add(hf::linearWeight(L, l, M::Up), I * H), add(hf::linearWeight(L, l, M::Down), H * I);
     }
-    add(hf::kFinalNorm, H), add(hf::kLmHead, V * H);
+    add(hf::finalNorm(L), H), add(hf::lmHead(L), V * H);
     char err[256] = {0};
     double ms = 0;
     size_t bytes = 0;

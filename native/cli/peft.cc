@@ -22,7 +22,7 @@ bool nonEmpty(const JsonValue* v) {
 
 }  // namespace
 
-PeftAdapter loadPeftDir(const std::string& dir, const ModelConfig& config, int maxRank) {
+PeftAdapter loadPeftDir(const std::string& dir, const ModelConfig& config, const hf::TextLayout& layout, int maxRank) {
   const std::string cfgPath = dir + "/adapter_config.json";
   const JsonValue cfg = parseJson(readFile(cfgPath, "is this a PEFT adapter folder?"), cfgPath);
   auto num = [&](const char* key) {
@@ -57,8 +57,8 @@ PeftAdapter loadPeftDir(const std::string& dir, const ModelConfig& config, int m
                                  " is not one of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj");
       }
       s.layer = layer;
-      s.aName = hf::peftLoraWeight(layer, s.module, false);
-      s.bName = hf::peftLoraWeight(layer, s.module, true);
+      s.aName = hf::peftLoraWeight(layout, layer, s.module, false);
+      s.bName = hf::peftLoraWeight(layout, layer, s.module, true);
       s.scaling = out.scaling;
       s.fanInFanOut = fanInFanOut;
       specs.push_back(std::move(s));

@@ -20,12 +20,13 @@ struct PeftAdapter {
 
 /**
  * Read `dir`/adapter_config.json and `dir`/adapter_model.safetensors: tensors named
- * base_model.model.model.layers.{i}.{self_attn|mlp}.{x}_proj.lora_{A,B}.weight for every layer
- * and every entry of target_modules (a list); scaling = lora_alpha / r, or lora_alpha / sqrt(r)
- * with use_rslora; fan_in_fan_out honoured.
+ * base_model.model.{layout.model}.layers.{i}.{self_attn|mlp}.{x}_proj.lora_{A,B}.weight for
+ * every layer and every entry of target_modules (a list); scaling = lora_alpha / r, or
+ * lora_alpha / sqrt(r) with use_rslora; fan_in_fan_out honoured.
+ * @param layout the base's (Model::textLayout()): where its adapters name the decoder's modules.
  * @throws std::runtime_error for what this reader does not support (naming the field) and for
  *   anything loadLoraAdapter rejects.
  */
-PeftAdapter loadPeftDir(const std::string& dir, const ModelConfig& config, int maxRank);
+PeftAdapter loadPeftDir(const std::string& dir, const ModelConfig& config, const hf::TextLayout& layout, int maxRank);
 
 }  // namespace openlora::cli

@@ -31,20 +31,21 @@ struct Tensor {
 
 std::vector<Tensor> llamaTensors(const ModelConfig& c) {
   const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize, Q = c.qDim(), KV = c.kvDim();
-  std::vector<Tensor> t{{hf::kEmbedTokens, {V, H}}};
+  const hf::TextLayout& L = hf::kCausalLM;  // a LlamaForCausalLM checkpoint
+  std::vector<Tensor> t{{hf::embedTokens(L), {V, H}}};
   for (int l = 0; l < c.numHiddenLayers; l++) {
-    t.push_back({hf::inputNorm(l), {H}});
-    t.push_back({hf::linearWeight(l, LoraModule::Q), {Q, H}});
-    t.push_back({hf::linearWeight(l, LoraModule::K), {KV, H}});
-    t.push_back({hf::linearWeight(l, LoraModule::V), {KV, H}});
-    t.push_back({hf::linearWeight(l, LoraModule::O), {H, Q}});
-    t.push_back({hf::postAttentionNorm(l), {H}});
-    t.push_back({hf::linearWeight(l, LoraModule::Gate), {I, H}});
-    t.push_back({hf::linearWeight(l, LoraModule::Up), {I, H}});
-    t.push_back({hf::linearWeight(l, LoraModule::Down), {H, I}});
+    t.push_back({hf::inputNorm(L, l), {H}});
+    t.push_back({hf::linearWeight(L, l, LoraModule::Q), {Q, H}});
+    t.push_back({hf::linearWeight(L, l, LoraModule::K), {KV, H}});
+    t.push_back({hf::linearWeight(L, l, LoraModule::V), {KV, H}});
+    t.push_back({hf::linearWeight(L, l, LoraModule::O), {H, Q}});
+    t.push_back({hf::postAttentionNorm(L, l), {H}});
+    t.push_back({hf::linearWeight(L, l, LoraModule::Gate), {I, H}});
+    t.push_back({hf::linearWeight(L, l, LoraModule::Up), {I, H}});
+    t.push_back({hf::linearWeight(L, l, LoraModule::Down), {H, I}});
   }
-  t.push_back({hf::kFinalNorm, {H}});
-  if (!c.tieWordEmbeddings) t.push_back({hf::kLmHead, {V, H}});
+  t.push_back({hf::finalNorm(L), {H}});
+  if (!c.tieWordEmbeddings) t.push_back({hf::lmHead(L), {V, H}});
   return t;
 }
 

@@ -210,11 +210,14 @@ std::vector<float> ModelConfig::ropeInvFreq() const {
 
 namespace {
 
+/** Gemma 3 4B / 12B / 27B (image-text-to-text): served as its text model (config.h multimodalText). */
+constexpr const char* kGemma3Multimodal = "Gemma3ForConditionalGeneration";
+
 /** architectures[0] -> model_type, for configs without model_type. */
 const std::pair<const char*, const char*> kArchitectures[] = {
     {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "mistral"}, {"Qwen2ForCausalLM", "qwen2"},
     {"Qwen3ForCausalLM", "qwen3"},   {"Gemma2ForCausalLM", "gemma2"},   {"Gemma3ForCausalLM", "gemma3_text"},
-    {"Phi3ForCausalLM", "phi3"},
+    {"Phi3ForCausalLM", "phi3"},     {"Gemma3ForConditionalGeneration", "gemma3"},
 };
 
 /** Layer types as each family's config class derives them (HF `layer_types`): true = sliding. */
@@ -268,7 +271,10 @@ int deriveMaxModelLen(const JsonValue& cfg, const ModelConfig& c, const std::str
   }
   if (len == 0) len = c.maxPositionEmbeddings;
   const RopeScaling& rs = c.ropeScaling;
-  if (rs.kind != RopeScaling::Kind::None && rs.kind != RopeScaling::Kind::Llama3 && rs.kind != RopeScaling::Kind::LongRope) {
+  // NOTE(why): vLLM leaves Gemma 3 out ("gemma3" model types): its max_position_embeddings (128K)
+  // already counts the linear scaling of its global layers.
+  const bool scaled = c.modelType != "gemma3_text";
+  if (scaled && rs.kind != RopeScaling::Kind::None && rs.kind != RopeScaling::Kind::Llama3 && rs.kind != RopeScaling::Kind::LongRope) {
     if (rs.kind == RopeScaling::Kind::Yarn) len = rs.originalMaxPositionEmbeddings;
     len *= rs.factor;
   }
@@ -280,7 +286,7 @@ int deriveMaxModelLen(const JsonValue& cfg, const ModelConfig& c, const std::str
 
 const char* const kSupportedArchitectures =
     "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM (text), "
-    "Phi3ForCausalLM";
+    "Gemma3ForConditionalGeneration (text input only), Phi3ForCausalLM";
 
 std::vector<std::string> supportedArchitectureList() {
   std::vector<std::string> out;
@@ -310,40 +316,45 @@ int ModelConfig::kvWindow() const {
   return w;
 }
 
-ModelConfig parseModelConfig(const std::string& text, const std::string& path) {
-  JsonValue cfg = parseJson(text, path);
-  if (!cfg.isObject()) fail(path, "must be a JSON object");
-  ModelConfig c;
+namespace {
 
-  const JsonValue* mt = cfg.find("model_type");
-  const JsonValue* arch = cfg.find("architectures");
-  std::string archName = arch && arch->isArray() && !arch->items().empty() && arch->items()[0].isString()
-                             ? arch->items()[0].asString()
-                             : "";
-  c.modelType = mt && mt->isString() ? mt->asString() : "";
-  if (c.modelType.empty()) {
-    for (const auto& [a, t] : kArchitectures) {
-      if (archName == a) c.modelType = t;
-    }
+/**
+ * The language model's fields of a Gemma3ForConditionalGeneration config.json: its text_config
+ * with transformers' Gemma3TextConfig defaults put where a field is absent (an explicit null
+ * stays null), as transformers reads it.
+ * @throws Error bad_file when text_config is missing or not an object; unsupported_model when its
+ *   model_type is not "gemma3_text".
+ */
+JsonValue gemma3TextConfig(const JsonValue& cfg, const std::string& path) {
+  const JsonValue* tc = cfg.find("text_config");
+  if (!tc || tc->isNull()) {
+    fail(path, std::string("field text_config is missing: ") + kGemma3Multimodal +
+                   " keeps its language model's fields (hidden_size, num_hidden_layers, ...) there");
   }
-  // A Gemma3ForCausalLM checkpoint of the text model may say model_type "gemma3_text" or "gemma3"
-  // with the text fields at the top level (no text_config / vision tower).
-  if (c.modelType == "gemma3" && archName == "Gemma3ForCausalLM" && !cfg.find("vision_config")) c.modelType = "gemma3_text";
-  bool known = false;
-  for (const auto& [a, t] : kArchitectures) known = known || c.modelType == t;
-  if (!known) {
-    std::string why;
-    if (cfg.find("num_local_experts") || cfg.find("num_experts") || cfg.find("n_routed_experts")) why = " (mixture of experts)";
-    else if (cfg.find("vision_config") || cfg.find("text_config") || cfg.find("audio_config")) why = " (multimodal)";
-    unsupported(path, "field model_type \"" + c.modelType + "\" (architectures[0] \"" + archName + "\") is not supported" + why +
-                   " (supported: " + kSupportedArchitectures + ")");
+  if (!tc->isObject()) fail(path, std::string("field text_config must be an object, got ") + tc->typeName());
+  const JsonValue* mt = tc->find("model_type");
+  if (mt && !mt->isNull() && !(mt->isString() && mt->asString() == "gemma3_text")) {
+    unsupported(path, "field text_config.model_type must be \"gemma3_text\", got " + (mt->isString() ? "\"" + mt->asString() + "\"" : std::string(mt->typeName())));
   }
-  c.architecture = archName;
-  if (c.architecture.empty()) {
-    for (const auto& [a, t] : kArchitectures) {
-      if (c.modelType == t) c.architecture = a;
-    }
-  }
+  // transformers' Gemma3TextConfig.__init__ defaults (models/gemma3/configuration_gemma3.py);
+  // rope_scaling and both soft-caps default to None, which absence already means here.
+  std::map<std::string, JsonValue> m = tc->members();
+  const std::pair<const char*, double> numbers[] = {
+      {"vocab_size", 262208},           {"hidden_size", 2304},         {"intermediate_size", 9216},
+      {"num_hidden_layers", 26},        {"num_attention_heads", 8},    {"num_key_value_heads", 4},
+      {"head_dim", 256},                {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6},
+      {"rope_theta", 1000000.0},        {"query_pre_attn_scalar", 256}, {"sliding_window", 4096},
+      {"rope_local_base_freq", 10000.0}, {"sliding_window_pattern", 6},
+  };
+  for (const auto& [k, v] : numbers) m.emplace(k, JsonValue::makeNumber(v));  // emplace keeps a present field
+  m.emplace("hidden_activation", JsonValue::makeString("gelu_pytorch_tanh"));
+  m.emplace("tie_word_embeddings", JsonValue::makeBool(true));
+  m.emplace("attention_bias", JsonValue::makeBool(false));
+  return JsonValue::makeObject(std::move(m));
+}
+
+/** Everything but the architecture: the decoder's fields of `cfg` (the top level, or Gemma 3's text_config). */
+void parseTextFields(const JsonValue& cfg, const std::string& path, ModelConfig& c) {
   const bool gemma = c.modelType == "gemma2" || c.modelType == "gemma3_text";
   c.hiddenAct = parseActivation(cfg, gemma, path);
 
@@ -419,6 +430,58 @@ ModelConfig parseModelConfig(const std::string& text, const std::string& path) {
   if (!(c.rmsNormEps > 0)) fail(path, "field rms_norm_eps must be > 0");
   if (!(c.ropeTheta > 0)) fail(path, "field rope_theta must be > 0");
   c.maxModelLen = deriveMaxModelLen(cfg, c, path);
+}
+
+}  // namespace
+
+ModelConfig parseModelConfig(const std::string& text, const std::string& path) {
+  JsonValue cfg = parseJson(text, path);
+  if (!cfg.isObject()) fail(path, "must be a JSON object");
+  ModelConfig c;
+
+  const JsonValue* mt = cfg.find("model_type");
+  const JsonValue* arch = cfg.find("architectures");
+  std::string archName = arch && arch->isArray() && !arch->items().empty() && arch->items()[0].isString()
+                             ? arch->items()[0].asString()
+                             : "";
+  c.modelType = mt && mt->isString() ? mt->asString() : "";
+  if (c.modelType.empty()) {
+    for (const auto& [a, t] : kArchitectures) {
+      if (archName == a) c.modelType = t;
+    }
+  }
+  // A Gemma3ForCausalLM checkpoint of the text model may say model_type "gemma3_text" or "gemma3"
+  // with the text fields at the top level (no text_config / vision tower).
+  if (c.modelType == "gemma3" && archName == "Gemma3ForCausalLM" && !cfg.find("vision_config")) c.modelType = "gemma3_text";
+  bool known = false;
+  for (const auto& [a, t] : kArchitectures) known = known || c.modelType == t;
+  // model_type "gemma3" is Gemma3ForConditionalGeneration's only (Gemma3ForCausalLM with a vision tower is not a checkpoint we know).
+  if (c.modelType == "gemma3" && !archName.empty() && archName != kGemma3Multimodal) known = false;
+  if (!known) {
+    std::string why;
+    if (cfg.find("num_local_experts") || cfg.find("num_experts") || cfg.find("n_routed_experts")) why = " (mixture of experts)";
+    else if (cfg.find("vision_config") || cfg.find("text_config") || cfg.find("audio_config")) why = " (multimodal)";
+    unsupported(path, "field model_type \"" + c.modelType + "\" (architectures[0] \"" + archName + "\") is not supported" + why +
+                   " (supported: " + kSupportedArchitectures + ")");
+  }
+  if (archName == kGemma3Multimodal && c.modelType != "gemma3") {
+    unsupported(path, std::string("architectures[0] \"") + kGemma3Multimodal + "\" needs model_type \"gemma3\", got \"" + c.modelType + "\"");
+  }
+  c.architecture = archName;
+  if (c.architecture.empty()) {
+    for (const auto& [a, t] : kArchitectures) {
+      if (c.modelType == t) c.architecture = a;
+    }
+  }
+  if (c.modelType == "gemma3") {
+    // Gemma3ForConditionalGeneration: serve its language model (a Gemma 3 text decoder) from
+    // text_config; the vision tower is never loaded (only text is accepted as input).
+    c.modelType = "gemma3_text";
+    c.multimodalText = true;
+    parseTextFields(gemma3TextConfig(cfg, path), path + ": text_config", c);
+  } else {
+    parseTextFields(cfg, path, c);
+  }
   return c;
 }
 

@@ -1,5 +1,5 @@
 // Model hyper-parameters from a Hugging Face config.json (Llama, Mistral, Qwen2, Qwen3, Gemma 2,
-// Gemma 3 text, Phi-3).
+// Gemma 3 text, Phi-3; Gemma3ForConditionalGeneration's language model).
 #pragma once
 
 #include <string>
@@ -35,8 +35,15 @@ std::vector<std::string> supportedArchitectureList();
 
 /** Everything the forward pass needs to know about the architecture. */
 struct ModelConfig {
-  std::string modelType;  // "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "gemma3_text" | "phi3"
+  std::string modelType;  // "llama" | "mistral" | "qwen2" | "qwen3" | "gemma2" | "gemma3_text" | "phi3" (the text model's)
   std::string architecture;  // architectures[0] ("Qwen3ForCausalLM", ...), or the one model_type implies
+  /**
+   * Gemma3ForConditionalGeneration (model_type "gemma3"): the fields come from its text_config
+   * (modelType "gemma3_text", Gemma3TextConfig defaults where absent) and the weights are its
+   * language model's (hf::kMultimodalLegacy / hf::kMultimodal names); the vision tower is never
+   * loaded, so only text input is served.
+   */
+  bool multimodalText = false;
   int vocabSize = 0;
   int hiddenSize = 0;
   int intermediateSize = 0;
@@ -72,7 +79,8 @@ struct ModelConfig {
   /**
    * Longest sequence served: vLLM's derived max_model_len (config/model_arch_config: the
    * smallest of max_position_embeddings and its aliases, times rope_scaling.factor for rope types
-   * other than llama3 / longrope / su; yarn starts from original_max_position_embeddings).
+   * other than llama3 / longrope / su, except on Gemma 3, whose max_position_embeddings already
+   * counts it; yarn starts from original_max_position_embeddings).
    */
   int maxModelLen = 0;
 
@@ -118,9 +126,12 @@ struct ModelConfig {
 /**
  * Parse and validate config.json text.
  * @param path used in messages.
+ * Gemma3ForConditionalGeneration: the text_config is parsed (messages say "<path>: text_config:
+ *   ..."), and the result is its language model's (multimodalText).
  * @throws Error (errors.h) "<path>: <field> ..." for a missing/invalid field, an unsupported
- *   architecture (MoE, multimodal: the message lists kSupportedArchitectures), an activation the
- *   family does not use, or an unsupported rope_scaling type.
+ *   architecture (MoE, multimodal other than Gemma3ForConditionalGeneration: the message lists
+ *   kSupportedArchitectures), a Gemma3ForConditionalGeneration config without text_config, an
+ *   activation the family does not use, or an unsupported rope_scaling type.
  */
 ModelConfig parseModelConfig(const std::string& text, const std::string& path);
 

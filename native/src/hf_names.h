@@ -1,6 +1,7 @@
 // The Hugging Face tensor names of a Llama-family checkpoint (transformers' LlamaForCausalLM
-// state dict) and of a PEFT LoRA adapter on it: the one table the model loader, the random-weight
-// generator and the PEFT reader share. Also the seven decoder linear modules LoRA can target.
+// state dict, or the language model inside Gemma3ForConditionalGeneration: TextLayout) and of a
+// PEFT LoRA adapter on it: the one table the model loader, the random-weight generator and the
+// PEFT reader share. Also the seven decoder linear modules LoRA can target.
 #pragma once
 
 #include <string>
@@ -33,39 +34,59 @@ inline bool parseModuleName(const std::string& s, LoraModule* out) {
 /** The sub-block a module belongs to: "self_attn" (q, k, v, o) or "mlp" (gate, up, down). */
 inline const char* moduleBlock(LoraModule m) { return int(m) <= int(LoraModule::O) ? "self_attn" : "mlp"; }
 
-inline const char* const kEmbedTokens = "model.embed_tokens.weight";  // [vocab, hidden]
-inline const char* const kFinalNorm = "model.norm.weight";            // [hidden]
-inline const char* const kLmHead = "lm_head.weight";                  // [vocab, hidden] (absent when tied)
+/**
+ * Where a checkpoint keeps its text decoder: the module path of the decoder (embed_tokens,
+ * layers, norm) and of lm_head, as in the state dict and in PEFT module names.
+ * - ...ForCausalLM (every family): "model" / "lm_head" (hf::kCausalLM).
+ * - Gemma3ForConditionalGeneration saved by transformers < 4.52: "language_model.model" /
+ *   "language_model.lm_head" (hf::kMultimodalLegacy); by later versions: "model.language_model" /
+ *   "lm_head" (hf::kMultimodal). Its vision tower (vision_tower.*, multi_modal_projector.*,
+ *   under model. in the newer layout) has no name here: it is never read.
+ */
+struct TextLayout {
+  const char* model;  // module path of the decoder, e.g. "model"
+  const char* head;   // module path of lm_head, e.g. "lm_head"
+};
+inline constexpr TextLayout kCausalLM{"model", "lm_head"};
+inline constexpr TextLayout kMultimodalLegacy{"language_model.model", "language_model.lm_head"};
+inline constexpr TextLayout kMultimodal{"model.language_model", "lm_head"};
 
-/** "model.layers.{layer}." */
-inline std::string layerPrefix(int layer) { return "model.layers." + std::to_string(layer) + "."; }
-/** "model.layers.{layer}.input_layernorm.weight" [hidden]. */
-inline std::string inputNorm(int layer) { return layerPrefix(layer) + "input_layernorm.weight"; }
-/** "model.layers.{layer}.post_attention_layernorm.weight" [hidden]. */
-inline std::string postAttentionNorm(int layer) { return layerPrefix(layer) + "post_attention_layernorm.weight"; }
-/** "model.layers.{layer}.{self_attn|mlp}.{x}_proj.weight" [out, in]. */
-inline std::string linearWeight(int layer, LoraModule m) {
-  return layerPrefix(layer) + moduleBlock(m) + "." + moduleName(m) + ".weight";
+/** "{model}.embed_tokens.weight" [vocab, hidden]. */
+inline std::string embedTokens(const TextLayout& t) { return std::string(t.model) + ".embed_tokens.weight"; }
+/** "{model}.norm.weight" [hidden]. */
+inline std::string finalNorm(const TextLayout& t) { return std::string(t.model) + ".norm.weight"; }
+/** "{head}.weight" [vocab, hidden] (absent when tied). */
+inline std::string lmHead(const TextLayout& t) { return std::string(t.head) + ".weight"; }
+
+/** "{model}.layers.{layer}." */
+inline std::string layerPrefix(const TextLayout& t, int layer) { return std::string(t.model) + ".layers." + std::to_string(layer) + "."; }
+/** "{model}.layers.{layer}.input_layernorm.weight" [hidden]. */
+inline std::string inputNorm(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "input_layernorm.weight"; }
+/** "{model}.layers.{layer}.post_attention_layernorm.weight" [hidden]. */
+inline std::string postAttentionNorm(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "post_attention_layernorm.weight"; }
+/** "{model}.layers.{layer}.{self_attn|mlp}.{x}_proj.weight" [out, in]. */
+inline std::string linearWeight(const TextLayout& t, int layer, LoraModule m) {
+  return layerPrefix(t, layer) + moduleBlock(m) + "." + moduleName(m) + ".weight";
 }
-/** "model.layers.{layer}.{self_attn|mlp}.{x}_proj.bias" [out] (qwen2's q/k/v, attention_bias, mlp_bias). */
-inline std::string linearBias(int layer, LoraModule m) {
-  return layerPrefix(layer) + moduleBlock(m) + "." + moduleName(m) + ".bias";
+/** "{model}.layers.{layer}.{self_attn|mlp}.{x}_proj.bias" [out] (qwen2's q/k/v, attention_bias, mlp_bias). */
+inline std::string linearBias(const TextLayout& t, int layer, LoraModule m) {
+  return layerPrefix(t, layer) + moduleBlock(m) + "." + moduleName(m) + ".bias";
 }
-/** Phi-3's fused "model.layers.{layer}.self_attn.qkv_proj.weight" [qDim + 2 kvDim, hidden], rows q | k | v. */
-inline std::string fusedQkvWeight(int layer) { return layerPrefix(layer) + "self_attn.qkv_proj.weight"; }
-/** Phi-3's fused "model.layers.{layer}.mlp.gate_up_proj.weight" [2 intermediate, hidden], rows gate | up. */
-inline std::string fusedGateUpWeight(int layer) { return layerPrefix(layer) + "mlp.gate_up_proj.weight"; }
-/** "model.layers.{layer}.self_attn.q_norm.weight" [head_dim] (Qwen3, Gemma 3). */
-inline std::string qNorm(int layer) { return layerPrefix(layer) + "self_attn.q_norm.weight"; }
-/** "model.layers.{layer}.self_attn.k_norm.weight" [head_dim] (Qwen3, Gemma 3). */
-inline std::string kNorm(int layer) { return layerPrefix(layer) + "self_attn.k_norm.weight"; }
-/** "model.layers.{layer}.pre_feedforward_layernorm.weight" [hidden] (Gemma 2/3). */
-inline std::string preFeedforwardNorm(int layer) { return layerPrefix(layer) + "pre_feedforward_layernorm.weight"; }
-/** "model.layers.{layer}.post_feedforward_layernorm.weight" [hidden] (Gemma 2/3). */
-inline std::string postFeedforwardNorm(int layer) { return layerPrefix(layer) + "post_feedforward_layernorm.weight"; }
-/** PEFT: "base_model.model.model.layers.{layer}.{block}.{x}_proj.lora_{A|B}.weight". */
-inline std::string peftLoraWeight(int layer, LoraModule m, bool isB) {
-  return "base_model.model." + layerPrefix(layer) + moduleBlock(m) + "." + moduleName(m) + (isB ? ".lora_B.weight" : ".lora_A.weight");
+/** Phi-3's fused "{model}.layers.{layer}.self_attn.qkv_proj.weight" [qDim + 2 kvDim, hidden], rows q | k | v. */
+inline std::string fusedQkvWeight(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "self_attn.qkv_proj.weight"; }
+/** Phi-3's fused "{model}.layers.{layer}.mlp.gate_up_proj.weight" [2 intermediate, hidden], rows gate | up. */
+inline std::string fusedGateUpWeight(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "mlp.gate_up_proj.weight"; }
+/** "{model}.layers.{layer}.self_attn.q_norm.weight" [head_dim] (Qwen3, Gemma 3). */
+inline std::string qNorm(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "self_attn.q_norm.weight"; }
+/** "{model}.layers.{layer}.self_attn.k_norm.weight" [head_dim] (Qwen3, Gemma 3). */
+inline std::string kNorm(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "self_attn.k_norm.weight"; }
+/** "{model}.layers.{layer}.pre_feedforward_layernorm.weight" [hidden] (Gemma 2/3). */
+inline std::string preFeedforwardNorm(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "pre_feedforward_layernorm.weight"; }
+/** "{model}.layers.{layer}.post_feedforward_layernorm.weight" [hidden] (Gemma 2/3). */
+inline std::string postFeedforwardNorm(const TextLayout& t, int layer) { return layerPrefix(t, layer) + "post_feedforward_layernorm.weight"; }
+/** PEFT: "base_model.model.{model}.layers.{layer}.{block}.{x}_proj.lora_{A|B}.weight" (A [r, in], B [out, r]). */
+inline std::string peftLoraWeight(const TextLayout& t, int layer, LoraModule m, bool isB) {
+  return "base_model.model." + layerPrefix(t, layer) + moduleBlock(m) + "." + moduleName(m) + (isB ? ".lora_B.weight" : ".lora_A.weight");
 }
 
 }  // namespace hf

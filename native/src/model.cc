@@ -33,10 +33,29 @@ cpu::PackedMatrix::RowReader rowSlice(cpu::PackedMatrix::RowReader read, int64_t
   return [read = std::move(read), r0](int64_t first, int64_t count, float* dst) { read(r0 + first, count, dst); };
 }
 
+/**
+ * Where `store` keeps the text decoder: hf::kCausalLM for a ...ForCausalLM config; for
+ * Gemma3ForConditionalGeneration (config.multimodalText) whichever of hf::kMultimodalLegacy
+ * (transformers < 4.52) / hf::kMultimodal holds embed_tokens.
+ * @throws Error BadFile naming the folder and the names looked for when neither does.
+ */
+hf::TextLayout detectTextLayout(const TensorStore& store, const ModelConfig& c) {
+  if (!c.multimodalText) return hf::kCausalLM;
+  for (const hf::TextLayout& t : {hf::kMultimodalLegacy, hf::kMultimodal}) {
+    if (store.find(hf::embedTokens(t))) return t;
+  }
+  const std::string plain = store.find(hf::embedTokens(hf::kCausalLM))
+                                ? " (it has " + hf::embedTokens(hf::kCausalLM) + ": a text-only checkpoint, whose config.json should say Gemma3ForCausalLM)"
+                                : "";
+  raise(ErrorCode::BadFile, store.where() + ": no language-model weights for " + c.architecture + ": expected tensor " +
+                                hf::embedTokens(hf::kMultimodalLegacy) + " (transformers < 4.52) or " + hf::embedTokens(hf::kMultimodal) + plain);
+}
+
 }  // namespace
 
 void Model::build(const WeightSource& src, Quantization quant) {
   const ModelConfig& c = config_;
+  const hf::TextLayout& L = layout_;
   invFreq_ = c.ropeInvFreq();
   invFreqLocal_ = c.ropeLocalInvFreq();
   invFreqLong_ = c.ropeLongInvFreq();
@@ -67,9 +86,9 @@ void Model::build(const WeightSource& src, Quantization quant) {
   // HF ties lm_head to embed_tokens when tie_word_embeddings; some tied checkpoints omit it.
   // Tied: one matrix is both (the embedding gathers its rows); untied: the embedding is stored
   // like a head (16-bit as in the file, or quantized as the head), never as float32.
-  tiedHead_ = c.tieWordEmbeddings || !src.has(hf::kLmHead);
+  tiedHead_ = c.tieWordEmbeddings || !src.has(hf::lmHead(L));
   {
-    const std::string name = hf::kEmbedTokens;
+    const std::string name = hf::embedTokens(L);
     Linear e = makeLinear(src.rows(name, {V, H}, vs), V, H, quant, src.dtype(name));
     src.done(name);
     if (tiedHead_) head_ = std::move(e);
@@ -78,10 +97,10 @@ void Model::build(const WeightSource& src, Quantization quant) {
   layers_.resize(size_t(c.numHiddenLayers));
   for (int l = 0; l < c.numHiddenLayers; l++) {
     LayerWeights& w = layers_[size_t(l)];
-    w.inputNorm = norm(hf::inputNorm(l), H, hs);
+    w.inputNorm = norm(hf::inputNorm(L, l), H, hs);
     if (c.fusedQkv) {
       // Phi3Attention: qkv_proj rows are q | k | v; splitting them is exact.
-      const std::string name = hf::fusedQkvWeight(l);
+      const std::string name = hf::fusedQkvWeight(L, l);
       const auto qkv = src.rows(name, {Q + 2 * KV, H}, qs + " + 2 * " + kvs + ", " + hs);
       const DType dt = src.dtype(name);
       w.wq = makeLinear(rowSlice(qkv, 0), Q, H, quant, dt);
@@ -89,42 +108,42 @@ void Model::build(const WeightSource& src, Quantization quant) {
       w.wv = makeLinear(rowSlice(qkv, Q + KV), KV, H, quant, dt);
       src.done(name);
     } else {
-      w.wq = lin(hf::linearWeight(l, LoraModule::Q), Q, H, qs + ", " + hs);
-      w.wk = lin(hf::linearWeight(l, LoraModule::K), KV, H, kvs + ", " + hs);
-      w.wv = lin(hf::linearWeight(l, LoraModule::V), KV, H, kvs + ", " + hs);
+      w.wq = lin(hf::linearWeight(L, l, LoraModule::Q), Q, H, qs + ", " + hs);
+      w.wk = lin(hf::linearWeight(L, l, LoraModule::K), KV, H, kvs + ", " + hs);
+      w.wv = lin(hf::linearWeight(L, l, LoraModule::V), KV, H, kvs + ", " + hs);
     }
-    w.wo = lin(hf::linearWeight(l, LoraModule::O), H, Q, hs + ", " + qs);
-    w.bq = bias(hf::linearBias(l, LoraModule::Q), c.qkvBias, Q, qs);
-    w.bk = bias(hf::linearBias(l, LoraModule::K), c.qkvBias, KV, kvs);
-    w.bv = bias(hf::linearBias(l, LoraModule::V), c.qkvBias, KV, kvs);
-    w.bo = bias(hf::linearBias(l, LoraModule::O), c.oBias, H, hs);
+    w.wo = lin(hf::linearWeight(L, l, LoraModule::O), H, Q, hs + ", " + qs);
+    w.bq = bias(hf::linearBias(L, l, LoraModule::Q), c.qkvBias, Q, qs);
+    w.bk = bias(hf::linearBias(L, l, LoraModule::K), c.qkvBias, KV, kvs);
+    w.bv = bias(hf::linearBias(L, l, LoraModule::V), c.qkvBias, KV, kvs);
+    w.bo = bias(hf::linearBias(L, l, LoraModule::O), c.oBias, H, hs);
     if (c.qkNorm) {
-      w.qNorm = norm(hf::qNorm(l), D, ds);
-      w.kNorm = norm(hf::kNorm(l), D, ds);
+      w.qNorm = norm(hf::qNorm(L, l), D, ds);
+      w.kNorm = norm(hf::kNorm(L, l), D, ds);
     }
-    w.postNorm = norm(hf::postAttentionNorm(l), H, hs);
+    w.postNorm = norm(hf::postAttentionNorm(L, l), H, hs);
     if (c.gemmaNorms) {
-      w.preFfnNorm = norm(hf::preFeedforwardNorm(l), H, hs);
-      w.postFfnNorm = norm(hf::postFeedforwardNorm(l), H, hs);
+      w.preFfnNorm = norm(hf::preFeedforwardNorm(L, l), H, hs);
+      w.postFfnNorm = norm(hf::postFeedforwardNorm(L, l), H, hs);
     }
     if (c.fusedQkv) {
       // Phi3MLP: gate_up_proj rows are gate | up (up_states.chunk(2, dim=-1)).
-      const std::string name = hf::fusedGateUpWeight(l);
+      const std::string name = hf::fusedGateUpWeight(L, l);
       const auto gu = src.rows(name, {2 * I, H}, "2 * " + is + ", " + hs);
       w.wGate = makeLinear(rowSlice(gu, 0), I, H, quant, src.dtype(name));
       w.wUp = makeLinear(rowSlice(gu, I), I, H, quant, src.dtype(name));
       src.done(name);
     } else {
-      w.wGate = lin(hf::linearWeight(l, LoraModule::Gate), I, H, is + ", " + hs);
-      w.wUp = lin(hf::linearWeight(l, LoraModule::Up), I, H, is + ", " + hs);
+      w.wGate = lin(hf::linearWeight(L, l, LoraModule::Gate), I, H, is + ", " + hs);
+      w.wUp = lin(hf::linearWeight(L, l, LoraModule::Up), I, H, is + ", " + hs);
     }
-    w.wDown = lin(hf::linearWeight(l, LoraModule::Down), H, I, hs + ", " + is);
-    w.bGate = bias(hf::linearBias(l, LoraModule::Gate), c.mlpBias, I, is);
-    w.bUp = bias(hf::linearBias(l, LoraModule::Up), c.mlpBias, I, is);
-    w.bDown = bias(hf::linearBias(l, LoraModule::Down), c.mlpBias, H, hs);
+    w.wDown = lin(hf::linearWeight(L, l, LoraModule::Down), H, I, hs + ", " + is);
+    w.bGate = bias(hf::linearBias(L, l, LoraModule::Gate), c.mlpBias, I, is);
+    w.bUp = bias(hf::linearBias(L, l, LoraModule::Up), c.mlpBias, I, is);
+    w.bDown = bias(hf::linearBias(L, l, LoraModule::Down), c.mlpBias, H, hs);
   }
-  finalNorm_ = norm(hf::kFinalNorm, H, hs);
-  if (!tiedHead_) head_ = lin(hf::kLmHead, V, H, vs);
+  finalNorm_ = norm(hf::finalNorm(L), H, hs);
+  if (!tiedHead_) head_ = lin(hf::lmHead(L), V, H, vs);
 }
 
 std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
@@ -132,6 +151,7 @@ std::shared_ptr<Model> Model::load(const std::string& dir, Quantization quant) {
   const std::string cfgPath = dir + "/config.json";
   model->config_ = parseModelConfig(readFile(cfgPath, "is this a Hugging Face model folder?"), cfgPath);
   auto store = TensorStore::openDir(dir);
+  model->layout_ = detectTextLayout(*store, model->config_);
   model->dtype_ = store->dominantDType();
   WeightSource src;
   src.get = [&](const std::string& name, std::vector<int64_t> shape, const std::string& why) {
@@ -184,7 +204,7 @@ std::shared_ptr<Model> Model::fromWeights(const ModelConfig& config, const Weigh
   };
   src.done = [whole](const std::string&) { std::vector<float>().swap(*whole); };
   src.dtype = [&](const std::string&) { return source; };
-  src.has = [&](const std::string& name) { return name != hf::kLmHead || !config.tieWordEmbeddings; };
+  src.has = [&](const std::string& name) { return name != hf::lmHead(model->layout_) || !config.tieWordEmbeddings; };
   model->build(src, quant);
   return model;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config.h"
+#include "hf_names.h"
 #include "quant.h"
 
 namespace openlora {
@@ -47,7 +48,9 @@ class Model {
  public:
   /**
    * Load config.json and the safetensors weights of a Hugging Face model folder, checking every
-   * shape against the config. Linear layers, lm_head and the embedding keep BF16 checkpoints'
+   * shape against the config. A Gemma3ForConditionalGeneration checkpoint loads its language
+   * model only (either textLayout(), found from the index / headers); its vision tower's tensors
+   * stay unread in the mapped files. Linear layers, lm_head and the embedding keep BF16 checkpoints'
    * precision as bfloat16 (exact), anything else becomes float32 (quant.h makeLinear).
    * Memory: tensors are read from the mapped files 16 rows at a time straight into their packed
    * form, and each tensor's file pages are dropped from this process once packed, so the peak
@@ -74,6 +77,12 @@ class Model {
 
   /** Storage of the decoder's linear layers. */
   Quantization quantization() const { return quant_; }
+  /**
+   * Where the checkpoint kept the text decoder (hf::TextLayout: "model" for ...ForCausalLM,
+   * "language_model.model" or "model.language_model" for Gemma3ForConditionalGeneration); PEFT
+   * adapters of this base name their modules under the same path. hf::kCausalLM for fromWeights.
+   */
+  const hf::TextLayout& textLayout() const { return layout_; }
 
   const ModelConfig& config() const { return config_; }
   /** Storage dtype of most weights on disk ("BF16", ...). */
@@ -116,6 +125,7 @@ class Model {
   void build(const WeightSource& src, Quantization quant);
 
   ModelConfig config_;
+  hf::TextLayout layout_ = hf::kCausalLM;
   std::string dtype_;
   Quantization quant_ = Quantization::None;
   std::vector<float> invFreq_;     // [headDim / 2] RoPE inverse frequencies

@@ -179,6 +179,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("modelType", c.modelType);
     o.Set("architecture", c.architecture);
+    o.Set("textModelPrefix", e.model().textLayout().model);
     Napi::Array archs = Napi::Array::New(env);
     for (const std::string& a : supportedArchitectureList()) archs.Set(archs.Length(), a);
     o.Set("supportedArchitectures", archs);

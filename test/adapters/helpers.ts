@@ -35,15 +35,18 @@ export async function writeSafetensors(path: string, tensors: Record<string, Fak
   await writeFile(path, Buffer.concat([len, json, Buffer.alloc(off)]));
 }
 
-/** lora_A/lora_B entries for `modules` of every layer in `layers` with the base's shapes. */
-export function loraTensors(opts: { modules?: LoraModule[]; layers?: number[]; r?: number; dtype?: string; prefix?: string; suffix?: string } = {}): Record<string, FakeTensor> {
-  const { modules = ['q_proj', 'v_proj'], layers = [0, 1, 2, 3], r = 8, dtype = 'F32', prefix = 'base_model.model.', suffix = '' } = opts;
+/**
+ * lora_A/lora_B entries for `modules` of every layer in `layers` with the base's shapes, named
+ * `{prefix}{textPrefix}.layers.{i}...` (textPrefix: ModelInfo.textModelPrefix, default "model").
+ */
+export function loraTensors(opts: { modules?: LoraModule[]; layers?: number[]; r?: number; dtype?: string; prefix?: string; suffix?: string; textPrefix?: string } = {}): Record<string, FakeTensor> {
+  const { modules = ['q_proj', 'v_proj'], layers = [0, 1, 2, 3], r = 8, dtype = 'F32', prefix = 'base_model.model.', suffix = '', textPrefix = 'model' } = opts;
   const info = tinyInfo();
   const out: Record<string, FakeTensor> = {};
   for (const l of layers) {
     for (const m of modules) {
       const d = moduleDims(info, m);
-      const base = `${prefix}model.layers.${l}.${MODULE_PARENT[m]}.${m}`;
+      const base = `${prefix}${textPrefix}.layers.${l}.${MODULE_PARENT[m]}.${m}`;
       out[`${base}.lora_A${suffix}.weight`] = { dtype, shape: [r, d.in] };
       out[`${base}.lora_B${suffix}.weight`] = { dtype, shape: [d.out, r] };
     }

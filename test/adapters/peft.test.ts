@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildLoadSpec, parseAdapterDir, resolveConfig } from '../../adapters/peft.ts';
 import { patternKey, selectorMatches } from '../../adapters/peft-match.ts';
+import type { ModelInfo } from '../../native/types.ts';
 import { EXAMPLES, loraConfig, loraTensors, refuses, tinyInfo, tmpAdapters, type FakeTensor } from './helpers.ts';
 
 const info = tinyInfo();
@@ -162,6 +163,62 @@ describe('PEFT matching semantics', () => {
       assert.ok(spec.modules[0]!.aName.startsWith(opts.prefix ?? 'base_model.model.'));
     }
   });
+});
+
+describe('a Gemma3ForConditionalGeneration base (its language model under language_model.model / model.language_model)', () => {
+  const legacy = tinyInfo({ architecture: 'Gemma3ForConditionalGeneration', modelType: 'gemma3_text', textModelPrefix: 'language_model.model' });
+  const newer = tinyInfo({ architecture: 'Gemma3ForConditionalGeneration', modelType: 'gemma3_text', textModelPrefix: 'model.language_model' });
+  const names = (over: Record<string, unknown>, i = legacy) => resolveConfig(loraConfig(over), i).targets.map((x) => x.name);
+
+  test('targets are named in the base\'s layout; regexes and pattern keys match either layout', () => {
+    assert.deepEqual(names({}).slice(0, 2), ['language_model.model.layers.0.self_attn.q_proj', 'language_model.model.layers.0.self_attn.v_proj']);
+    assert.deepEqual(names({}, newer).slice(0, 2), ['model.language_model.layers.0.self_attn.q_proj', 'model.language_model.layers.0.self_attn.v_proj']);
+    // A layout-specific regex of an adapter trained under the other transformers version.
+    const re = 'model\\.language_model\\.layers\\.[01]\\.self_attn\\.(q|v)_proj';
+    assert.deepEqual(names({ target_modules: re }), names({ target_modules: re }, newer).map((n) => n.replace('model.language_model', 'language_model.model')));
+    assert.equal(names({ target_modules: re }).length, 4);
+    assert.equal(names({ target_modules: '.*language_model.*\\.(q_proj|o_proj)' }).length, 8);
+    assert.throws(() => resolveConfig(loraConfig({ target_modules: re }), info), /matches no module of the base \(supported: model\.layers\.\{i\}/);
+    const r = resolveConfig(loraConfig({ rank_pattern: { 'model.language_model.layers.1.self_attn.q_proj': 4 } }), legacy);
+    assert.equal(r.targets.find((x) => x.name === 'language_model.model.layers.1.self_attn.q_proj')!.rank, 4);
+    assert.deepEqual(names({ exclude_modules: 'model\\.language_model\\.layers\\.[123]\\..*' }), ['language_model.model.layers.0.self_attn.q_proj', 'language_model.model.layers.0.self_attn.v_proj']);
+  });
+
+  test('vision-tower entries of an all-linear target list are ignored with a warning (refused on a text-only base)', () => {
+    const r = resolveConfig(loraConfig({ target_modules: ['q_proj', 'fc1', 'fc2', 'out_proj', 'vision_tower.vision_model.post_layernorm'] }), newer);
+    assert.equal(r.targets.length, 4);
+    assert.match(r.warnings[0]!, /target_modules "fc1", "fc2", "out_proj", "vision_tower\.vision_model\.post_layernorm" name vision-tower layers only: ignored/);
+    assert.throws(() => resolveConfig(loraConfig({ target_modules: ['q_proj', 'fc1'] }), info), /target_modules entry "fc1" matches no module of the base/);
+    assert.throws(() => resolveConfig(loraConfig({ target_modules: ['q_proj', 'c_attn'] }), newer), /entry "c_attn" matches no module of the base \(supported: \{model\.language_model,language_model\.model\}\.layers\.\{i\}\.self_attn/);
+  });
+
+  test('keys of either layout load; vision-tower keys are skipped and said at registration', async () => {
+    const vision = {
+      'base_model.model.model.vision_tower.vision_model.encoder.layers.0.mlp.fc1.lora_A.weight': { dtype: 'F32', shape: [8, 16] },
+      'base_model.model.vision_tower.vision_model.encoder.layers.0.mlp.fc1.lora_B.weight': { dtype: 'F32', shape: [16, 8] },
+      'base_model.model.multi_modal_projector.lora_A.weight': { dtype: 'BF16', shape: [8, 3] },
+    };
+    for (const [keys, base] of [['language_model.model', legacy], ['model.language_model', legacy], ['language_model.model', newer]] as const) {
+      const dir = await t.make(`mm-${keys}-${base.textModelPrefix}`, loraConfig(), { ...vision, ...loraTensors({ textPrefix: keys }) });
+      const { parsed, spec } = await load(dir, base);
+      assert.equal(spec.modules.length, 8);
+      assert.equal(spec.modules[0]!.aName, `base_model.model.${keys}.layers.0.self_attn.q_proj.lora_A.weight`);
+      assert.match(parsed.warnings.join('\n'), /3 LoRA tensors of the vision tower \(e\.g\. base_model\.model\.model\.vision_tower\..*\) are ignored/);
+    }
+  });
+
+  const cases: Array<[string, ModelInfo, Record<string, FakeTensor>, RegExp]> = [
+    ['text-only keys on a multimodal base', legacy, loraTensors(), /tensor base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight: the Gemma3ForConditionalGeneration base keeps its decoder layers under language_model\.model or model\.language_model, not model \(an adapter of a text-only checkpoint\?\)/],
+    ['multimodal keys on a text-only base', info, loraTensors({ textPrefix: 'model.language_model' }), /the LlamaForCausalLM base keeps its decoder layers under model, not model\.language_model \(an adapter of a multimodal checkpoint's language model\?\)/],
+    ['vision keys on a text-only base', info, { ...loraTensors(), 'base_model.model.vision_tower.a.lora_A.weight': { dtype: 'F32', shape: [8, 8] } }, /tensor base_model\.model\.vision_tower\.a\.lora_A\.weight is not a lora_A\/lora_B weight of a decoder-layer projection/],
+    ['one module in both layouts', newer, { ...loraTensors({ textPrefix: 'model.language_model' }), ...loraTensors({ textPrefix: 'language_model.model', layers: [2] }) }, /duplicate lora_A for model\.language_model\.layers\.2\.self_attn\.q_proj/],
+  ];
+  for (const [name, base, tensors, re] of cases) {
+    test(`refused: ${name}`, async () => {
+      const dir = await t.make(`mm-bad-${name.replace(/\W+/g, '-')}`, loraConfig(), tensors);
+      await refuses(load(dir, base), re);
+    });
+  }
 });
 
 describe('tensor refusals name the tensor', () => {

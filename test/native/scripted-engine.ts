@@ -8,7 +8,7 @@ import type { AdapterLoadSpec, EngineStats, ModelInfo, NativeEngine, SequenceEve
 /** examples/models/tiny-shakespeare/config.json as the engine reports it. */
 export function tinyInfo(over: Partial<ModelInfo> = {}): ModelInfo {
   return {
-    modelType: 'llama', architecture: 'LlamaForCausalLM', supportedArchitectures: ['LlamaForCausalLM'], vocabSize: 1024, hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4,
+    modelType: 'llama', architecture: 'LlamaForCausalLM', textModelPrefix: 'model', supportedArchitectures: ['LlamaForCausalLM'], vocabSize: 1024, hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4,
     numAttentionHeads: 8, numKeyValueHeads: 4, headDim: 32, maxPositionEmbeddings: 512, maxModelLen: 512, dtype: 'BF16',
     backend: 'cpu', backendReason: 'test', maxLoras: 4, maxLoraRank: 64, quantization: 'none', kvCacheDtype: 'float32', activationDtype: 'float32', kvCacheBytes: 0, numKvBlocks: 0, ...over,
   };
