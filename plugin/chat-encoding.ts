@@ -105,9 +105,9 @@ export class SpecialTokenMatcher {
    * Which UTF-16 units of `s` must be hidden from special-token parsing: every occurrence of a
    * special token, the longest head (at the start and after leading whitespace) that is a suffix
    * of one, the longest tail (at the end and before trailing whitespace) that is a prefix of one,
-   * and all of `s` when it is a substring of one.
+   * and (with `inside`) all of `s` when it is a substring of one.
    */
-  private dangerMask(s: string): Uint8Array | undefined {
+  private dangerMask(s: string, inside: boolean): Uint8Array | undefined {
     if (this.maxLength === 0 || s.length === 0) return undefined;
     const mask = new Uint8Array(s.length);
     let any = false;
@@ -139,13 +139,19 @@ export class SpecialTokenMatcher {
         }
       }
     }
-    if (s.length <= this.maxLength && this.contents.some((c) => c.includes(s))) mark(0, s.length);
+    if (inside && s.length <= this.maxLength && this.contents.some((c) => c.includes(s))) mark(0, s.length);
     return any ? mask : undefined;
   }
 
-  /** `s` with its dangerous characters (see dangerMask) swapped for placeholders of `ph`. */
-  shield(s: string, ph: Placeholders): string {
-    const mask = this.dangerMask(s);
+  /**
+   * `s` with its dangerous characters (see dangerMask) swapped for placeholders of `ph`.
+   * @param inside Also hide all of `s` when it lies inside a special token (`id` in `<|eot_id|>`):
+   *   for text the template may write between pieces of markup. Off for JSON keys and tool
+   *   schema / argument values, which templates look up and compare (`tool.function.name`,
+   *   `type == "object"`) and write quoted by `tojson`; their occurrences and edges stay hidden.
+   */
+  shield(s: string, ph: Placeholders, inside = true): string {
+    const mask = this.dangerMask(s, inside);
     if (!mask) return s;
     let out = '';
     let i = 0;

@@ -135,11 +135,11 @@ function plainView(tok: Tokenizer, added: AddedTokenJson[]): Tokenizer {
   });
 }
 
-/** Apply `f` to every string in a JSON value, object keys included. */
-function mapStrings(v: unknown, f: (s: string) => string): unknown {
+/** Apply `f` to every string value in a JSON value and `key` (default `f`) to every object key. */
+function mapStrings(v: unknown, f: (s: string) => string, key: (s: string) => string = f): unknown {
   if (typeof v === 'string') return f(v);
-  if (Array.isArray(v)) return v.map((x) => mapStrings(x, f));
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [f(k), mapStrings(x, f)]));
+  if (Array.isArray(v)) return v.map((x) => mapStrings(x, f, key));
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [key(k), mapStrings(x, f, key)]));
   return v;
 }
 
@@ -158,7 +158,7 @@ function toolArguments(text: string): unknown {
  * A message as the template sees it; every client string goes through `user` (content, name,
  * tool_call_id, tool-call id/name/arguments). `developer` becomes `system`; parts are joined.
  */
-function templateMessage(m: ChatMessage, user: (s: string) => string): Record<string, unknown> {
+function templateMessage(m: ChatMessage, user: (s: string) => string, json: (s: string) => string = user): Record<string, unknown> {
   const out: Record<string, unknown> = { role: m.role === 'developer' ? 'system' : m.role, content: user(contentText(m.content)) };
   if (m.name !== undefined) out.name = user(m.name);
   if (m.tool_call_id !== undefined) out.tool_call_id = user(m.tool_call_id);
@@ -166,7 +166,7 @@ function templateMessage(m: ChatMessage, user: (s: string) => string): Record<st
     out.tool_calls = m.tool_calls.map((c) => ({
       id: user(c.id),
       type: 'function',
-      function: { name: user(c.function.name), arguments: mapStrings(toolArguments(c.function.arguments), user) },
+      function: { name: user(c.function.name), arguments: mapStrings(toolArguments(c.function.arguments), json) },
     }));
   }
   return out;
@@ -361,13 +361,16 @@ export class ModelTokenizer {
     for (const [, v] of kwargs) mapStrings(v, collect);
     const ph = new Placeholders(strings);
     const shield = (s: string) => this.specials.shield(s, ph);
-    const msgs = messages.map((m) => templateMessage(m, shield));
+    // JSON structure (keys; tool definitions and call arguments) keeps the words templates look up
+    // and compare: only special-token occurrences and edges are hidden there (shield's `inside`).
+    const shieldJson = (s: string) => this.specials.shield(s, ph, false);
+    const msgs = messages.map((m) => templateMessage(m, shield, shieldJson));
     // NOTE(why): top-level names are variable names, never rendered, so they stay as sent (a
     // shielded name would no longer be the variable the template reads); fromEntries makes an
     // own property even of "__proto__". The server's own variables come after and win.
-    const vars: Record<string, unknown> = Object.fromEntries(kwargs.map(([k, v]) => [k, mapStrings(v, shield)]));
+    const vars: Record<string, unknown> = Object.fromEntries(kwargs.map(([k, v]) => [k, mapStrings(v, shield, shieldJson)]));
     Object.assign(vars, this.templateVars, { messages: msgs, add_generation_prompt: options.addGenerationPrompt ?? !options.continueFinalMessage });
-    if (tools && tools.length > 0) vars.tools = mapStrings(tools, shield);
+    if (tools && tools.length > 0) vars.tools = mapStrings(tools, shieldJson);
     let rendered: string;
     try {
       rendered = this.template.render(vars);

@@ -209,3 +209,27 @@ test('cutAfterFinalMessage cuts pieces without changing their kind', () => {
   assert.deepEqual(cutAfterFinalMessage(pieces, '<|'), [{ text: '<s>a ', user: false }, { text: '<|', user: true }]);
   assert.equal(pieces[1]!.text, '<|x', 'the input is not modified');
 });
+
+test('JSON keys and tool values keep the words templates look up and compare; special tokens in them stay text', () => {
+  // `id`, `text`, `end` lie inside Llama 3 special tokens (<|eot_id|>, <|begin_of_text|>): the
+  // template must still find them as keys and compare them as values.
+  const tok = demoWith(
+    '{% for t in tools %}[{{ t.function.name }}:{{ t.function.parameters.properties.id.type }}:{{ t.function.parameters.type == "object" }}]{% endfor %}' +
+      '{% for m in messages %}{% for c in m.tool_calls or [] %}({{ c.function.arguments.id }}){% endfor %}{{ m.content }}<|eot_id|>{% endfor %}' +
+      '{{ deep.text }}|{{ deep.a.end }}|{{ style }}',
+  );
+  const tools = [{ type: 'function', function: { name: 'lookup', description: 'stop <|eot_id|> here', parameters: { type: 'object', properties: { id: { type: 'string' } } } } }];
+  const messages: ChatMessage[] = [
+    { role: 'user', content: 'x' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'lookup', arguments: '{"id":"42"}' } }] },
+    { role: 'tool', tool_call_id: 'c1', content: 'ok' },
+  ];
+  const text = tok.renderChat(messages, tools, { templateKwargs: { deep: { text: 'T', a: { end: 'E' } }, style: 'prose' } });
+  assert.match(text, /^\[lookup:string:true\]/);
+  assert.match(text, /\(42\)/);
+  assert.match(text, /T\|E\|prose$/);
+  // a special token written inside a tool's JSON is still plain text
+  const eot = tok.encode('<|eot_id|>', false)[0]!;
+  const ids = tok.encodeChat(messages, undefined, [{ ...tools[0]!, function: { ...tools[0]!.function, name: '<|eot_id|>' } }]);
+  assert.equal(ids.filter((i) => i === eot).length, 3, 'only the three turns the template ends');
+});
