@@ -12,7 +12,7 @@
  *  - Reasoning runs to `</think>`; the answer is the rest, its leading newlines dropped. An output
  *    cut inside the block (max_tokens) is all reasoning and an empty answer.
  * `<think>` and `</think>` are ordinary (non-special) added tokens in these vocabularies, so they
- * arrive as text and the split works on text.
+ * arrive as text and the split works on text. Logprobs, when asked for, cover the answer's tokens.
  */
 import { heldBack } from './tools/parse.ts';
 
@@ -58,6 +58,11 @@ export class ReasoningSplitter {
   /** Whether the output is (still) inside the reasoning block. */
   get reasoning(): boolean {
     return this.state === 'reasoning';
+  }
+
+  /** Whether the output is in the answer (past the block, or never in one). */
+  get answering(): boolean {
+    return this.state === 'content';
   }
 
   /** Pieces for new text (possibly none). */
@@ -128,4 +133,19 @@ export function splitReasoning(text: string, insidePrompt: boolean): { reasoning
   }
   if (reasoning === null && text.trimStart().startsWith(THINK_OPEN)) reasoning = '';
   return { reasoning, content };
+}
+
+/**
+ * The tokens of the answer: `tokens` (in output order) without the leading ones that spell the
+ * reasoning block (its tags and the newlines after it), found by byte length: the block is the
+ * first `byteLength(text) - byteLength(content)` bytes of the output. A token that straddles the
+ * boundary stays with the answer.
+ * @param byteLength UTF-8 bytes a token id stands for (the tokenizer's `tokenBytes(id).length`).
+ */
+export function answerTokens<T extends { id: number }>(tokens: T[], text: string, content: string, byteLength: (id: number) => number): T[] {
+  const block = Buffer.byteLength(text) - Buffer.byteLength(content);
+  let at = 0;
+  let bytes = 0;
+  while (at < tokens.length && bytes + byteLength(tokens[at]!.id) <= block) bytes += byteLength(tokens[at++]!.id);
+  return tokens.slice(at);
 }

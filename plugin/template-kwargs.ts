@@ -13,6 +13,7 @@
  * replace for the whole template.
  */
 import { InvalidRequestError } from './errors.ts';
+import { jsonDepth } from './json-depth.ts';
 
 /** Special tokens passed to the chat template besides `messages` and `add_generation_prompt` (transformers' special_tokens_map). */
 export const TEMPLATE_TOKENS = ['bos_token', 'eos_token', 'pad_token', 'unk_token', 'sep_token', 'cls_token', 'mask_token'] as const;
@@ -88,19 +89,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** The depth of nested arrays / objects in `v` (0 for a scalar), walked without recursion; stops past `limit`. */
-function depthOf(v: unknown, limit: number): number {
-  let most = 0;
-  const stack: Array<[unknown, number]> = [[v, 1]];
-  while (stack.length > 0) {
-    const [x, d] = stack.pop()!;
-    if (x === null || typeof x !== 'object') continue;
-    most = Math.max(most, d);
-    if (most > limit) return most;
-    for (const child of Object.values(x)) stack.push([child, d + 1]);
-  }
-  return most;
-}
 
 /**
  * The first problem of a chat render's options for `messages` (undefined: none):
@@ -121,7 +109,7 @@ export function renderOptionsProblem(messages: ReadonlyArray<{ role: string }>, 
         };
       }
     }
-    const depth = depthOf(kw, MAX_TEMPLATE_KWARGS_DEPTH);
+    const depth = jsonDepth(kw, MAX_TEMPLATE_KWARGS_DEPTH);
     if (depth > MAX_TEMPLATE_KWARGS_DEPTH) {
       return { path: ['chat_template_kwargs'], message: `expected at most ${MAX_TEMPLATE_KWARGS_DEPTH} levels of nesting, but got more.` };
     }

@@ -15,6 +15,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { cutAfterFinalMessage, Placeholders, SpecialTokenMatcher, splitSpecial, type PromptPiece } from './chat-encoding.ts';
 import { ContextLengthError, InvalidRequestError } from './errors.ts';
+import { jsonDepth, MAX_JSON_DEPTH } from './json-depth.ts';
 import { checkRenderOptions, TEMPLATE_TOKENS, type ChatRenderOptions } from './template-kwargs.ts';
 import { buildTokenBytes } from './token-bytes.ts';
 import { buildXGrammarVocab, type XGrammarVocab } from './structured/vocab.ts';
@@ -147,7 +148,8 @@ function mapStrings(v: unknown, f: (s: string) => string, key: (s: string) => st
 function toolArguments(text: string): unknown {
   try {
     const v: unknown = JSON.parse(text);
-    if (v && typeof v === 'object' && !Array.isArray(v)) return v;
+    // Deeper than any schema may be (json-depth.ts): the text, not a tree to walk recursively.
+    if (v && typeof v === 'object' && !Array.isArray(v) && jsonDepth(v, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH) return v;
   } catch {
     // not JSON: the template gets the text
   }

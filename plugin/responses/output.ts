@@ -110,7 +110,7 @@ export function outputItems(text: string | null, calls: ToolCall[], logprobs: Ch
   if (reasoning !== null) {
     items.push({ id: itemId('rs_'), type: 'reasoning', status: text || calls.length > 0 ? 'completed' : status, summary: [], content: [{ type: 'reasoning_text', text: reasoning }] });
   }
-  if ((text ?? '') !== '' || calls.length === 0) {
+  if ((text ?? '') !== '' || (calls.length === 0 && reasoning === null)) {
     items.push({ id: itemId('msg_'), type: 'message', status, role: 'assistant', content: [{ type: 'output_text', text: text ?? '', annotations: [], logprobs }] });
   }
   for (const c of calls) items.push({ id: itemId('fc_'), type: 'function_call', status: 'completed', call_id: c.id, name: c.function.name, arguments: c.function.arguments });
@@ -247,7 +247,7 @@ export class ResponseEvents {
     } else {
       this.send('response.function_call_arguments.done', { item_id: it.id, output_index, arguments: it.arguments });
     }
-    it.status = it.type === 'function_call' ? 'completed' : status;
+    it.status = status;  // the item open when max_output_tokens cut is incomplete (a call's arguments too)
     this.send('response.output_item.done', { output_index, item: structuredClone(it) });
   }
 
@@ -257,7 +257,7 @@ export class ResponseEvents {
    * @returns the final response object (what the store keeps).
    */
   finish(finish: string | null, usage: Usage): Record<string, unknown> {
-    if (!this.items.some((it) => it.type !== 'reasoning')) this.openMessage();
+    if (this.items.length === 0) this.openMessage();  // nothing at all: one empty message (a cut block is its reasoning alone)
     const { status, incomplete_details } = statusOf(finish);
     this.closeCurrent(status === 'incomplete' ? 'incomplete' : 'completed');
     const r = responseObject(this.head, status, this.items, responseUsage(usage), incomplete_details);

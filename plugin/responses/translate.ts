@@ -114,6 +114,7 @@ export function toChatRequest(b: ResponseCreateRequest, history: ChatMessage[]):
     user: b.user,
     adapters: b.adapters,
     merge: b.merge,
+    chat_template_kwargs: b.chat_template_kwargs,
     tools: b.tools?.map((t) => ({ type: 'function' as const, function: { name: t.name, description: t.description, parameters: t.parameters, strict: t.strict } })),
     tool_choice: choice && typeof choice === 'object' ? { type: 'function' as const, function: { name: choice.name } } : choice,
     parallel_tool_calls: b.parallel_tool_calls,

@@ -16,7 +16,7 @@ import { chatLogprobs, vllmPromptLogprobs } from '../logprobs.ts';
 import { ChatCompletionRequestSchema, promptLogprobsOf, type ChatCompletionRequest } from '../schemas/index.ts';
 import { grammarFromBody } from '../structured/from-body.ts';
 import { renderOptionsOf } from '../template-kwargs.ts';
-import { promptOpensReasoning, ReasoningSplitter, splitReasoning } from '../reasoning.ts';
+import { answerTokens, promptOpensReasoning, ReasoningSplitter, splitReasoning } from '../reasoning.ts';
 import type { ServedModel } from '../registry.ts';
 import type { ToolFormat } from '../tools/format.ts';
 import { planTools, ToolChoiceStream, toolMessage } from '../tools/respond.ts';
@@ -56,7 +56,8 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
       }
       grammar = tools.grammar;
     }
-    const prompt = model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools, renderOptionsOf(body));
+    const rendered = model.tokenizer.encodeChat(body.messages, model.info.maxModelLen, tools.templateTools, renderOptionsOf(body));
+    const prompt = body.add_special_tokens === true ? model.tokenizer.addSpecialTokens(rendered) : rendered;
     return {
       prompts: [prompt],
       maxTokens: body.max_completion_tokens ?? undefined,
@@ -86,6 +87,8 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
           // `reasoning` (vLLM's name now) and `reasoning_content` (its older one, which LangChain reads).
           const r = showReasoning ? split.reasoning : null;
           Object.assign(message, { reasoning: r, reasoning_content: r });
+          if (split.reasoning !== null && message.content === '') message.content = null;  // vLLM: no answer after the block
+          tokens = answerTokens(tokens, text, split.content, (id) => model.tokenizer.tokenBytes(id).length);
         }
         return { index, message, logprobs: logprobsOf(tokens), finish_reason: finishReason };
       },
@@ -97,22 +100,25 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
         const rs = splitters?.[d.index];
         if (rs) {
           // Reasoning and answer pieces as the splitter releases them; the answer goes on to the
-          // tool parser when there is one. Logprobs ride with the first piece of the delta.
+          // tool parser when there is one. Logprobs cover the answer: they ride with the first
+          // answer piece of the delta (a delta that is all reasoning or tags carries none).
           let lp = logprobsOf(d.tokens);
-          const sendDelta = (delta: Record<string, unknown>) => {
-            send(JSON.stringify({ index: d.index, delta, logprobs: lp, finish_reason: null }));
-            lp = null;
+          const sendDelta = (delta: Record<string, unknown>, withLogprobs = true) => {
+            send(JSON.stringify({ index: d.index, delta, logprobs: withLogprobs ? lp : null, finish_reason: null }));
+            if (withLogprobs) lp = null;
           };
+          let answered = false;
           for (const p of [...rs.push(d.text), ...(d.finishReason ? rs.end() : [])]) {
             if ('reasoning' in p) {
-              if (showReasoning) sendDelta({ reasoning: p.reasoning, reasoning_content: p.reasoning });
-            } else if (ts) {
-              for (const delta of ts.push(p.content)) sendDelta(delta);
-            } else {
-              sendDelta({ content: p.content });
+              if (showReasoning) sendDelta({ reasoning: p.reasoning, reasoning_content: p.reasoning }, false);
+              continue;
             }
+            answered = true;
+            if (ts) for (const delta of ts.push(p.content)) sendDelta(delta);
+            else sendDelta({ content: p.content });
           }
-          if (lp !== null) sendDelta({ content: '' });
+          // The answer's text held back (a tag that may be starting) keeps its logprobs coming.
+          if (lp !== null && !answered && rs.answering) sendDelta({ content: '' });
           if (d.finishReason) {
             const end = ts?.end(d.finishReason);
             for (const delta of end?.deltas ?? []) sendDelta(delta);

@@ -12,10 +12,10 @@
  */
 import type { Request, Response } from 'express';
 import { accessOf } from '../auth.ts';
-import { toOpenAIError } from '../errors.ts';
+import { InvalidRequestError, toOpenAIError } from '../errors.ts';
 import { collectChoices } from '../generate.ts';
 import { chatLogprobs, type ChatTokenLogprob } from '../logprobs.ts';
-import { ReasoningSplitter, splitReasoning } from '../reasoning.ts';
+import { answerTokens, ReasoningSplitter, splitReasoning } from '../reasoning.ts';
 import { requestLog } from '../request-context.ts';
 import { resolveRequest } from '../resolve.ts';
 import { outputItems, outputMessages, ResponseEvents, responseObject, responseUsage, itemId, statusOf, type OutputItem } from '../responses/output.ts';
@@ -31,9 +31,12 @@ import { chatEndpoint } from './chat.ts';
 import type { RouteContext } from './context.ts';
 import { inTurn, logStreamFailure, runGeneration, samplingFromBody, unixNow, watchDisconnect } from './generation.ts';
 
-/** The store owner of a request: its API key's name ('' in open mode, where every request may do everything). */
+/**
+ * The store owner of a request: its API key's digest (names may repeat across keys), or '' in
+ * open mode, where every request may do everything.
+ */
 function ownerOf(req: Request): string {
-  return accessOf(req).key?.name ?? '';
+  return accessOf(req).key?.digest.toString('hex') ?? '';
 }
 
 /** `POST /v1/responses`. */
@@ -80,7 +83,8 @@ export function createResponse(ctx: RouteContext, store: ResponseStore) {
         const split = prepared.reasoning ? splitReasoning(text[0]!, prepared.reasoning.insidePrompt) : undefined;
         const { message } = toolMessage(split ? split.content : text[0]!, finish[0]!, prepared.toolFormat);
         const calls = (message.tool_calls as ToolCall[] | undefined) ?? [];
-        const items = outputItems(message.content as string | null, calls, logprobsOf(tokens[0]!), finish[0]!, split?.reasoning ?? null);
+        const answer = split ? answerTokens(tokens[0]!, text[0]!, split.content, (id) => model.tokenizer.tokenBytes(id).length) : tokens[0]!;
+        const items = outputItems(message.content as string | null, calls, logprobsOf(answer), finish[0]!, split?.reasoning ?? null);
         const { status, incomplete_details } = statusOf(finish[0]!);
         const response = responseObject(head, status, items, responseUsage(gen.usage), incomplete_details);
         keep(response, items);
@@ -180,8 +184,10 @@ export function listInputItems(store: ResponseStore) {
     const e = store.get(ownerOf(req), id);
     if (!e) throw new ResponseNotFoundError(id);
     const q = req.query as Record<string, unknown>;
-    const order = q.order === 'asc' ? 'asc' : 'desc';
-    const limit = Math.min(100, Math.max(1, Number.parseInt(String(q.limit ?? '20'), 10) || 20));
+    if (q.order !== undefined && q.order !== 'asc' && q.order !== 'desc') throw new InvalidRequestError(`Invalid 'order': expected "asc" or "desc".`, 'order');
+    const limit = q.limit === undefined ? 20 : Number(q.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new InvalidRequestError(`Invalid 'limit': expected an integer from 1 to 100.`, 'limit');
+    const order = q.order ?? 'desc';
     let items = order === 'asc' ? e.inputItems : [...e.inputItems].reverse();
     if (typeof q.after === 'string') {
       const at = items.findIndex((it) => it.id === q.after);

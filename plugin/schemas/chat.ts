@@ -148,6 +148,8 @@ export const ChatCompletionRequestSchema = z
     top_logprobs: z.number().int().min(0).max(20).nullish(),
     /** vLLM extension: false drops a reasoning model's `<think>` block from the response (plugin/reasoning.ts). */
     include_reasoning: z.boolean().nullish(),
+    /** vLLM extension: the tokenizer's special tokens (BOS) added on top of what the template writes (default false). */
+    add_special_tokens: z.boolean().nullish(),
     ...structuredFields,
     ...toolFields,
     ...renderFields,

@@ -10,13 +10,16 @@
  * ResponseTextConfig).
  */
 import { z } from 'zod';
+import { jsonDepth, MAX_JSON_DEPTH } from '../json-depth.ts';
 import { AdapterSetSchema, StopSchema } from './common.ts';
 import { MergeOptionsSchema } from '../../adapters/composition.ts';
 
 /** Most input items one request may carry (OpenAI's chat bound on messages, applied to items). */
 export const MAX_INPUT_ITEMS = 2048;
 
-const JsonSchemaObject = z.record(z.string(), z.unknown());
+const JsonSchemaObject = z.record(z.string(), z.unknown()).superRefine((v, ctx) => {
+  if (jsonDepth(v, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_JSON_DEPTH} levels of nested objects and arrays.` });
+});
 const NAME = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_", "." or "-"' });
 
 /** One content part of an input message: text only (`input_text`, or `output_text` / `refusal` replayed from an output). */
@@ -151,7 +154,10 @@ export const ResponseCreateRequestSchema = z
     include: z.array(z.string()).max(32).nullish(),
     store: z.boolean().nullish(),
     stream: z.boolean().nullish(),
-    metadata: z.record(z.string().max(64), z.string().max(512)).nullish(),
+    metadata: z
+      .record(z.string().max(64), z.string().max(512))
+      .refine((m) => Object.keys(m).length <= 16, { error: 'expected at most 16 key-value pairs.' })
+      .nullish(),
     user: z.string().nullish(),
     truncation: z.enum(['auto', 'disabled']).nullish(),
     background: z.boolean().nullish(),
@@ -167,6 +173,8 @@ export const ResponseCreateRequestSchema = z
     stop: StopSchema.nullish(),
     ignore_eos: z.boolean().nullish(),
     min_tokens: z.number().int().min(0).nullish(),
+    /** vLLM's chat template variables (Qwen3's `enable_thinking`), checked as on chat completions. */
+    chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
     adapters: AdapterSetSchema.nullish(),
     merge: MergeOptionsSchema.partial().nullish(),
   })

@@ -6,9 +6,12 @@
  * is decided in plugin/structured/ and plugin/tools/, which also name the field on a 400.
  */
 import { z } from 'zod';
+import { jsonDepth, MAX_JSON_DEPTH } from '../json-depth.ts';
 
 /** A JSON schema: any JSON object (its meaning is xgrammar's business). */
-const JsonSchemaObject = z.record(z.string(), z.unknown());
+const JsonSchemaObject = z.record(z.string(), z.unknown()).superRefine((v, ctx) => {
+  if (jsonDepth(v, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_JSON_DEPTH} levels of nested objects and arrays.` });
+});
 
 /** OpenAI `response_format`. */
 export const ResponseFormatSchema = z

@@ -44,10 +44,16 @@ export const TokenizeChatRequestSchema = z
     checkChatPrompt(b, ctx);
   });
 
+/**
+ * Most ids one `/detokenize` may decode: above any context served here (Llama 3.1's 131072), and
+ * bounded because decoding runs on the event loop (2M ids held every stream for ~1 s).
+ */
+export const MAX_DETOKENIZE_TOKENS = 262144;
+
 /** `POST /detokenize`: token ids back to text. */
 export const DetokenizeRequestSchema = z.object({
   model: z.string().min(1),
-  tokens: z.array(z.number().int().min(0)),
+  tokens: z.array(z.number().int().min(0)).max(MAX_DETOKENIZE_TOKENS),
 });
 
 /** A validated `POST /tokenize` body, tagged with its form. */

@@ -15,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { InvalidRequestError } from '../errors.ts';
 import type { Reply, Request, StepResult, WorkerInit } from './protocol.ts';
 import { findUnsupportedFeature } from './schema-check.ts';
+import { jsonDepth, MAX_JSON_DEPTH } from '../json-depth.ts';
 import { specBytes, specKey, type GrammarSpec } from './spec.ts';
 import type { XGrammarVocab } from './vocab.ts';
 
@@ -220,6 +221,12 @@ export class GrammarService {
    */
   async open(spec: GrammarSpec): Promise<SequenceGrammar> {
     if (this.disposed) throw new Error('grammar service disposed');
+    // A schema sent as JSON text (guided_json, structured_outputs.json) is parsed after the body's
+    // depth bound: bound it here too, before any recursive walk (specBytes, the schema check).
+    const tree = spec.kind === 'json_schema' ? spec.schema : spec.kind === 'structural_tag' ? spec.tag : undefined;
+    if (tree !== undefined && jsonDepth(tree, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+      throw new InvalidRequestError(`${this.describe(spec)} nests more than ${MAX_JSON_DEPTH} levels of objects and arrays.`, spec.param, 'grammar_too_large');
+    }
     const bytes = specBytes(spec);
     if (bytes > this.opts.maxSpecBytes) {
       throw new InvalidRequestError(`${this.describe(spec)} is ${bytes} bytes; at most ${this.opts.maxSpecBytes} are accepted.`, spec.param, 'grammar_too_large');

@@ -32,6 +32,13 @@ after(async () => {
 
 const chat = (extra: object) => ({ model: 'tiny-shakespeare', messages: [{ role: 'user', content: 'Speak.' }], max_tokens: 4, ...extra });
 const longPrompt = 'ROMEO: But soft, what light through yonder window breaks? '.repeat(60);
+/** JSON nested `n` levels deep: every recursive walk over it would overflow the stack (a 500). */
+const deep = (n: number): Record<string, unknown> => {
+  let v: Record<string, unknown> = { type: 'object' };
+  for (let i = 0; i < n; i++) v = { a: v };
+  return v;
+};
+const tool = (parameters: unknown) => [{ type: 'function', function: { name: 'f', parameters } }];
 
 const cases: Array<[string, string, unknown, number, RegExp, string | null]> = [
   ['malformed JSON', '/chat/completions', '{"model": "tiny-shakespeare", "messages": [', 400, /JSON/, null],
@@ -49,6 +56,9 @@ const cases: Array<[string, string, unknown, number, RegExp, string | null]> = [
   ['adapter refused at start-up: added vocabulary', '/chat/completions', chat({ model: 'tiny-shakespeare:adds-tokens@0.5+romeo@0.5' }), 400, /beyond the base vocabulary/, 'model'],
   ['more distinct adapters than slots', '/chat/completions', chat({ model: 'tiny-shakespeare:shout@0.25+whisper@0.25+romeo@0.25+rs@0.25' }), 400, /4 distinct adapters .* 3 adapter slots/, 'model'],
   ['token id out of range', '/completions', { model: 'tiny-shakespeare', prompt: [1, 2, 99999], max_tokens: 2 }, 400, /prompt/, 'prompt'],
+  ['a schema nested 3000 levels', '/chat/completions', chat({ response_format: { type: 'json_schema', json_schema: { name: 'd', schema: deep(3000) } } }), 400, /levels/, 'response_format.json_schema.schema'],
+  ['a guided_json text nested 3000 levels', '/completions', { model: 'tiny-shakespeare', prompt: 'x', max_tokens: 2, guided_json: JSON.stringify(deep(3000)) }, 400, /levels/, 'guided_json'],
+  ['tool parameters nested 3000 levels', '/chat/completions', chat({ tools: tool(deep(3000)) }), 400, /levels/, 'tools[0].function.parameters'],
 ];
 
 for (const [name, path, body, status, message, param] of cases) {

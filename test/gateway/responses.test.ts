@@ -15,6 +15,7 @@ type Srv = Awaited<ReturnType<typeof fakeServer>>;
 let srv: Srv;
 const A = 'sk-tenant-a-abcdef';
 const B = 'sk-tenant-b-abcdef';
+const A2 = 'sk-tenant-a-other-abcdef';  // another key under A's name
 const prompts: number[][] = [];
 let out: number[] = [];
 
@@ -30,6 +31,7 @@ before(async () => {
       keys: [
         { key: A, name: 'a', models: ['*'], adapters: ['*'], admin: false },
         { key: B, name: 'b', models: ['*'], adapters: ['*'], admin: false },
+        { key: A2, name: 'a', models: ['*'], adapters: ['*'], admin: false },
       ],
     },
   );
@@ -39,6 +41,12 @@ after(async () => {
 });
 
 const R = '/v1/responses';
+/** An object nested `n` levels deep ({"a": {"a": ...}}). */
+const deep = (n: number): Record<string, unknown> => {
+  let v: Record<string, unknown> = { type: 'object' };
+  for (let i = 0; i < n; i++) v = { a: v };
+  return v;
+};
 const del = async (url: string, key: string) => {
   const res = await fetch(url, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } });
   return { status: res.status, body: await res.json() };
@@ -140,8 +148,15 @@ test('previous_response_id continues the stored conversation; GET, input_items a
   assert.equal(items.object, 'list');
   assert.deepEqual(items.data.map((i: any) => [i.type, i.role, i.content[0].text]), [['message', 'user', 'Stand and unfold']]);
 
-  // another key: as if it did not exist
+  // another key, also one with the same name: as if it did not exist
   assert.equal((await get(`${srv.url}${R}/${first.id}`, B)).status, 404);
+  assert.equal((await get(`${srv.url}${R}/${first.id}/input_items`, A2)).status, 404);
+  assert.equal((await del(`${srv.url}${R}/${first.id}`, A2)).status, 404);
+  for (const q of ['order=sideways', 'limit=0', 'limit=101', 'limit=x']) {
+    const bad = await get(`${srv.url}${R}/${second.body.id}/input_items?${q}`, A);
+    assert.equal(bad.status, 400, q);
+    assert.equal(bad.body.error.param, q.split('=')[0]);
+  }
   const cross = await post(srv.url + R, { model: 'tiny', input: 'x', previous_response_id: first.id }, B);
   assert.equal(cross.status, 400);
   assert.equal(cross.body.error.param, 'previous_response_id');
@@ -182,6 +197,10 @@ test('what is not supported is a 400 naming the field', async () => {
     [{ input: [] }, 'input'],
     [{ input: 'x'.repeat(5000) }, 'input'],
     [{ input: 'x', max_output_tokens: 0 }, 'max_output_tokens'],
+    [{ input: 'x', metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata'],
+    [{ input: 'x', text: { format: { type: 'json_schema', name: 'deep', schema: deep(3000) } } }, 'text.format.schema'],
+    [{ input: 'x', tools: [{ type: 'function', name: 'f', parameters: deep(3000) }] }, 'tools[0].parameters'],
+    [{ input: 'x', chat_template_kwargs: { messages: [] } }, 'chat_template_kwargs.messages'],
   ];
   for (const [body, param] of cases) {
     const r = await post(srv.url + R, { model: 'tiny', ...body }, A);

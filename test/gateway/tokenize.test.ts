@@ -127,6 +127,15 @@ test('chat add_special_tokens adds the post-processor BOS on top of the template
   const plain = await tokenize({ model: 'tiny', messages: [user('x')] });
   const more = await tokenize({ model: 'tiny', messages: [user('x')], add_special_tokens: true });
   assert.deepEqual(more.body.tokens, [BOS, ...plain.body.tokens]);
+  // and chat completions honour it the same way (vLLM's ChatCompletionRequest field)
+  const gen = await generationPrompt('/v1/chat/completions', { model: 'tiny', messages: [user('x')], max_tokens: 1, add_special_tokens: true });
+  assert.deepEqual(gen.ids, more.body.tokens);
+});
+
+test('/detokenize refuses more ids than MAX_DETOKENIZE_TOKENS (decoding runs on the event loop)', async () => {
+  const r = await detokenize({ model: 'tiny', tokens: new Array(262145).fill(65) });
+  assert.equal(r.status, 400);
+  assert.equal(r.body.error.param, 'tokens');
 });
 
 test('400s name the field', async () => {

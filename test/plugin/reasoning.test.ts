@@ -115,6 +115,31 @@ function describeHttp(): void {
     assert.equal(hidden.reasoning, null);
   });
 
+  test('logprobs cover the answer only, whole and streamed; a reply cut inside the block has null content', async () => {
+    const whole = (await post(l.url + '/v1/chat/completions', chat({ logprobs: true, include_reasoning: false }))).body.choices[0];
+    const text = whole.logprobs.content.map((t: { token: string }) => t.token).join('');
+    assert.ok(text.startsWith('Good morrow.'), text);
+    const res = await fetch(l.url + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chat({ stream: true, logprobs: true })) });
+    const streamed = (await res.text())
+      .split('\n\n')
+      .filter((b) => b.startsWith('data: {'))
+      .flatMap((b) => (JSON.parse(b.slice(6)).choices[0]?.logprobs?.content ?? []) as Array<{ token: string }>)
+      .map((t) => t.token)
+      .join('');
+    assert.ok(streamed.startsWith('Good morrow.') || streamed.startsWith('\n\nGood morrow.') || streamed.startsWith('</think>'), streamed);
+    assert.ok(!streamed.includes('weigh'), streamed);
+    const resp = (await post(l.url + '/v1/responses', { model: 'tiny', input: 'x', top_logprobs: 1 })).body;
+    const lp = resp.output[1].content[0].logprobs.map((t: { token: string }) => t.token).join('');
+    assert.ok(lp.startsWith('Good morrow.'), lp);
+
+    const cut = (await post(l.url + '/v1/chat/completions', chat({ max_tokens: 7 }))).body.choices[0];  // '<think>weigh'
+    assert.equal(cut.finish_reason, 'length');
+    assert.equal(cut.message.content, null);
+    assert.ok(cut.message.reasoning.length > 0);
+    const cutResp = (await post(l.url + '/v1/responses', { model: 'tiny', input: 'x', max_output_tokens: 7 })).body;
+    assert.deepEqual(cutResp.output.map((o: { type: string; status: string }) => [o.type, o.status]), [['reasoning', 'incomplete']]);
+  });
+
   test('Responses: a reasoning item before the message, reasoning_text events, the SDK reads both', async () => {
     const r = (await post(l.url + '/v1/responses', { model: 'tiny', input: 'x' })).body;
     assert.deepEqual(

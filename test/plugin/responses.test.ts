@@ -161,6 +161,12 @@ test('events: prose then a call close the message before the call opens; the fin
   assert.equal(output[1]!.arguments, '{"a":1}');
   assert.equal(output[1]!.call_id, 'call_1');
   assert.deepEqual(outputMessages(ev.items), [{ role: 'assistant', content: 'Let me check. ', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'w', arguments: '{"a":1}' } }] }]);
+  // cut by max_output_tokens inside a call: that call is incomplete
+  const cut = new ResponseEvents({ id: 'resp_y', created_at: 1, body: parse({ input: 'x' }) }, () => {});
+  cut.chatDelta({ tool_calls: [{ index: 0, id: 'call_2', type: 'function', function: { name: 'w', arguments: '{"a":' } }] });
+  const cr = cut.finish('length', { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
+  assert.equal(cr.status, 'incomplete');
+  assert.equal((cr.output as Array<Record<string, unknown>>)[0]!.status, 'incomplete');
   // whole: a call alone has no message item; nothing at all is one empty message
   assert.deepEqual(outputItems(null, [{ id: 'c', type: 'function', function: { name: 'w', arguments: '{}' } }], [], 'stop').map((i) => i.type), ['function_call']);
   assert.deepEqual(outputItems('', [], [], 'stop').map((i) => i.type), ['message']);

@@ -233,3 +233,16 @@ test('JSON keys and tool values keep the words templates look up and compare; sp
   const ids = tok.encodeChat(messages, undefined, [{ ...tools[0]!, function: { ...tools[0]!.function, name: '<|eot_id|>' } }]);
   assert.equal(ids.filter((i) => i === eot).length, 3, 'only the three turns the template ends');
 });
+
+test('tool-call arguments nested past MAX_JSON_DEPTH reach the template as their text (no recursive walk, no 500)', () => {
+  const tok = demoWith('{% for m in messages %}{% for c in m.tool_calls or [] %}[{{ c.function.arguments is string }}]{% endfor %}{{ m.content }}<|eot_id|>{% endfor %}');
+  let args = '1';
+  for (let i = 0; i < 3000; i++) args = `{"a":${args}}`;
+  const messages: ChatMessage[] = [
+    { role: 'user', content: 'x' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: args } }] },
+    { role: 'tool', tool_call_id: 'c1', content: 'ok' },
+  ];
+  assert.match(tok.renderChat(messages), /\[true\]/);
+  assert.match(tok.renderChat([messages[0]!, { ...messages[1]!, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{"a":1}' } }] }, messages[2]!]), /\[false\]/);
+});
