@@ -169,13 +169,15 @@ export class Engine {
    * (0..20) most likely tokens there. Computed on the engine thread in chunks of rows (no
    * [numTokens, vocab] logits leave it), between generation steps, in a private KV pool.
    * `signal` aborts it (the engine drops it before its next chunk; the promise rejects).
-   * @throws NativeError `invalid_argument` naming the field (empty prompt, token id, slot, promptTopN).
+   * `nextTopN` > 0 also runs the row after the prompt: `nextTopIds` / `nextTopLogprobs` are the
+   * nextTopN most likely next tokens (a greedy first token without a second prefill).
+   * @throws NativeError `invalid_argument` naming the field (empty prompt, token id, slot, promptTopN, nextTopN).
    */
-  async promptLogprobs(promptIds: number[], adapters: AdapterRef[], topN: number, signal?: AbortSignal): Promise<PromptLogprobsResult> {
+  async promptLogprobs(promptIds: number[], adapters: AdapterRef[], topN: number, signal?: AbortSignal, nextTopN = 0): Promise<PromptLogprobsResult> {
     const cancelId = ++this.nextCancelId;
     const onAbort = () => native(() => this.raw.cancelForward(cancelId));
     try {
-      const pending = this.raw.forward(promptIds, adapters, topN, cancelId);
+      const pending = this.raw.forward(promptIds, adapters, topN, cancelId, nextTopN);
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
       return await pending;

@@ -341,6 +341,10 @@ export interface PromptLogprobsResult {
   topN: number;
   numTokens: number;
   vocabSize: number;
+  /** With nextTopN > 0: the nextTopN most likely tokens after the whole prompt (raw logits, most likely first), [nextTopN]. */
+  nextTopIds?: Int32Array;
+  /** Their logprobs (as a generated token's `logprob`), [nextTopN]. */
+  nextTopLogprobs?: Float32Array;
 }
 
 /** The native engine object returned by `loadModel`. */
@@ -375,7 +379,7 @@ export interface NativeEngine {
    * The prompt's token logprobs and top `promptTopN` (0..20) alternatives instead of its logits;
    * `cancelId` (> 0) lets cancelForward drop it (it then rejects with "cancelled").
    */
-  forward(promptIds: number[], adapters: AdapterRef[], promptTopN: number, cancelId?: number): Promise<PromptLogprobsResult>;
+  forward(promptIds: number[], adapters: AdapterRef[], promptTopN: number, cancelId?: number, nextTopN?: number): Promise<PromptLogprobsResult>;
   /** Drop the forward queued with this cancel id before its next chunk; unknown ids are ignored. */
   cancelForward(cancelId: number): void;
   /** Engine counters: sequences, adapter slots, steps, KV blocks, prefix hits, preemptions. */

@@ -193,6 +193,9 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   launch(params: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'>, seed: number, lease: { release(): void }, grammars: SequenceGrammar[] = []): void {
     const { model, prompts, n } = this.req;
     const ends: Promise<void>[] = [];
+    // Choices whose one greedy token comes from the prompt's scoring (greedyFromScoring), by prompt.
+    const fromScoring: Array<{ c: ChoiceState; prompt: number }> = [];
+    const greedy = this.req.promptLogprobs !== undefined && greedyFromScoring(params, grammars.length > 0);
     try {
       prompts.forEach((promptIds, p) => {
         const maxTokens = completionBudget(promptIds.length, model.info.maxModelLen, this.req.maxTokens, this.req.promptParam, this.req.defaultMaxTokens);
@@ -220,6 +223,15 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
             this.finish(c, 'length');
             continue;
           }
+          if (greedy && maxTokens === 1) {
+            // lm-evaluation-harness's loglikelihood shape (echo + logprobs, max_tokens 1, greedy):
+            // the scoring runs the row after the prompt too, and its most likely token is this
+            // choice's token, as a greedy sequence would sample it: no second prefill of the prompt.
+            ends.push(end);
+            this.choices.push(c);
+            fromScoring.push({ c, prompt: p });
+            continue;
+          }
           const seqParams: SequenceParams = { ...params, promptIds, maxTokens, seed: choiceSeed(seed, index) };
           const grammar = grammars[index];
           let handle: { setTokenMask(mask: Int32Array): void } | undefined;
@@ -239,7 +251,21 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
       if (topN !== undefined) {
         const signal = this.scoring.signal;
         setMaxListeners(prompts.length + 1, signal);  // one listener per prompt's scoring (up to 128 prompts)
-        const scored = Promise.all(prompts.map((promptIds) => model.engine.promptLogprobs(promptIds, params.adapters, topN, signal)));
+        const nextTopN = fromScoring.length > 0 ? Math.max(1, params.logprobs) : 0;
+        const scored = Promise.all(prompts.map((promptIds) => model.engine.promptLogprobs(promptIds, params.adapters, topN, signal, nextTopN)));
+        if (fromScoring.length > 0) {
+          void scored.then(
+            (results) => {
+              for (const { c, prompt } of fromScoring) this.onEvent(c, this.scoredToken(results[prompt]!, params.logprobs));
+            },
+            () => {
+              for (const { c } of fromScoring) {
+                c.engineDone = true;
+                c.onEngineDone();  // the scoring's failure reaches the route through promptLogprobs
+              }
+            },
+          );
+        }
         // A scoring cut by abort(reason) fails with that reason (a shutdown's 503), not the engine's "cancelled".
         this.promptLogprobs = scored.catch((err: unknown) => Promise.reject(this.abortReason ?? err));
         this.promptLogprobs.catch(() => undefined);  // awaited by the route; never an unhandled rejection
@@ -265,8 +291,19 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
     })();
   }
 
+  /** The event a greedy one-token sequence would send, from its prompt's scoring (nextTopIds). */
+  private scoredToken(r: PromptLogprobsResult, logprobs: number): SequenceEvent {
+    const ids = r.nextTopIds!;
+    const lps = r.nextTopLogprobs!;
+    const token = ids[0]!;
+    const ev: SequenceEvent = { seqId: -1, token, finishReason: this.stopIds.has(token) ? 'stop' : 'length' };
+    if (logprobs >= 0) ev.logprob = lps[0]!;
+    if (logprobs > 0) ev.topLogprobs = Array.from(ids.subarray(0, logprobs), (t, i) => ({ token: t, logprob: lps[i]! }));
+    return ev;
+  }
+
   private cancelLive(): void {
-    for (const c of this.choices) if (!c.engineDone) this.req.model.engine.cancel(c.seqId);
+    for (const c of this.choices) if (!c.engineDone && c.seqId >= 0) this.req.model.engine.cancel(c.seqId);
     this.scoring.abort();
   }
 
@@ -333,6 +370,25 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
 /** The ids that end a choice: the model's stop tokens (unless ignore_eos) and the request's stop_token_ids, once each. */
 function stopIdsOf(req: GenerateRequest): number[] {
   return [...new Set([...(req.ignoreEos ? [] : req.model.tokenizer.stopTokenIds), ...(req.stopTokenIds ?? [])])];
+}
+
+/**
+ * Whether a one-token choice can take its token from the prompt's scoring instead of a sequence:
+ * greedy (temperature 0) over the model's raw logits, so the scoring's most likely next token is
+ * the token the sampler would pick. Anything that changes the logits first (a grammar, logit_bias,
+ * penalties, min_tokens' masking, an ensemble's mixture) or keeps EOS (ignore_eos) needs the engine.
+ */
+function greedyFromScoring(p: Omit<SequenceParams, 'promptIds' | 'maxTokens' | 'seed'>, constrained: boolean): boolean {
+  return (
+    p.temperature === 0 &&
+    !constrained &&
+    p.logitBias.length === 0 &&
+    p.presencePenalty === 0 &&
+    p.frequencyPenalty === 0 &&
+    p.repetitionPenalty === undefined &&
+    !p.minTokens &&
+    p.ensemble === undefined
+  );
 }
 
 /**

@@ -189,11 +189,14 @@ void Engine::stop(int64_t seqId) {
 }
 
 void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
-                     std::function<void(ForwardOutput&&)> done, int promptTopN, int64_t cancelId) {
+                     std::function<void(ForwardOutput&&)> done, int promptTopN, int64_t cancelId, int nextTopN) {
   const ModelConfig& c = model_->config();
   if (prompt.empty()) invalid("promptIds", "promptIds must not be empty");
   if (promptTopN > engine_defaults::kMaxLogprobs) {
     invalid("promptTopN", "promptTopN must be at most " + std::to_string(engine_defaults::kMaxLogprobs) + ", got " + std::to_string(promptTopN));
+  }
+  if (nextTopN < 0 || nextTopN > engine_defaults::kMaxLogprobs || (nextTopN > 0 && promptTopN < 0)) {
+    invalid("nextTopN", "nextTopN must be in 0.." + std::to_string(engine_defaults::kMaxLogprobs) + " and needs promptTopN >= 0, got " + std::to_string(nextTopN));
   }
   checkTokens(prompt, c.vocabSize, "promptIds");
   if (int64_t(prompt.size()) > c.maxModelLen) {
@@ -204,6 +207,7 @@ void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<in
   job->prompt = std::move(prompt);
   job->done = std::move(done);
   job->promptTopN = std::max(-1, promptTopN);
+  job->nextTopN = nextTopN;
   job->cancelId = cancelId;
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) {

@@ -81,6 +81,10 @@ struct ForwardOutput {
   std::vector<int32_t> tokenRanks;   // [numTokens - 1] 1 + the tokens more likely than prompt[i + 1] (vLLM's rank)
   std::vector<int32_t> topIds;       // [numTokens - 1, topN]
   std::vector<float> topLogprobs;    // [numTokens - 1, topN]
+  // nextTopN > 0: the nextTopN most likely tokens after the whole prompt and their logprobs (raw
+  // logits, as a generated token's), most likely first: a greedy first token without a prefill.
+  std::vector<int32_t> nextTopIds;     // [nextTopN]
+  std::vector<float> nextTopLogprobs;  // [nextTopN]
   int topN = 0;
   int numTokens = 0;
   int vocab = 0;
@@ -166,10 +170,12 @@ class Engine {
    * steps), or its prompt logprobs with the top `promptTopN` (0..20) alternatives of each position
    * (ForwardOutput; prompt_scoring.cc: one chunk of rows per loop of the engine thread, between
    * steps, so their memory stays [chunk, vocab] floats), in a private KV pool.
-   * `done` is called on the engine thread. @throws synchronously for invalid ids / slots / promptTopN.
+   * With `nextTopN` > 0 (prompt logprobs only) the row after the prompt runs too and gives the
+   * nextTopN most likely next tokens (ForwardOutput::nextTopIds).
+   * `done` is called on the engine thread. @throws synchronously for invalid ids / slots / promptTopN / nextTopN.
    */
   void forward(std::vector<int32_t> prompt, const std::vector<std::pair<int, float>>& adapters,
-               std::function<void(ForwardOutput&&)> done, int promptTopN = -1, int64_t cancelId = 0);
+               std::function<void(ForwardOutput&&)> done, int promptTopN = -1, int64_t cancelId = 0, int nextTopN = 0);
   /**
    * Drop the forward / prompt scoring queued with `cancelId` (> 0) before it runs its next chunk
    * (a client that went away): `done` gets the error "cancelled" and its pool and adapters are

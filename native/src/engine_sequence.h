@@ -48,6 +48,7 @@ struct Engine::ForwardJob {
   std::vector<ActiveLora> loras;
   std::function<void(ForwardOutput&&)> done;
   int promptTopN = -1;                // >= 0: prompt logprobs instead of all logits
+  int nextTopN = 0;                   // > 0 (with promptTopN >= 0): also the row after the prompt, its top nextTopN
   int64_t cancelId = 0;               // > 0: Engine::cancelForward(cancelId) drops the job
   std::unique_ptr<KvCache> cache;     // the private pool while scoring (attached to the backend)
   std::unique_ptr<SequenceKv> kv;     // the prompt's block table in it

@@ -354,6 +354,14 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
       if (!info[3].IsNumber()) raise(ErrorCode::InvalidArgument, "cancelId must be an integer");
       cancelId = info[3].As<Napi::Number>().Int64Value();
     }
+    // Optional fifth argument: nextTopN (> 0: also the most likely tokens after the prompt).
+    int nextTopN = 0;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      if (!info[4].IsNumber()) raise(ErrorCode::InvalidArgument, "nextTopN must be an integer");
+      const double v = info[4].As<Napi::Number>().DoubleValue();
+      if (!(v >= 0 && v <= 1e6) || v != std::floor(v)) raise(ErrorCode::InvalidArgument, "nextTopN must be an integer >= 0");
+      nextTopN = int(v);
+    }
     Tsfn tsfn = bridge_->tsfn;
     bridge_->beginWork(env);
     try {
@@ -382,6 +390,12 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
             r.Set("topIds", ids);
             r.Set("topLogprobs", floats(shared->topLogprobs));
             r.Set("topN", shared->topN);
+            if (!shared->nextTopIds.empty()) {
+              Napi::Int32Array next = Napi::Int32Array::New(env, shared->nextTopIds.size());
+              std::copy(shared->nextTopIds.begin(), shared->nextTopIds.end(), next.Data());
+              r.Set("nextTopIds", next);
+              r.Set("nextTopLogprobs", floats(shared->nextTopLogprobs));
+            }
           } else {
             r.Set("logits", floats(shared->logits));
           }
@@ -389,7 +403,7 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
           r.Set("vocabSize", shared->vocab);
           deferred.Resolve(r);
         });
-      }, promptTopN, cancelId);
+      }, promptTopN, cancelId, nextTopN);
     } catch (...) {
       bridge_->endWork(env);
       throw;

@@ -47,9 +47,10 @@ void Engine::openScoring(ForwardJob& job) {
   out.topLogprobs.assign(out.topIds.size(), 0.0f);
   // A private pool sized for this prompt (as runForward), so scoring never competes with (or
   // preempts) the running sequences for blocks. Only rows 0 .. n - 2 predict a prompt token: the
-  // last one is never run.
+  // last one runs only for the next token (nextTopN > 0).
   const int bs = options_.blockSize;
-  job.cache = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, std::max(1, (n - 1 + bs - 1) / bs), bs, false,
+  const int rows = n - 1 + (job.nextTopN > 0 ? 1 : 0);  // rows predicting a prompt token (+ the next one)
+  job.cache = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, std::max(1, (rows + bs - 1) / bs), bs, false,
                                         options_.kvCacheDtype);
   try {
     backend_->attachKv(*job.cache);
@@ -68,7 +69,8 @@ void Engine::scoreChunk() {
   try {
     if (!job.cache) openScoring(job);
     const int n = out.numTokens, V = out.vocab, k = out.topN;
-    const int rows = std::min(chunkRows(V, options_.maxNumBatchedTokens), n - 1 - job.scored);
+    const int total = n - 1 + (job.nextTopN > 0 ? 1 : 0);  // as openScoring
+    const int rows = std::min(chunkRows(V, options_.maxNumBatchedTokens), total - job.scored);
     if (rows > 0) {
       if (!job.kv->grow(job.scored + rows)) throw std::logic_error("private KV pool too small");
       BatchEntry e;
@@ -86,6 +88,14 @@ void Engine::scoreChunk() {
       for (int r = 0; r < rows; r++) {
         const size_t i = size_t(job.scored + r);
         const float* row = logits.data() + int64_t(r) * V;
+        if (int(i) == n - 1) {  // the row after the prompt: its most likely next tokens
+          computeLogprobs(row, V, 0, job.nextTopN, &top);
+          for (const TokenLogprob& t : top) {
+            out.nextTopIds.push_back(t.token);
+            out.nextTopLogprobs.push_back(t.logprob);
+          }
+          continue;
+        }
         out.tokenLogprobs[i] = computeLogprobs(row, V, job.prompt[i + 1], k, &top);
         const float own = row[job.prompt[i + 1]];
         int32_t above = 0;
@@ -98,7 +108,7 @@ void Engine::scoreChunk() {
       }
       job.scored += rows;
     }
-    finished = job.scored >= n - 1;
+    finished = job.scored >= total;
   } catch (const std::exception& ex) {
     out = ForwardOutput();
     out.error = std::string("prompt scoring failed: ") + ex.what();

@@ -77,6 +77,36 @@ for (const config of ['base', 'shout', 'cat_shout0.5_whisper0.5']) {
   });
 }
 
+test('the greedy one-token lm-eval request takes its token from the scoring (no sequence runs): the same answer as a sequence gives', async () => {
+  const engine = srv.openlora.models.get(BASE)!.engine;
+  const prompts = ref.prompts.map((p: any) => p.input_ids);
+  for (const model of [BASE, `${BASE}:shout`]) {
+    const body = { model, prompt: prompts, echo: true, logprobs: 3, max_tokens: 1 };
+    const steps = engine.stats().steps;
+    const fast = await postJson(srv.url, '/completions', { ...body, temperature: 0 });
+    assert.equal(fast.status, 200, JSON.stringify(fast.body));
+    assert.equal(engine.stats().steps, steps, 'no generation step ran');
+    // top_k 1 at a temperature keeps the sampler: the same greedy token through a sequence
+    const slow = await postJson(srv.url, '/completions', { ...body, temperature: 0.7, top_k: 1 });
+    assert.ok(engine.stats().steps > steps);
+    assert.equal(fast.body.usage.completion_tokens, prompts.length);
+    for (const [i, f] of fast.body.choices.entries()) {
+      const s = slow.body.choices[i];
+      assert.equal(f.text, s.text, `${model} prompt ${i}`);
+      assert.equal(f.finish_reason, s.finish_reason);
+      const n = f.logprobs.tokens.length;
+      assert.equal(f.logprobs.tokens[n - 1], s.logprobs.tokens[n - 1]);
+      assert.ok(Math.abs(f.logprobs.token_logprobs[n - 1] - s.logprobs.token_logprobs[n - 1]) < 1e-4, `${f.logprobs.token_logprobs[n - 1]} vs ${s.logprobs.token_logprobs[n - 1]}`);
+      assert.deepEqual(Object.keys(f.logprobs.top_logprobs[n - 1]).sort(), Object.keys(s.logprobs.top_logprobs[n - 1]).sort());
+      assert.equal(f.logprobs.tokens.length, prompts[i].length + 1);
+    }
+  }
+  // anything that changes the logits first keeps the sequence (logit_bias here)
+  const steps = engine.stats().steps;
+  await postJson(srv.url, '/completions', { model: BASE, prompt: prompts[0], echo: true, logprobs: 1, max_tokens: 1, temperature: 0, logit_bias: { '5': 1 } });
+  assert.ok(engine.stats().steps > steps);
+});
+
 test('streamed echo with logprobs: the opening chunk carries the prompt logprobs, a string prompt starts at BOS', async () => {
   const res = await fetch(`${srv.url}/completions`, {
     method: 'POST',

@@ -160,6 +160,29 @@ describe('Engine.promptLogprobs', () => {
     assert.equal(none.topIds.length, 0);
   });
 
+  test('nextTopN: the most likely tokens after the prompt are the greedy first token and its logprobs, also in chunks and for a one-token prompt', async () => {
+    for (const [config, p] of [['base', ref.prompts[0]!], ['shout', ref.prompts[1]!]] as const) {
+      const adapters = refsFor(config);
+      const gen = await engine.generate(params(p.input_ids, { adapters, maxTokens: 1, logprobs: 3 })).done;
+      const got = await engine.promptLogprobs(p.input_ids, adapters, 1, undefined, 3);
+      assert.equal(got.tokenLogprobs.length, p.input_ids.length - 1, 'the prompt positions as before');
+      assert.equal(got.nextTopIds!.length, 3);
+      assert.equal(got.nextTopIds![0], gen.tokens[0], `${config}: the greedy token`);
+      assert.equal(got.nextTopIds![0], p.results[config].greedy.tokens[0], `${config}: the reference's greedy token`);
+      assert.ok(Math.abs(got.nextTopLogprobs![0]! - gen.logprobs[0]!) < 1e-4, `${got.nextTopLogprobs![0]} vs ${gen.logprobs[0]}`);
+      assert.ok(got.nextTopLogprobs![0]! >= got.nextTopLogprobs![1]! && got.nextTopLogprobs![1]! >= got.nextTopLogprobs![2]!);
+      process.env.OPENLORA_PROMPT_LOGPROBS_ROWS = '3';
+      const chunked = await engine.promptLogprobs(p.input_ids, adapters, 1, undefined, 3);
+      delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS;
+      assert.deepEqual([...chunked.nextTopIds!], [...got.nextTopIds!]);
+    }
+    const one = await engine.promptLogprobs([ref.prompts[0]!.input_ids[0]!], [], 0, undefined, 1);
+    assert.equal(one.tokenLogprobs.length, 0);
+    assert.equal(one.nextTopIds!.length, 1);
+    assert.equal((await engine.promptLogprobs([1, 2], [], 0)).nextTopIds, undefined, 'only when asked');
+    await assert.rejects(engine.promptLogprobs([1, 2], [], 1, undefined, 21), /nextTopN/);
+  });
+
   test('bad arguments are refused naming the field', async () => {
     await assert.rejects(engine.promptLogprobs([], [], 1), /promptIds/);
     await assert.rejects(engine.promptLogprobs([1, 2], [], 21), /promptTopN/);
