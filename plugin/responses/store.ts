@@ -4,8 +4,10 @@
  *
  * In memory, per router, bounded: at most `maxEntries` responses and about `maxBytes` of their
  * JSON; the least recently used go first (a follow-up that names an evicted id gets the 400 an
- * unknown id gets). Every entry belongs to the API key that created it (its name; one shared
- * owner in open mode): another key sees it as unknown, so ids do not leak across tenants.
+ * unknown id gets). Every entry belongs to the API key that created it (its digest; one shared
+ * owner in open mode): another key sees it as unknown, so ids do not leak across tenants. One
+ * owner holds at most a quarter of either bound (its own least recently used go first), so a busy
+ * tenant cannot push every other tenant's conversations out.
  * vLLM's Responses store is likewise in memory; nothing survives a restart.
  */
 import { InvalidRequestError, OpenLoraError } from '../errors.ts';
@@ -36,6 +38,8 @@ export class ResponseNotFoundError extends OpenLoraError {
 export class ResponseStore {
   private readonly entries = new Map<string, StoredResponse & { bytes: number }>();
   private bytes = 0;
+  /** Per owner: entries and bytes held. */
+  private readonly owners = new Map<string, { entries: number; bytes: number }>();
 
   constructor(
     readonly maxEntries = RESPONSE_STORE_DEFAULTS.maxEntries,
@@ -47,18 +51,37 @@ export class ResponseStore {
     return this.entries.size;
   }
 
-  /** Keep a response under its id (evicting the least recently used past the bounds; one larger than maxBytes is not kept). */
+  /** Keep a response under its id (evicting the least recently used past the bounds; one larger than an owner's share of maxBytes is not kept). */
   put(id: string, entry: StoredResponse): void {
     this.delete(entry.owner, id);
     const bytes = 2 * (JSON.stringify(entry.response).length + JSON.stringify(entry.conversation).length + JSON.stringify(entry.inputItems).length);
-    if (bytes > this.maxBytes) return;
+    const quota = { entries: Math.max(1, Math.floor(this.maxEntries / 4)), bytes: Math.floor(this.maxBytes / 4) };
+    if (bytes > quota.bytes) return;
     this.entries.set(id, { ...entry, bytes });
-    this.bytes += bytes;
+    this.account(entry.owner, 1, bytes);
+    const mine = this.owners.get(entry.owner)!;
+    for (const [old, e] of this.entries) {
+      if (mine.entries <= quota.entries && mine.bytes <= quota.bytes) break;
+      if (e.owner === entry.owner) this.drop(old, e);
+    }
     for (const [old, e] of this.entries) {
       if (this.entries.size <= this.maxEntries && this.bytes <= this.maxBytes) break;
-      this.entries.delete(old);
-      this.bytes -= e.bytes;
+      this.drop(old, e);
     }
+  }
+
+  private account(owner: string, entries: number, bytes: number): void {
+    const o = this.owners.get(owner) ?? { entries: 0, bytes: 0 };
+    o.entries += entries;
+    o.bytes += bytes;
+    this.bytes += bytes;
+    if (o.entries === 0) this.owners.delete(owner);
+    else this.owners.set(owner, o);
+  }
+
+  private drop(id: string, e: StoredResponse & { bytes: number }): void {
+    this.entries.delete(id);
+    this.account(e.owner, -1, -e.bytes);
   }
 
   /** The owner's response `id` (and marks it recently used), or undefined. */
@@ -84,8 +107,7 @@ export class ResponseStore {
   delete(owner: string, id: string): boolean {
     const e = this.entries.get(id);
     if (!e || e.owner !== owner) return false;
-    this.entries.delete(id);
-    this.bytes -= e.bytes;
+    this.drop(id, e);
     return true;
   }
 }

@@ -105,8 +105,8 @@ test('chat field names are renamed for the Responses body', () => {
   assert.equal(c.code, 'context_length_exceeded');
 });
 
-test('the store: per owner, least recently used out past the entry and byte bounds', () => {
-  const s = new ResponseStore(2, 1 << 20);
+test('the store: per owner, least recently used out past the entry and byte bounds, a quarter of each per owner', () => {
+  const s = new ResponseStore(8, 1 << 20);  // an owner keeps 2
   const entry = (owner: string) => ({ owner, response: { id: owner }, conversation: [], inputItems: [] });
   s.put('r1', entry('a'));
   s.put('r2', entry('a'));
@@ -118,14 +118,21 @@ test('the store: per owner, least recently used out past the entry and byte boun
   assert.equal(s.get('a', 'r2'), undefined);
   assert.ok(s.get('a', 'r1') && s.get('a', 'r3'));
   assert.throws(() => s.conversation('b', 'r1'), { param: 'previous_response_id', code: 'previous_response_not_found' });
+  // a busy owner evicts only its own
+  for (const o of ['b', 'c', 'd']) for (let i = 0; i < 5; i++) s.put(`${o}${i}`, entry(o));
+  assert.equal(s.size, 8);
+  assert.ok(s.get('a', 'r1') && s.get('a', 'r3'), "a's two survive b, c and d");
+  assert.ok(s.get('d', 'd4') && s.get('d', 'd3') && !s.get('d', 'd2'));
 
-  const small = new ResponseStore(100, 4000);
-  const big = (id: string) => ({ owner: 'a', response: { id, text: 'x'.repeat(600) }, conversation: [], inputItems: [] });
+  const small = new ResponseStore(100, 16000);  // an owner keeps 4000 bytes
+  const big = (id: string, owner = 'a') => ({ owner, response: { id, text: 'x'.repeat(600) }, conversation: [], inputItems: [] });
   for (let i = 0; i < 10; i++) small.put(`r${i}`, big(`r${i}`));
   assert.ok(small.size < 10 && small.size >= 2, String(small.size));
   assert.ok(small.get('a', 'r9'));
-  small.put('huge', { owner: 'a', response: { text: 'x'.repeat(10000) }, conversation: [], inputItems: [] });
-  assert.equal(small.get('a', 'huge'), undefined, 'larger than the whole store: not kept');
+  small.put('huge', { owner: 'a', response: { text: 'x'.repeat(5000) }, conversation: [], inputItems: [] });
+  assert.equal(small.get('a', 'huge'), undefined, "larger than an owner's share: not kept");
+  for (const o of ['b', 'c', 'd', 'e']) for (let i = 0; i < 10; i++) small.put(`${o}${i}`, big(`${o}${i}`, o));
+  assert.ok(small.get('e', 'e9'));
 });
 
 test('events: prose then a call close the message before the call opens; the final items are the stream`s', () => {
