@@ -20,6 +20,7 @@ import { answerTokens, promptOpensReasoning, ReasoningSplitter, splitReasoning }
 import type { ServedModel } from '../registry.ts';
 import type { ToolFormat } from '../tools/format.ts';
 import { planTools, ToolChoiceStream, toolMessage } from '../tools/respond.ts';
+import { legacyDelta, legacyMessage } from '../schemas/legacy-functions.ts';
 import type { RouteContext } from './context.ts';
 import { generationRoute, type GenerationEndpoint, type Prepared } from './generation.ts';
 
@@ -74,7 +75,8 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
     const vllmK = promptLogprobsOf(body);
     const logprobsOf = (tokens: Parameters<typeof chatLogprobs>[1]) => (body.logprobs ? chatLogprobs(model.tokenizer, tokens, topN) : null);
     const format = prepared.toolFormat;
-    const streams = format ? Array.from({ length: size }, () => new ToolChoiceStream(format)) : undefined;
+    const legacy = body.legacy_functions;  // OpenAI's deprecated `functions`: answered as `function_call`
+    const streams = format ? Array.from({ length: size }, () => (legacy ? legacyStream(new ToolChoiceStream(format)) : new ToolChoiceStream(format))) : undefined;
     const think = prepared.reasoning;
     const splitters = think ? Array.from({ length: size }, () => new ReasoningSplitter(think.insidePrompt)) : undefined;
     // vLLM's include_reasoning: false drops the reasoning (the answer is split from it all the same).
@@ -89,6 +91,10 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
           Object.assign(message, { reasoning: r, reasoning_content: r });
           if (split.reasoning !== null && message.content === '') message.content = null;  // vLLM: no answer after the block
           tokens = answerTokens(tokens, text, split.content, (id) => model.tokenizer.tokenBytes(id).length);
+        }
+        if (legacy) {
+          const old = legacyMessage(message, finishReason);
+          return { index, message: old.message, logprobs: logprobsOf(tokens), finish_reason: old.finish };
         }
         return { index, message, logprobs: logprobsOf(tokens), finish_reason: finishReason };
       },
@@ -159,4 +165,16 @@ export const chatEndpoint: GenerationEndpoint<ChatCompletionRequest, ChatPrepare
 /** Handler factory for chat completions. */
 export function chatCompletions(ctx: RouteContext) {
   return generationRoute(ctx, chatEndpoint);
+}
+
+/** A tool-call stream whose deltas and finish reason take the legacy `function_call` shapes (schemas/legacy-functions.ts). */
+function legacyStream(ts: ToolChoiceStream): Pick<ToolChoiceStream, 'push' | 'end'> {
+  const map = (deltas: Array<Record<string, unknown>>) => deltas.map(legacyDelta).filter((d): d is Record<string, unknown> => d !== undefined);
+  return {
+    push: (text) => map(ts.push(text)),
+    end(finish) {
+      const e = ts.end(finish);
+      return { deltas: map(e.deltas), finishReason: e.finishReason === 'tool_calls' ? 'function_call' : e.finishReason };
+    },
+  };
 }

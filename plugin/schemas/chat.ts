@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { renderOptionsOf, renderOptionsProblem } from '../template-kwargs.ts';
 import { checkStreamOptions, commonFields } from './common.ts';
 import { checkTools, structuredFields, toolFields } from './structured.ts';
+import { checkLegacyFunctions, FunctionCallSchema, legacyFunctionFields, legacyMessages, legacyToTools } from './legacy-functions.ts';
 
 /** OpenAI's bounds: at most 2048 messages per request and 128 tool calls per message. */
 export const MAX_MESSAGES = 2048;
@@ -37,18 +38,24 @@ const ToolCallSchema = z.object({
  */
 export const MessageSchema = z
   .object({
-    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
     content: z.union([z.string(), z.array(ContentPartSchema).min(1)]).nullish(),
     name: z.string().nullish(),
     tool_call_id: z.string().nullish(),
     tool_calls: z.array(ToolCallSchema).max(MAX_TOOL_CALLS).nullish(),
+    /** Legacy function calling (./legacy-functions.ts): the assistant's call. */
+    function_call: FunctionCallSchema.nullish(),
   })
   .superRefine((m, ctx) => {
-    if (m.content == null && !(m.role === 'assistant' && m.tool_calls && m.tool_calls.length > 0)) {
+    const calls = m.role === 'assistant' && ((m.tool_calls && m.tool_calls.length > 0) || m.function_call != null);
+    if (m.content == null && !calls) {
       ctx.addIssue({ code: 'invalid_type', expected: 'string', input: m.content, path: ['content'] });
     }
     if (m.role === 'tool' && m.tool_call_id == null) {
       ctx.addIssue({ code: 'invalid_type', expected: 'string', input: m.tool_call_id, path: ['tool_call_id'] });
+    }
+    if (m.role === 'function' && m.name == null) {
+      ctx.addIssue({ code: 'invalid_type', expected: 'string', input: m.name, path: ['name'] });
     }
   })
   .transform((m) => ({ ...m, name: m.name ?? undefined, tool_call_id: m.tool_call_id ?? undefined }));
@@ -125,7 +132,7 @@ export const chatPromptFields = {
   // NOTE(why): the length is checked before any message is parsed or rendered, so a body of
   // hundreds of thousands of tiny messages is refused at once instead of holding the event
   // loop for seconds in the template; 2048 is OpenAI's own bound on `messages`.
-  messages: z.array(z.unknown()).max(MAX_MESSAGES).pipe(z.array(MessageSchema).min(1)),
+  messages: z.array(z.unknown()).max(MAX_MESSAGES).pipe(z.array(MessageSchema).min(1)).transform(legacyMessages),
   ...renderFields,
 };
 
@@ -152,9 +159,12 @@ export const ChatCompletionRequestSchema = z
     add_special_tokens: z.boolean().nullish(),
     ...structuredFields,
     ...toolFields,
+    ...legacyFunctionFields,
     ...renderFields,
   })
+  .transform(legacyToTools)
   .superRefine((b, ctx) => {
+    checkLegacyFunctions(b, ctx);
     checkTools(b, ctx);
     checkChatPrompt(b, ctx);
     checkStreamOptions(b, ctx);
