@@ -362,6 +362,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
 
   private fail(err: Error): void {
     this.aborted = true;
+    this.abortReason ??= err;  // a scoring cut by this failure reports it, not its own "cancelled"
     this.cancelLive();
     this.channel.fail(err);
   }
