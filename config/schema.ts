@@ -118,6 +118,11 @@ export const EngineOptionsSchema = z.strictObject({
   kvCacheMemoryFraction: z.number().min(0.01).max(0.95).default(0.5),
   /** KV-cache size in blocks (overrides kvCacheBytes); 0 = from kvCacheBytes. */
   numKvBlocks: z.number().int().min(0).max(2 ** 30).default(0),
+  /**
+   * vLLM's max_model_len: the context served, at most the model's (config.json); 0 = the model's,
+   * shortened to what the KV cache holds when its memory budget cannot hold one full sequence.
+   */
+  maxModelLen: z.number().int().min(0).max(2 ** 30).default(0),
   /** Share full KV blocks between sequences with the same adapter set and prefix. */
   enablePrefixCaching: z.boolean().default(true),
   /**

@@ -37,9 +37,12 @@ export interface ModelInfo {
   /**
    * Longest sequence (prompt + completion) served, in tokens: vLLM's derived max_model_len
    * (max_position_embeddings, times rope_scaling.factor for linear / dynamic / yarn scaling but
-   * on Gemma 3, whose max_position_embeddings already counts it).
+   * on Gemma 3, whose max_position_embeddings already counts it), or EngineOptions.maxModelLen;
+   * at most what the KV pool holds (a budget below one full sequence shortens it).
    */
   maxModelLen: number;
+  /** The model's own context by vLLM's rule (config.json alone), before maxModelLen and the KV pool shorten it. */
+  derivedMaxModelLen: number;
   /** Storage dtype of the weights on disk ("F32" | "F16" | "BF16"). */
   dtype: string;
   /** Compute backend actually in use: "cpu" (or "cuda" once issue 6 lands). */
@@ -126,10 +129,16 @@ export interface EngineOptions {
   /**
    * Memory budget of the KV cache in bytes (K and V of every layer, kvCacheDtype). Default (0 or
    * absent): kvCacheMemoryFraction of the memory available once the weights are loaded, at most
-   * what maxNumSeqs sequences of max_position_embeddings tokens need, never less than one
-   * full-length sequence. Ignored when numKvBlocks is given.
+   * what maxNumSeqs sequences of the context need; a budget below one full-length sequence
+   * shortens the context served (maxModelLen) instead. Ignored when numKvBlocks is given.
    */
   kvCacheBytes?: number;
+  /**
+   * vLLM's max_model_len: the context served (tokens), at most the model's; 0 or absent = the
+   * model's, shortened to what the KV pool holds. Given, a KV pool smaller than one sequence of
+   * it is refused (invalid_argument naming maxModelLen).
+   */
+  maxModelLen?: number;
   /**
    * The automatic KV budget's share (0.01..0.95, default 0.5) of the memory available after the
    * weights are loaded: Linux MemAvailable on the CPU backend, the device's free memory on CUDA

@@ -37,7 +37,13 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
   EngineOptions& o = options_;
   checkEngineOptions(o);
   const int64_t perBlock = KvCache::bytesPerBlock(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.blockSize, o.kvCacheDtype);
-  const int64_t blocksPerSeq = (int64_t(c.maxModelLen) + o.blockSize - 1) / o.blockSize;
+  if (o.maxModelLen > c.maxModelLen) {
+    invalidArgument("EngineOptions.maxModelLen", "EngineOptions.maxModelLen (" + std::to_string(o.maxModelLen) + ") is above the model's context (" +
+                                                     std::to_string(c.maxModelLen) + ", from config.json)");
+  }
+  const bool lenGiven = o.maxModelLen > 0;
+  int64_t context = lenGiven ? o.maxModelLen : c.maxModelLen;
+  const int64_t blocksPerSeq = (context + o.blockSize - 1) / o.blockSize;
   int64_t blocks = o.numKvBlocks;
   if (blocks <= 0) {
     int64_t bytes = o.kvCacheBytes;
@@ -45,10 +51,14 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
       // NOTE(why): like vLLM's gpu_memory_utilization, the default takes a fraction of the memory
       // the backend has left once the weights are in (one 8192-token sequence, the old floor for
       // big models, made 64 streams preempt each other); no more than every allowed sequence at
-      // full context needs, never below one full-length sequence.
+      // full context needs. A budget below one full-length sequence serves a shorter context
+      // (below) rather than reserving more than the budget (an 8B model's 128k context in float32
+      // is ~34 GB); with maxModelLen given, one sequence of it is the floor.
       const int64_t avail = backend_->memoryAvailableBytes();
       const int64_t budget = avail > 0 ? int64_t(o.kvCacheMemoryFraction * double(avail)) : engine_defaults::kAutoKvCacheCapBytes;
-      bytes = std::max(std::min(int64_t(o.maxNumSeqs) * blocksPerSeq * perBlock, budget), blocksPerSeq * perBlock);
+      bytes = std::min(int64_t(o.maxNumSeqs) * blocksPerSeq * perBlock, budget);
+      if (lenGiven) bytes = std::max(bytes, blocksPerSeq * perBlock);
+      bytes = std::max(bytes, perBlock);
     }
     blocks = bytes / perBlock;
     if (blocks < 1) {
@@ -60,6 +70,17 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
   if (blocks > engine_defaults::kNumKvBlocks.max) invalidArgument("EngineOptions.kvCacheBytes", "the KV cache would have " + std::to_string(blocks) + " blocks; at most 2^30 are supported");
   o.numKvBlocks = int(blocks);
   o.kvCacheBytes = blocks * perBlock;
+  // The context served is at most what the whole KV pool holds (a longer sequence could never run).
+  const int64_t capacity = blocks * o.blockSize;
+  if (capacity < context) {
+    if (lenGiven) {
+      invalidArgument("EngineOptions.maxModelLen", "EngineOptions.maxModelLen (" + std::to_string(context) + " tokens) needs " + std::to_string(blocksPerSeq) +
+                                                       " KV blocks but the KV cache has " + std::to_string(blocks) + "; raise kvCacheBytes / numKvBlocks or lower maxModelLen");
+    }
+    context = capacity;
+  }
+  maxModelLen_ = int(context);
+  o.maxModelLen = maxModelLen_;
   kv_ = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, o.numKvBlocks, o.blockSize, o.enablePrefixCaching,
                                   o.kvCacheDtype);
   backend_->reserveAdapters(o.maxLoras, o.maxLoraRank);
@@ -77,9 +98,9 @@ void Engine::validate(const SequenceRequest& r) const {
   const ModelConfig& c = model_->config();
   if (r.prompt.empty()) invalid("promptIds", "promptIds must not be empty");
   checkTokens(r.prompt, c.vocabSize, "promptIds");
-  if (int64_t(r.prompt.size()) >= c.maxModelLen) {
+  if (int64_t(r.prompt.size()) >= maxModelLen_) {
     invalid("promptIds", "the prompt has " + std::to_string(r.prompt.size()) + " tokens; the model's context (max_model_len) is " +
-            std::to_string(c.maxModelLen) + ", which leaves no room to generate");
+            std::to_string(maxModelLen_) + ", which leaves no room to generate");
   }
   if (r.maxTokens < 1) invalid("maxTokens", "maxTokens must be >= 1, got " + std::to_string(r.maxTokens));
   if (r.sampling.minTokens < 0) invalid("minTokens", "minTokens must be >= 0, got " + std::to_string(r.sampling.minTokens));
@@ -199,8 +220,8 @@ void Engine::forward(std::vector<int32_t> prompt, const std::vector<std::pair<in
     invalid("nextTopN", "nextTopN must be in 0.." + std::to_string(engine_defaults::kMaxLogprobs) + " and needs promptTopN >= 0, got " + std::to_string(nextTopN));
   }
   checkTokens(prompt, c.vocabSize, "promptIds");
-  if (int64_t(prompt.size()) > c.maxModelLen) {
-    invalid("promptIds", "the prompt has " + std::to_string(prompt.size()) + " tokens; the context (max_model_len) is " + std::to_string(c.maxModelLen));
+  if (int64_t(prompt.size()) > maxModelLen_) {
+    invalid("promptIds", "the prompt has " + std::to_string(prompt.size()) + " tokens; the context (max_model_len) is " + std::to_string(maxModelLen_));
   }
   auto job = std::make_unique<ForwardJob>();
   job->loras = slots_.acquire(adapters);
@@ -367,7 +388,7 @@ bool Engine::sampleAndEmit(Sequence& s, const std::vector<const float*>& rows, s
   const int total = int(s.tokens.size());
   if (std::find(s.req.stopTokenIds.begin(), s.req.stopTokenIds.end(), token) != s.req.stopTokenIds.end()) reason = "stop";
   else if (int(s.generated.size()) >= s.req.maxTokens) reason = "length";
-  else if (total >= c.maxModelLen) reason = "length";
+  else if (total >= maxModelLen_) reason = "length";
   if (reason) {
     SequenceEvent fin = finish(s, reason);
     ev.finishReason = fin.finishReason;
@@ -393,7 +414,7 @@ void Engine::runForward(ForwardJob& job) {
       KvCache& c;
       ~Detach() { b.detachKv(c); }
     } detach{*backend_, cache};
-    SequenceKv kv(&cache, c.maxModelLen, c.kvWindow());
+    SequenceKv kv(&cache, maxModelLen_, c.kvWindow());
     if (!kv.grow(int(job.prompt.size()))) throw std::logic_error("private KV pool too small");
     BatchEntry e;
     e.tokens = job.prompt.data();

@@ -133,6 +133,8 @@ class Engine {
 
   const Model& model() const { return *model_; }
   const EngineOptions& options() const { return options_; }
+  /** The context served (tokens): the model's, or EngineOptions.maxModelLen, at most what the KV pool holds. */
+  int maxModelLen() const { return maxModelLen_; }
   AdapterSlots& slots() { return slots_; }
   /** The compute backend ("cpu" | "cuda"). */
   const char* backendName() const { return backend_->name(); }
@@ -268,6 +270,7 @@ class Engine {
 
   std::shared_ptr<const Model> model_;
   EngineOptions options_;
+  int maxModelLen_ = 0;  // resolved in the constructor (maxModelLen())
   EventSink sink_;
   AdapterSlots slots_;
 

@@ -29,6 +29,7 @@ void checkEngineOptions(const EngineOptions& o) {
   checkRange(d::kMaxNumBatchedTokens, o.maxNumBatchedTokens);
   checkRange(d::kBlockSize, o.blockSize);
   checkRange(d::kNumKvBlocks, o.numKvBlocks, " (0: from kvCacheBytes)");
+  checkRange(d::kMaxModelLen, o.maxModelLen, " (0: the model's)");
   checkRange(d::kKvCacheBytes, o.kvCacheBytes, " (0: automatic)");
   const auto& f = d::kKvCacheMemoryFraction;
   if (!(o.kvCacheMemoryFraction >= f.min && o.kvCacheMemoryFraction <= f.max)) {

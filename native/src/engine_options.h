@@ -48,9 +48,11 @@ inline constexpr IntOption kMaxNumBatchedTokens{"maxNumBatchedTokens", 512, 1, i
 inline constexpr IntOption kBlockSize{"blockSize", 16, 1, 1024};
 inline constexpr IntOption kKvCacheBytes{"kvCacheBytes", 0, 0, int64_t(9e15)};
 inline constexpr IntOption kNumKvBlocks{"numKvBlocks", 0, 0, int64_t(1) << 30};
+/** vLLM's max_model_len: 0 = the model's (config.json), else at most that. */
+inline constexpr IntOption kMaxModelLen{"maxModelLen", 0, 0, int64_t(1) << 30};
 /** Every integer option, in the order engineDefaults() lists them. */
 inline constexpr IntOption kIntOptions[] = {kThreads,  kThreadNice,          kMaxLoras,     kMaxLoraRank,  kMaxNumSeqs,
-                                            kMaxNumBatchedTokens, kBlockSize, kKvCacheBytes, kNumKvBlocks};
+                                            kMaxNumBatchedTokens, kBlockSize, kKvCacheBytes, kNumKvBlocks, kMaxModelLen};
 /**
  * The automatic KV budget (kvCacheBytes 0, numKvBlocks 0): this fraction of the memory the
  * backend has available after the weights are loaded (ForwardBackend::memoryAvailableBytes:
@@ -83,6 +85,7 @@ struct EngineOptions {
   int64_t kvCacheBytes = 0;  // KV pool budget; 0 = auto (see Engine::Engine); resolved there
   double kvCacheMemoryFraction = engine_defaults::kKvCacheMemoryFraction.def;  // the auto budget's share of available memory
   int numKvBlocks = 0;       // KV pool size in blocks; 0 = from kvCacheBytes; resolved there
+  int maxModelLen = 0;       // context served: 0 = the model's; resolved at load (at most what the KV pool holds)
   // Share full KV blocks between sequences with the same adapters and prefix.
   bool enablePrefixCaching = engine_defaults::kEnablePrefixCaching;
   Quantization quantization = Quantization::None;  // base linear-layer storage (quant.h); applied by Model::load

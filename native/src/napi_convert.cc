@@ -78,6 +78,7 @@ EngineOptions readEngineOptions(const Napi::Value& v, std::string* backend) {
   o.maxNumBatchedTokens = integer(obj, "maxNumBatchedTokens", "EngineOptions", &budgetDefault);
   o.blockSize = integer(obj, "blockSize", "EngineOptions", &o.blockSize);
   o.numKvBlocks = integer(obj, "numKvBlocks", "EngineOptions", &o.numKvBlocks);
+  o.maxModelLen = integer(obj, "maxModelLen", "EngineOptions", &o.maxModelLen);
   const double noBytes = 0;
   const double bytes = number(obj, "kvCacheBytes", "EngineOptions", &noBytes);
   Napi::Value qz = obj.Get("quantization");

@@ -191,7 +191,8 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("numKeyValueHeads", c.numKeyValueHeads);
     o.Set("headDim", c.headDim);
     o.Set("maxPositionEmbeddings", c.maxPositionEmbeddings);
-    o.Set("maxModelLen", c.maxModelLen);
+    o.Set("maxModelLen", e.maxModelLen());
+    o.Set("derivedMaxModelLen", c.maxModelLen);
     o.Set("dtype", e.model().storageDType());
     o.Set("backend", backend_);
     o.Set("backendReason", backendReason_);
@@ -202,6 +203,7 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
     o.Set("activationDtype", e.options().activationDtype == DType::BF16 ? "bfloat16" : "float32");
     o.Set("kvCacheBytes", double(e.options().kvCacheBytes));
     o.Set("numKvBlocks", e.options().numKvBlocks);
+    o.Set("maxModelLen", e.options().maxModelLen);
     return o;
   });
 }

@@ -58,7 +58,7 @@ void Engine::openScoring(ForwardJob& job) {
     job.cache.reset();
     throw;
   }
-  job.kv = std::make_unique<SequenceKv>(job.cache.get(), c.maxModelLen, c.kvWindow());
+  job.kv = std::make_unique<SequenceKv>(job.cache.get(), maxModelLen_, c.kvWindow());
 }
 
 void Engine::scoreChunk() {

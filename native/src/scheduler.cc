@@ -204,7 +204,7 @@ void Engine::schedule(std::vector<PlanItem>* plan, std::vector<SequenceEvent>* e
       s.tokens = s.req.prompt;
       for (Member& m : s.members) {
         m.adapterKey = prefixSeed(m.loras, int(s.req.prompt.size()));
-        m.kv = std::make_unique<SequenceKv>(kv_.get(), c.maxModelLen, c.kvWindow());
+        m.kv = std::make_unique<SequenceKv>(kv_.get(), maxModelLen_, c.kvWindow());
       }
     }
     if (blocksNeeded(s) > totalBlocks) {

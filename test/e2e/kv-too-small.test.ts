@@ -1,13 +1,16 @@
 /**
- * A KV cache smaller than one prompt (`numKvBlocks` 4 x 16 tokens): a sequence that can never fit
- * fails with the engine's reason (which names kvCacheBytes / numKvBlocks), also when the same
- * request scores its prompt (echo + logprobs), where the scoring it cut used to answer its own
- * "cancelled" instead; the one-pass loglikelihood request needs no sequence and is answered.
+ * The context served fits the KV cache: with a pool smaller than the model's context
+ * (`numKvBlocks` 4 x 16 tokens) the server serves 64 tokens (`/v1/models` max_model_len), so a
+ * longer request is the usual 400 context_length_exceeded instead of a 500 from the engine;
+ * `maxModelLen` caps it explicitly (vLLM's --max-model-len), and one larger than the pool or the
+ * model's context is refused at load naming the option.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { RunningServer } from '../../examples/server.ts';
+import { Engine } from '../../native/engine.ts';
 import { postJson, startDemo } from './server.ts';
+import { modelDir } from '../native/helpers.ts';
 
 let srv: RunningServer;
 before(async () => {
@@ -17,18 +20,27 @@ after(async () => {
   await srv?.close();
 });
 
-const prompt = Array.from({ length: 300 }, (_, i) => 1 + ((i * 37) % 1000));
-
-test('a sequence larger than the whole KV cache fails naming the cache, with or without prompt scoring', async () => {
-  // One row per chunk: the scoring is still running when the sequence fails (and cuts it).
-  process.env.OPENLORA_PROMPT_LOGPROBS_ROWS = '1';
-  after(() => delete process.env.OPENLORA_PROMPT_LOGPROBS_ROWS);
+test('a KV pool smaller than the context serves what it holds: longer requests are a 400, shorter ones run', async () => {
+  const models = await (await fetch(`${srv.url}/models`)).json();
+  assert.equal(models.data[0].max_model_len, 64);
+  const long = Array.from({ length: 300 }, (_, i) => 1 + ((i * 37) % 1000));
   for (const extra of [{}, { echo: true, logprobs: 1 }]) {
-    const r = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt, max_tokens: 1, temperature: 0.5, top_k: 1, ...extra });
-    assert.equal(r.status, 500, JSON.stringify(r.body));
-    assert.match(r.body.error.message, /KV blocks .* whole KV cache has 4/, JSON.stringify(extra));
+    const r = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt: long, max_tokens: 1, ...extra });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'context_length_exceeded');
   }
-  const one = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt, max_tokens: 1, temperature: 0, echo: true, logprobs: 1 });
-  assert.equal(one.status, 200, JSON.stringify(one.body));
-  assert.equal(one.body.choices[0].logprobs.tokens.length, prompt.length + 1);
+  const ok = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt: long.slice(0, 40), max_tokens: 20, ignore_eos: true });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  assert.equal(ok.body.usage.completion_tokens, 20);
+});
+
+test('maxModelLen: caps the context; above the pool or the model it is refused naming the option', async () => {
+  const e = await Engine.load(modelDir, { threads: 1, maxModelLen: 100 });
+  try {
+    assert.equal(e.info().maxModelLen, 100);
+  } finally {
+    await e.dispose();
+  }
+  await assert.rejects(Engine.load(modelDir, { threads: 1, maxModelLen: 100, numKvBlocks: 2 }), /maxModelLen .*KV/);
+  await assert.rejects(Engine.load(modelDir, { threads: 1, maxModelLen: 100000 }), /maxModelLen .*above the model/);
 });

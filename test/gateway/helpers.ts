@@ -6,7 +6,7 @@ import express, { type Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openLora, type OpenLoraOptions, type OpenLoraRouter } from '../../plugin/index.ts';
-import { demoTokenizer, FakeAdapters, ScriptedEngine, type Script } from '../plugin/fakes.ts';
+import { demoTokenizer, FakeAdapters, ScriptedEngine, type Script, type ScriptedEngineOptions } from '../plugin/fakes.ts';
 
 /** Listen on 127.0.0.1:<random>; `url` has no trailing slash and no /v1. */
 export async function listen(app: Express): Promise<{ url: string; server: Server; close(): Promise<void> }> {
@@ -38,7 +38,7 @@ export function memoryLogger() {
 /** A listening app serving the fake model `tiny` (adapters shout, whisper, romeo) with extra router options. */
 export async function fakeServer(
   script: Script,
-  opts: Omit<OpenLoraOptions, 'models'> & { maxRunningSequences?: number; engine?: { repeat?: boolean } } = {},
+  opts: Omit<OpenLoraOptions, 'models'> & { maxRunningSequences?: number; engine?: ScriptedEngineOptions } = {},
 ) {
   const tokenizer = await demoTokenizer();
   const engine = new ScriptedEngine(script, opts.engine ?? {});

@@ -47,7 +47,7 @@ describe(`${GEMMA3_MM_ARCH}: model info, adapters, defaults`, () => {
       assert.equal(info.dtype, 'BF16');
       assert.deepEqual([info.vocabSize, info.hiddenSize, info.numHiddenLayers, info.numAttentionHeads, info.numKeyValueHeads, info.headDim], [1024, 64, 4, 4, 1, 32]);
       // max_position_embeddings 32768 with linear factor 8: Gemma 3's already counts the scaling (vLLM).
-      assert.equal(info.maxModelLen, 32768);
+      assert.equal(info.derivedMaxModelLen, 32768);
     }
   });
 
@@ -74,7 +74,7 @@ describe(`${GEMMA3_MM_ARCH}: model info, adapters, defaults`, () => {
     try {
       const e = await Engine.load(fx.modelDir, { threads: 1, numKvBlocks: 8 });
       assert.equal(e.info().maxPositionEmbeddings, 131072);
-      assert.equal(e.info().maxModelLen, 131072);
+      assert.equal(e.info().derivedMaxModelLen, 131072);
       await e.dispose();
     } finally {
       fx.dispose();

@@ -3,13 +3,13 @@
  * face): `ScriptedEngine` and the demo model's `ModelInfo` (`tinyInfo`, `TINY_INFO`).
  */
 import { Engine } from '../../native/engine.ts';
-import type { AdapterLoadSpec, EngineStats, ModelInfo, NativeEngine, SequenceEvent, SequenceParams } from '../../native/types.ts';
+import type { AdapterLoadSpec, EngineStats, ModelInfo, NativeEngine, PromptLogprobsResult, SequenceEvent, SequenceParams } from '../../native/types.ts';
 
 /** examples/models/tiny-shakespeare/config.json as the engine reports it. */
 export function tinyInfo(over: Partial<ModelInfo> = {}): ModelInfo {
   return {
     modelType: 'llama', architecture: 'LlamaForCausalLM', textModelPrefix: 'model', supportedArchitectures: ['LlamaForCausalLM'], vocabSize: 1024, hiddenSize: 256, intermediateSize: 704, numHiddenLayers: 4,
-    numAttentionHeads: 8, numKeyValueHeads: 4, headDim: 32, maxPositionEmbeddings: 512, maxModelLen: 512, dtype: 'BF16',
+    numAttentionHeads: 8, numKeyValueHeads: 4, headDim: 32, maxPositionEmbeddings: 512, maxModelLen: 512, derivedMaxModelLen: 512, dtype: 'BF16',
     backend: 'cpu', backendReason: 'test', maxLoras: 4, maxLoraRank: 64, quantization: 'none', kvCacheDtype: 'float32', activationDtype: 'float32', kvCacheBytes: 0, numKvBlocks: 0, ...over,
   };
 }
@@ -39,6 +39,8 @@ export interface ScriptedEngineOptions {
   alternatives?: number[];
   slots?: number;
   loadDelayMs?: number;
+  /** Prompt scoring (`forward` with promptTopN): answered after this many ms (zeros; nextTopIds 0..), unless cancelled first. */
+  scoreDelayMs?: number;
 }
 
 /**
@@ -119,11 +121,43 @@ export class ScriptedEngine implements NativeEngine {
 
   setTokenMask(): void {}
 
-  async forward(): Promise<never> {
-    throw new Error('ScriptedEngine computes no logits');
+  /** Scorings in flight by cancel id: their rejection. */
+  private readonly scorings = new Map<number, (err: Error) => void>();
+
+  /** No logits; a prompt scoring (promptTopN given) is answered with zeros after `scoreDelayMs`. */
+  async forward(ids: number[], _adapters?: unknown, promptTopN?: number, cancelId = 0, nextTopN = 0): Promise<never> {
+    if (promptTopN === undefined) throw new Error('ScriptedEngine computes no logits');
+    const n = ids.length;
+    const result: PromptLogprobsResult = {
+      tokenLogprobs: new Float32Array(n - 1),
+      tokenRanks: new Int32Array(n - 1).fill(1),
+      topIds: new Int32Array((n - 1) * promptTopN),
+      topLogprobs: new Float32Array((n - 1) * promptTopN),
+      topN: promptTopN,
+      numTokens: n,
+      vocabSize: TINY_INFO.vocabSize,
+      ...(nextTopN > 0 ? { nextTopIds: Int32Array.from({ length: nextTopN }, (_, i) => i), nextTopLogprobs: new Float32Array(nextTopN) } : {}),
+    };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.scorings.delete(cancelId);
+        resolve(result as never);  // the promptTopN overload's result
+      }, this.opts.scoreDelayMs ?? 0);
+      if (cancelId > 0) {
+        this.scorings.set(cancelId, (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+      }
+    });
   }
 
-  cancelForward(): void {}
+  /** Drop a scoring before it answers: it rejects "cancelled", as the engine's. */
+  cancelForward(cancelId: number): void {
+    const drop = this.scorings.get(cancelId);
+    this.scorings.delete(cancelId);
+    drop?.(new Error('cancelled'));
+  }
 
   async dispose(): Promise<void> {}
 
