@@ -157,18 +157,22 @@ function toolArguments(text: string): unknown {
 }
 
 /**
- * A message as the template sees it; every client string goes through `user` (content, name,
- * tool_call_id, tool-call id/name/arguments). `developer` becomes `system`; parts are joined.
+ * A message as the template sees it; every client string is shielded: text (content, name)
+ * through `user`, identifiers and JSON (tool_call_id, tool-call ids, names and arguments)
+ * through `json` (no whole-word rule: see SpecialTokenMatcher.shield). `developer` becomes
+ * `system`; parts are joined.
  */
 function templateMessage(m: ChatMessage, user: (s: string) => string, json: (s: string) => string = user): Record<string, unknown> {
   const out: Record<string, unknown> = { role: m.role === 'developer' ? 'system' : m.role, content: user(contentText(m.content)) };
   if (m.name !== undefined) out.name = user(m.name);
-  if (m.tool_call_id !== undefined) out.tool_call_id = user(m.tool_call_id);
+  // Call ids and function names are identifiers templates compare (a call's name against the
+  // tools' names, which are JSON): shielded as JSON, like the arguments.
+  if (m.tool_call_id !== undefined) out.tool_call_id = json(m.tool_call_id);
   if (m.tool_calls && m.tool_calls.length > 0) {
     out.tool_calls = m.tool_calls.map((c) => ({
-      id: user(c.id),
+      id: json(c.id),
       type: 'function',
-      function: { name: user(c.function.name), arguments: mapStrings(toolArguments(c.function.arguments), json) },
+      function: { name: json(c.function.name), arguments: mapStrings(toolArguments(c.function.arguments), json) },
     }));
   }
   return out;
