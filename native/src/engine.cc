@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "engine_sequence.h"
@@ -71,7 +72,11 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options,
   o.numKvBlocks = int(blocks);
   o.kvCacheBytes = blocks * perBlock;
   // The context served is at most what the whole KV pool holds (a longer sequence could never run).
-  const int64_t capacity = blocks * o.blockSize;
+  // With a sliding window on every layer a sequence holds at most its window plus one step's chunk
+  // (blocksNeeded): a pool of that many blocks serves the whole context.
+  const int window = c.kvWindow();
+  const int64_t windowBlocks = window > 0 ? (int64_t(window) + o.maxNumBatchedTokens) / o.blockSize + 2 : std::numeric_limits<int64_t>::max();
+  const int64_t capacity = blocks >= windowBlocks ? context : blocks * o.blockSize;
   if (capacity < context) {
     if (lenGiven) {
       invalidArgument("EngineOptions.maxModelLen", "EngineOptions.maxModelLen (" + std::to_string(context) + " tokens) needs " + std::to_string(blocksPerSeq) +

@@ -76,3 +76,21 @@ for (const name of ['mistral-sw', 'qwen2-sw']) {
     });
   });
 }
+
+test('a KV pool that holds the window (plus one chunk) serves the whole context when every layer slides; one that does not is shortened', async () => {
+  const fx: Fixture = materializeFixture('mistral-sw');
+  // window 8, maxNumBatchedTokens 16, blockSize 4: a sequence holds at most (8 + 16) / 4 + 2 = 8 blocks
+  const load = (numKvBlocks: number) => Engine.load(fx.modelDir, { threads: 1, blockSize: 4, maxNumSeqs: 16, maxNumBatchedTokens: 16, numKvBlocks });
+  const roomy = await load(8);
+  const tight = await load(7);
+  try {
+    assert.equal(roomy.info().maxModelLen, roomy.info().derivedMaxModelLen);
+    assert.equal(tight.info().maxModelLen, 7 * 4);
+    const prompt = fx.ref.prompts[0]!.input_ids;
+    const res = await roomy.generate(params(prompt, { maxTokens: 60 })).done;
+    assert.equal(res.tokens.length, 60, 'runs past what 8 blocks would hold without the window');
+  } finally {
+    await roomy.dispose();
+    await tight.dispose();
+  }
+});
