@@ -210,6 +210,18 @@ Napi::Value EngineWrap::info(const Napi::CallbackInfo& info) {
 
 namespace {
 
+/**
+ * Optional count argument `info[i]` (an integer in [0, 1e6]); `absent` when it is undefined.
+ * @throws invalid_argument naming `name` for anything else.
+ */
+int optionalCount(const Napi::CallbackInfo& info, size_t i, const char* name, int absent) {
+  if (info.Length() <= i || info[i].IsUndefined()) return absent;
+  if (!info[i].IsNumber()) raise(ErrorCode::InvalidArgument, std::string(name) + " must be an integer");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0 && v <= 1e6) || v != std::floor(v)) raise(ErrorCode::InvalidArgument, std::string(name) + " must be an integer >= 0");
+  return int(v);
+}
+
 /** Reads an adapter file off the JS thread (libuv pool) into a reserved slot. */
 class LoadAdapterWorker : public Napi::AsyncWorker {
  public:
@@ -343,13 +355,7 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
     std::vector<int32_t> ids = readTokenIds(info[0], "promptIds");
     auto adapters = readAdapterRefs(info[1], "adapters");
     // Optional third argument: promptTopN (>= 0: prompt logprobs instead of all logits).
-    int promptTopN = -1;
-    if (info.Length() > 2 && !info[2].IsUndefined()) {
-      if (!info[2].IsNumber()) raise(ErrorCode::InvalidArgument, "promptTopN must be an integer");
-      const double v = info[2].As<Napi::Number>().DoubleValue();
-      if (!(v >= 0 && v <= 1e6) || v != std::floor(v)) raise(ErrorCode::InvalidArgument, "promptTopN must be an integer >= 0");
-      promptTopN = int(v);
-    }
+    const int promptTopN = optionalCount(info, 2, "promptTopN", -1);
     // Optional fourth argument: a cancel id (> 0) for cancelForward.
     int64_t cancelId = 0;
     if (info.Length() > 3 && !info[3].IsUndefined()) {
@@ -357,13 +363,7 @@ Napi::Value EngineWrap::forward(const Napi::CallbackInfo& info) {
       cancelId = info[3].As<Napi::Number>().Int64Value();
     }
     // Optional fifth argument: nextTopN (> 0: also the most likely tokens after the prompt).
-    int nextTopN = 0;
-    if (info.Length() > 4 && !info[4].IsUndefined()) {
-      if (!info[4].IsNumber()) raise(ErrorCode::InvalidArgument, "nextTopN must be an integer");
-      const double v = info[4].As<Napi::Number>().DoubleValue();
-      if (!(v >= 0 && v <= 1e6) || v != std::floor(v)) raise(ErrorCode::InvalidArgument, "nextTopN must be an integer >= 0");
-      nextTopN = int(v);
-    }
+    const int nextTopN = optionalCount(info, 4, "nextTopN", 0);
     Tsfn tsfn = bridge_->tsfn;
     bridge_->beginWork(env);
     try {
