@@ -6,38 +6,24 @@
  * with `zodResponseFormat` and a tool loop with `role: "tool"` results.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ChatOpenAI } from '@langchain/openai';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import type { RunningServer } from '../../examples/server.ts';
-import { startDemo } from '../e2e/server.ts';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { SCHEMAS } from './schemas.ts';
-import { writeRandomModel } from './random-model.ts';
+import { startToolModels } from './random-model.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 let srv: RunningServer;
-let tmp: string;
+let close: (() => Promise<void>) | undefined;
 
 before(async () => {
-  tmp = mkdtempSync(path.join(tmpdir(), 'openlora-structured-'));
-  const llamaTemplate = readFileSync(path.join(here, '../fixtures/templates/llama31-tools.jinja'), 'utf8');
-  srv = await startDemo({
-    models: [
-      { name: 'rand-qwen3', path: writeRandomModel(path.join(tmp, 'qwen3'), 'qwen3', 11) },
-      { name: 'rand-llama3', path: writeRandomModel(path.join(tmp, 'llama3'), 'llama3', 12, llamaTemplate) },
-    ],
-  });
+  ({ srv, close } = await startToolModels());
 });
 after(async () => {
-  await srv?.close();
-  rmSync(tmp, { recursive: true, force: true });
+  await close?.();
 });
 
 const Person = z.object({ name: z.string().max(10), age: z.number().int().min(0).max(120), role: z.enum(['king', 'fool']) });

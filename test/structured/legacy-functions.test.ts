@@ -1,31 +1,27 @@
 /**
  * OpenAI's legacy function calling (`functions`, `function_call`, `role: "function"`) with the
- * openai SDK against a random-weight Qwen3 (Hermes tool format, real tokenizer): a named
+ * openai SDK against a random-weight Qwen3 (Hermes tool format, real tokenizer; random-model.ts startToolModels): a named
  * `function_call` forces a valid call, answered as `message.function_call` with
  * `finish_reason: "function_call"`, whole and streamed (`delta.function_call` pieces); a history
  * with an assistant `function_call` and its `function` result renders as the tool turn it is; the
  * 400s name the field.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
 import { z } from 'zod';
 import type { RunningServer } from '../../examples/server.ts';
-import { postJson, startDemo } from '../e2e/server.ts';
-import { writeRandomModel } from './random-model.ts';
+import { postJson } from '../e2e/server.ts';
+import { startToolModels } from './random-model.ts';
 
 let srv: RunningServer;
-let tmp: string;
+let close: (() => Promise<void>) | undefined;
+
 before(async () => {
-  tmp = mkdtempSync(path.join(tmpdir(), 'openlora-legacy-fn-'));
-  srv = await startDemo({ models: [{ name: 'rand-qwen3', path: writeRandomModel(path.join(tmp, 'qwen3'), 'qwen3', 11) }] });
+  ({ srv, close } = await startToolModels());
 });
 after(async () => {
-  await srv?.close();
-  rmSync(tmp, { recursive: true, force: true });
+  await close?.();
 });
 
 const Weather = z.object({ city: z.string().max(8), unit: z.enum(['c', 'f']) });

@@ -6,8 +6,12 @@
  * Shape: hidden 64, 2 layers, 4 heads (2 KV), head_dim 16, MLP 128, tied embeddings, F32
  * (the embedding dominates: vocab x 64 x 4 bytes, ~33 MB for Llama 3, ~39 MB for Qwen3).
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RunningServer } from '../../examples/server.ts';
+import { startDemo } from '../e2e/server.ts';
 import { mulberry32 } from '../../adapters/merge/strategies.ts';
 import { writeTensors } from '../native/helpers.ts';
 import { lenmlDir } from './helpers.ts';
@@ -97,3 +101,31 @@ export function writeRandomModel(dir: string, which: 'llama3' | 'qwen3', seed = 
   return dir;
 }
 
+
+/**
+ * The demo gateway also serving random models with tool-calling templates, from a temporary
+ * folder: `rand-qwen3` (seed 11, Qwen3's own Hermes `<tool_call>` template) and `rand-llama3`
+ * (seed 12, test/fixtures/templates/llama31-tools.jinja). `close` stops it and removes the folder.
+ */
+export async function startToolModels(): Promise<{ srv: RunningServer; close(): Promise<void> }> {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'openlora-tool-models-'));
+  const llamaTemplate = readFileSync(fileURLToPath(new URL('../fixtures/templates/llama31-tools.jinja', import.meta.url)), 'utf8');
+  try {
+    const srv = await startDemo({
+      models: [
+        { name: 'rand-qwen3', path: writeRandomModel(path.join(tmp, 'qwen3'), 'qwen3', 11) },
+        { name: 'rand-llama3', path: writeRandomModel(path.join(tmp, 'llama3'), 'llama3', 12, llamaTemplate) },
+      ],
+    });
+    return {
+      srv,
+      async close() {
+        await srv.close();
+        rmSync(tmp, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
