@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import type { z as zt } from 'zod';
+import { FunctionNameSchema, JsonSchemaObject } from './structured.ts';
 
 /** An assistant message's legacy call. */
 export const FunctionCallSchema = z.object({ name: z.string(), arguments: z.string() });
@@ -20,9 +21,9 @@ export const legacyFunctionFields = {
   functions: z
     .array(
       z.object({
-        name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_", "." or "-"' }),
+        name: FunctionNameSchema,
         description: z.string().nullish(),
-        parameters: z.record(z.string(), z.unknown()).nullish(),
+        parameters: JsonSchemaObject.nullish(),
       }),
     )
     .min(1)

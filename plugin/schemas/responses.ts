@@ -10,17 +10,13 @@
  * ResponseTextConfig).
  */
 import { z } from 'zod';
-import { jsonDepth, MAX_JSON_DEPTH } from '../json-depth.ts';
 import { AdapterSetSchema, StopSchema } from './common.ts';
+import { FunctionNameSchema, JsonSchemaObject, SchemaNameSchema } from './structured.ts';
 import { MergeOptionsSchema } from '../../adapters/composition.ts';
 
 /** Most input items one request may carry (OpenAI's chat bound on messages, applied to items). */
 export const MAX_INPUT_ITEMS = 2048;
 
-const JsonSchemaObject = z.record(z.string(), z.unknown()).superRefine((v, ctx) => {
-  if (jsonDepth(v, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_JSON_DEPTH} levels of nested objects and arrays.` });
-});
-const NAME = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_", "." or "-"' });
 
 /** One content part of an input message: text only (`input_text`, or `output_text` / `refusal` replayed from an output). */
 const ContentPartSchema = z
@@ -98,7 +94,7 @@ export type InputItem = z.output<typeof InputItemSchema>;
 /** A function tool (Responses shape: the function's fields at the top level). */
 const FunctionToolSchema = z.object({
   type: z.literal('function'),
-  name: NAME,
+  name: FunctionNameSchema,
   description: z.string().nullish(),
   parameters: JsonSchemaObject.nullish(),
   strict: z.boolean().nullish(),
@@ -124,7 +120,7 @@ const TextFormatSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('json_object') }),
   z.object({
     type: z.literal('json_schema'),
-    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_" or "-"' }),
+    name: SchemaNameSchema,
     schema: JsonSchemaObject,
     description: z.string().nullish(),
     strict: z.boolean().nullish(),

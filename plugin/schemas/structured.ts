@@ -8,10 +8,16 @@
 import { z } from 'zod';
 import { jsonDepth, MAX_JSON_DEPTH } from '../json-depth.ts';
 
-/** A JSON schema: any JSON object (its meaning is xgrammar's business). */
-const JsonSchemaObject = z.record(z.string(), z.unknown()).superRefine((v, ctx) => {
+/** A JSON schema: any JSON object (its meaning is xgrammar's business), nested at most MAX_JSON_DEPTH levels. */
+export const JsonSchemaObject = z.record(z.string(), z.unknown()).superRefine((v, ctx) => {
   if (jsonDepth(v, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_JSON_DEPTH} levels of nested objects and arrays.` });
 });
+
+/** A function (tool) name: OpenAI's 1 to 64 letters, digits, "_", "." or "-". */
+export const FunctionNameSchema = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_", "." or "-"' });
+
+/** A JSON-schema format's name: OpenAI's 1 to 64 letters, digits, "_" or "-". */
+export const SchemaNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_" or "-"' });
 
 /** OpenAI `response_format`. */
 export const ResponseFormatSchema = z
@@ -19,7 +25,7 @@ export const ResponseFormatSchema = z
     type: z.enum(['text', 'json_object', 'json_schema']),
     json_schema: z
       .object({
-        name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_" or "-"' }),
+        name: SchemaNameSchema,
         description: z.string().nullish(),
         schema: JsonSchemaObject.nullish(),
         strict: z.boolean().nullish(),
@@ -56,7 +62,7 @@ export const structuredFields = {
 export const ToolSchema = z.object({
   type: z.literal('function'),
   function: z.object({
-    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'expected 1 to 64 letters, digits, "_", "." or "-"' }),
+    name: FunctionNameSchema,
     description: z.string().nullish(),
     parameters: JsonSchemaObject.nullish(),
     strict: z.boolean().nullish(),

@@ -27,6 +27,12 @@ after(async () => {
 const Weather = z.object({ city: z.string().max(8), unit: z.enum(['c', 'f']) });
 const functions = [{ name: 'get_weather', description: 'Weather of a city', parameters: z.toJSONSchema(Weather) as Record<string, unknown> }];
 const model = 'rand-qwen3';
+/** An object nested `n` levels deep: past the schemas' depth bound (json-depth.ts). */
+const deep = (n: number): Record<string, unknown> => {
+  let v: Record<string, unknown> = { type: 'object' };
+  for (let i = 0; i < n; i++) v = { a: v };
+  return v;
+};
 
 test('a named function_call: message.function_call with valid arguments, finish_reason function_call, whole and streamed', async () => {
   const client = new OpenAI({ baseURL: srv.url, apiKey: 'x' });
@@ -75,6 +81,7 @@ test('legacy 400s name the field', async () => {
     [{ functions, tools: [{ type: 'function', function: functions[0] }] }, 'functions'],
     [{ functions, function_call: { name: 'nope' } }, 'function_call.name'],
     [{ functions, messages: [{ role: 'user', content: 'x' }, { role: 'function', content: '1' }] }, 'messages[1].name'],
+    [{ functions: [{ name: 'deep', parameters: deep(3000) }] }, 'functions[0].parameters'],
   ];
   for (const [extra, param] of cases) {
     const r = await postJson(srv.url, '/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 2, ...extra });
