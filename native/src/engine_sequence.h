@@ -54,6 +54,9 @@ struct Engine::ForwardJob {
   std::unique_ptr<SequenceKv> kv;     // the prompt's block table in it
   int scored = 0;                     // rows run so far (positions [0, scored) scored)
   ForwardOutput out;                  // filled as chunks run
+
+  /** Rows a prompt-logprobs job runs: every position that predicts a prompt token, and the last one for nextTopN. */
+  int scoringRows() const { return int(prompt.size()) - 1 + (nextTopN > 0 ? 1 : 0); }
 };
 
 /** What one step computes for one sequence. */

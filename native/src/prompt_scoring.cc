@@ -49,7 +49,7 @@ void Engine::openScoring(ForwardJob& job) {
   // preempts) the running sequences for blocks. Only rows 0 .. n - 2 predict a prompt token: the
   // last one runs only for the next token (nextTopN > 0).
   const int bs = options_.blockSize;
-  const int rows = n - 1 + (job.nextTopN > 0 ? 1 : 0);  // rows predicting a prompt token (+ the next one)
+  const int rows = job.scoringRows();
   job.cache = std::make_unique<KvCache>(c.numHiddenLayers, c.numKeyValueHeads, c.headDim, std::max(1, (rows + bs - 1) / bs), bs, false,
                                         options_.kvCacheDtype);
   try {
@@ -69,7 +69,7 @@ void Engine::scoreChunk() {
   try {
     if (!job.cache) openScoring(job);
     const int n = out.numTokens, V = out.vocab, k = out.topN;
-    const int total = n - 1 + (job.nextTopN > 0 ? 1 : 0);  // as openScoring
+    const int total = job.scoringRows();
     const int rows = std::min(chunkRows(V, options_.maxNumBatchedTokens), total - job.scored);
     if (rows > 0) {
       if (!job.kv->grow(job.scored + rows)) throw std::logic_error("private KV pool too small");
