@@ -27,7 +27,9 @@ struct Ceilings {
 
 /**
  * Measure every ceiling the CPU has: read bandwidth (sum of 64-byte loads over `bufferMiB` MiB,
- * 1 thread then `threads` threads each reading its own contiguous part, best of `reps` passes),
+ * 1 thread then `threads` threads each reading its own contiguous part, best of `reps` passes of
+ * each of two patterns: one plain stream a thread, and four interleaved streams a thread with a
+ * software prefetch, the one-row products' pattern),
  * and in-register peaks (independent accumulator chains, no memory traffic) of AVX2 FMA,
  * AVX-512 FMA, AVX-512 BF16 dot products and AMX-BF16 tiles, where present. Takes ~1-3 s.
  * @param threads >= 1 threads for the multi-thread figures (std::thread, one per part).

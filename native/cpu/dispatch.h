@@ -30,6 +30,18 @@ bool useAvx512();
 int64_t gemmMinTaskMacs();
 
 /**
+ * How far ahead (bytes) a one-row product's weight streams are prefetched in software
+ * (_mm_prefetch to L1, once per 64-byte line): gemm_packed.cc's and gemm_quant_simd.cc's
+ * one-row tiles, which read four (BF16, Q4) or one (Q8) panel streams per thread.
+ * NOTE(why): at batch 1 the products are bound by reading W, and the hardware prefetchers alone
+ * kept ~48 GB/s (BF16) / ~34 GB/s (Q4) of a 2-thread Zen 5 EPYC's 62-69 GB/s (four streams a
+ * thread, software-prefetched: the `ceilings` read figure); 1-2 KiB ahead gave 59-64 / 41-47
+ * GB/s over a 360M model's matrices (interleaved runs, 2026-12-07; 512 B gained little, 4 KiB
+ * less than 2 KiB). A prefetch past the end of W is harmless (it never faults).
+ */
+constexpr int64_t kStreamPrefetchBytes = 1536;
+
+/**
  * The check of every several-products entry (gemmPackedMulti, gemmQuantMulti, linearMulti): all
  * `count` weights must have x's width, widthOf(0).
  * @throws std::invalid_argument naming `who` and the first width that differs.

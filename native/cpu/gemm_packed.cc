@@ -83,6 +83,20 @@ struct TilePrefetch {
   }
 };
 
+/**
+ * The one-row tiles' software prefetch (kStreamPrefetchBytes ahead on each of the NP panel
+ * streams, pstride elements apart) at k step i: one line per stream whenever step i starts a new
+ * 64-byte line of the panel (k steps of 16 elements: every 4th (I8), 2nd (BF16) or every step (F32)).
+ */
+template <int NP, typename T>
+inline void streamPrefetch(const T* w, int64_t pstride, int64_t i) {
+  constexpr int64_t stepBytes = int64_t(kP) * int64_t(sizeof(T));
+  constexpr int64_t every = stepBytes >= 64 ? 1 : 64 / stepBytes;
+  if (i % every != 0) return;
+  for (int p = 0; p < NP; p++)
+    _mm_prefetch(reinterpret_cast<const char*>(w + p * pstride + i * kP) + kStreamPrefetchBytes, _MM_HINT_T0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Micro-kernels: out[r * NP * 16 + p * 16 + j] = sum_i x[r, i] * panel_p[i][j], for MR rows of
 // x and NP consecutive panels (pstride elements apart). pf: TilePrefetch (the arithmetic ignores it).
@@ -95,6 +109,7 @@ __attribute__((target("avx512f"))) void tile512(const float* x, int64_t ldx, con
     for (int p = 0; p < NP; p++) acc[r][p] = _mm512_setzero_ps();
   for (int64_t i = 0; i < k; i++) {
     pf.step(k);
+    if constexpr (MR == 1) streamPrefetch<NP>(w, pstride, i);
     __m512 wv[NP];
     for (int p = 0; p < NP; p++) wv[p] = load16(w + p * pstride + i * kP);
     for (int r = 0; r < MR; r++) {
@@ -114,6 +129,7 @@ __attribute__((target("avx2,fma"))) void tile256(const float* x, int64_t ldx, co
     for (int p = 0; p < 2 * NP; p++) acc[r][p] = _mm256_setzero_ps();
   for (int64_t i = 0; i < k; i++) {
     pf.step(k);
+    if constexpr (MR == 1) streamPrefetch<NP>(w, pstride, i);
     __m256 wv[2 * NP];
     for (int p = 0; p < NP; p++) {
       wv[2 * p] = load8(w + p * pstride + i * kP);
@@ -200,6 +216,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void tileDp(const uint32_
   const int64_t k2 = k / 2;
   for (int64_t i2 = 0; i2 < k2; i2++) {
     pf.step(k2);  // over the k / 2 pair steps
+    if constexpr (MR == 1) streamPrefetch<NP>(w, pstride, 2 * i2);
     __m512i wv[NP];
     for (int p = 0; p < NP; p++) wv[p] = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(w + p * pstride + i2 * 2 * kP));
     for (int r = 0; r < MR; r++) {

@@ -7,6 +7,8 @@
 // are unsigned already (0..15); their zero point 8 is taken off the group sum as 8 * sum(xq).
 #include "gemm_quant.h"
 
+#include "dispatch.h"  // kStreamPrefetchBytes
+
 // NOTE(why): GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside their own intrinsics
 // (GCC bug 105593), as in gemm_packed.cc.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -26,6 +28,9 @@ inline int32_t load4(const int8_t* p) {
   std::memcpy(&v, p, 4);
   return v;
 }
+
+/** Prefetch the line kStreamPrefetchBytes past p into L1 (one-row tiles' weight streams; dispatch.h). */
+inline void prefetchAhead(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p) + kStreamPrefetchBytes, _MM_HINT_T0); }
 
 /** acc[0] + ... + acc[C - 1] (int32 lanes; exact). */
 template <int C>
@@ -63,6 +68,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
       for (int r = 0; r < MR; r++)
         for (int c = 0; c < C; c++) s[r][c] = zero;
       for (int quad = 0; quad < 8; quad++) {
+        if constexpr (MR == 1) prefetchAhead(gb + quad * 64);
         const __m512i wv = _mm512_loadu_si512(gb + quad * 64);
         for (int r = 0; r < MR; r++) {
           const __m512i xb = _mm512_set1_epi32(load4(xq[r] + g * kG + quad * 4));
@@ -81,6 +87,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
       for (int r = 0; r < MR; r++)
         for (int c = 0; c < C; c++) s[r][c] = zero;
       for (int blk = 0; blk < 4; blk++) {
+        if constexpr (MR == 1) prefetchAhead(gb + blk * 64);
         const __m512i wv = _mm512_loadu_si512(gb + blk * 64);
         const __m512i lo = _mm512_and_si512(wv, low);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), low);
@@ -130,11 +137,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void row4Avx512(
       const __m512i xl = _mm512_set1_epi32(load4(xq + g * kG + blk * 4));
       const __m512i xh = _mm512_set1_epi32(load4(xq + g * kG + 16 + blk * 4));
       for (int c = 0; c < NP; c++) {
+        prefetchAhead(base[c] + g * 256 + blk * 64);
         const __m512i wv = _mm512_loadu_si512(base[c] + g * 256 + blk * 64);
         s[c][0] = _mm512_dpbusd_epi32(s[c][0], _mm512_and_si512(wv, low), xl);
         s[c][1] = _mm512_dpbusd_epi32(s[c][1], _mm512_and_si512(_mm512_srli_epi16(wv, 4), low), xh);
       }
     }
+    if ((g & 1) == 0)  // the scales: 32 bytes a group, their own stream (an eighth of the weights' rate)
+      for (int c = 0; c < NP; c++) _mm_prefetch(reinterpret_cast<const char*>(ws[c] + g * kP) + kStreamPrefetchBytes / 8, _MM_HINT_T0);
     const __m512 d = _mm512_set1_ps(dx[g]);
     const __m512i z = _mm512_set1_epi32(8 * sx[g]);
     for (int c = 0; c < NP; c++) {
@@ -196,6 +206,8 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
         for (int r = 0; r < MR; r++)
           for (int c = 0; c < C; c++) s[r][c] = _mm256_setzero_si256();
         for (int quad = 0; quad < 8; quad++) {
+          if constexpr (MR == 1)
+            for (int c = 0; c < C; c += 2) prefetchAhead(gb + off[c] + quad * 64);  // columns 2j, 2j + 1 share a line
           __m256i wv[C];
           for (int c = 0; c < C; c++) wv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + off[c] + quad * 64));
           for (int r = 0; r < MR; r++) {
@@ -217,6 +229,8 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
         const uint8_t* gb = base + g * 256;
         __m256i s[MR][C];
         for (int blk = 0; blk < 4; blk++) {
+          if constexpr (MR == 1)
+            for (int c = 0; c < C; c += 2) prefetchAhead(gb + off[c] + blk * 64);
           __m256i lo[C], hi[C];
           for (int c = 0; c < C; c++) {
             const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + off[c] + blk * 64));
@@ -233,6 +247,9 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
             }
           }
         }
+        if constexpr (MR == 1)
+          if ((g & 1) == 0)
+            for (int c = 0; c < C; c += 2) _mm_prefetch(reinterpret_cast<const char*>(ws + soff[c] + g * kP) + kStreamPrefetchBytes / 8, _MM_HINT_T0);
         __m256 dw[C];
         for (int c = 0; c < C; c++) dw[c] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + soff[c] + g * kP)));
         for (int r = 0; r < MR; r++) {
