@@ -29,7 +29,7 @@ import { slotShortfall, type Composition } from './composition.ts';
 import { MergeCache } from './merge-cache.ts';
 import { TierMetrics } from './metrics.ts';
 import { pinComposition, type PinnedComposition } from './pin.ts';
-import { AdapterRegistry, type AdapterEntry, type ScanResult } from './registry.ts';
+import { adapterNameProblem, AdapterRegistry, type AdapterEntry, type ScanResult } from './registry.ts';
 import { SlotPool } from './slot-pool.ts';
 import { AdapterSources, confinePath, sourceOf, type AdapterSource, type DiskStats } from './sources.ts';
 import { SpecCache } from './spec-cache.ts';
@@ -51,6 +51,8 @@ export interface AdapterManagerOptions {
   slotWaitMs?: number;
   /** Folder materialised merges are written to (default: `<os tmpdir>/openlora-<uid>/merges/<base>`, private: adapters/private-dir.ts). */
   mergeDir?: string;
+  /** Materialised merges kept (default: config/schema.ts adapterCache.maxMerges); the least recently used go first. */
+  maxMerges?: number;
   /** Host tier bound: adapters whose validated spec is kept (default: config/schema.ts adapterCache.maxCpuLoras). */
   maxCpuLoras?: number;
   /** Host tier bound: bytes of weights files counted as pre-read into the page cache (default: config/schema.ts adapterCache.maxWarmBytes). */
@@ -120,7 +122,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
       if ((h as AdapterEntry).removed) this.draining.delete(h as AdapterEntry);
       this.gauge();
     };
-    this.merges = new MergeCache(this, info, opts.mergeDir ?? join(privateTmpDir('merges'), safe));
+    this.merges = new MergeCache(this, info, opts.mergeDir ?? join(privateTmpDir('merges'), safe), { maxKept: opts.maxMerges ?? d.maxMerges });
   }
 
   /** Every registered adapter, in registration order, with its current tier. */
@@ -309,6 +311,11 @@ export class AdapterManager implements RuntimeAdapterProvider {
    * @throws AdapterError `adapter_exists` (name taken), `invalid_lora_path`, `invalid_adapter`, download codes.
    */
   async loadRuntime(name: string, location: string): Promise<AdapterInfo> {
+    const problem = adapterNameProblem(name);
+    if (problem) throw new AdapterError(`lora_name: ${problem}`, 'invalid_adapter', { param: 'lora_name' });
+    if (name === this.baseName) {
+      throw new AdapterError(`lora_name '${name}' is the base model's own name: choose another adapter name`, 'adapter_name_conflict', { param: 'lora_name' });
+    }
     if (this.registry.get(name)) {
       throw new AdapterError(`The lora adapter '${name}' has already been loaded.`, 'adapter_exists', { param: 'lora_name' });
     }
@@ -346,6 +353,12 @@ export class AdapterManager implements RuntimeAdapterProvider {
     else if (e.device.slot !== null || e.device.loading) this.draining.add(e);
     this.log.info({ adapter: name, draining: e.device.pins }, 'adapter unregistered');
     return true;
+  }
+
+  /** Whether an unregistered adapter still has requests or a load in flight (its files may still be read). */
+  isDraining(name: string): boolean {
+    for (const e of this.draining) if (e.info.name === name) return true;
+    return false;
   }
 
   /** Counters and current occupancy (a snapshot). */

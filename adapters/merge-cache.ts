@@ -13,8 +13,16 @@
  * CPU, so distinct merges are bounded per base: at most MAX_RUNNING_MERGES compute at once, at most
  * MAX_QUEUED_MERGES wait, and a request for one more distinct merge gets 503 `merges_busy` with
  * Retry-After instead of another thread (requests for a merge already running or queued join it).
+ *
+ * NOTE(why): every distinct weight set is another merge folder (hundreds of MB on a real model),
+ * so a client varying `0.5001`, `0.5002`, ... could fill the disk. At most `maxKept` merges are
+ * kept per base (MAX_KEPT_MERGES, config adapterCache.maxMerges): past it the least recently
+ * acquired is unregistered (its running requests finish) and its folder deleted once nothing
+ * reads it. A merge whose members changed on disk, or whose registration failed, loses its
+ * folder the same way.
  */
 import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModelInfo } from '../native/types.ts';
 import { AdapterError } from './errors.ts';
@@ -32,6 +40,8 @@ export interface MergeHost {
   identity(name: string): Promise<string>;
   /** Forget a synthetic merge whose members changed (running requests finish first). */
   unregister(name: string): boolean;
+  /** Whether an unregistered adapter still has requests or a load in flight (AdapterManager.isDraining). */
+  isDraining(name: string): boolean;
 }
 
 /** How long a merge refused with a 4xx is answered from memory (its members may change on disk). */
@@ -43,10 +53,14 @@ export const MAX_RUNNING_MERGES = 2;
 /** Distinct merges of one base waiting for a turn; one more is refused with `merges_busy`. */
 export const MAX_QUEUED_MERGES = 8;
 
-/** Limits of MergeCache (defaults: MAX_RUNNING_MERGES, MAX_QUEUED_MERGES). */
+/** Materialised merges of one base kept (folders and synthetic adapters); the least recently acquired go first. */
+export const MAX_KEPT_MERGES = 64;
+
+/** Limits of MergeCache (defaults: MAX_RUNNING_MERGES, MAX_QUEUED_MERGES, MAX_KEPT_MERGES). */
 export interface MergeLimits {
   maxRunning?: number;
   maxQueued?: number;
+  maxKept?: number;
 }
 
 /** Single-flight materialisation of merges into synthetic adapters of one base. */
@@ -63,6 +77,13 @@ export class MergeCache {
   private readonly waiting: Array<() => void> = [];
   private readonly maxRunning: number;
   private readonly maxQueued: number;
+  private readonly maxKept: number;
+  /** Merges registered now: name -> folder, least recently acquired first (Map order). */
+  private readonly kept = new Map<string, string>();
+  /** Folders of retired merges whose adapter may still be read: name -> folder. */
+  private readonly retired = new Map<string, string>();
+  /** Merges retired (LRU or stale) so far, for tests and metrics. */
+  evicted = 0;
 
   /**
    * @param host The base's AdapterManager.
@@ -78,6 +99,12 @@ export class MergeCache {
   ) {
     this.maxRunning = limits.maxRunning ?? MAX_RUNNING_MERGES;
     this.maxQueued = limits.maxQueued ?? MAX_QUEUED_MERGES;
+    this.maxKept = limits.maxKept ?? MAX_KEPT_MERGES;
+  }
+
+  /** Merges kept now (registered, with a folder). */
+  get size(): number {
+    return this.kept.size;
   }
 
   /** Synthetic name in use per canonical key (spec without content), to retire the stale one. */
@@ -103,8 +130,9 @@ export class MergeCache {
   async acquire(c: Composition): Promise<AdapterLease> {
     const { name, canonical } = await this.nameOf(c);
     const old = this.current.get(canonical);
-    if (old !== undefined && old !== name) this.host.unregister(old); // built from bytes that are gone
+    if (old !== undefined && old !== name) this.retire(old); // built from bytes that are gone
     this.current.set(canonical, name);
+    this.sweep();
     if (!this.host.get(name)) {
       const failed = this.failures.get(name);
       if (failed && failed.until > Date.now()) {
@@ -131,8 +159,36 @@ export class MergeCache {
         this.inFlight.set(name, p);
       }
       await p;
+      if (!this.host.get(name)) {  // retired (LRU) by another merge before this request got to it
+        throw new AdapterError('The merge was evicted by newer merges before it could run: retry.', 'merges_busy', { retryAfterSeconds: 1 });
+      }
+    }
+    const dir = this.kept.get(name);
+    if (dir !== undefined) {  // most recently used last
+      this.kept.delete(name);
+      this.kept.set(name, dir);
     }
     return this.host.acquire(name);
+  }
+
+  /** Unregister a merge (its running requests finish) and delete its folder once nothing reads it. */
+  private retire(name: string): void {
+    const dir = this.kept.get(name) ?? join(this.dir, name);
+    this.kept.delete(name);
+    for (const [canonical, n] of this.current) if (n === name) this.current.delete(canonical);
+    this.host.unregister(name);
+    this.retired.set(name, dir);
+    this.evicted++;
+    this.sweep();
+  }
+
+  /** Delete the folders of retired merges that nothing reads any more. */
+  private sweep(): void {
+    for (const [name, dir] of this.retired) {
+      if (this.host.isDraining(name) || this.host.get(name)) continue;
+      this.retired.delete(name);
+      void rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
   }
 
   private rememberFailure(name: string, err: unknown): void {
@@ -164,7 +220,17 @@ export class MergeCache {
       const out = join(this.dir, name);
       await materializeMergeOffThread(this.spec(c), this.info, out);
       this.computed++;
-      await this.host.registerSynthetic(name, out);
+      try {
+        await this.host.registerSynthetic(name, out);
+      } catch (err) {
+        await rm(out, { recursive: true, force: true }).catch(() => undefined);  // refused (e.g. non-finite weights): nothing keeps it
+        throw err;
+      }
+      this.kept.set(name, out);
+      for (const oldest of this.kept.keys()) {
+        if (this.kept.size <= this.maxKept) break;
+        if (oldest !== name) this.retire(oldest);
+      }
     } finally {
       // Hand the turn to the oldest waiter (running stays the same), or give it back.
       const next = this.waiting.shift();

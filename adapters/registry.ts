@@ -20,6 +20,15 @@ import type { AdapterInfo, Logger } from './types.ts';
 
 /** Adapter names: no `:`, `@`, `+` or `/`, which the model-name syntax `BASE:A@0.6+B@0.4` uses. */
 export const ADAPTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** Longest adapter name, in characters (names travel in every request's `model` and in metric labels). */
+export const MAX_ADAPTER_NAME_LENGTH = 128;
+
+/** Why `name` cannot name an adapter (ADAPTER_NAME_RE, MAX_ADAPTER_NAME_LENGTH), or null when it can. */
+export function adapterNameProblem(name: string): string | null {
+  if (name.length > MAX_ADAPTER_NAME_LENGTH) return `invalid adapter name (${name.length} characters): at most ${MAX_ADAPTER_NAME_LENGTH}`;
+  if (!ADAPTER_NAME_RE.test(name)) return `invalid adapter name ${JSON.stringify(name)}: must match ${ADAPTER_NAME_RE.source}`;
+  return null;
+}
 
 /** One registered adapter and its tier states. */
 export interface AdapterEntry {
@@ -98,9 +107,8 @@ export class AdapterRegistry {
    *   download codes.
    */
   async registerSource(name: string, source: AdapterSource): Promise<AdapterInfo> {
-    if (!ADAPTER_NAME_RE.test(name)) {
-      throw new AdapterError(`invalid adapter name ${JSON.stringify(name)}: must match ${ADAPTER_NAME_RE.source}`);
-    }
+    const problem = adapterNameProblem(name);
+    if (problem) throw new AdapterError(problem);
     const where = source.kind === 'local' ? source.path : source.kind === 'url' ? source.url : `${source.repo}@${source.revision}`;
     const taken = () => {
       const e = this.entries.get(name);

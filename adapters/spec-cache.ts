@@ -23,10 +23,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
 import { contentHash, fileStamp } from './content-id.ts';
+import { AdapterError } from './errors.ts';
 import type { TierMetrics } from './metrics.ts';
 import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from './peft.ts';
 import type { AdapterSource, AdapterSources } from './sources.ts';
 import type { AdapterInfo } from './types.ts';
+
+/** Fills tried when the adapter's files change while they are read (SpecCache.fill). */
+const FILL_ATTEMPTS = 3;
 
 /** The host tier's state of one adapter (kept on its registry entry). */
 export interface SpecState {
@@ -148,29 +152,48 @@ export class SpecCache {
     await this.sources.ensureLocal(item.source); // re-downloads into the same folder after a disk eviction
     const t0 = performance.now();
     try {
-      const dir = item.parsed.dir;
-      const stamp = await fileStamp(dir);
-      if (stamp !== item.parsedStamp) {
-        // the files changed since the config was parsed: parse it again (400 if now invalid)
-        item.parsed = await parseAdapterDir(dir, this.info);
-        item.parsedStamp = stamp;
-        const cfg = item.parsed.config;
-        Object.assign(item.info, { rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora), targetModules: [...item.parsed.targetKinds] });
+      // NOTE(why): an operator replacing the files (rm + cp, or a rename over them) may do so
+      // between the checks and the read: a fill whose files changed while it ran starts over
+      // (parsing the config again), a file gone at the read is the adapter's 400, never a 500.
+      for (let attempt = 1; ; attempt++) {
+        const spec = await this.fillOnce(item, t0);
+        if (spec) return spec;
+        if (attempt >= FILL_ATTEMPTS) {
+          throw new AdapterError(`${item.parsed.dir}: the adapter's files kept changing while they were read (${FILL_ATTEMPTS} attempts)`);
+        }
       }
-      const spec = await buildLoadSpec(item.parsed, this.info);
-      // NOTE(why): read once so the engine's upload finds the bytes in the OS page cache (see
-      // header); the same bytes give the content identity.
-      const [weights, config] = await Promise.all([readFile(spec.path), readFile(join(dir, 'adapter_config.json'))]);
-      const bytes = weights.length;
-      item.host.identity = { stamp, hash: contentHash(config, weights) };
-      this.metrics.count('host', 'loads');
-      this.metrics.observeLoad('host', (performance.now() - t0) / 1000);
-      if (!item.removed) this.insert(item, spec, bytes);
-      return spec;
     } catch (err) {
       this.metrics.count('host', 'failures');
       throw err;
     }
+  }
+
+  /** One fill: the spec, or null when the files changed while they were read (the caller tries again). */
+  private async fillOnce(item: SpecCacheItem, t0: number): Promise<AdapterLoadSpec | null> {
+    const dir = item.parsed.dir;
+    const stamp = await fileStamp(dir);
+    if (stamp !== item.parsedStamp) {
+      // the files changed since the config was parsed: parse it again (400 if now invalid)
+      item.parsed = await parseAdapterDir(dir, this.info);
+      item.parsedStamp = stamp;
+      const cfg = item.parsed.config;
+      Object.assign(item.info, { rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora), targetModules: [...item.parsed.targetKinds] });
+    }
+    const spec = await buildLoadSpec(item.parsed, this.info);
+    // NOTE(why): read once so the engine's upload finds the bytes in the OS page cache (see
+    // header); the same bytes give the content identity.
+    const read = (path: string) =>
+      readFile(path).catch((err: NodeJS.ErrnoException) => {
+        throw new AdapterError(`${path}: ${err.code === 'ENOENT' ? 'not found' : `cannot read (${err.code ?? String(err)})`}`);
+      });
+    const [weights, config] = await Promise.all([read(spec.path), read(join(dir, 'adapter_config.json'))]);
+    if ((await fileStamp(dir)) !== stamp) return null;  // replaced while read: the bytes may not be the checked ones
+    const bytes = weights.length;
+    item.host.identity = { stamp, hash: contentHash(config, weights) };
+    this.metrics.count('host', 'loads');
+    this.metrics.observeLoad('host', (performance.now() - t0) / 1000);
+    if (!item.removed) this.insert(item, spec, bytes);
+    return spec;
   }
 
   private insert(item: SpecCacheItem, spec: AdapterLoadSpec, bytes: number): void {

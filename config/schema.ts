@@ -33,6 +33,11 @@ export const AdapterCacheSchema = z.strictObject({
   maxDiskBytes: z.number().int().min(1).default(2 * 1024 ** 3),
   /** How long a request waits for a pinned adapter slot before 503 + Retry-After (ms). */
   slotWaitMs: z.number().int().min(0).max(600_000).default(10_000),
+  /**
+   * Materialised merges kept per base model (their folders under `mergeDir` and their synthetic
+   * adapters); past it the least recently used is unregistered and its folder deleted.
+   */
+  maxMerges: z.number().int().min(1).max(100_000).default(64),
 }).transform(({ maxCpuBytes, ...c }) => ({ ...c, maxWarmBytes: c.maxWarmBytes ?? maxCpuBytes ?? 4 * 1024 ** 3 }));
 
 /** Remote adapter sources: http(s) folder URLs and hub ids `org/name[@rev]`. */

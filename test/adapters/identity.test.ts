@@ -3,14 +3,17 @@
  * never the name or path alone: materialised merges after an unload + load of other weights under
  * the same name and path, and host-tier load specs and merges after the files change on disk
  * between evictions. (The engine's prefix cache keys KV blocks by load generation:
- * test/native/paging.test.ts.)
+ * test/native/paging.test.ts.) Files replaced while a load reads them give the adapter's 400,
+ * never a raw error (a 500).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Composition } from '../../adapters/composition.ts';
+import { AdapterError } from '../../adapters/errors.ts';
 import { AdapterManager } from '../../adapters/manager.ts';
 import { readAdapterTensors, type LoraPair } from '../../adapters/merge/tensors.ts';
 import { buildLoadSpec, parseAdapterDir } from '../../adapters/peft.ts';
@@ -89,4 +92,36 @@ test('files rewritten on disk between evictions: the load spec and the merge fol
     await assertMergeOf(m.get(again.name)!.dir, dir, 1);
     await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 3, alpha: 8 });
   }
+});
+
+test('files replaced on disk (rm + cp) while a load reads them: each acquire succeeds or gets the adapter 400, never a raw error', async () => {
+  const dir = join(tmp, 'replaced');
+  await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj', 'v_proj'], dtype: 'F32', seed: 3 });
+  const good = join(tmp, 'replaced-copy.safetensors');
+  await cp(join(dir, 'adapter_model.safetensors'), good);
+  const { m } = manager({ maxCpuLoras: 1 });
+  await m.register('a', dir);
+  await writeRandomAdapter(join(tmp, 'other'), info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 4 });
+  await m.register('b', join(tmp, 'other'));
+  // Another process replaces the weights file in a loop, as an operator's `rm` then `cp` would.
+  const loop = spawn('bash', ['-c', `end=$((SECONDS+3)); while [ $SECONDS -lt $end ]; do rm -f '${dir}/adapter_model.safetensors'; cp '${good}' '${dir}/adapter_model.safetensors'; done`], { stdio: 'ignore' });
+  let running = true;
+  loop.on('exit', () => (running = false));
+  after(() => void loop.kill());
+  let ok = 0;
+  let refused = 0;
+  while (running) {
+    for (const name of ['a', 'b']) {  // b evicts a from the one host-tier entry: a is read again each time
+      try {
+        (await m.acquire(name)).release();
+        ok++;
+      } catch (err) {
+        assert.ok(err instanceof AdapterError, `a raw error escaped: ${String(err)}`);
+        assert.equal(err.code, 'invalid_adapter');
+        assert.match(err.message, /replaced|adapter_model\.safetensors|adapter_config\.json|kept changing/);
+        refused++;
+      }
+    }
+  }
+  assert.ok(ok > 0, `some loads succeeded (${ok} ok, ${refused} refused)`);
 });

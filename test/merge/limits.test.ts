@@ -2,9 +2,10 @@
  * MergeCache bounds distinct merge computations per base (adapters/merge-cache.ts): at most
  * maxRunning compute, at most maxQueued wait, one more distinct merge gets 503-class
  * `merges_busy` with a retry hint; requests for a merge already running join it; the queue drains.
+ * It also keeps at most maxKept merges: the least recently acquired is unregistered and its folder deleted.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,12 +20,14 @@ before(async () => void (tmp = await mkdtemp(join(tmpdir(), 'openlora-merge-limi
 after(async () => rm(tmp, { recursive: true, force: true }));
 
 /** A host that knows the demo's adapters by folder and records what it registers. */
-function fakeHost(): MergeHost & { registered: string[] } {
+function fakeHost(): MergeHost & { registered: string[]; draining: Set<string> } {
   const known = new Map<string, AdapterInfo>();
   for (const n of ['whisper', 'romeo']) known.set(n, { name: n, dir: join(EXAMPLES, n) } as AdapterInfo);
   const registered: string[] = [];
+  const draining = new Set<string>();
   return {
     registered,
+    draining,
     get: (name) => known.get(name),
     async registerSynthetic(name, dir) {
       registered.push(name);
@@ -35,6 +38,7 @@ function fakeHost(): MergeHost & { registered: string[] } {
     acquire: async (name) => ({ name, release() {} }) as unknown as AdapterLease,
     identity: async (name) => `id-of-${name}`,
     unregister: (name) => known.delete(name),
+    isDraining: (name) => draining.has(name),
   };
 }
 
@@ -69,4 +73,31 @@ test('one running, one queued: the third distinct merge is refused with merges_b
   // The queue drained: the refused merge now computes.
   await cache.acquire(linear(0.5));
   assert.equal(cache.computed, 3);
+});
+
+test('at most maxKept merges are kept: the least recently acquired is unregistered and its folder deleted (after its requests end)', async () => {
+  const host = fakeHost();
+  const dir = join(tmp, 'kept');
+  const cache = new MergeCache(host, tinyInfo(), dir, { maxKept: 2 });
+  const a = (await cache.nameOf(linear(0.1))).name;
+  const b = (await cache.nameOf(linear(0.2))).name;
+  const c = (await cache.nameOf(linear(0.3))).name;
+  await cache.acquire(linear(0.1));
+  await cache.acquire(linear(0.2));
+  await cache.acquire(linear(0.1)); // a is now the most recently used: b goes first
+  host.draining.add(b); // b still has a request running: its folder must stay until it ends
+  await cache.acquire(linear(0.3));
+  assert.equal(cache.size, 2);
+  assert.equal(cache.evicted, 1);
+  assert.ok(host.get(a) && host.get(c) && !host.get(b), 'b unregistered, a and c kept');
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual((await readdir(dir)).sort(), [a, b, c].sort(), 'b is still read: its folder stays');
+  host.draining.delete(b);
+  await cache.acquire(linear(0.3)); // any later acquire sweeps the retired folders
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual((await readdir(dir)).sort(), [a, c].sort());
+  // A retired merge asked for again is computed again.
+  await cache.acquire(linear(0.2));
+  assert.equal(cache.computed, 4);
+  assert.equal(cache.size, 2);
 });
