@@ -7,6 +7,15 @@
 import type { Response } from 'express';
 import { toOpenAIError } from './errors.ts';
 
+/**
+ * Bytes a stream may have written that its client has not read yet (the response's and the
+ * socket's buffers together); past it the client is cut as not reading.
+ * NOTE(why): the engine does not wait for a slow reader, so a client that opens streams and never
+ * reads them (n and top_logprobs multiply the bytes) would make the server hold every chunk.
+ * 16 MiB is minutes of tokens for any reader that reads at all.
+ */
+export const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
+
 /** Writes one SSE response. */
 export class SseWriter {
   private started = false;
@@ -18,7 +27,18 @@ export class SseWriter {
     this.res.uncork();
   };
 
-  constructor(private readonly res: Response) {}
+  /** Set when the client was cut for not reading (MAX_UNSENT_BYTES). */
+  overflowed = false;
+
+  /**
+   * @param res The response to stream into.
+   * @param maxUnsentBytes Unread bytes past which the response is destroyed (its `close` then
+   *   cancels the generation, as a disconnect does).
+   */
+  constructor(
+    private readonly res: Response,
+    private readonly maxUnsentBytes = MAX_UNSENT_BYTES,
+  ) {}
 
   /** Whether the client is gone or the stream ended. */
   get closed(): boolean {
@@ -67,6 +87,11 @@ export class SseWriter {
     this.res.write(text);
     // compression middleware adds flush(); without it each write goes out at once.
     (this.res as unknown as { flush?: () => void }).flush?.();
+    if (this.res.writableLength > this.maxUnsentBytes) {
+      this.overflowed = true;
+      this.res.locals.cutReason = `the client left ${this.res.writableLength} bytes of its stream unread (limit ${this.maxUnsentBytes})`;
+      this.res.destroy();
+    }
   }
 
   /** Send `[DONE]` and end the response. */

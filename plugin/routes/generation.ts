@@ -259,7 +259,8 @@ export async function runGeneration(
     });
     const untrack = ctx.track(gen);
     watch.onGone(() => {
-      log.debug({ url: req.originalUrl }, 'client disconnected; cancelling');
+      if (watch.cutReason) log.warn({ url: req.originalUrl }, `stream cut: ${watch.cutReason}; cancelling`);
+      else log.debug({ url: req.originalUrl }, 'client disconnected; cancelling');
       gen.abort();
     });
     return { gen, done: untrack };
@@ -306,14 +307,16 @@ export async function inTurn<T>(prepare: () => T): Promise<T> {
 
 /** Whether the client went away before the response finished, and a hook for when it does. */
 export interface DisconnectWatch {
-  readonly gone: boolean;
+  gone: boolean;
   onGone(cb: () => void): void;
+  /** Why the server cut the connection itself (SseWriter: a client not reading), if it did. */
+  cutReason?: string;
 }
 
 /** Watch `res` for a premature close (registered early: the client may leave while an adapter loads). */
 export function watchDisconnect(res: Response): DisconnectWatch {
   const callbacks: Array<() => void> = [];
-  const watch = {
+  const watch: DisconnectWatch = {
     gone: false,
     onGone(cb: () => void) {
       if (watch.gone) cb();
@@ -323,6 +326,7 @@ export function watchDisconnect(res: Response): DisconnectWatch {
   res.on('close', () => {
     if (res.writableFinished) return;
     watch.gone = true;
+    if (typeof res.locals.cutReason === 'string') watch.cutReason = res.locals.cutReason;  // set by SseWriter
     for (const cb of callbacks.splice(0)) cb();
   });
   return watch;

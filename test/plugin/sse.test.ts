@@ -1,12 +1,13 @@
 /**
  * SseWriter (plugin/sse.ts) on a real socket: chunks written by several callbacks of one
  * event-loop turn leave in one socket write, each event stays intact and in order, and a kept-alive connection serves the next
- * request normally after a stream ended (the writer never leaves the socket corked).
+ * request normally after a stream ended (the writer never leaves the socket corked), and a
+ * client that never reads its stream is cut once its unread bytes pass the limit.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import express from 'express';
 
@@ -15,6 +16,7 @@ import { SseWriter } from '../../plugin/sse.ts';
 let server: http.Server;
 let base: string;
 let burstWrites = -1; // socket writes (_write/_writev calls) the last /burst response made
+let flood: { written: number; overflowed: boolean; cutReason: unknown } | undefined; // how /flood ended
 
 before(async () => {
   const app = express();
@@ -53,6 +55,22 @@ before(async () => {
       sse.send({ i: 5 });
       sse.done();
     };
+  });
+  app.get('/flood', (_req, res) => {
+    // A stream that keeps writing (the engine does not wait for readers) to a client that never reads.
+    const sse = new SseWriter(res, 256 * 1024);
+    const chunk = { text: 'x'.repeat(1000) };
+    let written = 0;
+    const more = () => {
+      if (sse.closed || written > 512 * 1024 * 1024) {
+        flood = { written, overflowed: sse.overflowed, cutReason: res.locals.cutReason };
+        return;
+      }
+      for (let i = 0; i < 64; i++) sse.send(chunk);
+      written += 64 * 1000;
+      setImmediate(more);
+    };
+    more();
   });
   app.get('/fail', (_req, res) => {
     const sse = new SseWriter(res);
@@ -105,4 +123,19 @@ test('events of one turn share a socket write; order and framing are kept; the k
   } finally {
     agent.destroy();
   }
+});
+
+test('a client that never reads its stream is cut past maxUnsentBytes (the server stops holding its chunks)', async () => {
+  const { port } = server.address() as AddressInfo;
+  const sock = net.connect(port, '127.0.0.1');
+  await once(sock, 'connect');
+  sock.pause(); // never read
+  sock.write('GET /flood HTTP/1.1\r\nHost: x\r\n\r\n');
+  const t0 = Date.now();
+  while (!flood && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 20));
+  sock.destroy();
+  assert.ok(flood, 'the flood route ended');
+  assert.equal(flood.overflowed, true, `cut after ${flood.written} bytes`);
+  assert.match(String(flood.cutReason), /unread \(limit 262144\)/);
+  assert.ok(flood.written < 256 * 1024 * 1024, `written ${flood.written}`);
 });
