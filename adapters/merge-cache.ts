@@ -82,6 +82,8 @@ export class MergeCache {
   private readonly kept = new Map<string, string>();
   /** Folders of retired merges whose adapter may still be read: name -> folder. */
   private readonly retired = new Map<string, string>();
+  /** Deletions of retired folders in progress (a merge built again under its name waits for its own). */
+  private readonly deleting = new Map<string, Promise<void>>();
   /** Merges retired (LRU or stale) so far, for tests and metrics. */
   evicted = 0;
 
@@ -187,7 +189,12 @@ export class MergeCache {
     for (const [name, dir] of this.retired) {
       if (this.host.isDraining(name) || this.host.get(name)) continue;
       this.retired.delete(name);
-      void rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      const done = rm(dir, { recursive: true, force: true })
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.deleting.get(name) === done) this.deleting.delete(name);
+        });
+      this.deleting.set(name, done);
     }
   }
 
@@ -218,6 +225,9 @@ export class MergeCache {
     else this.running++;
     try {
       const out = join(this.dir, name);
+      // Built again after it was retired: its old folder is not deleted under the new one.
+      this.retired.delete(name);
+      await this.deleting.get(name);
       await materializeMergeOffThread(this.spec(c), this.info, out);
       this.computed++;
       try {
