@@ -282,7 +282,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
 
   /** Register a materialised merge: like `register`, but flagged synthetic (not listed in /v1/models). */
   async registerSynthetic(name: string, dir: string): Promise<AdapterInfo> {
-    const info = await this.register(name, dir);
+    const info = await this.registry.registerSource(name, { kind: 'local', path: resolve(dir) }, true);
     info.synthetic = true;
     return info;
   }

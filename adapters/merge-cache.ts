@@ -26,6 +26,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModelInfo } from '../native/types.ts';
 import { AdapterError } from './errors.ts';
+import { MERGE_NAME_PREFIX } from './registry.ts';
 import type { Composition } from './composition.ts';
 import { canonicalMergeKey, type MergeSpec } from './merge/materialize.ts';
 import { materializeMergeOffThread } from './merge/off-thread.ts';
@@ -120,7 +121,7 @@ export class MergeCache {
   async nameOf(c: Composition): Promise<{ name: string; canonical: string }> {
     const ids = await Promise.all(c.members.map((m) => this.host.identity(m.name))); // 404 for an unknown member
     const canonical = canonicalMergeKey(this.spec(c));
-    const name = 'merge-' + createHash('sha256').update(`${canonical}\n${ids.join(',')}`).digest('hex').slice(0, 16);
+    const name = MERGE_NAME_PREFIX + createHash('sha256').update(`${canonical}\n${ids.join(',')}`).digest('hex').slice(0, 16);
     return { name, canonical };
   }
 
@@ -135,7 +136,11 @@ export class MergeCache {
     if (old !== undefined && old !== name) this.retire(old); // built from bytes that are gone
     this.current.set(canonical, name);
     this.sweep();
-    if (!this.host.get(name)) {
+    const held = this.host.get(name);
+    if (held && !held.synthetic) {  // cannot happen: the merge- prefix is reserved (registry.ts); never serve other weights as the merge
+      throw new AdapterError(`adapter ${name} is not the materialised merge of this composition`, 'adapter_name_conflict');
+    }
+    if (!held) {
       const failed = this.failures.get(name);
       if (failed && failed.until > Date.now()) {
         this.refusedFromMemory++;
@@ -228,7 +233,12 @@ export class MergeCache {
       // Built again after it was retired: its old folder is not deleted under the new one.
       this.retired.delete(name);
       await this.deleting.get(name);
-      await materializeMergeOffThread(this.spec(c), this.info, out);
+      try {
+        await materializeMergeOffThread(this.spec(c), this.info, out);
+      } catch (err) {
+        await rm(out, { recursive: true, force: true }).catch(() => undefined);  // a failed merge leaves no folder
+        throw err;
+      }
       this.computed++;
       try {
         await this.host.registerSynthetic(name, out);

@@ -23,10 +23,19 @@ export const ADAPTER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** Longest adapter name, in characters (names travel in every request's `model` and in metric labels). */
 export const MAX_ADAPTER_NAME_LENGTH = 128;
 
-/** Why `name` cannot name an adapter (ADAPTER_NAME_RE, MAX_ADAPTER_NAME_LENGTH), or null when it can. */
-export function adapterNameProblem(name: string): string | null {
+/** Names of materialised merges (adapters/merge-cache.ts): reserved, no other adapter may take one. */
+export const MERGE_NAME_PREFIX = 'merge-';
+
+/**
+ * Why `name` cannot name an adapter (ADAPTER_NAME_RE, MAX_ADAPTER_NAME_LENGTH; MERGE_NAME_PREFIX
+ * only for a synthetic merge), or null when it can.
+ */
+export function adapterNameProblem(name: string, synthetic = false): string | null {
   if (name.length > MAX_ADAPTER_NAME_LENGTH) return `invalid adapter name (${name.length} characters): at most ${MAX_ADAPTER_NAME_LENGTH}`;
   if (!ADAPTER_NAME_RE.test(name)) return `invalid adapter name ${JSON.stringify(name)}: must match ${ADAPTER_NAME_RE.source}`;
+  if (!synthetic && name.startsWith(MERGE_NAME_PREFIX)) {
+    return `invalid adapter name ${JSON.stringify(name)}: names starting with "${MERGE_NAME_PREFIX}" are reserved for materialised merges`;
+  }
   return null;
 }
 
@@ -102,12 +111,13 @@ export class AdapterRegistry {
    * Register an adapter from any source: a local folder, an http(s) folder URL or a hub id
    * (downloaded now into the disk tier, so its config can be validated). Registering the same
    * name from the same place again returns the existing info.
+   * @param synthetic A materialised merge (adapters/merge-cache.ts): the one kind that may take a `merge-` name.
    * @throws AdapterError `invalid_adapter` for an invalid name or adapter config (naming the
    *   file and field), `adapter_name_conflict` for a name already taken by another source,
    *   download codes.
    */
-  async registerSource(name: string, source: AdapterSource): Promise<AdapterInfo> {
-    const problem = adapterNameProblem(name);
+  async registerSource(name: string, source: AdapterSource, synthetic = false): Promise<AdapterInfo> {
+    const problem = adapterNameProblem(name, synthetic);
     if (problem) throw new AdapterError(problem);
     const where = source.kind === 'local' ? source.path : source.kind === 'url' ? source.url : `${source.repo}@${source.revision}`;
     const taken = () => {

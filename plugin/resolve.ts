@@ -90,6 +90,15 @@ export function parseMerge(s: string): AdapterWeight[] | undefined {
 }
 
 /**
+ * Whether `provider` serves adapter `name` to clients: registered and not a materialised merge
+ * (`merge-<hash>`, synthetic: reached only through its composition, never named directly).
+ */
+function serves(provider: AdapterProvider, name: string): boolean {
+  const a = provider.get(name);
+  return a !== undefined && !a.synthetic;
+}
+
+/**
  * The error for an adapter `name` that `provider` does not serve: the scan's refusal (400 with
  * the reason: DoRA, modules_to_save, bad JSON, ...) when it found and refused the folder, else
  * a 404.
@@ -124,16 +133,16 @@ export function parseModelName(
     const members = parseMerge(rest);
     if (members) {
       for (const m of members) {
-        if (!provider.get(m.name)) throw missingAdapter(provider, model, m.name, `Base model \`${base}\` has no adapter \`${m.name}\`.`);
+        if (!serves(provider, m.name)) throw missingAdapter(provider, model, m.name, `Base model \`${base}\` has no adapter \`${m.name}\`.`);
       }
       return { base, members };
     }
-    if (!provider.get(rest)) throw missingAdapter(provider, model, rest, `Base model \`${base}\` has no adapter \`${rest}\`.`);
+    if (!serves(provider, rest)) throw missingAdapter(provider, model, rest, `Base model \`${base}\` has no adapter \`${rest}\`.`);
     return { base, adapter: rest };
   }
 
   // ADAPTER alias.
-  const owners = [...bases].filter(([, p]) => p.get(model) !== undefined).map(([b]) => b);
+  const owners = [...bases].filter(([, p]) => serves(p, model)).map(([b]) => b);
   if (owners.length === 1) return { base: owners[0]!, adapter: model };
   if (owners.length > 1) {
     throw new InvalidRequestError(
@@ -159,7 +168,7 @@ function bodyMembers(base: string, members: AdapterWeight[], provider: AdapterPr
         `adapters[${i}].name`,
       );
     }
-    if (!provider.get(name)) throw missingAdapter(provider, `${base}:${name}`, name, `Base model \`${base}\` has no adapter \`${name}\` (adapters[${i}]).`, `adapters[${i}].name`);
+    if (!serves(provider, name)) throw missingAdapter(provider, `${base}:${name}`, name, `Base model \`${base}\` has no adapter \`${name}\` (adapters[${i}]).`, `adapters[${i}].name`);
     return { name, weight: m.weight };
   });
 }

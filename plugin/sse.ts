@@ -16,6 +16,27 @@ import { toOpenAIError } from './errors.ts';
  */
 export const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 
+/**
+ * A client with more than STALL_BYTES unsent whose socket accepts no byte for STALL_MS is cut
+ * too (checked every STALL_CHECK_MS, also after the stream ended).
+ * NOTE(why): MAX_UNSENT_BYTES alone bounds one stream, not their number: a demo stream of n 16
+ * with top_logprobs stays under it (~12 MB), and 60 such clients that never read held 1.2 GB.
+ * A reader that reads at all moves the socket within seconds.
+ */
+export const STALL_BYTES = 256 * 1024;
+export const STALL_MS = 30_000;
+const STALL_CHECK_MS = 1_000;
+
+/** Limits of one SseWriter (tests shorten them). */
+export interface SseLimits {
+  /** Unread bytes past which the response is destroyed at once (default MAX_UNSENT_BYTES). */
+  maxUnsentBytes?: number;
+  /** Unsent bytes past which a socket that accepts nothing for stallMs is cut (default STALL_BYTES). */
+  stallBytes?: number;
+  /** How long such a socket may accept nothing (ms, default STALL_MS). */
+  stallMs?: number;
+}
+
 /** Writes one SSE response. */
 export class SseWriter {
   private started = false;
@@ -27,18 +48,61 @@ export class SseWriter {
     this.res.uncork();
   };
 
-  /** Set when the client was cut for not reading (MAX_UNSENT_BYTES). */
+  /** Set when the client was cut for not reading (SseLimits). */
   overflowed = false;
+  private readonly maxUnsentBytes: number;
+  private readonly stallBytes: number;
+  private readonly stallMs: number;
+  /** The stall check while more than stallBytes are unsent: the socket's bytesWritten and when it last moved. */
+  private stall: { timer: NodeJS.Timeout; written: number; since: number } | undefined;
 
   /**
    * @param res The response to stream into.
-   * @param maxUnsentBytes Unread bytes past which the response is destroyed (its `close` then
-   *   cancels the generation, as a disconnect does).
+   * @param limits When a client that does not read is cut: destroying the response, whose
+   *   `close` cancels the generation as a disconnect does (SseLimits).
    */
   constructor(
     private readonly res: Response,
-    private readonly maxUnsentBytes = MAX_UNSENT_BYTES,
-  ) {}
+    limits: SseLimits = {},
+  ) {
+    this.maxUnsentBytes = limits.maxUnsentBytes ?? MAX_UNSENT_BYTES;
+    this.stallBytes = limits.stallBytes ?? STALL_BYTES;
+    this.stallMs = limits.stallMs ?? STALL_MS;
+  }
+
+  /** Destroy the response of a client that does not read; `reason` reaches the log (DisconnectWatch.cutReason). */
+  private cut(reason: string): void {
+    this.overflowed = true;
+    this.res.locals.cutReason = reason;
+    this.stopStallCheck();
+    this.res.destroy();
+  }
+
+  private stopStallCheck(): void {
+    if (this.stall) clearInterval(this.stall.timer);
+    this.stall = undefined;
+  }
+
+  /** Starts the stall check when more than stallBytes are unsent (it stops itself once they drain). */
+  private watchStall(): void {
+    if (this.stall || this.res.writableLength <= this.stallBytes) return;
+    const written = () => this.res.socket?.bytesWritten ?? 0;
+    const timer = setInterval(() => {
+      const st = this.stall;
+      if (!st) return;
+      if (this.res.destroyed || this.res.writableFinished || this.res.writableLength <= this.stallBytes) return this.stopStallCheck();
+      const now = Date.now();
+      if (written() !== st.written) {
+        st.written = written();
+        st.since = now;
+      } else if (now - st.since >= this.stallMs) {
+        this.cut(`the client read none of its stream's last ${this.res.writableLength} unsent bytes for ${this.stallMs} ms`);
+      }
+    }, Math.min(STALL_CHECK_MS, this.stallMs));
+    timer.unref();
+    this.stall = { timer, written: written(), since: Date.now() };
+    this.res.once('close', () => this.stopStallCheck());
+  }
 
   /** Whether the client is gone or the stream ended. */
   get closed(): boolean {
@@ -88,9 +152,9 @@ export class SseWriter {
     // compression middleware adds flush(); without it each write goes out at once.
     (this.res as unknown as { flush?: () => void }).flush?.();
     if (this.res.writableLength > this.maxUnsentBytes) {
-      this.overflowed = true;
-      this.res.locals.cutReason = `the client left ${this.res.writableLength} bytes of its stream unread (limit ${this.maxUnsentBytes})`;
-      this.res.destroy();
+      this.cut(`the client left ${this.res.writableLength} bytes of its stream unread (limit ${this.maxUnsentBytes})`);
+    } else {
+      this.watchStall();
     }
   }
 

@@ -57,7 +57,8 @@ export function unloadLoraAdapter(ctx: RouteContext) {
     const name = body.lora_name;
     if (typeof name !== 'string' || !name) throw new InvalidRequestError("'lora_name' needs to be provided to unload a LoRA adapter.", 'lora_name');
     const { base, provider } = await providerFor(ctx, body);
-    if (!provider.unregister(name)) {
+    // A materialised merge (synthetic) is the merge cache's to retire, not a client's adapter.
+    if (provider.get?.(name)?.synthetic || !provider.unregister(name)) {
       throw new OpenLoraError(404, `The lora adapter '${name}' cannot be found.`, 'invalid_request_error', 'lora_name', 'model_not_found');
     }
     ctx.logger.info({ model: base, adapter: name }, 'runtime adapter unloaded');

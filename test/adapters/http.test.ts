@@ -202,11 +202,12 @@ describe('adapter lifecycle over HTTP', { skip: built ? false : 'native addon no
       assert.match(r.body.error.message, re, p);
     }
     assert.equal(mgr(main).get('evil'), undefined);
-    // A bad lora_name is the lora_name's 400 (not the path's); the base's own name is a 409 conflict.
+    // A bad lora_name is the lora_name's 400 (not the path's; merge- names are the merge cache's); the base's own name is a 409 conflict.
     for (const [name, status, re] of [
       ['bad name', 400, /lora_name: invalid adapter name "bad name"/],
       ['a+b', 400, /lora_name: invalid adapter name "a\+b"/],
       ['x'.repeat(5000), 400, /lora_name: invalid adapter name \(5000 characters\): at most 128/],
+      ['merge-bdc7d5386229e3fd', 400, /reserved for materialised merges/],
       ['tiny-shakespeare', 409, /the base model's own name/],
     ] as const) {
       const r = await postJson(main.url, '/load_lora_adapter', { lora_name: name, lora_path: join(rt, 'fresh') });

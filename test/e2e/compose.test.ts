@@ -154,6 +154,13 @@ test('materialised merges over HTTP equal the same merge applied offline and loa
   }
   // One merge computation per canonical spec, however many requests used it.
   assert.equal(adapters.merges.computed, merges.length);
+  // The synthetic merge adapters are reached through their composition only: naming one is a 404.
+  const hidden = adapters.list().filter((a) => a.synthetic).map((a) => a.name);
+  assert.equal(hidden.length, merges.length);
+  const direct = await complete(ref.prompts[0]!, { model: `${BASE}:${hidden[0]}` }, 4);
+  assert.equal(direct.status, 404, JSON.stringify(direct.body));
+  const alias = await complete(ref.prompts[0]!, { model: hidden[0] }, 4);
+  assert.equal(alias.status, 404, JSON.stringify(alias.body));
 });
 
 test('a merge refused as a client error (unequal ranks) is remembered: the repeat gets the same 400 without a new computation', async () => {

@@ -31,7 +31,7 @@ function fakeHost(): MergeHost & { registered: string[]; draining: Set<string> }
     get: (name) => known.get(name),
     async registerSynthetic(name, dir) {
       registered.push(name);
-      const info = { name, dir } as AdapterInfo;
+      const info = { name, dir, synthetic: true } as AdapterInfo;
       known.set(name, info);
       return info;
     },

@@ -17,6 +17,7 @@ let server: http.Server;
 let base: string;
 let burstWrites = -1; // socket writes (_write/_writev calls) the last /burst response made
 let flood: { written: number; overflowed: boolean; cutReason: unknown } | undefined; // how /flood ended
+let stall: { overflowed: boolean; cutReason: unknown } | undefined; // how /stall ended
 
 before(async () => {
   const app = express();
@@ -58,7 +59,7 @@ before(async () => {
   });
   app.get('/flood', (_req, res) => {
     // A stream that keeps writing (the engine does not wait for readers) to a client that never reads.
-    const sse = new SseWriter(res, 256 * 1024);
+    const sse = new SseWriter(res, { maxUnsentBytes: 256 * 1024 });
     const chunk = { text: 'x'.repeat(1000) };
     let written = 0;
     const more = () => {
@@ -71,6 +72,14 @@ before(async () => {
       setImmediate(more);
     };
     more();
+  });
+  app.get('/stall', (_req, res) => {
+    // A finished stream (~24 MB, more than the socket buffers hold) whose client never reads.
+    const sse = new SseWriter(res, { maxUnsentBytes: 1024 ** 3, stallBytes: 64 * 1024, stallMs: 300 });
+    const chunk = { text: 'x'.repeat(1000) };
+    for (let i = 0; i < 24_000; i++) sse.send(chunk);
+    sse.done();
+    res.on('close', () => (stall = { overflowed: sse.overflowed, cutReason: res.locals.cutReason }));
   });
   app.get('/fail', (_req, res) => {
     const sse = new SseWriter(res);
@@ -138,4 +147,18 @@ test('a client that never reads its stream is cut past maxUnsentBytes (the serve
   assert.equal(flood.overflowed, true, `cut after ${flood.written} bytes`);
   assert.match(String(flood.cutReason), /unread \(limit 262144\)/);
   assert.ok(flood.written < 256 * 1024 * 1024, `written ${flood.written}`);
+});
+
+test('a client that reads nothing of a stream for stallMs is cut, even under maxUnsentBytes and after the stream ended', async () => {
+  const { port } = server.address() as AddressInfo;
+  const sock = net.connect(port, '127.0.0.1');
+  await once(sock, 'connect');
+  sock.pause(); // never read
+  sock.write('GET /stall HTTP/1.1\r\nHost: x\r\n\r\n');
+  const t0 = Date.now();
+  while (!stall && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 20));
+  sock.destroy();
+  assert.ok(stall, 'the server closed the stalled response');
+  assert.equal(stall.overflowed, true);
+  assert.match(String(stall.cutReason), /read none of its stream's last \d+ unsent bytes for 300 ms/);
 });
