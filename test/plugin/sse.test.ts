@@ -134,15 +134,20 @@ test('events of one turn share a socket write; order and framing are kept; the k
   }
 });
 
-test('a client that never reads its stream is cut past maxUnsentBytes (the server stops holding its chunks)', async () => {
+/** GET `path` on a raw socket that never reads its response, until `ended()` (at most 20 s). */
+async function requestNeverRead(path: string, ended: () => boolean): Promise<void> {
   const { port } = server.address() as AddressInfo;
   const sock = net.connect(port, '127.0.0.1');
   await once(sock, 'connect');
-  sock.pause(); // never read
-  sock.write('GET /flood HTTP/1.1\r\nHost: x\r\n\r\n');
+  sock.pause();
+  sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
   const t0 = Date.now();
-  while (!flood && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 20));
+  while (!ended() && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 20));
   sock.destroy();
+}
+
+test('a client that never reads its stream is cut past maxUnsentBytes (the server stops holding its chunks)', async () => {
+  await requestNeverRead('/flood', () => flood !== undefined);
   assert.ok(flood, 'the flood route ended');
   assert.equal(flood.overflowed, true, `cut after ${flood.written} bytes`);
   assert.match(String(flood.cutReason), /unread \(limit 262144\)/);
@@ -150,14 +155,7 @@ test('a client that never reads its stream is cut past maxUnsentBytes (the serve
 });
 
 test('a client that reads nothing of a stream for stallMs is cut, even under maxUnsentBytes and after the stream ended', async () => {
-  const { port } = server.address() as AddressInfo;
-  const sock = net.connect(port, '127.0.0.1');
-  await once(sock, 'connect');
-  sock.pause(); // never read
-  sock.write('GET /stall HTTP/1.1\r\nHost: x\r\n\r\n');
-  const t0 = Date.now();
-  while (!stall && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 20));
-  sock.destroy();
+  await requestNeverRead('/stall', () => stall !== undefined);
   assert.ok(stall, 'the server closed the stalled response');
   assert.equal(stall.overflowed, true);
   assert.match(String(stall.cutReason), /read none of its stream's last \d+ unsent bytes for 300 ms/);
