@@ -220,15 +220,15 @@ export function resolveComposition(spec: ModelSpec, body: CompositionBody, provi
     }
     composition = { members, merge };
   }
-  for (const m of composition.members) {
+  composition.members.forEach((m, i) => {
     // The engine needs w * scaling finite; no sensible composition weighs an adapter beyond this.
     if (!(Math.abs(m.weight) <= MAX_ADAPTER_WEIGHT)) {
       throw new InvalidRequestError(
         `Adapter weight ${m.weight} for \`${m.name}\` is out of range; weights must be within ±${MAX_ADAPTER_WEIGHT}.`,
-        hasBodyAdapters ? 'adapters' : 'model',
+        hasBodyAdapters ? `adapters[${i}].weight` : 'model',
       );
     }
-  }
+  });
   // Applied per step, a composition needs one slot per distinct adapter; more than the engine has
   // can never run: refuse it now, not after a wait (a materialised merge uses one slot).
   if (ON_THE_FLY_STRATEGIES.has(composition.merge.strategy)) {

@@ -40,6 +40,9 @@ export function loadLoraAdapter(ctx: RouteContext) {
   return async function loadLoraAdapterHandler(req: Request, res: Response): Promise<void> {
     const body = bodyOf(req);
     const { lora_name: name, lora_path: path } = body;
+    for (const [field, v] of [['lora_name', name], ['lora_path', path]] as const) {
+      if (v !== undefined && v !== null && typeof v !== 'string') throw new InvalidRequestError(`'${field}' must be a string, got ${typeof v}.`, field);
+    }
     if (typeof name !== 'string' || typeof path !== 'string' || !name || !path) {
       throw new InvalidRequestError("Both 'lora_name' and 'lora_path' must be provided.", typeof name === 'string' && name ? 'lora_path' : 'lora_name');
     }

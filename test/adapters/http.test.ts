@@ -215,6 +215,10 @@ describe('adapter lifecycle over HTTP', { skip: built ? false : 'native addon no
       assert.equal(r.body.error.param, 'lora_name', name.slice(0, 20));
       assert.match(r.body.error.message, re);
     }
+    const typed = await postJson(main.url, '/load_lora_adapter', { lora_name: 123, lora_path: join(rt, 'fresh') });
+    assert.equal(typed.status, 400);
+    assert.equal(typed.body.error.param, 'lora_name');
+    assert.match(typed.body.error.message, /'lora_name' must be a string, got number/);
     const missing = await postJson(main.url, '/load_lora_adapter', { lora_name: 'x' });
     assert.equal(missing.status, 400);
     assert.match(missing.body.error.message, /Both 'lora_name' and 'lora_path' must be provided/);

@@ -55,6 +55,7 @@ const cases: Array<[string, string, unknown, number, RegExp, string | null]> = [
   ['adapter refused at start-up: pickle only', '/chat/completions', chat({ model: 'tiny-shakespeare', adapters: [{ name: 'pickle-only', weight: 1 }] }), 400, /pickle/, 'model'],
   ['adapter refused at start-up: added vocabulary', '/chat/completions', chat({ model: 'tiny-shakespeare:adds-tokens@0.5+romeo@0.5' }), 400, /beyond the base vocabulary/, 'model'],
   ['more distinct adapters than slots', '/chat/completions', chat({ model: 'tiny-shakespeare:shout@0.25+whisper@0.25+romeo@0.25+rs@0.25' }), 400, /4 distinct adapters .* 3 adapter slots/, 'model'],
+  ['a composition weight out of range', '/chat/completions', chat({ model: 'tiny-shakespeare', adapters: [{ name: 'shout', weight: 0.5 }, { name: 'romeo', weight: 1e38 }] }), 400, /out of range; weights must be within ±1000/, 'adapters[1].weight'],
   ['token id out of range', '/completions', { model: 'tiny-shakespeare', prompt: [1, 2, 99999], max_tokens: 2 }, 400, /prompt/, 'prompt'],
   ['a schema nested 3000 levels', '/chat/completions', chat({ response_format: { type: 'json_schema', json_schema: { name: 'd', schema: deep(3000) } } }), 400, /levels/, 'response_format.json_schema.schema'],
   ['a guided_json text nested 3000 levels', '/completions', { model: 'tiny-shakespeare', prompt: 'x', max_tokens: 2, guided_json: JSON.stringify(deep(3000)) }, 400, /levels/, 'guided_json'],
