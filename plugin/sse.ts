@@ -53,7 +53,7 @@ export class SseWriter {
   private readonly maxUnsentBytes: number;
   private readonly stallBytes: number;
   private readonly stallMs: number;
-  /** The stall check while more than stallBytes are unsent: the socket's bytesWritten and when it last moved. */
+  /** The stall check while more than stallBytes are unsent: the bytes the kernel took and when that last moved. */
   private stall: { timer: NodeJS.Timeout; written: number; since: number } | undefined;
 
   /**
@@ -86,7 +86,8 @@ export class SseWriter {
   /** Starts the stall check when more than stallBytes are unsent (it stops itself once they drain). */
   private watchStall(): void {
     if (this.stall || this.res.writableLength <= this.stallBytes) return;
-    const written = () => this.res.socket?.bytesWritten ?? 0;
+    // Bytes the kernel took: net.Socket's bytesWritten also counts what still waits in its buffer.
+    const written = () => (this.res.socket ? this.res.socket.bytesWritten - this.res.socket.writableLength : 0);
     const timer = setInterval(() => {
       const st = this.stall;
       if (!st) return;

@@ -18,6 +18,7 @@ let base: string;
 let burstWrites = -1; // socket writes (_write/_writev calls) the last /burst response made
 let flood: { written: number; overflowed: boolean; cutReason: unknown } | undefined; // how /flood ended
 let stall: { overflowed: boolean; cutReason: unknown } | undefined; // how /stall ended
+let trickle: { overflowed: boolean; cutReason: unknown } | undefined; // how /trickle ended
 
 before(async () => {
   const app = express();
@@ -72,6 +73,20 @@ before(async () => {
       setImmediate(more);
     };
     more();
+  });
+  app.get('/trickle', (_req, res) => {
+    // A stream still producing (64 kB every 10 ms, under maxUnsentBytes for a long while) to a client that never reads.
+    const sse = new SseWriter(res, { maxUnsentBytes: 1024 ** 3, stallBytes: 64 * 1024, stallMs: 300 });
+    const chunk = { text: 'x'.repeat(1000) };
+    const t0 = Date.now();
+    const tick = setInterval(() => {
+      if (sse.closed || Date.now() - t0 > 15_000) {
+        clearInterval(tick);
+        trickle = { overflowed: sse.overflowed, cutReason: res.locals.cutReason };
+        return;
+      }
+      for (let i = 0; i < 64; i++) sse.send(chunk);
+    }, 10);
   });
   app.get('/stall', (_req, res) => {
     // A finished stream (~24 MB, more than the socket buffers hold) whose client never reads.
@@ -159,4 +174,11 @@ test('a client that reads nothing of a stream for stallMs is cut, even under max
   assert.ok(stall, 'the server closed the stalled response');
   assert.equal(stall.overflowed, true);
   assert.match(String(stall.cutReason), /read none of its stream's last \d+ unsent bytes for 300 ms/);
+});
+
+test('a stream still producing to a client that reads nothing is cut after stallMs (not only once it ended)', async () => {
+  await requestNeverRead('/trickle', () => trickle !== undefined);
+  assert.ok(trickle, 'the route ended');
+  assert.equal(trickle.overflowed, true, 'cut while producing, before the 15 s the route gives up');
+  assert.match(String(trickle.cutReason), /for 300 ms/);
 });
