@@ -6,34 +6,25 @@
  * with `zodResponseFormat` and a tool loop with `role: "tool"` results.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { ChatOpenAI } from '@langchain/openai';
 import OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
-import type { RunningServer } from '../../examples/server.ts';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { SCHEMAS } from './schemas.ts';
-import { startToolModels } from './random-model.ts';
+import { useToolModels } from './random-model.ts';
 
-let srv: RunningServer;
-let close: (() => Promise<void>) | undefined;
-
-before(async () => {
-  ({ srv, close } = await startToolModels());
-});
-after(async () => {
-  await close?.();
-});
+const models = useToolModels();
 
 const Person = z.object({ name: z.string().max(10), age: z.number().int().min(0).max(120), role: z.enum(['king', 'fool']) });
 const Weather = z.object({ city: z.string().max(8), unit: z.enum(['c', 'f']) });
 
-const llm = (model: string) => new ChatOpenAI({ model, apiKey: 'x', configuration: { baseURL: srv.url }, maxTokens: 120, temperature: 0.8 });
+const llm = (model: string) => new ChatOpenAI({ model, apiKey: 'x', configuration: { baseURL: models.srv.url }, maxTokens: 120, temperature: 0.8 });
 
 for (const model of ['rand-qwen3', 'rand-llama3']) {
   test(`${model}: over seeds and schemas, every constrained answer parses and validates`, async () => {
-    const client = new OpenAI({ baseURL: srv.url, apiKey: 'x' });
+    const client = new OpenAI({ baseURL: models.srv.url, apiKey: 'x' });
     for (const [name, schema] of Object.entries(SCHEMAS)) {
       const validate = new Ajv2020().compile(schema);
       const answers = await Promise.all(
@@ -80,7 +71,7 @@ for (const model of ['rand-qwen3', 'rand-llama3']) {
   });
 
   test(`${model}: openai SDK chat.completions.parse with zodResponseFormat, and a tool loop`, async () => {
-    const client = new OpenAI({ baseURL: srv.url, apiKey: 'x' });
+    const client = new OpenAI({ baseURL: models.srv.url, apiKey: 'x' });
     const parsed = await client.chat.completions.parse({
       model,
       messages: [{ role: 'user', content: 'Describe a character.' }],

@@ -7,22 +7,13 @@
  * 400s name the field.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import OpenAI from 'openai';
 import { z } from 'zod';
-import type { RunningServer } from '../../examples/server.ts';
 import { postJson } from '../e2e/server.ts';
-import { startToolModels } from './random-model.ts';
+import { useToolModels } from './random-model.ts';
 
-let srv: RunningServer;
-let close: (() => Promise<void>) | undefined;
-
-before(async () => {
-  ({ srv, close } = await startToolModels());
-});
-after(async () => {
-  await close?.();
-});
+const models = useToolModels();
 
 const Weather = z.object({ city: z.string().max(8), unit: z.enum(['c', 'f']) });
 const functions = [{ name: 'get_weather', description: 'Weather of a city', parameters: z.toJSONSchema(Weather) as Record<string, unknown> }];
@@ -35,7 +26,7 @@ const deep = (n: number): Record<string, unknown> => {
 };
 
 test('a named function_call: message.function_call with valid arguments, finish_reason function_call, whole and streamed', async () => {
-  const client = new OpenAI({ baseURL: srv.url, apiKey: 'x' });
+  const client = new OpenAI({ baseURL: models.srv.url, apiKey: 'x' });
   const r = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Weather in Oslo?' }], functions, function_call: { name: 'get_weather' }, max_tokens: 120 });
   const c = r.choices[0]!;
   assert.equal(c.finish_reason, 'function_call', JSON.stringify(c));
@@ -84,7 +75,7 @@ test('legacy 400s name the field', async () => {
     [{ functions: [{ name: 'deep', parameters: deep(3000) }] }, 'functions[0].parameters'],
   ];
   for (const [extra, param] of cases) {
-    const r = await postJson(srv.url, '/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 2, ...extra });
+    const r = await postJson(models.srv.url, '/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 2, ...extra });
     assert.equal(r.status, 400, JSON.stringify(r.body));
     assert.equal(r.body.error.param, param, JSON.stringify(r.body));
   }

@@ -9,6 +9,7 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { RunningServer } from '../../examples/server.ts';
 import { startDemo } from '../e2e/server.ts';
@@ -128,4 +129,24 @@ export async function startToolModels(): Promise<{ srv: RunningServer; close(): 
     rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * startToolModels for one test file: starts the gateway in `before`, stops it in `after`; `srv`
+ * is the running server once the file's tests run.
+ */
+export function useToolModels(): { readonly srv: RunningServer } {
+  let started: Awaited<ReturnType<typeof startToolModels>> | undefined;
+  before(async () => {
+    started = await startToolModels();
+  });
+  after(async () => {
+    await started?.close();
+  });
+  return {
+    get srv(): RunningServer {
+      if (!started) throw new Error('the tool models are not started (useToolModels: before has not run)');
+      return started.srv;
+    },
+  };
 }

@@ -6,23 +6,14 @@
  * `useResponsesApi` (invoke, withStructuredOutput, bindTools invoke and stream).
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { ChatOpenAI } from '@langchain/openai';
 import OpenAI from 'openai';
 import { zodTextFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
-import type { RunningServer } from '../../examples/server.ts';
-import { startToolModels } from './random-model.ts';
+import { useToolModels } from './random-model.ts';
 
-let srv: RunningServer;
-let close: (() => Promise<void>) | undefined;
-
-before(async () => {
-  ({ srv, close } = await startToolModels());
-});
-after(async () => {
-  await close?.();
-});
+const models = useToolModels();
 
 const Person = z.object({ name: z.string().max(10), age: z.number().int().min(0).max(120), role: z.enum(['king', 'fool']) });
 const Weather = z.object({ city: z.string().max(8), unit: z.enum(['c', 'f']) });
@@ -30,14 +21,14 @@ const weatherTool = { type: 'function' as const, name: 'get_weather', descriptio
 
 for (const model of ['rand-qwen3', 'rand-llama3']) {
   test(`${model}: openai SDK responses.parse with zodTextFormat gives a parsed object`, async () => {
-    const client = new OpenAI({ baseURL: srv.url, apiKey: 'x' });
+    const client = new OpenAI({ baseURL: models.srv.url, apiKey: 'x' });
     const r = await client.responses.parse({ model, input: 'Describe a character.', text: { format: zodTextFormat(Person, 'person') }, max_output_tokens: 120 });
     assert.equal(r.status, 'completed', JSON.stringify(r.output));
     assert.deepEqual(Person.parse(r.output_parsed), r.output_parsed);
   });
 
   test(`${model}: a forced function call, answered by previous_response_id and by replayed items`, async () => {
-    const client = new OpenAI({ baseURL: srv.url, apiKey: 'x' });
+    const client = new OpenAI({ baseURL: models.srv.url, apiKey: 'x' });
     const first = await client.responses.create({
       model,
       input: 'Weather in Oslo?',
@@ -66,7 +57,7 @@ for (const model of ['rand-qwen3', 'rand-llama3']) {
   });
 
   test(`${model}: responses.stream with tool_choice required streams the arguments`, async () => {
-    const client = new OpenAI({ baseURL: srv.url, apiKey: 'x' });
+    const client = new OpenAI({ baseURL: models.srv.url, apiKey: 'x' });
     const stream = client.responses.stream({ model, input: 'Weather in Rome?', tools: [weatherTool], tool_choice: 'required', parallel_tool_calls: false, max_output_tokens: 120 });
     let args = '';
     stream.on('response.function_call_arguments.delta', (e) => (args += e.delta));
@@ -79,7 +70,7 @@ for (const model of ['rand-qwen3', 'rand-llama3']) {
 
   // NOTE: LangChain 1.5's Responses path drops tool_choice "required" (a named tool is sent).
   test(`${model}: LangChain ChatOpenAI with useResponsesApi: invoke, withStructuredOutput, bindTools`, async () => {
-    const llm = new ChatOpenAI({ model, apiKey: 'x', configuration: { baseURL: srv.url }, maxTokens: 120, temperature: 0.8, useResponsesApi: true });
+    const llm = new ChatOpenAI({ model, apiKey: 'x', configuration: { baseURL: models.srv.url }, maxTokens: 120, temperature: 0.8, useResponsesApi: true });
     const msg = await llm.invoke('Hello there.');
     assert.equal(typeof msg.text, 'string');
     const person = await llm.withStructuredOutput(Person, { method: 'jsonSchema', name: 'person' }).invoke('Describe a character.');
