@@ -68,6 +68,7 @@ export class SseWriter {
     this.maxUnsentBytes = limits.maxUnsentBytes ?? MAX_UNSENT_BYTES;
     this.stallBytes = limits.stallBytes ?? STALL_BYTES;
     this.stallMs = limits.stallMs ?? STALL_MS;
+    res.once('close', () => this.stopStallCheck());
   }
 
   /** Destroy the response of a client that does not read; `reason` reaches the log (DisconnectWatch.cutReason). */
@@ -102,7 +103,6 @@ export class SseWriter {
     }, Math.min(STALL_CHECK_MS, this.stallMs));
     timer.unref();
     this.stall = { timer, written: written(), since: Date.now() };
-    this.res.once('close', () => this.stopStallCheck());
   }
 
   /** Whether the client is gone or the stream ended. */
