@@ -210,7 +210,7 @@ export const ConfigSchema = z.strictObject({
   upstreams: z.array(UpstreamSchema).default([]),
   /** API keys; none = open (no Authorization needed). */
   keys: z.array(KeySchema).default([]),
-  /** Requests waiting for an engine batch slot, per base model; past it 429 + Retry-After. */
+  /** Sequences (prompts x n of each request) waiting for an engine batch slot, per base model; past it 429 + Retry-After. */
   maxQueuedRequests: z.number().int().min(0).max(1_000_000).default(256),
   /** Serve the operator console at GET /console (admin key needed when keys are set; env OPENLORA_CONSOLE=1). */
   console: z.boolean().default(false),

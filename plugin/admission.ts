@@ -1,7 +1,10 @@
 /**
  * Backpressure: per base model, at most `capacity` engine sequences are admitted at once (the
- * engine's batch size); further requests wait in a FIFO of at most `maxQueued` requests, and
- * past that get 429 with `Retry-After`. Waiting requests hold nothing (no adapter pin, no KV
+ * engine's batch size); further requests wait in a FIFO holding at most `maxQueued` sequences,
+ * and past that get 429 with `Retry-After`. A request counts as the sequences it runs (prompts x
+ * `n`): counting requests let 60 waiting `n: 16` requests (960 sequences) hold a plain request
+ * back for a minute without a 429. A request larger than the whole bound still waits when it
+ * finds the queue empty (else it could never run while others do). Waiting requests hold nothing (no adapter pin, no KV
  * block): the adapter is acquired only once the request is admitted.
  *
  * The running and waiting adapter sets are what `vllm:lora_requests_info` reports.
@@ -40,13 +43,15 @@ export class Admission {
   /** Requests admitted and not yet ended. */
   runningRequests = 0;
   private readonly queue: Waiter[] = [];
+  /** Sequences of the waiting requests (sum of their units). */
+  private waitingUnits = 0;
   private readonly runningAdapters = new Map<string, number>();
   private readonly waitingAdapters = new Map<string, number>();
   private closedError: Error | undefined;
 
   /**
    * @param capacity Engine sequences admitted at once (Infinity: no queueing).
-   * @param maxQueued Requests allowed to wait; the next one gets 429.
+   * @param maxQueued Sequences allowed to wait (a request counts its units); past it, 429.
    */
   constructor(
     readonly capacity: number,
@@ -56,6 +61,11 @@ export class Admission {
   /** Requests waiting now. */
   get waiting(): number {
     return this.queue.length;
+  }
+
+  /** Sequences of the requests waiting now. */
+  get waitingSequences(): number {
+    return this.waitingUnits;
   }
 
   /** Adapters (`BASE:ADAPTER`) of running requests. */
@@ -77,10 +87,11 @@ export class Admission {
     if (this.closedError) return Promise.reject(this.closedError);
     const u = Math.max(1, Math.min(units, this.capacity));
     if (this.queue.length === 0 && this.running + u <= this.capacity) return Promise.resolve(this.grant(u, adapters));
-    if (this.queue.length >= this.maxQueued) {
+    const full = this.queue.length > 0 ? this.waitingUnits + u > this.maxQueued : this.maxQueued < 1;
+    if (full) {
       return Promise.reject(
         new RateLimitError(
-          `The server is busy: ${this.queue.length} requests are already waiting for this model. Retry shortly.`,
+          `The server is busy: ${this.queue.length} requests (${this.waitingUnits} sequences) are already waiting for this model. Retry shortly.`,
           1,
           'queue_full',
         ),
@@ -89,6 +100,7 @@ export class Admission {
     return new Promise<Ticket>((resolve, reject) => {
       const w: Waiter = { units: u, adapters, resolve, reject };
       this.queue.push(w);
+      this.waitingUnits += u;
       bump(this.waitingAdapters, adapters, 1);
       signal?.onGone(() => {
         if (this.remove(w)) reject(new ServiceUnavailableError('The client went away while the request was queued.'));
@@ -99,6 +111,7 @@ export class Admission {
   /** Refuse new requests and fail every waiting one with `err`. */
   close(err: Error): void {
     this.closedError = err;
+    this.waitingUnits = 0;
     for (const w of this.queue.splice(0)) {
       bump(this.waitingAdapters, w.adapters, -1);
       w.reject(err);
@@ -109,6 +122,7 @@ export class Admission {
     const i = this.queue.indexOf(w);
     if (i < 0) return false;
     this.queue.splice(i, 1);
+    this.waitingUnits -= w.units;
     bump(this.waitingAdapters, w.adapters, -1);
     return true;
   }
@@ -133,6 +147,7 @@ export class Admission {
   private pump(): void {
     while (this.queue.length > 0 && this.running + this.queue[0]!.units <= this.capacity) {
       const w = this.queue.shift()!;
+      this.waitingUnits -= w.units;
       bump(this.waitingAdapters, w.adapters, -1);
       w.resolve(this.grant(w.units, w.adapters));
     }

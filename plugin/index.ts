@@ -78,7 +78,7 @@ export interface OpenLoraOptions {
   keys?: KeyConfig[];
   /** Upstreams for models not served here (config `upstreams`). */
   upstreams?: UpstreamConfig[];
-  /** Requests allowed to wait per base model before 429 (default: config/schema.ts `maxQueuedRequests`). */
+  /** Sequences (a request counts prompts x n) allowed to wait per base model before 429 (default: config/schema.ts `maxQueuedRequests`). */
   maxQueuedRequests?: number;
   /** Serve the operator console at `/console` (config `console`; plugin/console/). */
   console?: boolean;

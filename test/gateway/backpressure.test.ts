@@ -57,6 +57,42 @@ test('a client that leaves the queue frees its place', async () => {
   assert.equal(srv.engine.added.length, before + 3, 'the leaver never reached the engine');
 });
 
+test('the queue bound counts sequences: waiting n: 4 requests fill it, a request larger than the bound waits alone', async () => {
+  const wide = await fakeServer(() => [65, 66, 67], { engine: { repeat: true }, maxRunningSequences: 4, maxQueuedRequests: 6 });
+  try {
+    wide.engine.paused = true;
+    const running = post(wide.url + CHAT, chat({ n: 4 }));
+    await until(() => wide.engine.added.length === 4);
+    const queued = post(wide.url + CHAT, chat({ n: 4 })); // 4 of 6 sequences
+    await new Promise((r) => setTimeout(r, 50));
+    const over = await post(wide.url + CHAT, chat({ n: 4 })); // 8 > 6
+    assert.equal(over.status, 429, over.text);
+    assert.match(over.body.error.message, /1 requests \(4 sequences\)/);
+    const fits = post(wide.url + CHAT, chat({ n: 2 })); // 6 of 6
+    await new Promise((r) => setTimeout(r, 50));
+    const plain = await post(wide.url + CHAT, chat());
+    assert.equal(plain.status, 429, 'a seventh waiting sequence is refused');
+    wide.engine.resume();
+    for (const r of await Promise.all([running, queued, fits])) assert.equal(r.status, 200, r.text);
+    // Alone in the queue, a request of more sequences than the bound still waits and runs.
+    const small = await fakeServer(() => [65, 66, 67], { engine: { repeat: true }, maxRunningSequences: 4, maxQueuedRequests: 2 });
+    try {
+      small.engine.paused = true;
+      const first = post(small.url + CHAT, chat({ n: 4 }));
+      await until(() => small.engine.added.length === 4);
+      const big = post(small.url + CHAT, chat({ n: 4 }));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal((await post(small.url + CHAT, chat())).status, 429);
+      small.engine.resume();
+      for (const r of await Promise.all([first, big])) assert.equal(r.status, 200, r.text);
+    } finally {
+      await small.close();
+    }
+  } finally {
+    await wide.close();
+  }
+});
+
 test('a body over bodyLimit is 413 with an OpenAI error body', async () => {
   const r = await post(srv.url + CHAT, chat({ messages: [{ role: 'user', content: 'x'.repeat(4000) }] }));
   assert.equal(r.status, 413);
