@@ -4,7 +4,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,10 +61,14 @@ inline float dotPortable(const float* a, const T* b, int n) {
   return s;
 }
 
-/** One task: query heads q[0..gc) (rows of hd) of KV head kvh; o [gc, hd] is the accumulator. */
+/**
+ * One task: query heads q[0..gc) (rows of hd) of KV head kvh over positions [jBegin, min(jEnd,
+ * nCtx)); o [gc, hd] is the accumulator. ml == nullptr: o = the normalised output; else o keeps
+ * the unnormalised sum and ml[2g], ml[2g + 1] get head g's running max and sum (a partition).
+ */
 template <typename T>
 void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int hd, float scale, float cap, const float* q, float* o,
-                    int gc) {
+                    int gc, int jBegin, int jEnd, float* ml) {
   float mRun[kMaxGroup], lRun[kMaxGroup];
   for (int g = 0; g < gc; g++) {
     mRun[g] = -INFINITY;
@@ -72,8 +78,9 @@ void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int h
   const T* kp[kTile];
   const T* vp[kTile];
   float s[kTile];
-  for (int j0 = row.start; j0 < row.nCtx; j0 += kTile) {
-    const int n = std::min(kTile, row.nCtx - j0);
+  const int jStop = std::min(jEnd, row.nCtx);
+  for (int j0 = jBegin; j0 < jStop; j0 += kTile) {
+    const int n = std::min(kTile, jStop - j0);
     tileRows(row, numKvHeads, kvh, hd, j0, n, kp, vp);
     for (int g = 0; g < gc; g++) {
       const float* qh = q + int64_t(g) * hd;
@@ -104,6 +111,11 @@ void attendPortable(const PagedAttentionRow& row, int numKvHeads, int kvh, int h
     }
   }
   for (int g = 0; g < gc; g++) {
+    if (ml) {
+      ml[2 * g] = mRun[g];
+      ml[2 * g + 1] = lRun[g];
+      continue;
+    }
     const float inv = 1.0f / lRun[g];
     float* oh = o + int64_t(g) * hd;
     for (int d = 0; d < hd; d++) oh[d] *= inv;
@@ -181,6 +193,50 @@ __attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], 
   for (; d < hd; d += 8) pvBlockAvx2<GC, 1, T>(p, corr, vp, n, hd, d, o);
 }
 
+#define OPENLORA_ATTN_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma")))
+
+/** 16 KV elements from p as float32 (bf16 widened exactly). */
+OPENLORA_ATTN_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+OPENLORA_ATTN_AVX512 inline __m512 load16(const uint16_t* p) {
+  const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+
+/** pvBlockAvx2 on 16-column blocks: each element's arithmetic (o c, then fma over i in order) is the same. */
+template <int GC, int DB, typename T>
+OPENLORA_ATTN_AVX512 inline void pvBlockAvx512(const float (*p)[kTile], const float* corr, const T* const* vp, int n, int hd, int d,
+                                               float* o) {
+  __m512 acc[GC][DB];
+  for (int g = 0; g < GC; g++) {
+    const __m512 c = _mm512_set1_ps(corr[g]);
+    for (int k = 0; k < DB; k++) acc[g][k] = _mm512_mul_ps(_mm512_loadu_ps(o + int64_t(g) * hd + d + 16 * k), c);
+  }
+  for (int i = 0; i < n; i++) {
+    __m512 v[DB];
+    for (int k = 0; k < DB; k++) v[k] = load16(vp[i] + d + 16 * k);
+    for (int g = 0; g < GC; g++) {
+      const __m512 pg = _mm512_set1_ps(p[g][i]);
+      for (int k = 0; k < DB; k++) acc[g][k] = _mm512_fmadd_ps(pg, v[k], acc[g][k]);
+    }
+  }
+  for (int g = 0; g < GC; g++)
+    for (int k = 0; k < DB; k++) _mm512_storeu_ps(o + int64_t(g) * hd + d + 16 * k, acc[g][k]);
+}
+
+/**
+ * pvAvx2 with 512-bit registers (32 of them: up to 16 accumulators, so every column of a 64-wide
+ * head stays in registers over the tile for GC <= 4); columns past the last 16-block go through
+ * pvBlockAvx2. Same bits as pvAvx2 (element-wise the same operations in the same order).
+ */
+template <int GC, typename T>
+OPENLORA_ATTN_AVX512 __attribute__((noinline)) void pvAvx512(const float (*p)[kTile], const float* corr, const T* const* vp, int n, int hd, float* o) {
+  constexpr int DB = GC <= 2 ? 8 : GC <= 4 ? 4 : 2;
+  int d = 0;
+  for (; d + 16 * DB <= hd; d += 16 * DB) pvBlockAvx512<GC, DB, T>(p, corr, vp, n, hd, d, o);
+  for (; d + 16 <= hd; d += 16) pvBlockAvx512<GC, 1, T>(p, corr, vp, n, hd, d, o);
+  for (; d < hd; d += 8) pvBlockAvx2<GC, 1, T>(p, corr, vp, n, hd, d, o);
+}
+
 /**
  * As attendPortable, GC (1..8) query heads at a time, hd % 8 == 0; T: KV element type; for R
  * (1..kMaxRows) consecutive query rows of one sequence (rows[r].nCtx = rows[0].nCtx + r, one block
@@ -190,11 +246,12 @@ __attribute__((target("avx2,fma"))) inline void pvAvx2(const float (*p)[kTile], 
  * grouping changes no bit (padded score lanes past a row's nCtx read real later positions and
  * are dropped as before: each lane's sum is its own).
  */
-template <int GC, typename T>
+template <int GC, typename T, bool W512>
 __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow* rows, int R, int numKvHeads, int kvh, int hd,
-                                                    float scale, float cap, const float* q, int64_t ldq, float* o, int64_t ldo) {
+                                                    float scale, float cap, const float* q, int64_t ldq, float* o, int64_t ldo,
+                                                    int jBegin, int jEnd, float* ml, int64_t ldml) {
   const PagedAttentionRow& row = rows[0];
-  const int nCtxMax = row.nCtx + R - 1;  // rows[R - 1].nCtx
+  const int nCtxMax = std::min(jEnd, row.nCtx + R - 1);  // rows[R - 1].nCtx, within the partition
   float mRun[kMaxRows][GC], lRun[kMaxRows][GC], corr[kMaxRows][GC];
   for (int r = 0; r < R; r++) {
     for (int g = 0; g < GC; g++) {
@@ -206,8 +263,8 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow* row
   const T* rowPtrs[2][2][kTile];             // [this tile, next tile][K, V][position]
   alignas(32) float s[kMaxRows][GC][kTile];  // scores, then exp(score - running max)
   const __m256 vscale = _mm256_set1_ps(scale);
-  tileRows(row, numKvHeads, kvh, hd, row.start, std::min(kTile, nCtxMax - row.start), rowPtrs[0][0], rowPtrs[0][1]);
-  for (int j0 = row.start, cur = 0; j0 < nCtxMax; j0 += kTile, cur ^= 1) {
+  tileRows(row, numKvHeads, kvh, hd, jBegin, std::min(kTile, nCtxMax - jBegin), rowPtrs[0][0], rowPtrs[0][1]);
+  for (int j0 = jBegin, cur = 0; j0 < nCtxMax; j0 += kTile, cur ^= 1) {
     const int nAll = std::min(kTile, nCtxMax - j0);  // positions of this tile some row sees
     const T** kp = rowPtrs[cur][0];
     const T** vp = rowPtrs[cur][1];
@@ -281,10 +338,18 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow* row
       }
     }
     // acc = c acc + sum_j p_j v_j: each V row loaded once for the GC query heads.
-    for (int r = r0; r < R; r++) pvAvx2<GC, T>(s[r], corr[r], vp, std::min(kTile, row.nCtx + r - j0), hd, o + r * ldo);
+    for (int r = r0; r < R; r++) {
+      if constexpr (W512) pvAvx512<GC, T>(s[r], corr[r], vp, std::min(kTile, row.nCtx + r - j0), hd, o + r * ldo);
+      else pvAvx2<GC, T>(s[r], corr[r], vp, std::min(kTile, row.nCtx + r - j0), hd, o + r * ldo);
+    }
   }
   for (int r = 0; r < R; r++) {
     for (int g = 0; g < GC; g++) {
+      if (ml) {  // a partition: the caller combines (a row with no position here: m = -inf, l = 0, o = 0)
+        ml[r * ldml + 2 * g] = mRun[r][g];
+        ml[r * ldml + 2 * g + 1] = lRun[r][g];
+        continue;
+      }
       const __m256 inv = _mm256_set1_ps(1.0f / lRun[r][g]);
       float* oh = o + r * ldo + int64_t(g) * hd;
       for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(oh + d, _mm256_mul_ps(_mm256_loadu_ps(oh + d), inv));
@@ -292,11 +357,18 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow* row
   }
 }
 
-using AttendFn = void (*)(const PagedAttentionRow*, int, int, int, int, float, float, const float*, int64_t, float*, int64_t);
-template <typename T>
-constexpr AttendFn kAttendAvx2[kMaxGroup + 1] = {nullptr,          attendAvx2<1, T>, attendAvx2<2, T>, attendAvx2<3, T>,
-                                                 attendAvx2<4, T>, attendAvx2<5, T>, attendAvx2<6, T>, attendAvx2<7, T>,
-                                                 attendAvx2<8, T>};
+using AttendFn = void (*)(const PagedAttentionRow*, int, int, int, int, float, float, const float*, int64_t, float*, int64_t, int, int,
+                          float*, int64_t);
+template <typename T, bool W512>
+constexpr AttendFn kAttendAvx2[kMaxGroup + 1] = {nullptr,
+                                                 attendAvx2<1, T, W512>,
+                                                 attendAvx2<2, T, W512>,
+                                                 attendAvx2<3, T, W512>,
+                                                 attendAvx2<4, T, W512>,
+                                                 attendAvx2<5, T, W512>,
+                                                 attendAvx2<6, T, W512>,
+                                                 attendAvx2<7, T, W512>,
+                                                 attendAvx2<8, T, W512>};
 
 bool avx2For(int headDim) { return useAvx2() && headDim % 8 == 0; }
 
@@ -314,6 +386,58 @@ __attribute__((target("avx2,fma"))) void expAvx2Array(const float* x, float* y, 
     std::copy(x + i, x + n, buf);
     _mm256_store_ps(buf, expAvx2(_mm256_load_ps(buf)));
     std::copy(buf, buf + (n - i), y + i);
+  }
+}
+
+/** A run of consecutive rows of one sequence (rows [t, t + rows)) and the partitions it spans. */
+struct AttentionGroup {
+  int64_t t;
+  int rows;
+  int parts;
+  int64_t partial;  // offset of its partials in the slice's scratch (floats), when parts > 1
+};
+
+/** One task family: partition `part` of group `group` (times the KV-head jobs). */
+struct AttentionUnit {
+  int64_t group;
+  int part;
+};
+
+/** Partitions of kAttentionPartition positions that a row's visible span [start, nCtx) covers. */
+inline int partitionsOf(const PagedAttentionRow& row) {
+  return (row.nCtx - row.start + kAttentionPartition - 1) / kAttentionPartition;
+}
+
+// NOTE(why): bounds the partials scratch (16 MiB); a long prefill chunk is cut into slices of rows.
+// Atomic only for the test hook (setAttentionPartialLimitForTest).
+std::atomic<int64_t> maxPartialFloats{int64_t(4) << 20};
+constexpr int kMaxCombineParts = 64;  // partition weights held at once by combinePartitions
+static_assert(kAttentionPartition % kAttentionTile == 0, "partitions are whole tiles");
+
+/**
+ * FlashDecoding's reduction (Dao et al. 2023; vLLM paged_attention_v2_reduce_kernel): partition p
+ * holds acc_p [hd] (unnormalised), m_p and l_p (at acc + p stride, ml + p stride); with M =
+ * max_p m_p and w_p = exp(m_p - M) / sum_q l_q exp(m_q - M), out[d] = sum_p w_p acc_p[d], summed
+ * in partition order. One partition gives out = acc * (1 / l), the unpartitioned kernel's bits.
+ */
+void combinePartitions(const float* acc, const float* ml, int64_t stride, int parts, int hd, float* out) {
+  float mMax = -INFINITY;
+  for (int p = 0; p < parts; p++) mMax = std::max(mMax, ml[p * stride]);
+  float w[kMaxCombineParts];
+  float l = 0.0f;
+  for (int p0 = 0; p0 < parts; p0 += kMaxCombineParts) {
+    const int pc = std::min(kMaxCombineParts, parts - p0);
+    for (int p = 0; p < pc; p++) l += ml[(p0 + p) * stride + 1] * std::exp(ml[(p0 + p) * stride] - mMax);
+  }
+  const float inv = 1.0f / l;
+  for (int p0 = 0; p0 < parts; p0 += kMaxCombineParts) {
+    const int pc = std::min(kMaxCombineParts, parts - p0);
+    for (int p = 0; p < pc; p++) w[p] = std::exp(ml[(p0 + p) * stride] - mMax) * inv;
+    for (int d = 0; d < hd; d++) {
+      float v = p0 == 0 ? 0.0f : out[d];
+      for (int p = 0; p < pc; p++) v += w[p] * acc[(p0 + p) * stride + d];
+      out[d] = v;
+    }
   }
 }
 
@@ -342,47 +466,119 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
   if (m <= 0) return;
   const int group = numHeads / numKvHeads;
   const int chunksPerKv = (group + kMaxGroup - 1) / kMaxGroup;
-  const int64_t jobsPerRow = int64_t(numKvHeads) * chunksPerKv;
+  const int64_t jobsPerUnit = int64_t(numKvHeads) * chunksPerKv;
   const float scale = scores.scale > 0 ? scores.scale : 1.0f / std::sqrt(float(headDim));
   const float cap = scores.softcap;
   const bool avx2 = avx2For(headDim);
+  const bool w512 = avx2 && useAvx512() && headDim >= 16;  // the P.V update on 512-bit registers (same bits)
   // Groups of up to kMaxRows consecutive rows of one sequence (a prompt's rows: same cache, block
   // table and start, nCtx one apart) share a task on the AVX2 path; elsewhere every row is alone.
+  // Each group is cut into the partitions its last row spans; a unit is (group, partition).
   // NOTE(why): thread_local like the gemm's buffers (no allocation per call once warm); the
-  // lambda reads it through `starts` (a worker naming groupStart would see its own, empty one).
-  thread_local std::vector<int64_t> groupStart;
-  groupStart.clear();
+  // lambdas read them through references (a worker naming the thread_local would see its own).
+  thread_local std::vector<AttentionGroup> groupStore;
+  thread_local std::vector<AttentionUnit> unitStore;
+  thread_local std::vector<float> partialStore;
+  thread_local std::vector<std::pair<size_t, int>> pairStore;  // (group, row in it) of a slice's partitioned rows
+  std::vector<AttentionGroup>& groups = groupStore;
+  std::vector<std::pair<size_t, int>>& pairs = pairStore;
+  std::vector<AttentionUnit>& units = unitStore;
+  groups.clear();
+  units.clear();
   for (int64_t t = 0; t < m; t++) {
-    const int64_t g0 = groupStart.empty() ? -1 : groupStart.back();
-    const bool joins = avx2 && g0 >= 0 && t - g0 < kMaxRows && sameSequence(rows[g0], rows[t], int(t - g0));
-    if (!joins) groupStart.push_back(t);
-  }
-  const int64_t groups = int64_t(groupStart.size());
-  groupStart.push_back(m);
-  const std::vector<int64_t>& starts = groupStart;
-  const int64_t jobs = groups * jobsPerRow;
-  const int64_t macsPerJob = std::max<int64_t>(1, 2 * totalCtx * numHeads * int64_t(headDim) / jobs);
-  pool.parallelFor(jobs, std::max<int64_t>(1, kMinChunkMacs / macsPerJob), [&](int64_t begin, int64_t end) {
-    for (int64_t job = begin; job < end; job++) {
-      const int64_t grp = job / jobsPerRow;
-      const int64_t t = starts[size_t(grp)];
-      const int rowsIn = int(starts[size_t(grp) + 1] - t);
-      const int rest = int(job % jobsPerRow);
-      const int kvh = rest / chunksPerKv;
-      const int g0 = (rest % chunksPerKv) * kMaxGroup;
-      const int gc = std::min(kMaxGroup, group - g0);
-      const int h0 = kvh * group + g0;
-      const float* qh = q + t * ldq + int64_t(h0) * headDim;
-      float* oh = out + t * ldo + int64_t(h0) * headDim;
-      const bool bf16 = rows[t].kvDtype == DType::BF16;
-      if (avx2) (bf16 ? kAttendAvx2<uint16_t> : kAttendAvx2<float>)[gc](rows + t, rowsIn, numKvHeads, kvh, headDim, scale, cap, qh, ldq, oh, ldo);
-      else if (bf16) attendPortable<uint16_t>(rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh, gc);
-      else attendPortable<float>(rows[t], numKvHeads, kvh, headDim, scale, cap, qh, oh, gc);
+    if (!groups.empty()) {
+      AttentionGroup& last = groups.back();
+      if (avx2 && last.rows < kMaxRows && sameSequence(rows[last.t], rows[t], last.rows)) {
+        last.rows++;
+        continue;
+      }
     }
-  });
+    groups.push_back({t, 1, 1, 0});
+  }
+  for (int64_t g = 0; g < int64_t(groups.size()); g++) {
+    AttentionGroup& grp = groups[size_t(g)];
+    grp.parts = partitionsOf(rows[grp.t + grp.rows - 1]);
+    for (int p = 0; p < grp.parts; p++) units.push_back({g, p});
+  }
+  const int64_t macsPerJob = std::max<int64_t>(1, 2 * totalCtx * numHeads * int64_t(headDim) / (int64_t(units.size()) * jobsPerUnit));
+  const int64_t grain = std::max<int64_t>(1, kMinChunkMacs / macsPerJob);
+  const int64_t perRowHead = int64_t(headDim) + 2;  // a partition's partial: acc [headDim], then m, l
+  // Slices of groups whose partials fit maxPartialFloats (at least one group a slice).
+  const int64_t maxFloats = maxPartialFloats.load(std::memory_order_relaxed);
+  for (size_t g0 = 0, u0 = 0; g0 < groups.size();) {
+    size_t g1 = g0, u1 = u0;
+    int64_t floats = 0;
+    while (g1 < groups.size()) {
+      const AttentionGroup& grp = groups[g1];
+      const int64_t need = grp.parts > 1 ? int64_t(grp.parts) * grp.rows * numHeads * perRowHead : 0;
+      if (g1 > g0 && floats + need > maxFloats) break;
+      groups[g1].partial = floats;
+      floats += need;
+      u1 += size_t(grp.parts);
+      g1++;
+    }
+    if (partialStore.size() < size_t(floats)) partialStore.resize(size_t(floats));
+    float* partial = partialStore.data();
+    pool.parallelFor(int64_t(u1 - u0) * jobsPerUnit, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t job = begin; job < end; job++) {
+        const AttentionUnit& unit = units[u0 + size_t(job / jobsPerUnit)];
+        const AttentionGroup& grp = groups[size_t(unit.group)];
+        const int rest = int(job % jobsPerUnit);
+        const int kvh = rest / chunksPerKv;
+        const int g0h = (rest % chunksPerKv) * kMaxGroup;
+        const int gc = std::min(kMaxGroup, group - g0h);
+        const int h0 = kvh * group + g0h;
+        const PagedAttentionRow& row = rows[grp.t];
+        const int jBegin = row.start + unit.part * kAttentionPartition;
+        const int jEnd = grp.parts > 1 ? jBegin + kAttentionPartition : INT32_MAX;
+        const float* qh = q + grp.t * ldq + int64_t(h0) * headDim;
+        // A partition's partial for (row r, head h): acc at pa + (r numHeads + h) headDim, m and l at pm + 2 (r numHeads + h).
+        float* pa = partial + grp.partial + int64_t(unit.part) * grp.rows * numHeads * perRowHead;
+        float* pm = pa + int64_t(grp.rows) * numHeads * headDim;
+        float* oh = grp.parts > 1 ? pa + int64_t(h0) * headDim : out + grp.t * ldo + int64_t(h0) * headDim;
+        const int64_t ldOut = grp.parts > 1 ? int64_t(numHeads) * headDim : ldo;
+        float* ml = grp.parts > 1 ? pm + 2 * h0 : nullptr;
+        const bool bf16 = row.kvDtype == DType::BF16;
+        if (avx2) {
+          const AttendFn* fns = bf16 ? (w512 ? kAttendAvx2<uint16_t, true> : kAttendAvx2<uint16_t, false>)
+                                     : (w512 ? kAttendAvx2<float, true> : kAttendAvx2<float, false>);
+          fns[gc](rows + grp.t, grp.rows, numKvHeads, kvh, headDim, scale, cap, qh, ldq, oh, ldOut, jBegin, jEnd, ml, 2 * int64_t(numHeads));
+        } else if (bf16) {
+          attendPortable<uint16_t>(row, numKvHeads, kvh, headDim, scale, cap, qh, oh, gc, jBegin, jEnd, ml);
+        } else {
+          attendPortable<float>(row, numKvHeads, kvh, headDim, scale, cap, qh, oh, gc, jBegin, jEnd, ml);
+        }
+      }
+    });
+    // Combine the partitions of each (row, head) of the slice's partitioned groups, in order.
+    pairs.clear();
+    for (size_t g = g0; g < g1; g++)
+      if (groups[g].parts > 1)
+        for (int r = 0; r < groups[g].rows; r++) pairs.push_back({g, r});
+    if (!pairs.empty()) {
+      pool.parallelFor(int64_t(pairs.size()) * numHeads, 16, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; i++) {
+          const auto [g, r] = pairs[size_t(i / numHeads)];
+          const int h = int(i % numHeads);
+          const AttentionGroup& grp = groups[g];
+          const int64_t stride = int64_t(grp.rows) * numHeads * perRowHead;  // one partition's partials
+          const float* acc = partial + grp.partial + (int64_t(r) * numHeads + h) * headDim;
+          const float* mlp = partial + grp.partial + int64_t(grp.rows) * numHeads * headDim + 2 * (int64_t(r) * numHeads + h);
+          combinePartitions(acc, mlp, stride, partitionsOf(rows[grp.t + r]), headDim, out + (grp.t + r) * ldo + int64_t(h) * headDim);
+        }
+      });
+    }
+    g0 = g1;
+    u0 = u1;
+  }
 }
 
-const char* attentionKernelName(int headDim) { return avx2For(headDim) ? "avx2+fma" : "portable"; }
+const char* attentionKernelName(int headDim) {
+  if (!avx2For(headDim)) return "portable";
+  return useAvx512() && headDim >= 16 ? "avx2+fma, avx512 p.v" : "avx2+fma";
+}
+
+int64_t setAttentionPartialLimitForTest(int64_t floats) { return maxPartialFloats.exchange(floats); }
 
 void attentionExpForTest(const float* x, float* y, int64_t n) {
   if (useAvx2()) {

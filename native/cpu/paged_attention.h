@@ -29,6 +29,15 @@ struct PagedAttentionRow {
 /** Logical positions per online-softmax tile: fixed, independent of blockSize (see below). */
 constexpr int kAttentionTile = 32;
 
+/**
+ * Logical positions per partition (vLLM PagedAttention V2's PARTITION_SIZE, FlashDecoding's
+ * split-KV): a row whose span [start, nCtx) is longer is cut into partitions [start + 512 p,
+ * start + 512 (p + 1)), attended by separate tasks, then reduced. Fixed per row, so a decode step's
+ * few long rows spread over every thread (5 KV heads were 5 tasks for 2 threads) and the bits
+ * still depend on nothing but the row.
+ */
+constexpr int kAttentionPartition = 512;
+
 /** Score options: scale (0 = 1/sqrt(headDim)) and Gemma 2's attn_logit_softcapping (0 = none). */
 struct AttentionScores {
   float scale = 0.0f;    // s = q.k * scale (Gemma: query_pre_attn_scalar^-0.5)
@@ -43,26 +52,30 @@ struct AttentionScores {
  * zero-extend 8 x u16 to u32, shift left 16), so a bf16 row computes exactly what the float32
  * kernel computes on the bf16-rounded K/V, at half the bytes read. The float32 path is unchanged.
  *
- * Algorithm: one task per (row, KV head, up to 8 of its query heads); on the AVX2 path up to 4
- * consecutive rows of one sequence (a prompt's rows) share a task, each with its own arithmetic.
- * Positions are visited in tiles of kAttentionTile logical positions [start + 32i, start + 32i +
- * 32); per tile the scores s = q.k * scale (then soft-capped when asked)
+ * Algorithm: one task per (row, partition, KV head, up to 8 of its query heads); on the AVX2 path
+ * up to 4 consecutive rows of one sequence (a prompt's rows) share a task, each with its own
+ * arithmetic. Within a partition (kAttentionPartition), positions are visited in tiles of
+ * kAttentionTile logical positions [start + 32i, start + 32i + 32); per tile the scores
+ * s = q.k * scale (then soft-capped when asked)
  * are computed, then the FlashAttention-2 update for each query head:
  *   m' = max(m, max_j s_j),  c = exp(m - m'),  l' = c l + sum_j exp(s_j - m'),
  *   acc' = c acc + sum_j exp(s_j - m') v_j        (positions j in order),
- * and finally out = acc / l. The accumulator lives in `out` itself: no scratch buffer, no
- * allocation.
+ * and finally out = acc / l. A row of one partition accumulates in `out` itself; a longer row's
+ * partitions leave (acc_p, m_p, l_p) in a scratch buffer (thread-local, at most 16 MiB: longer
+ * prefill chunks are run in slices of rows), reduced in partition order as FlashDecoding does:
+ * M = max m_p, out = sum_p exp(m_p - M) acc_p / sum_p exp(m_p - M) l_p.
  *
  * Determinism (relied on by test/native paging, batch and prefix-cache tests): the arithmetic for
- * one output row depends only on that row's q, keys, values and nCtx. Tile boundaries are
- * logical positions, never block boundaries, and each score is reduced on its own; so the block
+ * one output row depends only on that row's q, keys, values and nCtx. Tile and partition
+ * boundaries are logical positions, never block boundaries, and each score is reduced on its own; so the block
  * size, the block ids, the other rows of the batch and the thread count change no bit.
  *
  * Kernels: AVX2/FMA when useAvx2() (dispatch.h: CPU has AVX2+FMA and OPENLORA_GEMM != portable)
  * and headDim % 8 == 0: 8-wide over head_dim; q.k for 8 positions at a time (one hadd
  * reduction), a vectorised exp (Cephes expf polynomial, within 2 ulp of std::exp on [-87, 0],
  * exactly 1 at 0, 0 below -87.3), P.V with each V row broadcast into the group's accumulators
- * (about 8 independent FMA chains), the next tile's K/V rows prefetched. Otherwise portable C++
+ * (about 8 independent FMA chains; on AVX-512 F/BW CPUs 16-wide with up to 16 chains, element by
+ * element the same operations, so the same bits), the next tile's K/V rows prefetched. Otherwise portable C++
  * with std::exp, same tiles and update order. The two agree to float rounding, not bitwise.
  * Decode at batch 16-64 is bound by reading the KV cache from memory, not by arithmetic.
  *
@@ -74,7 +87,7 @@ struct AttentionScores {
 void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAttentionRow* rows, float* out, int64_t ldo,
                     int64_t m, int numHeads, int numKvHeads, int headDim, AttentionScores scores = {});
 
-/** Name of the attention kernel pagedAttention uses for this headDim: "avx2+fma" or "portable". */
+/** Name of the attention kernel pagedAttention uses for this headDim: "avx2+fma, avx512 p.v", "avx2+fma" or "portable". */
 const char* attentionKernelName(int headDim);
 
 /**
@@ -83,5 +96,11 @@ const char* attentionKernelName(int headDim);
  * @param x [n]; @param y [n].
  */
 void attentionExpForTest(const float* x, float* y, int64_t n);
+
+/**
+ * Test hook: the partials scratch bound in floats (default 4 Mi = 16 MiB; past it a call runs its
+ * rows in slices). A tiny bound runs every group as its own slice. @returns the previous bound.
+ */
+int64_t setAttentionPartialLimitForTest(int64_t floats);
 
 }  // namespace openlora::cpu

@@ -1,6 +1,6 @@
 // Checks cpu::pagedAttention against a naive float64 softmax attention over contiguous K/V, on
 // random inputs: head_dim 32/64/128 plus odd sizes (portable path), GQA groups 1-16, block
-// sizes 1-64, contexts 1-300 (tile tails). Also checks that paging, the batch around a row and
+// sizes 1-64, contexts 1-1601 (tile tails, one to four partitions). Also checks that paging, the batch around a row and
 // the thread count change no bit of its output, a prompt's rows in one call give each row's bits alone, the vectorised exp against float64 exp, and the
 // argument errors. bfloat16 K/V (PagedAttentionRow::kvDtype, EngineOptions.kvCacheDtype): against
 // the float64 reference computed on the bf16-rounded K/V, bit-identical to the float32 kernel on
@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -190,11 +191,19 @@ void checkBf16(ThreadPool* pools[3], const Shape& sh, const std::vector<Seq>& se
   }
 }
 
+/** FNV-1a over bytes: the outputs' fingerprint, compared across kernel variants by the test. */
+uint64_t fnv1a(uint64_t h, const void* p, size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+uint64_t outputHash = 14695981039346656037ull;
+
 void checkShape(ThreadPool* pools[3], const Shape& sh) {
   const int hd = sh.headDim;
   // Contexts across tile edges (32) and octet edges (8); q scaled up so the softmax is peaked
   // in places (exercises the running-max rescale).
-  const int ctxs[] = {1, 2, 7, 8, 9, 31, 32, 33, 63, 64, 65, 100, 140, 257, 300};
+  const int ctxs[] = {1, 2, 7, 8, 9, 31, 32, 33, 63, 64, 65, 100, 140, 257, 300, 512, 513, 1100, 1601};
   std::vector<Seq> seqs;
   for (int c : ctxs) {
     Seq s;
@@ -223,6 +232,7 @@ void checkShape(ThreadPool* pools[3], const Shape& sh) {
       fail("heads " + std::to_string(sh.heads) + "/" + std::to_string(sh.kvHeads) + " hd " + std::to_string(hd) + " nCtx " +
            std::to_string(seqs[i].nCtx) + ": rel err " + std::to_string(rel));
   }
+  for (const auto& row : alone) outputHash = fnv1a(outputHash, row.data(), sizeof(float) * row.size());
   // Every block size, the whole batch in shuffled order, 1-3 threads: bit-identical to alone.
   for (int bs : {1, 3, 4, 8, 16, 32, 33, 64}) {
     const Pool p = page(seqs, sh, bs);
@@ -249,8 +259,8 @@ void checkShape(ThreadPool* pools[3], const Shape& sh) {
  * position, block sizes 1 / 16 / 32, float32 and bf16 K/V, a sliding window (rows not grouped),
  * two sequences' chunks and a decode row in one batch, 1-3 threads.
  */
-void checkPromptRows(ThreadPool* pools[3], const Shape& sh) {
-  const int hd = sh.headDim, L = 150;
+void checkPromptRows(ThreadPool* pools[3], const Shape& sh, int L, std::initializer_list<int> chunkStarts, std::initializer_list<int> windows) {
+  const int hd = sh.headDim;
   const int64_t ld = int64_t(sh.heads) * hd;
   Seq s;
   s.nCtx = L;
@@ -263,8 +273,8 @@ void checkPromptRows(ThreadPool* pools[3], const Shape& sh) {
       const void* kc = p.bf16 ? static_cast<const void*>(p.keys16.data()) : p.keys.data();
       const void* vc = p.bf16 ? static_cast<const void*>(p.values16.data()) : p.values.data();
       const DType dt = p.bf16 ? DType::BF16 : DType::F32;
-      for (int window : {0, 40}) {
-        for (int p0 : {0, 37, L - 1}) {
+      for (int window : windows) {
+        for (int p0 : chunkStarts) {
           // Rows: sequence 0's positions [p0, L), a decode row of sequence 1, sequence 1's [p0, L).
           std::vector<PagedAttentionRow> rows;
           std::vector<float> q;
@@ -280,6 +290,16 @@ void checkPromptRows(ThreadPool* pools[3], const Shape& sh) {
           const int th = int(rows.size() % 3);
           std::vector<float> got(size_t(m * ld), NAN), alone(size_t(ld), NAN);
           pagedAttention(*pools[th], q.data(), ld, rows.data(), got.data(), ld, m, sh.heads, sh.kvHeads, hd);
+          if (L > kAttentionPartition) {  // the same call in slices of one group each: the same bits
+            std::vector<float> sliced(got.size(), NAN);
+            const int64_t was = setAttentionPartialLimitForTest(1);
+            pagedAttention(*pools[2 - th], q.data(), ld, rows.data(), sliced.data(), ld, m, sh.heads, sh.kvHeads, hd);
+            setAttentionPartialLimitForTest(was);
+            bitCases++;
+            if (std::memcmp(sliced.data(), got.data(), sizeof(float) * got.size()) != 0)
+              fail("a call run in slices differs: heads " + std::to_string(sh.heads) + "/" + std::to_string(sh.kvHeads) + " hd " +
+                   std::to_string(hd) + " blockSize " + std::to_string(bs) + " window " + std::to_string(window));
+          }
           for (int64_t t = 0; t < m; t++) {
             pagedAttention(*pools[0], q.data() + t * ld, ld, &rows[size_t(t)], alone.data(), ld, 1, sh.heads, sh.kvHeads, hd);
             bitCases++;
@@ -353,7 +373,10 @@ int main() {
   const Shape shapes[] = {{8, 4, 32}, {8, 8, 64}, {16, 2, 128}, {32, 4, 128}, {12, 4, 64}, {6, 2, 32}, {7, 1, 24},
                           {16, 1, 64}, {20, 2, 32}, {12, 4, 40}, {6, 3, 20}, {2, 1, 3}};
   for (const Shape& sh : shapes) checkShape(pools, sh);
-  for (const Shape& sh : {shapes[0], shapes[2], shapes[4], shapes[9]}) checkPromptRows(pools, sh);
+  for (const Shape& sh : {shapes[0], shapes[2], shapes[4], shapes[9]}) checkPromptRows(pools, sh, 150, {0, 37, 149}, {0, 40});
+  // Across the first partition edge (512): rows of one group in one and two partitions; a window
+  // of 520 moves the partitions with the window's start.
+  for (const Shape& sh : {shapes[0], shapes[4], shapes[9]}) checkPromptRows(pools, sh, 530, {505, 511, 529}, {0, 520});
   const double expUlp = checkExp();
   checkErrors(p2);
   // Rounding: nearest even, ties, infinities, NaN, overflow to infinity; widening is exact.
@@ -365,7 +388,7 @@ int main() {
     if (floatToBf16(r.x) != r.want) fail("floatToBf16(" + std::to_string(r.x) + ") = " + std::to_string(floatToBf16(r.x)));
   if (!std::isnan(bf16ToFloat(floatToBf16(NAN))) || bf16ToFloat(0x3f81) != 1.0078125f) fail("bf16 NaN / widening");
   std::printf("{\"cases\": %d, \"bitCases\": %d, \"bf16Cases\": %d, \"failures\": %d, \"maxRelErr\": %g, \"maxRelErrBf16\": %g, "
-              "\"expMaxUlp\": %g, \"kernel\": \"%s\"}\n",
-              cases, bitCases, bf16Cases, failures, maxRel, maxRelBf16, expUlp, attentionKernelName(32));
+              "\"expMaxUlp\": %g, \"kernel\": \"%s\", \"outputHash\": \"%016llx\"}\n",
+              cases, bitCases, bf16Cases, failures, maxRel, maxRelBf16, expUlp, attentionKernelName(32), (unsigned long long)outputHash);
   return failures == 0 ? 0 : 1;
 }
