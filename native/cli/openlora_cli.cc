@@ -12,6 +12,8 @@
 //                         [--prompt-len P] [--out F.json]
 //   openlora-cli roofline [--model DIR | --random-*] [--backend B] [--out F.json]
 //   openlora-cli ceilings [--threads N] [--buffer-mib M] [--out F.json]
+//   openlora-cli attention [--heads 15 --kv-heads 5 --head-dim 64 --layers 32] [--ctx 512,2048,4096]
+//                         [--batch 1] [--block-size 16] [--kv-cache-dtype D] [--rounds R] [--out F.json]
 //   openlora-cli write-random --random-llama3-8b | --random-shape ... [--vocab V] [--tied] --out-dir DIR
 //                         (a BF16 model folder of the random weights, for load and memory checks)
 //
@@ -33,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "attention_bench.h"
 #include "../cpu/ceilings.h"
 #include "../cpu/gemm_packed.h"
 #include "backend.h"
@@ -77,7 +80,7 @@ struct Unavailable : std::runtime_error {
 };
 
 const char* kUsage =
-    "usage: openlora-cli <logits|check|crosscheck|bench|roofline|ceilings|write-random> [options]\n"
+    "usage: openlora-cli <logits|check|crosscheck|bench|roofline|ceilings|attention|write-random> [options]\n"
     "  model:    --model DIR | --random-llama3-8b | --random-shape hidden,layers,heads,kvheads,inter\n"
     "            [--vocab V] [--layers N (override)] [--seed S] [--tied (lm_head = embed_tokens)]\n"
     "  common:   --backend cpu|cuda|auto (cpu)  --threads N (all cores)  --quantization none|int8|int4  --out FILE.json\n"
@@ -88,6 +91,8 @@ const char* kUsage =
     "  bench:    [--batch 1,16,64,128] [--adapters 0,16,128] [--rank 16 | --ranks 8,16,32,64] [--steps 16]\n"
     "            [--prompt-len 16] [--kv-cache-dtype float32|bfloat16] [--rounds R (best of R interleaved)]\n"
     "  ceilings: [--buffer-mib 512] (read bandwidth 1 / N threads, FMA, BF16-dot and AMX peaks)\n"
+    "  attention: [--heads 15] [--kv-heads 5] [--head-dim 64] [--layers 32] [--ctx 512,2048,4096] [--batch 1]\n"
+    "            [--block-size 16] [--kv-cache-dtype float32|bfloat16] [--rounds 20] (decode attention alone)\n"
     "  write-random: --out-dir DIR (config.json + BF16 model.safetensors of the random model)\n";
 
 Args parseArgs(int argc, char** argv) {
@@ -588,6 +593,29 @@ int cmdCeilings(const Args& a) {
   return 0;
 }
 
+int cmdAttention(const Args& a) {
+  AttentionBenchOptions o;
+  o.heads = std::stoi(a.get("heads", "15"));
+  o.kvHeads = std::stoi(a.get("kv-heads", "5"));
+  o.headDim = std::stoi(a.get("head-dim", "64"));
+  o.layers = std::stoi(a.get("layers", "32"));
+  o.batch = std::stoi(a.get("batch", "1"));
+  o.blockSize = std::stoi(a.get("block-size", "16"));
+  o.rounds = std::stoi(a.get("rounds", "20"));
+  o.contexts = parseInts(a.get("ctx", "512,2048,4096"), "--ctx");
+  o.threads = threadsOf(a);
+  const std::string dt = a.get("kv-cache-dtype", "float32");
+  if (dt != "float32" && dt != "bfloat16") throw UsageError("--kv-cache-dtype must be float32 or bfloat16");
+  o.kvDtype = dt == "bfloat16" ? DType::BF16 : DType::F32;
+  if (o.layers < 1 || o.batch < 1 || o.blockSize < 1 || o.rounds < 1 || o.contexts.empty()) throw UsageError("attention: sizes must be >= 1");
+  for (int c : o.contexts)
+    if (c < 1) throw UsageError("--ctx values must be >= 1");
+  const std::string j = benchAttention(o);
+  std::printf("%s\n", j.c_str());
+  writeOut(a, j);
+  return 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // bench: decode and prefill tokens/s over batch x adapters, adapter upload time, roofline ratio
 
@@ -805,6 +833,7 @@ int main(int argc, char** argv) {
     if (a.cmd == "bench") return cmdBench(a);
     if (a.cmd == "roofline") return cmdRoofline(a);
     if (a.cmd == "ceilings") return cmdCeilings(a);
+    if (a.cmd == "attention") return cmdAttention(a);
     if (a.cmd == "write-random") {
       if (!a.has("out-dir") || (!a.has("random-llama3-8b") && !a.has("random-shape"))) {
         throw UsageError("write-random needs --random-llama3-8b | --random-shape ... and --out-dir DIR");

@@ -1,6 +1,7 @@
 /**
  * openlora-cli (native/cli, CMakeLists.txt): the engine core built as a standalone C++ library
- * with no Node, checked against the demo model's reference and run through a tiny bench.
+ * with no Node, checked against the demo model's reference and run through a tiny bench, the
+ * ceilings and the decode-attention timing.
  * Skipped when cmake is not on PATH. A CPU-only incremental build (build/cmake-test): ~25 s
  * from clean on 2 cores, ~1 s when nothing changed.
  * By hand: cmake -S . -B build/cmake && cmake --build build/cmake -j && build/cmake/openlora-cli --help
@@ -54,6 +55,17 @@ test('openlora-cli: the core builds without Node and matches the reference', { s
   if (has('avx512_bf16')) assert.ok((ceil.bf16_dot_avx512_GFLOPs as number) > 0, r.out);
   else assert.match(ceil.missing.bf16_dot, /avx512_bf16/);
   if (!has('amx_bf16')) assert.match(ceil.missing.amx_bf16, /amx/);
+
+  // Decode attention alone: one figure per context (the second crosses a partition edge).
+  r = run(cli, ['attention', '--layers', '2', '--heads', '4', '--kv-heads', '2', '--ctx', '40,600', '--kv-cache-dtype', 'bfloat16', '--rounds', '2', '--threads', '2']);
+  assert.equal(r.status, 0, r.out);
+  const att = JSON.parse(r.out.trim().split('\n').pop()!) as { kv_cache_dtype: string; runs: { ctx: number; median_ms: number; kv_GBps: number }[] };
+  assert.equal(att.kv_cache_dtype, 'bfloat16');
+  assert.deepEqual(att.runs.map((x) => x.ctx), [40, 600]);
+  for (const x of att.runs) assert.ok(x.median_ms > 0 && x.kv_GBps > 0, r.out);
+  r = run(cli, ['attention', '--ctx', '0']);
+  assert.equal(r.status, 2, r.out);
+  assert.match(r.out, /--ctx/);
 
   // No CUDA in this build: asking for it is a SKIP (exit 3), never a crash.
   r = run(cli, ['logits', '--model', modelDir, '--prompt-ids', '1,2,3', '--backend', 'cuda']);
