@@ -4,8 +4,9 @@
  * and past that get 429 with `Retry-After`. A request counts as the sequences it runs (prompts x
  * `n`): counting requests let 60 waiting `n: 16` requests (960 sequences) hold a plain request
  * back for a minute without a 429. A request larger than the whole bound still waits when it
- * finds the queue empty (else it could never run while others do). Waiting requests hold nothing (no adapter pin, no KV
- * block): the adapter is acquired only once the request is admitted.
+ * finds the queue empty (else it could never run while others do). Waiting requests hold
+ * nothing (no adapter pin, no KV block): the adapter is acquired only once the request is
+ * admitted.
  *
  * The running and waiting adapter sets are what `vllm:lora_requests_info` reports.
  */
@@ -61,11 +62,6 @@ export class Admission {
   /** Requests waiting now. */
   get waiting(): number {
     return this.queue.length;
-  }
-
-  /** Sequences of the requests waiting now. */
-  get waitingSequences(): number {
-    return this.waitingUnits;
   }
 
   /** Adapters (`BASE:ADAPTER`) of running requests. */
