@@ -14,6 +14,10 @@
 #include "dispatch.h"  // useAvx2(): the CPU backend's one AVX2/FMA dispatch switch
 #include "simd_math.h"  // expAvx2
 
+// NOTE(why): GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside _mm512_cvtepu16_epi32
+// (GCC bug 105593; load16 of the AVX-512 P.V), as in gemm_packed.cc.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 namespace openlora::cpu {
 
 namespace {
@@ -411,34 +415,26 @@ inline int partitionsOf(const PagedAttentionRow& row) {
 // NOTE(why): bounds the partials scratch (16 MiB); a long prefill chunk is cut into slices of rows.
 // Atomic only for the test hook (setAttentionPartialLimitForTest).
 std::atomic<int64_t> maxPartialFloats{int64_t(4) << 20};
-constexpr int kMaxCombineParts = 64;  // partition weights held at once by combinePartitions
 static_assert(kAttentionPartition % kAttentionTile == 0, "partitions are whole tiles");
 
 /**
  * FlashDecoding's reduction (Dao et al. 2023; vLLM paged_attention_v2_reduce_kernel): partition p
  * holds acc_p [hd] (unnormalised), m_p and l_p (at acc + p stride, ml + p stride); with M =
- * max_p m_p and w_p = exp(m_p - M) / sum_q l_q exp(m_q - M), out[d] = sum_p w_p acc_p[d], summed
- * in partition order. One partition gives out = acc * (1 / l), the unpartitioned kernel's bits.
+ * max_p m_p and w_p = exp(m_p - M): out[d] = (sum_p w_p acc_p[d]) / (sum_p w_p l_p), summed in
+ * partition order. One partition gives out = acc * (1 / l), the unpartitioned kernel's bits.
  */
 void combinePartitions(const float* acc, const float* ml, int64_t stride, int parts, int hd, float* out) {
   float mMax = -INFINITY;
   for (int p = 0; p < parts; p++) mMax = std::max(mMax, ml[p * stride]);
-  float w[kMaxCombineParts];
   float l = 0.0f;
-  for (int p0 = 0; p0 < parts; p0 += kMaxCombineParts) {
-    const int pc = std::min(kMaxCombineParts, parts - p0);
-    for (int p = 0; p < pc; p++) l += ml[(p0 + p) * stride + 1] * std::exp(ml[(p0 + p) * stride] - mMax);
+  std::fill(out, out + hd, 0.0f);
+  for (int p = 0; p < parts; p++) {
+    const float w = std::exp(ml[p * stride] - mMax);  // every partition of the row holds a position: m_p finite
+    l += w * ml[p * stride + 1];
+    for (int d = 0; d < hd; d++) out[d] += w * acc[p * stride + d];
   }
   const float inv = 1.0f / l;
-  for (int p0 = 0; p0 < parts; p0 += kMaxCombineParts) {
-    const int pc = std::min(kMaxCombineParts, parts - p0);
-    for (int p = 0; p < pc; p++) w[p] = std::exp(ml[(p0 + p) * stride] - mMax) * inv;
-    for (int d = 0; d < hd; d++) {
-      float v = p0 == 0 ? 0.0f : out[d];
-      for (int p = 0; p < pc; p++) v += w[p] * acc[(p0 + p) * stride + d];
-      out[d] = v;
-    }
-  }
+  for (int d = 0; d < hd; d++) out[d] *= inv;
 }
 
 // NOTE(why): a task hand-over costs about a microsecond; chunks carry at least this many
@@ -530,7 +526,7 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
         const int h0 = kvh * group + g0h;
         const PagedAttentionRow& row = rows[grp.t];
         const int jBegin = row.start + unit.part * kAttentionPartition;
-        const int jEnd = grp.parts > 1 ? jBegin + kAttentionPartition : INT32_MAX;
+        const int jEnd = jBegin + kAttentionPartition;  // a one-partition group ends before it anyway
         const float* qh = q + grp.t * ldq + int64_t(h0) * headDim;
         // A partition's partial for (row r, head h): acc at pa + (r numHeads + h) headDim, m and l at pm + 2 (r numHeads + h).
         float* pa = partial + grp.partial + int64_t(unit.part) * grp.rows * numHeads * perRowHead;
