@@ -85,7 +85,7 @@ export class MergeCache {
   private readonly retired = new Map<string, string>();
   /** Deletions of retired folders in progress (a merge built again under its name waits for its own). */
   private readonly deleting = new Map<string, Promise<void>>();
-  /** Merges retired (LRU or stale) so far, for tests and metrics. */
+  /** Merges retired (LRU or stale) so far (read by tests). */
   evicted = 0;
 
   /**

@@ -31,6 +31,8 @@ inline int32_t load4(const int8_t* p) {
 
 /** Prefetch the line kStreamPrefetchBytes past p into L1 (one-row tiles' weight streams; dispatch.h). */
 inline void prefetchAhead(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p) + kStreamPrefetchBytes, _MM_HINT_T0); }
+/** The Q4 scales' own stream (32 bytes a group, an eighth of the weights' rate): prefetched an eighth as far ahead. */
+inline void prefetchScalesAhead(const uint16_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p) + kStreamPrefetchBytes / 8, _MM_HINT_T0); }
 
 /** acc[0] + ... + acc[C - 1] (int32 lanes; exact). */
 template <int C>
@@ -143,8 +145,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void row4Avx512(
         s[c][1] = _mm512_dpbusd_epi32(s[c][1], _mm512_and_si512(_mm512_srli_epi16(wv, 4), low), xh);
       }
     }
-    if ((g & 1) == 0)  // the scales: 32 bytes a group, their own stream (an eighth of the weights' rate)
-      for (int c = 0; c < NP; c++) _mm_prefetch(reinterpret_cast<const char*>(ws[c] + g * kP) + kStreamPrefetchBytes / 8, _MM_HINT_T0);
+    if ((g & 1) == 0)  // one line of scales per two groups
+      for (int c = 0; c < NP; c++) prefetchScalesAhead(ws[c] + g * kP);
     const __m512 d = _mm512_set1_ps(dx[g]);
     const __m512i z = _mm512_set1_epi32(8 * sx[g]);
     for (int c = 0; c < NP; c++) {
@@ -249,7 +251,7 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
         }
         if constexpr (MR == 1)
           if ((g & 1) == 0)
-            for (int c = 0; c < C; c += 2) _mm_prefetch(reinterpret_cast<const char*>(ws + soff[c] + g * kP) + kStreamPrefetchBytes / 8, _MM_HINT_T0);
+            for (int c = 0; c < C; c += 2) prefetchScalesAhead(ws + soff[c] + g * kP);
         __m256 dw[C];
         for (int c = 0; c < C; c++) dw[c] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + soff[c] + g * kP)));
         for (int r = 0; r < MR; r++) {
