@@ -18,6 +18,13 @@
  * is asked for, so a request waiting for a slot has its adapter read and validated while
  * earlier requests run. `unregister` hides an adapter at once (new requests 404) and frees its
  * slot when the last running request using it ends.
+ *
+ * Resident adapters follow their files: an acquire of a resident local adapter compares the
+ * files' stamp (adapters/content-id.ts) with the one its weights were uploaded from; when they
+ * changed and the new files are valid, the new version is loaded for this and later requests,
+ * while requests already running finish on the old one (its slot is freed when the last ends).
+ * New files that are invalid or missing (half-written, being replaced) keep the resident version
+ * serving, with a warning in the log, until they change again.
  */
 import { join, resolve } from 'node:path';
 import { privateTmpDir } from './private-dir.ts';
@@ -30,7 +37,8 @@ import { MergeCache } from './merge-cache.ts';
 import { TierMetrics } from './metrics.ts';
 import { pinComposition, type PinnedComposition } from './pin.ts';
 import { adapterNameProblem, AdapterRegistry, type AdapterEntry, type ScanResult } from './registry.ts';
-import { SlotPool } from './slot-pool.ts';
+import { emptyDeviceState, SlotPool, type DeviceState, type SlotHolder } from './slot-pool.ts';
+import { fileStamp } from './content-id.ts';
 import { AdapterSources, confinePath, sourceOf, type AdapterSource, type DiskStats } from './sources.ts';
 import { SpecCache } from './spec-cache.ts';
 import { silentLogger, type AdapterInfo, type AdapterLease, type Logger, type RuntimeAdapterProvider } from './types.ts';
@@ -81,7 +89,7 @@ export interface AdapterManagerStats {
   disk: DiskStats;
   /** Acquires that found every slot pinned and had their adapter read into the host tier while waiting. */
   prefetchedWhileWaiting: number;
-  /** Adapters unregistered but still draining (slot freed when their last request ends). */
+  /** Adapters unregistered, or old versions of adapters whose files changed, still draining (slot freed when their last request ends). */
   draining: number;
 }
 
@@ -97,6 +105,8 @@ export class AdapterManager implements RuntimeAdapterProvider {
   private readonly slots: SlotPool;
   /** Unregistered adapters still holding a slot or a load. */
   private readonly draining = new Set<AdapterEntry>();
+  /** Old versions of adapters whose files changed while requests used them: device state → its holder in the slot pool. */
+  private readonly retired = new Map<DeviceState, SlotHolder>();
   private prefetchedWhileWaiting = 0;
   /** URL / hub sources and the disk tier of downloaded folders. */
   readonly sources: AdapterSources;
@@ -145,24 +155,27 @@ export class AdapterManager implements RuntimeAdapterProvider {
   async acquire(name: string): Promise<AdapterLease> {
     const e = this.registry.get(name);
     if (!e) throw unknownAdapter(`${this.baseName}:${name}`);
-    e.device.pins++; // pinned from here on, so a concurrent load can't evict it between load and lease
+    await this.followFiles(e);
+    // The version pinned here is the one leased, even if the files change again meanwhile.
+    const dev = e.device;
+    dev.pins++; // pinned from here on, so a concurrent load can't evict it between load and lease
     this.gauge();
     try {
-      if (e.device.slot === null) {
-        if (!e.device.loading) {
+      if (dev.slot === null) {
+        if (!dev.loading) {
           this.metrics.count('device', 'misses');
-          e.device.loading = this.load(e).finally(() => void (e.device.loading = null));
+          dev.loading = this.load(e).finally(() => void (dev.loading = null));
         }
-        await e.device.loading;
+        await dev.loading;
       } else {
         this.metrics.count('device', 'hits');
       }
       if (e.removed) throw unknownAdapter(`${this.baseName}:${name}`, 'It was unloaded.');
     } catch (err) {
-      this.unpin(e);
+      this.unpin(e, dev);
       throw err;
     }
-    return this.lease(e);
+    return this.lease(e, dev);
   }
 
   /**
@@ -182,6 +195,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
     if (tooMany) throw new AdapterError(tooMany, 'too_many_adapters');
     if (distinct.length <= 1) return Promise.all(distinct.map((n) => this.acquire(n))); // a lone acquire holds nothing while it waits
     const entries = distinct.map((n) => this.registry.get(n) ?? (() => { throw unknownAdapter(`${this.baseName}:${n}`); })());
+    await Promise.all(entries.map((e) => this.followFiles(e)));
     await Promise.all(entries.map((e) => this.specs.fresh(e)));
     const keep = new Set(entries);
     const deadline = performance.now() + this.slots.slotWaitMs;
@@ -210,22 +224,24 @@ export class AdapterManager implements RuntimeAdapterProvider {
       waited = true;
       await this.slots.waitForRelease(left);
     }
-    for (const e of entries) {
-      e.device.pins++;
-      if (e.device.slot !== null) this.metrics.count('device', 'hits');
+    const devs = entries.map((e) => e.device);  // the versions pinned (and leased) here
+    for (const dev of devs) {
+      dev.pins++;
+      if (dev.slot !== null) this.metrics.count('device', 'hits');
     }
     this.gauge();
     for (const e of cold) {
       this.metrics.count('device', 'misses');
-      e.device.loading = this.load(e, true).finally(() => void (e.device.loading = null));
+      const dev = e.device;
+      dev.loading = this.load(e, true).finally(() => void (dev.loading = null));
     }
     const results = await Promise.allSettled(cold.map((e) => e.device.loading!));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed || entries.some((e) => e.removed || e.device.slot === null)) {
-      for (const e of entries) this.unpin(e);
+    if (failed || entries.some((e, i) => e.removed || devs[i]!.slot === null)) {
+      entries.forEach((e, i) => this.unpin(e, devs[i]));
       throw failed ? failed.reason : unknownAdapter(`${this.baseName}:${distinct.join('+')}`, 'It was unloaded.');
     }
-    return entries.map((e) => this.lease(e));
+    return entries.map((e, i) => this.lease(e, devs[i]!));
   }
 
   /**
@@ -372,7 +388,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
       host: { entries: this.specs.size, bytes: this.specs.bytes, hits: h.hits, misses: h.misses, loads: h.loads, evictions: h.evictions },
       disk: this.sources.stats(),
       prefetchedWhileWaiting: this.prefetchedWhileWaiting,
-      draining: this.draining.size,
+      draining: this.draining.size + this.retired.size,
     };
   }
 
@@ -395,14 +411,24 @@ export class AdapterManager implements RuntimeAdapterProvider {
     let pinned = 0;
     for (const e of this.registry.values()) if (e.device.pins > 0) pinned++;
     for (const e of this.draining) if (e.device.pins > 0) pinned++;
-    return pinned;
+    return pinned + this.retired.size;  // a retired version is pinned until it is unloaded
   }
 
   private gauge(): void {
     this.metrics.occupancy({ device: this.slots.size, host: this.specs.size, disk: this.sources.stats().entries }, this.pinnedCount());
   }
 
-  private unpin(e: AdapterEntry): void {
+  /** Release one pin of `dev` (`e`'s current version, or a retired one: unloaded when its last pin goes). */
+  private unpin(e: AdapterEntry, dev: DeviceState = e.device): void {
+    const old = this.retired.get(dev);
+    if (old) {
+      if (--dev.pins === 0) {
+        this.retired.delete(dev);
+        this.slots.unload(old, 'old version of a changed adapter drained');
+      }
+      this.gauge();
+      return;
+    }
     e.device.pins--;
     this.slots.touch(e);
     e.device.lastUsedAt = Date.now();
@@ -414,22 +440,54 @@ export class AdapterManager implements RuntimeAdapterProvider {
     this.gauge();
   }
 
-  /** A lease on pinned, resident `e` (one pin, released once). */
-  private lease(e: AdapterEntry): AdapterLease {
-    this.slots.touch(e);
-    e.device.lastUsedAt = Date.now();
-    e.device.served++;
+  /** A lease on pinned, resident version `dev` of `e` (one pin, released once). */
+  private lease(e: AdapterEntry, dev: DeviceState = e.device): AdapterLease {
+    dev.lastUsedAt = Date.now();
+    dev.served++;
+    if (dev === e.device) this.slots.touch(e);
     if (e.source.kind !== 'local') this.sources.touch(e.source);
     let released = false;
     return {
       name: e.name,
-      slot: e.device.slot!,
+      slot: dev.slot!,
       release: () => {
         if (released) return;
         released = true;
-        this.unpin(e);
+        this.unpin(e, dev);
       },
     };
+  }
+
+  /**
+   * When resident local adapter `e`'s files changed since its weights were uploaded and the new
+   * files are valid (read into the host tier now): its resident version is unloaded (no request
+   * uses it) or retired (unloaded when its last request ends), so the caller loads the new one.
+   * Invalid or missing new files keep the resident version (logged once per change). Remote
+   * sources are immutable downloads: not checked.
+   */
+  private async followFiles(e: AdapterEntry): Promise<void> {
+    const dev = e.device;
+    if (e.source.kind !== 'local' || dev.slot === null || dev.loading || dev.stamp === null) return;
+    const stamp = await fileStamp(e.parsed.dir);
+    if (stamp === dev.stamp || stamp === dev.refusedStamp) return;
+    try {
+      await this.specs.fresh(e);
+    } catch (err) {
+      if (e.device === dev) dev.refusedStamp = stamp;
+      this.log.warn({ adapter: e.name, err: (err as Error).message }, 'adapter files changed on disk but cannot be loaded: the resident version keeps serving');
+      return;
+    }
+    // Re-checked after the awaits: another acquire may have followed (or evicted) already.
+    if (e.device !== dev || dev.slot === null || dev.loading || e.removed || e.host.identity?.stamp === dev.stamp) return;
+    this.log.info({ adapter: e.name, running: dev.pins }, 'adapter files changed on disk: loading the new version');
+    if (dev.pins === 0) {
+      this.slots.unload(e, 'old version of a changed adapter unloaded');
+      return;
+    }
+    const old: SlotHolder = { name: e.name, device: dev };
+    this.slots.rehome(e, old);
+    this.retired.set(dev, old);
+    e.device = emptyDeviceState();
   }
 
   /**
@@ -440,12 +498,14 @@ export class AdapterManager implements RuntimeAdapterProvider {
     let reserved = preReserved;
     try {
       const spec = await this.specs.fresh(e);
+      const stamp = e.host.identity?.stamp ?? null;  // of the files `spec` was checked from
       if (!reserved) {
         if (await this.slots.reserve(e.name)) this.prefetchedWhileWaiting++;
         reserved = true;
       }
       if (e.removed) throw unknownAdapter(`${this.baseName}:${e.name}`, 'It was unloaded.');
       await this.slots.upload(e, spec);
+      e.device.stamp = stamp;
       this.gauge();
     } catch (err) {
       this.metrics.count('device', 'failures');

@@ -33,6 +33,13 @@ export interface DeviceState {
   served: number;
   /** The single in-flight load, shared by concurrent acquires. */
   loading: Promise<void> | null;
+  /**
+   * fileStamp (adapters/content-id.ts) of the files the resident weights were read from, or null
+   * when not resident: a different stamp on disk means the files changed since the upload.
+   */
+  stamp: string | null;
+  /** A changed stamp whose files were invalid (the resident version kept serving): not re-read until the files change again. */
+  refusedStamp: string | null;
 }
 
 /** What the pool needs to know of an adapter. */
@@ -58,7 +65,7 @@ function engineRefusal(name: string, path: string, err: unknown): Error {
 
 /** A new, non-resident device state. */
 export function emptyDeviceState(): DeviceState {
-  return { slot: null, pins: 0, lastUsed: 0, lastUsedAt: 0, served: 0, loading: null };
+  return { slot: null, pins: 0, lastUsed: 0, lastUsedAt: 0, served: 0, loading: null, stamp: null, refusedStamp: null };
 }
 
 /** The engine's adapter slots of one base model. */
@@ -204,10 +211,19 @@ export class SlotPool {
     this.log.info({ adapter: h.name, slot }, why);
     this.resident.delete(h);
     h.device.slot = null;
+    h.device.stamp = h.device.refusedStamp = null;
     this.used--;
     this.onUnload?.(h);
     this.wake();
     return true;
+  }
+
+  /**
+   * Hand `from`'s resident slot to `to` (the retired version of an adapter whose files changed:
+   * `to.device` is the state `from` had; `from` gets a new, non-resident one from the caller).
+   */
+  rehome(from: SlotHolder, to: SlotHolder): void {
+    if (this.resident.delete(from)) this.resident.add(to);
   }
 
   /** Wake every load waiting for a slot (a pin was released); each re-checks. */

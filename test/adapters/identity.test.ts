@@ -4,11 +4,13 @@
  * the same name and path, and host-tier load specs and merges after the files change on disk
  * between evictions. (The engine's prefix cache keys KV blocks by load generation:
  * test/native/paging.test.ts.) Files replaced while a load reads them give the adapter's 400,
- * never a raw error (a 500).
+ * never a raw error (a 500). A resident adapter follows its files too: the next request after a
+ * rewrite runs the new version while running requests finish on the old one, and new files that
+ * cannot be loaded leave the resident version serving.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -41,9 +43,13 @@ async function assertMergeOf(mergedDir: string, sourceDir: string, w: number): P
 
 const linear = (name: string, weight: number): Composition => ({ members: [{ name, weight }], merge: { strategy: 'linear' } as Composition['merge'] });
 
-function manager(over: { maxCpuLoras?: number } = {}) {
-  const engine = new ScriptedEngine(() => [], { slots: 1, loadDelayMs: 1 });
-  const m = new AdapterManager({ engine: engine.asEngine(), baseName: 'tiny', modelInfo: info, mergeDir: join(tmp, 'merges'), slotWaitMs: 2000, ...over });
+function manager(over: { maxCpuLoras?: number; slots?: number } = {}) {
+  const slots = over.slots ?? 1;
+  const engine = new ScriptedEngine(() => [], { slots, loadDelayMs: 1 });
+  const m = new AdapterManager({
+    engine: engine.asEngine(), baseName: 'tiny', modelInfo: slots === 1 ? info : tinyInfo({ maxLoras: slots }), mergeDir: join(tmp, 'merges'), slotWaitMs: 2000,
+    maxCpuLoras: over.maxCpuLoras,
+  });
   return { engine, m };
 }
 
@@ -124,4 +130,86 @@ test('files replaced on disk (rm + cp) while a load reads them: each acquire suc
     }
   }
   assert.ok(ok > 0, `some loads succeeded (${ok} ok, ${refused} refused)`);
+});
+
+test('a resident adapter rewritten on disk: the next request loads the new version, a running one finishes on the old', async () => {
+  const dir = join(tmp, 'resident-rewritten');
+  await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 6, alpha: 8 });
+  const { m, engine } = manager({ slots: 2 });
+  await m.register('a', dir);
+  const running = await m.acquire('a');
+  assert.equal(engine.loads.length, 1);
+
+  await writeRandomAdapter(dir, info, { rank: 8, modules: ['q_proj'], dtype: 'F32', seed: 7, alpha: 4 });
+  const next = await m.acquire('a');
+  assert.equal(engine.loads.length, 2, 'the new files are uploaded');
+  assert.equal(engine.loads.at(-1)!.modules[0]!.scaling, 0.5, 'the new config (alpha 4 / r 8)');
+  assert.notEqual(next.slot, running.slot, 'the new version has its own slot');
+  assert.deepEqual(engine.unloads, [], 'the running request keeps the old version');
+  assert.equal(m.stats().draining, 1);
+  const again = await m.acquire('a');
+  assert.equal(again.slot, next.slot, 'unchanged files: the resident new version, no upload');
+  assert.equal(engine.loads.length, 2);
+
+  running.release();
+  assert.deepEqual(engine.unloads, [running.slot], 'the old version is unloaded when its last request ends');
+  assert.equal(m.stats().draining, 0);
+  assert.equal(m.stats().resident, 1);
+  next.release();
+  again.release();
+
+  // Rewritten while nothing runs: the old version goes at once.
+  await writeRandomAdapter(dir, info, { rank: 2, modules: ['q_proj'], dtype: 'F32', seed: 8, alpha: 2 });
+  const third = await m.acquire('a');
+  assert.equal(engine.loads.length, 3);
+  assert.equal(engine.loads.at(-1)!.modules[0]!.scaling, 1, 'alpha 2 / r 2');
+  assert.deepEqual(engine.unloads, [running.slot, next.slot]);
+  assert.equal(m.stats().resident, 1);
+  third.release();
+});
+
+test('a resident adapter whose new files are invalid or missing keeps serving until valid files arrive', async () => {
+  const dir = join(tmp, 'resident-broken');
+  await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 9, alpha: 8 });
+  const { m, engine } = manager({ slots: 2 });
+  await m.register('a', dir);
+  const first = await m.acquire('a');
+  first.release();
+
+  await writeFile(join(dir, 'adapter_model.safetensors'), Buffer.from('not a safetensors file'));
+  for (let i = 0; i < 2; i++) {
+    const l = await m.acquire('a');
+    assert.equal(l.slot, first.slot, 'the resident version serves');
+    l.release();
+  }
+  await rm(join(dir, 'adapter_model.safetensors'));
+  (await m.acquire('a')).release();
+  assert.equal(engine.loads.length, 1, 'no upload of invalid or missing files');
+  assert.deepEqual(engine.unloads, []);
+
+  await writeRandomAdapter(dir, info, { rank: 8, modules: ['q_proj'], dtype: 'F32', seed: 10, alpha: 4 });
+  const fixed = await m.acquire('a');
+  assert.equal(engine.loads.length, 2, 'valid files again: the new version is loaded');
+  assert.equal(engine.loads.at(-1)!.modules[0]!.scaling, 0.5);
+  fixed.release();
+});
+
+test('a composition whose member was rewritten on disk pins the new version', async () => {
+  const [da, db] = [join(tmp, 'comp-a'), join(tmp, 'comp-b')];
+  await writeRandomAdapter(da, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 11, alpha: 8 });
+  await writeRandomAdapter(db, info, { rank: 4, modules: ['v_proj'], dtype: 'F32', seed: 12, alpha: 4 });
+  const { m, engine } = manager({ slots: 3 });
+  await m.register('a', da);
+  await m.register('b', db);
+  const old = await m.acquireAll(['a', 'b']);
+  assert.equal(engine.loads.length, 2);
+  await writeRandomAdapter(da, info, { rank: 8, modules: ['q_proj'], dtype: 'F32', seed: 13, alpha: 4 });
+  const leases = await m.acquireAll(['a', 'b']);
+  assert.equal(engine.loads.length, 3, 'only the rewritten member is uploaded');
+  assert.equal(engine.loads.at(-1)!.modules[0]!.scaling, 0.5);
+  assert.notEqual(leases[0]!.slot, old[0]!.slot);
+  assert.equal(leases[1]!.slot, old[1]!.slot);
+  for (const l of old) l.release();
+  assert.deepEqual(engine.unloads, [old[0]!.slot]);
+  for (const l of leases) l.release();
 });

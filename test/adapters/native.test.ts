@@ -4,6 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AdapterManager } from '../../adapters/manager.ts';
@@ -37,5 +40,33 @@ test('demo adapters load into the native engine through the manager', { skip: bu
     assert.equal(m.stats().pinned, 0);
   } finally {
     await engine.dispose();
+  }
+});
+
+test('an adapter rewritten on disk while resident: new requests run the new weights, a running one the old', { skip: built ? false : 'native addon not built', timeout: 120_000 }, async () => {
+  const engine = await Engine.load(`${root}examples/models/tiny-shakespeare`, { backend: 'cpu', threads: 2, maxLoras: 4 });
+  const tmp = await mkdtemp(join(tmpdir(), 'openlora-rewrite-'));
+  try {
+    const m = new AdapterManager({ engine, baseName: 'tiny-shakespeare', modelInfo: engine.info() });
+    const files = ['adapter_config.json', 'adapter_model.safetensors'];
+    const copy = (from: string) => Promise.all(files.map((f) => cp(join(EXAMPLES, from, f), join(tmp, f))));
+    await copy('shout');
+    await m.register('x', tmp);
+    await m.register('whisper', join(EXAMPLES, 'whisper'));
+    const prompt = [72, 101, 108, 108, 111];
+    const logits = async (slot: number) => (await engine.forward(prompt, [{ slot, weight: 1 }])).logits;
+    const old = await m.acquire('x');
+    const shout = await logits(old.slot);
+
+    await copy('whisper');
+    const now = await m.acquire('x');
+    const ref = await m.acquire('whisper');
+    assert.deepEqual(await logits(now.slot), await logits(ref.slot), 'the rewritten adapter runs the new files');
+    assert.deepEqual(await logits(old.slot), shout, 'the running lease keeps the old weights');
+    for (const l of [old, now, ref]) l.release();
+    assert.equal(m.stats().resident, 2, 'the old version is unloaded once released');
+  } finally {
+    await engine.dispose();
+    await rm(tmp, { recursive: true, force: true });
   }
 });
