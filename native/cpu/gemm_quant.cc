@@ -91,7 +91,6 @@ void quantizeActs(const float* x, int64_t ldx, int64_t m, int64_t k, int64_t kp,
 void quantTilePortable(const QuantMatrix& w, const QuantActs& a, int64_t t0, int mr, int64_t p, float* acc) {
   const uint8_t* base = w.panel(p);
   const bool q4 = w.format() == QuantFormat::Q4;
-  const uint16_t* ws = q4 ? reinterpret_cast<const uint16_t*>(w.scales()) + p * w.groups() * kP : nullptr;
   for (int r = 0; r < mr; r++) {
     const int8_t* xq = a.q.data() + (t0 + r) * a.kp;
     const float* dx = a.d.data() + (t0 + r) * a.groups;
@@ -99,7 +98,7 @@ void quantTilePortable(const QuantMatrix& w, const QuantActs& a, int64_t t0, int
     for (int j = 0; j < kP; j++) {
       float f = 0;
       for (int64_t g = 0; g < a.groups; g++) {
-        const uint8_t* gb = base + g * w.groupBytes();
+        const uint8_t* gb = base + w.groupOffset(g);
         const int8_t* xg = xq + g * kG;
         int32_t isum = 0;
         if (!q4) {
@@ -113,7 +112,7 @@ void quantTilePortable(const QuantMatrix& w, const QuantActs& a, int64_t t0, int
               isum += int32_t(v & 15) * xg[blk * 4 + b] + int32_t(v >> 4) * xg[16 + blk * 4 + b];
             }
           isum -= 8 * sx[g];
-          f = std::fma(dx[g] * f16ToFloat(ws[g * kP + j]), float(isum), f);
+          f = std::fma(dx[g] * f16ToFloat(w.q4Scales(p, g)[j]), float(isum), f);
         }
       }
       acc[r * kP + j] = f;
@@ -150,13 +149,15 @@ QuantMatrix QuantMatrix::quantize(QuantFormat format, int64_t n, int64_t k, cons
   qm.k_ = k;
   qm.kp_ = (k + kG - 1) / kG * kG;
   const int64_t G = qm.groups(), P = qm.panels();
-  qm.data_.assign(size_t(P * G * qm.groupBytes()), format == QuantFormat::Q4 ? 0x88 : 0);
-  qm.scales_.assign(size_t(format == QuantFormat::Q8 ? P * kP * 4 : P * G * kP * 2), 0);
+  qm.data_.assign(size_t(P * qm.panelBytes()), format == QuantFormat::Q4 ? 0x88 : 0);  // Q4: nibble 8 is 0
+  if (format == QuantFormat::Q8) qm.scales_.assign(size_t(P * kP * 4), 0);
   std::vector<float> rows(size_t(kP * k));
   for (int64_t p = 0; p < P; p++) {
     const int64_t count = std::min<int64_t>(kP, n - p * kP);
     read(p * kP, count, rows.data());
-    uint8_t* pb = qm.data_.data() + p * G * qm.groupBytes();
+    uint8_t* pb = qm.data_.data() + p * qm.panelBytes();
+    if (format == QuantFormat::Q4)  // every scale slot 0 (padding rows and the unused slots of an odd last pair too)
+      for (int64_t g = 0; g < (G + 1) / 2 * 2; g++) std::memset(pb + q4ScaleOffset(g), 0, kP * 2);
     for (int64_t j = 0; j < count; j++) {
       const float* wr = rows.data() + j * k;
       if (format == QuantFormat::Q8) {
@@ -178,13 +179,13 @@ QuantMatrix QuantMatrix::quantize(QuantFormat format, int64_t n, int64_t k, cons
         for (int64_t i = i0; i < i1; i++)
           if (std::fabs(wr[i]) > std::fabs(mx)) mx = wr[i];
         const uint16_t dh = floatToF16(mx / -8.0f);
-        std::memcpy(qm.scales_.data() + ((p * G + g) * kP + j) * 2, &dh, 2);
+        std::memcpy(pb + q4ScaleOffset(g) + j * 2, &dh, 2);
         const float d = f16ToFloat(dh);
         for (int64_t i = i0; i < i1; i++) {
           const int q = d != 0 ? std::max(0, std::min(15, int(std::nearbyint(wr[i] / d)) + 8)) : 8;
           const int64_t c = i - i0;  // 0..31
           const int64_t blk = (c % 16) / 4, b = c % 4;
-          uint8_t& byte = pb[g * 256 + (blk * kP + j) * 4 + b];
+          uint8_t& byte = pb[q4GroupOffset(g) + (blk * kP + j) * 4 + b];
           byte = c < 16 ? uint8_t((byte & 0xf0) | q) : uint8_t((byte & 0x0f) | (q << 4));
         }
       }
@@ -194,7 +195,7 @@ QuantMatrix QuantMatrix::quantize(QuantFormat format, int64_t n, int64_t k, cons
 }
 
 void QuantMatrix::row(int64_t r, float* dst) const {
-  const int64_t p = r / kP, j = r % kP, G = groups();
+  const int64_t p = r / kP, j = r % kP;
   const uint8_t* pb = panel(p);
   for (int64_t i = 0; i < k_; i++) {
     const int64_t g = i / kG, c = i % kG;
@@ -204,8 +205,8 @@ void QuantMatrix::row(int64_t r, float* dst) const {
       dst[i] = scale * float(int8_t(pb[g * 512 + ((c / 4) * kP + j) * 4 + c % 4]));
     } else {
       uint16_t dh;
-      std::memcpy(&dh, scales_.data() + ((p * G + g) * kP + j) * 2, 2);
-      const uint8_t v = pb[g * 256 + (((c % 16) / 4) * kP + j) * 4 + c % 4];
+      std::memcpy(&dh, pb + q4ScaleOffset(g) + j * 2, 2);
+      const uint8_t v = pb[q4GroupOffset(g) + (((c % 16) / 4) * kP + j) * 4 + c % 4];
       dst[i] = f16ToFloat(dh) * float(int((c < 16 ? v & 15 : v >> 4)) - 8);
     }
   }

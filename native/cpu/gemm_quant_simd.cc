@@ -31,8 +31,6 @@ inline int32_t load4(const int8_t* p) {
 
 /** Prefetch the line kStreamPrefetchBytes past p into L1 (one-row tiles' weight streams; dispatch.h). */
 inline void prefetchAhead(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p) + kStreamPrefetchBytes, _MM_HINT_T0); }
-/** The Q4 scales' own stream (32 bytes a group, an eighth of the weights' rate): prefetched an eighth as far ahead. */
-inline void prefetchScalesAhead(const uint16_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p) + kStreamPrefetchBytes / 8, _MM_HINT_T0); }
 
 /** acc[0] + ... + acc[C - 1] (int32 lanes; exact). */
 template <int C>
@@ -82,9 +80,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
     }
   } else {
     const __m512i low = _mm512_set1_epi8(0x0f);
-    const uint16_t* ws = reinterpret_cast<const uint16_t*>(w.scales()) + p * G * kP;
     for (int64_t g = 0; g < G; g++) {
-      const uint8_t* gb = base + g * 256;
+      const uint8_t* gb = base + QuantMatrix::q4GroupOffset(g);
       __m512i s[MR][C];
       for (int r = 0; r < MR; r++)
         for (int c = 0; c < C; c++) s[r][c] = zero;
@@ -100,7 +97,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
           a1 = _mm512_dpbusd_epi32(a1, hi, _mm512_set1_epi32(load4(xq[r] + g * kG + 16 + blk * 4)));
         }
       }
-      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws + g * kP)));
+      if constexpr (MR == 1)
+        if (g & 1) prefetchAhead(base + QuantMatrix::q4ScaleOffset(g));  // the pair's scale line
+      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base + QuantMatrix::q4ScaleOffset(g))));
       for (int r = 0; r < MR; r++) {
         const __m512i isum = _mm512_sub_epi32(total512<C>(s[r]), _mm512_set1_epi32(8 * sx[r][g]));
         f[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(dx[r][g]), dw), _mm512_cvtepi32_ps(isum), f[r]);
@@ -130,27 +129,26 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void row4Avx512(
   __m512 f[NP];
   for (int c = 0; c < NP; c++) f[c] = _mm512_setzero_ps();
   const __m512i zero = _mm512_setzero_si512(), low = _mm512_set1_epi8(0x0f);
-  const uint16_t* ws[NP];
-  for (int c = 0; c < NP; c++) ws[c] = reinterpret_cast<const uint16_t*>(w.scales()) + ps[c] * G * kP;
   for (int64_t g = 0; g < G; g++) {
+    const int64_t go = QuantMatrix::q4GroupOffset(g), so = QuantMatrix::q4ScaleOffset(g);
     __m512i s[NP][2];
     for (int c = 0; c < NP; c++) s[c][0] = s[c][1] = zero;
     for (int blk = 0; blk < 4; blk++) {
       const __m512i xl = _mm512_set1_epi32(load4(xq + g * kG + blk * 4));
       const __m512i xh = _mm512_set1_epi32(load4(xq + g * kG + 16 + blk * 4));
       for (int c = 0; c < NP; c++) {
-        prefetchAhead(base[c] + g * 256 + blk * 64);
-        const __m512i wv = _mm512_loadu_si512(base[c] + g * 256 + blk * 64);
+        prefetchAhead(base[c] + go + blk * 64);
+        const __m512i wv = _mm512_loadu_si512(base[c] + go + blk * 64);
         s[c][0] = _mm512_dpbusd_epi32(s[c][0], _mm512_and_si512(wv, low), xl);
         s[c][1] = _mm512_dpbusd_epi32(s[c][1], _mm512_and_si512(_mm512_srli_epi16(wv, 4), low), xh);
       }
     }
-    if ((g & 1) == 0)  // one line of scales per two groups
-      for (int c = 0; c < NP; c++) prefetchScalesAhead(ws[c] + g * kP);
+    if (g & 1)  // the pair's scale line, in the same stream
+      for (int c = 0; c < NP; c++) prefetchAhead(base[c] + so);
     const __m512 d = _mm512_set1_ps(dx[g]);
     const __m512i z = _mm512_set1_epi32(8 * sx[g]);
     for (int c = 0; c < NP; c++) {
-      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws[c] + g * kP)));
+      const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(base[c] + so)));
       const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(s[c][0], s[c][1]), z);
       f[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, dw), _mm512_cvtepi32_ps(isum), f[c]);
     }
@@ -175,11 +173,10 @@ template <int MR, int C>
 __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, const QuantActs& a, int64_t t0, int64_t p, int np,
                                                        float* acc) {
   const int64_t G = w.groups();
-  const int64_t pstride = G * w.groupBytes();  // bytes from one panel to the next
+  const int64_t pstride = w.panelBytes();  // bytes from one panel to the next
   const uint8_t* base = w.panel(p);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low = _mm256_set1_epi8(0x0f);
-  const uint16_t* ws = reinterpret_cast<const uint16_t*>(w.scales()) + p * G * kP;
   const int8_t* xq[MR];
   const float* dx[MR];
   const int32_t* sx[MR];
@@ -192,11 +189,11 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
   for (int c0 = 0; c0 < cols; c0 += C) {
     // Column c0 + c: panel (c0 + c) / 2, rows 8 ((c0 + c) % 2) .. + 8.
     int64_t off[C];   // byte offset of the column from the tile's group (Q8 quad / Q4 block 0)
-    int64_t soff[C];  // Q4 scale offset (fp16 elements) of the column at group 0
+    int64_t soff[C];  // Q4: byte offset of the column's 8 scales from the tile's group scales
     for (int c = 0; c < C; c++) {
       const int col = c0 + c;
       off[c] = (col / 2) * pstride + (col % 2) * 32;
-      soff[c] = (col / 2) * G * kP + (col % 2) * 8;
+      soff[c] = (col / 2) * pstride + (col % 2) * 16;
     }
     __m256 f[MR][C];
     for (int r = 0; r < MR; r++)
@@ -228,7 +225,8 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
       }
     } else {
       for (int64_t g = 0; g < G; g++) {
-        const uint8_t* gb = base + g * 256;
+        const uint8_t* gb = base + QuantMatrix::q4GroupOffset(g);
+        const uint8_t* gs = base + QuantMatrix::q4ScaleOffset(g);
         __m256i s[MR][C];
         for (int blk = 0; blk < 4; blk++) {
           if constexpr (MR == 1)
@@ -250,10 +248,10 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
           }
         }
         if constexpr (MR == 1)
-          if ((g & 1) == 0)
-            for (int c = 0; c < C; c += 2) prefetchScalesAhead(ws + soff[c] + g * kP);
+          if (g & 1)  // the pair's scale line, in the same stream
+            for (int c = 0; c < C; c += 2) prefetchAhead(gs + soff[c]);
         __m256 dw[C];
-        for (int c = 0; c < C; c++) dw[c] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + soff[c] + g * kP)));
+        for (int c = 0; c < C; c++) dw[c] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(gs + soff[c])));
         for (int r = 0; r < MR; r++) {
           const __m256 d = _mm256_set1_ps(dx[r][g]);
           const __m256i z = _mm256_set1_epi32(8 * sx[r][g]);
