@@ -265,11 +265,12 @@ export class ResponseEvents {
     return r;
   }
 
-  /** The response failed after the stream started: `response.failed`, then an `error` event. */
-  fail(error: { code: string | null; message: string; param: string | null; type: string }): void {
+  /** The response failed after the stream started: `response.failed`, then an `error` event. @returns the failed response. */
+  fail(error: { code: string | null; message: string; param: string | null; type: string }): Record<string, unknown> {
     const r = responseObject(this.head, 'failed', this.items, null, null, { code: error.code ?? 'server_error', message: error.message });
     this.send('response.failed', { response: r });
     // `error` as OpenAI sends it; the nested copy makes openai-node raise it as an APIError.
     this.send('error', { code: error.code, message: error.message, param: error.param, error });
+    return r;
   }
 }

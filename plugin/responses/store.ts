@@ -7,7 +7,8 @@
  * unknown id gets). Every entry belongs to the API key that created it (its digest; one shared
  * owner in open mode): another key sees it as unknown, so ids do not leak across tenants. One
  * owner holds at most a quarter of either bound (its own least recently used go first), so a busy
- * tenant cannot push every other tenant's conversations out.
+ * tenant cannot push every other tenant's conversations out. A response is stored when it starts
+ * (`status: "in_progress"`, so `GET` finds a response still streaming) and again when it ends.
  * vLLM's Responses store is likewise in memory; nothing survives a restart.
  */
 import { InvalidRequestError, OpenLoraError } from '../errors.ts';
@@ -95,11 +96,15 @@ export class ResponseStore {
 
   /**
    * The conversation `previous_response_id` continues.
-   * @throws InvalidRequestError (400, param `previous_response_id`, code `previous_response_not_found`) as OpenAI.
+   * @throws InvalidRequestError (400, param `previous_response_id`, code `previous_response_not_found`) as OpenAI;
+   *   `previous_response_in_progress` (400) while that response is still being generated.
    */
   conversation(owner: string, id: string): ChatMessage[] {
     const e = this.get(owner, id);
     if (!e) throw new InvalidRequestError(`Previous response with id '${id}' not found.`, 'previous_response_id', 'previous_response_not_found');
+    if (e.response.status === 'in_progress') {
+      throw new InvalidRequestError(`Previous response with id '${id}' is still in progress: continue it once it has completed.`, 'previous_response_id', 'previous_response_in_progress');
+    }
     return structuredClone(e.conversation);
   }
 

@@ -72,10 +72,13 @@ export function createResponse(ctx: RouteContext, store: ResponseStore) {
     const head = { id: itemId('resp_'), created_at: unixNow(), body };
     const topN = body.top_logprobs ?? 0;
     const logprobsOf = (tokens: TokenInfo[]): ChatTokenLogprob[] => (prepared.logprobs !== undefined ? chatLogprobs(model.tokenizer, tokens, topN).content : []);
+    let ended = false;  // stored as completed, incomplete or failed
     const keep = (response: Record<string, unknown>, items: OutputItem[]) => {
+      ended = response.status !== 'in_progress';
       if (body.store === false) return;
       store.put(head.id, { owner, response, conversation: [...conversation, ...outputMessages(items)], inputItems: listedItems(body) });
     };
+    keep(responseObject(head, 'in_progress', [], null), []);  // GET finds it while it runs
     try {
       if (!body.stream) {
         const { text, tokens, finish } = await collectChoices(gen);
@@ -126,10 +129,12 @@ export function createResponse(ctx: RouteContext, store: ResponseStore) {
         sse.end();
       } catch (err) {
         logStreamFailure(log, err, 'response stream');
-        events.fail(toOpenAIError(err).body.error);
+        keep(events.fail(toOpenAIError(err).body.error), events.items);
         sse.end();
       }
     } finally {
+      // The client left or the request failed before a response: nothing to retrieve, as before it started.
+      if (!ended && body.store !== false) store.delete(owner, head.id);
       done();
     }
   };

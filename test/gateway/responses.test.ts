@@ -210,3 +210,51 @@ test('what is not supported is a 400 naming the field', async () => {
   assert.equal((await post(srv.url + R, { model: 'tiny:nope', input: 'x' }, A)).status, 404);
   assert.equal((await post(srv.url + R, { model: 'tiny', input: 'x' })).status, 401);
 });
+
+test('a streaming response is stored from its start: GET reads it in_progress, a follow-up waits for it (400), then completed', async () => {
+  srv.engine.paused = true;
+  const res = await fetch(srv.url + R, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${A}` },
+    body: JSON.stringify({ model: 'tiny', input: 'Hello', stream: true }),
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body!.getReader();
+  let seen = '';
+  while (!seen.includes('response.in_progress')) seen += new TextDecoder().decode((await reader.read()).value);
+  const id = /"id":"(resp_[0-9a-f]+)"/.exec(seen)![1]!;
+  const mid = await get(`${srv.url}${R}/${id}`, A);
+  assert.equal(mid.status, 200, mid.text);
+  assert.equal(mid.body.status, 'in_progress');
+  assert.deepEqual(mid.body.output, []);
+  assert.equal((await get(`${srv.url}${R}/${id}`, B)).status, 404, "another key's GET");
+  const early = await post(srv.url + R, { model: 'tiny', input: 'And then?', previous_response_id: id }, A);
+  assert.equal(early.status, 400, early.text);
+  assert.equal(early.body.error.param, 'previous_response_id');
+  assert.equal(early.body.error.code, 'previous_response_in_progress');
+
+  srv.engine.resume();
+  while (!(await reader.read()).done);
+  const end = await get(`${srv.url}${R}/${id}`, A);
+  assert.equal(end.body.status, 'completed');
+  assert.equal(end.body.output[0].content[0].text, 'Good morrow');
+});
+
+test('a streaming response whose client leaves is not kept', async () => {
+  srv.engine.paused = true;
+  const ac = new AbortController();
+  const res = await fetch(srv.url + R, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${A}` },
+    body: JSON.stringify({ model: 'tiny', input: 'Hello', stream: true }),
+    signal: ac.signal,
+  });
+  const reader = res.body!.getReader();
+  let seen = '';
+  while (!seen.includes('response.in_progress')) seen += new TextDecoder().decode((await reader.read()).value);
+  const id = /"id":"(resp_[0-9a-f]+)"/.exec(seen)![1]!;
+  ac.abort();
+  srv.engine.resume();
+  for (let i = 0; i < 100 && (await get(`${srv.url}${R}/${id}`, A)).status === 200; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await get(`${srv.url}${R}/${id}`, A)).status, 404);
+});
