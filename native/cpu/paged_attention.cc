@@ -17,6 +17,7 @@
 // NOTE(why): GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside _mm512_cvtepu16_epi32
 // (GCC bug 105593; load16 of the AVX-512 P.V), as in gemm_packed.cc.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // the same bug through _mm512_undefined_ps (shuffle_f32x4, extractf64x4)
 
 namespace openlora::cpu {
 
@@ -184,6 +185,27 @@ __attribute__((target("avx2,fma"))) inline void pvBlockAvx2(const float (*p)[kTi
 }
 
 /**
+ * Scores of 8 positions for one query head: out[i] = scale * q . k8[i] (hd % 8 == 0). Eight
+ * chains (one per position) of 8-lane FMAs over d in order, then reduce8's fixed tree.
+ */
+template <typename T>
+__attribute__((target("avx2,fma"))) inline void scores8Avx2(const float* qh, const T* const* k8, int hd, __m256 vscale, float* out) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (int d = 0; d < hd; d += 8) {
+    const __m256 qv = _mm256_loadu_ps(qh + d);
+    a0 = _mm256_fmadd_ps(load8(k8[0] + d), qv, a0);
+    a1 = _mm256_fmadd_ps(load8(k8[1] + d), qv, a1);
+    a2 = _mm256_fmadd_ps(load8(k8[2] + d), qv, a2);
+    a3 = _mm256_fmadd_ps(load8(k8[3] + d), qv, a3);
+    a4 = _mm256_fmadd_ps(load8(k8[4] + d), qv, a4);
+    a5 = _mm256_fmadd_ps(load8(k8[5] + d), qv, a5);
+    a6 = _mm256_fmadd_ps(load8(k8[6] + d), qv, a6);
+    a7 = _mm256_fmadd_ps(load8(k8[7] + d), qv, a7);
+  }
+  _mm256_store_ps(out, _mm256_mul_ps(reduce8(a0, a1, a2, a3, a4, a5, a6, a7), vscale));
+}
+
+/**
  * The P.V update of one tile over all hd columns. NOTE(why): about 8 independent FMA chains
  * (GC heads x DB column octets) hide the FMA latency; one chain per head stalls on it.
  * Each column's sum runs over positions in order, so the blocking changes no bit.
@@ -239,6 +261,51 @@ OPENLORA_ATTN_AVX512 __attribute__((noinline)) void pvAvx512(const float (*p)[kT
   for (; d + 16 * DB <= hd; d += 16 * DB) pvBlockAvx512<GC, DB, T>(p, corr, vp, n, hd, d, o);
   for (; d + 16 <= hd; d += 16) pvBlockAvx512<GC, 1, T>(p, corr, vp, n, hd, d, o);
   for (; d < hd; d += 8) pvBlockAvx2<GC, 1, T>(p, corr, vp, n, hd, d, o);
+}
+
+/** v in both 256-bit halves (as doubles: _mm512_broadcast_f64x4 needs only AVX-512F). */
+OPENLORA_ATTN_AVX512 inline __m512d both256(__m256 v) { return _mm512_broadcast_f64x4(_mm256_castps_pd(v)); }
+
+/** _mm256_hadd_ps in each 256-bit half: [a0 + a1, a2 + a3, b0 + b1, b2 + b3] per 128-bit lane. */
+OPENLORA_ATTN_AVX512 inline __m512 hadd512(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/**
+ * scores8Avx2 for two query heads at once, head q0 in the low 256-bit half of every register and
+ * q1 in the high half (each K line is loaded once for both): per head the same lanes, the same
+ * FMAs in the same order and reduce8's tree (hadd512, then the two 128-bit lanes of each half
+ * added as reduce8's permute2f128 pair does), so the same bits as scores8Avx2 per head.
+ */
+template <typename T>
+OPENLORA_ATTN_AVX512 inline void scores8PairAvx512(const float* q0, const float* q1, const T* const* k8, int hd, __m512 vscale,
+                                                   float* out0, float* out1) {
+  __m512 a[8];
+  for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+  for (int d = 0; d < hd; d += 8) {
+    const __m512 qv = _mm512_castpd_ps(_mm512_insertf64x4(both256(_mm256_loadu_ps(q0 + d)), _mm256_castps_pd(_mm256_loadu_ps(q1 + d)), 1));
+    for (int j = 0; j < 8; j++) a[j] = _mm512_fmadd_ps(_mm512_castpd_ps(both256(load8(k8[j] + d))), qv, a[j]);
+  }
+  const __m512 u0 = hadd512(hadd512(a[0], a[1]), hadd512(a[2], a[3]));  // per half: reduce8's u0
+  const __m512 u1 = hadd512(hadd512(a[4], a[5]), hadd512(a[6], a[7]));  // and u1
+  // Per half h: [u0 lane 2h, u1 lane 2h] + [u0 lane 2h + 1, u1 lane 2h + 1] (lanes of 128 bits).
+  const __m512 sum = _mm512_add_ps(_mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 r = _mm512_mul_ps(_mm512_shuffle_f32x4(sum, sum, _MM_SHUFFLE(3, 1, 2, 0)), vscale);  // [head 0 | head 1]
+  _mm256_store_ps(out0, _mm512_castps512_ps256(r));
+  _mm256_store_ps(out1, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
+}
+
+/**
+ * The scores of 8 positions for GC query heads (qh: head g at qh + g hd; out: head g at
+ * out + g kTile): heads in pairs on 512-bit registers (scores8PairAvx512), an odd last one on
+ * 256-bit ones (scores8Avx2). The same bits as scores8Avx2 for every head.
+ */
+template <int GC, typename T>
+OPENLORA_ATTN_AVX512 __attribute__((noinline)) void scoresAvx512(const float* qh, const T* const* k8, int hd, float scale, float* out) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+  int g = 0;
+  for (; g + 1 < GC; g += 2) scores8PairAvx512(qh + int64_t(g) * hd, qh + int64_t(g + 1) * hd, k8, hd, vscale, out + g * kTile, out + (g + 1) * kTile);
+  if (g < GC) scores8Avx2(qh + int64_t(g) * hd, k8, hd, _mm256_set1_ps(scale), out + g * kTile);
 }
 
 /**
@@ -299,21 +366,10 @@ __attribute__((target("avx2,fma"))) void attendAvx2(const PagedAttentionRow* row
           }
         }
         const T* const* k8 = kp + i0;
-        for (int g = 0; g < GC; g++) {
-          const float* qh = q + r * ldq + int64_t(g) * hd;
-          __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-          for (int d = 0; d < hd; d += 8) {
-            const __m256 qv = _mm256_loadu_ps(qh + d);
-            a0 = _mm256_fmadd_ps(load8(k8[0] + d), qv, a0);
-            a1 = _mm256_fmadd_ps(load8(k8[1] + d), qv, a1);
-            a2 = _mm256_fmadd_ps(load8(k8[2] + d), qv, a2);
-            a3 = _mm256_fmadd_ps(load8(k8[3] + d), qv, a3);
-            a4 = _mm256_fmadd_ps(load8(k8[4] + d), qv, a4);
-            a5 = _mm256_fmadd_ps(load8(k8[5] + d), qv, a5);
-            a6 = _mm256_fmadd_ps(load8(k8[6] + d), qv, a6);
-            a7 = _mm256_fmadd_ps(load8(k8[7] + d), qv, a7);
-          }
-          _mm256_store_ps(&s[r][g][i0], _mm256_mul_ps(reduce8(a0, a1, a2, a3, a4, a5, a6, a7), vscale));
+        if constexpr (W512 && GC > 1) {
+          scoresAvx512<GC, T>(q + r * ldq, k8, hd, scale, &s[r][0][i0]);
+        } else {
+          for (int g = 0; g < GC; g++) scores8Avx2(q + r * ldq + int64_t(g) * hd, k8, hd, vscale, &s[r][g][i0]);
         }
       }
     }
@@ -571,7 +627,7 @@ void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAt
 
 const char* attentionKernelName(int headDim) {
   if (!avx2For(headDim)) return "portable";
-  return useAvx512() && headDim >= 16 ? "avx2+fma, avx512 p.v" : "avx2+fma";
+  return useAvx512() && headDim >= 16 ? "avx2+fma, avx512 q.k and p.v" : "avx2+fma";
 }
 
 int64_t setAttentionPartialLimitForTest(int64_t floats) { return maxPartialFloats.exchange(floats); }

@@ -87,7 +87,7 @@ struct AttentionScores {
 void pagedAttention(ThreadPool& pool, const float* q, int64_t ldq, const PagedAttentionRow* rows, float* out, int64_t ldo,
                     int64_t m, int numHeads, int numKvHeads, int headDim, AttentionScores scores = {});
 
-/** Name of the attention kernel pagedAttention uses for this headDim: "avx2+fma, avx512 p.v", "avx2+fma" or "portable". */
+/** Name of the attention kernel pagedAttention uses for this headDim: "avx2+fma, avx512 q.k and p.v", "avx2+fma" or "portable". */
 const char* attentionKernelName(int headDim);
 
 /**

@@ -4,8 +4,8 @@
  * contexts 1-1601; paging, batch composition and thread count change no bit of a row; the
  * vectorised exp within 2 ulp; argument errors; bfloat16 K/V (kvCacheDtype) against the float64
  * reference on the bf16-rounded K/V, bit-identical to float32 K/V holding the same values. The
- * dispatched kernels (AVX-512 P.V where the CPU has it: the same bits as AVX2, compared by a
- * fingerprint of the outputs), AVX2/FMA (OPENLORA_GEMM=avx2) and the portable fallback
+ * dispatched kernels (AVX-512 scores and P.V where the CPU has it: the same bits as AVX2, compared
+ * by a fingerprint of the outputs), AVX2/FMA (OPENLORA_GEMM=avx2) and the portable fallback
  * (OPENLORA_GEMM=portable). Contexts up to 1601 cross partition edges (kAttentionPartition). The checks are a small C++ driver (test/native/cpp/attention_check.cc)
  * compiled here with g++.
  */
@@ -42,7 +42,7 @@ for (const kernel of ['dispatched', 'avx2', 'portable']) {
   });
 }
 
-test('the AVX-512 P.V update gives the AVX2 kernel\'s bits', (t) => {
+test('the AVX-512 q.k scores (two heads a register) and P.V update give the AVX2 kernel\'s bits', (t) => {
   const dispatched = hashes.get('dispatched'), avx2 = hashes.get('avx2');
   if (!dispatched || !avx2) return t.skip('an attention check above failed');
   assert.equal(dispatched, avx2);
