@@ -6,6 +6,7 @@
  */
 import type { z } from 'zod';
 import { InvalidRequestError } from '../errors.ts';
+import { jsonDepth } from '../json-depth.ts';
 
 type Issue = z.core.$ZodIssue;
 type Path = ReadonlyArray<PropertyKey>;
@@ -41,7 +42,13 @@ function valueAt(input: unknown, path: Path): unknown {
   return v;
 }
 
+/** Levels of a received value the 400 message quotes at most (deeper: its type alone). */
+const SHOW_DEPTH = 8;
+
+/** The received value as the 400 message quotes it: its JSON, cut at 60 characters. */
 function show(v: unknown): string {
+  // NOTE(why): JSON.stringify recurses: a value nested a few thousand levels overflowed the stack (a 500).
+  if (jsonDepth(v, SHOW_DEPTH) > SHOW_DEPTH) return `${describeType(v)} nested more than ${SHOW_DEPTH} levels deep`;
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + '...' : s;
 }

@@ -38,6 +38,8 @@ const deep = (n: number): Record<string, unknown> => {
   for (let i = 0; i < n; i++) v = { a: v };
   return v;
 };
+/** An array nested `n` levels deep ([[[...]]]). */
+const deepArray = (n: number): unknown => JSON.parse('['.repeat(n) + ']'.repeat(n));
 const tool = (parameters: unknown) => [{ type: 'function', function: { name: 'f', parameters } }];
 
 const cases: Array<[string, string, unknown, number, RegExp, string | null]> = [
@@ -57,9 +59,15 @@ const cases: Array<[string, string, unknown, number, RegExp, string | null]> = [
   ['more distinct adapters than slots', '/chat/completions', chat({ model: 'tiny-shakespeare:shout@0.25+whisper@0.25+romeo@0.25+rs@0.25' }), 400, /4 distinct adapters .* 3 adapter slots/, 'model'],
   ['a composition weight out of range', '/chat/completions', chat({ model: 'tiny-shakespeare', adapters: [{ name: 'shout', weight: 0.5 }, { name: 'romeo', weight: 1e38 }] }), 400, /out of range; weights must be within ±1000/, 'adapters[1].weight'],
   ['token id out of range', '/completions', { model: 'tiny-shakespeare', prompt: [1, 2, 99999], max_tokens: 2 }, 400, /prompt/, 'prompt'],
-  ['a schema nested 3000 levels', '/chat/completions', chat({ response_format: { type: 'json_schema', json_schema: { name: 'd', schema: deep(3000) } } }), 400, /levels/, 'response_format.json_schema.schema'],
+  ['a schema nested 300 levels', '/chat/completions', chat({ response_format: { type: 'json_schema', json_schema: { name: 'd', schema: deep(300) } } }), 400, /levels/, 'response_format.json_schema.schema'],
   ['a guided_json text nested 3000 levels', '/completions', { model: 'tiny-shakespeare', prompt: 'x', max_tokens: 2, guided_json: JSON.stringify(deep(3000)) }, 400, /levels/, 'guided_json'],
-  ['tool parameters nested 3000 levels', '/chat/completions', chat({ tools: tool(deep(3000)) }), 400, /levels/, 'tools[0].function.parameters'],
+  ['tool parameters nested 300 levels', '/chat/completions', chat({ tools: tool(deep(300)) }), 400, /levels/, 'tools[0].function.parameters'],
+  // The 400 quotes the received value: a deep one is named by its type (JSON.stringify of it overflowed the stack: a 500).
+  ['tool_choice nested 400 levels', '/chat/completions', chat({ tool_choice: deepArray(400) }), 400, /tool_choice.*nested more than 8 levels/, 'tool_choice'],
+  ['a Responses truncation nested 400 levels', '/responses', { model: 'tiny-shakespeare', input: 'x', truncation: deepArray(400) }, 400, /nested more than 8 levels/, 'truncation'],
+  // Refused before JSON.parse (which takes seconds over 16 MB of brackets, blocking every stream).
+  ['a body nested 3000 levels', '/chat/completions', chat({ tools: tool(deep(3000)) }), 400, /more than 512 levels deep/, null],
+  ['a body of 300000 empty arrays', '/chat/completions', chat({ x: Array.from({ length: 300_000 }, () => []) }), 400, /more than 200000 arrays or objects/, null],
 ];
 
 for (const [name, path, body, status, message, param] of cases) {

@@ -171,3 +171,16 @@ test("messages are bounded as OpenAI's: more than 2048 is refused before any mes
   e = refused(ChatCompletionRequestSchema, { model: 'tiny', messages: [{ role: 'assistant', content: null, tool_calls: calls }] });
   assert.equal(e.param, 'messages[0].tool_calls');
 });
+
+test('a received value nested thousands of levels is named by its type in the 400, not quoted (JSON.stringify overflowed: a 500)', () => {
+  const deep = JSON.parse('['.repeat(20_000) + ']'.repeat(20_000));
+  for (const [body, param] of [
+    [chat({ tool_choice: deep }), 'tool_choice'],
+    [chat({ response_format: { type: deep } }), 'response_format.type'],
+    [{ model: 'tiny', messages: [{ role: deep, content: 'x' }] }, 'messages[0].role'],
+  ] as const) {
+    const e = refused(ChatCompletionRequestSchema, body);
+    assert.equal(e.param, param);
+    assert.match(e.message, /an array nested more than 8 levels deep/);
+  }
+});
