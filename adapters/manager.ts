@@ -19,12 +19,13 @@
  * earlier requests run. `unregister` hides an adapter at once (new requests 404) and frees its
  * slot when the last running request using it ends.
  *
- * Resident adapters follow their files: an acquire of a resident local adapter compares the
- * files' stamp (adapters/content-id.ts) with the one its weights were uploaded from; when they
- * changed and the new files are valid, the new version is loaded for this and later requests,
- * while requests already running finish on the old one (its slot is freed when the last ends).
- * New files that are invalid or missing (half-written, being replaced) keep the resident version
- * serving, with a warning in the log, until they change again.
+ * Resident adapters follow their files (adapters/versions.ts): an acquire of a resident local
+ * adapter compares the files' stamp (adapters/content-id.ts) with the one its weights were
+ * uploaded from; when they changed and the new files are valid, the new version is loaded for
+ * this and later requests, while requests already running finish on the old one (its slot is
+ * freed when the last ends). New files that are invalid or missing (half-written, being
+ * replaced), or that the engine refuses, keep the resident version serving, with a warning in the
+ * log, until they change again.
  */
 import { join, resolve } from 'node:path';
 import { privateTmpDir } from './private-dir.ts';
@@ -37,11 +38,11 @@ import { MergeCache } from './merge-cache.ts';
 import { TierMetrics } from './metrics.ts';
 import { pinComposition, type PinnedComposition } from './pin.ts';
 import { adapterNameProblem, AdapterRegistry, type AdapterEntry, type ScanResult } from './registry.ts';
-import { emptyDeviceState, SlotPool, type DeviceState, type SlotHolder } from './slot-pool.ts';
-import { fileStamp } from './content-id.ts';
+import { SlotPool, type DeviceState } from './slot-pool.ts';
 import { AdapterSources, confinePath, sourceOf, type AdapterSource, type DiskStats } from './sources.ts';
 import { SpecCache } from './spec-cache.ts';
 import { silentLogger, type AdapterInfo, type AdapterLease, type Logger, type RuntimeAdapterProvider } from './types.ts';
+import { AdapterVersions } from './versions.ts';
 
 export { ADAPTER_NAME_RE } from './registry.ts';
 export type { Logger } from './types.ts';
@@ -105,8 +106,8 @@ export class AdapterManager implements RuntimeAdapterProvider {
   private readonly slots: SlotPool;
   /** Unregistered adapters still holding a slot or a load. */
   private readonly draining = new Set<AdapterEntry>();
-  /** Old versions of adapters whose files changed while requests used them: device state → its holder in the slot pool. */
-  private readonly retired = new Map<DeviceState, SlotHolder>();
+  /** Old versions of adapters whose files changed on disk. */
+  private readonly versions: AdapterVersions;
   private prefetchedWhileWaiting = 0;
   /** URL / hub sources and the disk tier of downloaded folders. */
   readonly sources: AdapterSources;
@@ -128,8 +129,10 @@ export class AdapterManager implements RuntimeAdapterProvider {
     const d = DEFAULTS.adapterCache;
     this.specs = new SpecCache(info, this.sources, opts.maxCpuLoras ?? d.maxCpuLoras, opts.maxWarmBytes ?? d.maxWarmBytes, this.metrics);
     this.slots = new SlotPool(opts.engine, info.maxLoras, opts.slotWaitMs ?? d.slotWaitMs, this.metrics, this.log);
+    this.versions = new AdapterVersions(this.slots, this.specs, this.log);
     this.slots.onUnload = (h) => {
       if ((h as AdapterEntry).removed) this.draining.delete(h as AdapterEntry);
+      this.versions.unloaded(h);
       this.gauge();
     };
     this.merges = new MergeCache(this, info, opts.mergeDir ?? join(privateTmpDir('merges'), safe), { maxKept: opts.maxMerges ?? d.maxMerges });
@@ -152,10 +155,10 @@ export class AdapterManager implements RuntimeAdapterProvider {
    *   adapter files or an engine refusal of them, `no_free_slot` when every slot stays pinned for
    *   `slotWaitMs`; NativeError (`device_error`, ...) when the engine fails the upload.
    */
-  async acquire(name: string): Promise<AdapterLease> {
+  async acquire(name: string, retry = true): Promise<AdapterLease> {
     const e = this.registry.get(name);
     if (!e) throw unknownAdapter(`${this.baseName}:${name}`);
-    await this.followFiles(e);
+    await this.versions.follow(e);
     // The version pinned here is the one leased, even if the files change again meanwhile.
     const dev = e.device;
     dev.pins++; // pinned from here on, so a concurrent load can't evict it between load and lease
@@ -173,6 +176,8 @@ export class AdapterManager implements RuntimeAdapterProvider {
       if (e.removed) throw unknownAdapter(`${this.baseName}:${name}`, 'It was unloaded.');
     } catch (err) {
       this.unpin(e, dev);
+      // A new version that failed to load put the old one back (adapters/versions.ts): serve that.
+      if (retry && e.device !== dev && e.device.slot !== null && !e.removed) return this.acquire(name, false);
       throw err;
     }
     return this.lease(e, dev);
@@ -189,13 +194,13 @@ export class AdapterManager implements RuntimeAdapterProvider {
    *   `maxLoras` (the composition could never run); otherwise as `acquire` (`no_free_slot` after
    *   `slotWaitMs`).
    */
-  async acquireAll(names: readonly string[]): Promise<AdapterLease[]> {
+  async acquireAll(names: readonly string[], retry = true): Promise<AdapterLease[]> {
     const distinct = [...new Set(names)].sort();
     const tooMany = slotShortfall(distinct.length, this.slots.maxLoras);
     if (tooMany) throw new AdapterError(tooMany, 'too_many_adapters');
     if (distinct.length <= 1) return Promise.all(distinct.map((n) => this.acquire(n))); // a lone acquire holds nothing while it waits
     const entries = distinct.map((n) => this.registry.get(n) ?? (() => { throw unknownAdapter(`${this.baseName}:${n}`); })());
-    await Promise.all(entries.map((e) => this.followFiles(e)));
+    await Promise.all(entries.map((e) => this.versions.follow(e)));
     await Promise.all(entries.map((e) => this.specs.fresh(e)));
     const keep = new Set(entries);
     const deadline = performance.now() + this.slots.slotWaitMs;
@@ -214,11 +219,13 @@ export class AdapterManager implements RuntimeAdapterProvider {
       const left = deadline - performance.now();
       if (left <= 0) {
         this.slots.slotTimeouts++;
-        throw new AdapterError(
+        const err = new AdapterError(
           `adapters ${distinct.join(', ')}: ${cold.length} more of the ${this.slots.maxLoras} adapter slots are needed, but they are in use by running requests (waited ${this.slots.slotWaitMs} ms); retry later`,
           'no_free_slot',
           { param: null },
         );
+        for (const e of cold) this.versions.failed(e, err);  // a changed member's old version serves later requests
+        throw err;
       }
       if (!waited) this.slots.slotWaits++;
       waited = true;
@@ -239,6 +246,8 @@ export class AdapterManager implements RuntimeAdapterProvider {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed || entries.some((e, i) => e.removed || devs[i]!.slot === null)) {
       entries.forEach((e, i) => this.unpin(e, devs[i]));
+      // A new version that failed to load put the old one back (adapters/versions.ts): serve that.
+      if (retry && entries.some((e, i) => e.device !== devs[i] && e.device.slot !== null && !e.removed)) return this.acquireAll(names, false);
       throw failed ? failed.reason : unknownAdapter(`${this.baseName}:${distinct.join('+')}`, 'It was unloaded.');
     }
     return entries.map((e, i) => this.lease(e, devs[i]!));
@@ -388,7 +397,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
       host: { entries: this.specs.size, bytes: this.specs.bytes, hits: h.hits, misses: h.misses, loads: h.loads, evictions: h.evictions },
       disk: this.sources.stats(),
       prefetchedWhileWaiting: this.prefetchedWhileWaiting,
-      draining: this.draining.size + this.retired.size,
+      draining: this.draining.size + this.versions.size,
     };
   }
 
@@ -411,21 +420,16 @@ export class AdapterManager implements RuntimeAdapterProvider {
     let pinned = 0;
     for (const e of this.registry.values()) if (e.device.pins > 0) pinned++;
     for (const e of this.draining) if (e.device.pins > 0) pinned++;
-    return pinned + this.retired.size;  // a retired version is pinned until it is unloaded
+    return pinned + this.versions.size;  // an old version is pinned until it is unloaded
   }
 
   private gauge(): void {
     this.metrics.occupancy({ device: this.slots.size, host: this.specs.size, disk: this.sources.stats().entries }, this.pinnedCount());
   }
 
-  /** Release one pin of `dev` (`e`'s current version, or a retired one: unloaded when its last pin goes). */
+  /** Release one pin of `dev` (`e`'s current version, or an old one: AdapterVersions.release). */
   private unpin(e: AdapterEntry, dev: DeviceState = e.device): void {
-    const old = this.retired.get(dev);
-    if (old) {
-      if (--dev.pins === 0) {
-        this.retired.delete(dev);
-        this.slots.unload(old, 'old version of a changed adapter drained');
-      }
+    if (this.versions.release(e, dev)) {
       this.gauge();
       return;
     }
@@ -459,38 +463,6 @@ export class AdapterManager implements RuntimeAdapterProvider {
   }
 
   /**
-   * When resident local adapter `e`'s files changed since its weights were uploaded and the new
-   * files are valid (read into the host tier now): its resident version is unloaded (no request
-   * uses it) or retired (unloaded when its last request ends), so the caller loads the new one.
-   * Invalid or missing new files keep the resident version (logged once per change). Remote
-   * sources are immutable downloads: not checked.
-   */
-  private async followFiles(e: AdapterEntry): Promise<void> {
-    const dev = e.device;
-    if (e.source.kind !== 'local' || dev.slot === null || dev.loading || dev.stamp === null) return;
-    const stamp = await fileStamp(e.parsed.dir);
-    if (stamp === dev.stamp || stamp === dev.refusedStamp) return;
-    try {
-      await this.specs.fresh(e);
-    } catch (err) {
-      if (e.device === dev) dev.refusedStamp = stamp;
-      this.log.warn({ adapter: e.name, err: (err as Error).message }, 'adapter files changed on disk but cannot be loaded: the resident version keeps serving');
-      return;
-    }
-    // Re-checked after the awaits: another acquire may have followed (or evicted) already.
-    if (e.device !== dev || dev.slot === null || dev.loading || e.removed || e.host.identity?.stamp === dev.stamp) return;
-    this.log.info({ adapter: e.name, running: dev.pins }, 'adapter files changed on disk: loading the new version');
-    if (dev.pins === 0) {
-      this.slots.unload(e, 'old version of a changed adapter unloaded');
-      return;
-    }
-    const old: SlotHolder = { name: e.name, device: dev };
-    this.slots.rehome(e, old);
-    this.retired.set(dev, old);
-    e.device = emptyDeviceState();
-  }
-
-  /**
    * Host tier (filled again if the files changed on disk), then a slot (evicting if needed,
    * unless `preReserved` by acquireAll), then the upload. Leaves nothing behind on failure.
    */
@@ -506,11 +478,13 @@ export class AdapterManager implements RuntimeAdapterProvider {
       if (e.removed) throw unknownAdapter(`${this.baseName}:${e.name}`, 'It was unloaded.');
       await this.slots.upload(e, spec);
       e.device.stamp = stamp;
+      this.versions.loaded(e);
       this.gauge();
     } catch (err) {
       this.metrics.count('device', 'failures');
       if (reserved) this.slots.unreserve();
       this.log.warn({ adapter: e.name, err: (err as Error).message }, 'adapter load failed');
+      this.versions.failed(e, err as Error);
       throw err;
     }
   }

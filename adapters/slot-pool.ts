@@ -57,7 +57,8 @@ export interface SlotHolder {
  */
 function engineRefusal(name: string, path: string, err: unknown): Error {
   const n = wrapNativeError(err);
-  const message = `adapter ${name}: the engine refused ${path}: ${n.message}`;
+  // The engine's own message usually starts with the file already: name it once.
+  const message = `adapter ${name}: the engine refused ${n.message.startsWith(path) ? n.message : `${path}: ${n.message}`}`;
   if (n.code === 'bad_file' || n.code === 'not_found' || n.code === 'invalid_argument') return new AdapterError(message, 'invalid_adapter', { cause: n });
   if (n.code === 'no_free_slot') return new AdapterError(message, 'no_free_slot', { param: null, cause: n });
   return new NativeError(message, n.code, null, { cause: n });

@@ -213,3 +213,37 @@ test('a composition whose member was rewritten on disk pins the new version', as
   assert.deepEqual(engine.unloads, [old[0]!.slot]);
   for (const l of leases) l.release();
 });
+
+test('a rewritten adapter whose new weights the engine refuses keeps its resident version serving', async () => {
+  const dir = join(tmp, 'resident-refused');
+  await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 14, alpha: 8 });
+  const { m, engine } = manager({ slots: 2 });
+  await m.register('a', dir);
+  const first = await m.acquire('a');
+  first.release();
+
+  // Valid for the host tier, refused by the engine at upload (as NaN weights are).
+  await writeRandomAdapter(dir, info, { rank: 8, modules: ['q_proj'], dtype: 'F32', seed: 15, alpha: 4 });
+  engine.failNext = 1;
+  const served = await m.acquire('a');
+  assert.equal(served.slot, first.slot, 'the resident version serves the request');
+  assert.equal(engine.loads.length, 2, 'the new version was tried once');
+  assert.deepEqual(engine.unloads, [], 'the resident version was not unloaded');
+  served.release();
+  (await m.acquire('a')).release();
+  assert.equal(engine.loads.length, 2, 'refused files are not tried again until they change');
+
+  // An engine failure that is not the files' fault: the old version is put back and the load tried once more.
+  await writeRandomAdapter(dir, info, { rank: 2, modules: ['q_proj'], dtype: 'F32', seed: 16, alpha: 2 });
+  engine.failNext = 1;
+  engine.failCode = undefined;
+  const again = await m.acquire('a');
+  engine.failCode = 'bad_file';
+  assert.equal(engine.loads.length, 4, 'one failed try, one that loaded');
+  assert.equal(engine.loads.at(-1)!.modules[0]!.scaling, 1, 'alpha 2 / r 2');
+  assert.notEqual(again.slot, first.slot);
+  assert.deepEqual(engine.unloads, [first.slot], 'the old version goes once the new one is loaded');
+  assert.equal(m.stats().resident, 1);
+  assert.equal(m.stats().draining, 0);
+  again.release();
+});
