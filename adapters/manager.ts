@@ -312,6 +312,11 @@ export class AdapterManager implements RuntimeAdapterProvider {
     return info;
   }
 
+  /** Register a folder named `name` copied into a scanned directory after the scan; see AdapterRegistry.discover. */
+  discover(name: string): Promise<boolean> {
+    return this.registry.discover(name);
+  }
+
   /** Register every adapter sub-folder of `dir`; see AdapterRegistry.scanDirectory. */
   scanDirectory(dir: string): Promise<ScanResult> {
     return this.registry.scanDirectory(dir);

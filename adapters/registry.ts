@@ -69,6 +69,8 @@ export class AdapterRegistry {
   private readonly scanDirs = new Set<string>();
   /** Folders a scan found but refused (name → folder and reason): answered 400, not 404. */
   private readonly refused = new Map<string, { dir: string; reason: string }>();
+  /** Names unregistered (unloaded by an operator, or their folder vanished): `discover` leaves them to a rescan or load. */
+  private readonly removed = new Set<string>();
 
   /**
    * @param baseName Served name of the base model.
@@ -103,6 +105,7 @@ export class AdapterRegistry {
     const e = this.entries.get(name);
     if (!e) return undefined;
     this.entries.delete(name);
+    this.removed.add(name);
     e.removed = true;
     return e;
   }
@@ -141,6 +144,7 @@ export class AdapterRegistry {
     };
     this.refused.delete(name);
     this.entries.set(name, { name, info, parsed, parsedStamp, source, removed: false, host: emptySpecState(), device: emptyDeviceState() });
+    this.removed.delete(name);
     this.log.info({ adapter: name, dir, source: source.kind, rank: info.rank, targets: info.targetModules }, 'adapter registered');
     return info;
   }
@@ -163,20 +167,45 @@ export class AdapterRegistry {
     const registered: AdapterInfo[] = [];
     const skipped: Array<{ name: string; reason: string }> = [];
     for (const name of names) {
-      const sub = join(abs, name);
-      if (!(await hasConfig(sub))) continue;
-      try {
-        const info = await this.registerSource(name, { kind: 'local', path: resolve(sub) });
-        this.entries.get(name)!.scanDir ??= abs;
-        registered.push(info);
-      } catch (err) {
-        const reason = (err as Error).message;
-        skipped.push({ name, reason });
-        if (!this.entries.has(name)) this.refused.set(name, { dir: sub, reason });
-        this.log.warn({ adapter: name, dir: sub, reason }, 'adapter skipped');
-      }
+      if (!(await hasConfig(join(abs, name)))) continue;
+      const r = await this.registerScanned(abs, name);
+      if ('reason' in r) skipped.push({ name, reason: r.reason });
+      else registered.push(r);
     }
     return { registered, skipped };
+  }
+
+  /**
+   * A folder named `name` with an adapter_config.json in a directory scanned so far, copied there
+   * after the scan: registered now as a scan would (or refused with its reason, answered as the
+   * scan's 400). vLLM's filesystem LoRA resolver likewise finds adapters by name when a request
+   * names them. A name unregistered since (unload, vanished folder) is not looked up: its folder
+   * comes back by a rescan or a runtime load. @returns whether such a folder was found.
+   */
+  async discover(name: string): Promise<boolean> {
+    if (this.entries.has(name) || this.refused.has(name) || this.removed.has(name) || adapterNameProblem(name)) return false;
+    for (const dir of this.scanDirs) {
+      if (!(await hasConfig(join(dir, name)))) continue;
+      const r = await this.registerScanned(dir, name);
+      if (!('reason' in r)) this.log.info({ adapter: name, dir }, 'adapter found by name in a scanned directory');
+      return true;
+    }
+    return false;
+  }
+
+  /** Register sub-folder `name` of scanned directory `abs`; a refusal is remembered (`refusal`) and logged. */
+  private async registerScanned(abs: string, name: string): Promise<AdapterInfo | { reason: string }> {
+    const sub = join(abs, name);
+    try {
+      const info = await this.registerSource(name, { kind: 'local', path: resolve(sub) });
+      this.entries.get(name)!.scanDir ??= abs;
+      return info;
+    } catch (err) {
+      const reason = (err as Error).message;
+      if (!this.entries.has(name)) this.refused.set(name, { dir: sub, reason });
+      this.log.warn({ adapter: name, dir: sub, reason }, 'adapter skipped');
+      return { reason };
+    }
   }
 
   /**

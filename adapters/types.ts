@@ -98,6 +98,11 @@ export interface AdapterProvider {
   pin(composition: Composition | undefined): Promise<PinnedComposition>;
   /** Fill the disk and host tiers for `name` without taking a slot (errors are logged; the tier tells). */
   prefetch?(name: string): Promise<void>;
+  /**
+   * Register an unknown `name` found as a folder in a scanned adapter directory (copied there
+   * after start-up); resolves whether one was found. Never throws (a refusal is remembered).
+   */
+  discover?(name: string): Promise<boolean>;
   /** Tier counters for the adapter listing (AdapterManager.stats). */
   stats?(): object;
 }

@@ -42,6 +42,7 @@ import { consoleRouter, type ConsoleRouter } from './console/index.ts';
 import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
 import type { ToolFormatName } from './tools/format.ts';
 import { requireJsonBody, verifyJsonBody } from './body.ts';
+import { discoverAdapters } from './discover.ts';
 import { buildUpstreams, forward, pickUpstream } from './upstream.ts';
 
 /** One base model to serve. */
@@ -234,7 +235,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
 
   router.get('/version', version);
   // vLLM's tokenizer routes sit at the root; they name a model, so keys apply as on /v1.
-  router.post('/tokenize', authenticate(ring), json, tokenize(ctx));
+  const discover = discoverAdapters(ctx.registry);  // adapter folders copied after start-up, found by name
+  router.post('/tokenize', authenticate(ring), json, discover, tokenize(ctx));
   router.post('/detokenize', authenticate(ring), json, detokenize(ctx));
 
   router.use('/v1', authenticate(ring));
@@ -254,6 +256,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     router.use('/console', consoleApp);
   }
   // Every other POST body is parsed here once; a model not served here goes to its upstream.
+  router.post('/v1/*rest', json, discover);
   router.post('/v1/*rest', json, async function upstreamDispatch(req: Request, res: Response, next: NextFunction) {
     const model = (req.body as { model?: unknown } | undefined)?.model;
     if (upstreams.length === 0 || typeof model !== 'string') return next();

@@ -3,12 +3,13 @@
  * a Zipf stream over 200 generated adapters with 8 slots / 64 host slots, checked token for
  * token against each request run alone with only its adapter resident; single-flight of a
  * cold adapter; unload during generation; refused bad adapters; the runtime API and its path
- * confinement; Retry-After on a 503; the tier in /v1/models. (The 1,000-adapter run is
+ * confinement; Retry-After on a 503; the tier in /v1/models; a folder copied into a scanned
+ * directory after start-up found by name. (The 1,000-adapter run is
  * bench/adapters-load.ts.)
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -307,6 +308,27 @@ describe('adapter lifecycle over HTTP', { skip: built ? false : 'native addon no
     assert.match(body.error.message, /all 1 adapter slots are in use/);
     assert.equal((await complete(solo, b)).status, 200, 'served once the slot is free');
     assert.equal(mgr(solo).stats().pinned, 0);
+  });
+
+  test('a folder copied into a scanned directory after start-up is served on the first request naming it', async () => {
+    const src = names[1]!;
+    const alone = await complete(main, src, 8);
+    assert.equal(alone.status, 200);
+    assert.equal((await complete(main, 'copied-later', 8)).status, 404, 'not there yet: 404');
+    await cp(join(gen, src), join(gen, 'copied-later'), { recursive: true });
+    const late = await complete(main, 'copied-later', 8);
+    assert.equal(late.status, 200, JSON.stringify(late.body));
+    assert.equal(tokensOf(late.body), tokensOf(alone.body), 'the copy answers as its source');
+    await cp(join(gen, src), join(gen, 'copied-bare'), { recursive: true });
+    const bare = await postJson(main.url, '/chat/completions', { model: 'copied-bare', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
+    assert.equal(bare.status, 200, JSON.stringify(bare.body));
+    assert.equal(bare.body.model, 'copied-bare');
+    await cp(join(gen, src), join(gen, 'copied-dora'), { recursive: true });
+    const config = join(gen, 'copied-dora', 'adapter_config.json');
+    await writeFile(config, JSON.stringify({ ...JSON.parse(await readFile(config, 'utf8')), use_dora: true }));
+    const dora = await complete(main, 'copied-dora');
+    assert.equal(dora.status, 400, 'a refused folder answers its reason, as at start-up');
+    assert.match(dora.body.error.message, /DoRA/);
   });
 
 });
