@@ -279,6 +279,13 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   router.get('/v1/responses/:id', retrieveResponse(responses));
   router.get('/v1/responses/:id/input_items', listInputItems(responses));
   router.delete('/v1/responses/:id', deleteResponse(responses));
+  // A known route asked with another method: 405 naming the method it takes (vLLM / FastAPI do so), not a 404.
+  for (const [path, allow] of [['/v1/chat/completions', 'POST'], ['/v1/completions', 'POST'], ['/v1/responses', 'POST'], ['/v1/models', 'GET']] as const) {
+    router.all(path, function methodNotAllowed(req: Request, res: Response) {
+      res.set('allow', allow);
+      throw new OpenLoraError(405, `Method ${req.method} is not allowed for ${req.originalUrl}: use ${allow}.`, 'invalid_request_error', null, 'method_not_allowed');
+    });
+  }
   router.all('/v1/*rest', function unknownRoute(req: Request) {
     throw new OpenLoraError(404, `Unknown request URL: ${req.method} ${req.originalUrl}.`, 'invalid_request_error', null, 'unknown_url');
   });

@@ -106,3 +106,15 @@ test('after all of that the server still serves', async () => {
   assert.equal(r.status, 200);
   assert.equal(r.body.usage.completion_tokens > 0, true);
 });
+
+test('a known route asked with another method → 405 with Allow, an unknown route → 404', async () => {
+  for (const [method, path, allow] of [['GET', '/chat/completions', 'POST'], ['PUT', '/completions', 'POST'], ['GET', '/responses', 'POST'], ['POST', '/models', 'GET']] as const) {
+    const r = await fetch(srv.url + path, { method });
+    assert.equal(r.status, 405, `${method} ${path}`);
+    assert.equal(r.headers.get('allow'), allow);
+    const body = (await r.json()) as any;
+    assert.equal(body.error.code, 'method_not_allowed');
+    assert.match(body.error.message, new RegExp(`${method} is not allowed`));
+  }
+  assert.equal((await fetch(srv.url + '/nowhere')).status, 404);
+});
