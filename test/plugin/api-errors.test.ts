@@ -90,10 +90,11 @@ test('4xx requests get OpenAI error bodies and the server keeps serving', async 
   assert.ok(tokenizer);
 });
 
-test('GET on a POST route and unknown /v1 routes are 404 JSON; other paths fall through', async () => {
+test('GET on a POST route is a 405 JSON, unknown /v1 routes 404 JSON; other paths fall through', async () => {
   const { app } = await makeApp(() => [1023]);
   app.get('/elsewhere', (_req, res) => void res.send('ok'));
-  assertOpenAIError((await request(app).get(CHAT)).body, 404, await request(app).get(CHAT));
+  assertOpenAIError((await request(app).get(CHAT)).body, 405, await request(app).get(CHAT));
+  assertOpenAIError((await request(app).get('/v1/nowhere')).body, 404, await request(app).get('/v1/nowhere'));
   assert.equal((await request(app).get('/elsewhere')).text, 'ok');
 });
 
