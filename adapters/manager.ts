@@ -155,7 +155,12 @@ export class AdapterManager implements RuntimeAdapterProvider {
    *   adapter files or an engine refusal of them, `no_free_slot` when every slot stays pinned for
    *   `slotWaitMs`; NativeError (`device_error`, ...) when the engine fails the upload.
    */
-  async acquire(name: string, retry = true): Promise<AdapterLease> {
+  acquire(name: string): Promise<AdapterLease> {
+    return this.acquireOne(name, true);
+  }
+
+  /** `acquire`; `retry`: once more when a changed adapter's new version failed and its old one was put back. */
+  private async acquireOne(name: string, retry: boolean): Promise<AdapterLease> {
     const e = this.registry.get(name);
     if (!e) throw unknownAdapter(`${this.baseName}:${name}`);
     await this.versions.follow(e);
@@ -177,7 +182,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
     } catch (err) {
       this.unpin(e, dev);
       // A new version that failed to load put the old one back (adapters/versions.ts): serve that.
-      if (retry && e.device !== dev && e.device.slot !== null && !e.removed) return this.acquire(name, false);
+      if (retry && e.device !== dev && e.device.slot !== null && !e.removed) return this.acquireOne(name, false);
       throw err;
     }
     return this.lease(e, dev);
@@ -194,7 +199,12 @@ export class AdapterManager implements RuntimeAdapterProvider {
    *   `maxLoras` (the composition could never run); otherwise as `acquire` (`no_free_slot` after
    *   `slotWaitMs`).
    */
-  async acquireAll(names: readonly string[], retry = true): Promise<AdapterLease[]> {
+  acquireAll(names: readonly string[]): Promise<AdapterLease[]> {
+    return this.acquireSet(names, true);
+  }
+
+  /** `acquireAll`; `retry` as for acquireOne. */
+  private async acquireSet(names: readonly string[], retry: boolean): Promise<AdapterLease[]> {
     const distinct = [...new Set(names)].sort();
     const tooMany = slotShortfall(distinct.length, this.slots.maxLoras);
     if (tooMany) throw new AdapterError(tooMany, 'too_many_adapters');
@@ -247,7 +257,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
     if (failed || entries.some((e, i) => e.removed || devs[i]!.slot === null)) {
       entries.forEach((e, i) => this.unpin(e, devs[i]));
       // A new version that failed to load put the old one back (adapters/versions.ts): serve that.
-      if (retry && entries.some((e, i) => e.device !== devs[i] && e.device.slot !== null && !e.removed)) return this.acquireAll(names, false);
+      if (retry && entries.some((e, i) => e.device !== devs[i] && e.device.slot !== null && !e.removed)) return this.acquireSet(names, false);
       throw failed ? failed.reason : unknownAdapter(`${this.baseName}:${distinct.join('+')}`, 'It was unloaded.');
     }
     return entries.map((e, i) => this.lease(e, devs[i]!));
