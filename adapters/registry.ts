@@ -105,7 +105,7 @@ export class AdapterRegistry {
     const e = this.entries.get(name);
     if (!e) return undefined;
     this.entries.delete(name);
-    this.removed.add(name);
+    if (!e.info.synthetic) this.removed.add(name);  // merges come and go by the thousand: never looked up by name
     e.removed = true;
     return e;
   }
