@@ -198,8 +198,8 @@ test('what is not supported is a 400 naming the field', async () => {
     [{ input: 'x'.repeat(5000) }, 'input'],
     [{ input: 'x', max_output_tokens: 0 }, 'max_output_tokens'],
     [{ input: 'x', metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata'],
-    [{ input: 'x', text: { format: { type: 'json_schema', name: 'deep', schema: deep(3000) } } }, 'text.format.schema'],
-    [{ input: 'x', tools: [{ type: 'function', name: 'f', parameters: deep(3000) }] }, 'tools[0].parameters'],
+    [{ input: 'x', text: { format: { type: 'json_schema', name: 'deep', schema: deep(300) } } }, 'text.format.schema'],
+    [{ input: 'x', tools: [{ type: 'function', name: 'f', parameters: deep(300) }] }, 'tools[0].parameters'],
     [{ input: 'x', chat_template_kwargs: { messages: [] } }, 'chat_template_kwargs.messages'],
   ];
   for (const [body, param] of cases) {

@@ -72,7 +72,7 @@ test('legacy 400s name the field', async () => {
     [{ functions, tools: [{ type: 'function', function: functions[0] }] }, 'functions'],
     [{ functions, function_call: { name: 'nope' } }, 'function_call.name'],
     [{ functions, messages: [{ role: 'user', content: 'x' }, { role: 'function', content: '1' }] }, 'messages[1].name'],
-    [{ functions: [{ name: 'deep', parameters: deep(3000) }] }, 'functions[0].parameters'],
+    [{ functions: [{ name: 'deep', parameters: deep(300) }] }, 'functions[0].parameters'],
   ];
   for (const [extra, param] of cases) {
     const r = await postJson(models.srv.url, '/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 2, ...extra });
