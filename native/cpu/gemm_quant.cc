@@ -103,7 +103,7 @@ void quantTilePortable(const QuantMatrix& w, const QuantActs& a, int64_t t0, int
         int32_t isum = 0;
         if (!q4) {
           for (int quad = 0; quad < 8; quad++)
-            for (int b = 0; b < 4; b++) isum += int32_t(int8_t(gb[(quad * kP + j) * 4 + b])) * xg[quad * 4 + b];
+            for (int b = 0; b < 4; b++) isum += int32_t(int8_t(gb[(quad * kP + j) * 4 + b] ^ 0x80)) * xg[quad * 4 + b];
           f = std::fma(dx[g], float(isum), f);
         } else {
           for (int blk = 0; blk < 4; blk++)
@@ -149,7 +149,7 @@ QuantMatrix QuantMatrix::quantize(QuantFormat format, int64_t n, int64_t k, cons
   qm.k_ = k;
   qm.kp_ = (k + kG - 1) / kG * kG;
   const int64_t G = qm.groups(), P = qm.panels();
-  qm.data_.assign(size_t(P * qm.panelBytes()), format == QuantFormat::Q4 ? 0x88 : 0);  // Q4: nibble 8 is 0
+  qm.data_.assign(size_t(P * qm.panelBytes()), format == QuantFormat::Q4 ? 0x88 : 0x80);  // both: the code of 0
   if (format == QuantFormat::Q8) qm.scales_.assign(size_t(P * kP * 4), 0);
   std::vector<float> rows(size_t(kP * k));
   for (int64_t p = 0; p < P; p++) {
@@ -169,7 +169,7 @@ QuantMatrix QuantMatrix::quantize(QuantFormat format, int64_t n, int64_t k, cons
           const float v = std::nearbyint(wr[i] / scale);
           const int8_t q = int8_t(std::max(-127.0f, std::min(127.0f, v)));
           const int64_t g = i / kG, quad = (i % kG) / 4, b = i % 4;
-          pb[g * 512 + (quad * kP + j) * 4 + b] = uint8_t(q);
+          pb[g * 512 + (quad * kP + j) * 4 + b] = uint8_t(q) ^ 0x80;  // offset binary: q + 128
         }
         continue;
       }
@@ -202,7 +202,7 @@ void QuantMatrix::row(int64_t r, float* dst) const {
     if (format_ == QuantFormat::Q8) {
       float scale;
       std::memcpy(&scale, scales_.data() + r * 4, 4);
-      dst[i] = scale * float(int8_t(pb[g * 512 + ((c / 4) * kP + j) * 4 + c % 4]));
+      dst[i] = scale * float(int8_t(pb[g * 512 + ((c / 4) * kP + j) * 4 + c % 4] ^ 0x80));
     } else {
       uint16_t dh;
       std::memcpy(&dh, pb + q4ScaleOffset(g) + j * 2, 2);

@@ -25,7 +25,8 @@ enum class QuantFormat : uint8_t {
  *
  * Layout: panels of 16 output rows (the last zero-padded); k is padded to a multiple of 32 with
  * zeros. Per panel and group of 32 inputs, "quads" of 4 consecutive inputs of each of the 16
- * rows are 32-bit lanes: Q8 stores 8 quads x [16 rows][4] bytes (512 bytes); Q4 stores 4 blocks
+ * rows are 32-bit lanes: Q8 stores 8 quads x [16 rows][4] bytes (512 bytes), each q as q + 128
+ * (offset binary: VNNI's unsigned operand as it is); Q4 stores 4 blocks
  * x [16 rows][4] bytes (256 bytes) whose low nibbles hold quad b and high nibbles quad b + 4.
  * Q8 row scales are float32 [n], apart. Q4 group scales (fp16, 16 per panel and group: 32 bytes)
  * live in the panel's stream: groups go in pairs of 576 bytes, [group 2i][group 2i + 1][scales

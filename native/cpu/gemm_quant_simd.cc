@@ -2,9 +2,11 @@
 // x by one 16-row weight panel. Both compute the portable kernel's integer sums exactly and its
 // float steps in the same order (int32 -> float conversion, then one FMA per group).
 //
-// Signed int8 x signed int8 (Q8) uses the sign trick of llama.cpp's mul_sum_i8_pairs:
-// x * w = |x| * (sign(x) w), so the unsigned operand of vpdpbusd / vpmaddubsw is |x|. Q4 nibbles
-// are unsigned already (0..15); their zero point 8 is taken off the group sum as 8 * sum(xq).
+// Q8 weights are stored offset by 128 (q + 128, unsigned): vpdpbusd takes them as its unsigned
+// operand against signed x, and 128 * sum(xq) is taken off the group sum. AVX2 turns them back
+// to signed q (vpmaddubsw's saturating int16 pairs would overflow on q + 128) and uses the sign
+// trick of llama.cpp's mul_sum_i8_pairs: x * w = |x| * (sign(x) w). Q4 nibbles are unsigned
+// already (0..15); their zero point 8 is taken off the group sum as 8 * sum(xq).
 #include "gemm_quant.h"
 
 #include "dispatch.h"  // kStreamPrefetchBytes
@@ -62,6 +64,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
   const __m512i zero = _mm512_setzero_si512();
   constexpr int C = MR == 1 ? 4 : MR == 2 ? 2 : 1;  // accumulators per row
   if (w.format() == QuantFormat::Q8) {
+    // The weights are stored offset by 128 (unsigned: q + 128), so vpdpbusd takes them as they
+    // are against signed x: sum (q + 128) x = sum q x + 128 sum(x), and 128 sum(x) is taken off.
     for (int64_t g = 0; g < G; g++) {
       const uint8_t* gb = base + g * 512;
       __m512i s[MR][C];
@@ -70,13 +74,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
       for (int quad = 0; quad < 8; quad++) {
         if constexpr (MR == 1) prefetchAhead(gb + quad * 64);
         const __m512i wv = _mm512_loadu_si512(gb + quad * 64);
-        for (int r = 0; r < MR; r++) {
-          const __m512i xb = _mm512_set1_epi32(load4(xq[r] + g * kG + quad * 4));
-          const __m512i ws = _mm512_mask_sub_epi8(wv, _mm512_movepi8_mask(xb), zero, wv);
-          s[r][quad % C] = _mm512_dpbusd_epi32(s[r][quad % C], _mm512_abs_epi8(xb), ws);
-        }
+        for (int r = 0; r < MR; r++)
+          s[r][quad % C] = _mm512_dpbusd_epi32(s[r][quad % C], wv, _mm512_set1_epi32(load4(xq[r] + g * kG + quad * 4)));
       }
-      for (int r = 0; r < MR; r++) f[r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[r][g]), _mm512_cvtepi32_ps(total512<C>(s[r])), f[r]);
+      for (int r = 0; r < MR; r++) {
+        const __m512i isum = _mm512_sub_epi32(total512<C>(s[r]), _mm512_set1_epi32(128 * sx[r][g]));
+        f[r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[r][g]), _mm512_cvtepi32_ps(isum), f[r]);
+      }
     }
   } else {
     const __m512i low = _mm512_set1_epi8(0x0f);
@@ -177,6 +181,7 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
   const uint8_t* base = w.panel(p);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low = _mm256_set1_epi8(0x0f);
+  const __m256i sign = _mm256_set1_epi8(static_cast<char>(0x80));
   const int8_t* xq[MR];
   const float* dx[MR];
   const int32_t* sx[MR];
@@ -207,8 +212,8 @@ __attribute__((target("avx2,fma,f16c"))) void tile256(const QuantMatrix& w, cons
         for (int quad = 0; quad < 8; quad++) {
           if constexpr (MR == 1)
             for (int c = 0; c < C; c += 2) prefetchAhead(gb + off[c] + quad * 64);  // columns 2j, 2j + 1 share a line
-          __m256i wv[C];
-          for (int c = 0; c < C; c++) wv[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + off[c] + quad * 64));
+          __m256i wv[C];  // back from offset binary (q + 128) to signed q: vpmaddubsw's int16 pairs would saturate on q + 128
+          for (int c = 0; c < C; c++) wv[c] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(gb + off[c] + quad * 64)), sign);
           for (int r = 0; r < MR; r++) {
             const __m256i xb = _mm256_set1_epi32(load4(xq[r] + g * kG + quad * 4));
             const __m256i ax = _mm256_abs_epi8(xb);
