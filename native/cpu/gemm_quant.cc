@@ -252,11 +252,12 @@ void gemmQuantMany(ThreadPool& pool, const float* x, int64_t ldx, const QuantPro
           }
         }
       };
-      if (m == 1 && s == Isa::Avx512 && w.format() == QuantFormat::Q4) {
+      if (m == 1 && s == Isa::Avx512) {
         // NOTE(why): one row streams W once; four panels a tile, taken from four contiguous
         // quarters of the task's panels (as gemm_packed.cc's one-row products), keep four long
-        // weight streams in flight (int4 decode +7-8% on a Zen 5 EPYC; Q8 measured slower this
-        // way and keeps the one-panel tile). Same bits as the one-panel tile.
+        // weight streams in flight (int4 decode +7-8% on a Zen 5 EPYC; int8 +6-35% in 8 of 8
+        // interleaved pairs once its weights were stored offset by 128, where the sign trick's
+        // per-quad work had made it slower this way). Same bits as the one-panel tile.
         const int64_t quarter = (p1 - p0) / 4;
         for (int64_t j = 0; j < quarter; j++) {
           const int64_t ps4[4] = {p0 + j, p0 + j + quarter, p0 + j + 2 * quarter, p0 + j + 3 * quarter};

@@ -146,7 +146,7 @@ void quantizeGroupsAvx2(const float* x, int64_t groups, int8_t* q, float* d, int
  */
 void quantTileAvx512(const QuantMatrix& w, const QuantActs& a, int64_t t0, int mr, int64_t p, float* acc);
 /**
- * As quantTileAvx512 for one row (t0) and the four panels ps[0..3] of a Q4 matrix (any four:
+ * As quantTileAvx512 for one row (t0) and the four panels ps[0..3] of a Q8 or Q4 matrix (any four:
  * gemmQuant's one-row products pass the j-th panel of four contiguous quarters), acc [4][16]; the
  * same bits.
  */

@@ -116,8 +116,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void tile512(con
 /**
  * One row of x (row t0) against four panels ps[0..3] anywhere in W (gemmQuant's one-row products
  * pass the j-th panel of four contiguous quarters: four long weight streams, as gemm_packed.cc's
- * one-row tiles). Q4 only (Q8 measured slower this way: its one-panel tile already reads 8 lines
- * per group). Per panel the arithmetic is tile512<1>'s: int32 group sums are exact whatever
+ * one-row tiles), Q8 or Q4. Per panel the arithmetic is tile512<1>'s: int32 group sums are exact whatever
  * their accumulation order, and the float update per group is the same, so the bits are too.
  * Two int32 accumulators per panel (eight chains in all) cover vpdpbusd's latency.
  */
@@ -133,6 +132,25 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,f16c,fma"))) void row4Avx512(
   __m512 f[NP];
   for (int c = 0; c < NP; c++) f[c] = _mm512_setzero_ps();
   const __m512i zero = _mm512_setzero_si512(), low = _mm512_set1_epi8(0x0f);
+  if (w.format() == QuantFormat::Q8) {  // tile512<1>'s sums (offset-binary weights), four panels a quad
+    for (int64_t g = 0; g < G; g++) {
+      __m512i s[NP][2];
+      for (int c = 0; c < NP; c++) s[c][0] = s[c][1] = zero;
+      for (int quad = 0; quad < 8; quad++) {
+        const __m512i xb = _mm512_set1_epi32(load4(xq + g * kG + quad * 4));
+        for (int c = 0; c < NP; c++) {
+          const uint8_t* line = base[c] + g * 512 + quad * 64;
+          prefetchAhead(line);
+          s[c][quad & 1] = _mm512_dpbusd_epi32(s[c][quad & 1], _mm512_loadu_si512(line), xb);
+        }
+      }
+      const __m512 d = _mm512_set1_ps(dx[g]);
+      const __m512i z = _mm512_set1_epi32(128 * sx[g]);
+      for (int c = 0; c < NP; c++) f[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_add_epi32(s[c][0], s[c][1]), z)), f[c]);
+    }
+    for (int c = 0; c < NP; c++) _mm512_storeu_ps(acc + c * kP, f[c]);
+    return;
+  }
   for (int64_t g = 0; g < G; g++) {
     const int64_t go = QuantMatrix::q4GroupOffset(g), so = QuantMatrix::q4ScaleOffset(g);
     __m512i s[NP][2];
