@@ -184,3 +184,17 @@ test('a received value nested thousands of levels is named by its type in the 40
     assert.match(e.message, /an array nested more than 8 levels deep/);
   }
 });
+
+test('long token-id prompts are checked in one walk: up to 2^20 items accepted, more refused, the first bad item named', () => {
+  const ids = Array<number>(1 << 20).fill(5);
+  assert.equal((parseRequest(CompletionRequestSchema, { model: 'tiny', prompt: ids }).prompt as number[]).length, 1 << 20);
+  assert.equal((parseRequest(CompletionRequestSchema, { model: 'tiny', prompt: [ids.slice(0, 5000), [1]] }).prompt as number[][]).length, 2);
+  const tooMany = refused(CompletionRequestSchema, { model: 'tiny', prompt: [...ids, 5] });
+  assert.equal(tooMany.param, 'prompt');
+  assert.match(tooMany.message, /at most 1048576 token ids/);
+  const bad = refused(CompletionRequestSchema, { model: 'tiny', prompt: [...ids.slice(0, 4999), 1.5] });
+  assert.equal(bad.param, 'prompt[4999]');
+  assert.match(bad.message, /expected a token id/);
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: [[1], ids.slice(0, 5000).concat(-1)] }).param, 'prompt[1][5000]');
+  assert.equal(refused(CompletionRequestSchema, { model: 'tiny', prompt: [...Array<string>(5000).fill('a'), 3] }).param, 'prompt[5000]');
+});
