@@ -211,7 +211,9 @@ export class AdapterManager implements RuntimeAdapterProvider {
     if (distinct.length <= 1) return Promise.all(distinct.map((n) => this.acquire(n))); // a lone acquire holds nothing while it waits
     const entries = distinct.map((n) => this.registry.get(n) ?? (() => { throw unknownAdapter(`${this.baseName}:${n}`); })());
     await Promise.all(entries.map((e) => this.versions.follow(e)));
-    await Promise.all(entries.map((e) => this.specs.fresh(e)));
+    // The files of the members to load are read first; a resident member serves as it is (its new
+    // files, when they could not be loaded, must not fail the composition).
+    await Promise.all(entries.filter((e) => e.device.slot === null).map((e) => this.specs.fresh(e)));
     const keep = new Set(entries);
     const deadline = performance.now() + this.slots.slotWaitMs;
     let waited = false;

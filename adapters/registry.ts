@@ -67,8 +67,8 @@ export interface ScanResult {
 export class AdapterRegistry {
   private readonly entries = new Map<string, AdapterEntry>();
   private readonly scanDirs = new Set<string>();
-  /** Folders a scan found but refused (name → folder and reason): answered 400, not 404. */
-  private readonly refused = new Map<string, { dir: string; reason: string }>();
+  /** Folders a scan found but refused (name → folder, reason, fileStamp then): answered 400, not 404. */
+  private readonly refused = new Map<string, { dir: string; reason: string; stamp: string }>();
   /** Names unregistered (unloaded by an operator, or their folder vanished): `discover` leaves them to a rescan or load. */
   private readonly removed = new Set<string>();
 
@@ -179,11 +179,18 @@ export class AdapterRegistry {
    * A folder named `name` with an adapter_config.json in a directory scanned so far, copied there
    * after the scan: registered now as a scan would (or refused with its reason, answered as the
    * scan's 400). vLLM's filesystem LoRA resolver likewise finds adapters by name when a request
-   * names them. A name unregistered since (unload, vanished folder) is not looked up: its folder
+   * names them. A refused folder is looked at again when its files change (a request may catch it
+   * half-copied). A name unregistered since (unload, vanished folder) is not looked up: its folder
    * comes back by a rescan or a runtime load. @returns whether such a folder was found.
    */
   async discover(name: string): Promise<boolean> {
-    if (this.entries.has(name) || this.refused.has(name) || this.removed.has(name) || adapterNameProblem(name)) return false;
+    if (this.entries.has(name) || this.removed.has(name) || adapterNameProblem(name)) return false;
+    const r = this.refused.get(name);
+    if (r) {
+      // Refused (perhaps caught half-copied): looked at again once its files changed.
+      if ((await fileStamp(r.dir)) === r.stamp) return false;
+      this.refused.delete(name);
+    }
     for (const dir of this.scanDirs) {
       if (!(await hasConfig(join(dir, name)))) continue;
       const r = await this.registerScanned(dir, name);
@@ -202,7 +209,7 @@ export class AdapterRegistry {
       return info;
     } catch (err) {
       const reason = (err as Error).message;
-      if (!this.entries.has(name)) this.refused.set(name, { dir: sub, reason });
+      if (!this.entries.has(name)) this.refused.set(name, { dir: sub, reason, stamp: await fileStamp(sub) });
       this.log.warn({ adapter: name, dir: sub, reason }, 'adapter skipped');
       return { reason };
     }

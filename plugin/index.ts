@@ -281,7 +281,8 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
   router.delete('/v1/responses/:id', deleteResponse(responses));
   // A known route asked with another method: 405 naming the method it takes (vLLM / FastAPI do so), not a 404.
   for (const [path, allow] of [['/v1/chat/completions', 'POST'], ['/v1/completions', 'POST'], ['/v1/responses', 'POST'], ['/v1/models', 'GET']] as const) {
-    router.all(path, function methodNotAllowed(req: Request, res: Response) {
+    router.all(path, function methodNotAllowed(req: Request, res: Response, next: NextFunction) {
+      if (req.method === 'OPTIONS') return next();  // CORS preflight: for the application's CORS middleware, as before
       res.set('allow', allow);
       throw new OpenLoraError(405, `Method ${req.method} is not allowed for ${req.originalUrl}: use ${allow}.`, 'invalid_request_error', null, 'method_not_allowed');
     });

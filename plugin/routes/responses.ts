@@ -74,8 +74,10 @@ export function createResponse(ctx: RouteContext, store: ResponseStore) {
     const logprobsOf = (tokens: TokenInfo[]): ChatTokenLogprob[] => (prepared.logprobs !== undefined ? chatLogprobs(model.tokenizer, tokens, topN).content : []);
     let ended = false;  // stored as completed, incomplete or failed
     const keep = (response: Record<string, unknown>, items: OutputItem[]) => {
-      ended = response.status !== 'in_progress';
+      const start = response.status === 'in_progress';
+      ended = !start;
       if (body.store === false) return;
+      if (!start && !store.get(owner, head.id)) return;  // deleted (or evicted) while it ran: it stays gone
       store.put(head.id, { owner, response, conversation: [...conversation, ...outputMessages(items)], inputItems: listedItems(body) });
     };
     keep(responseObject(head, 'in_progress', [], null), []);  // GET finds it while it runs

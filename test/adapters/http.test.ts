@@ -329,6 +329,16 @@ describe('adapter lifecycle over HTTP', { skip: built ? false : 'native addon no
     const dora = await complete(main, 'copied-dora');
     assert.equal(dora.status, 400, 'a refused folder answers its reason, as at start-up');
     assert.match(dora.body.error.message, /DoRA/);
+    // Caught half-copied (the config before the weights): refused, then served once the copy ends.
+    await mkdir(join(gen, 'copied-slowly'));
+    await cp(join(gen, src, 'adapter_config.json'), join(gen, 'copied-slowly', 'adapter_config.json'));
+    const half = await complete(main, 'copied-slowly', 8);
+    assert.equal(half.status, 400);
+    assert.match(half.body.error.message, /adapter_model\.safetensors/);
+    await cp(join(gen, src, 'adapter_model.safetensors'), join(gen, 'copied-slowly', 'adapter_model.safetensors'));
+    const whole = await complete(main, 'copied-slowly', 8);
+    assert.equal(whole.status, 200, JSON.stringify(whole.body));
+    assert.equal(tokensOf(whole.body), tokensOf(alone.body));
   });
 
 });

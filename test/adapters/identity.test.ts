@@ -247,3 +247,19 @@ test('a rewritten adapter whose new weights the engine refuses keeps its residen
   assert.equal(m.stats().draining, 0);
   again.release();
 });
+
+test('a composition whose resident member was rewritten with invalid files still runs on the resident version', async () => {
+  const [da, db] = [join(tmp, 'comp-bad-a'), join(tmp, 'comp-bad-b')];
+  await writeRandomAdapter(da, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 17, alpha: 8 });
+  await writeRandomAdapter(db, info, { rank: 4, modules: ['v_proj'], dtype: 'F32', seed: 18, alpha: 4 });
+  const { m, engine } = manager({ slots: 3 });
+  await m.register('a', da);
+  await m.register('b', db);
+  const first = await m.acquireAll(['a', 'b']);
+  for (const l of first) l.release();
+  await writeFile(join(da, 'adapter_config.json'), '{bad');
+  const again = await m.acquireAll(['a', 'b']);
+  assert.deepEqual(again.map((l) => l.slot), first.map((l) => l.slot), 'the resident versions serve');
+  assert.equal(engine.loads.length, 2);
+  for (const l of again) l.release();
+});

@@ -117,4 +117,5 @@ test('a known route asked with another method → 405 with Allow, an unknown rou
     assert.match(body.error.message, new RegExp(`${method} is not allowed`));
   }
   assert.equal((await fetch(srv.url + '/nowhere')).status, 404);
+  assert.notEqual((await fetch(srv.url + '/chat/completions', { method: 'OPTIONS' })).status, 405, "CORS preflight is left to the application's middleware");
 });

@@ -258,3 +258,20 @@ test('a streaming response whose client leaves is not kept', async () => {
   for (let i = 0; i < 100 && (await get(`${srv.url}${R}/${id}`, A)).status === 200; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal((await get(`${srv.url}${R}/${id}`, A)).status, 404);
 });
+
+test('a streaming response deleted while it runs stays deleted', async () => {
+  srv.engine.paused = true;
+  const res = await fetch(srv.url + R, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${A}` },
+    body: JSON.stringify({ model: 'tiny', input: 'Hello', stream: true }),
+  });
+  const reader = res.body!.getReader();
+  let seen = '';
+  while (!seen.includes('response.in_progress')) seen += new TextDecoder().decode((await reader.read()).value);
+  const id = /"id":"(resp_[0-9a-f]+)"/.exec(seen)![1]!;
+  assert.equal((await del(`${srv.url}${R}/${id}`, A)).status, 200);
+  srv.engine.resume();
+  while (!(await reader.read()).done);
+  assert.equal((await get(`${srv.url}${R}/${id}`, A)).status, 404);
+});
