@@ -211,18 +211,24 @@ test('what is not supported is a 400 naming the field', async () => {
   assert.equal((await post(srv.url + R, { model: 'tiny', input: 'x' })).status, 401);
 });
 
-test('a streaming response is stored from its start: GET reads it in_progress, a follow-up waits for it (400), then completed', async () => {
+/** Start a streaming response with the engine paused; its reader and id once `response.in_progress` arrived. */
+async function startPaused(signal?: AbortSignal): Promise<{ reader: ReadableStreamDefaultReader<Uint8Array>; id: string }> {
   srv.engine.paused = true;
   const res = await fetch(srv.url + R, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${A}` },
     body: JSON.stringify({ model: 'tiny', input: 'Hello', stream: true }),
+    signal,
   });
   assert.equal(res.status, 200);
   const reader = res.body!.getReader();
   let seen = '';
   while (!seen.includes('response.in_progress')) seen += new TextDecoder().decode((await reader.read()).value);
-  const id = /"id":"(resp_[0-9a-f]+)"/.exec(seen)![1]!;
+  return { reader, id: /"id":"(resp_[0-9a-f]+)"/.exec(seen)![1]! };
+}
+
+test('a streaming response is stored from its start: GET reads it in_progress, a follow-up waits for it (400), then completed', async () => {
+  const { reader, id } = await startPaused();
   const mid = await get(`${srv.url}${R}/${id}`, A);
   assert.equal(mid.status, 200, mid.text);
   assert.equal(mid.body.status, 'in_progress');
@@ -241,18 +247,8 @@ test('a streaming response is stored from its start: GET reads it in_progress, a
 });
 
 test('a streaming response whose client leaves is not kept', async () => {
-  srv.engine.paused = true;
   const ac = new AbortController();
-  const res = await fetch(srv.url + R, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${A}` },
-    body: JSON.stringify({ model: 'tiny', input: 'Hello', stream: true }),
-    signal: ac.signal,
-  });
-  const reader = res.body!.getReader();
-  let seen = '';
-  while (!seen.includes('response.in_progress')) seen += new TextDecoder().decode((await reader.read()).value);
-  const id = /"id":"(resp_[0-9a-f]+)"/.exec(seen)![1]!;
+  const { id } = await startPaused(ac.signal);
   ac.abort();
   srv.engine.resume();
   for (let i = 0; i < 100 && (await get(`${srv.url}${R}/${id}`, A)).status === 200; i++) await new Promise((r) => setTimeout(r, 20));
@@ -260,16 +256,7 @@ test('a streaming response whose client leaves is not kept', async () => {
 });
 
 test('a streaming response deleted while it runs stays deleted', async () => {
-  srv.engine.paused = true;
-  const res = await fetch(srv.url + R, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${A}` },
-    body: JSON.stringify({ model: 'tiny', input: 'Hello', stream: true }),
-  });
-  const reader = res.body!.getReader();
-  let seen = '';
-  while (!seen.includes('response.in_progress')) seen += new TextDecoder().decode((await reader.read()).value);
-  const id = /"id":"(resp_[0-9a-f]+)"/.exec(seen)![1]!;
+  const { reader, id } = await startPaused();
   assert.equal((await del(`${srv.url}${R}/${id}`, A)).status, 200);
   srv.engine.resume();
   while (!(await reader.read()).done);
