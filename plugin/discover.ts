@@ -23,19 +23,21 @@ export function adapterNamesOf(body: unknown, isBase: (name: string) => boolean)
   const b = body as { model?: unknown; adapters?: unknown } | undefined;
   const out: Array<{ base?: string; name: string }> = [];
   const add = (base: string | undefined, name: string) => {
-    if (ADAPTER_NAME_RE.test(name) && !isBase(name) && !out.some((o) => o.base === base && o.name === name)) out.push({ base, name });
+    if (out.length < MAX_DISCOVERED_NAMES && ADAPTER_NAME_RE.test(name) && !isBase(name) && !out.some((o) => o.base === base && o.name === name)) {
+      out.push({ base, name });
+    }
   };
   let base: string | undefined;
   if (typeof b?.model === 'string') {
     const colon = b.model.indexOf(':');
     base = colon > 0 && isBase(b.model.slice(0, colon)) ? b.model.slice(0, colon) : undefined;
     const spec = base !== undefined ? b.model.slice(colon + 1) : b.model;
-    for (const part of spec.split('+')) add(base, part.replace(/@[^@]*$/, ''));
+    for (const part of spec.split('+', 4 * MAX_DISCOVERED_NAMES)) add(base, part.replace(/@[^@]*$/, ''));
   }
   if (Array.isArray(b?.adapters)) {
-    for (const a of b.adapters) if (typeof (a as { name?: unknown })?.name === 'string') add(base, (a as { name: string }).name);
+    for (const a of b.adapters.slice(0, 4 * MAX_DISCOVERED_NAMES)) if (typeof (a as { name?: unknown })?.name === 'string') add(base, (a as { name: string }).name);
   }
-  return out.slice(0, MAX_DISCOVERED_NAMES);
+  return out;
 }
 
 /** Middleware (after authentication and the JSON parser): looks the request's unknown adapter names up. */
