@@ -194,13 +194,19 @@ test('a resident adapter whose new files are invalid or missing keeps serving un
   fixed.release();
 });
 
-test('a composition whose member was rewritten on disk pins the new version', async () => {
-  const [da, db] = [join(tmp, 'comp-a'), join(tmp, 'comp-b')];
-  await writeRandomAdapter(da, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 11, alpha: 8 });
-  await writeRandomAdapter(db, info, { rank: 4, modules: ['v_proj'], dtype: 'F32', seed: 12, alpha: 4 });
+/** Adapters `a` (q_proj, alpha 8 / r 4) and `b` (v_proj) in folders `<prefix>-a`, `<prefix>-b`, registered with a 3-slot manager. */
+async function composition(prefix: string, seed: number) {
+  const [da, db] = [join(tmp, `${prefix}-a`), join(tmp, `${prefix}-b`)];
+  await writeRandomAdapter(da, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed, alpha: 8 });
+  await writeRandomAdapter(db, info, { rank: 4, modules: ['v_proj'], dtype: 'F32', seed: seed + 1, alpha: 4 });
   const { m, engine } = manager({ slots: 3 });
   await m.register('a', da);
   await m.register('b', db);
+  return { m, engine, da };
+}
+
+test('a composition whose member was rewritten on disk pins the new version', async () => {
+  const { m, engine, da } = await composition('comp', 11);
   const old = await m.acquireAll(['a', 'b']);
   assert.equal(engine.loads.length, 2);
   await writeRandomAdapter(da, info, { rank: 8, modules: ['q_proj'], dtype: 'F32', seed: 13, alpha: 4 });
@@ -249,12 +255,7 @@ test('a rewritten adapter whose new weights the engine refuses keeps its residen
 });
 
 test('a composition whose resident member was rewritten with invalid files still runs on the resident version', async () => {
-  const [da, db] = [join(tmp, 'comp-bad-a'), join(tmp, 'comp-bad-b')];
-  await writeRandomAdapter(da, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 17, alpha: 8 });
-  await writeRandomAdapter(db, info, { rank: 4, modules: ['v_proj'], dtype: 'F32', seed: 18, alpha: 4 });
-  const { m, engine } = manager({ slots: 3 });
-  await m.register('a', da);
-  await m.register('b', db);
+  const { m, engine, da } = await composition('comp-bad', 17);
   const first = await m.acquireAll(['a', 'b']);
   for (const l of first) l.release();
   await writeFile(join(da, 'adapter_config.json'), '{bad');
