@@ -107,6 +107,24 @@ export class UpstreamError extends OpenLoraError {
   }
 }
 
+/** 404: a request for an upstream model on a path that is not proxied (only the inference endpoints are). */
+export class UpstreamPathError extends OpenLoraError {
+  /**
+   * @param method The request method.
+   * @param path The request path as the client sent it (no query).
+   * @param allowed The paths that are proxied.
+   */
+  constructor(method: string, path: string, allowed: readonly string[]) {
+    super(
+      404,
+      `${method} ${path} is not proxied to an upstream: a model served by an upstream is answered only on ${allowed.map((p) => `POST ${p}`).join(', ')}.`,
+      'invalid_request_error',
+      null,
+      'upstream_path_not_proxied',
+    );
+  }
+}
+
 /** How one domain error code answers: HTTP status, OpenAI `type`, and whether to send Retry-After. */
 export interface ErrorRow {
   status: number;

@@ -43,7 +43,7 @@ import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
 import type { ToolFormatName } from './tools/format.ts';
 import { requireJsonBody, verifyJsonBody } from './body.ts';
 import { discoverAdapters } from './discover.ts';
-import { buildUpstreams, forward, pickUpstream } from './upstream.ts';
+import { buildUpstreams, forward, pickUpstream, proxiedEndpoint } from './upstream.ts';
 
 /** One base model to serve. */
 export interface OpenLoraModel {
@@ -267,11 +267,13 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     if (!mayUseModel(accessOf(req), model)) throw new ModelNotFoundError(model);
     // Never forward dot segments: `/v1/../x` would reach upstream routes outside /v1 with our key.
     if (/(^|\/)\.\.?(\/|$)/.test(req.path)) throw new InvalidRequestError('The request path must not contain "." or ".." segments.', null);
+    // Only the inference endpoints, by exact path: the upstream is called with the operator's key (404 otherwise).
+    const endpoint = proxiedEndpoint(req.method, req.path);
     if (closed) throw new ServiceUnavailableError('The server is shutting down.');
     setMetricModel(res, `upstream:${u.pattern}`);
     proxied.add(res);
     res.once('close', () => proxied.delete(res));
-    forward(u, req, res, next);
+    forward(u, endpoint, req, res, next);
   });
   router.post('/v1/chat/completions', chatCompletions(ctx));
   router.post('/v1/completions', completions(ctx));

@@ -1,17 +1,19 @@
 /**
  * Upstream passthrough against a fake OpenAI-compatible upstream on loopback: bodies go
  * unchanged, the key is replaced, SSE streams through unbuffered, failures are 502/504
- * OpenAI error bodies, local models stay local.
+ * OpenAI error bodies, local models stay local; only the inference endpoints are proxied (by
+ * exact path) and the client's cookies and hop-by-hop headers stay here.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import express from 'express';
 import { fakeServer, get, listen, post } from './helpers.ts';
 
 type Srv = Awaited<ReturnType<typeof fakeServer>>;
 let upstream: Awaited<ReturnType<typeof listen>>;
 let srv: Srv;
-const seen: Array<{ path: string; auth?: string; body: string }> = [];
+const seen: Array<{ path: string; auth?: string; body: string; headers?: Record<string, unknown> }> = [];
 let releaseSecondChunk!: () => void;
 
 before(async () => {
@@ -34,8 +36,13 @@ before(async () => {
     });
   });
   app.post('/v1/embeddings', (req, res) => {
-    seen.push({ path: req.path, auth: req.headers.authorization, body: req.body as string });
+    seen.push({ path: req.path, auth: req.headers.authorization, body: req.body as string, headers: req.headers });
     res.json({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.5] }] });
+  });
+  // Any other path answers 200 (as a real upstream would for /v1/fine_tuning/jobs): whatever reaches it is seen.
+  app.use((req, res) => {
+    seen.push({ path: req.originalUrl, auth: req.headers.authorization, body: req.body as string, headers: req.headers });
+    res.set('set-cookie', 'upstream-session=1').json({ object: 'reached', path: req.originalUrl });
   });
   upstream = await listen(app);
   srv = await fakeServer(() => [65, 66, 1023], {
@@ -57,6 +64,21 @@ after(async () => {
 });
 
 const CHAT = '/v1/chat/completions';
+
+/** POST `path` exactly as written (fetch would normalise it), with the all-models key. */
+function rawPost(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const u = new URL(srv.url);
+  return new Promise((resolve, reject) => {
+    const headersOut = { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789', ...headers };
+    const r = request({ host: u.hostname, port: u.port, method: 'POST', path, headers: headersOut }, (m) => {
+      let text = '';
+      m.setEncoding('utf8').on('data', (c: string) => (text += c));
+      m.on('end', () => resolve({ status: m.statusCode ?? 0, body: text.startsWith('{') ? JSON.parse(text) : text }));
+    });
+    r.on('error', reject);
+    r.end(JSON.stringify(body));
+  });
+}
 
 test('a non-local model is proxied with its body unchanged and the upstream key', async () => {
   const raw = '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],  "tools":[{"type":"function"}], "x_unknown": 1}';
@@ -138,23 +160,79 @@ test('dot segments are never forwarded upstream (400), and proxied requests are 
     body: JSON.stringify({ model: 'gpt-4o', messages: [] }),
   });
   // fetch normalises the URL, so send the raw path with node:http instead when it did.
-  if (res.status !== 400) {
-    const { request } = await import('node:http');
-    const u = new URL(srv.url);
-    const status = await new Promise<number>((resolve, reject) => {
-      const r = request({ host: u.hostname, port: u.port, method: 'POST', path: '/v1/../admin', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' } }, (m) => {
-        m.resume();
-        resolve(m.statusCode ?? 0);
-      });
-      r.on('error', reject);
-      r.end(JSON.stringify({ model: 'gpt-4o', messages: [] }));
-    });
-    assert.equal(status, 400);
-  }
+  if (res.status !== 400) assert.equal((await rawPost('/v1/../admin', { model: 'gpt-4o', messages: [] })).status, 400);
   assert.equal(seen.length, before, 'nothing reached the upstream');
   await post(srv.url + CHAT, { model: 'gpt-4o', messages: [] }, 'sk-all-0123456789');
   const metrics = await (await fetch(srv.url + '/metrics')).text();
   assert.match(metrics, /^openlora_requests_total\{model="upstream:gpt-\*",status="200"\} [1-9]\d*/m);
+});
+
+test('only the inference endpoints are proxied: /v1/fine_tuning/jobs is a 404 that never reaches the upstream', async () => {
+  const before = seen.length;
+  for (const path of ['/v1/fine_tuning/jobs', '/v1/images/generations', '/v1/files', '/v1/batches', '/v1/load_lora_adapter']) {
+    const r = await post(srv.url + path, { model: 'gpt-4o-mini', training_file: 'file-abc', prompt: 'x' }, 'sk-all-0123456789');
+    assert.equal(r.status, 404, `${path}: ${r.text}`);
+    assert.equal(r.body.error.type, 'invalid_request_error');
+    assert.equal(r.body.error.code, 'upstream_path_not_proxied');
+    assert.match(r.body.error.message, new RegExp(`POST ${path} is not proxied`));
+  }
+  assert.deepEqual(seen.slice(before), [], 'nothing reached the upstream');
+});
+
+test('encoded traversal, prefixes and other spellings of an endpoint are not proxied', async () => {
+  const before = seen.length;
+  for (const path of [
+    '/v1/chat/completions/..%2f..%2fsecret',
+    '/v1/chat/completions/%2e%2e/%2e%2e/secret',
+    '/v1/chat/completions/x',
+    '/v1/chat%2Fcompletions',
+    '/v1/chat/completions%00',
+    '/v1/%63hat/completions',
+    '/v1/chat/completions/',
+    '/v1/Embeddings',
+  ]) {
+    const r = await rawPost(path, { model: 'gpt-4o', messages: [] });
+    assert.equal(r.status, 404, `${path}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.error.code, 'upstream_path_not_proxied', path);
+  }
+  assert.deepEqual(seen.slice(before), [], 'nothing reached the upstream');
+});
+
+test('every inference endpoint is proxied, with its query string, to the same path upstream', async () => {
+  for (const path of ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses']) {
+    const r = await post(`${srv.url}${path}?api-version=1`, { model: 'gpt-4o', input: 'x', prompt: 'x', messages: [] }, 'sk-all-0123456789');
+    assert.equal(r.status, 200, `${path}: ${r.text}`);
+    const s = seen.at(-1)!;
+    assert.equal(s.auth, 'Bearer upstream-secret');
+    assert.equal(s.path.replace(/\?.*/, ''), path);
+  }
+  assert.equal(seen.at(-1)!.path, '/v1/responses?api-version=1');
+});
+
+test("the client's cookies, other credentials and hop-by-hop headers are not forwarded; the upstream's cookies not returned", async () => {
+  const r = await rawPost('/v1/embeddings', { model: 'gpt-4o', input: 'x' }, {
+    cookie: 'session=tenant-secret',
+    'proxy-authorization': 'Basic dGVuYW50OnNlY3JldA==',
+    'x-api-key': 'tenant-key',
+    'api-key': 'tenant-key',
+    connection: 'keep-alive, x-hop, Host',
+    'keep-alive': 'timeout=5',
+    'x-hop': 'hop-by-hop',
+    te: 'trailers',
+    'x-client-note': 'kept',
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const h = seen.at(-1)!.headers!;
+  for (const name of ['cookie', 'proxy-authorization', 'x-api-key', 'api-key', 'keep-alive', 'x-hop', 'te']) assert.equal(h[name], undefined, name);
+  assert.equal(h.authorization, 'Bearer upstream-secret');
+  assert.equal(h['x-client-note'], 'kept');
+  const res = await fetch(srv.url + '/v1/embeddings', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' },
+    body: JSON.stringify({ model: 'gpt-4o', input: 'x' }),
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('set-cookie'), null);
 });
 
 test('close(grace) lets a proxied stream finish', async () => {
