@@ -1,5 +1,6 @@
 /**
- * Parse a finished output into OpenAI `tool_calls` (formats: ./format.ts).
+ * Parse a finished output into OpenAI `tool_calls` (formats: ./format.ts), and tell how much of
+ * an unfinished one is content whatever comes next (what a stream may send early: ./stream.ts).
  *
  * The text is what the client would otherwise see (special tokens already dropped by the
  * detokenizer), so markers that are special tokens (`<|python_tag|>`, Mistral's
@@ -10,6 +11,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ToolFormat } from './format.ts';
+
+/** Where a Hermes call starts. */
+const OPEN = '<tool_call>';
+/** Special tokens before llama3_json / mistral calls (absent when the detokenizer dropped them). */
+const MARKERS = ['<|python_tag|>', '[TOOL_CALLS]'];
 
 /** One parsed call, in OpenAI's shape. */
 export interface ToolCall {
@@ -124,19 +130,28 @@ export function scanJson(s: string, from: number, depth0: number, stop: (c: stri
 }
 
 /**
- * Split a finished output into content and tool calls.
+ * Split a finished output into content and tool calls; the stream of the same output adds up to
+ * the same message (./stream.ts parses it here too).
+ *
+ * Hermes, as vLLM's parser: each `<tool_call>` runs to the next `</tool_call>` (or the end) and its
+ * text must be one call object, so a `</tool_call>` inside a JSON string ends the call there and
+ * it does not parse. The content is the text before the first call as written (not trimmed),
+ * null when that is empty or only whitespace (vLLM would send the blank); text after the calls
+ * is dropped. A call that does not parse leaves the whole output as content (so a closed block
+ * that does not parse decides it, whatever follows: the stream relies on that). Function names are not checked against
+ * the request's `tools` (vLLM neither): the client gets what the model wrote and answers a call
+ * to an unknown tool itself.
  * @param text The decoded output (special tokens skipped).
  * @param truncated The output was cut by max_tokens (finish_reason `length`): a last call that
  *   does not parse was cut short and is dropped, keeping the prose and the complete calls before
- *   it (what the stream of the same output sends); otherwise any call that does not parse leaves
- *   the whole text as content.
+ *   it; otherwise any call that does not parse leaves the whole text as content.
  */
 export function parseToolCalls(text: string, format: ToolFormat, truncated = false): ParsedOutput {
   const none: ParsedOutput = { content: text === '' ? null : text, toolCalls: [] };
   if (format.name === 'hermes') {
     const calls: ToolCall[] = [];
     const re = /<tool_call>([\s\S]*?)(?:<\/tool_call>|$)/g;
-    const first = text.indexOf('<tool_call>');
+    const first = text.indexOf(OPEN);
     if (first < 0) return none;
     const matches = [...text.matchAll(re)];
     for (const [i, m] of matches.entries()) {
@@ -147,13 +162,10 @@ export function parseToolCalls(text: string, format: ToolFormat, truncated = fal
       if (!call) return none;
       calls.push(call);
     }
-    const content = text.slice(0, first).trim();
-    return { content: content === '' ? null : content, toolCalls: calls };
+    const content = text.slice(0, first);
+    return { content: content.trim() === '' ? null : content, toolCalls: calls };
   }
-  let body = text.trimStart();
-  if (body.startsWith('<|python_tag|>')) body = body.slice('<|python_tag|>'.length);
-  if (body.startsWith('[TOOL_CALLS]')) body = body.slice('[TOOL_CALLS]'.length);
-  body = body.trim();
+  const body = callBody(text);
   if (format.name === 'mistral') {
     const v = tryJson(body);
     const list = Array.isArray(v) ? v : v && typeof v === 'object' ? [v] : undefined;
@@ -166,6 +178,48 @@ export function parseToolCalls(text: string, format: ToolFormat, truncated = fal
   if (truncated && calls.length > 1 && !calls[calls.length - 1]) calls.pop();
   if (calls.some((c) => !c)) return none;
   return { content: null, toolCalls: calls as ToolCall[] };
+}
+
+/** llama3_json / mistral: an output without its leading markers, trimmed (the text of its calls, if any). */
+function callBody(text: string): string {
+  let body = text.trimStart();
+  for (const m of MARKERS) if (body.startsWith(m)) body = body.slice(m.length);
+  return body.trim();
+}
+
+/** What `settledContent` found: see there. */
+export interface Settled {
+  /** The number of leading characters of the text that are content. */
+  length: number;
+  /**
+   * The text after them: `open` (may still settle: ask again with more text), `held` (a call may
+   * have started: decided by `parseToolCalls` once the output ended), `content` (content, as is
+   * everything the output goes on with).
+   */
+  next: 'open' | 'held' | 'content';
+}
+
+/**
+ * How much of a streamed output's unsent text is content whatever the model writes next, by the
+ * rules of `parseToolCalls`: what it settles is the start of the content that it returns for any
+ * continuation. Hermes: the text before a `<tool_call>` (or before a suffix that may start one),
+ * unless all of the output so far is blank (null content if a call follows). llama3_json /
+ * mistral: all of the output once it does not start (after its markers) with the `{` / `[` of a
+ * call, nothing otherwise.
+ * @param tail The output's text not sent yet (all of it while `start`).
+ * @param start Nothing of the output was sent yet.
+ */
+export function settledContent(tail: string, format: ToolFormat, start: boolean): Settled {
+  if (format.name === 'hermes') {
+    const at = tail.indexOf(OPEN);
+    const end = at >= 0 ? at : tail.length - heldBack(tail, OPEN);
+    return { length: start && tail.slice(0, end).trim() === '' ? 0 : end, next: at >= 0 ? 'held' : 'open' };
+  }
+  const body = callBody(tail);
+  // Still blank, or a marker arriving in pieces.
+  if (body === '' || MARKERS.some((m) => m.startsWith(body))) return { length: 0, next: 'open' };
+  const opens = format.name === 'mistral' ? '{[' : '{';
+  return opens.includes(body[0]!) ? { length: 0, next: 'held' } : { length: tail.length, next: 'content' };
 }
 
 /** Length of the longest suffix of `s` that is a proper prefix of `marker` (text to hold back while it may start one). */

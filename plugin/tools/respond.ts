@@ -83,7 +83,7 @@ export class ToolChoiceStream {
 
   /** The choice ended: flushed deltas and the finish reason to send. */
   end(finish: string | null): { deltas: Array<Record<string, unknown>>; finishReason: string | null } {
-    const deltas = this.parser.end().map(toDelta);
+    const deltas = this.parser.end(finish === 'length').map(toDelta);
     return { deltas, finishReason: finish === 'stop' && this.parser.calls.length > 0 ? 'tool_calls' : finish };
   }
 

@@ -1,14 +1,20 @@
 /**
- * Incremental tool-call parsing for streamed outputs: text deltas in, OpenAI chunk deltas out.
+ * Tool-call parsing for streamed outputs: text deltas in, OpenAI chunk deltas out. The deltas add
+ * up to the message the same output gets without streaming: the text is parsed by the same
+ * function, `parseToolCalls` (./parse.ts).
  *
- * Emits `content` for prose and, per call, one delta with `index`, `id`, `type` and the
- * function `name`, then `arguments` in pieces as the model writes them (what the openai SDK's
- * stream helpers and LangChain's tool-call chunk merging expect). Text that might still become
- * a marker (`<tool_call>` arriving in pieces) is held back until it is decided. Formats and
- * the rules for missing special-token markers: ./format.ts, ./parse.ts.
+ * Prose is sent as it arrives while it cannot belong to a call (`settledContent`; text that may
+ * still become a marker, `<tool_call>` arriving in pieces, waits until it is decided). From where
+ * a call may start, the text is held until the output ends: whether it holds calls depends on text
+ * not written yet (a later call that does not parse, or the output stopping inside one, makes it
+ * all content) and a call sent cannot be taken back. Then the rest of the content goes, and each
+ * call as one delta with its `index`, `id`, `type`, name and whole `arguments` (valid OpenAI
+ * streaming: the SDKs and LangChain merge the deltas of an index). Models end their turn after
+ * their calls, so little waits in practice. A Hermes block closed by `</tool_call>` that does not
+ * parse decides early: the output is all content, sent at once, and the rest streams.
  */
 import type { ToolFormat } from './format.ts';
-import { heldBack, newCallId, scanJson, type ToolCall, toCall } from './parse.ts';
+import { parseToolCalls, type Settled, settledContent, type ToolCall } from './parse.ts';
 
 /** A streamed tool-call delta (OpenAI `choices[].delta.tool_calls[]`). */
 export interface ToolCallDelta {
@@ -21,253 +27,83 @@ export interface ToolCallDelta {
 /** One output delta: prose or a tool-call piece. */
 export type StreamDelta = { content: string } | { toolCall: ToolCallDelta };
 
-const HEAD = /^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:arguments|parameters)"\s*:\s*/;
-
-/** Follows one call object `{"name": ..., "arguments": ...}` as its text arrives. */
-class CallScanner {
-  text = '';
-  name: string | undefined;
-  /** Offset in `text` where the arguments value starts, once known. */
-  private argsStart = -1;
-  /** Offset up to which arguments were emitted / scanned. */
-  private pos = 0;
-  private depth = 0;
-  private inStr = false;
-  private argsEnd = -1;
-  /** Offset just past the object's closing brace, once seen. */
-  end = -1;
-
-  /** Append text; returns the new argument characters (empty when none). */
-  feed(chunk: string): { name?: string; args: string } {
-    this.text += chunk;
-    let name: string | undefined;
-    if (this.argsStart < 0) {
-      const m = HEAD.exec(this.text);
-      if (m) {
-        try {
-          this.name = name = JSON.parse(`"${m[1]}"`) as string;
-        } catch {
-          this.name = name = m[1];
-        }
-        this.argsStart = this.pos = m[0].length;
-      } else {
-        this.findEnd(0);
-        return { args: '' };
-      }
-    }
-    let args = '';
-    if (this.argsEnd < 0) {
-      // Whitespace before the value (HEAD matched before it arrived) is not part of the arguments.
-      if (this.pos === this.argsStart) while (this.pos < this.text.length && /\s/.test(this.text[this.pos]!)) this.argsStart = ++this.pos;
-      const from = this.pos;
-      for (; this.pos < this.text.length; this.pos++) {
-        const c = this.text[this.pos]!;
-        if (this.inStr) {
-          if (c === '\\') {
-            if (this.pos + 1 >= this.text.length) break; // the escaped character has not arrived
-            this.pos++;
-          } else if (c === '"') this.inStr = false;
-        } else if (c === '"') this.inStr = true;
-        else if (c === '{' || c === '[') this.depth++;
-        else if (c === '}' || c === ']') {
-          if (this.depth === 0) {
-            this.argsEnd = this.pos; // the outer object's brace: a scalar value ended
-            break;
-          }
-          this.depth--;
-          if (this.depth === 0) {
-            this.argsEnd = ++this.pos;
-            break;
-          }
-        } else if (this.depth === 0 && c === ',') {
-          this.argsEnd = this.pos;
-          break;
-        }
-      }
-      args = this.text.slice(from, Math.min(this.pos, this.text.length));
-      if (this.argsEnd >= 0) args = this.text.slice(from, this.argsEnd).replace(/\s+$/, '');
-    }
-    if (this.argsEnd >= 0) this.findEnd(this.argsEnd);
-    return { name, args };
-  }
-
-  /** Find the close of the object from `from` (the start, or inside it past the arguments). */
-  private findEnd(from: number): void {
-    if (this.end >= 0) return;
-    const i = scanJson(this.text, from, from === 0 ? 0 : 1, (c, depth) => depth === 1 && (c === '}' || c === ']'));
-    if (i < this.text.length) this.end = i + 1;
-  }
-}
+const CLOSE = '</tool_call>';
 
 /** Streaming parser of one choice's output. */
 export class ToolStreamParser {
-  /** The calls seen so far (complete once `end()` has run). */
+  /** The calls of the output (set by `end()`). */
   readonly calls: ToolCall[] = [];
-  private mode: 'start' | 'text' | 'call' | 'between' = 'start';
-  private buf = '';
+  /** The output so far. */
   private raw = '';
-  private scanner: CallScanner | undefined;
-  private args = '';
-  private callId = '';
+  /** Its text not sent yet. */
+  private tail = '';
+  /** How many of its characters were sent as content. */
+  private sent = 0;
+  /** The last characters of the output, where a `</tool_call>` may have begun. */
+  private recent = '';
+  /** What the unsent text is: see `Settled.next`. */
+  private next: Settled['next'] = 'open';
 
-  constructor(private readonly format: ToolFormat) {
-    if (format.name === 'hermes') this.mode = 'text';
-  }
+  constructor(private readonly format: ToolFormat) {}
 
   /** Feed a text delta; returns the deltas to send (possibly none). */
   push(text: string): StreamDelta[] {
-    const out: StreamDelta[] = [];
     this.raw += text;
-    this.buf += text;
-    this.run(out, false);
+    this.tail += text;
+    const recent = this.recent + text;
+    this.recent = recent.slice(1 - CLOSE.length);
+    if (this.next === 'open') {
+      const s = settledContent(this.tail, this.format, this.sent === 0);
+      this.next = s.next;
+      if (s.next !== 'content') {
+        const out = this.send(s.length);
+        // The block may have closed in this same delta.
+        if (s.next === 'held' && this.tail.includes(CLOSE)) this.decideEarly(out);
+        return out;
+      }
+    } else if (this.next === 'held') {
+      const out: StreamDelta[] = [];
+      if (recent.includes(CLOSE)) this.decideEarly(out);
+      return out;
+    }
+    return this.send(this.tail.length);
+  }
+
+  /**
+   * The output ended: the rest of its content and its calls.
+   * @param truncated It was cut by max_tokens (see `parseToolCalls`).
+   */
+  end(truncated = false): StreamDelta[] {
+    const parsed = parseToolCalls(this.raw, this.format, truncated);
+    const content = parsed.content ?? '';
+    const out: StreamDelta[] = content.length > this.sent ? [{ content: content.slice(this.sent) }] : [];
+    for (const [index, c] of parsed.toolCalls.entries()) {
+      out.push({ toolCall: { index, id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } } });
+      this.calls.push(c);
+    }
+    this.sent = this.raw.length;
+    this.tail = '';
     return out;
   }
 
-  /** The output ended: flush what was held back. */
-  end(): StreamDelta[] {
-    const out: StreamDelta[] = [];
-    this.run(out, true);
-    if (this.mode === 'call' && this.scanner) this.finishCall(out, true);
-    if (this.buf !== '' && (this.mode === 'text' || this.mode === 'start')) out.push({ content: this.buf });
-    this.buf = '';
-    return out;
+  /** Send the first `n` characters of the unsent text as content. */
+  private send(n: number): StreamDelta[] {
+    if (n === 0) return [];
+    const piece = this.tail.slice(0, n);
+    this.tail = this.tail.slice(n);
+    this.sent += n;
+    return [{ content: piece }];
   }
 
-  private run(out: StreamDelta[], final: boolean): void {
-    for (;;) {
-      const before = this.buf.length + this.mode;
-      if (this.mode === 'start') this.decide(final);
-      if (this.mode === 'text') this.text(out, final);
-      if (this.mode === 'between') this.between(out, final);
-      if (this.mode === 'call') this.call(out);
-      if (before === this.buf.length + this.mode) return;
-    }
-  }
-
-  /** llama3_json / mistral: the output is calls only when it starts with `{` / `[` (after a marker). */
-  private decide(final: boolean): void {
-    const t = this.buf.trimStart();
-    const prefixes = ['<|python_tag|>', '[TOOL_CALLS]'];
-    const p = prefixes.find((x) => t.startsWith(x));
-    const body = p ? t.slice(p.length).trimStart() : t;
-    if (body === '' || (!p && prefixes.some((x) => x.startsWith(t)))) {
-      if (final) this.mode = 'text';
-      return;
-    }
-    const open = this.format.name === 'mistral' ? '[' : '{';
-    if (body.startsWith(open) || (this.format.name === 'mistral' && body.startsWith('{'))) {
-      this.buf = this.format.name === 'mistral' && body.startsWith('[') ? body.slice(1) : body;
-      this.mode = 'between';
-    } else this.mode = 'text';
-  }
-
-  private text(out: StreamDelta[], final: boolean): void {
-    if (this.format.name !== 'hermes') {
-      if (this.buf) out.push({ content: this.buf });
-      this.buf = '';
-      return;
-    }
-    const at = this.buf.indexOf('<tool_call>');
-    if (at >= 0) {
-      const before = this.buf.slice(0, at);
-      if (before.trim() !== '') out.push({ content: this.calls.length > 0 ? before.trim() : before.trimEnd() });
-      this.buf = this.buf.slice(at + '<tool_call>'.length);
-      this.startCall();
-      return;
-    }
-    // At the end, after a call, a cut-off start of another tag is markup, not prose: dropped
-    // (the non-streamed response keeps only the prose before the first call).
-    const partialTag = heldBack(this.buf, '<tool_call>');
-    if (final && this.calls.length > 0 && partialTag > 0 && this.buf.slice(0, this.buf.length - partialTag).trim() === '') this.buf = '';
-    const keep = final ? 0 : partialTag;
-    const emit = this.buf.slice(0, this.buf.length - keep);
-    if (emit !== '' && (this.calls.length === 0 || emit.trim() !== '')) out.push({ content: emit });
-    this.buf = this.buf.slice(this.buf.length - keep);
-  }
-
-  /** Between calls (and before the first one in list formats): skip separators, find the next `{`. */
-  private between(out: StreamDelta[], final: boolean): void {
-    if (this.format.name === 'hermes') {
-      const t = this.buf.trimStart();
-      if (t.startsWith('</tool_call>')) this.buf = t.slice('</tool_call>'.length);
-      else if (t === '' || '</tool_call>'.startsWith(t)) {
-        if (final) this.buf = '';
-        return;
-      }
-      this.mode = 'text';
-      return;
-    }
-    const t = this.buf.replace(/^[\s;,\]]+/, '');
-    if (t.startsWith('{')) {
-      this.buf = t;
-      this.startCall();
-    } else if (t !== '') {
-      this.fail(out);
-    } else this.buf = t;
-  }
-
-  private startCall(): void {
-    this.mode = 'call';
-    this.scanner = new CallScanner();
-    this.args = '';
-  }
-
-  private call(out: StreamDelta[]): void {
-    const s = this.scanner!;
-    const chunk = this.buf;
-    this.buf = '';
-    const before = s.name;
-    const { name, args } = s.feed(chunk);
-    const index = this.calls.length;
-    if (name !== undefined && before === undefined) {
-      this.callId = newCallId();
-      out.push({ toolCall: { index, id: this.callId, type: 'function', function: { name, arguments: '' } } });
-    }
-    if (args) {
-      this.args += args;
-      out.push({ toolCall: { index, function: { arguments: args } } });
-    }
-    if (s.end >= 0) {
-      this.buf = s.text.slice(s.end);
-      this.finishCall(out, false);
-    }
-  }
-
-  /** Close the current call (the object ended, or the output did). */
-  private finishCall(out: StreamDelta[], truncated: boolean): void {
-    const s = this.scanner!;
-    this.scanner = undefined;
-    this.mode = 'between';
-    if (s.name === undefined) {
-      // Keys in another order: parse the whole object once it is complete.
-      let call: ToolCall | undefined;
-      try {
-        const text = s.text.slice(0, s.end >= 0 ? s.end : undefined);
-        call = toCall(JSON.parse(text), this.format, text);
-      } catch {
-        call = undefined;
-      }
-      if (!call) {
-        if (this.calls.length === 0 && !truncated) this.fail(out);
-        return;
-      }
-      const index = this.calls.length;
-      out.push({ toolCall: { index, id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } } });
-      this.calls.push(call);
-      return;
-    }
-    // A call the output ended inside (a stop string, max_tokens) streamed its name and part of its
-    // arguments, but is not a call: it does not count (finish_reason stays stop / length, as the
-    // non-streamed response, which keeps such text as content).
-    if (truncated) return;
-    this.calls.push({ id: this.callId, type: 'function', function: { name: s.name, arguments: this.args } });
-  }
-
-  /** What looked like a call is not one: everything so far is prose. */
-  private fail(out: StreamDelta[]): void {
-    this.mode = 'text';
-    const raw = this.raw;
-    this.buf = '';
-    if (this.calls.length === 0) out.push({ content: raw });
+  /**
+   * Held Hermes text that a `</tool_call>` closed: when the blocks up to the last one do not all
+   * parse, neither does the whole output (`parseToolCalls`), so all of it is content from here on.
+   */
+  private decideEarly(out: StreamDelta[]): void {
+    if (this.format.name !== 'hermes') return;
+    const closed = this.tail.slice(0, this.tail.lastIndexOf(CLOSE) + CLOSE.length);
+    if (parseToolCalls(closed, this.format).toolCalls.length > 0) return;
+    this.next = 'content';
+    out.push(...this.send(this.tail.length));
   }
 }
