@@ -89,3 +89,11 @@ export function unknownAdapter(model: string, detail = ''): AdapterError {
     'model_not_found',
   );
 }
+
+/**
+ * `adapter_exists` (400, vLLM's words) for a runtime load of a name already registered, whether
+ * it was loaded before or by a concurrent load that got there first.
+ */
+export function adapterExists(name: string): AdapterError {
+  return new AdapterError(`The lora adapter '${name}' has already been loaded.`, 'adapter_exists', { param: 'lora_name' });
+}

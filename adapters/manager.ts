@@ -37,9 +37,10 @@ import { slotShortfall, type Composition } from './composition.ts';
 import { MergeCache } from './merge-cache.ts';
 import { TierMetrics } from './metrics.ts';
 import { pinComposition, type PinnedComposition } from './pin.ts';
-import { adapterNameProblem, AdapterRegistry, type AdapterEntry, type ScanResult } from './registry.ts';
+import { AdapterRegistry, type AdapterEntry, type ScanResult } from './registry.ts';
+import { RuntimeLoads } from './runtime-load.ts';
 import { SlotPool, type DeviceState } from './slot-pool.ts';
-import { AdapterSources, confinePath, sourceOf, type AdapterSource, type DiskStats } from './sources.ts';
+import { AdapterSources, type AdapterSource, type DiskStats } from './sources.ts';
 import { SpecCache } from './spec-cache.ts';
 import { silentLogger, type AdapterInfo, type AdapterLease, type Logger, type RuntimeAdapterProvider } from './types.ts';
 import { AdapterVersions } from './versions.ts';
@@ -68,7 +69,7 @@ export interface AdapterManagerOptions {
   maxWarmBytes?: number;
   /** URL / hub sources and the download disk tier (default: a cache under the OS temp folder, no hub endpoint). */
   sources?: AdapterSources;
-  /** Folders runtime loads (`loadRuntime`) may read local paths from (realpath-confined). */
+  /** Folders runtime loads (`loadRuntime`) may read local paths from, and scanned folders may resolve into (realpath-confined). */
   adapterRoots?: string[];
   /** Whether runtime loads may name http(s) URLs (default false). */
   allowUrls?: boolean;
@@ -98,12 +99,11 @@ export interface AdapterManagerStats {
 export class AdapterManager implements RuntimeAdapterProvider {
   private readonly baseName: string;
   private readonly log: Logger;
-  private readonly adapterRoots: string[];
-  private readonly allowUrls: boolean;
   private readonly metrics: TierMetrics;
   private readonly registry: AdapterRegistry;
   private readonly specs: SpecCache;
   private readonly slots: SlotPool;
+  private readonly runtimeLoads: RuntimeLoads;
   /** Unregistered adapters still holding a slot or a load. */
   private readonly draining = new Set<AdapterEntry>();
   /** Old versions of adapters whose files changed on disk. */
@@ -118,18 +118,21 @@ export class AdapterManager implements RuntimeAdapterProvider {
   constructor(opts: AdapterManagerOptions) {
     this.baseName = opts.baseName;
     this.log = opts.log ?? silentLogger;
-    this.adapterRoots = opts.adapterRoots ?? [];
-    this.allowUrls = opts.allowUrls ?? false;
+    const adapterRoots = opts.adapterRoots ?? [];
     const info = opts.modelInfo;
     const safe = this.baseName.replace(/[^A-Za-z0-9._-]/g, '_');
     this.metrics = new TierMetrics(this.baseName);
     this.sources = opts.sources ?? new AdapterSources({ cacheDir: join(privateTmpDir('adapter-cache'), safe), log: this.log });
     this.sources.metrics = this.metrics;
-    this.registry = new AdapterRegistry(this.baseName, info, this.sources, this.log);
+    this.registry = new AdapterRegistry(this.baseName, info, this.sources, this.log, adapterRoots);
     const d = DEFAULTS.adapterCache;
     this.specs = new SpecCache(info, this.sources, opts.maxCpuLoras ?? d.maxCpuLoras, opts.maxWarmBytes ?? d.maxWarmBytes, this.metrics);
     this.slots = new SlotPool(opts.engine, info.maxLoras, opts.slotWaitMs ?? d.slotWaitMs, this.metrics, this.log);
     this.versions = new AdapterVersions(this.slots, this.specs, this.log);
+    this.runtimeLoads = new RuntimeLoads({
+      baseName: this.baseName, adapterRoots, allowUrls: opts.allowUrls ?? false, registry: this.registry, specs: this.specs,
+      unregister: (name) => this.unregister(name),
+    });
     this.slots.onUnload = (h) => {
       if ((h as AdapterEntry).removed) this.draining.delete(h as AdapterEntry);
       this.versions.unloaded(h);
@@ -319,7 +322,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
 
   /** Register a materialised merge: like `register`, but flagged synthetic (not listed in /v1/models). */
   async registerSynthetic(name: string, dir: string): Promise<AdapterInfo> {
-    const info = await this.registry.registerSource(name, { kind: 'local', path: resolve(dir) }, true);
+    const info = await this.registry.registerSource(name, { kind: 'local', path: resolve(dir) }, { synthetic: true });
     info.synthetic = true;
     return info;
   }
@@ -349,37 +352,14 @@ export class AdapterManager implements RuntimeAdapterProvider {
    * The runtime API's load (`POST /v1/load_lora_adapter`): `location` is an absolute path
    * inside an adapter root (realpath-checked: no `..`, no symlink escape), an http(s) URL
    * (when `allowUrls`) or a hub id `org/name[@rev]` (when a hub endpoint is configured or the
-   * Hugging Face cache has it). The tensors are validated now, so a bad file fails this call.
+   * Hugging Face cache has it). The tensors are validated now (header, shapes, NaN / Inf values;
+   * config fields such as a scaling past float32's range at registration), so a bad file fails this
+   * call and leaves nothing registered. Loads of one name run in turn (adapters/runtime-load.ts):
+   * of concurrent loads of a name, one succeeds and the others are `adapter_exists`.
    * @throws AdapterError `adapter_exists` (name taken), `invalid_lora_path`, `invalid_adapter`, download codes.
    */
-  async loadRuntime(name: string, location: string): Promise<AdapterInfo> {
-    const problem = adapterNameProblem(name);
-    if (problem) throw new AdapterError(`lora_name: ${problem}`, 'invalid_adapter', { param: 'lora_name' });
-    if (name === this.baseName) {
-      throw new AdapterError(`lora_name '${name}' is the base model's own name: choose another adapter name`, 'adapter_name_conflict', { param: 'lora_name' });
-    }
-    if (this.registry.get(name)) {
-      throw new AdapterError(`The lora adapter '${name}' has already been loaded.`, 'adapter_exists', { param: 'lora_name' });
-    }
-    let src = sourceOf(location);
-    if (!src) throw new AdapterError(`lora_path ${JSON.stringify(location)}: expected an absolute path, an http(s) URL or a hub id org/name[@revision]`, 'invalid_lora_path', { param: 'lora_path' });
-    if (src.kind === 'local') src = { kind: 'local', path: await confinePath(location, this.adapterRoots) };
-    if (src.kind === 'url' && !this.allowUrls) {
-      throw new AdapterError(`lora_path ${JSON.stringify(location)}: URL sources are disabled (adapterSources.allowUrls)`, 'invalid_lora_path', { param: 'lora_path' });
-    }
-    let info: AdapterInfo | undefined;
-    try {
-      info = await this.registry.registerSource(name, src);
-      await this.specs.get(this.registry.get(name)!);
-    } catch (err) {
-      if (info) this.unregister(name);  // only what this call registered (a concurrent load of the name keeps its own)
-      // The adapter's files are the request's lora_path, not its model: name that field.
-      if (err instanceof AdapterError && err.param === 'model') {
-        throw new AdapterError(err.message, err.code, { param: 'lora_path', cause: err.cause, retryAfterSeconds: err.retryAfterSeconds });
-      }
-      throw err;
-    }
-    return info;
+  loadRuntime(name: string, location: string): Promise<AdapterInfo> {
+    return this.runtimeLoads.load(name, location);
   }
 
   /**

@@ -110,8 +110,8 @@ const exists = (p: string) => stat(p).then((s) => s.isFile(), () => false);
  * @param dir folder holding adapter_config.json and adapter_model.safetensors
  * @throws AdapterError naming the file and field: missing files, pickle-only `.bin` weights,
  *   schema errors, unsupported features (DoRA, bias, modules_to_save, ...), target modules that
- *   match nothing in the base, ranks above `info.maxLoraRank`, tokens added beyond the base
- *   vocabulary (added-vocab.ts).
+ *   match nothing in the base, ranks above `info.maxLoraRank`, a scaling (alpha / r) past
+ *   float32's range (the engine's), tokens added beyond the base vocabulary (added-vocab.ts).
  */
 export async function parseAdapterDir(dir: string, info: ModelInfo): Promise<ParsedAdapter> {
   const configPath = join(dir, 'adapter_config.json');
@@ -236,6 +236,11 @@ export function resolveConfig(json: unknown, info: ModelInfo, file = 'adapter_co
       fail(`rank ${rank} of ${m.name}${rk === undefined ? ' (r)' : ` (rank_pattern ${JSON.stringify(rk)})`} is greater than the engine's max LoRA rank ${info.maxLoraRank}`);
     }
     const scaling = cfg.use_rslora ? alpha / Math.sqrt(rank) : alpha / rank;
+    // The engine scales in float32: a scaling past its range would be an Inf on every request.
+    if (!Number.isFinite(Math.fround(scaling))) {
+      fail(`${ak === undefined ? 'lora_alpha' : `alpha_pattern ${JSON.stringify(ak)}`}: alpha ${alpha} / ${cfg.use_rslora ? `sqrt(r ${rank})` : `r ${rank}`} ` +
+        `gives scaling ${scaling} for ${m.name}, which is not a finite 32-bit float`);
+    }
     targets.push({ name: m.name, layer: m.layer, module: m.module, rank, alpha, scaling });
   }
   if (targets.length === 0) fail('target_modules, exclude_modules and layers_to_transform leave no module of the base targeted');
@@ -270,9 +275,14 @@ const HINTS: Array<[RegExp, string]> = [
  * @throws AdapterError naming the file and tensor.
  */
 export async function buildLoadSpec(parsed: ParsedAdapter, info: ModelInfo): Promise<AdapterLoadSpec> {
+  return (await buildLoadSpecWithHeader(parsed, info)).spec;
+}
+
+/** `buildLoadSpec`, also giving the header it read (the host tier checks the tensors' values with it). @throws as buildLoadSpec. */
+export async function buildLoadSpecWithHeader(parsed: ParsedAdapter, info: ModelInfo): Promise<{ spec: AdapterLoadSpec; header: SafetensorsHeader }> {
   await checkNoAddedVocab(parsed.dir, info.vocabSize);
   const header = await readSafetensorsHeader(parsed.weightsPath, { allowedDtypes: LORA_DTYPES });
-  return specFromHeader(parsed, header, info);
+  return { spec: specFromHeader(parsed, header, info), header };
 }
 
 /**

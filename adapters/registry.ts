@@ -6,15 +6,20 @@
  * is parsed and validated at registration (cheap, so `/v1/models` can show rank and targets);
  * the safetensors header and the tensors are read only when a request first needs the adapter
  * (adapters/spec-cache.ts, adapters/slot-pool.ts).
+ *
+ * A folder of a scanned directory is resolved (symlinks included) and confined once, when it is
+ * registered, as a runtime load's path is (adapters/sources.ts `realPathIn`): one whose real path
+ * lies outside every adapter root and every scanned directory is refused with a warning naming it,
+ * and a request naming it gets that refusal as its 400.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { ModelInfo } from '../native/types.ts';
 import { fileStamp } from './content-id.ts';
-import { AdapterError } from './errors.ts';
+import { AdapterError, adapterExists } from './errors.ts';
 import { parseAdapterDir, type ParsedAdapter } from './peft.ts';
 import { emptyDeviceState, type DeviceState } from './slot-pool.ts';
-import type { AdapterSource, AdapterSources } from './sources.ts';
+import { outsideRoots, realPathIn, type AdapterSource, type AdapterSources } from './sources.ts';
 import { emptySpecState, type SpecState } from './spec-cache.ts';
 import type { AdapterInfo, Logger } from './types.ts';
 
@@ -49,12 +54,20 @@ export interface AdapterEntry {
   source: AdapterSource;
   /** Unregistered: no new acquires; its slot is freed when pins reach 0. */
   removed: boolean;
-  /** The scanned directory it came from, for `rescan`. */
+  /** The scanned directory it came from, for `rescan` (its folder there is `scanDir/name`, which may be a symlink to `info.dir`). */
   scanDir?: string;
   /** Host tier (adapters/spec-cache.ts). */
   host: SpecState;
   /** Device tier (adapters/slot-pool.ts). */
   device: DeviceState;
+}
+
+/** How `registerSource` treats a name already registered. */
+export interface RegisterOptions {
+  /** A materialised merge (adapters/merge-cache.ts): the one kind that may take a `merge-` name. */
+  synthetic?: boolean;
+  /** A runtime load: a name already registered (before, or meanwhile) is `adapter_exists`, never the existing entry. */
+  exclusive?: boolean;
 }
 
 /** A scan's outcome: adapters registered, and folders skipped with the reason. */
@@ -77,12 +90,14 @@ export class AdapterRegistry {
    * @param info The base model's shapes (configs are validated against them).
    * @param sources Where URL and hub adapters are downloaded (the disk tier).
    * @param log Registration and skip log lines.
+   * @param roots The adapter roots (besides the scanned directories) a scanned folder may resolve into.
    */
   constructor(
     private readonly baseName: string,
     private readonly info: ModelInfo,
     private readonly sources: AdapterSources,
     private readonly log: Logger,
+    private readonly roots: readonly string[] = [],
   ) {}
 
   /** Registered adapters. */
@@ -113,18 +128,18 @@ export class AdapterRegistry {
   /**
    * Register an adapter from any source: a local folder, an http(s) folder URL or a hub id
    * (downloaded now into the disk tier, so its config can be validated). Registering the same
-   * name from the same place again returns the existing info.
-   * @param synthetic A materialised merge (adapters/merge-cache.ts): the one kind that may take a `merge-` name.
+   * name from the same place again returns the existing info (not with `opts.exclusive`).
    * @throws AdapterError `invalid_adapter` for an invalid name or adapter config (naming the
    *   file and field), `adapter_name_conflict` for a name already taken by another source,
-   *   download codes.
+   *   `adapter_exists` for a name taken at all when `opts.exclusive`, download codes.
    */
-  async registerSource(name: string, source: AdapterSource, synthetic = false): Promise<AdapterInfo> {
-    const problem = adapterNameProblem(name, synthetic);
+  async registerSource(name: string, source: AdapterSource, opts: RegisterOptions = {}): Promise<AdapterInfo> {
+    const problem = adapterNameProblem(name, opts.synthetic);
     if (problem) throw new AdapterError(problem);
     const where = source.kind === 'local' ? source.path : source.kind === 'url' ? source.url : `${source.repo}@${source.revision}`;
     const taken = () => {
       const e = this.entries.get(name);
+      if (e && opts.exclusive) throw adapterExists(name);
       if (e && e.info.root !== where) throw new AdapterError(`adapter ${name} is already registered from ${e.info.root}`, 'adapter_name_conflict');
       return e?.info;
     };
@@ -151,8 +166,9 @@ export class AdapterRegistry {
 
   /**
    * Register every sub-folder of `dir` that holds an adapter_config.json, named after the
-   * folder (sorted by name, one at a time). Invalid names and invalid adapters are skipped with a
-   * warning; folders without adapter_config.json are ignored. The folder is remembered for `rescan`.
+   * folder (sorted by name, one at a time). Invalid names, invalid adapters and folders whose real
+   * path lies outside the roots are skipped with a warning; folders without adapter_config.json are
+   * ignored. The folder is remembered for `rescan`.
    * @throws AdapterError when `dir` itself cannot be read.
    */
   async scanDirectory(dir: string): Promise<ScanResult> {
@@ -200,11 +216,19 @@ export class AdapterRegistry {
     return false;
   }
 
-  /** Register sub-folder `name` of scanned directory `abs`; a refusal is remembered (`refusal`) and logged. */
+  /**
+   * Register sub-folder `name` of scanned directory `abs` from its real path, when that lies in an
+   * adapter root or a scanned directory; a refusal is remembered (`refusal`) and logged.
+   */
   private async registerScanned(abs: string, name: string): Promise<AdapterInfo | { reason: string }> {
     const sub = join(abs, name);
     try {
-      const info = await this.registerSource(name, { kind: 'local', path: resolve(sub) });
+      const roots = [...this.roots, ...this.scanDirs];
+      const at = await realPathIn(sub, roots).catch((err: NodeJS.ErrnoException) => {
+        throw new AdapterError(`${sub}: cannot be read (${err.code ?? String(err)})`);
+      });
+      if (!at.inside) throw new AdapterError(`${sub}: ${outsideRoots(at.real, roots)}`);
+      const info = await this.registerSource(name, { kind: 'local', path: at.real });
       this.entries.get(name)!.scanDir ??= abs;
       return info;
     } catch (err) {
@@ -239,7 +263,7 @@ export class AdapterRegistry {
     }
     for (const [name, r] of [...this.refused]) if (!(await hasConfig(r.dir))) this.refused.delete(name);
     const vanished: string[] = [];
-    for (const e of this.entries.values()) if (e.scanDir && !(await hasConfig(e.info.dir))) vanished.push(e.name);
+    for (const e of this.entries.values()) if (e.scanDir && !(await hasConfig(join(e.scanDir, e.name)))) vanished.push(e.name);
     return { added, vanished, skipped };
   }
 }

@@ -75,23 +75,40 @@ export function parseHubId(id: string): { repo: string; revision: string } | und
  * @returns the real path.
  * @throws AdapterError 400 naming the path: relative, `..` segments, outside every root, absent.
  */
-export async function confinePath(p: string, roots: string[]): Promise<string> {
+export async function confinePath(p: string, roots: readonly string[]): Promise<string> {
   if (!isAbsolute(p)) throw new AdapterError(`lora_path ${JSON.stringify(p)}: must be an absolute path`, 'invalid_lora_path', LORA_PATH);
   if (p.split(/[\\/]/).includes('..')) throw new AdapterError(`lora_path ${JSON.stringify(p)}: ".." segments are not allowed`, 'invalid_lora_path', LORA_PATH);
   if (roots.length === 0) throw new AdapterError('no adapter roots are configured (adapterRoots): runtime loads from paths are disabled', 'invalid_lora_path', LORA_PATH);
-  let real: string;
+  let at: { real: string; inside: boolean };
   try {
-    real = await realpath(p);
+    at = await realPathIn(p, roots);
   } catch (err) {
     throw new AdapterError(`lora_path ${JSON.stringify(p)}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 'invalid_lora_path', LORA_PATH);
   }
+  if (at.inside) return at.real;
+  throw new AdapterError(`lora_path ${JSON.stringify(p)}: ${outsideRoots(at.real, roots)}`, 'invalid_lora_path', LORA_PATH);
+}
+
+/**
+ * The real path of `p` (symlinks resolved) and whether it lies inside the real path of one of
+ * `roots` (roots that cannot be resolved are passed over). The one rule of adapter roots: runtime
+ * loads (`confinePath`) and the folders of scanned directories (adapters/registry.ts) follow it.
+ * @throws the realpath error (ENOENT, EACCES, ...) when `p` cannot be resolved.
+ */
+export async function realPathIn(p: string, roots: readonly string[]): Promise<{ real: string; inside: boolean }> {
+  const real = await realpath(p);
   for (const root of roots) {
     const r = await realpath(root).catch(() => undefined);
     if (!r) continue;
     const rel = relative(r, real);
-    if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel) && !rel.split(sep).includes('..'))) return real;
+    if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel) && !rel.split(sep).includes('..'))) return { real, inside: true };
   }
-  throw new AdapterError(`lora_path ${JSON.stringify(p)}: resolves to ${real}, outside the adapter roots (${roots.join(', ')})`, 'invalid_lora_path', LORA_PATH);
+  return { real, inside: false };
+}
+
+/** Why a folder resolving to `real` is refused: the words of a path outside `roots`. */
+export function outsideRoots(real: string, roots: readonly string[]): string {
+  return `resolves to ${real}, outside the adapter roots (${roots.join(', ')})`;
 }
 
 interface DiskEntry {

@@ -3,7 +3,8 @@
  *
  * For each recently used adapter it keeps the `AdapterLoadSpec` built from the safetensors
  * header (every tensor's offset, dtype and shape, checked against the base model), so an upload
- * needs no parse or validation. The weights stay in their file: the engine's `loadAdapter`
+ * needs no parse or validation; a fill also checks the tensors' values (no NaN or Inf:
+ * adapters/finite-weights.ts). The weights stay in their file: the engine's `loadAdapter`
  * takes a path and reads the tensors itself. A fill reads the weights file once so the upload
  * finds it in the OS page cache instead of on the disk; `maxWarmBytes` bounds the bytes of weights
  * files counted as pre-read this way (the OS may drop them sooner: it is a budget of disk reads
@@ -24,8 +25,9 @@ import { join } from 'node:path';
 import type { AdapterLoadSpec, ModelInfo } from '../native/types.ts';
 import { contentHash, fileStamp } from './content-id.ts';
 import { AdapterError } from './errors.ts';
+import { checkFiniteWeights } from './finite-weights.ts';
 import type { TierMetrics } from './metrics.ts';
-import { buildLoadSpec, parseAdapterDir, type ParsedAdapter } from './peft.ts';
+import { buildLoadSpecWithHeader, parseAdapterDir, type ParsedAdapter } from './peft.ts';
 import type { AdapterSource, AdapterSources } from './sources.ts';
 import type { AdapterInfo } from './types.ts';
 
@@ -99,8 +101,9 @@ export class SpecCache {
   /**
    * The adapter's validated load spec: from the tier, or filled now (download when the disk tier
    * lost it, header parse and validation, one read of the weights file).
-   * @throws AdapterError (4xx) naming the file and tensor when the weights file is invalid, and
-   *   download errors; nothing is kept on failure.
+   * @throws AdapterError (4xx) naming the file and tensor when the weights file is invalid
+   *   (header, shapes, NaN or Inf values: adapters/finite-weights.ts), and download errors;
+   *   nothing is kept on failure.
    */
   get(item: SpecCacheItem): Promise<AdapterLoadSpec> {
     const h = item.host;
@@ -179,15 +182,16 @@ export class SpecCache {
       const cfg = item.parsed.config;
       Object.assign(item.info, { rank: cfg.r, alpha: cfg.lora_alpha, useRslora: Boolean(cfg.use_rslora), targetModules: [...item.parsed.targetKinds] });
     }
-    const spec = await buildLoadSpec(item.parsed, this.info);
+    const { spec, header } = await buildLoadSpecWithHeader(item.parsed, this.info);
     // NOTE(why): read once so the engine's upload finds the bytes in the OS page cache (see
-    // header); the same bytes give the content identity.
+    // header); the same bytes give the content identity and are checked for NaN / Inf.
     const read = (path: string) =>
       readFile(path).catch((err: NodeJS.ErrnoException) => {
         throw new AdapterError(`${path}: ${err.code === 'ENOENT' ? 'not found' : `cannot read (${err.code ?? String(err)})`}`);
       });
     const [weights, config] = await Promise.all([read(spec.path), read(join(dir, 'adapter_config.json'))]);
     if ((await fileStamp(dir)) !== stamp) return null;  // replaced while read: the bytes may not be the checked ones
+    checkFiniteWeights(spec, header, weights);
     const bytes = weights.length;
     item.host.identity = { stamp, hash: contentHash(config, weights) };
     this.metrics.count('host', 'loads');

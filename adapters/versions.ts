@@ -5,9 +5,9 @@
  *
  * The old version keeps its slot under a holder of its own (SlotPool.rehome) until both its last
  * request has ended and the new version is uploaded: if the upload fails (the engine refuses the
- * new weights, e.g. NaN values that only a full read finds, or no slot could be had), the old
- * version is put back as the adapter's current one and keeps serving, as it does when the new
- * files fail the host tier's checks. Only then is a new version's failure the request's 400.
+ * new weights, or no slot could be had), the old version is put back as the adapter's current one
+ * and keeps serving, as it does when the new files fail the host tier's checks (NaN values
+ * included). Only then is a new version's failure the request's 400.
  * Remote sources (URLs, hub revisions) are immutable downloads: never checked.
  */
 import { fileStamp } from './content-id.ts';

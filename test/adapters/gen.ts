@@ -25,6 +25,8 @@ export interface GenOptions {
   alphaPattern?: Partial<Record<LoraModule, number>>;
   /** use_rslora: scaling alpha / sqrt(r). */
   rslora?: boolean;
+  /** A value (NaN, Infinity) written over the first element of the first lora_B (layer 0, first module). */
+  poison?: number;
 }
 
 /** Serialise tensors (name → [shape, Float32Array]) as safetensors in `dtype`. */
@@ -73,6 +75,7 @@ export async function writeRandomAdapter(dir: string, info: ModelInfo, o: GenOpt
       tensors.push([`${base}.lora_B.weight`, [d.out, r], fill(d.out * r)]);
     }
   }
+  if (o.poison !== undefined) tensors[1]![2][0] = o.poison;
   const bytes = safetensorsBytes(tensors, o.dtype);
   await mkdir(dir, { recursive: true });
   const config = {

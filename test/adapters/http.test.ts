@@ -4,8 +4,9 @@
  * token against each request run alone with only its adapter resident; single-flight of a
  * cold adapter; unload during generation; refused bad adapters; the runtime API and its path
  * confinement; Retry-After on a 503; the tier in /v1/models; a folder copied into a scanned
- * directory after start-up found by name. (The 1,000-adapter run is
- * bench/adapters-load.ts.)
+ * directory after start-up found by name; non-finite weights or scaling refused at a runtime
+ * load; concurrent runtime loads of one name; symlinked folders outside the roots refused
+ * everywhere. (The 1,000-adapter run is bench/adapters-load.ts.)
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -18,7 +19,7 @@ import client from 'prom-client';
 import type { AdapterManager } from '../../adapters/manager.ts';
 import type { RunningServer } from '../../examples/server.ts';
 import { postJson, startDemo } from '../e2e/server.ts';
-import { writeAdapterSet, writeRandomAdapter, rng } from './gen.ts';
+import { writeAdapterSet, writeRandomAdapter, rng, type GenOptions } from './gen.ts';
 import { EXAMPLES, tinyInfo } from './helpers.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -341,4 +342,66 @@ describe('adapter lifecycle over HTTP', { skip: built ? false : 'native addon no
     assert.equal(tokensOf(whole.body), tokensOf(alone.body));
   });
 
+  test('runtime load: NaN / Inf weights and a non-finite scaling are a 400 naming the file and tensor or field; nothing is registered', async () => {
+    const info = tinyInfo();
+    const B0 = /adapter_model\.safetensors: tensor base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_B\.weight contains NaN or Inf/;
+    const cases: Array<[string, Partial<GenOptions>, RegExp]> = [
+      ['nan-f32', { dtype: 'F32', poison: Number.NaN }, B0],
+      ['inf-bf16', { dtype: 'BF16', poison: Number.POSITIVE_INFINITY }, B0],
+      ['huge-alpha', { dtype: 'F32', alpha: -1e308 }, /adapter_config\.json: lora_alpha: .*scaling .* is not a finite 32-bit float/],
+    ];
+    for (const [name, over, re] of cases) {
+      const dir = join(rt, name);
+      await writeRandomAdapter(dir, info, { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 21, ...over });
+      const r = await postJson(main.url, '/load_lora_adapter', { lora_name: name, lora_path: dir });
+      assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.body)}`);
+      assert.match(r.body.error.message, re, name);
+      assert.ok(r.body.error.message.includes(dir), `${name}: the message names the folder`);
+      assert.equal(r.body.error.param, 'lora_path', name);
+      assert.equal(mgr(main).get(name), undefined, `${name} not registered`);
+      const listed = ((await (await fetch(main.url + '/models')).json()) as any).data.map((m: any) => m.id);
+      assert.ok(!listed.some((id: string) => id.endsWith(`:${name}`) || id === name), `${name} not listed`);
+      assert.equal((await complete(main, name)).status, 404, `${name}: unknown afterwards`);
+    }
+  });
+
+  test('20 concurrent runtime loads of one name: exactly one 200, the others the 400 adapter_exists a later load gets', async () => {
+    const dir = join(rt, 'raced');
+    await writeRandomAdapter(dir, tinyInfo(), { rank: 4, modules: ['v_proj'], dtype: 'F32', seed: 22 });
+    const rs = await Promise.all(Array.from({ length: 20 }, () => postJson(main.url, '/load_lora_adapter', { lora_name: 'raced', lora_path: dir })));
+    const later = await postJson(main.url, '/load_lora_adapter', { lora_name: 'raced', lora_path: dir });
+    assert.equal(rs.filter((r) => r.status === 200).length, 1, JSON.stringify(rs.map((r) => r.status)));
+    for (const r of [...rs.filter((x) => x.status !== 200), later]) {
+      assert.equal(r.status, 400);
+      assert.equal(r.body.error.code, 'adapter_exists');
+      assert.equal(r.body.error.param, 'lora_name');
+      assert.equal(r.body.error.message, "The lora adapter 'raced' has already been loaded.");
+    }
+    assert.equal((await complete(main, 'raced')).status, 200);
+  });
+
+  test('a symlinked folder in a scanned directory: outside every root refused (by name 400, rescan skips it), inside a root served', async () => {
+    const outside = join(tmp, 'outside-scan');
+    await writeRandomAdapter(outside, tinyInfo(), { rank: 4, modules: ['q_proj'], dtype: 'F32', seed: 23 });
+    await symlink(outside, join(gen, 'late2'));
+    const r = await complete(main, 'late2');
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.match(r.body.error.message, /late2: resolves to .*outside-scan, outside the adapter roots/);
+    assert.equal(mgr(main).get('late2'), undefined);
+    const rescan = await postJson(main.url, '/rescan_lora_adapters', {});
+    assert.equal(rescan.status, 200);
+    assert.ok(!rescan.body.added.includes('late2'));
+    assert.equal(mgr(main).get('late2'), undefined, 'a rescan does not register it either');
+    assert.equal((await complete(main, 'late2')).status, 400);
+    // The same rule as the runtime load of that path.
+    const load = await postJson(main.url, '/load_lora_adapter', { lora_name: 'late3', lora_path: join(gen, 'late2') });
+    assert.equal(load.status, 400);
+    assert.match(load.body.error.message, /outside the adapter roots/);
+    // A symlink that stays inside a root is an adapter like any other.
+    const src = names[2]!;
+    await symlink(join(gen, src), join(gen, 'alias-inside'));
+    const [alias, orig] = [await complete(main, 'alias-inside', 8), await complete(main, src, 8)];
+    assert.equal(alias.status, 200, JSON.stringify(alias.body));
+    assert.equal(tokensOf(alias.body), tokensOf(orig.body));
+  });
 });

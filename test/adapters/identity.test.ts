@@ -228,7 +228,7 @@ test('a rewritten adapter whose new weights the engine refuses keeps its residen
   const first = await m.acquire('a');
   first.release();
 
-  // Valid for the host tier, refused by the engine at upload (as NaN weights are).
+  // Valid for the host tier, refused by the engine at upload (its own checks, a device failure).
   await writeRandomAdapter(dir, info, { rank: 8, modules: ['q_proj'], dtype: 'F32', seed: 15, alpha: 4 });
   engine.failNext = 1;
   const served = await m.acquire('a');
