@@ -191,7 +191,7 @@ export class SpecCache {
       });
     const [weights, config] = await Promise.all([read(spec.path), read(join(dir, 'adapter_config.json'))]);
     if ((await fileStamp(dir)) !== stamp) return null;  // replaced while read: the bytes may not be the checked ones
-    checkFiniteWeights(spec, header, weights);
+    await checkFiniteWeights(spec, header, weights);
     const bytes = weights.length;
     item.host.identity = { stamp, hash: contentHash(config, weights) };
     this.metrics.count('host', 'loads');

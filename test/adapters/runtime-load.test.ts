@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AdapterError } from '../../adapters/errors.ts';
-import { firstNonFinite } from '../../adapters/finite-weights.ts';
+import { checkFiniteWeights, firstNonFinite } from '../../adapters/finite-weights.ts';
 import { AdapterManager, type Logger } from '../../adapters/manager.ts';
 import { writeRandomAdapter, type GenOptions } from './gen.ts';
 import { ScriptedEngine, tinyInfo } from './helpers.ts';
@@ -78,6 +78,22 @@ describe('adapter values', () => {
     assert.equal(firstNonFinite(new Uint8Array(new Uint16Array([0x3c00, 0x7bff, 0xfe00]).buffer), 'F16'), 2);
     assert.equal(firstNonFinite(new Uint8Array(new Uint16Array([0x3f80, 0x7f7f]).buffer), 'BF16'), -1);
     assert.equal(firstNonFinite(new Uint8Array(new Uint16Array([0x3f80, 0xff81]).buffer), 'BF16'), 1);
+  });
+
+  test('checkFiniteWeights: a tensor scanned in pieces names the element past the first piece', async () => {
+    const n = 3 << 20;  // 12 MB of F32: three pieces of 4 MB
+    const values = new Float32Array(n + 4);
+    values[n + 1] = Number.NaN;  // tensor B's element n - 1 (A is the first 8 bytes)
+    const file = new Uint8Array(values.buffer);
+    const header = {
+      tensors: new Map([['a', { dtype: 'F32', shape: [2], begin: 0, end: 8 }], ['b', { dtype: 'F32', shape: [n], begin: 8, end: 8 + 4 * n }]]),
+      metadata: {},
+      dataStart: 0,
+    };
+    const spec = { path: 'x.safetensors', modules: [{ layer: 0, module: 'q_proj', aName: 'a', bName: 'b', scaling: 1 }] } as any;
+    await assert.rejects(checkFiniteWeights(spec, header, file), new RegExp(`x\\.safetensors: tensor b contains NaN or Inf \\(element ${n - 1}\\)`));
+    values[n + 1] = 0;
+    await checkFiniteWeights(spec, header, file);
   });
 
   test('NaN / Inf weights of a scanned adapter: refused at first use naming file and tensor, before the engine', async () => {
