@@ -161,6 +161,22 @@ export const UpstreamSchema = z.strictObject({
   timeoutMs: z.number().int().min(1).max(3_600_000).default(600_000),
 });
 
+/**
+ * Cross-origin (browser) requests, answered by the `cors` middleware in front of every route of
+ * `npm start` (vLLM's --allowed-origins, --allow-credentials: by default any origin, no credentials).
+ */
+export const CorsSchema = z
+  .strictObject({
+    /** Origins allowed ("*" = any; [] = no CORS headers, preflights get the 404 of an unknown route). */
+    allowedOrigins: z.array(z.string().min(1).max(256)).default(['*']),
+    /** Send Access-Control-Allow-Credentials (cookies / HTTP auth from the page); only with listed origins. */
+    allowCredentials: z.boolean().default(false),
+  })
+  .refine((c) => !(c.allowCredentials && c.allowedOrigins.includes('*')), {
+    message: 'allowCredentials needs the origins listed: a browser refuses credentials with "*"',
+    path: ['allowCredentials'],
+  });
+
 /** An API key (plugin/auth.ts). Exactly one of `key` or `keyHash` (hex sha256 of the key). */
 export const KeySchema = z
   .strictObject({
@@ -214,6 +230,8 @@ export const ConfigSchema = z.strictObject({
   maxQueuedRequests: z.number().int().min(0).max(1_000_000).default(256),
   /** Serve the operator console at GET /console (admin key needed when keys are set; env OPENLORA_CONSOLE=1). */
   console: z.boolean().default(false),
+  /** Cross-origin requests from browsers (examples/server.ts). */
+  cors: CorsSchema.default(() => CorsSchema.parse({})),
   /** On SIGTERM/close: how long running requests may finish before they are cut (ms). */
   shutdownGraceMs: z.number().int().min(0).max(3_600_000).default(10_000),
 });
@@ -236,3 +254,4 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type ModelEntry = z.output<typeof ModelEntrySchema>;
 export type UpstreamConfig = z.output<typeof UpstreamSchema>;
 export type KeyConfig = z.output<typeof KeySchema>;
+export type CorsConfig = z.output<typeof CorsSchema>;

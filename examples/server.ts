@@ -5,12 +5,13 @@
  *
  * Exports `startServer` for tests; listens only when run directly.
  */
+import cors from 'cors';
 import express from 'express';
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../config/load.ts';
-import type { Config } from '../config/schema.ts';
+import type { Config, CorsConfig } from '../config/schema.ts';
 import { createOpenLora, type OpenLora } from '../plugin/server.ts';
 
 /** A listening gateway: its base URL (`http://host:port/v1`) and a `close()` that frees the engine. */
@@ -28,6 +29,21 @@ export interface RunningServer {
 }
 
 /**
+ * The CORS middleware for `c` (the `cors` package): preflights answered 204 before any key check,
+ * the request's headers allowed, `x-request-id` and `retry-after` readable by the page.
+ * @returns undefined when no origin is allowed (no CORS headers at all).
+ */
+export function corsFor(c: CorsConfig): express.RequestHandler | undefined {
+  if (c.allowedOrigins.length === 0) return undefined;
+  return cors({
+    origin: c.allowedOrigins.includes('*') ? '*' : c.allowedOrigins,
+    credentials: c.allowCredentials,
+    exposedHeaders: ['x-request-id', 'retry-after'],
+    maxAge: 600,
+  });
+}
+
+/**
  * Load the models in `config`, mount the router and listen.
  * @throws ConfigError / model load errors (the message names the file or field).
  */
@@ -35,6 +51,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const openlora = await createOpenLora(config);
   const app = express();
   app.disable('x-powered-by');
+  const corsMiddleware = corsFor(config.cors);
+  if (corsMiddleware) app.use(corsMiddleware);  // before the router: a preflight carries no key
   app.use(openlora.router);
   // Paths outside the router (/v1, /console): an OpenAI-style JSON 404, not Express's HTML page.
   app.use((req: express.Request, res: express.Response) => {
