@@ -122,15 +122,16 @@ void ThreadPool::workerLoop() {
   }
 }
 
-void ThreadPool::parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn, Schedule schedule) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   if (workers_.empty() || n <= grain) {
     fn(0, n);
     return;
   }
-  // Smallest claim: the grain, and at least 1/(16 threads) of the job (claims start larger, runChunks).
-  const int64_t chunk = std::max(grain, n / (16 * size()));
+  // Smallest claim: the grain, and at least 1/(16 threads) of the job (claims start larger,
+  // runChunks); Even: one thread's share, so that every claim is one.
+  const int64_t chunk = std::max(grain, schedule == Schedule::Even ? (n + size() - 1) / size() : n / (16 * size()));
   fn_ = &fn;
   n_ = n;
   chunk_ = chunk;

@@ -50,13 +50,23 @@ class ThreadPool {
 
   int size() const { return int(workers_.size()) + 1; }
 
+  /** How parallelFor hands out [0, n). */
+  enum class Schedule : uint8_t {
+    /** Each claim takes half of what is left per thread, down to max(grain, n / (16 threads)). */
+    Guided,
+    /**
+     * Each claim takes max(grain, ceil(n / threads)) items: one share per thread, a share that no
+     * thread has claimed yet taken by whichever thread is free first (the caller, when a worker is late).
+     */
+    Even,
+  };
+
   /**
    * Run fn(begin, end) over [0, n) split into chunks of at least `grain` items, handed out
-   * dynamically, largest first (guided: each claim takes half of what is left per thread, down to
-   * max(grain, n / (16 threads))). Returns when every chunk is done. Exceptions from fn are rethrown (the first).
+   * dynamically (`schedule`). Returns when every chunk is done. Exceptions from fn are rethrown (the first).
    * Runs inline (no hand-over at all) when n <= grain or the pool has one thread.
    */
-  void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn, Schedule schedule = Schedule::Guided);
 
   /** How long workers and the caller spin before blocking, in microseconds. */
   static constexpr int kSpinMicros = 100;
