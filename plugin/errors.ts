@@ -234,16 +234,19 @@ export function toOpenAIError(err: unknown): OpenAIErrorResponse {
   const e = err as { status?: number; statusCode?: number; type?: string; message?: string } | null;
   const status = e?.status ?? e?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
+    // Valid JSON but no object: the schema's answer for an array, code null (not a parse failure).
+    const wrongKind = e?.type === 'entity.parse.failed' ? notAnObject((e as { body?: unknown }).body) : undefined;
     const message =
-      e?.type === 'entity.parse.failed'
-        ? (notAnObject((e as { body?: unknown }).body) ?? `We could not parse the JSON body of your request. (${e.message ?? 'invalid JSON'})`)
+      wrongKind ??
+      (e?.type === 'entity.parse.failed'
+        ? `We could not parse the JSON body of your request. (${e.message ?? 'invalid JSON'})`
         : e?.type === 'entity.too.large'
           ? 'Request body too large.'
-          : (e?.message ?? 'Bad request');
+          : (e?.message ?? 'Bad request'));
     return {
       status,
       headers: {},
-      body: { error: { message, type: 'invalid_request_error', param: null, code: e?.type ?? null } },
+      body: { error: { message, type: 'invalid_request_error', param: null, code: wrongKind ? null : (e?.type ?? null) } },
     };
   }
   return {
