@@ -101,8 +101,15 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     const config = loadConfig();
     const running = await startServer(config);
     // One JSON line with `url` (pino): scripts and tests read the port from it (PORT=0).
-    running.log.info({ event: 'listening', url: running.url }, `openlora listening on ${running.url} (models: ${config.models.map((m) => m.name).join(', ')})`);
+    // NOTE(why): the handlers stay (not `once`) and a repeated signal is ignored: under `npm
+    // start` a terminal's Ctrl-C reaches the server twice (the process group's SIGINT and npm's
+    // forwarded one), and with `once` the second hit the default action and cut the graceful
+    // shutdown short (shutdownGraceMs bounds it anyway). They are in place before the listening
+    // line announces the server: a SIGTERM right after it killed the process outright.
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       running.log.info({ event: 'shutdown', signal, graceMs: config.shutdownGraceMs }, 'shutting down');
       running.close(config.shutdownGraceMs).then(
         () => {
@@ -115,8 +122,9 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
         },
       );
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    running.log.info({ event: 'listening', url: running.url }, `openlora listening on ${running.url} (models: ${config.models.map((m) => m.name).join(', ')})`);
   } catch (err) {
     console.error(`openlora: ${(err as Error).message}`);
     process.exit(1);
