@@ -37,6 +37,8 @@ export const ADAPTER_ERROR_CODES = [
   'no_free_slot',
   /** A composition needs more distinct adapters at once than the engine has slots: it can never run. */
   'too_many_adapters',
+  /** An operator pin that would leave no adapter slot free of operator pins (every other adapter locked out). */
+  'too_many_pins',
   /** Too many distinct merges are being computed or waiting (MergeCache limits): retry later. */
   'merges_busy',
 ] as const;

@@ -17,7 +17,8 @@
  * `_getOrLoadLora`); a failed load leaves nothing behind. The host tier is filled before a slot
  * is asked for, so a request waiting for a slot has its adapter read and validated while
  * earlier requests run. `unregister` hides an adapter at once (new requests 404) and frees its
- * slot when the last running request using it ends.
+ * slot when the last running request using it ends. Operator pins (`AcquireOptions.operator`)
+ * never take the last slot: one always stays free of them for every other adapter.
  *
  * Resident adapters follow their files (adapters/versions.ts): an acquire of a resident local
  * adapter compares the files' stamp (adapters/content-id.ts) with the one its weights were
@@ -42,7 +43,7 @@ import { RuntimeLoads } from './runtime-load.ts';
 import { SlotPool, type DeviceState } from './slot-pool.ts';
 import { AdapterSources, type AdapterSource, type DiskStats } from './sources.ts';
 import { SpecCache } from './spec-cache.ts';
-import { silentLogger, type AdapterInfo, type AdapterLease, type Logger, type RuntimeAdapterProvider } from './types.ts';
+import { silentLogger, type AcquireOptions, type AdapterInfo, type AdapterLease, type Logger, type RuntimeAdapterProvider } from './types.ts';
 import { AdapterVersions } from './versions.ts';
 
 export { ADAPTER_NAME_RE } from './registry.ts';
@@ -109,6 +110,8 @@ export class AdapterManager implements RuntimeAdapterProvider {
   /** Old versions of adapters whose files changed on disk. */
   private readonly versions: AdapterVersions;
   private prefetchedWhileWaiting = 0;
+  /** Adapter versions (DeviceStates) an operator pinned: each holds a slot, or is loading into one. */
+  private operatorPinned = 0;
   /** URL / hub sources and the disk tier of downloaded folders. */
   readonly sources: AdapterSources;
   /** Materialised merges of this base (adapters/merge-cache.ts). */
@@ -154,21 +157,24 @@ export class AdapterManager implements RuntimeAdapterProvider {
 
   /**
    * Make `name` resident (JIT, single-flight) and pin it until the lease is released.
+   * @param opts `operator`: an operator pin (AcquireOptions).
    * @throws AdapterError `model_not_found` for an unknown name, `invalid_adapter` for invalid
    *   adapter files or an engine refusal of them, `no_free_slot` when every slot stays pinned for
-   *   `slotWaitMs`; NativeError (`device_error`, ...) when the engine fails the upload.
+   *   `slotWaitMs`, `too_many_pins` for an operator pin that would leave no slot free of operator
+   *   pins; NativeError (`device_error`, ...) when the engine fails the upload.
    */
-  acquire(name: string): Promise<AdapterLease> {
-    return this.acquireOne(name, true);
+  acquire(name: string, opts: AcquireOptions = {}): Promise<AdapterLease> {
+    return this.acquireOne(name, true, opts.operator === true);
   }
 
   /** `acquire`; `retry`: once more when a changed adapter's new version failed and its old one was put back. */
-  private async acquireOne(name: string, retry: boolean): Promise<AdapterLease> {
+  private async acquireOne(name: string, retry: boolean, operator = false): Promise<AdapterLease> {
     const e = this.registry.get(name);
     if (!e) throw unknownAdapter(`${this.baseName}:${name}`);
     await this.versions.follow(e);
     // The version pinned here is the one leased, even if the files change again meanwhile.
     const dev = e.device;
+    if (operator) this.operatorPin(name, dev);  // checked and counted in the same turn: concurrent pins see it
     dev.pins++; // pinned from here on, so a concurrent load can't evict it between load and lease
     this.gauge();
     try {
@@ -183,12 +189,35 @@ export class AdapterManager implements RuntimeAdapterProvider {
       }
       if (e.removed) throw unknownAdapter(`${this.baseName}:${name}`, 'It was unloaded.');
     } catch (err) {
+      if (operator) this.operatorUnpin(dev);
       this.unpin(e, dev);
       // A new version that failed to load put the old one back (adapters/versions.ts): serve that.
-      if (retry && e.device !== dev && e.device.slot !== null && !e.removed) return this.acquireOne(name, false);
+      if (retry && e.device !== dev && e.device.slot !== null && !e.removed) return this.acquireOne(name, false, operator);
       throw err;
     }
-    return this.lease(e, dev);
+    return this.lease(e, dev, operator);
+  }
+
+  /**
+   * Count an operator pin of version `dev` of `name`; a first one is refused when the other
+   * operator-pinned versions hold every slot but one (it would leave none for other adapters).
+   * @throws AdapterError `too_many_pins` (409), naming `lora_name`.
+   */
+  private operatorPin(name: string, dev: DeviceState): void {
+    const max = this.slots.maxLoras;
+    if (dev.operatorPins === 0 && this.operatorPinned + 1 >= max) {
+      throw new AdapterError(
+        `adapter ${name}: pinning it would leave no adapter slot for the adapters that are not pinned: ${this.operatorPinned} of the ${max} slots are pinned by an operator, and at least one must stay free for requests; unpin one first (POST /v1/unpin_lora_adapter)`,
+        'too_many_pins',
+        { param: 'lora_name' },
+      );
+    }
+    if (dev.operatorPins++ === 0) this.operatorPinned++;
+  }
+
+  /** Drop one operator pin of `dev` (its `pins` are released by `unpin`). */
+  private operatorUnpin(dev: DeviceState): void {
+    if (--dev.operatorPins === 0) this.operatorPinned--;
   }
 
   /**
@@ -235,7 +264,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
       if (left <= 0) {
         this.slots.slotTimeouts++;
         const err = new AdapterError(
-          `adapters ${distinct.join(', ')}: ${cold.length} more of the ${this.slots.maxLoras} adapter slots are needed, but they are in use by running requests (waited ${this.slots.slotWaitMs} ms); retry later`,
+          `adapters ${distinct.join(', ')}: ${cold.length} more of the ${this.slots.maxLoras} adapter slots are needed, but they are ${this.slots.holders()} (waited ${this.slots.slotWaitMs} ms); retry later`,
           'no_free_slot',
           { param: null },
         );
@@ -441,8 +470,8 @@ export class AdapterManager implements RuntimeAdapterProvider {
     this.gauge();
   }
 
-  /** A lease on pinned, resident version `dev` of `e` (one pin, released once). */
-  private lease(e: AdapterEntry, dev: DeviceState = e.device): AdapterLease {
+  /** A lease on pinned, resident version `dev` of `e` (one pin, released once; `operator`: an operator pin of it too). */
+  private lease(e: AdapterEntry, dev: DeviceState = e.device, operator = false): AdapterLease {
     dev.lastUsedAt = Date.now();
     dev.served++;
     if (dev === e.device) this.slots.touch(e);
@@ -454,6 +483,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
       release: () => {
         if (released) return;
         released = true;
+        if (operator) this.operatorUnpin(dev);
         this.unpin(e, dev);
       },
     };

@@ -4,8 +4,9 @@
  *
  * At most `maxLoras` adapters are resident. A load with every slot taken evicts the least
  * recently used unpinned adapter *before* loading; when every slot is pinned it waits up to
- * `slotWaitMs` for a release, then answers 503. Pins are counted by the caller (the manager) on
- * the adapter's `DeviceState`; the pool never evicts a pinned adapter.
+ * `slotWaitMs` for a release, then answers 503 (naming the slots an operator pinned, if any). Pins
+ * are counted by the caller (the manager) on the adapter's `DeviceState`; the pool never evicts a
+ * pinned adapter.
  *
  * What a slot costs depends on the backend: the CPU stores each adapter at its exact rank
  * (allocated per adapter, no padding); CUDA sizes every slot of its per-(layer, module) pools at
@@ -25,6 +26,8 @@ export interface DeviceState {
   slot: number | null;
   /** Live leases plus acquires in progress; an adapter with pins > 0 is never evicted. */
   pins: number;
+  /** Of `pins`, those an operator holds (POST /v1/pin_lora_adapter: AcquireOptions.operator). */
+  operatorPins: number;
   /** LRU clock value of the last acquire or release. */
   lastUsed: number;
   /** Unix ms of the last acquire or release (shown to operators; the LRU uses `lastUsed`). */
@@ -66,7 +69,7 @@ function engineRefusal(name: string, path: string, err: unknown): Error {
 
 /** A new, non-resident device state. */
 export function emptyDeviceState(): DeviceState {
-  return { slot: null, pins: 0, lastUsed: 0, lastUsedAt: 0, served: 0, loading: null, stamp: null, refusedStamp: null };
+  return { slot: null, pins: 0, operatorPins: 0, lastUsed: 0, lastUsedAt: 0, served: 0, loading: null, stamp: null, refusedStamp: null };
 }
 
 /** The engine's adapter slots of one base model. */
@@ -108,6 +111,17 @@ export class SlotPool {
     return this.used;
   }
 
+  /**
+   * What holds the slots, for a 503 that found none free: running requests, and the resident
+   * adapters an operator pinned when there are any ("in use: 3 pinned by an operator ...").
+   */
+  holders(): string {
+    let pinned = 0;
+    for (const h of this.resident) if (h.device.operatorPins > 0) pinned++;
+    if (pinned === 0) return 'in use by running requests';
+    return `in use: ${pinned} pinned by an operator (POST /v1/unpin_lora_adapter releases them), the other ${this.maxLoras - pinned} by running requests`;
+  }
+
   /** Mark `h` most recently used. */
   touch(h: SlotHolder): void {
     h.device.lastUsed = ++this.clock;
@@ -131,7 +145,7 @@ export class SlotPool {
       if (left <= 0) {
         this.slotTimeouts++;
         throw new AdapterError(
-          `adapter ${name}: all ${this.maxLoras} adapter slots are in use by running requests (waited ${this.slotWaitMs} ms); retry later`,
+          `adapter ${name}: all ${this.maxLoras} adapter slots are ${this.holders()} (waited ${this.slotWaitMs} ms); retry later`,
           'no_free_slot',
           { param: null },
         );

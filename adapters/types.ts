@@ -60,6 +60,16 @@ export interface AdapterLease {
   release(): void;
 }
 
+/** Options of `AdapterProvider.acquire`. */
+export interface AcquireOptions {
+  /**
+   * An operator pin (POST /v1/pin_lora_adapter), held until unpinned: refused with AdapterError
+   * `too_many_pins` when it would leave no slot free of operator pins (at least one slot always
+   * serves the other adapters), and named as such in the 503 of a load that finds every slot taken.
+   */
+  operator?: boolean;
+}
+
 /** What the plugin needs from the adapter subsystem for one base model. */
 export interface AdapterProvider {
   /** Every known adapter of this base. */
@@ -70,9 +80,10 @@ export interface AdapterProvider {
    * Make the adapter resident in a device slot (loading it just in time, one load for
    * concurrent callers) and pin it. Throws AdapterError `model_not_found` for unknown names,
    * `invalid_adapter` (message naming the file/field) for invalid adapter files, `no_free_slot`
-   * when every slot stays pinned (adapters/errors.ts).
+   * when every slot stays pinned, `too_many_pins` for an operator pin that would leave no slot
+   * free of operator pins (adapters/errors.ts).
    */
-  acquire(name: string): Promise<AdapterLease>;
+  acquire(name: string, opts?: AcquireOptions): Promise<AdapterLease>;
   /**
    * Materialise a merge of this base's adapters (linear, ties, dare_*, magnitude_prune, svd
    * variants) once, cache it as a synthetic adapter keyed by the canonical spec, and acquire it

@@ -164,6 +164,7 @@ export const ERROR_TABLE: Record<DomainErrorCode, ErrorRow> = {
   adapter_checksum_mismatch: client(400),
   no_free_slot: { status: 503, type: 'server_error', retry: true, expose: true },
   too_many_adapters: client(400),
+  too_many_pins: client(409),
   merges_busy: { status: 503, type: 'server_error', retry: true, expose: true },
   // native/errors.ts. NOTE(why): at the HTTP edge a native error comes from serving a request,
   // so the values and files it names came from that request (loadModel's refusals happen at

@@ -105,6 +105,8 @@ export interface ChoiceDelta {
   tokens: TokenInfo[];
   /** Set on the last delta of the choice. */
   finishReason: FinishReason | null;
+  /** Tokens the choice has generated so far, this delta's included (vLLM's continuous usage stats). */
+  completionTokens: number;
 }
 
 /** OpenAI usage counts. */
@@ -357,7 +359,7 @@ export class Generation implements AsyncIterable<ChoiceDelta> {
   private emit(c: ChoiceState, text: string, finishReason: FinishReason | null): void {
     const tokens = c.pending;
     c.pending = [];
-    this.channel.push({ index: c.index, text, tokens, finishReason });
+    this.channel.push({ index: c.index, text, tokens, finishReason, completionTokens: c.completionTokens });
   }
 
   private fail(err: Error): void {

@@ -1,8 +1,9 @@
 /**
  * A Responses API request (plugin/schemas/responses.ts) as the chat completion request it runs as:
  * input items become chat messages (a stored conversation first, for `previous_response_id`),
- * function tools and `text.format` take their chat shapes, and errors raised on the chat side name
- * the Responses field again (`messages` → `input`, `response_format` → `text.format`, ...).
+ * function tools and `text.format` take their chat shapes (vLLM's `structured_outputs` goes as it
+ * is), and errors raised on the chat side name the Responses field again (`messages` → `input`,
+ * `response_format` → `text.format`, ...).
  *
  * Item mapping (OpenAI's Responses ↔ Chat Completions migration guide):
  *   `instructions`                       → a leading `system` message (not carried to the next turn)
@@ -108,6 +109,10 @@ export function toChatRequest(b: ResponseCreateRequest, history: ChatMessage[]):
     stop: b.stop,
     ignore_eos: b.ignore_eos,
     min_tokens: b.min_tokens,
+    include_stop_str_in_output: b.include_stop_str_in_output,
+    stop_token_ids: b.stop_token_ids,
+    logit_bias: b.logit_bias,
+    structured_outputs: b.structured_outputs,
     logprobs,
     top_logprobs: logprobs ? (b.top_logprobs ?? 0) : undefined,
     stream: b.stream,

@@ -4,7 +4,9 @@
  *
  * - `POST /v1/pin_lora_adapter {lora_name, model?}`: load the adapter into a device slot (JIT,
  *   as a request would) and hold one pin on it until unpinned, so it is never evicted.
- *   Pinning a pinned adapter changes nothing. → JSON `{object: "lora_adapter", ...}`.
+ *   Pinning a pinned adapter changes nothing. A pin that would leave no slot free of operator
+ *   pins is a 409 `too_many_pins` (every other adapter would wait for a slot that never frees).
+ *   → JSON `{object: "lora_adapter", ...}`.
  * - `POST /v1/unpin_lora_adapter {lora_name, model?}`: drop that pin (running requests keep
  *   theirs); 404 when the adapter is not pinned by an operator.
  * - `POST /v1/prefetch_lora_adapter {lora_name, model?}`: fill the disk and host tiers without
@@ -34,11 +36,14 @@ export class OperatorPins {
     return this.leases.has(OperatorPins.key(base, name));
   }
 
-  /** Pin (acquire and keep the lease); a second pin of the same adapter is a no-op. Throws as `acquire`. */
+  /**
+   * Pin (acquire and keep an operator lease); a second pin of the same adapter is a no-op. Throws
+   * as `acquire`: `too_many_pins` (409) when it would leave no slot free of operator pins.
+   */
   async pin(base: string, provider: AdapterProvider, name: string): Promise<void> {
     const k = OperatorPins.key(base, name);
     if (this.leases.has(k)) return;
-    const lease = await provider.acquire(name);
+    const lease = await provider.acquire(name, { operator: true });
     if (this.leases.has(k)) lease.release(); // a concurrent pin won
     else this.leases.set(k, lease);
   }

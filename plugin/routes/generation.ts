@@ -11,7 +11,10 @@
  * system_fingerprint, choices, usage}`. A stream sends each choice's opening chunk (if the
  * endpoint has one), one chunk per rendered delta, then with `stream_options.include_usage` a
  * last chunk with `choices: []` and `usage` (every other chunk then has `usage: null`), then
- * `[DONE]`. An error after the headers went out is one error event (plugin/sse.ts).
+ * `[DONE]`. With vLLM's `stream_options.continuous_usage_stats` too, every chunk's `usage` is its
+ * choice's so far instead of null (its prompt's tokens, the choice's tokens up to that chunk; 0 on
+ * the opening), as vLLM sends it. An error after the headers went out is one error event
+ * (plugin/sse.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
@@ -51,7 +54,7 @@ export interface GenerationBody extends CompositionBody {
   stop_token_ids?: number[] | null;
   min_tokens?: number | null;
   stream?: boolean | null;
-  stream_options?: { include_usage?: boolean | null } | null;
+  stream_options?: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null;
 }
 
 /** What an endpoint's `prepare` makes of a body: the prompts and its own GenerateRequest fields. */
@@ -169,13 +172,20 @@ export function generationRoute<B extends GenerationBody, P extends Prepared>(ct
       const post = template.slice(cut + '[0]'.length);
       const sse = new SseWriter(res);
       const send = (choiceJson: string) => sse.sendJson(`${pre}[${choiceJson}]${post}`);
+      // vLLM's continuous usage stats: `"usage":null` becomes the choice's usage so far.
+      const usageSend = (index: number, completion: number) => {
+        const prompt = prepared.prompts[Math.floor(index / sampling.n)]!.length;
+        const usage = `,"usage":{"prompt_tokens":${prompt},"completion_tokens":${completion},"total_tokens":${prompt + completion}}}`;
+        return (choiceJson: string) => sse.sendJson(`${pre}[${choiceJson}]${usage}`);
+      };
+      const continuous = includeUsage && body.stream_options?.continuous_usage_stats === true;
       try {
         sse.start();
         for (let index = 0; index < gen.size; index++) {
           const opening = render.opening(index);
-          if (opening !== undefined) send(JSON.stringify(opening));
+          if (opening !== undefined) (continuous ? usageSend(index, 0) : send)(JSON.stringify(opening));
         }
-        for await (const d of gen) render.delta(d, send);
+        for await (const d of gen) render.delta(d, continuous ? usageSend(d.index, d.completionTokens) : send);
         if (watch.gone) return;
         if (includeUsage) sse.send({ ...chunkHead, choices: [], usage: gen.usage });
         sse.done();

@@ -113,8 +113,18 @@ function checkRenderFields(b: Parameters<typeof renderOptionsOf>[0] & { messages
   if (p) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
 }
 
+/**
+ * Why a request's own `chat_template` is refused: vLLM runs one only when started with
+ * `--trust-request-chat-template` (a template is code the server runs), which this server has no
+ * switch for.
+ */
+export const REQUEST_TEMPLATE_REFUSAL =
+  "this server does not accept a chat template in the request (vLLM refuses one too unless started with --trust-request-chat-template); the model's own template renders every request: send it without `chat_template`.";
+
 /** vLLM's chat-template fields (template-kwargs.ts), checked by `checkRenderFields`. */
 const renderFields = {
+  /** vLLM extension: a Jinja template of the request's own; refused (`REQUEST_TEMPLATE_REFUSAL`). */
+  chat_template: z.unknown().optional(),
   /** vLLM extension: the template opens the assistant's turn (default true). */
   add_generation_prompt: z.boolean().nullish(),
   /** vLLM extension: the last (assistant) message is left open and continued; needs `add_generation_prompt: false`. */
@@ -137,10 +147,15 @@ export const chatPromptFields = {
 };
 
 /**
- * Cross-field checks of `chatPromptFields` (zod superRefine helper): the render options
- * (`checkRenderFields`), then the pairing of tool turns (`checkToolTurns`); issues name the field.
+ * Cross-field checks of `chatPromptFields` (zod superRefine helper): a request `chat_template`
+ * (refused), the render options (`checkRenderFields`), then the pairing of tool turns
+ * (`checkToolTurns`); issues name the field.
  */
-export function checkChatPrompt(b: Parameters<typeof checkRenderFields>[0] & { messages: Array<z.output<typeof MessageSchema>> }, ctx: z.core.$RefinementCtx): void {
+export function checkChatPrompt(
+  b: Parameters<typeof checkRenderFields>[0] & { messages: Array<z.output<typeof MessageSchema>>; chat_template?: unknown },
+  ctx: z.core.$RefinementCtx,
+): void {
+  if (b.chat_template != null) ctx.addIssue({ code: 'custom', path: ['chat_template'], message: REQUEST_TEMPLATE_REFUSAL });
   checkRenderFields(b, ctx);
   checkToolTurns(b.messages, ctx);
 }

@@ -76,7 +76,11 @@ export const commonFields = {
    */
   prompt_logprobs: z.union([z.number().min(0).max(20).int(), z.boolean()]).nullish(),
   stream: z.boolean().nullish(),
-  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  /**
+   * `include_usage`: a last chunk with the usage; vLLM's `continuous_usage_stats` (with it): every
+   * chunk also carries the usage of its choice so far (routes/generation.ts).
+   */
+  stream_options: z.object({ include_usage: z.boolean().nullish(), continuous_usage_stats: z.boolean().nullish() }).nullish(),
   user: z.string().nullish(),
   adapters: AdapterSetSchema.nullish(),
   /** Body extension: how the adapters combine (adapters/composition.ts). */

@@ -5,13 +5,16 @@
  *
  * As for the other endpoints, unknown keys are stripped and explicit nulls accepted; what cannot be
  * honoured (images and files in the input, hosted tools, `background`, `conversation`, stored
- * prompts) is refused with a 400 naming the field rather than ignored. Shapes follow openai-node's
+ * prompts, and the chat completions fields the Responses API has no place for: `CHAT_ONLY`) is
+ * refused with a 400 naming the field rather than ignored. vLLM's `structured_outputs` is
+ * enforced as on chat (not with `text.format`). Shapes follow openai-node's
  * `resources/responses/responses.d.ts` (ResponseCreateParamsBase, ResponseInputItem, FunctionTool,
  * ResponseTextConfig).
  */
 import { z } from 'zod';
-import { AdapterSetSchema, StopSchema } from './common.ts';
-import { FunctionNameSchema, JsonSchemaObject, SchemaNameSchema } from './structured.ts';
+import { REQUEST_TEMPLATE_REFUSAL } from './chat.ts';
+import { AdapterSetSchema, commonFields, StopSchema } from './common.ts';
+import { FunctionNameSchema, JsonSchemaObject, SchemaNameSchema, StructuredOutputsSchema } from './structured.ts';
 import { MergeOptionsSchema } from '../../adapters/composition.ts';
 
 /** Most input items one request may carry (OpenAI's chat bound on messages, applied to items). */
@@ -127,6 +130,28 @@ const TextFormatSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
+/**
+ * Fields of chat completions (vLLM's extensions there, and chat's own `response_format`) that the
+ * Responses API does not take, refused when set with what to send instead: unknown keys are
+ * stripped, and these would otherwise be dropped while the client expects their effect.
+ */
+const CHAT_ONLY = {
+  response_format: 'the Responses API takes the output format as `text.format`.',
+  guided_json: 'use `text.format` (json_schema) or `structured_outputs.json`.',
+  guided_regex: 'use `structured_outputs.regex`.',
+  guided_choice: 'use `structured_outputs.choice`.',
+  guided_grammar: 'use `structured_outputs.grammar`.',
+  chat_template: REQUEST_TEMPLATE_REFUSAL,
+  add_generation_prompt: 'the Responses API always opens the assistant turn (chat completions only).',
+  continue_final_message: 'assistant prefill is chat completions only.',
+  prompt_logprobs: 'prompt logprobs are chat completions and completions only.',
+  include_reasoning: 'a reasoning model\'s reasoning is its own `reasoning` output item here (chat completions only).',
+  add_special_tokens: 'chat completions only.',
+} as const;
+
+/** The CHAT_ONLY fields, accepted by the schema so that the refinement can refuse them by name. */
+const chatOnlyFields = Object.fromEntries(Object.keys(CHAT_ONLY).map((k) => [k, z.unknown().optional()])) as { [K in keyof typeof CHAT_ONLY]: z.ZodOptional<z.ZodUnknown> };
+
 /** Fields refused when set: they ask for what this server does not keep or run. */
 function refuseSet(ctx: z.RefinementCtx, path: string, set: boolean, why: string): void {
   if (set) ctx.addIssue({ code: 'custom', path: [path], message: why });
@@ -169,12 +194,22 @@ export const ResponseCreateRequestSchema = z
     stop: StopSchema.nullish(),
     ignore_eos: z.boolean().nullish(),
     min_tokens: z.number().int().min(0).nullish(),
+    include_stop_str_in_output: commonFields.include_stop_str_in_output,
+    stop_token_ids: commonFields.stop_token_ids,
+    logit_bias: commonFields.logit_bias,
+    /** vLLM's output constraints (as on chat; vLLM's Responses API takes them too); not with `text.format`. */
+    structured_outputs: StructuredOutputsSchema.nullish(),
     /** vLLM's chat template variables (Qwen3's `enable_thinking`), checked as on chat completions. */
     chat_template_kwargs: z.record(z.string(), z.unknown()).nullish(),
     adapters: AdapterSetSchema.nullish(),
     merge: MergeOptionsSchema.partial().nullish(),
+    ...chatOnlyFields,
   })
   .superRefine((b, ctx) => {
+    for (const [field, why] of Object.entries(CHAT_ONLY)) refuseSet(ctx, field, b[field as keyof typeof CHAT_ONLY] != null, `not supported on the Responses API: ${why}`);
+    const format = b.text?.format;
+    // vLLM: "Cannot specify both structured_outputs and text.format".
+    refuseSet(ctx, 'structured_outputs', b.structured_outputs != null && format != null && format.type !== 'text', 'cannot be combined with `text.format`: give one output constraint.');
     refuseSet(ctx, 'background', b.background === true, 'background responses are not supported; send the request without `background` (or stream it).');
     refuseSet(ctx, 'conversation', b.conversation != null, 'conversations are not kept by this server; use `previous_response_id` or send the whole input.');
     refuseSet(ctx, 'prompt', b.prompt != null, 'stored prompt templates are not supported; send `instructions` and `input`.');

@@ -29,6 +29,12 @@ export interface ToolFormat {
   suffix: string;
   /** The key of the arguments object: "arguments" or "parameters". */
   argsKey: 'arguments' | 'parameters';
+  /**
+   * `parallel_tool_calls: false` (set per request by ../tools/respond.ts `planTools`): an output
+   * keeps only its first call, streamed or not (./parse.ts `parseToolCalls`), as vLLM's
+   * `maybe_filter_parallel_tool_calls` does.
+   */
+  oneCall?: boolean;
 }
 
 /** The formats, by name. */

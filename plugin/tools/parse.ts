@@ -140,13 +140,20 @@ export function scanJson(s: string, from: number, depth0: number, stop: (c: stri
  * is dropped. A call that does not parse leaves the whole output as content (so a closed block
  * that does not parse decides it, whatever follows: the stream relies on that). Function names are not checked against
  * the request's `tools` (vLLM neither): the client gets what the model wrote and answers a call
- * to an unknown tool itself.
+ * to an unknown tool itself. With `format.oneCall` (`parallel_tool_calls: false`) only the first
+ * call is kept, once the whole output parsed as above (vLLM filters the parsed calls the same way).
  * @param text The decoded output (special tokens skipped).
  * @param truncated The output was cut by max_tokens (finish_reason `length`): a last call that
  *   does not parse was cut short and is dropped, keeping the prose and the complete calls before
  *   it; otherwise any call that does not parse leaves the whole text as content.
  */
 export function parseToolCalls(text: string, format: ToolFormat, truncated = false): ParsedOutput {
+  const parsed = parseAllCalls(text, format, truncated);
+  return format.oneCall && parsed.toolCalls.length > 1 ? { content: parsed.content, toolCalls: parsed.toolCalls.slice(0, 1) } : parsed;
+}
+
+/** `parseToolCalls` without the `oneCall` cut: every call of the output. */
+function parseAllCalls(text: string, format: ToolFormat, truncated: boolean): ParsedOutput {
   const none: ParsedOutput = { content: text === '' ? null : text, toolCalls: [] };
   if (format.name === 'hermes') {
     const calls: ToolCall[] = [];

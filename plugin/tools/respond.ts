@@ -5,7 +5,9 @@
  * `tool_choice` (OpenAI): `none` renders the tools but neither parses nor forces calls; `auto`
  * (the default with tools) lets the model choose and parses what it writes; `required` and a
  * named function are enforced by a grammar (./grammar.ts). A choice that ended with calls has
- * `finish_reason: "tool_calls"` (a `length` cut stays `length`).
+ * `finish_reason: "tool_calls"` (a `length` cut stays `length`). `parallel_tool_calls: false`
+ * keeps one call: the grammar allows one, and under `auto` only the first call the model wrote is
+ * kept (`ToolFormat.oneCall`), streamed or not.
  */
 import { InvalidRequestError } from '../errors.ts';
 import type { GrammarSpec } from '../structured/spec.ts';
@@ -50,7 +52,8 @@ export function planTools(body: ToolRequest, template: string | undefined, overr
       'tools',
     );
   }
-  const plan: ToolPlan = { templateTools: tools, format };
+  // parallel_tool_calls: false: required / named are held to one call by their grammar, auto by the parser.
+  const plan: ToolPlan = { templateTools: tools, format: body.parallel_tool_calls === false ? { ...format, oneCall: true } : format };
   if (choice === 'required') plan.grammar = toolCallGrammar(tools, tools.map((t) => t.function.name), body.parallel_tool_calls !== false, format);
   else if (typeof choice === 'object') plan.grammar = toolCallGrammar(tools, [choice.function.name], false, format);
   return plan;

@@ -1,7 +1,8 @@
 /**
  * Issue 11 item 3: no hold-and-wait on adapter slots. A composition with more distinct adapters
  * than slots is refused at once (400, both numbers); a composition waiting for slots holds none,
- * so an unrelated request is served while it waits, and it runs once the slots free up.
+ * so an unrelated request is served while it waits, and it runs once the slots free up. Operator
+ * pins never take the last slot (409), and a 503 says how many slots they hold.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -10,18 +11,19 @@ import { AdapterManager } from '../../adapters/manager.ts';
 import { pinComposition } from '../../adapters/pin.ts';
 import { toOpenAIError } from '../../plugin/errors.ts';
 import { AdapterError } from '../../adapters/errors.ts';
+import type { AdapterLease } from '../../adapters/types.ts';
 import { ScriptedEngine, tinyInfo, tmpAdapters } from './helpers.ts';
 
 let t: Awaited<ReturnType<typeof tmpAdapters>>;
 before(async () => {
   t = await tmpAdapters();
-  for (const n of ['a', 'b', 'c', 'long', 'other']) await t.make(n);
+  for (const n of ['a', 'b', 'c', 'd', 'long', 'other']) await t.make(n);
 });
 after(() => t.cleanup());
 
-function setup(slots: number) {
+function setup(slots: number, slotWaitMs = 60_000) {
   const engine = new ScriptedEngine(() => [], { slots, loadDelayMs: 1 });
-  const m = new AdapterManager({ engine: engine.asEngine(), baseName: 'tiny', modelInfo: tinyInfo({ maxLoras: slots }), slotWaitMs: 60_000 });
+  const m = new AdapterManager({ engine: engine.asEngine(), baseName: 'tiny', modelInfo: tinyInfo({ maxLoras: slots }), slotWaitMs });
   return { engine, m };
 }
 
@@ -63,4 +65,45 @@ test('a composition waiting for slots holds none: an unrelated request is served
   assert.equal(m.stats().pinned, 2);
   pinned.release();
   assert.equal(m.stats().pinned, 0);
+});
+
+test('operator pins keep one slot free: the pin that would take the last is a 409 naming lora_name, even when pins race', async () => {
+  const { m } = setup(3, 30);
+  for (const n of ['a', 'b', 'c', 'd']) await m.register(n, `${t.root}/${n}`);
+  const a = await m.acquire('a', { operator: true });
+  // b and c race for the one slot operator pins may still take: one gets it.
+  const raced = await Promise.allSettled(['b', 'c'].map((n) => m.acquire(n, { operator: true })));
+  const won = raced.filter((r): r is PromiseFulfilledResult<AdapterLease> => r.status === 'fulfilled');
+  const lost = raced.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  assert.deepEqual([won.length, lost.length], [1, 1]);
+  const err = lost[0]!.reason as AdapterError;
+  assert.equal(err.code, 'too_many_pins');
+  assert.deepEqual([toOpenAIError(err).status, toOpenAIError(err).body.error.param], [409, 'lora_name']);
+  assert.match(err.message, /2 of the 3 slots are pinned by an operator/);
+  (await m.acquire('a', { operator: true })).release();  // a pinned adapter may be pinned again
+
+  // The free slot serves requests; one more waits, then its 503 says the operator holds two slots.
+  const free = won[0]!.value.name === 'b' ? 'c' : 'b';
+  const running = await m.acquire(free);
+  await assert.rejects(m.acquire('d'), (e: unknown) => {
+    assert.ok(e instanceof AdapterError && e.code === 'no_free_slot', String(e));
+    assert.match(e.message, /all 3 adapter slots are in use: 2 pinned by an operator \(POST \/v1\/unpin_lora_adapter releases them\), the other 1 by running requests/);
+    return true;
+  });
+  running.release();
+  (await m.acquire('d')).release();
+
+  // Unpinning frees the operator's count: another pin fits again.
+  won[0]!.value.release();
+  (await m.acquire('d', { operator: true })).release();
+  a.release();
+});
+
+test('without operator pins the 503 says the slots are in use by running requests, as before', async () => {
+  const { m } = setup(1, 30);
+  for (const n of ['a', 'b']) await m.register(n, `${t.root}/${n}`);
+  await assert.rejects(m.acquire('a', { operator: true }), { code: 'too_many_pins' });
+  const a = await m.acquire('a');
+  await assert.rejects(m.acquire('b'), /all 1 adapter slots are in use by running requests \(waited 30 ms\)/);
+  a.release();
 });

@@ -2,7 +2,7 @@
  * The operator residency routes (plugin/routes/admin-pins.ts) on the real demo gateway, seen
  * through the console's state: prefetch fills the host tier, pin loads into a device slot and
  * holds it, unpin drops only the operator's pin, unload drops the pin too; requests served and
- * last use are counted by the adapter manager.
+ * last use are counted by the adapter manager; a pin that would take the last slot is a 409.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -85,6 +85,26 @@ describe('pin, unpin, prefetch', () => {
     const st = await (await fetch(`${origin}/console/api/state`)).json();
     assert.equal(st.models[0].adapters.some((a: { operatorPinned: boolean }) => a.operatorPinned), false);
   });
+});
+
+test('pins never take the last slot: with 2 slots the second pin is a 409, other adapters keep being served', async () => {
+  const s = await startDemo({ allowRuntimeLoraUpdating: true, engine: { threads: 2, maxLoras: 2 } });
+  try {
+    assert.equal((await post(`${s.url}/pin_lora_adapter`, { lora_name: 'rs' })).status, 200);
+    const second = await post(`${s.url}/pin_lora_adapter`, { lora_name: 'romeo' });
+    assert.equal(second.status, 409, JSON.stringify(second.body));
+    assert.deepEqual([second.body.error.code, second.body.error.param], ['too_many_pins', 'lora_name']);
+    assert.match(second.body.error.message, /1 of the 2 slots are pinned by an operator, and at least one must stay free/);
+    for (const name of ['romeo', 'whisper', 'shout']) {
+      const r = await post(`${s.url}/completions`, { model: `tiny-shakespeare:${name}`, prompt: 'O', max_tokens: 1 });
+      assert.equal(r.status, 200, `${name}: ${JSON.stringify(r.body)}`);
+    }
+    assert.equal((await post(`${s.url}/pin_lora_adapter`, { lora_name: 'rs' })).status, 200, 'pinning a pinned adapter changes nothing');
+    assert.equal((await post(`${s.url}/unpin_lora_adapter`, { lora_name: 'rs' })).status, 200);
+    assert.equal((await post(`${s.url}/pin_lora_adapter`, { lora_name: 'romeo' })).status, 200, 'after the unpin there is room again');
+  } finally {
+    await s.close();
+  }
 });
 
 test('without runtime updating the residency routes are not mounted', async () => {

@@ -201,6 +201,9 @@ test('what is not supported is a 400 naming the field', async () => {
     [{ input: 'x', text: { format: { type: 'json_schema', name: 'deep', schema: deep(300) } } }, 'text.format.schema'],
     [{ input: 'x', tools: [{ type: 'function', name: 'f', parameters: deep(300) }] }, 'tools[0].parameters'],
     [{ input: 'x', chat_template_kwargs: { messages: [] } }, 'chat_template_kwargs.messages'],
+    [{ input: 'x', structured_outputs: { choice: ['a'] }, text: { format: { type: 'json_object' } } }, 'structured_outputs'],
+    [{ input: 'x', guided_choice: ['a', 'b'] }, 'guided_choice'],
+    [{ input: 'x', chat_template: '{{ messages }}' }, 'chat_template'],
   ];
   for (const [body, param] of cases) {
     const r = await post(srv.url + R, { model: 'tiny', ...body }, A);

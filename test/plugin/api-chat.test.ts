@@ -330,3 +330,25 @@ test('stream chunks are byte-identical to JSON.stringify of the documented shape
     }
   }
 });
+
+test('parallel_tool_calls: false keeps only the first call under tool_choice auto, whole and streamed, chat and Responses; absent or true keeps both', async () => {
+  const out = '<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call>\n<tool_call>\n{"name": "b", "arguments": {"x": 1}}\n</tool_call>';
+  const { app } = await makeApp(() => [...tokenizer0(out), 1023], { toolCallFormat: 'hermes' });
+  const tools = ['a', 'b'].map((name) => ({ type: 'function', function: { name, parameters: { type: 'object' } } }));
+  const ask = { model: 'tiny', messages: [{ role: 'user', content: 'go' }], tools, tool_choice: 'auto' };
+  for (const [parallel, names] of [[false, ['a']], [undefined, ['a', 'b']], [true, ['a', 'b']]] as const) {
+    const body = { ...ask, ...(parallel === undefined ? {} : { parallel_tool_calls: parallel }) };
+    const whole = await request(app).post(CHAT).send(body);
+    assert.equal(whole.status, 200, whole.text);
+    assert.deepEqual(whole.body.choices[0].message.tool_calls.map((c: any) => c.function.name), names, `parallel ${parallel}`);
+    assert.equal(whole.body.choices[0].finish_reason, 'tool_calls');
+    const streamed = await request(app).post(CHAT).send({ ...body, stream: true });
+    const calls = (parseSse(streamed.text).slice(0, -1) as Chunk[]).flatMap((c) => c.choices[0]?.delta?.tool_calls ?? []);
+    assert.deepEqual(calls.map((c: any) => [c.index, c.function.name]), names.map((n, i) => [i, n]), `streamed, parallel ${parallel}`);
+    const resp = await request(app)
+      .post('/v1/responses')
+      .send({ model: 'tiny', input: 'go', tools: ['a', 'b'].map((name) => ({ type: 'function', name, parameters: { type: 'object' } })), ...(parallel === undefined ? {} : { parallel_tool_calls: parallel }) });
+    assert.equal(resp.status, 200, resp.text);
+    assert.deepEqual(resp.body.output.filter((o: any) => o.type === 'function_call').map((o: any) => o.name), names, `responses, parallel ${parallel}`);
+  }
+});

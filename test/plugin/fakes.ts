@@ -105,12 +105,15 @@ export function defaultAdapters(base: string): AdapterInfo[] {
   return [mk('shout', 16, ['q_proj', 'v_proj']), mk('whisper', 8, ['q_proj']), mk('romeo', 8, ['q_proj', 'v_proj'])];
 }
 
-/** An app serving one fake model named `tiny` with the real demo tokenizer (or `opts.tokenizer`). */
-export async function makeApp(script: Script, opts: ScriptedEngineOptions & { tokenizer?: ModelTokenizer } = {}) {
+/**
+ * An app serving one fake model named `tiny` with the real demo tokenizer (or `opts.tokenizer`);
+ * `opts.toolCallFormat` gives it a tool-call format (the demo template has none).
+ */
+export async function makeApp(script: Script, opts: ScriptedEngineOptions & { tokenizer?: ModelTokenizer; toolCallFormat?: OpenLoraModel['toolCallFormat'] } = {}) {
   const tokenizer = opts.tokenizer ?? (await demoTokenizer());
   const engine = new ScriptedEngine(script, opts);
   const adapters = new FakeAdapters('tiny');
-  const models: OpenLoraModel[] = [{ name: 'tiny', engine: engine.asEngine(), tokenizer, adapters }];
+  const models: OpenLoraModel[] = [{ name: 'tiny', engine: engine.asEngine(), tokenizer, adapters, toolCallFormat: opts.toolCallFormat }];
   const router: OpenLoraRouter = openLora({ models });
   const app = express();
   app.use(router);

@@ -1,8 +1,9 @@
 /**
  * The Responses API's parts without a server: input items → chat messages (instructions, text
  * parts, calls joined to the assistant turn, tool outputs, reasoning skipped), the chat fields it
- * sets, the renamed error fields, the stored-response bounds and owners, and the event stream of
- * a choice that writes prose and then a call.
+ * sets (vLLM's `structured_outputs` among them; chat-only fields refused), the renamed error
+ * fields, the stored-response bounds and owners, and the event stream of a choice that writes
+ * prose and then a call.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -12,6 +13,7 @@ import { ResponseStore } from '../../plugin/responses/store.ts';
 import { renameParam, responsesParam, toChatRequest } from '../../plugin/responses/translate.ts';
 import { parseRequest } from '../../plugin/schemas/index.ts';
 import { ResponseCreateRequestSchema } from '../../plugin/schemas/responses.ts';
+import { grammarFromBody } from '../../plugin/structured/from-body.ts';
 
 const parse = (b: object) => parseRequest(ResponseCreateRequestSchema, { model: 'm', ...b });
 
@@ -66,6 +68,27 @@ test('chat fields: tools, tool_choice, text.format, max_output_tokens, logprobs'
   assert.equal(chat.top_logprobs, 0);
   assert.equal(toChatRequest(parse({ input: 'x', text: { format: { type: 'json_object' } } }), []).chat.response_format?.type, 'json_object');
   assert.equal(toChatRequest(parse({ input: 'x', text: { format: { type: 'text' } } }), []).chat.response_format, undefined);
+});
+
+test("vLLM's structured_outputs reaches the chat request's grammar; with text.format, or chat-only fields, a 400 naming the field", () => {
+  const { chat } = toChatRequest(parse({ input: 'x', structured_outputs: { choice: ['yea', 'nay'] }, stop_token_ids: [5], include_stop_str_in_output: true, logit_bias: { '7': -100 } }), []);
+  assert.deepEqual(grammarFromBody(chat), { kind: 'choice', choices: ['yea', 'nay'], param: 'structured_outputs.choice' });
+  assert.deepEqual([chat.stop_token_ids, chat.include_stop_str_in_output, chat.logit_bias], [[5], true, { '7': -100 }]);
+  const refused = (b: object) => {
+    const r = ResponseCreateRequestSchema.safeParse({ model: 'm', input: 'x', ...b });
+    assert.equal(r.success, false, JSON.stringify(b));
+    return r.error!.issues[0]!;
+  };
+  const both = refused({ structured_outputs: { json_object: true }, text: { format: { type: 'json_object' } } });
+  assert.deepEqual(both.path, ['structured_outputs']);
+  assert.match(both.message, /text\.format/);
+  assert.equal(parse({ input: 'x', structured_outputs: { regex: 'a+' }, text: { format: { type: 'text' } } }).structured_outputs?.regex, 'a+');
+  for (const field of ['response_format', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'chat_template', 'add_generation_prompt', 'continue_final_message', 'prompt_logprobs', 'include_reasoning', 'add_special_tokens']) {
+    const issue = refused({ [field]: field === 'response_format' ? { type: 'json_object' } : 'x' });
+    assert.deepEqual(issue.path, [field]);
+    assert.match(issue.message, /not supported on the Responses API/);
+  }
+  assert.equal(parse({ input: 'x', guided_choice: null, response_format: null }).model, 'm', 'null is the default');
 });
 
 test('a stored conversation ending in calls is answered by this input; pairing errors name the item', () => {

@@ -2,7 +2,9 @@
  * vLLM's request extensions `ignore_eos` and `min_tokens` on /v1/completions and
  * /v1/chat/completions: validated in the request schema, passed to the engine
  * (SequenceParams.stopTokenIds / minTokens), and applied to stop ids and stop strings.
- * The engine's own masking is tested in test/native/sampling.test.ts.
+ * The engine's own masking is tested in test/native/sampling.test.ts. Also vLLM's
+ * `stream_options.continuous_usage_stats` (usage on every chunk) and a request `chat_template`
+ * (refused, as vLLM without `--trust-request-chat-template`).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -122,4 +124,63 @@ test('include_stop_str_in_output keeps the matched stop string, streamed or not'
     .map((l) => JSON.parse(l.slice(6)).choices[0]?.delta?.content ?? '')
     .join('');
   assert.equal(text, 'ABC');
+});
+
+/** The `data: {...}` chunks of an SSE body. */
+const sseChunks = (text: string) =>
+  text
+    .split('\n\n')
+    .filter((l) => l.startsWith('data: {'))
+    .map((l) => JSON.parse(l.slice(6)));
+
+test('stream_options.continuous_usage_stats: every chunk carries its choice\'s usage so far (vLLM), chat and completions', async () => {
+  const { app, engine } = await makeApp(() => [A, B, C]);
+  const res = await request(app)
+    .post(CHAT)
+    .send({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, stream: true, stream_options: { include_usage: true, continuous_usage_stats: true } });
+  assert.equal(res.status, 200, res.text);
+  const prompt = engine.added[0]!.promptIds.length;
+  const chunks = sseChunks(res.text);
+  const usageOf = (completion: number) => ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion });
+  assert.deepEqual(chunks[0].usage, usageOf(0), 'the opening chunk: no token yet');
+  const deltas = chunks.slice(1, -1);
+  assert.deepEqual(deltas.map((c) => c.choices[0].delta.content ?? ''), ['A', 'B', 'C', '']);
+  assert.deepEqual(deltas.map((c) => c.usage), [usageOf(1), usageOf(2), usageOf(3), usageOf(3)]);
+  assert.deepEqual(chunks.at(-1).choices, []);
+  assert.deepEqual(chunks.at(-1).usage, usageOf(3), 'the final usage chunk as before');
+
+  // Completions, n 2: each chunk has its own choice's count; the prompt once.
+  const c = await request(app)
+    .post(COMPLETIONS)
+    .send({ model: 'tiny', prompt: [1, 2], n: 2, max_tokens: 2, stream: true, stream_options: { include_usage: true, continuous_usage_stats: true } });
+  const cs = sseChunks(c.text);
+  for (const k of cs.slice(0, -1)) {
+    assert.equal(k.usage.prompt_tokens, 2);
+    assert.ok(k.usage.completion_tokens >= 1 && k.usage.completion_tokens <= 2, JSON.stringify(k));
+  }
+  assert.deepEqual(cs.at(-1).usage, { prompt_tokens: 2, completion_tokens: 4, total_tokens: 6 });
+
+  // Without include_usage it changes nothing (vLLM); without it, chunks keep usage null.
+  for (const so of [{ continuous_usage_stats: true }, { include_usage: true }]) {
+    const r = await request(app).post(COMPLETIONS).send({ model: 'tiny', prompt: [1], max_tokens: 2, stream: true, stream_options: so });
+    const ks = sseChunks(r.text);
+    const body = so.include_usage ? ks.slice(0, -1) : ks;
+    for (const k of body) assert.ok(k.usage === null || k.usage === undefined, JSON.stringify(k));
+  }
+});
+
+test('a request chat_template is a 400 naming it (vLLM without --trust-request-chat-template), chat and /tokenize', async () => {
+  const { app, engine } = await makeApp(() => [A]);
+  const template = '{% for m in messages %}{{ m.content }}{% endfor %}';
+  const res = await request(app).post(CHAT).send({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], chat_template: template });
+  assert.equal(res.status, 400, res.text);
+  assert.equal(res.body.error.param, 'chat_template');
+  assert.equal(res.body.error.type, 'invalid_request_error');
+  assert.match(res.body.error.message, /does not accept a chat template in the request/);
+  const tok = await request(app).post('/tokenize').send({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], chat_template: template });
+  assert.equal(tok.status, 400, tok.text);
+  assert.equal(tok.body.error.param, 'chat_template');
+  assert.equal(engine.added.length, 0);
+  const nul = await request(app).post(CHAT).send({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], chat_template: null, max_tokens: 1 });
+  assert.equal(nul.status, 200, 'null is the default');
 });

@@ -1,6 +1,7 @@
 /**
  * Structured output and tool calling through the HTTP API, on the demo model (real engine):
- * response_format / guided_* on chat and completions, tools with tool_choice, 400s by field.
+ * response_format / guided_* on chat and completions, structured_outputs on the Responses API,
+ * tools with tool_choice, 400s by field.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -52,6 +53,32 @@ test('legacy completions serve response_format and guided_choice / guided_regex'
   const c = await postJson(srv.url, '/completions', { model: 'tiny-shakespeare', prompt: 'ROMEO:', structured_outputs: { regex: '[A-Z]{2,5} [0-9]{1,3}' }, seed: 2 });
   assert.equal(c.status, 200, JSON.stringify(c.body));
   assert.match(c.body.choices[0].text, /^[A-Z]{2,5} [0-9]{1,3}$/);
+});
+
+test("the Responses API enforces vLLM's structured_outputs as chat does, streamed or not; with text.format it is a 400 naming it", async () => {
+  for (const stream of [false, true]) {
+    for (let seed = 1; seed <= 3; seed++) {
+      const r = await fetch(`${srv.url}/responses`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'tiny-shakespeare', input: 'ROMEO:', structured_outputs: { choice: ['yea', 'nay'] }, max_output_tokens: 20, seed, stream, store: false }),
+      });
+      assert.equal(r.status, 200);
+      const raw = await r.text();
+      const text = stream ? /"type":"response\.output_text\.done"[^]*?"text":("(?:[^"\\]|\\.)*")/.exec(raw)?.[1] : JSON.stringify(JSON.parse(raw).output[0].content[0].text);
+      assert.ok(text !== undefined && ['yea', 'nay'].includes(JSON.parse(text)), `stream ${stream} seed ${seed}: ${raw.slice(0, 400)}`);
+    }
+  }
+  const regex = await postJson(srv.url, '/responses', { model: 'tiny-shakespeare', input: 'ROMEO:', structured_outputs: { regex: '[A-Z]{2,5} [0-9]{1,3}' }, seed: 2, store: false });
+  assert.equal(regex.status, 200, JSON.stringify(regex.body));
+  assert.match(regex.body.output[0].content[0].text, /^[A-Z]{2,5} [0-9]{1,3}$/);
+  const both = await postJson(srv.url, '/responses', { model: 'tiny-shakespeare', input: 'x', structured_outputs: { json_object: true }, text: { format: { type: 'json_object' } } });
+  assert.equal(both.status, 400, JSON.stringify(both.body));
+  assert.equal(both.body.error.param, 'structured_outputs');
+  const old = await postJson(srv.url, '/responses', { model: 'tiny-shakespeare', input: 'x', guided_choice: ['a', 'b'] });
+  assert.equal(old.status, 400, JSON.stringify(old.body));
+  assert.equal(old.body.error.param, 'guided_choice');
+  assert.match(old.body.error.message, /structured_outputs\.choice/);
 });
 
 test('max_tokens inside a constrained output ends with finish_reason "length"', async () => {
