@@ -35,6 +35,11 @@ export interface ToolFormat {
    * `maybe_filter_parallel_tool_calls` does.
    */
   oneCall?: boolean;
+  /**
+   * `tool_choice` named one function (set per request by ../tools/respond.ts `planTools`): the
+   * choice finishes with "stop", not "tool_calls", as OpenAI answers (and vLLM since its PR 25054).
+   */
+  named?: boolean;
 }
 
 /** The formats, by name. */

@@ -5,7 +5,8 @@
  * `tool_choice` (OpenAI): `none` renders the tools but neither parses nor forces calls; `auto`
  * (the default with tools) lets the model choose and parses what it writes; `required` and a
  * named function are enforced by a grammar (./grammar.ts). A choice that ended with calls has
- * `finish_reason: "tool_calls"` (a `length` cut stays `length`). `parallel_tool_calls: false`
+ * `finish_reason: "tool_calls"` (a `length` cut stays `length`), except under a named function:
+ * "stop", as OpenAI answers a forced call (`ToolFormat.named`). `parallel_tool_calls: false`
  * keeps one call: the grammar allows one, and under `auto` only the first call the model wrote is
  * kept (`ToolFormat.oneCall`), streamed or not.
  */
@@ -55,7 +56,10 @@ export function planTools(body: ToolRequest, template: string | undefined, overr
   // parallel_tool_calls: false: required / named are held to one call by their grammar, auto by the parser.
   const plan: ToolPlan = { templateTools: tools, format: body.parallel_tool_calls === false ? { ...format, oneCall: true } : format };
   if (choice === 'required') plan.grammar = toolCallGrammar(tools, tools.map((t) => t.function.name), body.parallel_tool_calls !== false, format);
-  else if (typeof choice === 'object') plan.grammar = toolCallGrammar(tools, [choice.function.name], false, format);
+  else if (typeof choice === 'object') {
+    plan.grammar = toolCallGrammar(tools, [choice.function.name], false, format);
+    plan.format = { ...plan.format!, named: true };
+  }
   return plan;
 }
 
@@ -67,15 +71,20 @@ export function toolMessage(text: string, finish: string | null, format: ToolFor
   if (parsed.toolCalls.length === 0) return { message: { role: 'assistant', content: parsed.content ?? '', refusal: null }, finishReason: finish };
   return {
     message: { role: 'assistant', content: parsed.content, refusal: null, tool_calls: parsed.toolCalls },
-    finishReason: finish === 'stop' ? 'tool_calls' : finish,
+    finishReason: callsFinish(finish, format),
   };
+}
+
+/** The finish reason of a choice that ended with calls: "tool_calls" for a `stop`, but "stop" under a named function. */
+function callsFinish(finish: string | null, format: ToolFormat): string | null {
+  return finish === 'stop' && !format.named ? 'tool_calls' : finish;
 }
 
 /** One streamed choice under a tool plan: text in, OpenAI `delta` objects out. */
 export class ToolChoiceStream {
   private readonly parser: ToolStreamParser;
 
-  constructor(format: ToolFormat) {
+  constructor(private readonly format: ToolFormat) {
     this.parser = new ToolStreamParser(format);
   }
 
@@ -87,7 +96,7 @@ export class ToolChoiceStream {
   /** The choice ended: flushed deltas and the finish reason to send. */
   end(finish: string | null): { deltas: Array<Record<string, unknown>>; finishReason: string | null } {
     const deltas = this.parser.end(finish === 'length').map(toDelta);
-    return { deltas, finishReason: finish === 'stop' && this.parser.calls.length > 0 ? 'tool_calls' : finish };
+    return { deltas, finishReason: this.parser.calls.length > 0 ? callsFinish(finish, this.format) : finish };
   }
 
   /** The calls seen (complete after `end`). */

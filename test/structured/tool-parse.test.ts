@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ModelEntrySchema } from '../../config/schema.ts';
 import { detectToolFormat, FORMATS, TOOL_FORMATS } from '../../plugin/tools/format.ts';
 import { parseToolCalls } from '../../plugin/tools/parse.ts';
-import { ToolChoiceStream, toolMessage } from '../../plugin/tools/respond.ts';
+import { planTools, ToolChoiceStream, toolMessage } from '../../plugin/tools/respond.ts';
 import { ToolStreamParser, type StreamDelta, type ToolCallDelta } from '../../plugin/tools/stream.ts';
 import { loadTestTokenizer } from './helpers.ts';
 
@@ -218,4 +218,19 @@ test('prose is streamed as it comes; a call waits for the end; a closed block th
   assert.equal(content(p.push(' text')), ' text');
   assert.deepEqual(p.end(), []);
   assert.deepEqual(p.calls, []);
+});
+
+test('finish_reason with calls: "tool_calls" under auto and required, "stop" under a named function (as OpenAI), whole and streamed', () => {
+  const out = '<tool_call>\n{"name": "a", "arguments": {}}\n</tool_call>';
+  const tools = ['a', 'b'].map((name) => ({ type: 'function' as const, function: { name, parameters: { type: 'object' } } }));
+  for (const [choice, want] of [['auto', 'tool_calls'], ['required', 'tool_calls'], [{ type: 'function', function: { name: 'a' } }, 'stop']] as const) {
+    const plan = planTools({ tools, tool_choice: choice } as Parameters<typeof planTools>[0], undefined, 'hermes');
+    const whole = toolMessage(out, 'stop', plan.format);
+    assert.equal((whole.message.tool_calls as unknown[]).length, 1);
+    assert.equal(whole.finishReason, want, JSON.stringify(choice));
+    const s = streamed(plan.format!, [out]);
+    assert.equal(s.calls.length, 1);
+    assert.equal(s.finishReason, want, `streamed ${JSON.stringify(choice)}`);
+    assert.equal(toolMessage(out, 'length', plan.format).finishReason, 'length', 'a max_tokens cut stays length');
+  }
 });
