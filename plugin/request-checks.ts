@@ -50,7 +50,8 @@ export function completionBudget(promptLength: number, context: number, requeste
   if (requested === 0 && promptLength <= context) return 0;
   if (promptLength >= context) {
     throw new ContextLengthError(
-      `This model's maximum context length is ${context} tokens. However, your ${param} resulted in ${promptLength} tokens. ` +
+      `This model's maximum context length is ${context} tokens. However, your ${param} resulted in ${promptLength} tokens` +
+        (promptLength === context ? ', which leaves no room for a completion token. ' : '. ') +
         `Please reduce the length of the ${param}.`,
       param,
     );
