@@ -53,7 +53,7 @@ export interface ModelInfo {
   maxLoras: number;
   /** Largest LoRA rank a slot can hold. */
   maxLoraRank: number;
-  /** Storage of the base model's decoder linear layers: "none" (checkpoint precision) or "int8" (EngineOptions.quantization). */
+  /** Storage of the base model's decoder linear layers: "none" (checkpoint precision), "int8" or "int4" (EngineOptions.quantization). */
   quantization: string;
   /** Element type of the KV cache: "float32" or "bfloat16" (EngineOptions.kvCacheDtype). */
   kvCacheDtype: string;

@@ -53,7 +53,8 @@ export class ModelRegistry {
    * @param inits The base models, in configuration order.
    * @param logger Where sequence event handler errors are logged.
    * @param compositions Named compositions (config `compositions`).
-   * @throws Error for a duplicate model name, or a composition naming an unknown base or adapter.
+   * @throws Error for a duplicate model name, a tokenizer whose ids do not fit the model's vocab_size
+   *   (ModelTokenizer.vocabMismatch), or a composition naming an unknown base or adapter.
    */
   constructor(inits: ServedModelInit[], logger: LoggerLike = silentLogger, compositions: Record<string, CompositionConfig> = {}) {
     this.compositions = new Map(Object.entries(compositions));
@@ -61,6 +62,12 @@ export class ModelRegistry {
     for (const m of inits) {
       if (this.models.has(m.name)) throw new Error(`duplicate model name "${m.name}"`);
       const info = m.engine.info();
+      const mismatch = m.tokenizer.vocabMismatch(info.vocabSize);
+      if (mismatch) {
+        throw new Error(
+          `model "${m.name}": the tokenizer (tokenizer.json) does not fit the weights: ${mismatch}, but the model's vocab_size (config.json) is ${info.vocabSize}`,
+        );
+      }
       const fp = createHash('sha256').update(`${m.name}|${info.modelType}|${info.dtype}|${info.backend}`).digest('hex');
       m.engine.onHandlerError((err, seqId) => logger.error({ err, seqId }, 'sequence event handler threw'));
       this.models.set(m.name, {

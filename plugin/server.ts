@@ -13,6 +13,7 @@ import { AdapterManager } from '../adapters/manager.ts';
 import { adapterTierOptions, configAdapterSource } from '../adapters/config.ts';
 import { Engine } from '../native/engine.ts';
 import { openLora, type OpenLoraModel, type OpenLoraRouter } from './index.ts';
+import { loadTokenizer } from './tokenizer.ts';
 
 /**
  * Engine compute threads when the config says 0: every core but one, at least 1.
@@ -43,11 +44,15 @@ async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<
   const e = config.engine;
   const t0 = performance.now();
   const { threads, ...rest } = e;
+  // NOTE(why): the tokenizer first: a missing or broken tokenizer.json fails in milliseconds, not
+  // after an 8B model's weights have loaded.
+  const tokenizer = await loadTokenizer(entry.path);
   const engine = await Engine.load(entry.path, { ...rest, threads: threads || defaultEngineThreads() });
   const info = engine.info();
+  const storage = info.quantization && info.quantization !== 'none' ? `${info.dtype}, weights ${info.quantization}` : info.dtype;
   log.info(
-    { model: entry.name, backend: info.backend, reason: info.backendReason, ms: Math.round(performance.now() - t0) },
-    `loaded base model ${entry.name} (${info.numHiddenLayers} layers, hidden ${info.hiddenSize}, ${info.dtype})`,
+    { model: entry.name, backend: info.backend, reason: info.backendReason, quantization: info.quantization, ms: Math.round(performance.now() - t0) },
+    `loaded base model ${entry.name} (${info.numHiddenLayers} layers, hidden ${info.hiddenSize}, ${storage})`,
   );
   try {
     const adapters = new AdapterManager({
@@ -63,7 +68,7 @@ async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<
       log.info({ model: entry.name, dir, adapters: registered.map((a) => a.name), skipped: skipped.length }, 'scanned adapter directory');
     }
     for (const a of entry.adapters) await adapters.registerSource(a.name, configAdapterSource(a.path, a.sha256));
-    return { model: { name: entry.name, engine, tokenizer: entry.path, adapters, maxRunningSequences: e.maxNumSeqs, toolCallFormat: entry.toolCallFormat, reasoningParser: entry.reasoningParser }, adapters };
+    return { model: { name: entry.name, engine, tokenizer, adapters, maxRunningSequences: e.maxNumSeqs, toolCallFormat: entry.toolCallFormat, reasoningParser: entry.reasoningParser }, adapters };
   } catch (err) {
     await engine.dispose();
     throw err;

@@ -293,6 +293,21 @@ export class ModelTokenizer {
     throw new InvalidRequestError("This tokenizer's post-processor cannot add its special tokens to a chat prompt.", 'add_special_tokens');
   }
 
+  /**
+   * Why this tokenizer cannot drive a model whose logits have `modelVocab` rows (config.json
+   * `vocab_size`), or undefined when it can: an id of its base vocabulary, a special token or a
+   * stop id at or past `modelVocab` (a tokenizer of other weights: every prompt would fail).
+   * Non-special added tokens past it are tolerated (they fail only if a prompt contains them).
+   */
+  vocabMismatch(modelVocab: number): string | undefined {
+    let base = -1;
+    for (const id of this.tok.get_vocab(false).values()) base = Math.max(base, id);
+    if (base >= modelVocab) return `its vocabulary has ids up to ${base}`;
+    const special = [...this.specialIds, ...this.stopTokenIds].filter((id) => id >= modelVocab);
+    if (special.length > 0) return `its special / stop token ids ${[...new Set(special)].sort((a, b) => a - b).slice(0, 5).join(', ')} are out of range`;
+    return undefined;
+  }
+
   /** Whether `id` is one of this tokenizer's ids (`0 <= id < vocabSize`). */
   hasId(id: number): boolean {
     return Number.isInteger(id) && id >= 0 && id < this.vocabSize;
@@ -427,7 +442,9 @@ async function readText(file: string, optional: boolean): Promise<string | undef
     return await readFile(file, 'utf8');
   } catch (err) {
     if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    // The errno's code says it; its message would repeat the path.
+    throw new Error(`cannot read ${file}: ${code === 'ENOENT' ? 'no such file (a model folder needs tokenizer.json and tokenizer_config.json)' : (code ?? (err as Error).message)}`, { cause: err });
   }
 }
 

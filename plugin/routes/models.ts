@@ -31,6 +31,7 @@ export function baseModelObject(m: ServedModel) {
       max_model_len: m.info.maxModelLen,
       vocab_size: m.info.vocabSize,
       dtype: m.info.dtype,
+      quantization: m.info.quantization,
       backend: m.info.backend,
       max_loras: m.info.maxLoras,
       max_lora_rank: m.info.maxLoraRank,

@@ -41,6 +41,8 @@ export interface ScriptedEngineOptions {
   loadDelayMs?: number;
   /** Prompt scoring (`forward` with promptTopN): answered after this many ms (zeros; nextTopIds 0..), unless cancelled first. */
   scoreDelayMs?: number;
+  /** The model's vocab_size in `info()` (default the demo's 1024): a real tokenizer's size when a test serves one. */
+  vocabSize?: number;
 }
 
 /**
@@ -85,7 +87,7 @@ export class ScriptedEngine implements NativeEngine {
   }
 
   info(): ModelInfo {
-    return TINY_INFO;
+    return this.opts.vocabSize === undefined ? TINY_INFO : { ...TINY_INFO, vocabSize: this.opts.vocabSize };
   }
 
   stats(): EngineStats {
@@ -135,7 +137,7 @@ export class ScriptedEngine implements NativeEngine {
       topLogprobs: new Float32Array((n - 1) * promptTopN),
       topN: promptTopN,
       numTokens: n,
-      vocabSize: TINY_INFO.vocabSize,
+      vocabSize: this.opts.vocabSize ?? TINY_INFO.vocabSize,
       ...(nextTopN > 0 ? { nextTopIds: Int32Array.from({ length: nextTopN }, (_, i) => i), nextTopLogprobs: new Float32Array(nextTopN) } : {}),
     };
     return new Promise((resolve, reject) => {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { AdapterInfo, AdapterLease, AdapterProvider } from '../../adapters/types.ts';
 import type { Composition } from '../../adapters/composition.ts';
 import { pinComposition, type PinnedComposition } from '../../adapters/pin.ts';
-import { ScriptedEngine, type Script, type ScriptedEngineOptions } from '../native/scripted-engine.ts';
+import { ScriptedEngine, TINY_INFO, type Script, type ScriptedEngineOptions } from '../native/scripted-engine.ts';
 import { ModelNotFoundError } from '../../plugin/errors.ts';
 import { loadTokenizer, openLora, type ModelTokenizer, type OpenLoraModel, type OpenLoraRouter } from '../../plugin/index.ts';
 
@@ -111,7 +111,8 @@ export function defaultAdapters(base: string): AdapterInfo[] {
  */
 export async function makeApp(script: Script, opts: ScriptedEngineOptions & { tokenizer?: ModelTokenizer; toolCallFormat?: OpenLoraModel['toolCallFormat'] } = {}) {
   const tokenizer = opts.tokenizer ?? (await demoTokenizer());
-  const engine = new ScriptedEngine(script, opts);
+  // A real tokenizer (opts.tokenizer) gets a model vocabulary that holds its ids, as real weights would.
+  const engine = new ScriptedEngine(script, { vocabSize: Math.max(TINY_INFO.vocabSize, tokenizer.vocabSize), ...opts });
   const adapters = new FakeAdapters('tiny');
   const models: OpenLoraModel[] = [{ name: 'tiny', engine: engine.asEngine(), tokenizer, adapters, toolCallFormat: opts.toolCallFormat }];
   const router: OpenLoraRouter = openLora({ models });

