@@ -62,7 +62,8 @@ const char* kUsage =
     "  ceilings: [--buffer-mib 512] (read bandwidth 1 / N threads, FMA, BF16-dot and AMX peaks)\n"
     "  attention: [--heads 15] [--kv-heads 5] [--head-dim 64] [--layers 32] [--ctx 512,2048,4096] [--batch 1]\n"
     "            [--block-size 16] [--kv-cache-dtype float32|bfloat16] [--rounds 20] (decode attention alone)\n"
-    "  write-random: --out-dir DIR (config.json + BF16 model.safetensors of the random model)\n";
+    "  write-random: --out-dir DIR (config.json + BF16 model.safetensors of the random model)\n"
+    "            [--bos-token-id N] [--eos-token-id N[,N...]] (default: Llama 3's at --vocab 128256, else 1 and 2)\n";
 
 // ---------------------------------------------------------------------------------------------
 // logits
@@ -257,7 +258,14 @@ int main(int argc, char** argv) {
       if (!a.has("out-dir") || (!a.has("random-llama3-8b") && !a.has("random-shape"))) {
         throw UsageError("write-random needs --random-llama3-8b | --random-shape ... and --out-dir DIR");
       }
-      writeRandomModel(randomConfig(a), std::stoull(a.get("seed", "1234")), a.get("out-dir"), threadsOf(a));
+      const auto c = randomConfig(a);
+      std::string bosEos = defaultBosEos(c.vocabSize);
+      if (a.has("bos-token-id") || a.has("eos-token-id")) {
+        const std::string eos = a.get("eos-token-id", "2");
+        bosEos = "\"bos_token_id\": " + std::to_string(std::stoi(a.get("bos-token-id", "1"))) + ", \"eos_token_id\": " +
+                 (eos.find(',') == std::string::npos ? std::to_string(std::stoi(eos)) : "[" + eos + "]");
+      }
+      writeRandomModel(c, std::stoull(a.get("seed", "1234")), a.get("out-dir"), threadsOf(a), bosEos);
       return 0;
     }
     if (a.cmd == "help" || a.cmd == "--help" || a.cmd == "-h") {

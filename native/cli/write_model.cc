@@ -55,7 +55,11 @@ void writeAll(std::FILE* f, const void* p, size_t n, const std::string& path) {
 
 }  // namespace
 
-void writeRandomModel(const ModelConfig& c, uint64_t seed, const std::string& dir, int threads) {
+std::string defaultBosEos(int vocab) {
+  return vocab == 128256 ? "\"bos_token_id\": 128000, \"eos_token_id\": [128001, 128008, 128009]" : "\"bos_token_id\": 1, \"eos_token_id\": 2";
+}
+
+void writeRandomModel(const ModelConfig& c, uint64_t seed, const std::string& dir, int threads, const std::string& bosEosJson) {
   ::mkdir(dir.c_str(), 0755);
   const std::string cfgPath = dir + "/config.json";
   std::FILE* cf = std::fopen(cfgPath.c_str(), "w");
@@ -64,9 +68,9 @@ void writeRandomModel(const ModelConfig& c, uint64_t seed, const std::string& di
                "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": %d, "
                "\"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, "
                "\"head_dim\": %d, \"vocab_size\": %d, \"max_position_embeddings\": %d, \"rms_norm_eps\": %g, \"rope_theta\": %g, "
-               "\"tie_word_embeddings\": %s, \"torch_dtype\": \"bfloat16\", \"bos_token_id\": 1, \"eos_token_id\": 2}\n",
+               "\"tie_word_embeddings\": %s, \"torch_dtype\": \"bfloat16\", %s}\n",
                c.hiddenSize, c.intermediateSize, c.numHiddenLayers, c.numAttentionHeads, c.numKeyValueHeads, c.headDim, c.vocabSize,
-               c.maxPositionEmbeddings, c.rmsNormEps, c.ropeTheta, c.tieWordEmbeddings ? "true" : "false");
+               c.maxPositionEmbeddings, c.rmsNormEps, c.ropeTheta, c.tieWordEmbeddings ? "true" : "false", bosEosJson.c_str());
   std::fclose(cf);
 
   const std::vector<Tensor> tensors = llamaTensors(c);

@@ -67,6 +67,20 @@ test('openlora-cli: the core builds without Node and matches the reference', { s
   assert.equal(r.status, 2, r.out);
   assert.match(r.out, /--ctx/);
 
+  // write-random: a loadable folder; Llama 3's stop ids at its 128256-id vocabulary (its
+  // tokenizer.json beside the weights must stop on <|eot_id|>, not on id 2 = "#"), or as given.
+  const rnd = join(buildDir, 'random-model');
+  r = run(cli, ['write-random', '--random-shape', '64,1,2,1,128', '--vocab', '128256', '--tied', '--out-dir', rnd]);
+  assert.equal(r.status, 0, r.out);
+  let cfg = JSON.parse(readFileSync(join(rnd, 'config.json'), 'utf8')) as { bos_token_id: number; eos_token_id: number | number[]; vocab_size: number };
+  assert.deepEqual([cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id], [128256, 128000, [128001, 128008, 128009]]);
+  r = run(cli, ['write-random', '--random-shape', '64,1,2,1,128', '--vocab', '300', '--eos-token-id', '7,9', '--out-dir', rnd]);
+  assert.equal(r.status, 0, r.out);
+  cfg = JSON.parse(readFileSync(join(rnd, 'config.json'), 'utf8')) as typeof cfg;
+  assert.deepEqual([cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id], [300, 1, [7, 9]]);
+  r = run(cli, ['logits', '--model', rnd, '--prompt-ids', '1,2,3']);
+  assert.equal(r.status, 0, r.out);
+
   // No CUDA in this build: asking for it is a SKIP (exit 3), never a crash.
   r = run(cli, ['logits', '--model', modelDir, '--prompt-ids', '1,2,3', '--backend', 'cuda']);
   assert.equal(r.status, 3, r.out);
