@@ -20,7 +20,7 @@ import { answerTokens, promptOpensReasoning, ReasoningSplitter, splitReasoning }
 import type { ServedModel } from '../registry.ts';
 import type { ToolFormat } from '../tools/format.ts';
 import { planTools, ToolChoiceStream, toolMessage } from '../tools/respond.ts';
-import { legacyDelta, legacyMessage } from '../schemas/legacy-functions.ts';
+import { legacyDelta, legacyFinish, legacyMessage } from '../schemas/legacy-functions.ts';
 import type { RouteContext } from './context.ts';
 import { generationRoute, type GenerationEndpoint, type Prepared } from './generation.ts';
 
@@ -174,7 +174,7 @@ function legacyStream(ts: ToolChoiceStream): Pick<ToolChoiceStream, 'push' | 'en
     push: (text) => map(ts.push(text)),
     end(finish) {
       const e = ts.end(finish);
-      return { deltas: map(e.deltas), finishReason: e.finishReason === 'tool_calls' ? 'function_call' : e.finishReason };
+      return { deltas: map(e.deltas), finishReason: ts.calls.length > 0 ? legacyFinish(e.finishReason) : e.finishReason };
     },
   };
 }

@@ -96,12 +96,21 @@ export function checkLegacyFunctions(
   }
 }
 
-/** The response side: an assistant message's first tool call as `function_call`, finish reason `function_call`. */
+/**
+ * The response side: an assistant message's first tool call as `function_call`, finish reason
+ * `function_call` (also for a named `function_call`, whose tool call finishes "stop" under
+ * `tool_choice`: the legacy API answered `function_call`).
+ */
 export function legacyMessage(message: Record<string, unknown>, finish: string | null): { message: Record<string, unknown>; finish: string | null } {
   const calls = message.tool_calls as Array<{ function: { name: string; arguments: string } }> | undefined;
   if (!calls || calls.length === 0) return { message, finish };
   const { tool_calls: _calls, ...rest } = message;
-  return { message: { ...rest, function_call: calls[0]!.function }, finish: finish === 'tool_calls' ? 'function_call' : finish };
+  return { message: { ...rest, function_call: calls[0]!.function }, finish: legacyFinish(finish) };
+}
+
+/** A choice that ended with a call: `function_call` for "tool_calls" or "stop"; a `length` cut stays. */
+export function legacyFinish(finish: string | null): string | null {
+  return finish === 'tool_calls' || finish === 'stop' ? 'function_call' : finish;
 }
 
 /** A streamed tool-call delta as a legacy `function_call` delta (only the first call; later ones are dropped). */
