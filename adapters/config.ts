@@ -19,6 +19,7 @@ export function adapterTierOptions(entry: ModelEntry, config: Config, log: Logge
     maxWarmBytes: c.maxWarmBytes,
     slotWaitMs: c.slotWaitMs,
     maxMerges: c.maxMerges,
+    mergeTimeoutMs: c.mergeTimeoutMs,
     allowUrls: s.allowUrls,
     // Runtime loads may read from the configured roots and from every model's scanned folders.
     adapterRoots: [...config.adapterRoots, ...config.models.flatMap((m) => m.adapterDirs)],

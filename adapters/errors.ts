@@ -41,6 +41,10 @@ export const ADAPTER_ERROR_CODES = [
   'too_many_pins',
   /** Too many distinct merges are being computed or waiting (MergeCache limits): retry later. */
   'merges_busy',
+  /** A merge ran past adapterCache.mergeTimeoutMs and was stopped (param `merge`). */
+  'merge_timeout',
+  /** Every request waiting for a merge left, so its computation was stopped (seen only by a request that left). */
+  'merge_cancelled',
 ] as const;
 
 /** One of ADAPTER_ERROR_CODES. */

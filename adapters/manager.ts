@@ -64,6 +64,8 @@ export interface AdapterManagerOptions {
   mergeDir?: string;
   /** Materialised merges kept (default: config/schema.ts adapterCache.maxMerges); the least recently used go first. */
   maxMerges?: number;
+  /** Time limit of one merge computation (ms; default: config/schema.ts adapterCache.mergeTimeoutMs). */
+  mergeTimeoutMs?: number;
   /** Host tier bound: adapters whose validated spec is kept (default: config/schema.ts adapterCache.maxCpuLoras). */
   maxCpuLoras?: number;
   /** Host tier bound: bytes of weights files counted as pre-read into the page cache (default: config/schema.ts adapterCache.maxWarmBytes). */
@@ -141,7 +143,9 @@ export class AdapterManager implements RuntimeAdapterProvider {
       this.versions.unloaded(h);
       this.gauge();
     };
-    this.merges = new MergeCache(this, info, opts.mergeDir ?? join(privateTmpDir('merges'), safe), { maxKept: opts.maxMerges ?? d.maxMerges });
+    this.merges = new MergeCache(this, info, opts.mergeDir ?? join(privateTmpDir('merges'), safe), {
+      maxKept: opts.maxMerges ?? d.maxMerges, timeoutMs: opts.mergeTimeoutMs ?? d.mergeTimeoutMs,
+    });
   }
 
   /** Every registered adapter, in registration order, with its current tier. */
@@ -320,13 +324,13 @@ export class AdapterManager implements RuntimeAdapterProvider {
   }
 
   /** Materialise (once) and acquire a merge of this base's adapters; see AdapterProvider. */
-  acquireMerged(composition: Composition): Promise<AdapterLease> {
-    return this.merges.acquire(composition);
+  acquireMerged(composition: Composition, signal?: AbortSignal): Promise<AdapterLease> {
+    return this.merges.acquire(composition, signal);
   }
 
   /** Make a composition's adapters resident and pin them for one request (adapters/pin.ts). */
-  pin(composition: Composition | undefined): Promise<PinnedComposition> {
-    return pinComposition(this, composition);
+  pin(composition: Composition | undefined, signal?: AbortSignal): Promise<PinnedComposition> {
+    return pinComposition(this, composition, signal);
   }
 
   /** Fill the disk and host tiers for `name` without taking a slot (errors are logged, not thrown). */

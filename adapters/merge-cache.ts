@@ -20,6 +20,14 @@
  * acquired is unregistered (its running requests finish) and its folder deleted once nothing
  * reads it. A merge whose members changed on disk, or whose registration failed, loses its
  * folder the same way.
+ *
+ * NOTE(why): an abandoned merge must not keep a core busy (two abandoned `*_svd` requests took
+ * both cores of a 2-core host for minutes). Each computation counts the requests waiting for it;
+ * when the last one leaves (its AbortSignal aborts: the client disconnected) the worker is
+ * terminated, or the queued computation leaves the queue, and the partial folder is deleted
+ * before the name can be built again. A computation past `timeoutMs`
+ * (adapterCache.mergeTimeoutMs) is stopped the same way and fails with 504 `merge_timeout`,
+ * remembered like a refusal for FAILURE_TTL_MS so repeating the request costs nothing.
  */
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -29,7 +37,7 @@ import { AdapterError } from './errors.ts';
 import { MERGE_NAME_PREFIX } from './registry.ts';
 import type { Composition } from './composition.ts';
 import { canonicalMergeKey, type MergeSpec } from './merge/materialize.ts';
-import { materializeMergeOffThread } from './merge/off-thread.ts';
+import { materializeMergeOffThread, type OffThreadOptions } from './merge/off-thread.ts';
 import type { AdapterInfo, AdapterLease } from './types.ts';
 
 /** What the cache needs from the manager it registers into. */
@@ -57,16 +65,35 @@ export const MAX_QUEUED_MERGES = 8;
 /** Materialised merges of one base kept (folders and synthetic adapters); the least recently acquired go first. */
 export const MAX_KEPT_MERGES = 64;
 
-/** Limits of MergeCache (defaults: MAX_RUNNING_MERGES, MAX_QUEUED_MERGES, MAX_KEPT_MERGES). */
+/** Default time limit of one merge computation (ms); config adapterCache.mergeTimeoutMs. */
+export const MERGE_TIMEOUT_MS = 120_000;
+
+/** Limits of MergeCache (defaults: MAX_RUNNING_MERGES, MAX_QUEUED_MERGES, MAX_KEPT_MERGES, MERGE_TIMEOUT_MS). */
 export interface MergeLimits {
   maxRunning?: number;
   maxQueued?: number;
   maxKept?: number;
+  /** Time limit of one computation (ms), queue time excluded. */
+  timeoutMs?: number;
+  /** Passed to materializeMergeOffThread (tests watch the worker). */
+  onWorker?: OffThreadOptions['onWorker'];
 }
+
+/** One computation in flight and the requests waiting for it. */
+interface Flight {
+  p: Promise<void>;
+  /** Aborted when the last waiter leaves. */
+  ac: AbortController;
+  waiters: number;
+}
+
+/** What a request that left while its merge was computed is rejected with (nobody reads it). */
+const cancelled = () =>
+  new AdapterError('merge: every request waiting for this merge left, so its computation was stopped; retry.', 'merge_cancelled', { param: 'merge' });
 
 /** Single-flight materialisation of merges into synthetic adapters of one base. */
 export class MergeCache {
-  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly inFlight = new Map<string, Flight>();
   private readonly failures = new Map<string, { err: unknown; until: number }>();
   /** Merges computed (not cache hits), for tests and metrics. */
   computed = 0;
@@ -79,6 +106,8 @@ export class MergeCache {
   private readonly maxRunning: number;
   private readonly maxQueued: number;
   private readonly maxKept: number;
+  private readonly timeoutMs: number;
+  private readonly onWorker: OffThreadOptions['onWorker'];
   /** Merges registered now: name -> folder, least recently acquired first (Map order). */
   private readonly kept = new Map<string, string>();
   /** Folders of retired merges whose adapter may still be read: name -> folder. */
@@ -103,6 +132,8 @@ export class MergeCache {
     this.maxRunning = limits.maxRunning ?? MAX_RUNNING_MERGES;
     this.maxQueued = limits.maxQueued ?? MAX_QUEUED_MERGES;
     this.maxKept = limits.maxKept ?? MAX_KEPT_MERGES;
+    this.timeoutMs = limits.timeoutMs ?? MERGE_TIMEOUT_MS;
+    this.onWorker = limits.onWorker;
   }
 
   /** Merges kept now (registered, with a folder). */
@@ -125,12 +156,20 @@ export class MergeCache {
     return { name, canonical };
   }
 
+  /** Computations in flight (running or queued), for tests and metrics. */
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
   /**
    * Materialise (once) and acquire the merge.
+   * @param signal Aborts when the request leaves: it stops waiting, and when no other request
+   *   waits for the same merge its computation is stopped and its partial folder deleted.
    * @throws AdapterError `invalid_merge` / `invalid_adapter` from the merge (bad density, rank mismatch, ...);
-   *   `merges_busy` when this is a new distinct merge and the running and waiting limits are full.
+   *   `merges_busy` when this is a new distinct merge and the running and waiting limits are full;
+   *   `merge_timeout` past the time limit; `merge_cancelled` when `signal` aborted.
    */
-  async acquire(c: Composition): Promise<AdapterLease> {
+  async acquire(c: Composition, signal?: AbortSignal): Promise<AdapterLease> {
     const { name, canonical } = await this.nameOf(c);
     const old = this.current.get(canonical);
     if (old !== undefined && old !== name) this.retire(old); // built from bytes that are gone
@@ -147,8 +186,9 @@ export class MergeCache {
         throw failed.err;
       }
       this.failures.delete(name);
-      let p = this.inFlight.get(name);
-      if (!p) {
+      if (signal?.aborted) throw cancelled();
+      let f = this.inFlight.get(name);
+      if (!f) {
         if (this.running >= this.maxRunning && this.waiting.length >= this.maxQueued) {
           throw new AdapterError(
             `${this.running} merges are being computed and ${this.waiting.length} are waiting for this base model: retry later, or use a merge already computed.`,
@@ -156,16 +196,24 @@ export class MergeCache {
             { retryAfterSeconds: 5 },
           );
         }
-        p = this.build(name, c)
+        const ac = new AbortController();
+        const flight: Flight = { ac, waiters: 0, p: Promise.resolve() };
+        flight.p = this.build(name, c, ac.signal)
           .catch((err: unknown) => {
-            // Only refusals of the input repeat identically; a busy slot or a failed worker may not.
-            if (err instanceof AdapterError && (err.code === 'invalid_merge' || err.code === 'invalid_adapter')) this.rememberFailure(name, err);
+            // Only refusals of the input (and a merge too slow for the limit) repeat identically;
+            // a busy slot, a cancellation or a failed worker may not.
+            if (err instanceof AdapterError && (err.code === 'invalid_merge' || err.code === 'invalid_adapter' || err.code === 'merge_timeout')) {
+              this.rememberFailure(name, err);
+            }
             throw err;
           })
-          .finally(() => this.inFlight.delete(name));
-        this.inFlight.set(name, p);
+          .finally(() => {
+            if (this.inFlight.get(name) === flight) this.inFlight.delete(name);
+          });
+        f = flight;
+        this.inFlight.set(name, f);
       }
-      await p;
+      await this.join(name, f, signal);
       if (!this.host.get(name)) {  // retired (LRU) by another merge before this request got to it
         throw new AdapterError('The merge was evicted by newer merges before it could run: retry.', 'merges_busy', { retryAfterSeconds: 1 });
       }
@@ -176,6 +224,30 @@ export class MergeCache {
       this.kept.set(name, dir);
     }
     return this.host.acquire(name);
+  }
+
+  /**
+   * Wait for a computation as one of its waiters. When `signal` aborts this waiter leaves with
+   * `merge_cancelled`; the last one to leave stops the computation, and the name is free at once
+   * for a new one (which first waits for the stopped one's folder to be deleted: `deleting`).
+   */
+  private join(name: string, f: Flight, signal?: AbortSignal): Promise<void> {
+    f.waiters++;
+    if (!signal) return f.p;  // never leaves
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        reject(cancelled());
+        if (--f.waiters > 0) return;
+        f.ac.abort(cancelled());
+        if (this.inFlight.get(name) === f) this.inFlight.delete(name);
+        const done: Promise<void> = f.p.then(() => undefined, () => undefined).finally(() => {
+          if (this.deleting.get(name) === done) this.deleting.delete(name);
+        });
+        this.deleting.set(name, done);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      f.p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   /** Unregister a merge (its running requests finish) and delete its folder once nothing reads it. */
@@ -225,16 +297,37 @@ export class MergeCache {
     };
   }
 
-  private async build(name: string, c: Composition): Promise<void> {
-    if (this.running >= this.maxRunning) await new Promise<void>((go) => this.waiting.push(go));
-    else this.running++;
+  /** Take a computing turn: at once while fewer than maxRunning run, else in queue order; leaves the queue when `signal` aborts. */
+  private turn(signal: AbortSignal): Promise<void> {
+    if (this.running < this.maxRunning) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const go = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = this.waiting.indexOf(go);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiting.push(go);
+    });
+  }
+
+  private async build(name: string, c: Composition, signal: AbortSignal): Promise<void> {
+    await this.turn(signal);
     try {
       const out = join(this.dir, name);
-      // Built again after it was retired: its old folder is not deleted under the new one.
+      // Built again after it was retired or stopped: its old folder is not deleted under the new one.
       this.retired.delete(name);
       await this.deleting.get(name);
+      if (this.host.get(name)) return;  // a stopped computation had finished (and registered) after all
       try {
-        await materializeMergeOffThread(this.spec(c), this.info, out);
+        await materializeMergeOffThread(this.spec(c), this.info, out, { signal, timeoutMs: this.timeoutMs, onWorker: this.onWorker });
       } catch (err) {
         await rm(out, { recursive: true, force: true }).catch(() => undefined);  // a failed merge leaves no folder
         throw err;

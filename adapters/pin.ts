@@ -23,12 +23,14 @@ export interface PinnedComposition {
  * - materialised strategies: one synthetic adapter (built once and cached by the provider).
  * Members are acquired all at once or not at all (`acquireAll` when the provider has it): a
  * request waiting for slots holds none, so it never delays others (no hold-and-wait).
+ * @param signal aborts when the request leaves (passed to `acquireMerged`: an abandoned merge stops).
  * @throws whatever `provider.acquire` / `acquireAll` / `acquireMerged` throws; pins taken so far
  *   are released.
  */
 export async function pinComposition(
   provider: Pick<AdapterProvider, 'acquire' | 'acquireAll' | 'acquireMerged'>,
   c: Composition | undefined,
+  signal?: AbortSignal,
 ): Promise<PinnedComposition> {
   if (!c) return { adapters: [], release() {} };
   const leases: AdapterLease[] = [];
@@ -37,7 +39,7 @@ export async function pinComposition(
   };
   try {
     if (!ON_THE_FLY_STRATEGIES.has(c.merge.strategy)) {
-      const lease = await provider.acquireMerged(c);
+      const lease = await provider.acquireMerged(c, signal);
       leases.push(lease);
       return { adapters: [{ slot: lease.slot, weight: 1 }], release };
     }

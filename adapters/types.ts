@@ -88,9 +88,10 @@ export interface AdapterProvider {
    * Materialise a merge of this base's adapters (linear, ties, dare_*, magnitude_prune, svd
    * variants) once, cache it as a synthetic adapter keyed by the canonical spec, and acquire it
    * like any adapter. Throws AdapterError (`invalid_merge`, `invalid_adapter`) naming the bad field
-   * (`merge.density`, rank mismatch, ...).
+   * (`merge.density`, rank mismatch, ...). `signal` aborts when the request leaves: a merge no
+   * request waits for any more stops computing (adapters/merge-cache.ts).
    */
-  acquireMerged(composition: Composition): Promise<AdapterLease>;
+  acquireMerged(composition: Composition, signal?: AbortSignal): Promise<AdapterLease>;
   /**
    * Acquire every named adapter at once or none (no hold-and-wait while waiting for slots): one
    * lease per distinct name, in name order. Refuses (400) more distinct names than slots.
@@ -104,9 +105,9 @@ export interface AdapterProvider {
   /**
    * Make every adapter of `composition` resident and pin it for one request (undefined: the base
    * model alone, nothing pinned); adapters/pin.ts decides slots and how the engine combines them.
-   * Throws what `acquire` / `acquireMerged` throw, holding nothing.
+   * Throws what `acquire` / `acquireMerged` throw, holding nothing. `signal`: see acquireMerged.
    */
-  pin(composition: Composition | undefined): Promise<PinnedComposition>;
+  pin(composition: Composition | undefined, signal?: AbortSignal): Promise<PinnedComposition>;
   /** Fill the disk and host tiers for `name` without taking a slot (errors are logged; the tier tells). */
   prefetch?(name: string): Promise<void>;
   /**

@@ -38,6 +38,11 @@ export const AdapterCacheSchema = z.strictObject({
    * adapters); past it the least recently used is unregistered and its folder deleted.
    */
   maxMerges: z.number().int().min(1).max(100_000).default(64),
+  /**
+   * Longest one merge may compute (ms) before it is stopped and its requests get 504
+   * `merge_timeout` (param `merge`); a merge nobody waits for any more is stopped at once.
+   */
+  mergeTimeoutMs: z.number().int().min(1).max(3_600_000).default(120_000),
 }).transform(({ maxCpuBytes, ...c }) => ({ ...c, maxWarmBytes: c.maxWarmBytes ?? maxCpuBytes ?? 4 * 1024 ** 3 }));
 
 /** Remote adapter sources: http(s) folder URLs and hub ids `org/name[@rev]`. */

@@ -166,6 +166,9 @@ export const ERROR_TABLE: Record<DomainErrorCode, ErrorRow> = {
   too_many_adapters: client(400),
   too_many_pins: client(409),
   merges_busy: { status: 503, type: 'server_error', retry: true, expose: true },
+  // NOTE(why): a retry would take as long again (and is answered from memory for a while: adapters/merge-cache.ts).
+  merge_timeout: { status: 504, type: 'server_error', expose: true },
+  merge_cancelled: { status: 503, type: 'server_error', retry: true, expose: true },
   // native/errors.ts. NOTE(why): at the HTTP edge a native error comes from serving a request,
   // so the values and files it names came from that request (loadModel's refusals happen at
   // start, never here): bad values / files are the client's (400); capacity is 503; the device,

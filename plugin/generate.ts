@@ -87,6 +87,8 @@ export interface GenerateRequest {
   grammar?: GrammarSpec;
   /** Called for every token the engine reports for a choice (metrics: TTFT, ITL). */
   onToken?: (index: number) => void;
+  /** Aborts when the client leaves: a merge it waits for stops unless another request waits for it (AdapterProvider.pin). */
+  signal?: AbortSignal;
 }
 
 /** The logprob of one generated token and its top alternatives. */
@@ -460,7 +462,7 @@ export async function startGeneration(req: GenerateRequest): Promise<Generation>
   const grammars = req.grammar ? await openGrammars(model, req.grammar, req.prompts.length * req.n) : [];
   let pinned: Awaited<ReturnType<typeof model.adapters.pin>>;
   try {
-    pinned = await model.adapters.pin(req.composition);
+    pinned = await model.adapters.pin(req.composition, req.signal);
   } catch (err) {
     for (const g of grammars) g.close();
     throw err;

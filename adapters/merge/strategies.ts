@@ -19,7 +19,7 @@
  * - `torch.topk` does not specify which of equal magnitudes it keeps; `magnitudeBasedPruning`
  *   keeps the lower flat index.
  */
-import { EigenvalueDecomposition, Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
+import { gramCols, gramRows, lowRankTruncatedSvd, matmul, matmulTN, randomizedTruncatedSvd, symEig, type TruncatedSvd } from './linalg.ts';
 
 /** `majority_sign_method` of PEFT `calculate_majority_sign_mask`. */
 export type MajoritySignMethod = 'total' | 'frequency';
@@ -58,15 +58,52 @@ export function substream(seed: number, label: string): Rng {
 /**
  * PEFT `magnitude_based_pruning`: keep the k = int(density * numel) entries of largest |value|,
  * zero the rest. Ties in |value| keep the lower index (torch.topk leaves this unspecified).
+ * NOTE(why): the k-th largest |value| comes from a selection (`kthSmallest`, O(n)) instead of a
+ * sort of indices with a comparator (O(n log n) calls: ~1 s for a 960 x 2560 delta).
  */
 export function magnitudeBasedPruning(t: Float32Array, density: number): Float32Array {
   const k = Math.trunc(density * t.length); // Python int() truncates toward zero
   const out = new Float32Array(t.length);
   if (k <= 0) return out;
-  const idx = Array.from({ length: t.length }, (_, i) => i);
-  idx.sort((a, b) => Math.abs(t[b]!) - Math.abs(t[a]!) || a - b);
-  for (let j = 0; j < k; j++) out[idx[j]!] = t[idx[j]!]!;
+  const mags = new Float32Array(t.length);
+  for (let i = 0; i < t.length; i++) mags[i] = Math.abs(t[i]!);
+  const thr = kthSmallest(mags, t.length - k);  // the k-th largest |value|
+  let above = 0;
+  for (let i = 0; i < t.length; i++) if (Math.abs(t[i]!) > thr) above++;
+  let ties = k - above;  // entries equal to the threshold kept, lowest index first
+  for (let i = 0; i < t.length; i++) {
+    const m = Math.abs(t[i]!);
+    if (m > thr || (m === thr && ties-- > 0)) out[i] = t[i]!;
+  }
   return out;
+}
+
+/** The value of rank `j` (0-based) in ascending order of `a` (Hoare's quickselect, median of three); reorders `a`. */
+function kthSmallest(a: Float32Array, j: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >>> 1;
+    const x = a[lo]!, y = a[mid]!, z = a[hi]!;
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let e = hi;
+    while (i <= e) {
+      while (a[i]! < pivot) i++;
+      while (a[e]! > pivot) e--;
+      if (i <= e) {
+        const tmp = a[i]!;
+        a[i] = a[e]!;
+        a[e] = tmp;
+        i++;
+        e--;
+      }
+    }
+    if (j <= e) hi = e;
+    else if (j >= i) lo = i;
+    else return a[j]!;
+  }
+  return a[j]!;
 }
 
 /**
@@ -105,11 +142,12 @@ const sign = (x: number): number => (x > 0 ? 1 : x < 0 ? -1 : 0);
 export function calculateMajoritySignMask(tensors: Float32Array[], method: MajoritySignMethod = 'total'): Uint8Array[] {
   const n = tensors[0]!.length;
   const masks = tensors.map(() => new Uint8Array(n));
-  for (let j = 0; j < n; j++) {
+  const total = method === 'total';
+  for (let j = 0; j < n; j++) {  // NOTE(why): plain loops, no closures: this runs per element of every dense delta
     let s = 0;
-    for (const t of tensors) s += method === 'total' ? t[j]! : sign(t[j]!);
+    for (let i = 0; i < tensors.length; i++) s += total ? tensors[i]![j]! : sign(tensors[i]![j]!);
     const elected = s >= 0 ? 1 : -1;
-    tensors.forEach((t, i) => void (masks[i]![j] = sign(t[j]!) === elected ? 1 : 0));
+    for (let i = 0; i < tensors.length; i++) masks[i]![j] = sign(tensors[i]![j]!) === elected ? 1 : 0;
   }
   return masks;
 }
@@ -121,12 +159,12 @@ export function disjointMerge(tensors: Float32Array[], masks: Uint8Array[]): Flo
   for (let j = 0; j < n; j++) {
     let s = 0;
     let c = 0;
-    tensors.forEach((t, i) => {
+    for (let i = 0; i < tensors.length; i++) {
       if (masks[i]![j]) {
-        s += t[j]!;
+        s += tensors[i]![j]!;
         c++;
       }
-    });
+    }
     out[j] = s / Math.max(c, 1);
   }
   return out;
@@ -253,123 +291,91 @@ export function quantile(x: Float32Array | number[], q: number): number {
 }
 
 /**
+ * Dense matrices up to this min(out, in) get the exact SVD (`exactSvdFactors`); larger ones the
+ * randomized one. NOTE(why): the exact path's Gram eigendecomposition is O(min(out, in)^3) in
+ * JavaScript (0.6 s at 704 x 256, several seconds at 960 x 960, per module), the randomized one
+ * O(out in (rank + 10) (2q + 2)).
+ */
+export const EXACT_SVD_MAX_DIM = 128;
+
+/**
  * The SVD step of PEFT `_svd_generalized_task_arithmetic_weighted_adapter` (after kohya-ss
- * sd-scripts `svd_merge_lora.py`): delta = U S V^T; B = U[:, :r] diag(S[:r]) -> [out, rank],
- * A = V^T[:r, :] -> [rank, in]. With `clamp` (PEFT `svd_clamp`, default None) both are clamped to
- * +-quantile(concat(B, A), clamp). When rank > min(out, in), the extra rows of A / columns of B are
- * zero (PEFT would keep the smaller tensors; the product is the same).
- * Singular vectors are unique only up to sign, so B and A may differ from torch's by a sign per
- * component; B A does not.
- * @param delta [out, in] row-major
+ * sd-scripts `svd_merge_lora.py`) on a dense delta (the `*_svd` strategies: the pruned / sign-elected
+ * delta is full rank): delta ~= U S V^T truncated to `rank`; B = U diag(S) -> [out, rank],
+ * A = V^T -> [rank, in]. Exact (`exactSvdFactors`) when min(out, in) <= EXACT_SVD_MAX_DIM, else
+ * the randomized truncated SVD (linalg.ts `randomizedTruncatedSvd`: Halko, Martinsson & Tropp 2011,
+ * Algorithm 4.4, p = 10, q = 1, seed 0: deterministic). With `clamp` (PEFT `svd_clamp`) both are
+ * clamped to +-quantile(concat(B, A), clamp). Components past the matrix's rank are zero.
+ * @param delta [out, in] row-major float32
+ * @returns A [rank, in], B [out, rank] row-major float32
  */
 export function svdFactors(delta: Float32Array, out: number, inF: number, rank: number, clamp?: number): { A: Float32Array; B: Float32Array } {
-  // NOTE(why): the singular pairs come from the eigenvectors of the Gram matrix of the smaller
-  // side (D^T D [in, in] when in <= out, else D D^T): ml-matrix's one-sided SVD of a 704x256
-  // module took ~2.3 s, this ~0.6 s with B A equal to it within 1e-9 relative (double precision;
-  // only components below ~1e-8 of the largest singular value lose accuracy, and they are noise).
-  const tall = inF <= out;
-  const n = tall ? inF : out;  // Gram size
-  const G = new Matrix(n, n);
-  const g = new Float64Array(n * n);
-  if (tall) {
-    for (let o = 0; o < out; o++) {
-      const row = o * inF;
-      for (let i = 0; i < inF; i++) {
-        const di = delta[row + i]!;
-        if (di === 0) continue;
-        for (let j = i; j < inF; j++) g[i * n + j]! += di * delta[row + j]!;
-      }
-    }
-  } else {
-    for (let a = 0; a < out; a++) {
-      for (let b = a; b < out; b++) {
-        let acc = 0;
-        for (let i = 0; i < inF; i++) acc += delta[a * inF + i]! * delta[b * inF + i]!;
-        g[a * n + b] = acc;
-      }
-    }
-  }
-  for (let i = 0; i < n; i++) for (let j = i; j < n; j++) G.set(i, j, g[i * n + j]!).set(j, i, g[i * n + j]!);
-  const eig = new EigenvalueDecomposition(G, { assumeSymmetric: true });
-  const lambda = eig.realEigenvalues;
-  const vecs = eig.eigenvectorMatrix;
-  const order = lambda.map((_, i) => i).sort((a, b) => lambda[b]! - lambda[a]! || a - b);
-  const k = Math.min(rank, n);
-  const B = new Float32Array(out * rank);
-  const A = new Float32Array(rank * inF);
-  const top = Math.sqrt(Math.max(lambda[order[0]!]!, 0));
-  for (let j = 0; j < k; j++) {
-    const c = order[j]!;
-    const sigma = Math.sqrt(Math.max(lambda[c]!, 0));
-    if (tall) {
-      // v = eigenvector: A row = v^T, B column = D v (= sigma u)
-      for (let i = 0; i < inF; i++) A[j * inF + i] = vecs.get(i, c);
-      for (let o = 0; o < out; o++) {
-        let acc = 0;
-        for (let i = 0; i < inF; i++) acc += delta[o * inF + i]! * vecs.get(i, c);
-        B[o * rank + j] = acc;
-      }
-    } else if (sigma > 1e-12 * top) {
-      // u = eigenvector: B column = sigma u, A row = u^T D / sigma
-      for (let o = 0; o < out; o++) B[o * rank + j] = vecs.get(o, c) * sigma;
-      for (let i = 0; i < inF; i++) {
-        let acc = 0;
-        for (let o = 0; o < out; o++) acc += vecs.get(o, c) * delta[o * inF + i]!;
-        A[j * inF + i] = acc / sigma;
-      }
-    }
-  }
-  clampFactors(A, B, out, inF, rank, k, clamp);
-  return { A, B };
+  if (Math.min(out, inF) <= EXACT_SVD_MAX_DIM) return exactSvdFactors(delta, out, inF, rank, clamp);
+  return factorsOf(randomizedTruncatedSvd(delta, out, inF, rank, { seed: 0 }), out, inF, rank, clamp);
 }
 
 /**
- * svdFactors of delta = sum_j B_j A_j (B_j [out, r_j], A_j [r_j, in], coefficients folded in)
- * without forming delta: with Bc = [B_1 .. B_n] [out, R] and Ac = [A_1; ..; A_n] [R, in]
- * (R = sum r_j), QR gives Bc = Qb Rb and Ac^T = Qa Ra, so delta = Qb (Rb Ra^T) Qa^T and the SVD
- * of the R x R core C = Uc S Vc^T gives U = Qb Uc, V = Qa Vc (the low-rank SVD of Halko et al.
- * 2011, sec. 5.1, exact here because the rank is known). O((out + in) R^2 + R^3) instead of the
- * dense SVD's O(out in min(out, in)): at 704 x 256 with R = 12, milliseconds instead of ~0.65 s.
- * Falls back to svdFactors when R > min(out, in) (the delta's rank is then at most min(out, in)).
+ * The exact truncated SVD of a dense delta [out, in] (row-major float32), from the eigenvectors of
+ * the smaller Gram matrix (D^T D [in, in] when in <= out, else D D^T); B = U diag(S) [out, rank],
+ * A = V^T [rank, in], as svdFactors. The reference the faster paths are tested against.
+ * Singular vectors are unique only up to sign, so B and A may differ from torch's by a sign per
+ * component; B A does not.
+ */
+export function exactSvdFactors(delta: Float32Array, out: number, inF: number, rank: number, clamp?: number): { A: Float32Array; B: Float32Array } {
+  // NOTE(why): ml-matrix's one-sided SVD of a 704x256 module took ~2.3 s, this ~0.6 s with B A equal
+  // to it within 1e-9 relative (double precision; only components below ~1e-8 of the largest
+  // singular value lose accuracy, and they are noise).
+  const tall = inF <= out;
+  const n = tall ? inF : out;  // Gram size
+  const { values, vectors } = symEig(tall ? gramCols(delta, out, inF) : gramRows(delta, out, inF), n);
+  const top = Math.sqrt(values[0]!);
+  let k = 0;
+  while (k < Math.min(rank, n) && top > 0 && Math.sqrt(values[k]!) > 1e-12 * top) k++;
+  const S = new Float64Array(k);
+  const E = new Float64Array(n * k);  // the top k eigenvectors as columns
+  for (let j = 0; j < k; j++) {
+    S[j] = Math.sqrt(values[j]!);
+    for (let i = 0; i < n; i++) E[i * k + j] = vectors[i * n + j]!;
+  }
+  // tall: V = E, U = D V / S; wide: U = E, V = D^T U / S.
+  const other = tall ? matmul(delta, E, out, inF, k) : matmulTN(delta, E, out, inF, k);
+  for (let i = 0; i < other.length; i++) other[i]! /= S[i % k]!;
+  return factorsOf(tall ? { U: other, S, V: E, k } : { U: E, S, V: other, k }, out, inF, rank, clamp);
+}
+
+/**
+ * svdFactors of delta = sum_j c_j B_j A_j (B_j [out, r_j], A_j [r_j, in]) without forming delta
+ * (plain `svd`: its delta is a sum of low-rank products): the factors are stacked,
+ * Bc = [c_1 B_1 .. c_n B_n] [out, R] and Ac = [A_1; ..; A_n] [R, in] (R = sum r_j), and
+ * linalg.ts `lowRankTruncatedSvd` takes the exact SVD of Bc Ac through R x R matrices
+ * (Halko et al. 2011 sec. 5.1 with the range known exactly): O((out + in) R^2 + R^3) instead of
+ * the dense SVD's O(out in min(out, in)).
  * @param terms each { B: [out, r] row-major, A: [r, in] row-major, r, c } contributes c * B A.
+ * @returns A [rank, in], B [out, rank] row-major float32, as svdFactors
  */
 export function lowRankSvdFactors(
   terms: Array<{ B: Float32Array; A: Float32Array; r: number; c: number }>, out: number, inF: number, rank: number, clamp?: number,
 ): { A: Float32Array; B: Float32Array } {
   const R = terms.reduce((n, t) => n + t.r, 0);
   if (R === 0) return { A: new Float32Array(rank * inF), B: new Float32Array(out * rank) };
-  if (R > Math.min(out, inF)) {
-    const delta = new Float32Array(out * inF);
-    for (const t of terms) {
-      const d = deltaWeight(t.B, t.A, out, t.r, inF, t.c);
-      for (let j = 0; j < d.length; j++) delta[j]! += d[j]!;
-    }
-    return svdFactors(delta, out, inF, rank, clamp);
-  }
-  const Bc = new Matrix(out, R);
-  const AcT = new Matrix(inF, R);
+  const Bc = new Float64Array(out * R);
+  const Ac = new Float64Array(R * inF);
   let off = 0;
   for (const t of terms) {
-    for (let o = 0; o < out; o++) for (let k = 0; k < t.r; k++) Bc.set(o, off + k, t.c * t.B[o * t.r + k]!);
-    for (let k = 0; k < t.r; k++) for (let i = 0; i < inF; i++) AcT.set(i, off + k, t.A[k * inF + i]!);
+    for (let o = 0; o < out; o++) for (let k = 0; k < t.r; k++) Bc[o * R + off + k] = t.c * t.B[o * t.r + k]!;
+    Ac.set(t.A, off * inF);
     off += t.r;
   }
-  const qb = new QrDecomposition(Bc);
-  const qa = new QrDecomposition(AcT);
-  const core = qb.upperTriangularMatrix.mmul(qa.upperTriangularMatrix.transpose());  // [R, R]
-  const svd = new SingularValueDecomposition(core);
-  const U = qb.orthogonalMatrix.mmul(svd.leftSingularVectors);  // [out, R]
-  const V = qa.orthogonalMatrix.mmul(svd.rightSingularVectors);  // [in, R]
-  return factorsOf(U, svd.diagonal, V, out, inF, rank, clamp);
+  return factorsOf(lowRankTruncatedSvd(Bc, Ac, out, R, inF, rank), out, inF, rank, clamp);
 }
 
-/** B = U[:, :k] diag(S[:k]), A = V[:, :k]^T with k = min(rank, |S|), zero-padded to rank; then svd_clamp (see svdFactors). */
-function factorsOf(U: Matrix, S: number[], V: Matrix, out: number, inF: number, rank: number, clamp?: number): { A: Float32Array; B: Float32Array } {
-  const k = Math.min(rank, S.length);
+/** B = U diag(S) [out, rank], A = V^T [rank, in] (float32), zero past k; then svd_clamp (see svdFactors). */
+function factorsOf(t: TruncatedSvd, out: number, inF: number, rank: number, clamp?: number): { A: Float32Array; B: Float32Array } {
+  const k = Math.min(rank, t.k);
   const B = new Float32Array(out * rank);
   const A = new Float32Array(rank * inF);
-  for (let o = 0; o < out; o++) for (let j = 0; j < k; j++) B[o * rank + j] = U.get(o, j) * S[j]!;
-  for (let j = 0; j < k; j++) for (let i = 0; i < inF; i++) A[j * inF + i] = V.get(i, j);
+  for (let o = 0; o < out; o++) for (let j = 0; j < k; j++) B[o * rank + j] = t.U[o * t.k + j]! * t.S[j]!;
+  for (let j = 0; j < k; j++) for (let i = 0; i < inF; i++) A[j * inF + i] = t.V[i * t.k + j]!;
   clampFactors(A, B, out, inF, rank, k, clamp);
   return { A, B };
 }

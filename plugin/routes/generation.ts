@@ -247,8 +247,11 @@ export async function runGeneration(
   let first = true;
   try {
     ticket = await ctx.admission(name).admit(r.prompts.length * r.n, adapters, watch);
+    const left = new AbortController();  // the client left while a merge was computed for it
+    watch.onGone(() => left.abort());
     const gen = await ctx.starting(startGeneration({
       ...r,
+      signal: left.signal,
       onToken(index) {
         const now = performance.now();
         if (first) {

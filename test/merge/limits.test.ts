@@ -11,36 +11,16 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { AdapterError } from '../../adapters/errors.ts';
 import type { Composition } from '../../adapters/composition.ts';
-import { MergeCache, type MergeHost } from '../../adapters/merge-cache.ts';
-import type { AdapterInfo, AdapterLease } from '../../adapters/types.ts';
+import { MergeCache } from '../../adapters/merge-cache.ts';
 import { EXAMPLES, tinyInfo } from '../adapters/helpers.ts';
+import { fakeMergeHost } from './fake-host.ts';
 
 let tmp: string;
 before(async () => void (tmp = await mkdtemp(join(tmpdir(), 'openlora-merge-limits-'))));
 after(async () => rm(tmp, { recursive: true, force: true }));
 
 /** A host that knows the demo's adapters by folder and records what it registers. */
-function fakeHost(): MergeHost & { registered: string[]; draining: Set<string> } {
-  const known = new Map<string, AdapterInfo>();
-  for (const n of ['whisper', 'romeo']) known.set(n, { name: n, dir: join(EXAMPLES, n) } as AdapterInfo);
-  const registered: string[] = [];
-  const draining = new Set<string>();
-  return {
-    registered,
-    draining,
-    get: (name) => known.get(name),
-    async registerSynthetic(name, dir) {
-      registered.push(name);
-      const info = { name, dir, synthetic: true } as AdapterInfo;
-      known.set(name, info);
-      return info;
-    },
-    acquire: async (name) => ({ name, release() {} }) as unknown as AdapterLease,
-    identity: async (name) => `id-of-${name}`,
-    unregister: (name) => known.delete(name),
-    isDraining: (name) => draining.has(name),
-  };
-}
+const fakeHost = () => fakeMergeHost({ whisper: join(EXAMPLES, 'whisper'), romeo: join(EXAMPLES, 'romeo') });
 
 const linear = (w: number): Composition =>
   ({
