@@ -54,6 +54,14 @@ async function loadOne(entry: ModelEntry, config: Config, log: Logger): Promise<
     { model: entry.name, backend: info.backend, reason: info.backendReason, quantization: info.quantization, ms: Math.round(performance.now() - t0) },
     `loaded base model ${entry.name} (${info.numHiddenLayers} layers, hidden ${info.hiddenSize}, ${storage})`,
   );
+  const wanted = Math.min(e.maxModelLen || info.derivedMaxModelLen, info.derivedMaxModelLen);
+  if (info.maxModelLen < wanted) {
+    // vLLM refuses to start here; the context is shortened instead, and said once.
+    log.warn(
+      { model: entry.name, maxModelLen: info.maxModelLen, wanted, kvCacheBytes: info.kvCacheBytes },
+      `the KV cache (${Math.round(info.kvCacheBytes / 2 ** 20)} MiB) holds ${info.maxModelLen} tokens: the context of ${entry.name} is shortened from ${wanted} (raise engine.kvCacheBytes or kvCacheMemoryFraction to serve it whole)`,
+    );
+  }
   try {
     const adapters = new AdapterManager({
       engine,

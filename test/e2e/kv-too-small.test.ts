@@ -11,6 +11,9 @@ import type { RunningServer } from '../../examples/server.ts';
 import { Engine } from '../../native/engine.ts';
 import { postJson, startDemo } from './server.ts';
 import { modelDir } from '../native/helpers.ts';
+import { pino } from 'pino';
+import { defaultConfigInput, parseConfig } from '../../config/load.ts';
+import { createOpenLora } from '../../plugin/server.ts';
 
 let srv: RunningServer;
 before(async () => {
@@ -43,4 +46,15 @@ test('maxModelLen: caps the context; above the pool or the model it is refused n
   }
   await assert.rejects(Engine.load(modelDir, { threads: 1, maxModelLen: 100, numKvBlocks: 2 }), /maxModelLen .*KV/);
   await assert.rejects(Engine.load(modelDir, { threads: 1, maxModelLen: 100000 }), /maxModelLen .*above the model/);
+});
+
+test('a context shortened by the KV pool is said once at start, with the sizes', async () => {
+  const lines: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (l: string) => lines.push(l) });
+  const o = await createOpenLora(parseConfig({ ...defaultConfigInput(), logLevel: 'warn', engine: { threads: 1, numKvBlocks: 4 } }), log);
+  await o.close();
+  const warn = lines.map((l) => JSON.parse(l) as { msg: string; maxModelLen: number; wanted: number }).filter((l) => /context of tiny-shakespeare is shortened/.test(l.msg));
+  assert.equal(warn.length, 1, lines.join(''));
+  assert.equal(warn[0]!.maxModelLen, 64);
+  assert.equal(warn[0]!.wanted, 512);
 });
