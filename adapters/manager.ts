@@ -264,8 +264,17 @@ export class AdapterManager implements RuntimeAdapterProvider {
       }
       cold = entries.filter((e) => e.device.slot === null);
       if (this.slots.reserveNow(cold.length, keep)) break;
-      const left = deadline - performance.now();
-      if (left <= 0) {
+      // Operator pins outside the set leave too few slots: no request's end frees them, so waiting cannot help.
+      const left = this.slots.maxLoras - this.slots.operatorPinned(keep);
+      if (entries.length > left) {
+        throw new AdapterError(
+          `adapters ${distinct.join(', ')}: the composition needs ${entries.length} adapter slots, but operator pins leave only ${left} of the ${this.slots.maxLoras} (POST /v1/unpin_lora_adapter releases them)`,
+          'no_free_slot',
+          { param: null },
+        );
+      }
+      const wait = deadline - performance.now();
+      if (wait <= 0) {
         this.slots.slotTimeouts++;
         const err = new AdapterError(
           `adapters ${distinct.join(', ')}: ${cold.length} more of the ${this.slots.maxLoras} adapter slots are needed, but they are ${this.slots.holders()} (waited ${this.slots.slotWaitMs} ms); retry later`,
@@ -277,7 +286,7 @@ export class AdapterManager implements RuntimeAdapterProvider {
       }
       if (!waited) this.slots.slotWaits++;
       waited = true;
-      await this.slots.waitForRelease(left);
+      await this.slots.waitForRelease(wait);
     }
     const devs = entries.map((e) => e.device);  // the versions pinned (and leased) here
     for (const dev of devs) {

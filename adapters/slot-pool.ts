@@ -116,10 +116,19 @@ export class SlotPool {
    * adapters an operator pinned when there are any ("in use: 3 pinned by an operator ...").
    */
   holders(): string {
-    let pinned = 0;
-    for (const h of this.resident) if (h.device.operatorPins > 0) pinned++;
+    const pinned = this.operatorPinned();
+    let running = 0;
+    for (const h of this.resident) if (h.device.operatorPins === 0 && h.device.pins > 0) running++;
     if (pinned === 0) return 'in use by running requests';
-    return `in use: ${pinned} pinned by an operator (POST /v1/unpin_lora_adapter releases them), the other ${this.maxLoras - pinned} by running requests`;
+    const free = this.maxLoras - pinned - running;
+    return `in use: ${pinned} pinned by an operator (POST /v1/unpin_lora_adapter releases them), ${running} by running requests${free > 0 ? `, ${free} free or evictable` : ''}`;
+  }
+
+  /** Resident adapters an operator pinned, those in `except` not counted. */
+  operatorPinned(except?: ReadonlySet<SlotHolder>): number {
+    let n = 0;
+    for (const h of this.resident) if (h.device.operatorPins > 0 && !except?.has(h)) n++;
+    return n;
   }
 
   /** Mark `h` most recently used. */

@@ -87,11 +87,21 @@ test('operator pins keep one slot free: the pin that would take the last is a 40
   const running = await m.acquire(free);
   await assert.rejects(m.acquire('d'), (e: unknown) => {
     assert.ok(e instanceof AdapterError && e.code === 'no_free_slot', String(e));
-    assert.match(e.message, /all 3 adapter slots are in use: 2 pinned by an operator \(POST \/v1\/unpin_lora_adapter releases them\), the other 1 by running requests/);
+    assert.match(e.message, /all 3 adapter slots are in use: 2 pinned by an operator \(POST \/v1\/unpin_lora_adapter releases them\), 1 by running requests/);
     return true;
   });
   running.release();
   (await m.acquire('d')).release();
+
+  // A composition of two unpinned members can never get two slots while the operator holds two
+  // of three: refused at once (not after slotWaitMs), and nothing blamed on running requests.
+  const t0 = performance.now();
+  await assert.rejects(m.acquireAll(['c', 'd'].includes(free) ? ['c', 'd'] : ['b', 'd']), (e: unknown) => {
+    assert.ok(e instanceof AdapterError && e.code === 'no_free_slot', String(e));
+    assert.match(e.message, /the composition needs 2 adapter slots, but operator pins leave only 1 of the 3 \(POST \/v1\/unpin_lora_adapter releases them\)/);
+    return true;
+  });
+  assert.ok(performance.now() - t0 < 25, 'no wait');
 
   // Unpinning frees the operator's count: another pin fits again.
   won[0]!.value.release();
