@@ -43,7 +43,7 @@ import { loadTokenizer, ModelTokenizer } from './tokenizer.ts';
 import type { ToolFormatName } from './tools/format.ts';
 import { requireJsonBody, verifyJsonBody } from './body.ts';
 import { discoverAdapters } from './discover.ts';
-import { buildUpstreams, forward, pickUpstream, proxiedEndpoint } from './upstream.ts';
+import { buildUpstreams, forward, pickUpstream, proxiedEndpoint, requireOneModelKey } from './upstream.ts';
 
 /** One base model to serve. */
 export interface OpenLoraModel {
@@ -269,6 +269,7 @@ export function openLora(options: OpenLoraOptions): OpenLoraRouter {
     if (/(^|\/)\.\.?(\/|$)/.test(req.path)) throw new InvalidRequestError('The request path must not contain "." or ".." segments.', null);
     // Only the inference endpoints, by exact path: the upstream is called with the operator's key (404 otherwise).
     const endpoint = proxiedEndpoint(req.method, req.path);
+    requireOneModelKey(req);
     if (closed) throw new ServiceUnavailableError('The server is shutting down.');
     setMetricModel(res, `upstream:${u.pattern}`);
     proxied.add(res);

@@ -21,7 +21,7 @@ import type { Socket } from 'node:net';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import type { UpstreamConfig } from '../config/schema.ts';
-import { toOpenAIError, UpstreamError, UpstreamPathError } from './errors.ts';
+import { InvalidRequestError, toOpenAIError, UpstreamError, UpstreamPathError } from './errors.ts';
 import { GlobList } from './glob.ts';
 
 const RAW = Symbol('openlora.rawBody');
@@ -38,6 +38,45 @@ export const PROXIED_ENDPOINTS: readonly string[] = ['/chat/completions', '/comp
 const DROPPED_HEADERS = ['cookie', 'proxy-authorization', 'proxy-connection', 'connection', 'keep-alive', 'te', 'trailer', 'upgrade'];
 /** The client's own upstream credentials, dropped when the operator's `apiKey` replaces them. */
 const CLIENT_CREDENTIALS = ['authorization', 'api-key', 'x-api-key'];
+
+/**
+ * The keys of the top-level JSON object in `buf`, in order, repeats included (JSON.parse keeps
+ * only the last of a repeated key; another parser may keep the first). A byte scan: strings at
+ * depth 1 that open the object or follow a comma are its keys, decoded as JSON strings.
+ * @returns [] when `buf` is not an object.
+ */
+export function topLevelKeys(buf: Uint8Array): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < buf.length; i++) {
+    const c = buf[i]!;
+    if (c === 0x22) {  // a string: skip it whole
+      const start = i;
+      for (i++; i < buf.length && buf[i] !== 0x22; i++) if (buf[i] === 0x5c) i++;
+      if (depth === 1 && expectKey) {
+        keys.push(JSON.parse(Buffer.from(buf.subarray(start, i + 1)).toString('utf8')) as string);
+        expectKey = false;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      depth++;
+      expectKey = depth === 1 && c === 0x7b;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x2c && depth === 1) expectKey = true;
+  }
+  return keys;
+}
+
+/**
+ * @throws InvalidRequestError (400, param `model`) when the raw body kept for the proxy names
+ *   `model` more than once: the upstream might read another one than the key was checked against.
+ */
+export function requireOneModelKey(req: IncomingMessage): void {
+  const raw = (req as unknown as Record<symbol, Buffer | undefined>)[RAW];
+  if (raw && topLevelKeys(raw).filter((k) => k === 'model').length > 1) {
+    throw new InvalidRequestError('The request body names `model` more than once; name it once.', 'model');
+  }
+}
 
 /** `express.json` `verify` hook keeping the raw body for the proxy. */
 export function keepRawBody(req: IncomingMessage, _res: ServerResponse, buf: Buffer): void {

@@ -198,6 +198,26 @@ test('encoded traversal, prefixes and other spellings of an endpoint are not pro
   assert.deepEqual(seen.slice(before), [], 'nothing reached the upstream');
 });
 
+test('a proxied body naming `model` twice is a 400 that never reaches the upstream (it might read the other one)', async () => {
+  const before = seen.length;
+  for (const body of ['{"model":"gpt-4o-mini","model":"gpt-4o","messages":[]}', '{"model":"gpt-4o","messages":[],"mod\\u0065l":"gpt-4o"}']) {
+    const r = await fetch(srv.url + CHAT, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' }, body });
+    const e = ((await r.json()) as { error: { param: string; message: string } }).error;
+    assert.equal(r.status, 400, body);
+    assert.equal(e.param, 'model');
+    assert.match(e.message, /names `model` more than once/);
+  }
+  assert.deepEqual(seen.slice(before), [], 'nothing reached the upstream');
+  // Nested "model" keys and strings are not the top-level field: forwarded.
+  const ok = await fetch(srv.url + CHAT, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer sk-all-0123456789' },
+    body: '{"model":"gpt-4o","messages":[{"role":"user","content":"\\"model\\":"}],"metadata":{"model":"x"}}',
+  });
+  assert.equal(ok.status, 200);
+  assert.equal(seen.length, before + 1);
+});
+
 test('every inference endpoint is proxied, with its query string, to the same path upstream', async () => {
   for (const path of ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses']) {
     const r = await post(`${srv.url}${path}?api-version=1`, { model: 'gpt-4o', input: 'x', prompt: 'x', messages: [] }, 'sk-all-0123456789');
