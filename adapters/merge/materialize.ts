@@ -23,11 +23,12 @@
  * One input adapter always merges as `linear` (PEFT).
  *
  * NOTE(event loop): the server runs this on a worker thread (./off-thread.ts), so the event loop
- * only waits for a message. The A/B strategies take ~0.1 s for the demo model, and so does plain
- * `svd` (the SVD of the stacked factors' small core, strategies.ts lowRankSvdFactors); the
- * ties/dare/magnitude_prune `*_svd` variants prune the dense deltas first, so they take a dense
- * SVD (the Gram matrix's eigenvectors, strategies.ts svdFactors): ~0.4 s per module of the demo,
- * 6-11 s for two adapters on all 28 modules (ml-matrix's SVD took 27-32 s).
+ * only waits for a message; a merge nobody waits for any more is stopped, and one past
+ * adapterCache.mergeTimeoutMs fails (../merge-cache.ts). Plain `svd` works from the stacked factors
+ * (no dense delta; linalg.ts); the ties/dare/magnitude_prune `*_svd` variants prune the dense
+ * deltas first and take a randomized SVD of each (strategies.ts svdFactors). At a 360M model's
+ * shape (bench/merge.ts, bench/README.md): plain `svd` 3-8 s for two rank-8 adapters on all
+ * seven modules of 32 layers, `*_svd` 2-4 minutes (the element-wise pruning of the dense deltas).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
