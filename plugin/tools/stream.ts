@@ -35,12 +35,8 @@ export class ToolStreamParser {
   readonly calls: ToolCall[] = [];
   /** The output so far. */
   private raw = '';
-  /** Its text not sent yet. */
+  /** Its text not sent yet (the output's last characters). */
   private tail = '';
-  /** How many of its characters were sent as content. */
-  private sent = 0;
-  /** The last characters of the output, where a `</tool_call>` may have begun. */
-  private recent = '';
   /** What the unsent text is: see `Settled.next`. */
   private next: Settled['next'] = 'open';
 
@@ -50,8 +46,8 @@ export class ToolStreamParser {
   push(text: string): StreamDelta[] {
     this.raw += text;
     this.tail += text;
-    const recent = this.recent + text;
-    this.recent = recent.slice(1 - CLOSE.length);
+    // This delta and the characters before it where a `</tool_call>` may have begun.
+    const recent = this.raw.slice(-(text.length + CLOSE.length - 1));
     if (this.next === 'open') {
       const s = settledContent(this.tail, this.format, this.sent === 0);
       this.next = s.next;
@@ -81,9 +77,13 @@ export class ToolStreamParser {
       out.push({ toolCall: { index, id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } } });
       this.calls.push(c);
     }
-    this.sent = this.raw.length;
     this.tail = '';
     return out;
+  }
+
+  /** How many of the output's characters were sent as content: all but the unsent tail. */
+  private get sent(): number {
+    return this.raw.length - this.tail.length;
   }
 
   /** Send the first `n` characters of the unsent text as content. */
@@ -91,7 +91,6 @@ export class ToolStreamParser {
     if (n === 0) return [];
     const piece = this.tail.slice(0, n);
     this.tail = this.tail.slice(n);
-    this.sent += n;
     return [{ content: piece }];
   }
 
