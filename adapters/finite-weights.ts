@@ -53,13 +53,13 @@ export async function checkFiniteWeights(spec: AdapterLoadSpec, header: Safetens
       const t = header.tensors.get(name);
       if (!t) continue;  // the spec was built from this header: never absent
       const width = t.dtype === 'F32' ? 4 : 2;
-      // Pieces of whole values, each scanned between yields.
-      const step = Math.max(width, YIELD_BYTES - (YIELD_BYTES % width));
-      for (let off = 0; off < t.end - t.begin; off += step) {
+      // Pieces of YIELD_BYTES (a multiple of every value width: whole values), scanned between yields.
+      for (let off = 0; off < t.end - t.begin; off += YIELD_BYTES) {
         const from = header.dataStart + t.begin + off;
-        const i = firstNonFinite(file.subarray(from, Math.min(header.dataStart + t.end, from + step)), t.dtype);
+        const to = Math.min(header.dataStart + t.end, from + YIELD_BYTES);
+        const i = firstNonFinite(file.subarray(from, to), t.dtype);
         if (i >= 0) throw new AdapterError(`${spec.path}: tensor ${name} contains NaN or Inf (element ${off / width + i})`);
-        sinceYield += step;
+        sinceYield += to - from;  // the bytes scanned (a small tensor's piece is short)
         if (sinceYield >= YIELD_BYTES) {
           sinceYield = 0;
           await new Promise<void>((resolve) => setImmediate(resolve));
